@@ -1,0 +1,1094 @@
+"""Read, validate, profile and store uploaded tables.
+
+One direction only: bytes -> :func:`read_table` (format, encoding and delimiter sniffing, size
+and shape limits) -> :func:`profile_table` (column roles with drop reasons, task inference,
+target distribution) -> :func:`prepare` (``X``/``y`` ready for the preprocessing ``Pipeline``).
+:func:`store_dataset` validates first and only then writes the bytes, content-addressed, to
+``<data>/datasets/<sha256>.<csv|parquet>`` with a row in the catalogue. Workers find the bytes
+again with :func:`load_dataset` and verify their hash.
+
+Every rejection is a :class:`~hpdash.errors.DatasetError` whose message says what is wrong and
+how to fix it. Parquet files with nested (list/struct/map) columns are rejected, not silently
+flattened: the message names the columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+import io
+import os
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from hpdash import config
+from hpdash.errors import DatasetError, SpecError, StorageError
+from hpdash.store import Catalogue
+
+TaskName = Literal["classification", "regression"]
+TASKS: tuple[str, ...] = ("classification", "regression")
+
+#: Bundled scikit-learn toy datasets (no download needed): ``sklearn:NAME`` -> description.
+SAMPLES: dict[str, str] = {
+    "sklearn:iris": "Iris flowers: 150 rows, 4 numeric features, 3 species (classification)",
+    "sklearn:wine": "Wine cultivars: 178 rows, 13 numeric features, 3 classes (classification)",
+    "sklearn:breast_cancer": (
+        "Breast cancer (Wisconsin): 569 rows, 30 numeric features, malignant/benign "
+        "(classification)"
+    ),
+    "sklearn:digits": "Handwritten digits: 1,797 rows, 64 pixel features, 10 classes (classification)",
+    "sklearn:diabetes": (
+        "Diabetes progression: 442 rows, 10 numeric features, disease progression after one "
+        "year (regression)"
+    ),
+}
+
+DEFAULT_MAX_COLUMNS = 2_000
+MIN_ROWS = 2
+#: Uniqueness alone says little on a tiny table; below this many rows it never makes a column
+#: ID-like (a column *named* like an ID still does).
+MIN_ROWS_FOR_ID = 10
+#: A numeric target with at most this many distinct integer values is a class label.
+MAX_CLASSES_FOR_INFERENCE = 20
+
+CSV_EXTENSIONS = {".csv", ".tsv", ".txt", ".tab"}
+PARQUET_EXTENSIONS = {".parquet", ".pq", ".parq"}
+DELIMITERS = (",", ";", "\t", "|")
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+_NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_DECIMAL_COMMA_RE = re.compile(r"^[+-]?\d+(,\d+)?$")
+_ID_NAME_RE = re.compile(r"(?i)^(id|index|idx|uuid|guid|key|row|rownum|row_id)$|[_ -]id$|^id[_ -]")
+_TIME_PART = r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s?[AaPp][Mm])?)?(?:\s?(?:Z|UTC|[+-]\d{2}:?\d{2}))?"
+_DATE_RES = (
+    re.compile(r"^\d{4}-\d{1,2}-\d{1,2}" + _TIME_PART + "$"),
+    re.compile(r"^\d{4}/\d{1,2}/\d{1,2}" + _TIME_PART + "$"),
+    re.compile(r"^(\d{1,2})[/.-]\d{1,2}[/.-]\d{2,4}" + _TIME_PART + "$"),
+)
+_MAGIC = (
+    (b"\x1f\x8b", "a gzip archive", "unpack it first and upload the CSV or Parquet file inside"),
+    (b"PK\x03\x04", "a zip archive (or an Excel .xlsx workbook)",
+     "unpack it first, or export the sheet as CSV"),
+    (b"BZh", "a bzip2 archive", "unpack it first and upload the file inside"),
+    (b"\xfd7zXZ\x00", "an xz archive", "unpack it first and upload the file inside"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive", "unpack it first and upload the file inside"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Excel (.xls) or other Office file",
+     "export the sheet as CSV"),
+    (b"%PDF", "a PDF document", "export the table as CSV"),
+)
+
+
+# -- data classes ---------------------------------------------------------------------------
+@dataclass
+class ColumnInfo:
+    """One column of a profiled table and the role it will play."""
+
+    name: str
+    dtype: str
+    role: str  # "numeric" | "categorical" | "datetime" | "dropped" | "target"
+    reason: str | None  # for dropped columns: starts with ID-like/constant/free text/all missing
+    missing_share: float
+    n_unique: int
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DatasetProfile:
+    """What hpdash learned about a table: shape, roles, task and target distribution.
+
+    ``n_rows`` counts every row of the table, including rows whose target is missing
+    (``n_target_missing_dropped`` of them; :func:`prepare` drops those).
+    """
+
+    n_rows: int
+    n_cols: int
+    target: str | None
+    task: TaskName | None
+    columns: list[ColumnInfo]
+    target_distribution: pd.DataFrame
+    n_target_missing_dropped: int
+
+    def columns_frame(self) -> pd.DataFrame:
+        """One row per column: name, dtype, role, reason, missing_share, n_unique, examples.
+
+        ``examples`` is a single display string (values joined with ``", "``).
+        """
+        return pd.DataFrame(
+            {
+                "name": [c.name for c in self.columns],
+                "dtype": [c.dtype for c in self.columns],
+                "role": [c.role for c in self.columns],
+                "reason": [c.reason for c in self.columns],
+                "missing_share": [c.missing_share for c in self.columns],
+                "n_unique": [c.n_unique for c in self.columns],
+                "examples": [", ".join(c.examples) for c in self.columns],
+            }
+        )
+
+    def dropped(self) -> list[ColumnInfo]:
+        """The columns that will not be features, with their reasons."""
+        return [c for c in self.columns if c.role == "dropped"]
+
+
+@dataclass
+class PreparedData:
+    """Features and target ready for the preprocessing pipeline of the evaluation protocol."""
+
+    X: pd.DataFrame
+    y: pd.Series
+    task: TaskName
+    numeric: list[str]
+    categorical: list[str]
+    profile: DatasetProfile
+
+
+@dataclass
+class StoredDataset:
+    """A dataset in the content-addressed store (and its catalogue row)."""
+
+    sha256: str
+    name: str
+    filename: str
+    format: str  # "csv" | "parquet"
+    path: Path
+    size_bytes: int
+    n_rows: int
+    n_cols: int
+
+
+# -- small helpers --------------------------------------------------------------------------
+def sha256_bytes(data: bytes) -> str:
+    """The lowercase hex SHA-256 of ``data`` (the dataset's identity)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def max_columns() -> int:
+    """Most columns a table may have (``$HPDASH_MAX_COLUMNS``, default 2,000)."""
+    return int(os.environ.get("HPDASH_MAX_COLUMNS", DEFAULT_MAX_COLUMNS))
+
+
+def _human_bytes(n: int | float) -> str:
+    """``1536`` -> ``'1.5 KB'``."""
+    value = float(n)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"  # pragma: no cover
+
+
+def _names(names: list[str], limit: int = 8) -> str:
+    """A short, quoted list of names for a message."""
+    shown = ", ".join(repr(str(n)) for n in names[:limit])
+    return shown + (f" … ({len(names)} in total)" if len(names) > limit else "")
+
+
+def _base_filename(filename: str) -> str:
+    """The last component of a (POSIX or Windows) file name: metadata only, never a path."""
+    name = PureWindowsPath(PurePosixPath(str(filename)).name).name
+    return name.strip() or "dataset"
+
+
+def _check_task(task: str) -> str:
+    """Validate a task name: ``auto``, ``classification`` or ``regression``."""
+    if task not in ("auto", *TASKS):
+        raise SpecError(
+            f"Unknown task {task!r}: use 'classification', 'regression' or 'auto'."
+        )
+    return task
+
+
+# -- reading --------------------------------------------------------------------------------
+def read_table(data: bytes, filename: str, max_bytes: int | None = None) -> pd.DataFrame:
+    """Read CSV or Parquet ``data`` into a DataFrame, or raise :class:`DatasetError`.
+
+    The format comes from the extension and the magic bytes (``PAR1``). CSV encoding is
+    UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252/Latin-1; the delimiter is
+    sniffed among ``,`` ``;`` tab and ``|``. ``max_bytes`` defaults to the upload limit.
+    ``df.attrs["source"]`` records what was detected (format, encoding, delimiter).
+    """
+    return _read(data, filename, config.max_upload_bytes() if max_bytes is None else max_bytes)[0]
+
+
+def _read(data: bytes, filename: str, max_bytes: int | None) -> tuple[pd.DataFrame, str]:
+    """:func:`read_table` that also returns the format; ``max_bytes=None`` means no limit."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError("read_table expects the file's bytes; use path.read_bytes()")
+    data = bytes(data)
+    display = _base_filename(filename)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise DatasetError(
+            f"{display} is {_human_bytes(len(data))}, over the upload limit of "
+            f"{_human_bytes(max_bytes)}. Upload a smaller file (a sample of the rows, or "
+            "Parquet, which is smaller) or raise HPDASH_MAX_UPLOAD_MB."
+        )
+    if not data:
+        raise DatasetError(f"{display} is empty (0 bytes). Upload a file with a header row and data rows.")
+
+    ext = PurePosixPath(display.lower()).suffix
+    for magic, what, fix in _MAGIC:
+        if data.startswith(magic):
+            raise DatasetError(f"{display} looks like {what}, not a CSV or Parquet table; {fix}.")
+    if ext in {".xlsx", ".xls", ".xlsm", ".ods"}:
+        raise DatasetError(
+            f"{display} is a spreadsheet ({ext}); hpdash reads CSV and Parquet. Export the sheet "
+            "as CSV (UTF-8) or Parquet and upload that."
+        )
+    is_parquet = data[:4] == b"PAR1"
+    if ext in PARQUET_EXTENSIONS and not is_parquet:
+        hint = ""
+        if b"\x00" not in data[:4096]:
+            hint = " It looks like text: if it is a CSV file, rename it to .csv."
+        raise DatasetError(
+            f"{display} is not a valid Parquet file (it does not start with the PAR1 magic "
+            f"bytes).{hint}"
+        )
+    if not is_parquet and ext not in CSV_EXTENSIONS and ext != "":
+        raise DatasetError(
+            f"Unsupported file type {ext!r} ({display}). Upload a CSV (.csv, .tsv, .txt) or a "
+            "Parquet (.parquet) file."
+        )
+
+    if is_parquet:
+        df = _read_parquet(data, display)
+        fmt = "parquet"
+    else:
+        df = _read_csv(data, display)
+        fmt = "csv"
+    _check_columns([str(c) for c in df.columns], display)
+    _check_shape(df, display)
+    return df, fmt
+
+
+def _decode(data: bytes, display: str) -> tuple[str, str]:
+    """Decode CSV bytes; returns ``(text, encoding)``."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError as exc:
+            raise DatasetError(
+                f"{display} starts with a UTF-16 byte-order mark but is not valid UTF-16 "
+                f"({exc.reason} at byte {exc.start}). Re-save it as CSV (UTF-8)."
+            ) from exc
+    if b"\x00" in data:
+        pos = data.index(b"\x00")
+        raise DatasetError(
+            f"{display} contains binary data (a NUL byte at byte {pos}), so it is not a text "
+            "CSV. Upload a CSV saved as UTF-8 text, or a Parquet file (if it is UTF-16 text "
+            "without a byte-order mark, re-save it as UTF-8)."
+        )
+    if data.startswith(b"\xef\xbb\xbf"):
+        encoding = "utf-8-sig"
+    else:
+        encoding = "utf-8"
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:
+        try:
+            text, encoding = data.decode("cp1252"), "cp1252"
+        except UnicodeDecodeError:
+            text, encoding = data.decode("latin-1"), "latin-1"
+    sample = text[:65536]
+    controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\r\n\f\v")
+    if controls > max(8, len(sample) // 100):
+        raise DatasetError(
+            f"{display} contains binary data ({controls} control characters in its first "
+            f"{len(sample)} characters), so it is not a text CSV. Upload a CSV saved as text "
+            "or a Parquet file."
+        )
+    return text, encoding
+
+
+def _sniff_delimiter(text: str) -> str:
+    """Pick the delimiter (``,`` ``;`` tab ``|``) that splits the first lines most consistently."""
+    sample = text[:65536]
+    if len(text) > len(sample) and "\n" in sample:
+        sample = sample[: sample.rindex("\n")]
+    best, best_score = ",", (False, 0.0, 1)
+    for delim in DELIMITERS:
+        try:
+            rows = [r for r in csv.reader(io.StringIO(sample), delimiter=delim, skipinitialspace=True) if r]
+        except csv.Error:
+            continue
+        rows = rows[:200]
+        if not rows:
+            continue
+        counts = pd.Series([len(r) for r in rows])
+        mode = int(counts.mode().max())
+        if mode <= 1:
+            continue
+        score = (len(rows[0]) == mode, float((counts == mode).mean()), mode)
+        if score > best_score:
+            best, best_score = delim, score
+    return best
+
+
+def _read_csv(data: bytes, display: str) -> pd.DataFrame:
+    """Decode, sniff and parse a CSV file; every failure becomes a :class:`DatasetError`."""
+    text, encoding = _decode(data, display)
+    if not text.strip():
+        raise DatasetError(
+            f"{display} contains only whitespace. Upload a file with a header row and data rows."
+        )
+    delim = _sniff_delimiter(text)
+    header, header_line = _header(text, delim)
+    _check_columns(header, display)
+    if len(header) > max_columns():
+        raise _too_many_columns(len(header), display)
+    if all(_NUMBER_RE.match(h.strip()) for h in header):
+        raise DatasetError(
+            f"{display} has no header row: the first row ({', '.join(header[:5])}"
+            f"{', …' if len(header) > 5 else ''}) looks like data, since every value is a "
+            "number. Add a first row with column names and upload again."
+        )
+    if len(header) < 2:
+        raise DatasetError(
+            f"{display} has only one column ({header[0].strip()!r}). hpdash needs at least one "
+            "feature column and a target column. If the file uses a delimiter other than comma, "
+            "semicolon, tab or pipe, re-save it as a comma-separated CSV."
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(
+                io.StringIO(text),
+                sep=delim,
+                index_col=False,
+                skipinitialspace=True,
+                low_memory=False,
+                header=0,
+            )
+    except (pd.errors.ParserError, pd.errors.ParserWarning, csv.Error) as exc:
+        raise _parse_error(exc, text, delim, len(header), header_line, display) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise DatasetError(f"{display} has no columns to read. Add a header row and data rows.") from exc
+    df.columns = [str(c).strip() for c in df.columns]
+    if delim == ";":
+        df = _decimal_commas(df)
+    df.attrs["source"] = {"format": "csv", "encoding": encoding, "delimiter": delim}
+    return df
+
+
+def _header(text: str, delim: str) -> tuple[list[str], int]:
+    """The first non-blank CSV row (the header) and its 1-based line number."""
+    reader = csv.reader(io.StringIO(text), delimiter=delim, skipinitialspace=True)
+    try:
+        for row in reader:
+            if row and (len(row) > 1 or row[0].strip()):
+                return [cell.strip() for cell in row], reader.line_num
+    except csv.Error:
+        pass
+    return [text.strip().splitlines()[0].strip()], 1
+
+
+def _parse_error(
+    exc: Exception, text: str, delim: str, n_header: int, header_line: int, display: str
+) -> DatasetError:
+    """Turn a pandas/csv parsing failure into a message that names the line."""
+    msg = str(exc)
+    eof = re.search(r"EOF inside string starting at row (\d+)", msg)
+    if eof:
+        line = int(eof.group(1)) + 1
+        return DatasetError(
+            f"{display}: a quoted value starting on line {line} is never closed (unbalanced "
+            "double quote \"). Close the quote or remove the stray quote character."
+        )
+    m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
+    if m:
+        expected, line, saw = (int(g) for g in m.groups())
+    else:
+        line, saw, expected = _find_ragged(text, delim, n_header, header_line)
+    name = DELIMITER_NAMES.get(delim, repr(delim))
+    return DatasetError(
+        f"{display}: line {line} has {saw} fields but the header has {expected} "
+        f"(delimiter: {name}). Rows must have the same number of fields as the header: quote "
+        "values that contain the delimiter, or remove the extra fields."
+    )
+
+
+def _find_ragged(text: str, delim: str, n_header: int, header_line: int) -> tuple[int, int, int]:
+    """The first line with more fields than the header: ``(line, fields, header fields)``."""
+    reader = csv.reader(io.StringIO(text), delimiter=delim, skipinitialspace=True)
+    try:
+        for row in reader:
+            if reader.line_num > header_line and len(row) > n_header:
+                return reader.line_num, len(row), n_header
+    except csv.Error:
+        pass
+    return header_line + 1, n_header + 1, n_header
+
+
+def _decimal_commas(df: pd.DataFrame) -> pd.DataFrame:
+    """Semicolon CSVs often use decimal commas: turn ``"1,5"`` columns into floats."""
+    for col in df.columns:
+        s = df[col]
+        if pd.api.types.is_numeric_dtype(s) or not (
+            pd.api.types.is_string_dtype(s) or pd.api.types.is_object_dtype(s)
+        ):
+            continue
+        values = s.dropna().astype(str).str.strip()
+        if values.empty or not values.str.contains(",", regex=False).any():
+            continue
+        if values.str.match(_DECIMAL_COMMA_RE).all():
+            df[col] = pd.to_numeric(s.astype(str).str.strip().str.replace(",", ".", regex=False).where(s.notna()))
+    return df
+
+
+def _read_parquet(data: bytes, display: str) -> pd.DataFrame:
+    """Read Parquet bytes; nested columns and duplicate names are rejected with a message."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.ParquetFile(io.BytesIO(data)).schema_arrow
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... on broken files
+        raise DatasetError(
+            f"{display} is not a readable Parquet file ({_short(exc)}). It may be truncated or "
+            "corrupted: export it again, or upload the table as CSV."
+        ) from exc
+    _check_columns([f.name for f in schema], display)
+    nested = [f"{f.name} ({f.type})" for f in schema if pa.types.is_nested(f.type)]
+    if nested:
+        raise DatasetError(
+            f"{display} has nested Parquet column(s) that cannot be features: {_names(nested)}. "
+            "hpdash needs flat columns (numbers, strings, booleans, dates): flatten or drop "
+            "list/struct/map columns before uploading."
+        )
+    if len(schema) > max_columns():
+        raise _too_many_columns(len(schema), display)
+    try:
+        df = pd.read_parquet(io.BytesIO(data))
+    except Exception as exc:
+        raise DatasetError(
+            f"{display} is not a readable Parquet file ({_short(exc)}). It may be truncated or "
+            "corrupted: export it again, or upload the table as CSV."
+        ) from exc
+    for f in schema:  # decimals arrive as Python Decimal objects: make them numbers
+        if pa.types.is_decimal(f.type) and f.name in df.columns:
+            df[f.name] = df[f.name].astype("float64")
+    if not isinstance(df.index, pd.RangeIndex):
+        df = df.reset_index()
+    df.columns = [str(c).strip() for c in df.columns]
+    df.attrs["source"] = {"format": "parquet", "encoding": None, "delimiter": None}
+    return df
+
+
+def _short(exc: Exception) -> str:
+    """The first line of an exception message, shortened."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text[:200]
+
+
+def _too_many_columns(n: int, display: str) -> DatasetError:
+    return DatasetError(
+        f"{display} has {n:,} columns; the limit is {max_columns():,}. Select the columns you "
+        "need before uploading, or raise HPDASH_MAX_COLUMNS."
+    )
+
+
+def _check_columns(names: list[str], display: str) -> None:
+    """Reject blank and duplicate column names (after trimming spaces)."""
+    stripped = [str(n).strip() for n in names]
+    blank = [i + 1 for i, n in enumerate(stripped) if not n]
+    if blank:
+        where = ", ".join(str(i) for i in blank[:5])
+        hint = ""
+        if blank == [len(stripped)]:
+            hint = " A delimiter at the end of every line also creates an empty last column."
+        elif blank == [1]:
+            hint = " A saved pandas index looks like this: re-save with index=False."
+        raise DatasetError(
+            f"{display}: column {where} of {len(stripped)} has no name (blank header). Give "
+            f"every column a name in the header row.{hint}"
+        )
+    seen: dict[str, int] = {}
+    dups: list[str] = []
+    for n in stripped:
+        seen[n] = seen.get(n, 0) + 1
+        if seen[n] == 2:
+            dups.append(n)
+    if dups:
+        raise DatasetError(
+            f"{display} has duplicate column names: {_names(dups)}. Rename the columns so each "
+            "name appears once."
+        )
+
+
+def _check_shape(df: pd.DataFrame, display: str) -> None:
+    """Enforce the column limit and the minimum number of rows."""
+    if df.shape[1] > max_columns():
+        raise _too_many_columns(df.shape[1], display)
+    if df.shape[0] == 0:
+        raise DatasetError(
+            f"{display} has a header but no data rows. Upload a table with at least {MIN_ROWS} rows."
+        )
+    if df.shape[0] < MIN_ROWS:
+        raise DatasetError(
+            f"{display} has only {df.shape[0]} data row; hpdash needs at least {MIN_ROWS} (and "
+            "enough for cross-validation). Upload more rows."
+        )
+
+
+# -- samples --------------------------------------------------------------------------------
+def load_sample(name: str) -> pd.DataFrame:
+    """A bundled scikit-learn dataset as features + a ``target`` column.
+
+    ``name`` is ``"iris"`` or ``"sklearn:iris"``. Classification targets are class-name
+    strings (``"setosa"``, ``"malignant"``, ``"0"``…``"9"``). Diabetes uses the raw
+    (unscaled) features.
+    """
+    key = name if name.startswith("sklearn:") else f"sklearn:{name}"
+    if key not in SAMPLES:
+        raise DatasetError(
+            f"Unknown sample dataset {name!r}. Available: {', '.join(SAMPLES)}."
+        )
+    return _load_sample_cached(key.split(":", 1)[1]).copy()
+
+
+@lru_cache(maxsize=None)
+def _load_sample_cached(short: str) -> pd.DataFrame:
+    from sklearn import datasets as skd
+
+    if short == "diabetes":
+        bunch = skd.load_diabetes(as_frame=True, scaled=False)
+        frame = bunch.frame.copy()
+        frame["target"] = frame["target"].astype(float)
+        return frame
+    loader = {
+        "iris": skd.load_iris,
+        "wine": skd.load_wine,
+        "breast_cancer": skd.load_breast_cancer,
+        "digits": skd.load_digits,
+    }[short]
+    bunch = loader(as_frame=True)
+    frame = bunch.frame.copy()
+    names = np.asarray([str(t) for t in bunch.target_names], dtype=object)
+    frame["target"] = pd.Series(names[frame["target"].to_numpy()], index=frame.index, dtype="str")
+    return frame
+
+
+# -- task inference and roles ---------------------------------------------------------------
+def _is_numeric(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+
+
+def _integer_valued(values: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(values)) and np.all(np.mod(values, 1) == 0))
+
+
+def infer_task(y: pd.Series) -> TaskName:
+    """Classification for non-numeric/bool targets and few distinct integers, else regression.
+
+    A numeric target is a class label when its values are integers with at most 20 distinct
+    values, and there are at most 2 of them or they cover at most half of the rows.
+    """
+    values = y.dropna()
+    if values.empty:
+        raise DatasetError(f"Target {y.name!r} has no values (every row is missing).")
+    if not _is_numeric(values):
+        return "classification"
+    arr = values.to_numpy(dtype=float)
+    n_unique = int(pd.unique(arr).size)
+    if (
+        _integer_valued(arr)
+        and n_unique <= MAX_CLASSES_FOR_INFERENCE
+        and (n_unique <= 2 or n_unique <= 0.5 * arr.size)
+    ):
+        return "classification"
+    return "regression"
+
+
+def _examples(values: pd.Series, k: int = 3) -> list[str]:
+    out: list[str] = []
+    for v in values.dropna().unique()[:k]:
+        text = str(v)
+        out.append(text if len(text) <= 40 else text[:39] + "…")
+    return out
+
+
+def _nunique(s: pd.Series) -> int:
+    try:
+        return int(s.nunique(dropna=True))
+    except TypeError:  # unhashable values
+        return int(s.dropna().astype(str).nunique())
+
+
+def _date_kind(values: pd.Series) -> dict[str, bool] | None:
+    """If string ``values`` look like dates, the parsing options for them; else None."""
+    sample = values.dropna().astype(str).str.strip()
+    sample = sample[sample != ""]
+    if sample.empty:
+        return None
+    sample = pd.Series(sample.unique()[:500])
+    dayfirst = False
+    matched = 0
+    for text in sample:
+        for i, pattern in enumerate(_DATE_RES):
+            m = pattern.match(text)
+            if m:
+                matched += 1
+                if i == 2 and int(m.group(1)) > 12:
+                    dayfirst = True
+                break
+    if matched < 0.95 * len(sample):
+        return None
+    parsed = _parse_dates(sample, {"dayfirst": dayfirst})
+    if parsed.notna().mean() < 0.95:
+        return None
+    return {"dayfirst": dayfirst}
+
+
+def _parse_dates(s: pd.Series, kind: dict[str, bool]) -> pd.Series:
+    """Parse date strings (unparseable -> NaT) to naive wall-clock times.
+
+    A single UTC offset is kept as local wall-clock time; mixed offsets are converted to UTC.
+    """
+    text = s.astype(str).str.strip().where(s.notna())
+    out: pd.Series | None = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            out = pd.to_datetime(text, errors="coerce", format="mixed", dayfirst=kind["dayfirst"])
+        except (ValueError, TypeError):
+            out = None
+        if out is None or not pd.api.types.is_datetime64_any_dtype(out):
+            out = pd.to_datetime(
+                text, errors="coerce", format="mixed", dayfirst=kind["dayfirst"], utc=True
+            )
+    return _naive(out)
+
+
+def _naive(dt: pd.Series) -> pd.Series:
+    """Drop the time zone of a datetime series, keeping its wall-clock time."""
+    if getattr(dt.dt, "tz", None) is not None:
+        return dt.dt.tz_localize(None)
+    return dt
+
+
+def _classify(s: pd.Series, n_rows: int) -> tuple[str, str | None]:
+    """The role of a feature column and, for dropped columns, the reason."""
+    non_null = s.dropna()
+    n_non_null = len(non_null)
+    if n_non_null == 0:
+        return "dropped", "all missing"
+    n_unique = _nunique(s)
+    if n_unique <= 1:
+        return "dropped", f"constant (only value: {_examples(non_null, 1)[0]!r})"
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return "datetime", None
+    if pd.api.types.is_bool_dtype(s):
+        return "categorical", None
+    if pd.api.types.is_timedelta64_dtype(s):
+        return "numeric", None
+    if _is_numeric(s):
+        arr = non_null.to_numpy(dtype=float)
+        if n_unique == n_rows and n_non_null == n_rows and _integer_valued(arr):
+            consecutive = float(arr.max() - arr.min()) == n_rows - 1
+            if _ID_NAME_RE.search(str(s.name)) or (consecutive and n_rows >= MIN_ROWS_FOR_ID):
+                return "dropped", (
+                    f"ID-like (a different integer on every row: "
+                    f"{int(arr.min())}…{int(arr.max())})"
+                )
+        return "numeric", None
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return "categorical", None
+    text = non_null.astype(str)
+    if _date_kind(text) is not None:
+        return "datetime", None
+    if len(text) > 5000:  # length statistics from a sample are enough
+        text = text.sample(5000, random_state=0)
+    mean_len = float(text.str.len().mean())
+    mean_words = float(text.str.split().str.len().mean())
+    if n_unique > 10 and n_unique > 0.5 * n_non_null and (mean_len >= 30 or mean_words >= 4):
+        return "dropped", (
+            f"free text ({n_unique} distinct values, {mean_len:.0f} characters on average)"
+        )
+    if n_unique == n_rows and n_rows >= MIN_ROWS_FOR_ID:
+        return "dropped", "ID-like (a different value on every row)"
+    return "categorical", None
+
+
+# -- profiling ------------------------------------------------------------------------------
+def _clean_target(df: pd.DataFrame, target: str, task: str) -> tuple[pd.Series, TaskName, int]:
+    """Validate the target; returns its non-missing values, the task and the missing count."""
+    if target not in df.columns:
+        available = [str(c) for c in df.columns]
+        close = difflib.get_close_matches(str(target), available, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise DatasetError(
+            f"Target column {target!r} not found.{hint} Available columns: {_names(available)}."
+        )
+    raw = df[target]
+    missing = int(raw.isna().sum())
+    y = raw.dropna()
+    if y.empty:
+        raise DatasetError(
+            f"Target column {target!r} is missing on every row, so there is nothing to learn. "
+            "Pick another target column or fill in its values."
+        )
+    if _is_numeric(y):
+        arr = y.to_numpy(dtype=float)
+        n_inf = int(np.isinf(arr).sum())
+        if n_inf:
+            raise DatasetError(
+                f"Target column {target!r} contains {n_inf} infinite value(s) (inf/-inf). "
+                "Replace or remove those rows."
+            )
+    if task == "auto":
+        task_name = infer_task(y)
+    else:
+        task_name = task  # type: ignore[assignment]
+    if task_name == "regression":
+        if not _is_numeric(y):
+            raise DatasetError(
+                f"Target column {target!r} is not numeric (examples: {', '.join(_examples(y))}), "
+                "so it cannot be a regression target. Use task 'classification' or pick a "
+                "numeric target."
+            )
+        y = y.astype(float)
+    elif _is_numeric(y) and _integer_valued(y.to_numpy(dtype=float)):
+        y = y.astype("int64")
+    return y, task_name, missing  # type: ignore[return-value]
+
+
+def _distribution(y: pd.Series, task: TaskName) -> pd.DataFrame:
+    """Tidy target distribution: class counts, or a histogram for regression."""
+    if task == "classification":
+        counts = y.astype(str).value_counts()
+        frame = pd.DataFrame({"class": counts.index.astype(str), "count": counts.to_numpy(dtype="int64")})
+        return frame.sort_values(["count", "class"], ascending=[False, True]).reset_index(drop=True)
+    values = y.to_numpy(dtype=float)
+    edges = np.histogram_bin_edges(values, bins="auto")
+    if len(edges) > 31:
+        edges = np.histogram_bin_edges(values, bins=30)
+    counts, edges = np.histogram(values, bins=edges)
+    return pd.DataFrame(
+        {"bin_left": edges[:-1], "bin_right": edges[1:], "count": counts.astype("int64")}
+    )
+
+
+def profile_table(df: pd.DataFrame, target: str | None = None, task: str = "auto") -> DatasetProfile:
+    """Profile a table: column roles with drop reasons, and (with a target) task and distribution.
+
+    Raises :class:`DatasetError` for an unusable target (not found, all missing, infinite
+    values, non-numeric for regression) and :class:`SpecError` for an unknown task name.
+    """
+    _check_task(task)
+    _check_columns([str(c) for c in df.columns], "The table")
+    n_rows, n_cols = df.shape
+    y: pd.Series | None = None
+    task_name: TaskName | None = None
+    missing = 0
+    if target is not None:
+        y, task_name, missing = _clean_target(df, target, task)
+    columns: list[ColumnInfo] = []
+    for col in df.columns:
+        s = df[col]
+        if target is not None and col == target:
+            role, reason = "target", None
+        else:
+            role, reason = _classify(s, n_rows)
+        columns.append(
+            ColumnInfo(
+                name=str(col),
+                dtype=str(s.dtype),
+                role=role,
+                reason=reason,
+                missing_share=float(s.isna().mean()) if n_rows else 0.0,
+                n_unique=_nunique(s),
+                examples=_examples(s),
+            )
+        )
+    distribution = _distribution(y, task_name) if y is not None and task_name else pd.DataFrame()
+    return DatasetProfile(
+        n_rows=n_rows,
+        n_cols=n_cols,
+        target=target,
+        task=task_name,
+        columns=columns,
+        target_distribution=distribution,
+        n_target_missing_dropped=missing,
+    )
+
+
+# -- preparing X and y ----------------------------------------------------------------------
+def _to_float(s: pd.Series) -> pd.Series:
+    """A numeric feature as float64; infinities become missing (and are imputed)."""
+    if pd.api.types.is_timedelta64_dtype(s):
+        out = s.dt.total_seconds()
+    else:
+        out = pd.to_numeric(s, errors="coerce").astype("float64")
+    return out.replace([np.inf, -np.inf], np.nan)
+
+
+def _to_category(s: pd.Series) -> pd.Series:
+    """A categorical feature as object dtype holding strings, missing as ``np.nan``."""
+    out = s.astype(object).map(lambda v: v if isinstance(v, str) else str(v), na_action="ignore")
+    return out.where(s.notna(), np.nan).astype(object)
+
+
+def _datetime_parts(s: pd.Series, name: str) -> pd.DataFrame:
+    """Numeric parts of a datetime column: year, month, day, day of week, and hour if present."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        dt = _naive(s)
+    else:
+        kind = _date_kind(s) or {"dayfirst": False}
+        dt = _parse_dates(s, kind)
+    parts = {
+        f"{name}_year": dt.dt.year,
+        f"{name}_month": dt.dt.month,
+        f"{name}_day": dt.dt.day,
+        f"{name}_dayofweek": dt.dt.day_of_week,
+    }
+    hours = dt.dt.hour
+    if bool(((hours.fillna(0) != 0) | (dt.dt.minute.fillna(0) != 0)).any()):
+        parts[f"{name}_hour"] = hours
+    return pd.DataFrame({k: v.astype("float64") for k, v in parts.items()}, index=s.index)
+
+
+def prepare(df: pd.DataFrame, target: str, task: str = "auto", folds: int = 5) -> PreparedData:
+    """Features and target for the evaluation protocol, or a :class:`DatasetError`.
+
+    Rows with a missing target are dropped and counted in
+    ``profile.n_target_missing_dropped``. Classification needs at least two classes and at
+    least ``folds`` rows per class; every task needs at least ``2 * folds`` rows. Infinite
+    feature values are treated as missing.
+    """
+    _check_task(task)
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise SpecError(f"CV folds must be an integer of at least 2, not {folds!r}.")
+    folds = int(folds)
+    profile = profile_table(df, target, task)
+    y, task_name, missing = _clean_target(df, target, task)
+    keep = df[target].notna()
+    dropped_note = (
+        f" after dropping {missing} row(s) with a missing target" if missing else ""
+    )
+    n = len(y)
+    if task_name == "classification":
+        counts = y.astype(str).value_counts()
+        if len(counts) < 2:
+            raise DatasetError(
+                f"Target column {target!r} has a single class ({counts.index[0]!r}){dropped_note}; "
+                "classification needs at least two classes. Pick another target."
+            )
+        rare = counts[counts < folds]
+        if len(rare):
+            listed = ", ".join(f"{c!r} ({k} row{'s' if k != 1 else ''})" for c, k in rare.head(5).items())
+            more = f" and {len(rare) - 5} more" if len(rare) > 5 else ""
+            hint = ""
+            if _is_numeric(y) and len(counts) > MAX_CLASSES_FOR_INFERENCE:
+                hint = " If the target is a continuous quantity, use task 'regression'."
+            raise DatasetError(
+                f"Target column {target!r}: class {listed}{more} has fewer rows than the {folds} "
+                f"CV folds{dropped_note}. Every class needs at least {folds} rows: add rows, "
+                f"merge or remove rare classes, or use fewer folds.{hint}"
+            )
+    if n < 2 * folds:
+        raise DatasetError(
+            f"Only {n} row(s) with a target{dropped_note}, too few for {folds}-fold "
+            f"cross-validation plus a holdout: hpdash needs at least {2 * folds} rows "
+            f"(twice the number of folds). Add rows or use fewer folds."
+        )
+    features = [
+        (key, info)
+        for key, info in zip(df.columns, profile.columns)
+        if info.role in ("numeric", "categorical", "datetime")
+    ]
+    if not features:
+        dropped = [f"{c.name!r} ({c.reason})" for c in profile.dropped()]
+        why = f" Dropped: {'; '.join(dropped[:8])}." if dropped else ""
+        raise DatasetError(
+            f"No usable feature column left besides the target {target!r}.{why} Add feature "
+            "columns (numbers, categories or dates) to the table."
+        )
+    rows = df.loc[keep]
+    parts: list[pd.DataFrame | pd.Series] = []
+    numeric: list[str] = []
+    categorical: list[str] = []
+    for key, info in features:
+        s = rows[key]
+        if info.role == "numeric":
+            parts.append(_to_float(s).rename(info.name))
+            numeric.append(info.name)
+        elif info.role == "categorical":
+            parts.append(_to_category(s).rename(info.name))
+            categorical.append(info.name)
+        else:
+            expanded = _datetime_parts(s, info.name)
+            parts.append(expanded)
+            numeric.extend(expanded.columns)
+    X = pd.concat(parts, axis=1).reset_index(drop=True)
+    X.attrs = {}
+    y_out = y.reset_index(drop=True).rename(target)
+    if len(set(X.columns)) != X.shape[1]:
+        dup = X.columns[X.columns.duplicated()].tolist()
+        raise DatasetError(
+            f"Expanding date columns created names that already exist: {_names(dup)}. Rename "
+            "those columns."
+        )
+    return PreparedData(
+        X=X, y=y_out, task=task_name, numeric=numeric, categorical=categorical, profile=profile
+    )
+
+
+# -- content-addressed store ----------------------------------------------------------------
+def _is_sha(text: str) -> bool:
+    return bool(_SHA_RE.match(text))
+
+
+def find_stored(sha256: str) -> Path | None:
+    """The stored file of a dataset (``<data>/datasets/<sha>.csv|parquet``), or None."""
+    sha = str(sha256).strip().lower()
+    if not _is_sha(sha):
+        return None
+    folder = config.datasets_dir()
+    for fmt in ("csv", "parquet"):
+        path = folder / f"{sha}.{fmt}"
+        if path.is_file():
+            return path
+    return None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def store_dataset(
+    data: bytes,
+    filename: str,
+    target: str | None = None,
+    catalogue: Catalogue | None = None,
+    *,
+    task: str = "auto",
+    folds: int = 5,
+) -> StoredDataset:
+    """Validate ``data`` and store it by SHA-256 with a catalogue row.
+
+    Validation (:func:`read_table`, and :func:`prepare` with ``task`` and ``folds`` when
+    ``target`` is given) happens before anything is written, so a rejected upload leaves no
+    file and no row. The same
+    bytes stored twice give the same SHA, one file and one row (the first name is kept).
+    ``filename`` is metadata only; the stored file is always named by its hash.
+    """
+    data = bytes(data)
+    df, fmt = _read(data, filename, config.max_upload_bytes())
+    if target is not None:
+        prepare(df, target, task=task, folds=folds)
+    sha = sha256_bytes(data)
+    base = _base_filename(filename)
+    name = PurePosixPath(base).stem or base
+    catalogue = catalogue or Catalogue()
+    path = config.datasets_dir() / f"{sha}.{fmt}"
+    created = False
+    if not (path.is_file() and sha256_bytes(path.read_bytes()) == sha):
+        _write_atomic(path, data)
+        created = True
+    record = {
+        "sha256": sha,
+        "name": name,
+        "filename": base,
+        "format": fmt,
+        "size_bytes": len(data),
+        "n_rows": int(df.shape[0]),
+        "n_cols": int(df.shape[1]),
+    }
+    try:
+        catalogue.add_dataset(record)
+    except StorageError:
+        if created:
+            path.unlink(missing_ok=True)
+        raise
+    row = catalogue.get_dataset(sha) or record
+    return StoredDataset(
+        sha256=sha,
+        name=str(row.get("name", name)),
+        filename=str(row.get("filename", base)),
+        format=fmt,
+        path=path,
+        size_bytes=len(data),
+        n_rows=int(df.shape[0]),
+        n_cols=int(df.shape[1]),
+    )
+
+
+def delete_stored(sha256: str, catalogue: Catalogue | None = None) -> None:
+    """Remove a stored dataset's file and catalogue row (the caller checks no study uses it)."""
+    sha = str(sha256).strip().lower()
+    if not _is_sha(sha):
+        raise DatasetError(f"{sha256!r} is not a dataset SHA-256 (64 hexadecimal characters).")
+    folder = config.datasets_dir()
+    for fmt in ("csv", "parquet"):
+        (folder / f"{sha}.{fmt}").unlink(missing_ok=True)
+    (catalogue or Catalogue()).delete_dataset(sha)
+
+
+def load_dataset(ref: str, expected_sha256: str | None = None) -> tuple[pd.DataFrame, str | None]:
+    """Load a dataset by reference; returns ``(frame, sha256)``.
+
+    ``ref`` is ``sklearn:NAME`` (sha is None and ``expected_sha256`` is ignored), the 64-hex
+    SHA-256 of a stored dataset, or a path to a CSV/Parquet file. The bytes are hashed; with
+    ``expected_sha256`` a mismatch raises :class:`DatasetError`. The upload size limit does not
+    apply here.
+    """
+    ref = str(ref).strip()
+    if ref.startswith("sklearn:"):
+        return load_sample(ref), None
+    if _is_sha(ref.lower()):
+        sha = ref.lower()
+        path = find_stored(sha)
+        if path is None:
+            row = Catalogue().get_dataset(sha)
+            if row is not None:
+                raise DatasetError(
+                    f"Dataset {row.get('name')!r} ({sha[:12]}…) is in the catalogue but its file "
+                    f"is missing from {config.datasets_dir()}. Upload the file again."
+                )
+            raise DatasetError(
+                f"No stored dataset with SHA-256 {sha[:12]}… in {config.datasets_dir()}. Upload "
+                "it first, or check HPDASH_DATA_DIR."
+            )
+        expected_sha256 = expected_sha256 or sha
+    else:
+        path = Path(ref).expanduser()
+        if not path.is_file():
+            raise DatasetError(
+                f"Dataset file not found: {ref}. Give a CSV/Parquet path, a stored dataset's "
+                f"SHA-256, or one of {', '.join(SAMPLES)}."
+            )
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"Cannot read the dataset file {path}: {exc.strerror}.") from exc
+    found = sha256_bytes(data)
+    if expected_sha256 is not None and found != expected_sha256.strip().lower():
+        raise DatasetError(
+            f"The dataset file changed since the study was created: expected SHA-256 "
+            f"{expected_sha256.strip().lower()}, found {found} ({path}). Restore the original "
+            "file or create a new study."
+        )
+    df, _ = _read(data, path.name, None)
+    return df, found
