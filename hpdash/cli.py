@@ -1,0 +1,263 @@
+"""Command line: ``python -m hpdash ...`` or ``hpdash ...``.
+
+Every user error (bad spec, bad table, unknown study) exits 2 with the message on stderr and
+no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from hpdash import config
+from hpdash.errors import HpdashError
+
+EXIT_USER_ERROR = 2
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _bar(done: int, total: int | None, width: int = 30) -> str:
+    if not total:
+        return f"[{'?' * width}] {done}"
+    filled = int(width * min(done, total) / total)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Create a study from a spec, run it in worker processes, print a summary."""
+    from hpdash import runner
+    from hpdash.spec import load_spec
+
+    spec = load_spec(args.spec)
+    if args.workers:
+        spec = spec.replace(workers=args.workers)
+    if args.name:
+        spec = spec.replace(name=args.name)
+    study = runner.create_study(spec, args.storage)
+    print(f"Study {spec.name!r}: {spec.strategy} search over {', '.join(spec.models)}, "
+          f"storage {config.storage_url(args.storage)}", file=sys.stderr)
+    procs = runner.launch_workers(spec.name, args.storage, spec.workers)
+    tty = sys.stderr.isatty()
+
+    def poll() -> None:
+        status = runner.study_status(study)
+        line = f"{_bar(status.done, status.budget)} best {_fmt(status.best_value)}"
+        print(("\r" if tty else "") + line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    try:
+        codes = runner.wait_for(procs, poll, interval=0.5 if tty else 5.0)
+    except KeyboardInterrupt:
+        print("\nStopping: the running trials end at their next fold.", file=sys.stderr)
+        runner.stop_study(spec.name, args.storage)
+        runner.wait_for(procs)
+        return 130
+    if tty:
+        print(file=sys.stderr)
+    if any(codes):
+        status = runner.study_status(study)
+        print(f"A worker failed: {status.error or 'see ' + str(runner.workers_log_dir())}", file=sys.stderr)
+        return 1
+    _print_summary(spec.name, args.storage)
+    return 0
+
+
+def _print_summary(name: str, storage: str | None) -> None:
+    from hpdash import results, runner
+
+    study = runner.load_study(name, storage)
+    status = runner.study_status(study)
+    summary = results.study_summary(study)
+    print(f"study:      {name}")
+    print(f"state:      {status.state}")
+    print(f"trials:     {summary['n_complete']} complete, {summary['n_pruned']} pruned, {summary['n_fail']} failed")
+    print(f"best CV:    {_fmt(summary['best_value'])} (trial {summary['best_trial_number']}, {study.user_attrs.get('hpdash.metric')})")
+    print(f"best params: {json.dumps(summary['best_params'], default=str)}")
+    refit = runner.refit_info(study)
+    if refit:
+        print(f"holdout:    {_fmt(refit['holdout_score'])}  model: {refit['path']} (sha256 {refit['sha256'][:12]})")
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from hpdash import runner
+
+    n = runner.run_worker(args.study, args.storage, worker_index=args.worker_index)
+    print(f"worker finished {n} trial(s) of {args.study}", file=sys.stderr)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import optuna
+
+    from hpdash import runner
+    from hpdash.storage import open_storage
+
+    names = optuna.get_all_study_names(storage=open_storage(args.storage, heartbeat=False))
+    if not names:
+        print("No studies yet. Run one with: python -m hpdash run examples/iris-random-forest-tpe.yaml")
+        return 0
+    print(f"{'name':32} {'strategy':8} {'state':12} {'done':>9} {'best':>8}")
+    for name in sorted(names):
+        study = runner.load_study(name, args.storage)
+        spec = study.user_attrs.get(runner.SPEC_ATTR) or {}
+        st = runner.study_status(study)
+        done = f"{st.done}/{st.budget if st.budget is not None else '?'}"
+        print(f"{name:32} {spec.get('strategy', '-'):8} {st.state:12} {done:>9} {_fmt(st.best_value):>8}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from hpdash import runner
+
+    study = runner.load_study(args.study, args.storage)
+    print(runner.load_spec_of(study).to_yaml())
+    _print_summary(args.study, args.storage)
+    if study.get_trials(deepcopy=False, states=(runner.TrialState.COMPLETE,)):
+        best = study.best_trial
+        print(f"fold scores: {[round(s, 4) for s in best.user_attrs.get('fold_scores', [])]}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hpdash import report, runner
+
+    study = runner.load_study(args.study, args.storage)
+    report.write_trials_csv(study, Path(args.out))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_refit(args: argparse.Namespace) -> int:
+    from hpdash import runner
+
+    result = runner.refit(args.study, args.storage)
+    print(f"holdout {result.metric}: {result.holdout_score:.4f}  (CV {result.cv_score:.4f}, trial {result.trial_number})")
+    print(f"model: {result.path}  sha256 {result.sha256}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from hpdash import runner
+
+    runner.stop_study(args.study, args.storage)
+    print(f"stop requested for {args.study}", file=sys.stderr)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from hpdash import runner
+
+    procs = runner.resume_study(args.study, args.storage, args.workers)
+    if args.detach:
+        print(f"resumed {args.study} with {len(procs)} worker(s)", file=sys.stderr)
+        return 0
+    codes = runner.wait_for(procs)
+    _print_summary(args.study, args.storage)
+    return 1 if any(codes) else 0
+
+
+def cmd_dataset_check(args: argparse.Namespace) -> int:
+    from hpdash import datasets
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise datasets.DatasetError(f"File not found: {path}")
+    frame = datasets.read_table(path.read_bytes(), path.name)
+    prepared = datasets.prepare(frame, args.target, task=args.task, folds=args.folds)
+    profile = prepared.profile
+    print(f"{path.name}: {profile.n_rows} rows, {profile.n_cols} columns; task: {profile.task}")
+    if profile.n_target_missing_dropped:
+        print(f"dropped {profile.n_target_missing_dropped} row(s) whose target is missing")
+    print(profile.columns_frame().to_string(index=False))
+    print("\ntarget distribution:")
+    print(profile.target_distribution.to_string(index=False))
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Create the data directory, the storage and the catalogue (used by `make run`)."""
+    from hpdash.storage import open_storage
+    from hpdash.store import Catalogue
+
+    import optuna
+
+    optuna.get_all_study_names(storage=open_storage(args.storage, heartbeat=False))
+    Catalogue(config.catalogue_path(args.storage))
+    print(f"hpdash storage ready: {config.storage_url(args.storage)}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hpdash", description="Hyperparameter tuning with Optuna, stored in SQLite.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--storage", help="Optuna storage URL (default: $HPDASH_STORAGE or sqlite:///data/hpdash.db)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", parents=[common], help="create and run a study from a spec file")
+    p.add_argument("spec")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--name", help="override the spec's study name")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("worker", parents=[common], help="run trials of an existing study (one process)")
+    p.add_argument("study")
+    p.add_argument("--worker-index", type=int, default=0)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("list", parents=[common], help="list studies")
+    p.set_defaults(func=cmd_list)
+    for name, func, text in (("show", cmd_show, "show a study's spec and result"),
+                             ("refit", cmd_refit, "refit the best trial on the training part"),
+                             ("stop", cmd_stop, "ask a running study to stop")):
+        p = sub.add_parser(name, parents=[common], help=text)
+        p.add_argument("study")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("resume", parents=[common], help="start workers again on a study")
+    p.add_argument("study")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--detach", action="store_true", help="return at once; workers keep running")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("export", parents=[common], help="export a study's trials")
+    p.add_argument("study")
+    p.add_argument("--format", choices=["csv"], default="csv")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("dataset", help="dataset tools")
+    dsub = p.add_subparsers(dest="dataset_command", required=True)
+    c = dsub.add_parser("check", help="check that a CSV/Parquet file is usable and print its profile")
+    c.add_argument("file")
+    c.add_argument("--target", required=True)
+    c.add_argument("--task", default="auto", choices=["auto", "classification", "regression"])
+    c.add_argument("--folds", type=int, default=5)
+    c.set_defaults(func=cmd_dataset_check)
+
+    p = sub.add_parser("init", parents=[common], help="create the storage and catalogue")
+    p.set_defaults(func=cmd_init)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HpdashError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,588 @@
+"""Create, launch, stop, resume and refit studies; the worker process loop.
+
+A study is an ordinary Optuna study. Its spec lives in the study's user attrs, so a worker on
+any machine needs only the study name and the storage URL. See docs/ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import joblib
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+from sklearn.metrics import get_scorer
+
+from hpdash import config, datasets, models, objective, space, strategies
+from hpdash.errors import DatasetError, HpdashError, SpecError, StudyNotFoundError
+from hpdash.spec import StudySpec, check_name, parse_spec
+from hpdash.storage import BudgetExhausted, open_storage
+
+SPEC_ATTR = "hpdash.spec"
+DATASET_ATTR = "hpdash.dataset_sha256"
+STATE_ATTR = "hpdash.state"
+STOP_ATTR = "hpdash.stop"
+BUDGET_ATTR = "hpdash.budget"
+STARTED_ATTR = "hpdash.started_at"
+REFIT_ATTR = "hpdash.refit"
+GRID_ATTR = "hpdash.grid_order"
+ERROR_ATTR = "hpdash.error"
+WORKER_PREFIX = "hpdash.worker."
+WORKER_BEAT_SECONDS = 5
+WORKER_LOST_SECONDS = 30
+
+log = logging.getLogger("hpdash")
+
+
+def _now() -> float:
+    return time.time()
+
+
+# --------------------------------------------------------------------------------------------
+# Planning: turn a spec into everything a worker needs, checking it all before anything runs.
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Plan:
+    """A validated spec with its data, task, metric and concrete search spaces."""
+
+    spec: StudySpec
+    prepared: datasets.PreparedData
+    spaces: dict[str, space.SearchSpace]
+    metric: str
+    dataset_sha256: str | None
+
+    @property
+    def task(self) -> str:
+        return self.prepared.task
+
+    def grid(self) -> list[dict[str, Any]]:
+        return space.grid_points(self.spaces, self.spec.grid_points)
+
+
+def resolve_spaces(spec: StudySpec, task: str) -> dict[str, space.SearchSpace]:
+    """Model key -> validated search space (registry defaults where the spec gives none)."""
+    keys = spec.models
+    for key in keys:
+        models.estimator_class(key, task)  # SpecError when the task cannot use it
+    raw = spec.space or {}
+    if len(keys) > 1 and raw and not set(raw) <= set(keys):
+        raise SpecError(
+            "With several models, 'space' maps each model key to its own hyperparameters, "
+            f"e.g. space: {{{keys[0]}: {{...}}}}. Unknown keys: {', '.join(sorted(set(raw) - set(keys)))}."
+        )
+    spaces: dict[str, space.SearchSpace] = {}
+    for key in keys:
+        given = raw.get(key) if len(keys) > 1 else raw
+        parsed = models.parse_model_space(key, task, given or None)
+        if not parsed:
+            raise SpecError(f"The search space of {key} is empty: give at least one hyperparameter.")
+        spaces[key] = parsed
+    return spaces
+
+
+def plan_study(spec: StudySpec, data: Any = None) -> Plan:
+    """Load and check the dataset, the models, the space, the metric and the strategy.
+
+    ``data`` may carry an already loaded frame (the UI has it) to avoid reading twice.
+    """
+    strategies.check_strategy(spec.strategy)
+    frame, sha = data if data is not None else datasets.load_dataset(spec.dataset)
+    prepared = datasets.prepare(frame, spec.target, task=spec.task, folds=spec.folds)
+    spaces = resolve_spaces(spec, prepared.task)
+    metric = objective.resolve_metric(spec.metric, prepared.task)
+    plan = Plan(spec, prepared, spaces, metric, sha)
+    if spec.strategy == "grid":
+        space.check_grid_size(sum(space.grid_size(s, spec.grid_points) for s in spaces.values()))
+    return plan
+
+
+def load_problem(spec: StudySpec, dataset_sha256: str | None) -> objective.Problem:
+    """Build the worker's view of the data: prepared table, holdout split and CV folds."""
+    ref = dataset_sha256 or spec.dataset
+    frame, _ = datasets.load_dataset(ref, expected_sha256=dataset_sha256)
+    prepared = datasets.prepare(frame, spec.target, task=spec.task, folds=spec.folds)
+    spaces = resolve_spaces(spec, prepared.task)
+    metric = objective.resolve_metric(spec.metric, prepared.task)
+    X_train, X_test, y_train, y_test = objective.holdout_split(
+        prepared.X, prepared.y, prepared.task, spec.test_size, spec.seed
+    )
+    cv = objective.make_cv(prepared.task, spec.folds, spec.repeats, spec.seed)
+    try:
+        splits = list(cv.split(X_train, y_train))
+    except ValueError as exc:
+        raise DatasetError(f"Cannot make {spec.folds} CV folds from the training part: {exc}") from exc
+    return objective.Problem(
+        task=prepared.task, metric=metric, X_train=X_train, y_train=y_train, X_test=X_test,
+        y_test=y_test, numeric=prepared.numeric, categorical=prepared.categorical, splits=splits,
+        seed=spec.seed, spaces=spaces,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Creating a study
+# --------------------------------------------------------------------------------------------
+def study_exists(name: str, storage: str | None = None) -> bool:
+    """Whether a study of that name is in the storage."""
+    names = optuna.get_all_study_names(storage=open_storage(storage, heartbeat=False))
+    return name in names
+
+
+def _ingest_dataset(spec: StudySpec) -> str | None:
+    """Store a dataset given by path in the content-addressed store; return its SHA-256."""
+    ref = spec.dataset
+    if ref.startswith("sklearn:"):
+        return None
+    if len(ref) == 64 and all(c in "0123456789abcdef" for c in ref):
+        if datasets.find_stored(ref) is None:
+            raise DatasetError(f"No stored dataset has SHA-256 {ref}. Upload it again.")
+        return ref
+    path = Path(ref)
+    if not path.is_file():
+        raise DatasetError(f"Dataset file not found: {ref}")
+    stored = datasets.store_dataset(path.read_bytes(), path.name, target=spec.target, task=spec.task, folds=spec.folds)
+    return stored.sha256
+
+
+def create_study(spec: StudySpec, storage: str | None = None) -> optuna.Study:
+    """Validate ``spec``, store its dataset, create the Optuna study and its budget slots."""
+    check_name(spec.name)
+    if study_exists(spec.name, storage):
+        raise SpecError(f"A study named {spec.name!r} already exists. Pick another name, or resume that study.")
+    sha = _ingest_dataset(spec)
+    plan = plan_study(spec, data=datasets.load_dataset(sha or spec.dataset))
+    study = optuna.create_study(
+        storage=open_storage(storage, heartbeat=False),
+        study_name=spec.name,
+        direction="maximize",  # scikit-learn scorers are "greater is better"
+        sampler=strategies.make_sampler(spec.strategy, spec.seed),
+        pruner=strategies.make_pruner(spec.pruner, spec.folds * spec.repeats),
+    )
+    study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    study.set_user_attr(DATASET_ATTR, sha)
+    study.set_user_attr("hpdash.task", plan.task)
+    study.set_user_attr("hpdash.metric", plan.metric)
+    study.set_user_attr("hpdash.space", {k: space.space_to_dict(s) for k, s in plan.spaces.items()})
+    study.set_user_attr("hpdash.created_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    study.set_user_attr(STATE_ATTR, "created")
+    _add_budget_slots(study, plan)
+    return study
+
+
+def _add_budget_slots(study: optuna.Study, plan: Plan) -> None:
+    """Create the budget as WAITING trials (grid: one per grid point, in a recorded order)."""
+    spec = plan.spec
+    if spec.strategy == "grid":
+        points = plan.grid()
+        # Optuna's GridSampler visits points in random order; hpdash shuffles with the study
+        # seed, so the order is reproducible, and a budget below the grid size is a seeded
+        # random subset of the grid.
+        order = np.random.default_rng(spec.seed).permutation(len(points))
+        budget = len(points) if spec.n_trials is None else min(spec.n_trials, len(points))
+        for i in order[:budget]:
+            study.enqueue_trial(points[int(i)])
+        study.set_user_attr(GRID_ATTR, {
+            "grid_size": len(points), "budget": budget, "order": "seeded random permutation",
+            "cut": budget < len(points),
+        })
+        study.set_user_attr(BUDGET_ATTR, budget)
+        return
+    if spec.n_trials is None:
+        study.set_user_attr(BUDGET_ATTR, None)  # time budget only: workers create trials freely
+        return
+    for _ in range(spec.n_trials):
+        study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, system_attrs={"hpdash_slot": True}))
+    study.set_user_attr(BUDGET_ATTR, spec.n_trials)
+
+
+def load_spec_of(study: optuna.Study) -> StudySpec:
+    """The spec stored on a study."""
+    raw = study.user_attrs.get(SPEC_ATTR)
+    if raw is None:
+        raise SpecError(f"Study {study.study_name!r} was not created by hpdash (it has no spec).")
+    return parse_spec(raw)
+
+
+def load_study(name: str, storage: str | None = None, **storage_kwargs: Any) -> optuna.Study:
+    """Load a study by name, with a clear error when it does not exist."""
+    store = open_storage(storage, **{"heartbeat": False, **storage_kwargs})
+    try:
+        return optuna.load_study(study_name=name, storage=store)
+    except KeyError as exc:
+        raise StudyNotFoundError(f"No study named {name!r} in {config.storage_url(storage)}. It may have been deleted.") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# The worker
+# --------------------------------------------------------------------------------------------
+def _worker_key() -> str:
+    return f"{WORKER_PREFIX}{socket.gethostname()}.{os.getpid()}"
+
+
+def run_worker(name: str, storage: str | None = None, worker_index: int = 0) -> int:
+    """Run trials of study ``name`` until the budget is spent, time is up or a stop is asked.
+
+    Returns the number of trials this worker finished. Installs a SIGTERM handler: the
+    current trial stops at its next fold boundary and its slot is given back.
+    """
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    plain = load_study(name, storage)
+    spec = load_spec_of(plain)
+    budgeted = plain.user_attrs.get(BUDGET_ATTR) is not None
+    study = optuna.load_study(
+        study_name=name,
+        storage=open_storage(storage, budgeted=budgeted),
+        # Each worker gets its own seed stream, or parallel random workers would repeat points.
+        sampler=strategies.make_sampler(spec.strategy, spec.seed + worker_index),
+        pruner=strategies.make_pruner(spec.pruner, spec.folds * spec.repeats),
+    )
+    stop_event = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
+    key = _worker_key()
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "index": worker_index,
+            "started": _now(), "last_seen": _now(), "status": "running"}
+    study.set_user_attr(key, info)
+    beat_stop = threading.Event()
+
+    def beat() -> None:
+        while not beat_stop.wait(WORKER_BEAT_SECONDS):
+            try:
+                study.set_user_attr(key, {**info, "last_seen": _now()})
+                if study.user_attrs.get(STOP_ATTR):
+                    stop_event.set()
+            except Exception:  # a missed beat is harmless; the next one retries
+                pass
+
+    beater = threading.Thread(target=beat, daemon=True)
+    beater.start()
+    done = 0
+
+    def after_trial(st: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        nonlocal done
+        done += 1
+        if stop_event.is_set() or st.user_attrs.get(STOP_ATTR):
+            st.stop()
+
+    try:
+        problem = load_problem(spec, plain.user_attrs.get(DATASET_ATTR))
+        started = float(plain.user_attrs.get(STARTED_ATTR) or _now())
+        timeout = None if spec.timeout is None else max(0.0, spec.timeout - (_now() - started))
+        if timeout == 0.0:
+            return 0
+        try:
+            study.optimize(
+                _with_slot_return(study, objective.make_objective(problem, stop_event)),
+                timeout=timeout,
+                catch=(Exception,),
+                callbacks=[after_trial],
+            )
+        except BudgetExhausted:
+            pass
+        info["status"] = "stopped" if stop_event.is_set() else "done"
+    except Exception as exc:
+        info["status"] = "failed"
+        message = str(exc) if isinstance(exc, HpdashError) else f"{type(exc).__name__}: {exc}"
+        study.set_user_attr(ERROR_ATTR, message)
+        study.set_user_attr(STATE_ATTR, "failed")
+        raise
+    finally:
+        beat_stop.set()
+        study.set_user_attr(key, {**info, "last_seen": _now(), "ended": _now()})
+        _settle_state(study)
+    return done
+
+
+def _with_slot_return(study: optuna.Study, func: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
+    """On a user stop mid-trial, give the slot back (same params) and fail the cut trial."""
+
+    def wrapped(trial: optuna.Trial) -> float:
+        try:
+            return func(trial)
+        except objective.StopRequested:
+            trial.set_user_attr("fail_reason", "stopped by the user before it finished; resume runs it again")
+            study.add_trial(optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                system_attrs={"fixed_params": dict(trial.params), "hpdash_slot": True},
+            ))
+            study.stop()
+            raise
+
+    return wrapped
+
+
+def _timed_out(spec: StudySpec, attrs: dict[str, Any]) -> bool:
+    started = float(attrs.get(STARTED_ATTR) or _now())
+    return spec.timeout is not None and _now() - started >= spec.timeout
+
+
+def _settle_state(study: optuna.Study) -> None:
+    """After a worker ends: record stopped, or finished (and refit) once no work is left."""
+    attrs = study.user_attrs
+    if attrs.get(STATE_ATTR) == "failed":
+        return
+    open_trials = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    if any(t.state == TrialState.RUNNING for t in open_trials):
+        return  # another worker is still on it (a dead worker's trial goes stale, then retried)
+    if open_trials and attrs.get(STOP_ATTR):
+        study.set_user_attr(STATE_ATTR, "stopped")
+        return
+    if open_trials and not _timed_out(load_spec_of(study), attrs):
+        return  # slots left and time left: resumable
+    study.set_user_attr(STATE_ATTR, "finished")
+    try:
+        refit(study.study_name, study=study)
+    except HpdashError as exc:
+        study.set_user_attr(REFIT_ATTR, {"error": str(exc)})
+
+
+# --------------------------------------------------------------------------------------------
+# Launch, stop, resume, delete
+# --------------------------------------------------------------------------------------------
+def workers_log_dir() -> Path:
+    path = config.data_dir() / "workers"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def launch_workers(name: str, storage: str | None = None, workers: int = 1) -> list[subprocess.Popen]:
+    """Start ``workers`` detached processes: ``python -m hpdash worker NAME --storage URL``.
+
+    They run in their own session, so closing the browser or the terminal does not stop them.
+    """
+    study = load_study(name, storage)
+    study.set_user_attr(STOP_ATTR, False)
+    study.set_user_attr(STATE_ATTR, "running")
+    study.set_user_attr(STARTED_ATTR, _now())
+    url = config.storage_url(storage)
+    env = {**os.environ, "HPDASH_DATA_DIR": str(config.data_dir()), "HPDASH_STORAGE": url}
+    procs = []
+    for i in range(workers):
+        log_path = workers_log_dir() / f"{name}-{i}.log"
+        with open(log_path, "ab") as out:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "hpdash", "worker", name, "--storage", url, "--worker-index", str(i)],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True,
+            ))
+    return procs
+
+
+def workers_of(study: optuna.Study) -> list[dict[str, Any]]:
+    """The workers that have run this study, with an ``alive`` flag from their last beat."""
+    now = _now()
+    out = []
+    for key, info in study.user_attrs.items():
+        if key.startswith(WORKER_PREFIX) and isinstance(info, dict):
+            alive = "ended" not in info and now - float(info.get("last_seen", 0)) < WORKER_LOST_SECONDS
+            if alive and info.get("host") == socket.gethostname():
+                alive = _pid_alive(int(info["pid"]))
+            out.append({**info, "alive": alive})
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped by its parent) is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def stop_study(name: str, storage: str | None = None) -> None:
+    """Ask every worker to stop: a flag in storage plus SIGTERM to workers on this machine.
+
+    The running trial stops at its next fold boundary, is marked FAIL with the reason, and its
+    slot is given back so ``resume_study`` runs it again.
+    """
+    study = load_study(name, storage)
+    study.set_user_attr(STOP_ATTR, True)
+    for w in workers_of(study):
+        if w["alive"] and w.get("host") == socket.gethostname():
+            try:
+                os.kill(int(w["pid"]), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    if not any(w["alive"] for w in workers_of(study)):
+        study.set_user_attr(STATE_ATTR, "stopped")
+
+
+def resume_study(name: str, storage: str | None = None, workers: int | None = None) -> list[subprocess.Popen]:
+    """Start workers again on a stopped (or lost) study; they pop the remaining slots."""
+    study = load_study(name, storage)
+    spec = load_spec_of(study)
+    return launch_workers(name, storage, workers or spec.workers)
+
+
+def delete_study(name: str, storage: str | None = None) -> None:
+    """Stop the study's workers, then delete it, its refit model file and its note."""
+    from hpdash.store import Catalogue
+
+    study = load_study(name, storage)
+    if any(w["alive"] for w in workers_of(study)):
+        stop_study(name, storage)
+    refit_info = study.user_attrs.get(REFIT_ATTR) or {}
+    optuna.delete_study(study_name=name, storage=open_storage(storage, heartbeat=False))
+    model_path = refit_info.get("path")
+    if model_path and Path(model_path).is_file():
+        Path(model_path).unlink()
+    Catalogue(config.catalogue_path(storage)).delete_note(name)
+
+
+# --------------------------------------------------------------------------------------------
+# Status
+# --------------------------------------------------------------------------------------------
+@dataclass
+class StudyStatus:
+    """What the progress header and the studies table show."""
+
+    name: str
+    state: str  # created | running | finished | stopped | failed | worker lost
+    done: int  # finished trials (COMPLETE, PRUNED, FAIL)
+    complete: int
+    running: int
+    budget: int | None
+    best_value: float | None
+    workers_alive: int
+    started_at: float | None
+    elapsed_s: float | None
+    eta_s: float | None
+    error: str | None
+
+    @property
+    def fraction(self) -> float:
+        if self.budget:
+            return min(1.0, self.done / self.budget)
+        return 1.0 if self.state == "finished" else 0.0
+
+
+def study_status(study: optuna.Study) -> StudyStatus:
+    """Progress of a study, derived from its trials and worker beats."""
+    attrs = study.user_attrs
+    trials = study.get_trials(deepcopy=False)
+    finished = [t for t in trials if t.state.is_finished()]
+    complete = [t for t in finished if t.state == TrialState.COMPLETE]
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    # A FAIL trial that was given a new slot (stale heartbeat or a stop) does not use budget.
+    done = len(finished) - sum(
+        1 for t in finished if t.state == TrialState.FAIL and _was_replaced(t, trials)
+    )
+    budget = attrs.get(BUDGET_ATTR)
+    workers_alive = sum(w["alive"] for w in workers_of(study))
+    state = attrs.get(STATE_ATTR, "created")
+    if state == "running" and workers_alive == 0:
+        state = "finished" if budget is not None and waiting == 0 and running == 0 else "worker lost"
+    best = max((t.value for t in complete), default=None)  # hpdash studies maximize
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    started_at = attrs.get(STARTED_ATTR)
+    ends = [t.datetime_complete for t in finished if t.datetime_complete]
+    elapsed = None
+    if starts:
+        end = max(ends) if state != "running" and ends else datetime.now(starts[0].tzinfo)
+        elapsed = max(0.0, (end - min(starts)).total_seconds())
+    eta = None
+    if state == "running" and budget and done and elapsed:
+        eta = elapsed / done * max(0, budget - done)
+    return StudyStatus(
+        name=study.study_name, state=state, done=done, complete=len(complete), running=running,
+        budget=budget, best_value=best, workers_alive=workers_alive,
+        started_at=float(started_at) if started_at else None, elapsed_s=elapsed, eta_s=eta,
+        error=attrs.get(ERROR_ATTR),
+    )
+
+
+def _was_replaced(trial: optuna.trial.FrozenTrial, trials: list[optuna.trial.FrozenTrial]) -> bool:
+    reason = trial.user_attrs.get("fail_reason", "")
+    if reason.startswith("stopped by the user"):
+        return True
+    return any(t.system_attrs.get("failed_trial") == trial.number for t in trials)
+
+
+# --------------------------------------------------------------------------------------------
+# Final model
+# --------------------------------------------------------------------------------------------
+@dataclass
+class RefitResult:
+    """The final model: best params refit on the whole training part, scored once on holdout."""
+
+    study: str
+    trial_number: int
+    model: str
+    params: dict[str, Any]
+    metric: str
+    cv_score: float
+    holdout_score: float
+    path: str
+    sha256: str
+    created_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def refit(name: str, storage: str | None = None, study: optuna.Study | None = None) -> RefitResult:
+    """Refit the best trial's hyperparameters on the training part and score the holdout."""
+    study = study or load_study(name, storage)
+    spec = load_spec_of(study)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise SpecError(f"Study {name!r} has no completed trial to refit.")
+    best = study.best_trial
+    problem = load_problem(spec, study.user_attrs.get(DATASET_ATTR))
+    model_key, params = space.decode_params(best.params, problem.models)
+    pipe = problem.pipeline(model_key, params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe.fit(problem.X_train, problem.y_train)
+    holdout = float(get_scorer(problem.metric)(pipe, problem.X_test, problem.y_test))
+    path = config.models_dir() / f"{name}.joblib"
+    tmp = path.with_suffix(".joblib.tmp")
+    joblib.dump(pipe, tmp)
+    os.replace(tmp, path)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    result = RefitResult(
+        study=name, trial_number=best.number, model=model_key, params=params, metric=problem.metric,
+        cv_score=float(best.value), holdout_score=holdout, path=str(path), sha256=sha,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    study.set_user_attr(REFIT_ATTR, json.loads(json.dumps(result.to_dict(), default=str)))
+    return result
+
+
+def refit_info(study: optuna.Study) -> dict[str, Any] | None:
+    """The stored refit record, or None."""
+    info = study.user_attrs.get(REFIT_ATTR)
+    return info if info and "holdout_score" in info else None
+
+
+def wait_for(procs: list[subprocess.Popen], poll: Callable[[], None] | None = None, interval: float = 0.5) -> list[int]:
+    """Wait for worker processes, calling ``poll`` every ``interval`` seconds."""
+    while any(p.poll() is None for p in procs):
+        if poll:
+            poll()
+        time.sleep(interval)
+    if poll:
+        poll()
+    return [p.returncode for p in procs]

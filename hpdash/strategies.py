@@ -1,0 +1,91 @@
+"""Strategy names -> seeded Optuna samplers, pruner names -> Optuna pruners."""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+
+import optuna
+
+from hpdash.errors import SpecError
+
+STRATEGY_LABELS = {
+    "grid": "Grid search (exhaustive over discretised ranges)",
+    "random": "Random search",
+    "tpe": "Bayesian: TPE (tree-structured Parzen estimator)",
+    "gp": "Bayesian: Gaussian process",
+    "cmaes": "CMA-ES (evolution strategy)",
+    "qmc": "Quasi-Monte Carlo (Sobol)",
+}
+PRUNER_LABELS = {
+    "none": "No pruning",
+    "median": "Median: stop a trial whose fold score is below the median of earlier trials",
+    "hyperband": "Hyperband: successive halving over folds",
+    "wilcoxon": "Wilcoxon: stop when a signed-rank test says the trial is worse than the best",
+}
+TORCH_HINT = (
+    "The Gaussian-process strategy needs PyTorch, which is not installed. Install the CPU build "
+    "with `pip install -r requirements-gp.txt` (or `make install-gp`), or pick TPE, random or grid."
+)
+
+
+def torch_available() -> bool:
+    """Whether PyTorch can be imported (the GP sampler needs it)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def check_strategy(strategy: str) -> None:
+    """Raise SpecError for an unknown strategy, or GP without PyTorch."""
+    if strategy not in STRATEGY_LABELS:
+        raise SpecError(f"Unknown strategy {strategy!r}: choose one of {', '.join(STRATEGY_LABELS)}.")
+    if strategy == "gp" and not torch_available():
+        raise SpecError(TORCH_HINT)
+
+
+def make_sampler(strategy: str, seed: int, n_startup_trials: int = 10) -> optuna.samplers.BaseSampler:
+    """A seeded sampler for ``strategy`` (see ``_make_sampler``), without experimental-API noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _make_sampler(strategy, seed, n_startup_trials)
+
+
+def _make_sampler(strategy: str, seed: int, n_startup_trials: int) -> optuna.samplers.BaseSampler:
+    """A seeded sampler for ``strategy``.
+
+    Grid search does not use a sampler to pick points: the runner enqueues every grid point as
+    a budget slot, so each point runs exactly once even with several workers (Optuna's
+    GridSampler may repeat points under concurrency). Its trials all carry fixed params, so the
+    sampler is never asked; a seeded RandomSampler stands in.
+    """
+    check_strategy(strategy)
+    if strategy in ("grid", "random"):
+        return optuna.samplers.RandomSampler(seed=seed)
+    if strategy == "tpe":
+        # multivariate TPE handles correlated hyperparameters; group=True handles the
+        # conditional spaces of algorithm selection. constant_liar spreads parallel workers.
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=n_startup_trials, multivariate=True, group=True,
+            constant_liar=True,
+        )
+    if strategy == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials)
+    if strategy == "cmaes":
+        return optuna.samplers.CmaEsSampler(
+            seed=seed, n_startup_trials=n_startup_trials, warn_independent_sampling=False
+        )
+    return optuna.samplers.QMCSampler(seed=seed, qmc_type="sobol", scramble=True, warn_independent_sampling=False)
+
+
+def make_pruner(name: str, n_folds: int) -> optuna.pruners.BasePruner:
+    """A pruner that acts on fold scores (step k = fold k)."""
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(n_folds, 2))
+    if name == "wilcoxon":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=2)
+    raise SpecError(f"Unknown pruner {name!r}: choose one of {', '.join(PRUNER_LABELS)}.")
