@@ -1,0 +1,22 @@
+"""hpdash web app: `streamlit run app.py` (or `make run`).
+
+Routes with st.navigation over pages/; every page is thin and calls hpdash.
+"""
+
+import streamlit as st
+
+from hpdash.ui import common
+
+common.ensure_navigation()
+st.set_page_config(page_title="hpdash: hyperparameter tuning", page_icon=":material/tune:", layout="wide")
+
+pages = [
+    st.Page(common.PAGE_HOME, title="Home", icon=":material/home:", default=True, url_path="home"),
+    st.Page(common.PAGE_DATASETS, title="Datasets", icon=":material/table_view:", url_path="datasets"),
+    st.Page(common.PAGE_NEW, title="New study", icon=":material/rocket_launch:", url_path="new_study"),
+    st.Page(common.PAGE_STUDIES, title="Studies", icon=":material/list_alt:", url_path="studies"),
+    st.Page(common.PAGE_STUDY, title="Study", icon=":material/monitoring:", url_path="study"),
+]
+page = st.navigation(pages)
+common.sidebar()
+page.run()

@@ -1,0 +1,1 @@
+"""Streamlit-aware helpers shared by app.py and pages/ (the only hpdash code that imports streamlit)."""

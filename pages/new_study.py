@@ -1,0 +1,256 @@
+"""New study: dataset, task, metric, models, search space, strategy, protocol, launch."""
+
+import streamlit as st
+
+from hpdash import datasets, models, runner, space, views
+from hpdash.errors import HpdashError, SpecError
+from hpdash.spec import load_spec, parse_spec
+from hpdash.strategies import PRUNER_LABELS, STRATEGY_LABELS, TORCH_HINT, torch_available
+from hpdash.ui import common
+
+common.ensure_navigation()
+
+st.title("New study")
+state = st.session_state
+defaults = views.spec_form_defaults()
+state.setdefault("ns_space_version", 0)
+state.setdefault("ns_space_init", {})
+for _key, _value in {
+    "ns_task": "auto", "ns_strategy": defaults["strategy"], "ns_grid_points": defaults["grid_points"],
+    "ns_n_trials": defaults["n_trials"], "ns_timeout_min": 0.0, "ns_workers": defaults["workers"],
+    "ns_folds": defaults["folds"], "ns_repeats": defaults["repeats"],
+    "ns_test_size": defaults["test_size"], "ns_seed": defaults["seed"], "ns_pruner": "none",
+}.items():
+    state.setdefault(_key, _value)  # widgets below take their value from these keys
+
+
+def apply_prefill(values: dict) -> None:
+    """Copy prefill values (from the Datasets page or an uploaded spec) into the form keys."""
+    mapping = {"dataset": "ns_dataset", "target": "ns_target", "task": "ns_task",
+               "metric": "ns_metric", "strategy": "ns_strategy", "grid_points": "ns_grid_points",
+               "seed": "ns_seed", "pruner": "ns_pruner", "workers": "ns_workers",
+               "test_size": "ns_test_size", "name": "ns_name"}
+    for field, key in mapping.items():
+        if values.get(field) is not None:
+            state[key] = values[field]
+    if "model" in values:
+        state["ns_models"] = [values["model"]] if isinstance(values["model"], str) else list(values["model"])
+    if "n_trials" in values:
+        state["ns_n_trials"] = int(values["n_trials"] or 0)
+    if "timeout" in values:
+        state["ns_timeout_min"] = float(values["timeout"] or 0) / 60
+    if values.get("cv"):
+        state["ns_folds"] = int(values["cv"].get("folds", 5))
+        state["ns_repeats"] = int(values["cv"].get("repeats", 1))
+    if values.get("space"):
+        keys = state.get("ns_models") or []
+        raw = values["space"]
+        state["ns_space_init"] = dict(raw) if len(keys) > 1 else {keys[0]: dict(raw)} if keys else {}
+    state["ns_space_version"] += 1
+
+
+if common.PREFILL_KEY in state:
+    apply_prefill(state.pop(common.PREFILL_KEY))
+
+# ------------------------------------------------------------------------------ spec upload
+with st.expander("Start from a spec file (YAML)"):
+    spec_file = st.file_uploader("Upload a spec to prefill the form", type=["yaml", "yml", "json"],
+                                 key="ns_spec_upload")
+    if spec_file is not None and state.get("ns_spec_upload_id") != spec_file.file_id:
+        state["ns_spec_upload_id"] = spec_file.file_id
+        try:
+            loaded = load_spec(spec_file.getvalue().decode("utf-8", errors="replace"))
+            values = loaded.to_dict()
+            ref = values["dataset"]
+            if not ref.startswith("sklearn:") and ref not in views.dataset_choices():
+                values["dataset"] = datasets.store_dataset(
+                    open(ref, "rb").read(), ref.rsplit("/", 1)[-1]).sha256
+            apply_prefill(values)
+            state["ns_spec_message"] = ("ok", f"Loaded spec {loaded.name!r}. Check the form below.")
+        except (HpdashError, OSError) as exc:
+            state["ns_spec_message"] = ("error", f"Cannot use this spec: {exc}")
+        st.rerun()
+    message = state.get("ns_spec_message") if spec_file is not None else None
+    if message:
+        (st.success if message[0] == "ok" else st.error)(message[1])
+
+# ------------------------------------------------------------------------------ data
+st.subheader("1 · Data")
+choices = views.dataset_choices()
+if state.get("ns_dataset") not in choices:
+    state.pop("ns_dataset", None)
+if len(choices) == len(datasets.SAMPLES):
+    st.caption("No uploaded datasets yet: pick a bundled sample, or upload a table on the "
+               "Datasets page.")
+c1, c2, c3 = st.columns([2, 1, 1])
+ref = c1.selectbox("Dataset", list(choices), format_func=choices.get, key="ns_dataset")
+try:
+    frame, sha = common.load_frame(ref)
+except HpdashError as exc:
+    common.show_error(exc)
+    st.stop()
+columns = [str(c) for c in frame.columns]
+if state.get("ns_target") not in columns:
+    state["ns_target"] = views.default_target(columns)
+target = c2.selectbox("Target column", columns, key="ns_target")
+task_choice = c3.selectbox("Task", ["auto", "classification", "regression"], key="ns_task")
+try:
+    task = common.profile(ref, target, task_choice).task
+except HpdashError as exc:
+    common.show_error(exc, "This target cannot be used: ")
+    st.stop()
+st.caption(f"Task: **{task}**" + (" (inferred from the target)" if task_choice == "auto" else ""))
+
+# ------------------------------------------------------------------------------ model
+st.subheader("2 · Model and metric")
+model_opts = common.model_options(task)
+metric_opts = ["auto", *common.metric_options(task)]
+if state.get("ns_metric") not in metric_opts:
+    state["ns_metric"] = "auto"
+if "ns_models" not in state:
+    state["ns_models"] = [next(iter(model_opts))]
+elif state["ns_models"] and not all(m in model_opts for m in state["ns_models"]):
+    # the task changed: keep the models that suit it, else the first that does
+    state["ns_models"] = [m for m in state["ns_models"] if m in model_opts] or [next(iter(model_opts))]
+c1, c2 = st.columns([2, 1])
+model_keys = c1.multiselect(
+    "Model(s)", list(model_opts), format_func=model_opts.get, key="ns_models",
+    help="Pick several to let the search choose the algorithm too (algorithm selection).")
+metric = c2.selectbox("Metric", metric_opts, key="ns_metric",
+                      format_func=lambda m: f"auto ({'accuracy' if task == 'classification' else 'r2'})" if m == "auto" else m,
+                      help="Only scikit-learn scorers valid for this task. Greater is better.")
+if len(model_keys) > 1:
+    st.info("Algorithm selection: every trial first picks a model, then that model's "
+            "hyperparameters.", icon=":material/shuffle:")
+
+# ------------------------------------------------------------------------------ space
+st.subheader("3 · Search space")
+st.caption("One row per hyperparameter. float/int: low, high and log scale; categorical: "
+           "choices separated by commas. Add or delete rows freely.")
+if st.button("Reset to defaults", key="ns_reset_space"):
+    state["ns_space_init"] = {}
+    state["ns_space_version"] += 1
+    st.rerun()
+
+space_errors: list[str] = []
+spaces_raw: dict[str, dict] = {}
+editor_config = {
+    "hyperparameter": st.column_config.TextColumn("hyperparameter", required=True),
+    "type": st.column_config.SelectboxColumn("type", options=list(space.TYPES), required=True),
+    "low": st.column_config.NumberColumn("low", format="%g"),
+    "high": st.column_config.NumberColumn("high", format="%g"),
+    "log": st.column_config.CheckboxColumn("log"),
+    "choices": st.column_config.TextColumn("choices"),
+    "label": st.column_config.SelectboxColumn("label", options=list(space.LABELS),
+                                              help="Does it shape the model, or control the learning process?"),
+}
+for key in model_keys:
+    init = state["ns_space_init"].get(key)
+    try:
+        initial = views.space_editor_frame(
+            models.parse_model_space(key, task, init) if init else models.default_space(key, task))
+    except HpdashError:
+        initial = views.space_editor_frame(models.default_space(key, task))
+    st.markdown(f"**{model_opts[key]}** (`{key}`) — {models.REGISTRY[key].description}")
+    edited = st.data_editor(initial, key=f"ns_space_{key}_{task}_{state['ns_space_version']}",
+                            num_rows="dynamic", hide_index=True, width="stretch",
+                            column_config=editor_config)
+    try:
+        spaces_raw[key] = views.space_from_editor(edited)
+        if not spaces_raw[key]:
+            raise SpecError("the search space is empty: add at least one hyperparameter")
+    except HpdashError as exc:
+        space_errors.append(f"{key}: {exc}")
+        st.error(f"Search space of {key}: {exc}", icon=":material/warning:")
+
+# ------------------------------------------------------------------------------ strategy
+st.subheader("4 · Strategy, budget and protocol")
+c1, c2, c3 = st.columns(3)
+strategy = c1.selectbox("Strategy", list(STRATEGY_LABELS), format_func=STRATEGY_LABELS.get,
+                        key="ns_strategy")
+if strategy == "gp" and not torch_available():
+    c1.warning(TORCH_HINT)
+grid_points = c1.number_input("Grid points per range", 2, 50,
+                              key="ns_grid_points", disabled=strategy != "grid",
+                              help="Grid search splits each float/int range into this many values.")
+n_trials = c2.number_input(
+    "Trials" + (" (0 = the whole grid)" if strategy == "grid" else " (0 = no trial limit)"),
+    0, 100_000, key="ns_n_trials")
+timeout_min = c2.number_input("Time limit in minutes (0 = none)", 0.0, 10_000.0, step=1.0,
+                              key="ns_timeout_min")
+workers = c2.number_input("Worker processes", 1, 64, key="ns_workers",
+                          help="Parallel processes sharing the study through the database.")
+folds = c3.number_input("CV folds", 2, 50, key="ns_folds")
+repeats = c3.number_input("CV repeats", 1, 20, key="ns_repeats")
+test_size = c3.slider("Holdout test fraction", 0.05, 0.5, step=0.05,
+                      key="ns_test_size", help="Kept aside, never used in the search; the final "
+                      "model is scored on it once.")
+c1, c2, c3 = st.columns(3)
+seed = c1.number_input("Seed", 0, 2**32 - 1, key="ns_seed")
+pruner = c2.selectbox("Pruner", list(PRUNER_LABELS), format_func=PRUNER_LABELS.get, key="ns_pruner",
+                      help="Stops clearly bad trials after a few CV folds.")
+auto_name = views.unique_study_name(views.default_study_name(ref, model_keys or "model", strategy))
+name = c3.text_input("Study name", key="ns_name", placeholder=auto_name,
+                     help="Letters, digits, '.', '_' or '-'. Leave empty for the suggested name.").strip() or auto_name
+
+# ------------------------------------------------------------------------------ validate
+raw = {
+    "name": name, "dataset": ref, "target": target, "task": task_choice,
+    "model": model_keys[0] if len(model_keys) == 1 else list(model_keys),
+    "space": (spaces_raw.get(model_keys[0]) if len(model_keys) == 1 else spaces_raw) if model_keys else None,
+    "strategy": strategy, "grid_points": int(grid_points),
+    "n_trials": int(n_trials) or None, "timeout": float(timeout_min) * 60 or None,
+    "cv": {"folds": int(folds), "repeats": int(repeats)}, "metric": metric,
+    "test_size": float(test_size), "seed": int(seed), "pruner": pruner, "workers": int(workers),
+}
+errors = list(space_errors)
+spec = plan = None
+if not model_keys:
+    errors.append("Pick at least one model.")
+elif not space_errors:
+    try:
+        spec = parse_spec(raw)
+        plan = runner.plan_study(spec, data=(frame, sha))
+        if runner.study_exists(spec.name):
+            raise SpecError(f"A study named {spec.name!r} already exists. Pick another name.")
+    except HpdashError as exc:
+        errors.append(str(exc))
+        plan = None
+
+st.subheader("5 · Check and launch")
+if plan is not None:
+    total = space.total_grid_size(plan.spaces, spec.grid_points)
+    with st.expander(f"Grid preview: {total:,} combinations", expanded=strategy == "grid"):
+        st.dataframe(views.grid_preview_frame(plan.spaces, spec.grid_points), hide_index=True,
+                     width="stretch")
+        if strategy == "grid":
+            budget = total if spec.n_trials is None else min(spec.n_trials, total)
+            st.caption(f"Grid search runs {budget:,} of the {total:,} combinations"
+                       + (" (a seeded random subset)." if budget < total else "."))
+        else:
+            st.caption("Grid search would try these values; other strategies sample the ranges.")
+    try:
+        with st.spinner("Timing a first fit…"):
+            estimate = common.runtime_estimate(spec.to_yaml(), ref)
+        st.info(f"Estimated run time: {estimate.describe()}", icon=":material/timer:")
+    except Exception as exc:
+        st.caption(f"No run-time estimate: {exc}")
+
+for message in errors:
+    st.error(message, icon=":material/warning:")
+
+c1, c2 = st.columns([1, 1])
+launch = c1.button("Launch study", type="primary", disabled=plan is None, key="ns_launch",
+                   width="stretch")
+if spec is not None:
+    c2.download_button("Download spec (YAML)", spec.to_yaml(), file_name=f"{spec.name}.yaml",
+                       mime="application/x-yaml", key="ns_download_spec", width="stretch")
+if launch and spec is not None:
+    try:
+        with st.spinner("Creating the study and starting its workers…"):
+            views.start_study(spec)
+    except HpdashError as exc:
+        common.show_error(exc, "Could not launch: ")
+    else:
+        state.pop("ns_name", None)
+        common.open_study(spec.name)

@@ -1,0 +1,90 @@
+"""Studies: every study in the storage, with filters, links, stop, resume and delete."""
+
+import streamlit as st
+
+from hpdash import runner, views
+from hpdash.errors import HpdashError
+from hpdash.ui import common
+
+common.ensure_navigation()
+
+st.title("Studies")
+
+try:
+    frame = views.studies_frame()
+except HpdashError as exc:
+    common.show_error(exc, "Cannot read the studies: ")
+    st.stop()
+
+if frame.empty:
+    st.info("No studies yet. Start one from the Home page's quick starts, or configure one "
+            "on the New study page.", icon=":material/info:")
+    st.page_link(common.PAGE_NEW, label="New study", icon=":material/rocket_launch:")
+    st.stop()
+
+c1, c2, c3 = st.columns([2, 1, 1])
+search = c1.text_input("Search", placeholder="name, dataset or model", key="st_search")
+states = c2.multiselect("State", sorted(frame["state"].unique()), key="st_states")
+strategies = c3.multiselect("Strategy", sorted(frame["strategy"].unique()), key="st_strategies")
+shown = views.filter_studies(frame, search, states, strategies)
+st.caption(f"{len(shown)} of {len(frame)} studies. Click a name to open its page.")
+
+table = shown.assign(state=shown["state"].map(common.state_badge))
+st.dataframe(
+    table[["link", "dataset", "model", "strategy", "state", "progress", "best", "metric",
+           "started", "duration_s"]],
+    hide_index=True, width="stretch",
+    column_config={
+        "link": st.column_config.LinkColumn("study", display_text=r"/study\?study=(.*)"),
+        "progress": st.column_config.TextColumn("done / budget"),
+        "best": st.column_config.NumberColumn("best CV score", format="%.4f"),
+        "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
+        "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f"),
+    },
+)
+
+st.subheader("Manage a study")
+names = list(shown["name"]) or list(frame["name"])
+c1, c2, c3, c4, c5 = st.columns([3, 1, 1, 1, 1], vertical_alignment="bottom")
+name = c1.selectbox("Study", names, key="st_pick")
+row = frame[frame["name"] == name].iloc[0]
+running = row["state"] == "running"
+with c2:
+    common.study_link(name, label="Open", icon=":material/monitoring:")
+if c3.button("Stop", disabled=not running, key="st_stop", help="Running trials end at their next fold."):
+    try:
+        runner.stop_study(name)
+    except HpdashError as exc:
+        common.show_error(exc)
+    else:
+        st.toast(f"Asked {name} to stop.")
+        st.rerun()
+if c4.button("Resume", disabled=row["state"] not in ("stopped", "worker lost", "created"),
+             key="st_resume", help="Start workers again on the remaining budget."):
+    try:
+        runner.resume_study(name)
+    except HpdashError as exc:
+        common.show_error(exc)
+    else:
+        common.open_study(name)
+if c5.button("Delete…", key="st_delete"):
+    st.session_state["st_pending_delete"] = name
+
+pending = st.session_state.get("st_pending_delete")
+if pending and pending in set(frame["name"]):
+    with st.container(border=True):
+        st.warning(f"Delete study **{pending}**, its trials, its note and its refit model? "
+                   "This cannot be undone.", icon=":material/delete:")
+        y, n = st.columns(2)
+        if y.button(f"Yes, delete {pending}", type="primary", key="st_delete_yes"):
+            try:
+                runner.delete_study(pending)
+            except HpdashError as exc:
+                common.show_error(exc)
+            else:
+                st.session_state.pop("st_pending_delete", None)
+                st.toast(f"Deleted {pending}")
+                st.rerun()
+        if n.button("Cancel", key="st_delete_no"):
+            st.session_state.pop("st_pending_delete", None)
+            st.rerun()

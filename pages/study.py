@@ -1,0 +1,242 @@
+"""Study: live progress, plots, trials, best trial, final model and notes (``?study=NAME``)."""
+
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from hpdash import plots, report, results, runner, views
+from hpdash.errors import HpdashError, SpecError, StudyNotFoundError
+from hpdash.store import Catalogue
+from hpdash.ui import common
+
+common.ensure_navigation()
+
+REFRESH_SECONDS = 1.5
+PLOTS_REFRESH_SECONDS = 4.0
+
+name = st.query_params.get("study")
+if not name:
+    st.title("Study")
+    try:
+        names = views.list_study_names()
+    except HpdashError as exc:
+        common.show_error(exc)
+        st.stop()
+    if not names:
+        st.info("No studies yet. Start one from the Home page, or configure one on the New "
+                "study page.", icon=":material/info:")
+        st.page_link(common.PAGE_NEW, label="New study", icon=":material/rocket_launch:")
+        st.stop()
+    pick = st.selectbox("Open a study", names, index=None, placeholder="Choose a study")
+    if pick:
+        st.query_params["study"] = pick
+        st.rerun()
+    st.stop()
+
+try:
+    study = runner.load_study(name)
+except StudyNotFoundError:
+    st.title("Study")
+    st.warning(f"There is no study named **{name}** in `{views.storage_label()}`. It may have "
+               "been deleted, or the link points at another database.", icon=":material/search_off:")
+    st.page_link(common.PAGE_STUDIES, label="Browse all studies", icon=":material/list_alt:")
+    st.stop()
+except HpdashError as exc:
+    common.show_error(exc)
+    st.stop()
+
+try:
+    spec = runner.load_spec_of(study)
+except SpecError:
+    spec = None
+metric = study.user_attrs.get("hpdash.metric") or "score"
+
+st.title(f"{name}")
+if spec is not None:
+    ref = study.user_attrs.get(runner.DATASET_ATTR) or spec.dataset
+    st.caption(f"{views.model_label(spec.model)} on **{views.dataset_label(ref)}** · "
+               f"target `{spec.target}` · {spec.strategy} search · metric {metric} · "
+               f"{spec.folds}-fold CV" + (f" × {spec.repeats}" if spec.repeats > 1 else "")
+               + f" · holdout {spec.test_size:g} · seed {spec.seed}")
+else:
+    st.caption("This study was not created by hpdash: plots only.")
+
+problem = views.study_dataset_problem(study)
+if problem:
+    st.warning(problem, icon=":material/folder_off:")
+
+initial = views.study_status(study)
+initial_state = initial.state
+rendered_done, rendered_at = initial.done, time.time()
+
+
+@st.fragment(run_every=REFRESH_SECONDS if initial_state in ("running", "created") else None)
+def live_header() -> None:
+    """Progress of the study, polled from the storage (the workers run elsewhere)."""
+    try:
+        live = runner.load_study(name)
+    except StudyNotFoundError:
+        st.warning("This study was just deleted.")
+        return
+    status = views.study_status(live)
+    budget = status.budget if status.budget is not None else "?"
+    st.progress(status.fraction, text=f"{status.done} / {budget} trials · {status.state}")
+    c = st.columns(5)
+    c[0].metric("State", common.state_badge(status.state))
+    c[1].metric("Trials done", f"{status.done} / {budget}")
+    c[2].metric("Best so far", views.format_score(status.best_value))
+    c[3].metric("ETA", views.format_duration(status.eta_s) if status.state == "running" else "–")
+    c[4].metric("Workers running", status.workers_alive)
+    if status.error:
+        st.error(f"The study failed: {status.error}", icon=":material/error:")
+    elif status.state == "worker lost":
+        st.warning("No worker is running this study any more, but budget is left. Resume it "
+                   "from the Studies page.", icon=":material/person_off:")
+    if initial_state in ("running", "created") and status.state not in ("running", "created"):
+        st.rerun()  # finished: redraw the whole page with the final plots and the refit
+    # While it runs, redraw the plots below when new trials have finished (at most every
+    # PLOTS_REFRESH_SECONDS, so a fast study does not redraw every poll).
+    if status.done != rendered_done and time.time() - rendered_at > PLOTS_REFRESH_SECONDS:
+        st.rerun()
+
+
+live_header()
+
+frame = results.trials_frame(study)
+summary = results.study_summary(study)
+direction = summary["direction"]
+logs = views.log_param_names(study)
+
+if frame.empty:
+    st.info("No trial has finished yet. The plots appear here as trials complete; this page "
+            "updates by itself.", icon=":material/hourglass_top:")
+elif summary["n_complete"] == 0 and summary["n_fail"]:
+    reasons = views.fail_summary(frame)
+    st.error("Every finished trial failed, so there is nothing to plot. Most common reasons:\n\n"
+             + "\n".join(f"- {count} × {reason}" for reason, count in reasons), icon=":material/error:")
+elif summary["n_complete"] == 1:
+    st.info("Only one trial has completed: the plots need more trials to show a trend.", icon=":material/info:")
+
+params = [results.param_name(c) for c in results.param_columns(frame)]
+tabs = st.tabs(["Convergence", "Parallel coordinates", "Importance", "Slice", "Contour",
+                "Timeline", "Trials"])
+with tabs[0]:
+    x = st.radio("x axis", ["number", "elapsed_s"], horizontal=True, key="conv_x",
+                 format_func={"number": "Trial number", "elapsed_s": "Elapsed time"}.get)
+    st.plotly_chart(plots.convergence_figure(frame, x=x, direction=direction, metric=metric),
+                    key="fig_convergence")
+with tabs[1]:
+    st.plotly_chart(plots.parallel_coordinates_figure(frame, direction=direction, log_params=logs,
+                                                      metric=metric), key="fig_parallel")
+    st.caption("One line per completed trial; darker lines score better. Drag along an axis "
+               "to filter.")
+with tabs[2]:
+    method = st.radio("Method", list(plots.IMPORTANCE_METHODS), horizontal=True, key="imp_method",
+                      format_func=plots.IMPORTANCE_LABELS.get)
+    st.caption(plots.IMPORTANCE_METHODS[method])
+    try:
+        data = plots.importance_data(study, method=method, seed=spec.seed if spec else 0)
+    except Exception as exc:  # importance can fail on odd spaces; say so instead of a traceback
+        st.warning(f"Importance could not be computed with {plots.IMPORTANCE_LABELS[method]}: {exc}")
+    else:
+        st.plotly_chart(plots.importance_figure(data, method=method), key="fig_importance")
+with tabs[3]:
+    if params:
+        p = st.selectbox("Hyperparameter", params, key="slice_param")
+        st.plotly_chart(plots.slice_figure(frame, p, log_params=logs, metric=metric), key="fig_slice")
+    else:
+        st.info("No hyperparameters recorded yet.")
+with tabs[4]:
+    if len(params) >= 2:
+        c1, c2 = st.columns(2)
+        px_ = c1.selectbox("x", params, index=0, key="contour_x")
+        py_ = c2.selectbox("y", [p for p in params if p != px_], index=0, key="contour_y")
+        st.plotly_chart(plots.contour_figure(frame, px_, py_, direction=direction, log_params=logs,
+                                             metric=metric), key="fig_contour")
+    else:
+        st.info("A contour plot needs at least two hyperparameters.")
+with tabs[5]:
+    st.plotly_chart(plots.timeline_figure(frame), key="fig_timeline")
+with tabs[6]:
+    if frame.empty:
+        st.caption("No trials yet.")
+    else:
+        st.dataframe(views.trials_table(frame), hide_index=True, width="stretch",
+                     column_config={"value": st.column_config.NumberColumn(format="%.4f"),
+                                    "cv_std": st.column_config.NumberColumn(format="%.4f"),
+                                    "duration_s": st.column_config.NumberColumn(format="%.2f"),
+                                    "reason": st.column_config.TextColumn(width="large")})
+    st.download_button("Download trials (CSV)", report.trials_csv(frame),
+                       file_name=f"{name}-trials.csv", mime="text/csv", key="dl_trials")
+
+# ------------------------------------------------------------------------------ best trial
+st.subheader("Best trial")
+if summary["best_trial_number"] is None:
+    st.caption("No completed trial yet.")
+else:
+    best = study.best_trial
+    c1, c2 = st.columns([1, 2])
+    with c1:
+        st.metric(f"Trial {best.number}: mean CV {metric}", views.format_score(best.value))
+        st.dataframe(views.best_params_frame(best.params), hide_index=True, width="stretch")
+    with c2:
+        st.plotly_chart(plots.fold_scores_figure(best, metric=metric), key="fig_folds")
+
+# ------------------------------------------------------------------------------ final model
+st.subheader("Final model")
+refit = runner.refit_info(study)
+refit_error = (study.user_attrs.get(runner.REFIT_ATTR) or {}).get("error")
+if refit:
+    c1, c2, c3 = st.columns(3)
+    c1.metric(f"Holdout {refit['metric']}", views.format_score(refit["holdout_score"]))
+    c2.metric("CV score of that trial", views.format_score(refit.get("cv_score")))
+    c3.metric("Refit from trial", refit.get("trial_number", "–"))
+    path = Path(refit["path"])
+    if path.is_file():
+        st.download_button("Download the model (joblib)", path.read_bytes(), file_name=path.name,
+                           mime="application/octet-stream", key="dl_model")
+        st.caption(f"SHA-256 `{refit['sha256']}`. Load it with `joblib.load` (only load model "
+                   "files you trust).")
+    else:
+        st.warning(f"The model file {path} is missing. Refit to create it again.")
+elif refit_error:
+    st.warning(f"The automatic refit failed: {refit_error}")
+else:
+    st.caption("The best hyperparameters are refit on the whole training part and scored once "
+               "on the holdout part.")
+if summary["best_trial_number"] is not None and spec is not None:
+    if st.button("Refit the best model now" if not refit else "Refit again", key="refit"):
+        try:
+            with st.spinner("Refitting the best hyperparameters…"):
+                runner.refit(name)
+        except HpdashError as exc:
+            common.show_error(exc, "Refit failed: ")
+        else:
+            st.rerun()
+    with st.expander("Reproduce the best trial with plain scikit-learn"):
+        try:
+            st.code(common.reproduce_snippet(name, summary["best_trial_number"]), language="python")
+        except HpdashError as exc:
+            st.caption(f"No snippet: {exc}")
+
+# ------------------------------------------------------------------------------ notes
+st.subheader("Notes")
+catalogue = Catalogue()
+note = catalogue.get_note(name)
+if note:
+    with st.container(border=True):
+        st.markdown(note)  # Markdown; any HTML in it is shown escaped, never rendered
+else:
+    st.caption("No notes yet.")
+with st.expander("Edit notes (Markdown)"):
+    text = st.text_area("Notes", value=note, key=f"note_{name}", height=150,
+                        label_visibility="collapsed")
+    if st.button("Save notes", key="save_note"):
+        try:
+            catalogue.set_note(name, text)
+        except HpdashError as exc:
+            common.show_error(exc)
+        else:
+            st.toast("Notes saved")
+            st.rerun()

@@ -1,0 +1,276 @@
+"""The Streamlit app through streamlit.testing (AppTest): every page, empty and populated."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from hpdash import datasets, runner, views
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+PAGES = ["pages/home.py", "pages/datasets.py", "pages/new_study.py", "pages/studies.py",
+         "pages/study.py"]
+TIMEOUT = 60
+
+
+def _app(page: str | None = None, study: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    if study is not None:
+        at.query_params["study"] = study
+    at.run()
+    if page and page != "pages/home.py":
+        at.switch_page(page).run()
+    return at
+
+
+def _no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _texts(at: AppTest) -> str:
+    parts = []
+    for kind in ("markdown", "info", "warning", "error", "success", "caption", "title", "subheader"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def populated(tmp_path_factory: pytest.TempPathFactory, odd_studies_factory) -> tuple[Path, dict[str, str]]:
+    """A data directory with finished, one-trial, zero-trial, all-failed and missing-data studies."""
+    path = tmp_path_factory.mktemp("populated") / "data"
+    path.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HPDASH_DATA_DIR", str(path))
+        mp.delenv("HPDASH_STORAGE", raising=False)
+        names = odd_studies_factory()
+    return path, names
+
+
+@pytest.fixture
+def populated_dir(populated, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    path, names = populated
+    monkeypatch.setenv("HPDASH_DATA_DIR", str(path))
+    monkeypatch.delenv("HPDASH_STORAGE", raising=False)
+    return names
+
+
+# ------------------------------------------------------------------------------ empty state
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_empty(data_dir, page) -> None:
+    at = _app(page)
+    _no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_empty_states_say_what_to_do(data_dir) -> None:
+    assert "No studies yet" in _texts(_app("pages/home.py"))
+    assert "No studies yet" in _texts(_app("pages/studies.py"))
+    assert "No studies yet" in _texts(_app("pages/study.py"))
+    assert "No uploaded datasets yet" in _texts(_app("pages/datasets.py"))
+
+
+def test_sidebar_shows_storage(data_dir) -> None:
+    at = _app()
+    assert any(str(data_dir) in c.value for c in at.sidebar.code)
+
+
+def test_deleted_study_link_is_explained(data_dir) -> None:
+    at = _app("pages/study.py", study="gone-study")
+    _no_exception(at)
+    assert "no study named" in _texts(at).lower()
+
+
+# ------------------------------------------------------------------------------ datasets
+def test_upload_flow_stores_and_profiles(data_dir) -> None:
+    frame = datasets.load_sample("iris")
+    frame.insert(0, "id", range(len(frame)))
+    at = _app("pages/datasets.py")
+    at.file_uploader(key="ds_upload").set_value(("flowers.csv", frame.to_csv(index=False).encode(), "text/csv"))
+    at.run()
+    _no_exception(at)
+    assert at.success and "flowers" in at.success[0].value
+    stored = list((data_dir / "datasets").glob("*.csv"))
+    assert len(stored) == 1
+    assert at.selectbox(key="ds_pick").value == stored[0].stem
+    # the id column is dropped with its reason, the task is inferred
+    assert any("`id`" in m.value for m in at.markdown)
+    assert any(m.label == "Task" and m.value == "classification" for m in at.metric)
+    # the task override is honoured
+    at.radio(key=f"ds_task_{stored[0].stem}").set_value("regression").run()
+    _no_exception(at)
+    # "New study with this dataset" prefills the form
+    at.radio(key=f"ds_task_{stored[0].stem}").set_value("auto").run()
+    at.button(key="ds_new_study").click().run()
+    _no_exception(at)
+    assert at.selectbox(key="ns_dataset").value == stored[0].stem
+    assert at.selectbox(key="ns_target").value == "target"
+
+
+def test_rejected_upload_shows_error_and_stores_nothing(data_dir) -> None:
+    at = _app("pages/datasets.py")
+    at.file_uploader(key="ds_upload").set_value(("broken.csv", b"\x1f\x8b\x08\x00garbage", "text/csv"))
+    at.run()
+    _no_exception(at)
+    assert at.error, "a rejected file must show st.error"
+    assert not list((data_dir / "datasets").glob("*.*"))
+
+
+def test_dataset_used_by_a_study_cannot_be_deleted(populated_dir) -> None:
+    at = _app("pages/datasets.py")
+    _no_exception(at)
+    assert at.button(key="ds_delete_disabled").disabled
+    assert "Used by 1 studies" in _texts(at)
+
+
+def test_unused_dataset_can_be_deleted(data_dir) -> None:
+    stored = datasets.store_dataset(b"a,b,y\n" + b"".join(f"{i},{i%3},{i%2}\n".encode() for i in range(30)), "t.csv")
+    at = _app("pages/datasets.py")
+    at.checkbox(key="ds_delete_confirm").check().run()
+    at.button(key="ds_delete").click().run()
+    _no_exception(at)
+    assert datasets.find_stored(stored.sha256) is None
+
+
+# ------------------------------------------------------------------------------ new study
+def test_new_study_validation_errors_inline(data_dir) -> None:
+    at = _app("pages/new_study.py")
+    _no_exception(at)
+    assert not at.error
+    assert at.button(key="ns_launch").disabled is False
+    at.text_input(key="ns_name").input("bad name!").run()
+    assert any("Invalid study name" in e.value for e in at.error)
+    assert at.button(key="ns_launch").disabled
+
+
+def test_new_study_grid_preview_and_metric_filter(data_dir) -> None:
+    at = _app("pages/new_study.py")
+    at.selectbox(key="ns_strategy").set_value("grid").run()
+    at.number_input(key="ns_grid_points").set_value(3).run()
+    _no_exception(at)
+    assert any("Grid preview" in e.label for e in at.expander)
+    assert "accuracy" in at.selectbox(key="ns_metric").options
+    assert "r2" not in at.selectbox(key="ns_metric").options
+    assert any("Estimated run time" in i.value for i in at.info)
+    # regression sample: regression metrics only
+    at.selectbox(key="ns_dataset").set_value("sklearn:diabetes").run()
+    _no_exception(at)
+    assert "r2" in at.selectbox(key="ns_metric").options
+    assert "accuracy" not in at.selectbox(key="ns_metric").options
+
+
+def test_spec_yaml_upload_prefills_the_form(data_dir) -> None:
+    yaml_text = (ROOT / "examples" / "iris-random-forest-tpe.yaml").read_bytes()
+    at = _app("pages/new_study.py")
+    at.file_uploader(key="ns_spec_upload").set_value(("spec.yaml", yaml_text, "application/x-yaml"))
+    at.run()
+    _no_exception(at)
+    assert at.multiselect(key="ns_models").value == ["random_forest"]
+    assert at.number_input(key="ns_n_trials").value == 20
+    assert at.text_input(key="ns_name").value == "iris-random-forest-tpe"
+    assert at.download_button(key="ns_download_spec")
+
+
+def test_launch_and_poll_until_finished(data_dir) -> None:
+    at = _app("pages/new_study.py")
+    at.multiselect(key="ns_models").set_value(["k_nearest_neighbors"]).run()
+    at.selectbox(key="ns_strategy").set_value("random").run()
+    at.number_input(key="ns_n_trials").set_value(5)
+    at.number_input(key="ns_folds").set_value(3)
+    at.text_input(key="ns_name").input("apptest-launch").run()
+    assert not at.error, [e.value for e in at.error]
+    at.button(key="ns_launch").click().run()
+    _no_exception(at)
+    assert at.query_params.get("study") in ("apptest-launch", ["apptest-launch"])
+    assert [t.value for t in at.title] == ["apptest-launch"]
+    # AppTest reruns the page it was switched to last; follow the app's switch
+    at.switch_page("pages/study.py")
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        state = views.study_status(runner.load_study("apptest-launch")).state
+        if state not in ("running", "created"):
+            break
+        time.sleep(1)
+    at.run()
+    _no_exception(at)
+    assert state == "finished"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Trials done"] == "5 / 5"
+    assert "finished" in metrics["State"]
+    assert at.download_button(key="dl_trials")
+
+
+# ------------------------------------------------------------------------------ populated
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_populated(populated_dir, page) -> None:
+    _no_exception(_app(page))
+
+
+@pytest.mark.parametrize("state", ["finished", "one_trial", "zero_trials", "all_failed", "missing_data"])
+def test_study_page_odd_states(populated_dir, state) -> None:
+    at = _app("pages/study.py", study=populated_dir[state])
+    _no_exception(at)
+    text = _texts(at)
+    if state == "all_failed":
+        assert "Every finished trial failed" in text
+    if state == "zero_trials":
+        assert "No trial has finished yet" in text
+    if state == "one_trial":
+        assert "Only one trial" in text
+    if state == "missing_data":
+        assert "missing" in text
+    if state == "finished":
+        assert at.download_button(key="dl_trials")
+        assert at.download_button(key="dl_model")
+        assert at.code and "cross_val_score" in at.code[0].value
+
+
+def test_notes_are_saved_and_escaped(populated_dir) -> None:
+    name = populated_dir["finished"]
+    at = _app("pages/study.py", study=name)
+    at.text_area(key=f"note_{name}").input("**good** <script>alert(1)</script>").run()
+    at.button(key="save_note").click().run()
+    _no_exception(at)
+    from hpdash.store import Catalogue
+
+    assert "<script>" in Catalogue().get_note(name)
+    shown = [m for m in at.markdown if "good" in m.value]
+    assert shown and not shown[0].allow_html
+
+
+def test_studies_table_filters_and_delete(populated_dir) -> None:
+    at = _app("pages/studies.py")
+    _no_exception(at)
+    assert len(at.dataframe[0].value) == 5
+    at.text_input(key="st_search").input("failed").run()
+    assert len(at.dataframe[0].value) == 1
+    at.text_input(key="st_search").input("").run()
+    at.multiselect(key="st_states").set_value(["finished"]).run()
+    assert set(at.dataframe[0].value["state"].str.contains("finished")) == {True}
+
+
+def test_studies_delete_with_confirmation(data_dir) -> None:
+    from hpdash.spec import parse_spec
+
+    runner.create_study(parse_spec({"name": "to-delete", "dataset": "sklearn:iris", "target": "target",
+                                    "model": "decision_tree", "n_trials": 2, "cv": {"folds": 3}}))
+    at = _app("pages/studies.py")
+    at.button(key="st_delete").click().run()
+    assert any("cannot be undone" in w.value for w in at.warning)
+    at.button(key="st_delete_yes").click().run()
+    _no_exception(at)
+    assert not runner.study_exists("to-delete")
+
+
+def test_home_quick_start_launches(data_dir) -> None:
+    at = _app()
+    at.button(key="quick_iris-random-forest").click().run()
+    _no_exception(at)
+    name = at.query_params.get("study")
+    name = name[0] if isinstance(name, list) else name
+    assert name and runner.study_exists(name)
+    runner.stop_study(name)
