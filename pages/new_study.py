@@ -61,10 +61,12 @@ with st.expander("Start from a spec file (YAML)"):
         try:
             loaded = load_spec(spec_file.getvalue().decode("utf-8", errors="replace"))
             values = loaded.to_dict()
-            ref = values["dataset"]
-            if not ref.startswith("sklearn:") and ref not in views.dataset_choices():
-                values["dataset"] = datasets.store_dataset(
-                    open(ref, "rb").read(), ref.rsplit("/", 1)[-1]).sha256
+            # A spec from the browser may only name a sample or an uploaded dataset: a server
+            # path would let any visitor read files on the server.
+            if values["dataset"] not in views.dataset_choices():
+                raise SpecError(
+                    f"its dataset {values['dataset']!r} is not a bundled sample or an uploaded "
+                    "dataset. Upload the table on the Datasets page, then pick it below.")
             apply_prefill(values)
             state["ns_spec_message"] = ("ok", f"Loaded spec {loaded.name!r}. Check the form below.")
         except (HpdashError, OSError) as exc:

@@ -175,6 +175,19 @@ def test_spec_yaml_upload_prefills_the_form(data_dir) -> None:
     assert at.download_button(key="ns_download_spec")
 
 
+def test_spec_upload_cannot_read_server_files(data_dir, tmp_path) -> None:
+    """A spec naming a server path is refused: browser users may not read server files."""
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a,b\n" + "".join(f"{i},{i % 2}\n" for i in range(30)))
+    yaml_text = (f"name: sneaky\ndataset: {secret}\ntarget: b\nmodel: decision_tree\n").encode()
+    at = _app("pages/new_study.py")
+    at.file_uploader(key="ns_spec_upload").set_value(("spec.yaml", yaml_text, "application/x-yaml"))
+    at.run()
+    _no_exception(at)
+    assert any("not a bundled sample or an uploaded dataset" in e.value for e in at.error)
+    assert not (data_dir / "datasets").exists() or not any((data_dir / "datasets").iterdir())
+
+
 def test_launch_and_poll_until_finished(data_dir) -> None:
     at = _app("pages/new_study.py")
     at.multiselect(key="ns_models").set_value(["k_nearest_neighbors"]).run()
