@@ -31,7 +31,7 @@ def _spec(**change):
 
 
 def _run(spec, workers: int = 1) -> optuna.Study:
-    study = runner.create_study(spec)
+    runner.create_study(spec)
     codes = runner.wait_for(runner.launch_workers(spec.name, None, workers))
     assert codes == [0] * workers, _logs(spec.name)
     return runner.load_study(spec.name)
