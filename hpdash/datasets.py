@@ -994,6 +994,9 @@ def store_dataset(
     bytes stored twice give the same SHA, one file and one row (the first name is kept).
     ``filename`` is metadata only; the stored file is always named by its hash.
     """
+    from hpdash import access
+
+    access.require_writable("upload a dataset")
     data = bytes(data)
     df, fmt = _read(data, filename, config.max_upload_bytes())
     if target is not None:
@@ -1005,7 +1008,13 @@ def store_dataset(
     path = config.datasets_dir() / f"{sha}.{fmt}"
     created = False
     if not (path.is_file() and sha256_bytes(path.read_bytes()) == sha):
-        _write_atomic(path, data)
+        try:
+            _write_atomic(path, data)
+        except OSError as exc:
+            raise StorageError(
+                f"Could not save {base} in {path.parent}: {exc.strerror or exc}. The disk may be "
+                "full or the data directory read-only; nothing was stored."
+            ) from exc
         created = True
     record = {
         "sha256": sha,
@@ -1037,6 +1046,9 @@ def store_dataset(
 
 def delete_stored(sha256: str, catalogue: Catalogue | None = None) -> None:
     """Remove a stored dataset's file and catalogue row (the caller checks no study uses it)."""
+    from hpdash import access
+
+    access.require_writable("delete a dataset")
     sha = str(sha256).strip().lower()
     if not _is_sha(sha):
         raise DatasetError(f"{sha256!r} is not a dataset SHA-256 (64 hexadecimal characters).")

@@ -22,3 +22,11 @@ class StorageError(HpdashError):
 
 class StudyNotFoundError(HpdashError):
     """No study of that name exists in the storage."""
+
+
+class ReadOnlyError(HpdashError):
+    """The dashboard is in review-only mode (``HPDASH_READ_ONLY=1``): nothing may be changed."""
+
+
+class AccessDeniedError(HpdashError):
+    """A password is required and the one given is missing or wrong."""

@@ -28,10 +28,10 @@ import optuna
 from optuna.trial import TrialState
 from sklearn.metrics import get_scorer
 
-from hpdash import config, datasets, models, objective, space, strategies
+from hpdash import access, config, datasets, models, objective, space, strategies
 from hpdash.errors import DatasetError, HpdashError, SpecError, StudyNotFoundError
 from hpdash.spec import StudySpec, check_name, parse_spec
-from hpdash.storage import BudgetExhausted, open_storage
+from hpdash.storage import BudgetExhausted, heartbeat_interval, open_storage
 
 SPEC_ATTR = "hpdash.spec"
 DATASET_ATTR = "hpdash.dataset_sha256"
@@ -160,6 +160,7 @@ def _ingest_dataset(spec: StudySpec) -> str | None:
 
 def create_study(spec: StudySpec, storage: str | None = None) -> optuna.Study:
     """Validate ``spec``, store its dataset, create the Optuna study and its budget slots."""
+    access.require_writable("create a study")
     check_name(spec.name)
     if study_exists(spec.name, storage):
         raise SpecError(f"A study named {spec.name!r} already exists. Pick another name, or resume that study.")
@@ -285,15 +286,14 @@ def run_worker(name: str, storage: str | None = None, worker_index: int = 0) -> 
         timeout = None if spec.timeout is None else max(0.0, spec.timeout - (_now() - started))
         if timeout == 0.0:
             return 0
-        try:
-            study.optimize(
-                _with_slot_return(study, objective.make_objective(problem, stop_event)),
-                timeout=timeout,
-                catch=(Exception,),
-                callbacks=[after_trial],
-            )
-        except BudgetExhausted:
-            pass
+        _optimize_until_no_work(
+            study,
+            _with_slot_return(study, objective.make_objective(problem, stop_event)),
+            timeout=timeout,
+            callbacks=[after_trial],
+            stop_event=stop_event,
+            budgeted=budgeted,
+        )
         info["status"] = "stopped" if stop_event.is_set() else "done"
     except Exception as exc:
         info["status"] = "failed"
@@ -303,9 +303,57 @@ def run_worker(name: str, storage: str | None = None, worker_index: int = 0) -> 
         raise
     finally:
         beat_stop.set()
-        study.set_user_attr(key, {**info, "last_seen": _now(), "ended": _now()})
+        study.set_user_attr(key, {**info, "trials": done, "last_seen": _now(), "ended": _now()})
         _settle_state(study)
     return done
+
+
+def _optimize_until_no_work(
+    study: optuna.Study,
+    func: Callable[[optuna.Trial], float],
+    *,
+    timeout: float | None,
+    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]],
+    stop_event: threading.Event,
+    budgeted: bool,
+) -> None:
+    """``study.optimize`` until the budget is spent, time is up or a stop is asked.
+
+    When every slot is taken (``BudgetExhausted``) but a trial is still RUNNING, that trial
+    may belong to a worker that died (SIGKILL, lost machine). This worker then waits, running
+    Optuna's ``fail_stale_trials`` each second: once the dead trial's heartbeat is older than
+    the grace period it is failed, ``RetryHeartbeatStaleTrialCallback`` adds a retry slot with
+    the same params, and this worker runs it. So the surviving workers finish the budget
+    themselves; a resume is only needed when every worker is gone. Trials of live workers keep
+    beating and are never failed, so the wait ends when they finish.
+    """
+    deadline = None if timeout is None else _now() + timeout
+    poll = min(1.0, float(heartbeat_interval()))
+    while True:
+        remaining = None if deadline is None else deadline - _now()
+        if remaining is not None and remaining <= 0:
+            return
+        try:
+            study.optimize(func, timeout=remaining, catch=(Exception,), callbacks=callbacks)
+            return  # stopped by the user or out of time
+        except BudgetExhausted:
+            pass
+        if not budgeted:
+            return
+        while True:
+            if stop_event.is_set() or study.user_attrs.get(STOP_ATTR):
+                return
+            if deadline is not None and _now() >= deadline:
+                return
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            open_states = {t.state for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))}
+            if TrialState.WAITING in open_states:
+                break  # a retry slot (or a given-back slot) appeared: run it
+            if TrialState.RUNNING not in open_states:
+                return  # nothing left anywhere
+            stop_event.wait(poll)
 
 
 def _with_slot_return(study: optuna.Study, func: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
@@ -346,7 +394,7 @@ def _settle_state(study: optuna.Study) -> None:
         return  # slots left and time left: resumable
     study.set_user_attr(STATE_ATTR, "finished")
     try:
-        refit(study.study_name, study=study)
+        _refit(study.study_name, study=study)
     except HpdashError as exc:
         study.set_user_attr(REFIT_ATTR, {"error": str(exc)})
 
@@ -365,6 +413,7 @@ def launch_workers(name: str, storage: str | None = None, workers: int = 1) -> l
 
     They run in their own session, so closing the browser or the terminal does not stop them.
     """
+    access.require_writable("launch workers")
     study = load_study(name, storage)
     study.set_user_attr(STOP_ATTR, False)
     study.set_user_attr(STATE_ATTR, "running")
@@ -416,6 +465,7 @@ def stop_study(name: str, storage: str | None = None) -> None:
     The running trial stops at its next fold boundary, is marked FAIL with the reason, and its
     slot is given back so ``resume_study`` runs it again.
     """
+    access.require_writable("stop a study")
     study = load_study(name, storage)
     study.set_user_attr(STOP_ATTR, True)
     for w in workers_of(study):
@@ -430,6 +480,7 @@ def stop_study(name: str, storage: str | None = None) -> None:
 
 def resume_study(name: str, storage: str | None = None, workers: int | None = None) -> list[subprocess.Popen]:
     """Start workers again on a stopped (or lost) study; they pop the remaining slots."""
+    access.require_writable("resume a study")
     study = load_study(name, storage)
     spec = load_spec_of(study)
     return launch_workers(name, storage, workers or spec.workers)
@@ -437,6 +488,7 @@ def resume_study(name: str, storage: str | None = None, workers: int | None = No
 
 def delete_study(name: str, storage: str | None = None) -> None:
     """Stop the study's workers, then delete it, its refit model file and its note."""
+    access.require_writable("delete a study")
     from hpdash.store import Catalogue
 
     study = load_study(name, storage)
@@ -444,9 +496,10 @@ def delete_study(name: str, storage: str | None = None) -> None:
         stop_study(name, storage)
     refit_info = study.user_attrs.get(REFIT_ATTR) or {}
     optuna.delete_study(study_name=name, storage=open_storage(storage, heartbeat=False))
-    model_path = refit_info.get("path")
-    if model_path and Path(model_path).is_file():
-        Path(model_path).unlink()
+    for key in ("path", "skops_path"):
+        model_path = refit_info.get(key)
+        if model_path and Path(model_path).is_file():
+            Path(model_path).unlink()
     Catalogue(config.catalogue_path(storage)).delete_note(name)
 
 
@@ -537,13 +590,26 @@ class RefitResult:
     path: str
     sha256: str
     created_at: str
+    skops_path: str | None = None  # the same model saved with skops (safe to load)
+    skops_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
 def refit(name: str, storage: str | None = None, study: optuna.Study | None = None) -> RefitResult:
-    """Refit the best trial's hyperparameters on the training part and score the holdout."""
+    """Refit the best trial's hyperparameters on the training part and score the holdout.
+
+    Writes ``<data>/models/<name>.joblib`` and ``<name>.skops`` (see hpdash/export_model.py).
+    """
+    access.require_writable("refit a model")
+    return _refit(name, storage, study)
+
+
+def _refit(name: str, storage: str | None = None, study: optuna.Study | None = None) -> RefitResult:
+    """``refit`` without the read-only check: a worker finishing its study always refits."""
+    from hpdash import export_model
+
     study = study or load_study(name, storage)
     spec = load_spec_of(study)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -562,10 +628,19 @@ def refit(name: str, storage: str | None = None, study: optuna.Study | None = No
     joblib.dump(pipe, tmp)
     os.replace(tmp, path)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    skops_path: str | None = None
+    skops_sha: str | None = None
+    try:
+        skops_file = path.with_suffix(".skops")
+        skops_sha = export_model.save_skops(pipe, skops_file)
+        skops_path = str(skops_file)
+    except Exception as exc:  # the joblib file is still there; record why skops is missing
+        log.warning("skops export of %s failed: %s", name, exc)
     result = RefitResult(
         study=name, trial_number=best.number, model=model_key, params=params, metric=problem.metric,
         cv_score=float(best.value), holdout_score=holdout, path=str(path), sha256=sha,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        skops_path=skops_path, skops_sha256=skops_sha,
     )
     study.set_user_attr(REFIT_ATTR, json.loads(json.dumps(result.to_dict(), default=str)))
     return result

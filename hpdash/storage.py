@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from datetime import datetime, timezone
@@ -27,6 +28,37 @@ GRACE_PERIOD = 20  # a trial with no heartbeat for this long is stale
 SQLITE_BUSY_TIMEOUT = 60  # seconds a writer waits for the lock
 
 
+def _positive_int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise StorageError(f"{name} must be a whole number of seconds, got {raw!r}.") from None
+    if value < 1:
+        raise StorageError(f"{name} must be at least 1 second, got {value}.")
+    return value
+
+
+def heartbeat_interval() -> int:
+    """Seconds between heartbeats of a running trial (``$HPDASH_HEARTBEAT_INTERVAL``, default 5)."""
+    return _positive_int_env("HPDASH_HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL)
+
+
+def grace_period() -> int:
+    """Seconds without a heartbeat after which a RUNNING trial is failed and retried
+    (``$HPDASH_GRACE_PERIOD``, default 20; always more than the heartbeat interval)."""
+    value = _positive_int_env("HPDASH_GRACE_PERIOD", GRACE_PERIOD)
+    interval = heartbeat_interval()
+    if value <= interval:
+        raise StorageError(
+            f"HPDASH_GRACE_PERIOD ({value} s) must be longer than the heartbeat interval "
+            f"({interval} s), or live trials would be failed as stale."
+        )
+    return value
+
+
 class BudgetExhausted(Exception):
     """Raised inside ``Study.ask`` when no budget slot is left: the worker stops."""
 
@@ -38,21 +70,32 @@ class WorkerRDBStorage(RDBStorage):
     asks for (``SELECT ... FOR UPDATE``) does not exist on SQLite, so two worker processes can
     both read WAITING and both "win" the same trial (seen here: "Cannot tell a COMPLETE
     trial"). ``UPDATE ... WHERE state = 'WAITING'`` lets exactly one of them win on any database.
+
+    The same holds for failing a stale trial: every live worker runs ``fail_stale_trials``, and
+    without a conditional ``RUNNING -> FAIL`` two of them could both "fail" the dead worker's
+    trial and both add a retry, running its params twice. ``WHERE state = 'RUNNING'`` makes
+    exactly one of them the owner of the retry.
     """
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
-        if state == TrialState.RUNNING and values is None:
+        if values is None and state in (TrialState.RUNNING, TrialState.FAIL):
+            before, column = ("WAITING", "datetime_start") if state == TrialState.RUNNING else ("RUNNING", "datetime_complete")
             with self.engine.begin() as conn:
-                claimed = conn.execute(
+                changed = conn.execute(
                     sqlalchemy.text(
-                        "UPDATE trials SET state = 'RUNNING', datetime_start = :now "  # naive UTC, as Optuna stores it
-                        "WHERE trial_id = :trial_id AND state = 'WAITING'"
+                        # Literals, not parameters: PostgreSQL's state column is an enum type.
+                        # Both come from the fixed set above, never from input.
+                        f"UPDATE trials SET state = '{state.name}', {column} = :now "
+                        f"WHERE trial_id = :trial_id AND state = '{before}'"
                     ),
+                    # Naive UTC: Optuna's TrialModel setter converts its datetime.now() to
+                    # naive UTC before storing; raw SQL bypasses that setter, so we convert here.
                     {"now": datetime.now(timezone.utc).replace(tzinfo=None), "trial_id": trial_id},
                 ).rowcount
-            if claimed == 1:
+            if changed == 1:
                 return True
-            # Not WAITING any more: Optuna's own method returns False or raises as it should.
+            # Not in the expected state any more: Optuna's own method returns False or raises
+            # UpdateFinishedTrialError as it should.
         return super().set_trial_state_values(trial_id, state, values)
 
 
@@ -103,8 +146,8 @@ def open_storage(url: str | None = None, *, budgeted: bool = False, heartbeat: b
     kwargs: dict[str, Any] = {}
     if heartbeat:
         kwargs = {
-            "heartbeat_interval": HEARTBEAT_INTERVAL,
-            "grace_period": GRACE_PERIOD,
+            "heartbeat_interval": heartbeat_interval(),
+            "grace_period": grace_period(),
             "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=1),
         }
     try:

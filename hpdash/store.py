@@ -129,6 +129,9 @@ class Catalogue:
         )
 
     def _write(self, action: Any) -> None:
+        from hpdash import access
+
+        access.require_writable("change the catalogue (notes, datasets, experiments)")
         try:
             action()
         except sqlite3.Error as exc:

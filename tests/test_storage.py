@@ -1,6 +1,7 @@
 """Optuna storage: WAL, busy timeout and the budget guard."""
 
 import sqlite3
+import time
 from datetime import datetime
 
 import optuna
@@ -40,8 +41,15 @@ def test_redact_hides_password() -> None:
     assert redact("sqlite:///data/hpdash.db") == "sqlite:///data/hpdash.db"
 
 
-def test_claim_of_a_waiting_trial_is_atomic(tmp_path) -> None:
-    """Two storages racing for one WAITING trial: exactly one claim succeeds."""
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_claim_of_a_waiting_trial_is_atomic(tmp_path, monkeypatch, tz) -> None:
+    """Two storages racing for one WAITING trial: exactly one claim succeeds.
+
+    Run under several time zones: the start time must read back as local "now", as it does
+    for trials Optuna starts itself.
+    """
+    monkeypatch.setenv("TZ", tz)
+    time.tzset()
     from hpdash.storage import WorkerRDBStorage
 
     url = f"sqlite:///{tmp_path / 'o.db'}"
@@ -55,3 +63,9 @@ def test_claim_of_a_waiting_trial_is_atomic(tmp_path) -> None:
     frozen = study.get_trials()[0]
     assert frozen.state == running and frozen.datetime_start is not None
     assert abs((frozen.datetime_start - datetime.now()).total_seconds()) < 60
+
+
+@pytest.fixture(autouse=True)
+def _restore_tz():
+    yield
+    time.tzset()

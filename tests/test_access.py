@@ -1,0 +1,115 @@
+"""Team mode in the library: HPDASH_READ_ONLY=1 refuses every write; the password check."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+
+import pytest
+
+from hpdash import access, datasets, runner
+from hpdash.errors import AccessDeniedError, HpdashError, ReadOnlyError
+from hpdash.spec import parse_spec
+from hpdash.store import Catalogue
+
+SPEC = {"name": "ro-study", "dataset": "sklearn:iris", "target": "target", "model": "k_nearest_neighbors",
+        "strategy": "random", "n_trials": 3, "cv": {"folds": 3}}
+
+
+def _fingerprint(data_dir):
+    with sqlite3.connect(f"file:{data_dir / 'hpdash.db'}?mode=ro", uri=True) as conn:
+        dump = hashlib.sha256("\n".join(conn.iterdump()).encode()).hexdigest()
+    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in data_dir.rglob("*")
+             if p.is_file() and not p.name.startswith("hpdash.db")}
+    return dump, files
+
+
+@pytest.fixture
+def shared(data_dir):
+    """A study (run to the end), a stored dataset and a note, made before read-only mode."""
+    spec = parse_spec(SPEC)
+    runner.create_study(spec)
+    assert runner.wait_for(runner.launch_workers(spec.name, None, 1)) == [0]
+    stored = datasets.store_dataset(datasets.load_sample("wine").to_csv(index=False).encode(), "wine.csv")
+    Catalogue().set_note(spec.name, "reviewed")
+    return stored
+
+
+WRITES = {
+    "create a study": lambda s: runner.create_study(parse_spec({**SPEC, "name": "another"})),
+    "launch workers": lambda s: runner.launch_workers("ro-study", None, 1),
+    "stop a study": lambda s: runner.stop_study("ro-study"),
+    "resume a study": lambda s: runner.resume_study("ro-study"),
+    "delete a study": lambda s: runner.delete_study("ro-study"),
+    "refit a model": lambda s: runner.refit("ro-study"),
+    "upload a dataset": lambda s: datasets.store_dataset(b"a,b\n1,2\n3,4\n", "x.csv"),
+    "delete a dataset": lambda s: datasets.delete_stored(s.sha256),
+    "change the catalogue": lambda s: Catalogue().set_note("ro-study", "overwritten"),
+    "change the catalogue ": lambda s: Catalogue().delete_note("ro-study"),
+    "change the catalogue  ": lambda s: Catalogue().add_experiment({"name": "e", "spec_json": "{}", "strategies": "", "repeats": 1}, []),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("action", sorted(WRITES))
+def test_read_only_refuses_every_write_and_changes_nothing(shared, data_dir, monkeypatch, action) -> None:
+    before = _fingerprint(data_dir)
+    monkeypatch.setenv("HPDASH_READ_ONLY", "1")
+    with pytest.raises(ReadOnlyError) as info:
+        WRITES[action](shared)
+    assert isinstance(info.value, HpdashError)
+    assert f"read-only (HPDASH_READ_ONLY is set), so you cannot {action.strip()}" in str(info.value)
+    assert _fingerprint(data_dir) == before
+    # reading still works
+    study = runner.load_study("ro-study")
+    assert runner.study_status(study).state == "finished"
+    assert Catalogue().get_note("ro-study") == "reviewed"
+    assert datasets.load_dataset(shared.sha256)[1] == shared.sha256
+
+
+def test_read_only_flag_values(monkeypatch) -> None:
+    for value, expected in [("1", True), ("true", True), ("YES", True), ("0", False), ("", False), ("off", False),
+                            ("ture", True)]:  # a typo fails closed
+        monkeypatch.setenv("HPDASH_READ_ONLY", value)
+        assert access.read_only() is expected, value
+    monkeypatch.delenv("HPDASH_READ_ONLY")
+    assert access.read_only() is False
+    access.require_writable("anything")  # no error
+
+
+def test_password_from_env_or_secrets(monkeypatch) -> None:
+    monkeypatch.delenv("HPDASH_PASSWORD", raising=False)
+    assert access.configured_password() is None
+    assert access.configured_password({"HPDASH_PASSWORD": "from-secrets"}) == "from-secrets"
+    assert access.configured_password({"HPDASH_PASSWORD": ""}) is None
+
+    class NoSecretsFile:
+        def get(self, key):
+            raise FileNotFoundError("No secrets found")
+
+    assert access.configured_password(NoSecretsFile()) is None
+    monkeypatch.setenv("HPDASH_PASSWORD", "from-env")
+    assert access.configured_password({"HPDASH_PASSWORD": "from-secrets"}) == "from-env"
+
+
+def test_check_password() -> None:
+    access.check_password(None, None)  # no password configured: open
+    access.check_password("s3cr\u00e9t", "s3cr\u00e9t")
+    for wrong in (None, "", "s3cret", "s3cr\u00e9t ", "S3CR\u00c9T"):
+        with pytest.raises(AccessDeniedError, match="Wrong password"):
+            access.check_password(wrong, "s3cr\u00e9t")
+    assert access.password_matches("abc", "abc") and not access.password_matches("abd", "abc")
+
+
+def test_password_comparison_is_constant_time() -> None:
+    """The comparison goes through hmac.compare_digest (checked by replacing it)."""
+    import hmac
+
+    calls = []
+    original = hmac.compare_digest
+    try:
+        hmac.compare_digest = lambda a, b: calls.append((a, b)) or original(a, b)
+        assert access.password_matches("x", "y") is False
+    finally:
+        hmac.compare_digest = original
+    assert calls == [(b"x", b"y")]

@@ -1,0 +1,97 @@
+"""Our storage opens in other Optuna tools, and the final model is offered safely (skops)."""
+
+from __future__ import annotations
+
+import io
+import json
+from wsgiref.util import setup_testing_defaults
+
+import joblib
+import pytest
+from optuna.trial import TrialState
+
+from hpdash import config, export_model, runner
+from hpdash.errors import StorageError
+from hpdash.spec import parse_spec
+from pg_helpers import pg_url  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.slow
+
+
+def _get(app, path: str) -> tuple[str, dict]:
+    environ: dict = {"PATH_INFO": path, "REQUEST_METHOD": "GET", "wsgi.input": io.BytesIO(b"")}
+    setup_testing_defaults(environ)
+    status: list[str] = []
+    body = b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
+    return status[0], json.loads(body)
+
+
+def _run_study(name: str, storage: str | None, n_trials: int = 4):
+    spec = parse_spec({"name": name, "dataset": "sklearn:iris", "target": "target", "model": "k_nearest_neighbors",
+                       "strategy": "random", "n_trials": n_trials, "cv": {"folds": 3}})
+    runner.create_study(spec, storage)
+    assert runner.wait_for(runner.launch_workers(name, storage, 1)) == [0]
+    return runner.load_study(name, storage)
+
+
+def _dashboard_lists(storage_url: str, name: str, study) -> None:
+    optuna_dashboard = pytest.importorskip("optuna_dashboard")
+    app = optuna_dashboard.wsgi(storage_url)
+    status, listing = _get(app, "/api/studies")
+    assert status.startswith("200"), status
+    ours = [s for s in listing["study_summaries"] if s["study_name"] == name]
+    assert len(ours) == 1
+    status, detail = _get(app, f"/api/studies/{ours[0]['study_id']}")
+    assert status.startswith("200"), status
+    trials = detail["trials"]
+    assert len(trials) == len(study.trials)
+    ours_by_number = {t.number: t for t in study.trials}
+    for t in trials:
+        mine = ours_by_number[t["number"]]
+        assert t["state"].upper() == mine.state.name
+        if mine.state == TrialState.COMPLETE:
+            assert t["values"][0] == pytest.approx(mine.value)
+            assert {p["name"] for p in t["params"]} == set(mine.params)
+
+
+def test_optuna_dashboard_reads_our_sqlite_storage(data_dir) -> None:
+    study = _run_study("dash-sqlite", None)
+    _dashboard_lists(config.storage_url(), "dash-sqlite", study)
+
+
+def test_optuna_dashboard_reads_our_postgres_storage(data_dir, pg_url) -> None:
+    study = _run_study("dash-pg", pg_url)
+    _dashboard_lists(pg_url, "dash-pg", study)
+
+
+def test_refit_writes_a_skops_model_that_loads_without_pickle(data_dir) -> None:
+    study = _run_study("skops", None)
+    info = runner.refit_info(study)
+    assert info and info["skops_path"], info
+    downloads = export_model.model_downloads(info)
+    assert [d["format"] for d in downloads] == ["skops", "joblib"]
+    assert "never runs code" in downloads[0]["note"] and "arbitrary code" in downloads[1]["note"]
+    model = export_model.load_skops(info["skops_path"])
+    problem = runner.load_problem(runner.load_spec_of(study), None)
+    assert model.score(problem.X_test, problem.y_test) == pytest.approx(info["holdout_score"])
+    assert (model.predict(problem.X_test) == joblib.load(info["path"]).predict(problem.X_test)).all()
+
+
+class Payload:
+    """Stands for a type a crafted model file could smuggle in."""
+
+    def __init__(self) -> None:
+        self.command = "echo pwned"
+
+
+def test_skops_refuses_untrusted_types(tmp_path) -> None:
+    import skops.io as sio
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    path = tmp_path / "crafted.skops"
+    sio.dump(Pipeline([("f", FunctionTransformer()), ("p", Payload())]), path)
+    untrusted = export_model.untrusted_types(path)
+    assert untrusted == [f"{Payload.__module__}.Payload"], untrusted
+    with pytest.raises(StorageError, match="Payload"):
+        export_model.load_skops(path)
