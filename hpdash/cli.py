@@ -129,12 +129,93 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """Export a study (positional name) or an experiment (``--experiment ID``) as CSV or HTML."""
     from hpdash import report, runner
+    from hpdash.errors import SpecError
 
-    study = runner.load_study(args.study, args.storage)
-    report.write_trials_csv(study, Path(args.out))
+    if bool(args.study) == bool(args.experiment):
+        raise SpecError("Give either a study name or --experiment ID (not both).")
+    out = Path(args.out)
+    if args.experiment:
+        if args.format == "html":
+            report.write_experiment_html(args.experiment, out, args.storage)
+        else:
+            report.write_experiment_csv(args.experiment, out, args.storage)
+    else:
+        study = runner.load_study(args.study, args.storage)
+        if args.format == "html":
+            report.write_study_html(study, out)
+        else:
+            report.write_trials_csv(study, out)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Run an experiment headless: S strategies x R seeds, then print the summary and verdict."""
+    from hpdash import compare, experiments
+    from hpdash.spec import load_spec
+
+    spec = load_spec(args.spec)
+    if args.name:
+        spec = spec.replace(name=args.name)
+    workers = args.workers or 1
+    exp = experiments.create_experiment(spec, args.strategies, args.repeats, args.storage)
+    print(f"Experiment {exp.name!r}: {', '.join(exp.strategies)} x {exp.repeats} seed(s) "
+          f"({len(exp.runs)} studies, {spec.n_trials if spec.n_trials is not None else 'time-budget'} trials each), "
+          f"storage {config.storage_url(args.storage)}", file=sys.stderr)
+    started = time.time()
+    last = [0.0]
+
+    def poll() -> None:
+        if time.time() - last[0] < 5:
+            return
+        last[0] = time.time()
+        from hpdash import runner
+
+        done = budget = 0
+        for run in exp.runs:
+            st = runner.study_status(runner.load_study(run.study, args.storage))
+            done += st.done
+            budget += st.budget or 0
+        print(f"{_bar(done, budget or None)} {time.time() - started:.0f} s", file=sys.stderr, flush=True)
+
+    try:
+        codes = experiments.run_experiment(exp.name, args.storage, workers, args.parallel, poll)
+    except KeyboardInterrupt:
+        print("\nStopping the experiment's studies.", file=sys.stderr)
+        experiments.stop_experiment(exp.name, args.storage)
+        return 130
+    comparison = compare.load_experiment_comparison(exp.name, args.storage)
+    analysis = compare.analyse(comparison.frame, comparison.holdout, comparison.direction)
+    _print_comparison(comparison, analysis)
+    if args.report:
+        from hpdash import report
+
+        Path(args.report).write_text(report.experiment_html(comparison, analysis), encoding="utf-8")
+        print(f"wrote {args.report}", file=sys.stderr)
+    if any(codes):
+        print(f"{sum(1 for c in codes if c)} worker(s) failed: see {experiments.runner.workers_log_dir()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_comparison(comparison: Any, analysis: Any) -> None:
+    from hpdash import compare
+
+    print(f"experiment: {comparison.experiment or comparison.title}")
+    print(f"metric:     {comparison.metric} ({comparison.direction})")
+    for study, note in comparison.grid_notes.items():
+        print(f"grid:       {study}: {note}")
+    print()
+    print(compare.display_table(analysis.summary, analysis.ttt_summary).to_string(index=False))
+    print()
+    print(compare.target_text(analysis, comparison.metric))
+    print(compare.ttt_table(analysis.ttt_summary).to_string(index=False))
+    print()
+    print(compare.pairs_table(analysis.pairs).to_string(index=False))
+    print()
+    print(f"verdict:    {analysis.verdict.text}")
 
 
 def cmd_refit(args: argparse.Namespace) -> int:
@@ -229,11 +310,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true", help="return at once; workers keep running")
     p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser("export", parents=[common], help="export a study's trials")
-    p.add_argument("study")
-    p.add_argument("--format", choices=["csv"], default="csv")
+    p = sub.add_parser("export", parents=[common], help="export a study or an experiment (CSV or HTML)")
+    p.add_argument("study", nargs="?", help="study name (or use --experiment)")
+    p.add_argument("--experiment", help="experiment ID")
+    p.add_argument("--format", choices=["csv", "html"], default="csv")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("compare", parents=[common],
+                       help="run an experiment: several strategies x several seeds, same budget")
+    p.add_argument("spec", help="spec file; its name is the experiment ID, its seed the first seed")
+    p.add_argument("--strategies", default="grid,random,tpe,gp", help="comma-separated (default: grid,random,tpe,gp)")
+    p.add_argument("--repeats", type=int, default=3, help="seeds per strategy (default 3)")
+    p.add_argument("--workers", type=int, help="worker processes per study (default 1)")
+    p.add_argument("--parallel", type=int, help="studies running at once (default: CPUs / workers)")
+    p.add_argument("--name", help="override the spec's name (the experiment ID)")
+    p.add_argument("--report", help="also write the HTML report to this file")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("dataset", help="dataset tools")
     dsub = p.add_subparsers(dest="dataset_command", required=True)

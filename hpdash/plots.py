@@ -16,13 +16,23 @@ Parameter importance has no such gap, so it is computed by ``optuna.importance``
 
 Every figure function returns a figure (with an explanatory annotation) instead of raising
 when there is nothing to draw: an empty frame, a single trial, or no COMPLETE trial.
+
+Large studies: parallel coordinates (above ``MAX_PARCOORDS_LINES``) and convergence markers
+(above ``MAX_CONVERGENCE_MARKERS``) are downsampled by ``downsample_trials``, which keeps all
+of the best trials plus a score-stratified sample; the figure says so in an annotation and in
+``layout.meta["downsampling"]`` (``downsampling_note(fig)``). Importances are cached by the
+study's completed-trial count; ``importance_data_async`` computes them off the caller's thread.
+See docs/PERFORMANCE.md.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Collection
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -34,10 +44,11 @@ from optuna.importance import (
     PedAnovaImportanceEvaluator,
     get_param_importances,
 )
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 from scipy.interpolate import griddata
 from scipy.spatial import QhullError
 
+from hpdash import results as _results
 from hpdash.results import (
     fold_scores_frame,
     param_column,
@@ -73,6 +84,13 @@ IMPORTANCE_METHODS: dict[str, str] = {
 IMPORTANCE_LABELS: dict[str, str] = {"ped_anova": "PED-ANOVA", "fanova": "fANOVA"}
 
 X_TITLES: dict[str, str] = {"number": "Trial number", "elapsed_s": "Elapsed time (s)"}
+
+#: Parallel coordinates draw at most this many lines; above it they are downsampled.
+MAX_PARCOORDS_LINES = 2000
+#: ... always keeping this share of the line budget for the best trials.
+BEST_SHARE = 0.1
+#: Convergence draws at most this many trial markers (the best-so-far line is always exact).
+MAX_CONVERGENCE_MARKERS = 5000
 
 
 # --------------------------------------------------------------------------- helpers
@@ -227,12 +245,28 @@ def convergence_figure(
     direction: str = "maximize",
     title: str | None = None,
     metric: str | None = None,
+    max_markers: int | None = MAX_CONVERGENCE_MARKERS,
 ) -> go.Figure:
-    """Every COMPLETE trial's value as a marker, plus the best-so-far step line."""
+    """Every COMPLETE trial's value as a marker, plus the best-so-far step line.
+
+    Above ``max_markers`` COMPLETE trials (None: never) the markers are downsampled by
+    ``downsample_trials`` (every trial that improved the best so far is kept), and the step
+    line keeps only its corners, which draws the same line; the figure says so.
+    """
     data = convergence_data(frame, x=x, direction=direction)
     title = title or "Convergence"
     if data.empty:
         return message_figure(NO_COMPLETED, title)
+    note = None
+    line = data
+    if max_markers is not None and len(data) > max_markers:
+        improved = data["best_so_far"].ne(data["best_so_far"].shift())
+        corners = improved | improved.shift(-1, fill_value=False)
+        corners.iloc[-1] = True
+        line = data.loc[corners]
+        data, note = downsample_trials(
+            data, max_markers, direction, must_keep=data.loc[improved, "number"].tolist())
+        data = data.sort_values([x, "number"], kind="stable")
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
@@ -247,8 +281,8 @@ def convergence_figure(
     )
     fig.add_trace(
         go.Scatter(
-            x=data[x],
-            y=data["best_so_far"],
+            x=line[x],
+            y=line["best_so_far"],
             mode="lines",
             name="Best so far",
             line={"shape": "hv", "color": "#08519c", "width": 2},
@@ -261,7 +295,88 @@ def convergence_figure(
         yaxis={"title": {"text": _value_title(metric)}},
         legend={"orientation": "h", "y": -0.2},
     )
+    if note is not None:
+        note = {**note, "text": note["text"] + " The best-so-far line is exact."}
+        fig.add_annotation(
+            text=note["text"], showarrow=False, xref="paper", yref="paper", x=0, y=1.0,
+            xanchor="left", yanchor="bottom", font={"size": 11, "color": "#555"},
+        )
+    fig.update_layout(meta={"downsampling": note or {"downsampled": False}})
     return fig
+
+
+# --------------------------------------------------------------------------- downsampling
+
+
+def downsample_trials(
+    data: pd.DataFrame,
+    max_rows: int,
+    direction: str = "maximize",
+    best_share: float = BEST_SHARE,
+    seed: int = 0,
+    must_keep: Collection[int] = (),
+) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """At most ``max_rows`` rows of ``data`` (COMPLETE trials: number, value, ...).
+
+    Keeps every one of the best ``ceil(best_share * max_rows)`` trials (by value, ties by
+    number), every trial numbered in ``must_keep``, and fills the rest with a random sample
+    of the others stratified by score decile, so the spread of good and bad trials is kept.
+    Deterministic for a given ``seed``. Returns ``(rows in number order, note)``; ``note`` is
+    None when nothing was dropped, else a dict: shown, total, kept_best, best_cutoff, text.
+    """
+    total = len(data)
+    if total <= max_rows:
+        return data, None
+    ascending = direction == "minimize"
+    ranked = data.sort_values(["value", "number"], ascending=[ascending, True], kind="stable")
+    n_best = min(max_rows, max(1, math.ceil(best_share * max_rows)))
+    best = ranked.iloc[:n_best]
+    keep = set(best.index) | set(data.index[data["number"].isin(list(must_keep))])
+    rest = ranked.iloc[n_best:]
+    rest = rest.loc[~rest.index.isin(keep)]
+    budget = max(0, max_rows - len(keep))
+    if budget and len(rest):
+        strata = pd.qcut(rest["value"].rank(method="first"), q=min(10, len(rest)), labels=False)
+        rng = np.random.default_rng(seed)
+        fraction = budget / len(rest)
+        picked: list[Any] = []
+        for _, group in rest.groupby(strata, sort=True):
+            k = round(fraction * len(group))
+            if k:
+                picked.extend(rng.choice(group.index.to_numpy(), size=min(k, len(group)), replace=False))
+        keep.update(picked[:budget])
+    kept = data.loc[data.index.isin(keep)].sort_values("number", kind="stable")
+    cutoff = float(best["value"].iloc[-1])
+    word = "lowest" if ascending else "highest"
+    text = (
+        f"Showing {len(kept):,} of {total:,} completed trials: all {n_best:,} best ({word} "
+        f"scores, {'≤' if ascending else '≥'} {cutoff:.4g}) plus a random sample of the rest, "
+        "stratified by score."
+    )
+    note = {"downsampled": True, "shown": len(kept), "total": total, "kept_best": n_best,
+            "best_cutoff": cutoff, "text": text}
+    return kept, note
+
+
+def _add_note(fig: go.Figure, note: dict[str, Any] | None) -> go.Figure:
+    """Say on the figure (and in ``layout.meta``) that it was downsampled and what it kept."""
+    meta = dict(fig.layout.meta or {}) if isinstance(fig.layout.meta, dict) else {}
+    meta["downsampling"] = note or {"downsampled": False}
+    fig.update_layout(meta=meta)
+    if note:
+        fig.add_annotation(
+            text=note["text"], showarrow=False, xref="paper", yref="paper", x=0, y=-0.12,
+            xanchor="left", yanchor="top", font={"size": 11, "color": "#555"},
+        )
+        fig.update_layout(margin={"b": 60})
+    return fig
+
+
+def downsampling_note(fig: go.Figure) -> dict[str, Any] | None:
+    """The downsampling note of a figure made here (None when it shows every trial)."""
+    meta = fig.layout.meta
+    note = meta.get("downsampling") if isinstance(meta, dict) else None
+    return note if note and note.get("downsampled") else None
 
 
 # --------------------------------------------------------------------------- parallel coordinates
@@ -279,8 +394,14 @@ def parallel_coordinates_figure(
     direction: str = "maximize",
     log_params: Collection[str] = frozenset(),
     metric: str | None = None,
+    max_lines: int | None = MAX_PARCOORDS_LINES,
 ) -> go.Figure:
     """One line per COMPLETE trial across one axis per param, then the score; coloured by score.
+
+    Above ``max_lines`` COMPLETE trials (None: never) the lines are downsampled by
+    ``downsample_trials``: all the best trials plus a score-stratified sample. The figure then
+    says so in an annotation and in ``layout.meta["downsampling"]`` (see ``downsampling_note``).
+    Axis ranges still come from every trial.
 
     Categorical params sit on integer positions labelled with their choices; log params are
     drawn as log10 with ticks in the original units. Conditional params (NaN where a trial did
@@ -291,11 +412,19 @@ def parallel_coordinates_figure(
     title = "Parallel coordinates"
     if data.empty:
         return message_figure(NO_COMPLETED, title)
+    note = None
+    if max_lines is not None:
+        shown, note = downsample_trials(data, max_lines, direction)
+    else:
+        shown = data
+    rows = data.index.get_indexer(shown.index)
     logs = set(log_params)
     dimensions: list[dict[str, Any]] = []
     for column in param_columns(data):
         name = param_name(column)
         axis = _Axis(data[column], log=name in logs or column in logs, keep_missing=True)
+        if note is not None:  # encoded with every trial's categories and range, then subset
+            axis.values = axis.values[rows]
         label = f"{name} (log)" if axis.log else name
         dim: dict[str, Any] = {"label": label, "values": axis.values, "range": list(axis.range)}
         if axis.range[0] == axis.range[1]:
@@ -303,8 +432,15 @@ def parallel_coordinates_figure(
         if axis.tickvals is not None:
             dim.update(tickvals=axis.tickvals, ticktext=axis.ticktext)
         dimensions.append(dim)
-    values = data["value"].to_numpy(dtype="float64")
-    dimensions.append({"label": _value_title(metric), "values": values})
+    values = shown["value"].to_numpy(dtype="float64")
+    all_values = data["value"].to_numpy(dtype="float64")
+    score_dim: dict[str, Any] = {"label": _value_title(metric), "values": values}
+    line_range: dict[str, float] = {}
+    if note is not None:  # the score axis and colours keep the range of every trial
+        lo, hi = float(all_values.min()), float(all_values.max())
+        score_dim["range"] = [lo, hi] if hi > lo else [lo - 0.5, hi + 0.5]
+        line_range = {"cmin": lo, "cmax": hi}
+    dimensions.append(score_dim)
     fig = go.Figure(
         go.Parcoords(
             dimensions=dimensions,
@@ -314,33 +450,115 @@ def parallel_coordinates_figure(
                 "reversescale": direction == "minimize",
                 "showscale": True,
                 "colorbar": {"title": {"text": _value_title(metric)}},
+                **line_range,
             },
         )
     )
     fig.update_layout(title={"text": title})
-    return fig
+    return _add_note(fig, note)
 
 
 # --------------------------------------------------------------------------- importance
 
 
+_IMPORTANCE_CACHE: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
+_IMPORTANCE_CACHE_SIZE = 64
+_IMPORTANCE_LOCK = threading.Lock()
+_IMPORTANCE_PENDING: dict[tuple[Any, ...], Future] = {}
+_IMPORTANCE_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpdash-importance")
+
+
+def importance_cache_key(
+    study: optuna.Study, method: str, seed: int = 0
+) -> tuple[Any, ...] | None:
+    """(storage URL, study id, method, seed, completed-trial count): COMPLETE trials never
+    change and are never removed, so the count identifies the set of trials importance is
+    computed on. None (no caching) for storages that are not RDB storages, whose identity
+    does not outlive the process object."""
+    rdb = _results.rdb_storage(study)
+    if rdb is None:
+        return None
+    return (str(rdb.engine.url), study._study_id, method, seed, _results.completed_count(study))
+
+
+def clear_importance_cache() -> None:
+    with _IMPORTANCE_LOCK:
+        _IMPORTANCE_CACHE.clear()
+
+
 def importance_data(
-    study: optuna.Study, method: str = "ped_anova", seed: int = 0
+    study: optuna.Study, method: str = "ped_anova", seed: int = 0, *, use_cache: bool = True
 ) -> pd.DataFrame:
     """Param importances of ``study`` by ``optuna.importance``: columns param, importance.
 
     Sorted by importance, largest first, normalised to sum to 1. Empty when it cannot be
     estimated: fewer than 2 COMPLETE trials, no param that took 2 distinct values, or all
     scores equal. ``seed`` fixes fANOVA's random forest.
+
+    Cached by ``importance_cache_key`` (the completed-trial count), so a page rerun or a poll
+    with no new COMPLETE trial costs one COUNT query. See ``importance_data_async`` for the
+    page's critical path.
     """
     if method not in IMPORTANCE_METHODS:
         raise ValueError(f"method must be one of {sorted(IMPORTANCE_METHODS)}, not {method!r}")
+    key = importance_cache_key(study, method, seed) if use_cache else None
+    if key is None:
+        return _compute_importance(study, method, seed)
+    with _IMPORTANCE_LOCK:
+        if key in _IMPORTANCE_CACHE:
+            _IMPORTANCE_CACHE.move_to_end(key)
+            return _IMPORTANCE_CACHE[key].copy()
+    data = _compute_importance(study, method, seed)
+    _remember(key, data)
+    return data.copy()
+
+
+def _remember(key: tuple[Any, ...], data: pd.DataFrame) -> None:
+    with _IMPORTANCE_LOCK:
+        _IMPORTANCE_CACHE[key] = data
+        _IMPORTANCE_CACHE.move_to_end(key)
+        while len(_IMPORTANCE_CACHE) > _IMPORTANCE_CACHE_SIZE:
+            _IMPORTANCE_CACHE.popitem(last=False)
+
+
+def importance_data_async(
+    study: optuna.Study, method: str = "ped_anova", seed: int = 0
+) -> pd.DataFrame | None:
+    """The cached importances, or None while they are computed in a background thread.
+
+    For the page's critical path: the first call for a new completed-trial count starts the
+    computation and returns None at once (show "computing…" and poll again); later calls
+    return the result. A failed computation raises its exception on the next call.
+    """
+    if method not in IMPORTANCE_METHODS:
+        raise ValueError(f"method must be one of {sorted(IMPORTANCE_METHODS)}, not {method!r}")
+    key = importance_cache_key(study, method, seed)
+    if key is None:
+        return _compute_importance(study, method, seed)
+    with _IMPORTANCE_LOCK:
+        if key in _IMPORTANCE_CACHE:
+            _IMPORTANCE_CACHE.move_to_end(key)
+            return _IMPORTANCE_CACHE[key].copy()
+        future = _IMPORTANCE_PENDING.get(key)
+        if future is None:
+            future = _IMPORTANCE_POOL.submit(_compute_importance, study, method, seed)
+            _IMPORTANCE_PENDING[key] = future
+    if not future.done():
+        return None
+    with _IMPORTANCE_LOCK:
+        _IMPORTANCE_PENDING.pop(key, None)
+    data = future.result()  # re-raises a failure
+    _remember(key, data)
+    return data.copy()
+
+
+def _compute_importance(study: optuna.Study, method: str, seed: int) -> pd.DataFrame:
     empty = pd.DataFrame(
         {"param": pd.Series([], dtype="str"), "importance": pd.Series([], dtype="float64")}
     )
     trials = [
         t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        for t in _results.completed_trials(study)
         if t.value is not None and math.isfinite(t.value)
     ]
     if len(trials) < 2 or len({t.value for t in trials}) < 2:
@@ -348,17 +566,20 @@ def importance_data(
     distinct: dict[str, set[str]] = {}
     for trial in trials:
         for name, value in trial.params.items():
-            distinct.setdefault(name, set()).add(repr(value))
+            seen = distinct.setdefault(name, set())
+            if len(seen) < 2:
+                seen.add(repr(value))
     if not any(len(v) >= 2 for v in distinct.values()):
         return empty
     evaluator: optuna.importance.BaseImportanceEvaluator = (
         PedAnovaImportanceEvaluator() if method == "ped_anova"
         else FanovaImportanceEvaluator(seed=seed)
     )
+    view = _results.TrialsView(trials, study.direction)
     with warnings.catch_warnings():
         # Optuna warns about small samples; the UI explains that itself.
         warnings.simplefilter("ignore")
-        importances = get_param_importances(study, evaluator=evaluator)
+        importances = get_param_importances(view, evaluator=evaluator)  # type: ignore[arg-type]
     if not importances:
         return empty
     data = pd.DataFrame(
@@ -694,5 +915,258 @@ def fold_scores_figure(
         title={"text": title},
         xaxis={"title": {"text": "Fold"}, "tickmode": "array", "tickvals": list(data["fold"])},
         yaxis={"title": {"text": _value_title(metric)}},
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------- strategy comparison
+# Figures for an experiment: several strategies, several seeds each. They draw the tidy frames
+# of ``hpdash.compare`` (curves, bands, runs, importance by strategy) and the stacked experiment
+# frame (trials of every study with ``study``, ``strategy`` and ``seed`` columns).
+
+STRATEGY_COLORS: dict[str, str] = {
+    "grid": "#7f7f7f", "random": "#ff7f0e", "tpe": "#1f77b4", "gp": "#2ca02c",
+    "cmaes": "#9467bd", "qmc": "#8c564b",
+}
+_EXTRA_COLORS = ["#e377c2", "#17becf", "#bcbd22", "#d62728"]
+COMPARE_X_TITLES: dict[str, str] = {"trial": "Trials used", "elapsed_s": "Wall-clock time (s)"}
+LEGEND_BELOW: dict[str, Any] = {"orientation": "h", "y": -0.2}
+
+
+def strategy_color(strategy: str, index: int = 0) -> str:
+    """A fixed colour per strategy (the same in every comparison figure)."""
+    return STRATEGY_COLORS.get(strategy, _EXTRA_COLORS[index % len(_EXTRA_COLORS)])
+
+
+def _label(strategy: str) -> str:
+    from hpdash.compare import label
+
+    return label(strategy)
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _strategies(frame: pd.DataFrame) -> list[str]:
+    return list(pd.unique(frame["strategy"])) if "strategy" in frame.columns and not frame.empty else []
+
+
+def band_figure(
+    bands: pd.DataFrame,
+    curves: pd.DataFrame | None = None,
+    x: str = "trial",
+    metric: str | None = None,
+    level: float = 0.95,
+    title: str | None = None,
+) -> go.Figure:
+    """Mean best-so-far per strategy with its confidence band, over the runs' own curves.
+
+    ``bands`` and ``curves`` come from ``hpdash.compare.bands``/``curves`` with the same ``x``
+    (``"trial"`` or ``"elapsed_s"``). Each run is a thin step line; the band is drawn where at
+    least two runs have a value.
+    """
+    title = title or f"Best so far vs {'trials' if x == 'trial' else 'wall-clock time'} ({level:.0%} band)"
+    if bands.empty:
+        return message_figure(NO_COMPLETED, title)
+    fig = go.Figure()
+    for i, strategy in enumerate(_strategies(bands)):
+        color = strategy_color(strategy, i)
+        name = _label(strategy)
+        if curves is not None and not curves.empty:
+            for study, run in curves.loc[curves["strategy"] == strategy].dropna(subset=["best"]).groupby("study", sort=False):
+                fig.add_trace(go.Scatter(
+                    x=run[x], y=run["best"], mode="lines", legendgroup=strategy, showlegend=False,
+                    line={"shape": "hv", "color": _rgba(color, 0.35), "width": 1},
+                    name=str(study), hovertemplate=f"{study}<br>%{{y:.4g}}<extra></extra>",
+                ))
+        b = bands.loc[bands["strategy"] == strategy]
+        ci = b.dropna(subset=["lo", "hi"])
+        if not ci.empty:
+            fig.add_trace(go.Scatter(
+                x=list(ci["x"]) + list(ci["x"][::-1]), y=list(ci["hi"]) + list(ci["lo"][::-1]),
+                fill="toself", fillcolor=_rgba(color, 0.18), line={"width": 0, "shape": "hv"},
+                legendgroup=strategy, showlegend=False, hoverinfo="skip", name=f"{name} {level:.0%} band",
+            ))
+        fig.add_trace(go.Scatter(
+            x=b["x"], y=b["mean"], mode="lines", name=name, legendgroup=strategy,
+            line={"shape": "hv", "color": color, "width": 2.5},
+            customdata=np.stack([b["n"], b["lo"], b["hi"]], axis=-1),
+            hovertemplate=(f"{name}: mean %{{y:.4g}}<br>{level:.0%} CI [%{{customdata[1]:.4g}}, "
+                           "%{customdata[2]:.4g}]<br>runs %{customdata[0]}<extra></extra>"),
+        ))
+    fig.update_layout(
+        title={"text": title},
+        xaxis={"title": {"text": COMPARE_X_TITLES.get(x, x)}},
+        yaxis={"title": {"text": f"Best {_value_title(metric)} so far"}},
+        legend=LEGEND_BELOW,
+    )
+    return fig
+
+
+def edf_data(frame: pd.DataFrame) -> pd.DataFrame:
+    """Empirical distribution of COMPLETE trial values per strategy (all its seeds pooled).
+
+    Columns: strategy, value, fraction (share of the strategy's trials with a value <= value).
+    """
+    rows = []
+    done = complete_trials(frame) if not frame.empty else frame
+    for strategy in _strategies(done):
+        values = np.sort(done.loc[done["strategy"] == strategy, "value"].to_numpy(dtype="float64"))
+        n = values.size
+        rows.append(pd.DataFrame({"strategy": strategy, "value": values, "fraction": np.arange(1, n + 1) / n}))
+    if not rows:
+        return pd.DataFrame({"strategy": pd.Series([], dtype="object"), "value": pd.Series([], dtype="float64"),
+                             "fraction": pd.Series([], dtype="float64")})
+    return pd.concat(rows, ignore_index=True)
+
+
+def edf_figure(frame: pd.DataFrame, metric: str | None = None, direction: str = "maximize") -> go.Figure:
+    """EDF of trial values per strategy: a curve further right (maximize) means better trials.
+
+    Drawn from the frame like Optuna's ``plot_edf``, but pooled per strategy instead of per study.
+    """
+    title = "Distribution of trial values (EDF)"
+    data = edf_data(frame)
+    if data.empty:
+        return message_figure(NO_COMPLETED, title)
+    fig = go.Figure()
+    for i, strategy in enumerate(_strategies(data)):
+        d = data.loc[data["strategy"] == strategy]
+        fig.add_trace(go.Scatter(
+            x=d["value"], y=d["fraction"], mode="lines", name=_label(strategy),
+            line={"shape": "hv", "color": strategy_color(strategy, i), "width": 2},
+            hovertemplate="%{x:.4g}: %{y:.0%} of trials at or below<extra></extra>",
+        ))
+    better = "right" if direction == "maximize" else "left"
+    fig.update_layout(
+        title={"text": title},
+        xaxis={"title": {"text": f"{_value_title(metric)} (better to the {better})"}},
+        yaxis={"title": {"text": "Share of trials ≤ value"}, "range": [0, 1.02]},
+        legend=LEGEND_BELOW,
+    )
+    return fig
+
+
+def runs_box_figure(runs: pd.DataFrame, column: str = "best", metric: str | None = None,
+                    title: str | None = None) -> go.Figure:
+    """Box plus every run as a point, per strategy, of ``runs[column]`` (``best`` or ``holdout``)."""
+    what = "final best CV score" if column == "best" else "holdout score of the final model"
+    title = title or f"{what[0].upper()}{what[1:]} per strategy"
+    data = runs.dropna(subset=[column]) if not runs.empty else runs
+    if data.empty:
+        message = NO_COMPLETED if column == "best" else "No refit final model yet"
+        return message_figure(message, title)
+    fig = go.Figure()
+    for i, strategy in enumerate(_strategies(data)):
+        d = data.loc[data["strategy"] == strategy]
+        fig.add_trace(go.Box(
+            y=d[column], name=_label(strategy), boxpoints="all", jitter=0.4, pointpos=0,
+            marker={"color": strategy_color(strategy, i), "size": 9},
+            line={"color": strategy_color(strategy, i)},
+            customdata=np.stack([d["seed"].astype(str), d["study"].astype(str)], axis=-1),
+            hovertemplate="%{customdata[1]} (seed %{customdata[0]})<br>%{y:.4g}<extra></extra>",
+        ))
+    fig.update_layout(
+        title={"text": title}, showlegend=False,
+        yaxis={"title": {"text": _value_title(metric)}},
+        xaxis={"title": {"text": "Strategy"}},
+    )
+    return fig
+
+
+def default_placement_params(frame: pd.DataFrame) -> list[str]:
+    """Up to two hyperparameter names to plot sample placement for: numeric ones first,
+    then those with the most distinct values."""
+    columns = [c for c in param_columns(frame) if frame[c].notna().any()]
+
+    def key(c: str) -> tuple[int, int]:
+        return (1 if _is_categorical(frame[c].dropna()) else 0, -int(frame[c].nunique()))
+
+    return [param_name(c) for c in sorted(columns, key=key)[:2]]
+
+
+def placement_figure(
+    frame: pd.DataFrame,
+    x_param: str,
+    y_param: str,
+    log_params: Collection[str] = frozenset(),
+    metric: str | None = None,
+    direction: str = "maximize",
+) -> go.Figure:
+    """Where each strategy put its trials in two hyperparameters, one panel per strategy,
+    coloured by score on one shared scale (all seeds of a strategy together).
+
+    Shows the grid lattice, the random scatter and where Bayesian search concentrates.
+    """
+    from plotly.subplots import make_subplots
+
+    title = f"Sample placement: {param_name(x_param)} × {param_name(y_param)}"
+    done = complete_trials(frame) if not frame.empty else frame
+    try:
+        xc, yc = param_column(done, x_param), param_column(done, y_param)
+    except KeyError:
+        return message_figure(f"No completed trial used both {param_name(x_param)} and {param_name(y_param)}", title)
+    data = done.dropna(subset=[xc, yc])
+    if data.empty:
+        return message_figure(NO_COMPLETED, title)
+    strategies = _strategies(data)
+    fig = make_subplots(rows=1, cols=len(strategies), shared_yaxes=True,
+                        subplot_titles=[_label(s) for s in strategies], horizontal_spacing=0.03)
+    lo, hi = float(data["value"].min()), float(data["value"].max())
+    x_cat, y_cat = _is_categorical(data[xc]), _is_categorical(data[yc])
+    for i, strategy in enumerate(strategies, start=1):
+        d = data.loc[data["strategy"] == strategy]
+        fig.add_trace(go.Scatter(
+            x=d[xc].astype(str) if x_cat else d[xc], y=d[yc].astype(str) if y_cat else d[yc], mode="markers",
+            name=_label(strategy), showlegend=False,
+            customdata=np.stack([d["seed"].astype(str), d["number"].astype(str)], axis=-1),
+            hovertemplate=(f"seed %{{customdata[0]}}, trial %{{customdata[1]}}<br>{param_name(xc)}=%{{x}}<br>"
+                           f"{param_name(yc)}=%{{y}}<br>score %{{marker.color:.4g}}<extra></extra>"),
+            marker={"color": d["value"], "coloraxis": "coloraxis", "size": 8, "opacity": 0.85,
+                    "line": {"color": "#333", "width": 0.5}},
+        ), row=1, col=i)
+        xaxis: dict[str, Any] = {"title": {"text": param_name(xc)}}
+        if x_cat:
+            xaxis.update(type="category", categoryorder="array",
+                         categoryarray=[str(v) for v in _category_order(data[xc])])
+        elif param_name(xc) in log_params:
+            xaxis["type"] = "log"
+        fig.update_xaxes(row=1, col=i, **xaxis)
+    yaxis: dict[str, Any] = {"title": {"text": param_name(yc)}}
+    if y_cat:
+        yaxis.update(type="category", categoryorder="array", categoryarray=[str(v) for v in _category_order(data[yc])])
+    elif param_name(yc) in log_params:
+        yaxis["type"] = "log"
+    fig.update_yaxes(row=1, col=1, **yaxis)
+    fig.update_layout(
+        title={"text": title},
+        coloraxis={"colorscale": COLORSCALE, "reversescale": direction == "minimize", "cmin": lo, "cmax": hi,
+                   "colorbar": {"title": {"text": _value_title(metric)}}},
+    )
+    return fig
+
+
+def importance_comparison_figure(data: pd.DataFrame, method: str = "ped_anova") -> go.Figure:
+    """Importance per strategy side by side (``hpdash.compare.importance_by_strategy``), method named."""
+    title = f"Hyperparameter importance per strategy ({IMPORTANCE_LABELS.get(method, method)})"
+    if data.empty:
+        return message_figure("Not enough completed trials to estimate importance", title)
+    order = data.groupby("param")["importance"].mean().sort_values().index.tolist()
+    fig = go.Figure()
+    for i, strategy in enumerate(_strategies(data)):
+        d = data.loc[data["strategy"] == strategy].set_index("param").reindex(order)
+        fig.add_trace(go.Bar(
+            x=d["importance"], y=order, orientation="h", name=_label(strategy),
+            marker={"color": strategy_color(strategy, i)},
+            hovertemplate=f"{_label(strategy)}: %{{y}} %{{x:.3f}}<extra></extra>",
+        ))
+    fig.update_layout(
+        title={"text": title}, barmode="group",
+        xaxis={"title": {"text": "Importance (sums to 1 per strategy; mean over its seeds)"}},
+        yaxis={"title": {"text": "Hyperparameter"}},
+        legend=LEGEND_BELOW,
     )
     return fig

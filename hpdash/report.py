@@ -1,21 +1,34 @@
-"""Exports of a study: the trials as CSV (an HTML report comes later).
+"""Exports: the trials of a study or an experiment as CSV, and self-contained HTML reports.
 
 The CSV is opened in spreadsheets, so text cells that a spreadsheet would run as a formula
 (CSV/formula injection) are neutralised as OWASP advises: a leading ``'`` before a cell that
 starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return. Only text cells are touched;
 numbers, including negative ones, stay numbers.
+
+The HTML reports (one study, or one experiment) are single files that open offline: the
+plotly.js bundle is inlined in a ``<script>`` element (no CDN, about 4.8 MB), every figure is a
+plotly div drawn by that bundle, and every text from the user (names, spec, notes) is
+HTML-escaped. Each report has a title, the date it was made and the spec.
 """
 
 from __future__ import annotations
 
+import html
 import json
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
 
+from hpdash import __version__
 from hpdash.results import trials_frame
+
+if TYPE_CHECKING:
+    from hpdash.compare import Analysis, Comparison
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -58,4 +71,168 @@ def write_trials_csv(study: optuna.Study, path: str | Path) -> Path:
     """Write ``trials_csv(trials_frame(study))`` to ``path`` and return the path."""
     target = Path(path)
     target.write_bytes(trials_csv(trials_frame(study)))
+    return target
+
+
+def experiment_csv(frame: pd.DataFrame) -> bytes:
+    """Every trial of an experiment (``hpdash.compare.experiment_frame``) as CSV, with the
+    ``study``, ``strategy`` and ``seed`` columns first; same rules as ``trials_csv``."""
+    return trials_csv(frame)
+
+
+def write_experiment_csv(name: str, path: str | Path, storage: str | None = None) -> Path:
+    """Write the CSV of every trial of experiment ``name`` to ``path``."""
+    from hpdash import compare
+
+    target = Path(path)
+    target.write_bytes(experiment_csv(compare.load_experiment_comparison(name, storage).frame))
+    return target
+
+
+# ------------------------------------------------------------------------------ HTML
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
+color:#222;padding:0 1rem}
+h1{margin-bottom:.2rem} .meta{color:#666;margin-top:0}
+table{border-collapse:collapse;margin:.5rem 0 1rem} th,td{border:1px solid #ddd;padding:.3rem .6rem;
+text-align:left} th{background:#f4f6f8}
+pre{background:#f6f8fa;padding:1rem;overflow-x:auto} .verdict{font-size:1.1rem;background:#eef5ff;
+padding:.8rem 1rem;border-left:4px solid #1f77b4} .note{color:#444} .figure{margin:1rem 0 2rem}
+"""
+
+
+def _now_text() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def figure_div(fig: go.Figure, div_id: str) -> str:
+    """One figure as a ``<div>`` plus the script that draws it with the inlined plotly.js."""
+    return '<div class="figure">' + pio.to_html(
+        fig, full_html=False, include_plotlyjs=False, div_id=div_id,
+        config={"displaylogo": False, "responsive": True},
+    ) + "</div>"
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, escape=True, border=0, na_rep="-")
+
+
+def html_page(title: str, sections: list[str], subtitle: str = "") -> str:
+    """A complete, self-contained HTML document (plotly.js inlined; no external requests)."""
+    from plotly.offline import get_plotlyjs
+
+    meta = f"Made {_now_text()} by hpdash {__version__}" + (f" · {_e(subtitle)}" if subtitle else "")
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{_e(title)}</title><style>{_CSS}</style>"
+        f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body>"
+        f"<h1>{_e(title)}</h1><p class=\"meta\">{meta}</p>" + "\n".join(sections) + "</body></html>"
+    )
+
+
+def study_html(study: optuna.Study) -> str:
+    """The HTML report of one study: summary, final model, figures, grid order, spec."""
+    from hpdash import experiments, plots, results, runner
+
+    frame = trials_frame(study)
+    summary = results.study_summary(study)
+    metric = study.user_attrs.get("hpdash.metric") or summary.get("metric")
+    direction = summary["direction"]
+    logs = results.log_params(study)
+    try:
+        spec = runner.load_spec_of(study)
+    except Exception:
+        spec = None
+    refit = runner.refit_info(study)
+    rows = {
+        "trials": f"{summary['n_complete']} complete, {summary['n_pruned']} pruned, {summary['n_fail']} failed",
+        "strategy": spec.strategy if spec else "-",
+        "metric": metric or "-",
+        "best CV score": "-" if summary["best_value"] is None else f"{summary['best_value']:.4f} (trial {summary['best_trial_number']})",
+        "best hyperparameters": json.dumps(summary["best_params"], default=str),
+        "holdout score of the final model": f"{refit['holdout_score']:.4f}" if refit else "not refit",
+    }
+    sections = ["<h2>Summary</h2>", _table(pd.DataFrame({"": list(rows), "value": list(rows.values())}))]
+    grid = study.user_attrs.get(runner.GRID_ATTR)
+    if grid:
+        sections.append(f"<h2>Grid order</h2><p class=\"note\">{_e(experiments.grid_note(grid, spec.n_trials if spec else None, spec.seed if spec else None))}</p>")
+    figs = [
+        plots.convergence_figure(frame, "number", direction, "Best so far vs trials", metric),
+        plots.convergence_figure(frame, "elapsed_s", direction, "Best so far vs wall-clock time", metric),
+        plots.parallel_coordinates_figure(frame, direction, logs, metric),
+        plots.importance_figure(plots.importance_data(study, "ped_anova"), "ped_anova"),
+        plots.timeline_figure(frame),
+    ]
+    sections.append("<h2>Figures</h2>")
+    sections += [figure_div(f, f"fig-{i}") for i, f in enumerate(figs)]
+    sections.append(f"<p class=\"note\">Importance method: {_e(plots.IMPORTANCE_METHODS['ped_anova'])}</p>")
+    if spec is not None:
+        sections.append(f"<h2>Spec</h2><pre>{_e(spec.to_yaml())}</pre>")
+    return html_page(f"Study {study.study_name}", sections, subtitle=f"direction: {direction}")
+
+
+def experiment_html(comparison: "Comparison", analysis: "Analysis | None" = None,
+                    importance_method: str = "ped_anova") -> str:
+    """The HTML report of an experiment: verdict, tables, comparison figures, grid order, spec."""
+    from hpdash import compare, plots
+
+    c = comparison
+    a = analysis or compare.analyse(c.frame, c.holdout, c.direction)
+    params = plots.default_placement_params(c.frame)
+    logs = compare.log_params_of(c)
+    sections = [
+        "<h2>Verdict</h2>", f"<p class=\"verdict\">{_e(a.verdict.text)}</p>",
+        "<h2>Summary</h2>", _table(compare.display_table(a.summary, a.ttt_summary)),
+        "<p class=\"note\">Best CV: mean ± std over seeds of each run's best cross-validated score. Holdout: the "
+        "refit final model scored once on the holdout part. Rank: within each seed (1 = best, ties share). "
+        "Wins: seeds where the strategy ranked first (ties count for each).</p>",
+        "<h2>Time to target</h2>", f"<p class=\"note\">{_e(compare.target_text(a, c.metric))} Mean ± std over the runs "
+        "that reached it; trials count the budget used, seconds run from the study's first trial start.</p>",
+        _table(compare.ttt_table(a.ttt_summary)),
+        "<h2>Pairwise tests</h2>", _table(compare.pairs_table(a.pairs)),
+    ]
+    if c.grid_notes:
+        sections.append("<h2>Grid order</h2><ul>" + "".join(
+            f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in c.grid_notes.items()) + "</ul>")
+    figs = [
+        plots.band_figure(a.bands_trial, a.curves_trial, "trial", c.metric),
+        plots.band_figure(a.bands_time, a.curves_time, "elapsed_s", c.metric),
+        plots.edf_figure(c.frame, c.metric, c.direction),
+        plots.runs_box_figure(a.runs, "best", c.metric),
+        plots.runs_box_figure(a.runs, "holdout", c.metric),
+    ]
+    if len(params) == 2:
+        figs.append(plots.placement_figure(c.frame, params[0], params[1], logs, c.metric, c.direction))
+    figs.append(plots.importance_comparison_figure(compare.importance_by_strategy(c, importance_method), importance_method))
+    sections.append("<h2>Figures</h2>")
+    sections += [figure_div(f, f"fig-{i}") for i, f in enumerate(figs)]
+    sections.append(f"<p class=\"note\">Importance method: {_e(plots.IMPORTANCE_METHODS[importance_method])}</p>")
+    sections.append("<h2>Studies</h2>" + _table(pd.DataFrame({
+        "study": [r.study for r in c.runs], "strategy": [compare.label(r.strategy) for r in c.runs],
+        "seed": [r.seed for r in c.runs],
+        "best CV": [None if pd.isna(b) else round(float(b), 4) for b in a.runs.set_index("study").reindex([r.study for r in c.runs])["best"]],
+    })))
+    if c.spec is not None:
+        sections.append(f"<h2>Spec</h2><pre>{_e(c.spec.to_yaml())}</pre>")
+    subtitle = f"metric: {c.metric or 'score'} ({c.direction})"
+    return html_page(c.title, sections, subtitle=subtitle)
+
+
+def write_study_html(study: optuna.Study, path: str | Path) -> Path:
+    """Write ``study_html(study)`` to ``path``."""
+    target = Path(path)
+    target.write_text(study_html(study), encoding="utf-8")
+    return target
+
+
+def write_experiment_html(name: str, path: str | Path, storage: str | None = None) -> Path:
+    """Write the HTML report of experiment ``name`` to ``path``."""
+    from hpdash import compare
+
+    target = Path(path)
+    target.write_text(experiment_html(compare.load_experiment_comparison(name, storage)), encoding="utf-8")
     return target

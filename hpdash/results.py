@@ -4,19 +4,46 @@ Everything downstream (plots, reports, pages) reads trials through this module, 
 columns are a contract. The frame has one row per trial that is not WAITING (WAITING trials are
 hpdash's unused budget slots), sorted by trial number.
 
-This version reads through Optuna's public API (``study.get_trials(deepcopy=False)``); a faster
-raw-SQL reader can replace ``_read_trials`` later without changing the frame.
+Two readers produce the same frame:
+
+- the fast reader (RDB storages: SQLite, PostgreSQL) reads Optuna's tables directly through
+  SQLAlchemy Core, a handful of set-based queries per study instead of building a
+  ``FrozenTrial`` per trial. It understands one Optuna schema version
+  (``OPTUNA_SCHEMA_VERSION`` in ``version_info`` and ``OPTUNA_ALEMBIC_REVISION`` in
+  ``alembic_version``); on any other version it warns (``UnknownSchemaWarning``) and falls back;
+- the Optuna API reader (``study.get_trials``), used for in-memory/journal storages and as
+  the fallback.
+
+``TrialsCache`` keeps the frame of one study and re-reads only trials that are new or were
+not finished at the previous poll, for the live study page.
 """
 
 from __future__ import annotations
 
+import datetime
+
+import functools
+import json
 import math
-from collections.abc import Iterable
+import threading
+import warnings
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
+import numpy as np
 import optuna
 import pandas as pd
-from optuna.distributions import FloatDistribution, IntDistribution
+import sqlalchemy
+from optuna.distributions import (
+    BaseDistribution,
+    FloatDistribution,
+    IntDistribution,
+    json_to_distribution,
+)
+from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -126,7 +153,7 @@ def running_best(values: pd.Series, direction: str) -> pd.Series:
     return best.ffill()
 
 
-def trials_frame(study: optuna.Study) -> pd.DataFrame:
+def trials_frame(study: optuna.Study, *, fast: bool = True) -> pd.DataFrame:
     """One row per non-WAITING trial of ``study``, sorted by number (columns: ``BASE_COLUMNS``
     then ``params_<name>`` sorted by name, as in Optuna's ``trials_dataframe``).
 
@@ -134,13 +161,34 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     this trial's completion; ``best_so_far`` is the running best over COMPLETE trials in
     number order; ``is_best`` marks the study's best trial (the lowest number reaching the best
     value). Conditional params that a trial did not use are NaN.
+
+    On an RDB storage with the pinned Optuna schema this reads the tables directly (fast path);
+    otherwise (or with ``fast=False``) it goes through Optuna's API. Both give the same frame.
     """
     direction = _direction(study)
+    source = _fast_source(study) if fast else None
+    if source is not None:
+        engine, study_id = source
+        base = _base_frame_sql(engine, study_id)
+    else:
+        base = _base_frame_api(study)
+    return _finalize(base, direction)
+
+
+def _base_frame_api(study: optuna.Study) -> pd.DataFrame:
+    """The per-trial columns (before the derived ones) read through Optuna's API."""
     trials = _read_trials(study)
     if not trials:
-        return _empty_frame()
+        return pd.DataFrame()
+    return pd.DataFrame.from_records([_record(t) for t in trials])
 
-    frame = pd.DataFrame.from_records([_record(t) for t in trials])
+
+def _finalize(base: pd.DataFrame, direction: str) -> pd.DataFrame:
+    """Derived columns, dtypes and column order of ``trials_frame`` from the per-trial columns."""
+    if base.empty:
+        return _empty_frame()
+    frame = base.drop(columns=["trial_id"], errors="ignore")
+    frame = frame.sort_values("number", kind="stable").reset_index(drop=True)
     for column in ("datetime_start", "datetime_complete"):
         frame[column] = pd.to_datetime(frame[column]).astype("datetime64[us]")
     frame["duration_s"] = (
@@ -186,12 +234,28 @@ def param_column(frame: pd.DataFrame, param: str) -> str:
 
 def param_name(column: str) -> str:
     """``params_max_depth`` -> ``max_depth`` (other strings unchanged)."""
-    return column[len(PARAM_PREFIX) :] if column.startswith(PARAM_PREFIX) else column
+    return column.removeprefix(PARAM_PREFIX)
 
 
 def log_params(study: optuna.Study) -> set[str]:
     """Names of the params sampled on a log scale in any trial (for plot axes)."""
     names: set[str] = set()
+    fast = _fast_source(study)
+    if fast is not None:
+        engine, study_id = fast
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sqlalchemy.text(
+                    "SELECT DISTINCT p.param_name, p.distribution_json FROM trial_params p "
+                    "JOIN trials t ON t.trial_id = p.trial_id WHERE t.study_id = :sid"
+                ),
+                {"sid": study_id},
+            ).all()
+        for name, dist_json in rows:
+            dist = _distribution(dist_json)
+            if isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log:
+                names.add(name)
+        return names
     for trial in study.get_trials(deepcopy=False):
         for name, dist in trial.distributions.items():
             if isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log:
@@ -209,6 +273,11 @@ def study_summary(study: optuna.Study) -> dict[str, Any]:
     ``trials_frame`` marks with ``is_best``.
     """
     direction = _direction(study)
+    spec = study.user_attrs.get("hpdash.spec")
+    metric = spec.get("metric") if isinstance(spec, dict) else None
+    fast = _fast_source(study)
+    if fast is not None:
+        return {**_summary_sql(*fast, direction), "metric": metric}
     counts = {state: 0 for state in TrialState}
     best: FrozenTrial | None = None
     for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
@@ -223,8 +292,6 @@ def study_summary(study: optuna.Study) -> dict[str, Any]:
             or (direction == "minimize" and trial.value < best.value)  # type: ignore[operator]
         ):
             best = trial
-    spec = study.user_attrs.get("hpdash.spec")
-    metric = spec.get("metric") if isinstance(spec, dict) else None
     return {
         "n_trials": sum(n for state, n in counts.items() if state != TrialState.WAITING),
         "n_complete": counts[TrialState.COMPLETE],
@@ -238,6 +305,94 @@ def study_summary(study: optuna.Study) -> dict[str, Any]:
         "direction": direction,
         "metric": metric,
     }
+
+
+def _summary_sql(engine: sqlalchemy.engine.Engine, study_id: int, direction: str) -> dict[str, Any]:
+    """``study_summary`` without ``metric`` by three small queries (fast path)."""
+    order = "DESC" if direction == "maximize" else "ASC"
+    with engine.connect() as conn:
+        counts = dict(conn.execute(
+            sqlalchemy.text("SELECT state, COUNT(*) FROM trials WHERE study_id = :sid GROUP BY state"),
+            {"sid": study_id},
+        ).all())
+        best = conn.execute(
+            sqlalchemy.text(
+                "SELECT t.trial_id, t.number, v.value, v.value_type FROM trials t "
+                "JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
+                "WHERE t.study_id = :sid AND t.state = 'COMPLETE' "
+                "ORDER BY CASE v.value_type WHEN 'INF_NEG' THEN -1 WHEN 'INF_POS' THEN 1 "
+                f"ELSE 0 END {order}, v.value {order}, t.number ASC LIMIT 1"
+            ),
+            {"sid": study_id},
+        ).first()
+    best_params: dict[str, Any] = {}
+    if best is not None:
+        raw = read_raw(engine, study_id, [best[0]], user_attr_keys=())
+        best_params = {name: _distribution(dj).to_external_repr(v) for _, name, v, dj in raw.params}
+    n = {state.name: int(counts.get(state.name, 0)) for state in TrialState}
+    return {
+        "n_trials": sum(v for k, v in n.items() if k != "WAITING"),
+        "n_complete": n["COMPLETE"],
+        "n_pruned": n["PRUNED"],
+        "n_fail": n["FAIL"],
+        "n_running": n["RUNNING"],
+        "n_waiting": n["WAITING"],
+        "best_value": None if best is None else _stored_value(best[2], best[3]),
+        "best_params": best_params,
+        "best_trial_number": None if best is None else int(best[1]),
+        "direction": direction,
+    }
+
+
+STOPPED_REASON_PREFIX = "stopped by the user"
+
+
+def study_progress(study: optuna.Study) -> dict[str, Any]:
+    """What a progress header needs, cheaply: ``study_summary`` plus ``n_replaced`` and the
+    time span.
+
+    ``n_replaced`` counts FAIL trials whose work was given a new slot (a heartbeat retry, or a
+    trial cut by a user stop), so they do not use budget. ``first_start`` / ``last_complete``
+    are timezone-aware UTC datetimes (or None). On an RDB storage this is a few aggregate
+    queries, independent of the study's size; otherwise it reads the trials.
+    """
+    summary = study_summary(study)
+    fast = _fast_source(study)
+    if fast is not None:
+        engine, study_id = fast
+        with engine.connect() as conn:
+            retries = conn.execute(sqlalchemy.text(
+                "SELECT COUNT(DISTINCT a.value_json) FROM trial_system_attributes a "
+                "JOIN trials t ON t.trial_id = a.trial_id "
+                "WHERE t.study_id = :sid AND a.key = 'failed_trial'"), {"sid": study_id}).scalar()
+            stopped = conn.execute(sqlalchemy.text(
+                "SELECT COUNT(*) FROM trial_user_attributes a JOIN trials t ON t.trial_id = a.trial_id "
+                "WHERE t.study_id = :sid AND t.state = 'FAIL' AND a.key = 'fail_reason' "
+                "AND a.value_json LIKE :prefix"),
+                {"sid": study_id, "prefix": f'"{STOPPED_REASON_PREFIX}%'}).scalar()
+            first, last = conn.execute(sqlalchemy.text(
+                "SELECT MIN(datetime_start), MAX(datetime_complete) FROM trials WHERE study_id = :sid"),
+                {"sid": study_id}).one()
+
+        def utc(value: Any) -> datetime.datetime | None:  # Optuna stores naive UTC
+            if value is None:
+                return None
+            if isinstance(value, str):
+                value = datetime.datetime.fromisoformat(value)
+            return value.replace(tzinfo=datetime.timezone.utc)
+
+        return {**summary, "n_replaced": int(retries or 0) + int(stopped or 0),
+                "first_start": utc(first), "last_complete": utc(last)}
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
+    replaced = sum(
+        1 for t in trials if t.state == TrialState.FAIL
+        and (t.number in retried or str(t.user_attrs.get("fail_reason", "")).startswith(STOPPED_REASON_PREFIX))
+    )
+    starts = [t.datetime_start.astimezone(datetime.timezone.utc) for t in trials if t.datetime_start]
+    ends = [t.datetime_complete.astimezone(datetime.timezone.utc) for t in trials if t.datetime_complete]
+    return {**summary, "n_replaced": replaced, "first_start": min(starts, default=None),
+            "last_complete": max(ends, default=None)}
 
 
 def fold_scores_frame(trial: FrozenTrial) -> pd.DataFrame:
@@ -259,3 +414,591 @@ def fold_scores_frame(trial: FrozenTrial) -> pd.DataFrame:
             "score": pd.Series([r[1] for r in rows], dtype="float64"),
         }
     )
+
+
+# ============================================================================================
+# Fast reader: Optuna's RDB tables through SQLAlchemy Core
+# ============================================================================================
+
+#: The Optuna RDB schema the fast reader understands (Optuna 4.x-5.0: ``version_info`` says 12,
+#: ``alembic_version`` says v3.2.0.a). Any other version -> warning + Optuna API fallback.
+OPTUNA_SCHEMA_VERSION = 12
+OPTUNA_ALEMBIC_REVISION = "v3.2.0.a"
+
+#: Trial user attrs that ``trials_frame`` uses (the others are not read on the fast path).
+_FRAME_ATTRS = ("cv_std", "fit_time", "score_time", "fold_scores", "fail_reason", "pruned_at_fold")
+_NUMERIC_ATTRS = ("cv_std", "fit_time", "score_time")
+_ID_CHUNK = 500  # ids per IN (...) list: far below SQLite's and PostgreSQL's limits
+
+
+class UnknownSchemaWarning(UserWarning):
+    """The storage's Optuna schema is not the pinned one: hpdash reads it through Optuna's API."""
+
+
+_schema_checked: weakref.WeakKeyDictionary[sqlalchemy.engine.Engine, bool] = weakref.WeakKeyDictionary()
+_schema_lock = threading.Lock()
+
+
+def rdb_storage(study: optuna.Study) -> RDBStorage | None:
+    """The ``RDBStorage`` behind ``study`` (unwrapping Optuna's cache), or None."""
+    storage: Any = study._storage
+    storage = getattr(storage, "_backend", storage)
+    return storage if isinstance(storage, RDBStorage) else None
+
+
+def schema_version(engine: sqlalchemy.engine.Engine) -> tuple[int | None, str | None]:
+    """``(version_info.schema_version, alembic_version.version_num)`` of a storage."""
+    with engine.connect() as conn:
+        try:
+            schema = conn.execute(sqlalchemy.text("SELECT schema_version FROM version_info")).scalar()
+        except sqlalchemy.exc.DBAPIError:
+            conn.rollback()
+            schema = None
+        try:
+            revision = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar()
+        except sqlalchemy.exc.DBAPIError:
+            revision = None
+    return (None if schema is None else int(schema)), revision
+
+
+def schema_supported(engine: sqlalchemy.engine.Engine) -> bool:
+    """Whether the fast reader understands this storage (checked once per engine; warns if not)."""
+    with _schema_lock:
+        if engine in _schema_checked:
+            return _schema_checked[engine]
+    schema, revision = schema_version(engine)
+    ok = schema == OPTUNA_SCHEMA_VERSION and revision == OPTUNA_ALEMBIC_REVISION
+    if not ok:
+        warnings.warn(
+            f"The study storage has Optuna schema {schema} / revision {revision}; hpdash's fast "
+            f"reader understands {OPTUNA_SCHEMA_VERSION} / {OPTUNA_ALEMBIC_REVISION}. Reading "
+            "trials through Optuna's API instead (slower on large studies).",
+            UnknownSchemaWarning,
+            stacklevel=3,
+        )
+    with _schema_lock:
+        _schema_checked[engine] = ok
+    return ok
+
+
+def _fast_source(study: optuna.Study) -> tuple[sqlalchemy.engine.Engine, int] | None:
+    """(engine, study_id) when the fast reader can read ``study``, else None."""
+    storage = rdb_storage(study)
+    if storage is None or not schema_supported(storage.engine):
+        return None
+    return storage.engine, study._study_id
+
+
+@functools.lru_cache(maxsize=4096)
+def _distribution(distribution_json: str) -> BaseDistribution:
+    return json_to_distribution(distribution_json)
+
+
+def _local_offset(utc: pd.Timestamp) -> pd.Timedelta:
+    """The local UTC offset at a UTC instant, as ``datetime.astimezone()`` (Optuna) sees it."""
+    aware = utc.to_pydatetime().replace(tzinfo=UTC).astimezone()
+    return pd.Timedelta(aware.utcoffset() or 0).as_unit("us")
+
+
+def _utc_to_local(values: Sequence[Any]) -> pd.Series:
+    """Optuna stores naive UTC and its FrozenTrials carry naive local time: convert the same way.
+
+    Vectorised: the local offset is looked up once per distinct UTC quarter hour (every time
+    zone changes its offset on a quarter hour), not once per trial.
+    """
+    series = pd.to_datetime(pd.Series(list(values), dtype="object"), format="ISO8601")
+    series = series.astype("datetime64[us]")
+    if series.empty or series.isna().all():
+        return series
+    quarter = series.dt.floor("15min")
+    offsets = {q: _local_offset(q) for q in quarter.dropna().unique()}
+    if len({*offsets.values()}) == 1:
+        return series + next(iter(offsets.values()))
+    return series + quarter.map(offsets)
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
+    ids = list(ids)
+    for i in range(0, len(ids), _ID_CHUNK):
+        yield ids[i : i + _ID_CHUNK]
+
+
+def _fetch(conn: sqlalchemy.engine.Connection, stmt: Any, params: dict[str, Any]) -> list[Any]:
+    """All rows as plain DBAPI tuples (skips SQLAlchemy's Row objects: 2x faster on 100k rows)."""
+    result = conn.execute(stmt, params)
+    try:
+        return list(result.cursor.fetchall())
+    finally:
+        result.close()
+
+
+def _select(
+    conn: sqlalchemy.engine.Connection,
+    sql: str,
+    study_id: int,
+    trial_ids: Sequence[int] | None,
+    extra: dict[str, Any] | None = None,
+) -> list[Any]:
+    """Rows of ``sql`` (which filters ``t.study_id = :sid`` and ends with ``{ids}``) for the whole
+    study (``trial_ids`` None) or for those trials only. List-valued ``extra`` params are
+    expanded (``IN :name``)."""
+    params = {"sid": study_id, **(extra or {})}
+    expanding = [k for k, v in params.items() if isinstance(v, (list, tuple))]
+    if trial_ids is None:
+        stmt = sqlalchemy.text(sql.format(ids=""))
+    else:
+        stmt = sqlalchemy.text(sql.format(ids=" AND t.trial_id IN :ids"))
+        expanding.append("ids")
+    if expanding:
+        stmt = stmt.bindparams(*(sqlalchemy.bindparam(k, expanding=True) for k in expanding))
+    if trial_ids is None:
+        return _fetch(conn, stmt, params)
+    rows: list[Any] = []
+    for chunk in _chunks(trial_ids):
+        rows.extend(_fetch(conn, stmt, {**params, "ids": chunk}))
+    return rows
+
+
+@dataclass
+class RawTrials:
+    """Rows of Optuna's trial tables for some trials of one study (tuples, straight from SQL)."""
+
+    trials: list[Any]  # trial_id, number, state, datetime_start, datetime_complete
+    values: list[Any] = field(default_factory=list)  # trial_id, value, value_type (objective 0)
+    params: list[Any] = field(default_factory=list)  # trial_id, param_name, param_value, dist json
+    user_attrs: list[Any] = field(default_factory=list)  # trial_id, key, value_json
+    system_attrs: list[Any] = field(default_factory=list)  # trial_id, key, value_json
+    intermediate: list[Any] = field(default_factory=list)  # trial_id, step, value, value type
+
+
+def read_raw(
+    engine: sqlalchemy.engine.Engine,
+    study_id: int,
+    trial_ids: Sequence[int] | None = None,
+    *,
+    include_waiting: bool = False,
+    user_attr_keys: Sequence[str] | None = _FRAME_ATTRS,
+    system_attrs: bool = False,
+    intermediate: bool = False,
+) -> RawTrials:
+    """Read trials of a study in one transaction (a consistent snapshot).
+
+    ``trial_ids`` limits the read to those trials; ``user_attr_keys`` None reads every user attr.
+    """
+    waiting = "" if include_waiting else " AND t.state != 'WAITING'"
+    keys_sql = "" if user_attr_keys is None else " AND a.key IN :keys"
+    with engine.connect() as conn, conn.begin():
+        trials = _select(
+            conn,
+            "SELECT t.trial_id, t.number, t.state, t.datetime_start, t.datetime_complete "
+            "FROM trials t WHERE t.study_id = :sid" + waiting + "{ids} ORDER BY t.number",
+            study_id, trial_ids,
+        )
+        raw = RawTrials(trials=trials)
+        if not trials:
+            return raw
+        ids = None if trial_ids is None else [r[0] for r in trials]
+        raw.values = _select(
+            conn,
+            "SELECT v.trial_id, v.value, v.value_type FROM trial_values v "
+            "JOIN trials t ON t.trial_id = v.trial_id "
+            "WHERE t.study_id = :sid AND v.objective = 0" + waiting + "{ids}",
+            study_id, ids,
+        )
+        # Distribution JSON is long and usually one per param: fetch it once per param when so.
+        dists = _select(
+            conn,
+            "SELECT DISTINCT p.param_name, p.distribution_json FROM trial_params p "
+            "JOIN trials t ON t.trial_id = p.trial_id WHERE t.study_id = :sid" + waiting + "{ids}",
+            study_id, ids,
+        )
+        names = [d[0] for d in dists]
+        if len(names) == len(set(names)):
+            by_name = dict(dists)
+            rows = _select(
+                conn,
+                "SELECT p.trial_id, p.param_name, p.param_value "
+                "FROM trial_params p JOIN trials t ON t.trial_id = p.trial_id "
+                "WHERE t.study_id = :sid" + waiting + "{ids} ORDER BY p.param_id",
+                study_id, ids,
+            )
+            raw.params = [(tid, name, value, by_name[name]) for tid, name, value in rows]
+        else:
+            raw.params = _select(
+                conn,
+                "SELECT p.trial_id, p.param_name, p.param_value, p.distribution_json "
+                "FROM trial_params p JOIN trials t ON t.trial_id = p.trial_id "
+                "WHERE t.study_id = :sid" + waiting + "{ids} ORDER BY p.param_id",
+                study_id, ids,
+            )
+        if user_attr_keys is None or user_attr_keys:
+            sql = (
+                "SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a "
+                "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = :sid"
+                + waiting + keys_sql + "{ids}"
+            )
+            extra = None if user_attr_keys is None else {"keys": list(user_attr_keys)}
+            raw.user_attrs = _select(conn, sql, study_id, ids, extra)
+        if system_attrs:
+            raw.system_attrs = _select(
+                conn,
+                "SELECT a.trial_id, a.key, a.value_json FROM trial_system_attributes a "
+                "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = :sid" + waiting + "{ids}",
+                study_id, ids,
+            )
+        if intermediate:
+            raw.intermediate = _select(
+                conn,
+                "SELECT i.trial_id, i.step, i.intermediate_value, i.intermediate_value_type "
+                "FROM trial_intermediate_values i JOIN trials t ON t.trial_id = i.trial_id "
+                "WHERE t.study_id = :sid" + waiting + "{ids}",
+                study_id, ids,
+            )
+    return raw
+
+
+def _stored_value(value: float | None, value_type: str) -> float:
+    if value_type == "INF_POS":
+        return math.inf
+    if value_type == "INF_NEG":
+        return -math.inf
+    if value_type == "NAN" or value is None:
+        return math.nan
+    return float(value)
+
+
+def _inferred(values: list[Any], index: pd.Index) -> pd.Series:
+    """A column with pandas' own inference, as ``DataFrame.from_records`` would make it."""
+    return pd.Series(values, index=index)
+
+
+def _param_series(
+    raw: RawTrials, pos: dict[int, int], n: int, index: pd.Index,
+    types: dict[str, set[type]] | None = None,
+) -> dict[str, pd.Series]:
+    """``params_<name>`` columns in external representation (NaN where a trial lacks the param).
+
+    ``types`` collects the Python types of the values of each column (for ``TrialsCache``).
+    """
+    columns: dict[str, list[Any]] = {}
+    for trial_id, name, value, dist_json in raw.params:
+        i = pos.get(trial_id)
+        if i is None:
+            continue
+        column = columns.get(name)
+        if column is None:
+            column = columns[name] = [math.nan] * n
+        column[i] = external = _distribution(dist_json).to_external_repr(value)
+        if types is not None:
+            types.setdefault(PARAM_PREFIX + name, set()).add(type(external))
+    return {PARAM_PREFIX + name: _inferred(col, index) for name, col in columns.items()}
+
+
+def _user_attr_series(raw: RawTrials, pos: dict[int, int], n: int, index: pd.Index) -> dict[str, pd.Series]:
+    """The user-attr columns of ``trials_frame``, decoded exactly as ``_record`` decodes them."""
+    text: dict[str, list[Any]] = {k: [None] * n for k in _FRAME_ATTRS}
+    for trial_id, key, value_json in raw.user_attrs:
+        i = pos.get(trial_id)
+        if i is not None and key in text:
+            text[key][i] = value_json
+    out: dict[str, pd.Series] = {}
+    for key in _NUMERIC_ATTRS:
+        strings = pd.Series(text[key], index=index, dtype="object")
+        numbers = pd.to_numeric(strings, errors="coerce").astype("float64")
+        # JSON that is not a plain number (true, "0.5", null...): decode it like the API path.
+        odd = numbers.isna() & strings.notna() & (strings != "NaN")
+        for i in np.flatnonzero(odd.to_numpy()):
+            numbers.iloc[i] = _float_or_nan(json.loads(strings.iloc[i]))
+        out[key] = numbers
+    folds: list[Any] = [None] * n
+    present = [i for i, v in enumerate(text["fold_scores"]) if v is not None]
+    # One json.loads of all of them at once: far fewer Python-level calls than one per trial.
+    decoded = json.loads("[" + ",".join(text["fold_scores"][i] for i in present) + "]")
+    for i, scores in zip(present, decoded):
+        if isinstance(scores, list):
+            if all(type(s) is float for s in scores):
+                folds[i] = scores
+            else:
+                folds[i] = [_float_or_nan(s) for s in scores]
+    out["fold_scores"] = pd.Series(folds, index=index, dtype="object")
+    reasons: list[Any] = [None] * n
+    for i, value_json in enumerate(text["fail_reason"]):
+        if value_json is not None:
+            reason = json.loads(value_json)
+            reasons[i] = None if reason is None else str(reason)
+    out["fail_reason"] = pd.Series(reasons, index=index, dtype="object")
+    pruned: list[Any] = [None] * n
+    for i, value_json in enumerate(text["pruned_at_fold"]):
+        if value_json is not None:
+            at = json.loads(value_json)
+            pruned[i] = int(at) if isinstance(at, (int, float)) else None
+    out["pruned_at_fold"] = pd.Series(pruned, index=index, dtype="Int64")
+    return out
+
+
+def _base_from_raw(raw: RawTrials, types: dict[str, set[type]] | None = None) -> pd.DataFrame:
+    """The per-trial columns of ``trials_frame`` (plus ``trial_id``) from raw rows."""
+    if not raw.trials:
+        return pd.DataFrame()
+    n = len(raw.trials)
+    trial_ids = [r[0] for r in raw.trials]
+    pos = {tid: i for i, tid in enumerate(trial_ids)}
+    index = pd.RangeIndex(n)
+    states = [r[2] for r in raw.trials]
+    value = np.full(n, np.nan)
+    for trial_id, stored, value_type in raw.values:
+        i = pos.get(trial_id)
+        if i is not None and states[i] == "COMPLETE":
+            value[i] = _stored_value(stored, value_type)
+    data: dict[str, Any] = {
+        "trial_id": pd.Series(trial_ids, index=index, dtype="int64"),
+        "number": pd.Series([r[1] for r in raw.trials], index=index, dtype="int64"),
+        "state": pd.Series(states, index=index),
+        "value": pd.Series(value, index=index),
+        "datetime_start": _utc_to_local([r[3] for r in raw.trials]),
+        "datetime_complete": _utc_to_local([r[4] for r in raw.trials]),
+    }
+    data.update(_user_attr_series(raw, pos, n, index))
+    data.update(_param_series(raw, pos, n, index, types))
+    return pd.DataFrame(data, index=index)
+
+
+def _base_frame_sql(engine: sqlalchemy.engine.Engine, study_id: int) -> pd.DataFrame:
+    return _base_from_raw(read_raw(engine, study_id))
+
+
+def read_trials_dataframe(study: optuna.Study, include_intermediate: bool = True) -> pd.DataFrame:
+    """Optuna's ``study.trials_dataframe()`` read by the fast reader, every trial included.
+
+    Columns: number, value, datetime_start, datetime_complete, duration, params_*, user_attrs_*,
+    system_attrs_*, intermediate_values_* (with ``include_intermediate``), state; the same
+    values as ``study.trials_dataframe(attrs=...)`` with those attrs. Falls back to Optuna's
+    API when the storage is not an RDB storage with the pinned schema.
+    """
+    attrs = ["number", "value", "datetime_start", "datetime_complete", "duration", "params",
+             "user_attrs", "system_attrs"]
+    if include_intermediate:
+        attrs.append("intermediate_values")
+    attrs.append("state")
+    fast = _fast_source(study)
+    if fast is None:
+        return study.trials_dataframe(attrs=tuple(attrs))
+    engine, study_id = fast
+    raw = read_raw(engine, study_id, include_waiting=True, user_attr_keys=None,
+                   system_attrs=True, intermediate=include_intermediate)
+    if not raw.trials:
+        return pd.DataFrame()
+    n = len(raw.trials)
+    pos = {r[0]: i for i, r in enumerate(raw.trials)}
+    index = pd.RangeIndex(n)
+    value: list[Any] = [None] * n
+    for trial_id, stored, value_type in raw.values:
+        value[pos[trial_id]] = _stored_value(stored, value_type)
+    start = _utc_to_local([r[3] for r in raw.trials])
+    complete = _utc_to_local([r[4] for r in raw.trials])
+    groups: dict[str, dict[str, pd.Series]] = {
+        "params": _param_series(raw, pos, n, index),
+    }
+    for prefix, rows, decode in (
+        ("user_attrs_", raw.user_attrs, json.loads),
+        ("system_attrs_", raw.system_attrs, json.loads),
+    ):
+        cols: dict[str, list[Any]] = {}
+        for trial_id, key, value_json in rows:
+            cols.setdefault(key, [math.nan] * n)[pos[trial_id]] = decode(value_json)
+        groups[prefix] = {prefix + k: _inferred(v, index) for k, v in cols.items()}
+    if include_intermediate:
+        cols_i: dict[int, list[Any]] = {}
+        for trial_id, step, stored, value_type in raw.intermediate:
+            cols_i.setdefault(int(step), [math.nan] * n)[pos[trial_id]] = _stored_value(stored, value_type)
+        groups["intermediate"] = {
+            f"intermediate_values_{k}": _inferred(v, index) for k, v in cols_i.items()
+        }
+    data: dict[str, Any] = {
+        "number": pd.Series([r[1] for r in raw.trials], index=index),
+        "value": _inferred(value, index),
+        "datetime_start": start,
+        "datetime_complete": complete,
+        "duration": complete - start,
+    }
+    for key in ("params", "user_attrs_", "system_attrs_", "intermediate"):
+        if key in groups:
+            if key == "intermediate":
+                ordered = sorted(groups[key], key=lambda c: int(c.rsplit("_", 1)[1]))
+            else:
+                ordered = sorted(groups[key])
+            data.update({c: groups[key][c] for c in ordered})
+    data["state"] = pd.Series([r[2] for r in raw.trials], index=index)
+    return pd.DataFrame(data, index=index)
+
+
+# ============================================================================================
+# Incremental reading for live polling
+# ============================================================================================
+
+_OPEN_STATES = ("WAITING", "RUNNING")
+
+
+class TrialsCache:
+    """The trials frame of one study, refreshed by re-reading only what changed.
+
+    A finished trial (COMPLETE, PRUNED, FAIL) never changes in Optuna, so each ``refresh``
+    reads only trials that are new since the previous poll or were WAITING/RUNNING then. The
+    poll itself selects ``(trial_id, state)`` from the lowest still-open trial id upwards,
+    which for a running study is the few trials at its frontier (for a study that has not
+    started, the unused budget slots: two small columns). Params, values and attrs are read
+    for the changed trials only. Storages without the fast reader re-read everything.
+
+    Not thread-safe: keep one per session (or guard it with a lock).
+    """
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self.direction = _direction(study)
+        self._fast = _fast_source(study)
+        self._base: pd.DataFrame | None = None  # per-trial columns + trial_id, non-WAITING
+        self._open: dict[int, str] = {}  # trial_id -> WAITING / RUNNING at the last poll
+        self._max_id = -1
+        self._seen_types: dict[str, set[type]] = {}  # param column -> python types of values
+        self._frame: pd.DataFrame | None = None
+        #: Trials (re-)read by the last ``refresh`` (all of them on the first call).
+        self.last_changed = 0
+
+    @property
+    def incremental(self) -> bool:
+        """Whether refreshes read only changes (an RDB storage with the pinned schema)."""
+        return self._fast is not None
+
+    def refresh(self) -> pd.DataFrame:
+        """The current ``trials_frame`` of the study (equal to ``trials_frame(study)``)."""
+        if self._fast is None:
+            self._frame = trials_frame(self.study)
+            self.last_changed = len(self._frame)
+            return self._frame
+        engine, study_id = self._fast
+        low = min([self._max_id + 1, *self._open])
+        with engine.connect() as conn:
+            window = conn.execute(
+                sqlalchemy.text(
+                    "SELECT trial_id, state FROM trials WHERE study_id = :sid AND trial_id >= :low"
+                ),
+                {"sid": study_id, "low": low},
+            ).all()
+        changed: list[int] = []
+        for trial_id, state in window:
+            known = self._open.get(trial_id)
+            if trial_id > self._max_id or state == "RUNNING" or (known is not None and known != state):
+                changed.append(trial_id)
+        for trial_id, state in window:
+            if state in _OPEN_STATES:
+                self._open[trial_id] = state
+            else:
+                self._open.pop(trial_id, None)
+            self._max_id = max(self._max_id, trial_id)
+        self.last_changed = len(changed)
+        if self._frame is not None and not changed:
+            return self._frame
+        read_ids = [t for t in changed if self._open.get(t) != "WAITING"]
+        if self._base is None:
+            self._base = _base_from_raw(read_raw(engine, study_id), self._seen_types)
+        elif read_ids:
+            piece = _base_from_raw(read_raw(engine, study_id, read_ids), self._seen_types)
+            self._base = self._merge(self._base, piece)
+        self._frame = _finalize(self._base, self.direction)
+        return self._frame
+
+    def _merge(self, base: pd.DataFrame, piece: pd.DataFrame) -> pd.DataFrame:
+        """``base`` with ``piece``'s trials replaced or added, dtypes as a full read gives them."""
+        if base.empty:
+            return piece
+        if piece.empty:
+            return base
+        kept = base.loc[~base["trial_id"].isin(piece["trial_id"])]
+        merged = pd.concat([kept, piece], ignore_index=True)
+        merged = merged.sort_values("number", kind="stable").reset_index(drop=True)
+        for column in param_columns(merged):
+            merged[column] = self._reinfer(merged[column], column)
+        return merged
+
+    def _reinfer(self, series: pd.Series, column: str) -> pd.Series:
+        """The dtype a full read would infer (concat keeps a wider one, e.g. int -> float)."""
+        types = self._seen_types.get(column, set())
+        if series.dtype == "object":
+            return pd.Series(series.tolist(), index=series.index)
+        only_ints = bool(types) and all(
+            issubclass(t, (int, np.integer)) and not issubclass(t, bool) for t in types
+        )
+        if series.dtype == "float64" and only_ints and not series.isna().any():
+            return series.astype("int64")
+        return series
+
+
+# ============================================================================================
+# COMPLETE trials as FrozenTrials (for optuna.importance) and a study-like view over them
+# ============================================================================================
+
+
+def completed_count(study: optuna.Study) -> int:
+    """Number of COMPLETE trials (one COUNT on the fast path): the importance cache key."""
+    fast = _fast_source(study)
+    if fast is None:
+        return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    engine, study_id = fast
+    with engine.connect() as conn:
+        return int(conn.execute(
+            sqlalchemy.text("SELECT COUNT(*) FROM trials WHERE study_id = :sid AND state = 'COMPLETE'"),
+            {"sid": study_id},
+        ).scalar() or 0)
+
+
+def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """COMPLETE trials with params, distributions and value (no attrs), by number.
+
+    On the fast path these are built from one read of the params and values tables, and trials
+    share their distribution objects; otherwise they are Optuna's own.
+    """
+    fast = _fast_source(study)
+    if fast is None:
+        return sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                      key=lambda t: t.number)
+    engine, study_id = fast
+    raw = read_raw(engine, study_id, user_attr_keys=())
+    values = {tid: _stored_value(v, vt) for tid, v, vt in raw.values}
+    params: dict[int, dict[str, Any]] = {}
+    dists: dict[int, dict[str, BaseDistribution]] = {}
+    for trial_id, name, value, dist_json in raw.params:
+        dist = _distribution(dist_json)
+        params.setdefault(trial_id, {})[name] = dist.to_external_repr(value)
+        dists.setdefault(trial_id, {})[name] = dist
+    out = []
+    for trial_id, number, state, _, _ in raw.trials:
+        if state != "COMPLETE" or trial_id not in values:
+            continue
+        out.append(FrozenTrial(
+            number=number, state=TrialState.COMPLETE, value=values[trial_id],
+            datetime_start=None, datetime_complete=None, params=params.get(trial_id, {}),
+            distributions=dists.get(trial_id, {}), user_attrs={}, system_attrs={},
+            intermediate_values={}, trial_id=trial_id,
+        ))
+    return out
+
+
+class TrialsView:
+    """Just enough of ``optuna.Study`` for ``optuna.importance`` over a fixed list of trials."""
+
+    def __init__(self, trials: list[FrozenTrial], direction: StudyDirection) -> None:
+        self._trials = trials
+        self.directions = [direction]
+        self.direction = direction
+
+    def _is_multi_objective(self) -> bool:
+        return False
+
+    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[FrozenTrial]:
+        if states is None:
+            return list(self._trials)
+        return [t for t in self._trials if t.state in states]
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return list(self._trials)

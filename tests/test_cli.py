@@ -72,3 +72,50 @@ def test_invalid_spec_exits_2(tmp_path: Path) -> None:
 def test_unknown_study_exits_2(tmp_path: Path) -> None:
     result = hpdash("show", "nope", env_dir=tmp_path / "d")
     assert result.returncode == 2 and "No study named 'nope'" in result.stderr
+
+
+# ------------------------------------------------------------------------------ compare / export
+from experiment_data import NAME, REPEATS, STRATEGIES, shared_experiment  # noqa: E402
+
+
+@pytest.mark.slow
+def test_compare_runs_headless_and_prints_summary_and_verdict() -> None:
+    """`python -m hpdash compare SPEC --strategies grid,random,tpe --repeats 2` (the shared run)."""
+    exp = shared_experiment()
+    assert exp.returncode == 0, exp.stderr[-3000:]
+    out = exp.stdout
+    assert f"experiment: {NAME}" in out and "metric:     accuracy (maximize)" in out
+    for label in ("Grid", "Random", "TPE"):
+        assert label in out
+    assert "best CV (mean ± std)" in out and "trials (mean ± std)" in out and "Holm" in out
+    assert "verdict:    No significant difference with 2 seeds" in out
+    assert "seeded random permutation" in out  # how the grid is ordered and cut
+    assert f"{len(STRATEGIES) * REPEATS} studies" in exp.stderr
+
+
+@pytest.mark.slow
+def test_export_experiment_and_study(tmp_path: Path) -> None:
+    exp = shared_experiment()
+    assert exp.returncode == 0, exp.stderr[-3000:]
+    csv_out, html_out, study_html = tmp_path / "e.csv", tmp_path / "e.html", tmp_path / "s.html"
+    done = hpdash("export", "--experiment", NAME, "--format", "csv", "--out", str(csv_out), env_dir=exp.data_dir)
+    assert done.returncode == 0, done.stderr
+    assert csv_out.read_text().splitlines()[0].startswith("study,strategy,seed,number,state,value")
+    done = hpdash("export", "--experiment", NAME, "--format", "html", "--out", str(html_out), env_dir=exp.data_dir)
+    assert done.returncode == 0, done.stderr
+    assert "<h2>Verdict</h2>" in html_out.read_text(encoding="utf-8")
+    done = hpdash("export", f"{NAME}-tpe-s1", "--format", "html", "--out", str(study_html), env_dir=exp.data_dir)
+    assert done.returncode == 0, done.stderr
+    assert f"<title>Study {NAME}-tpe-s1</title>" in study_html.read_text(encoding="utf-8")
+
+
+def test_export_and_compare_user_errors(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    neither = hpdash("export", "--out", str(tmp_path / "x.csv"), env_dir=data)
+    assert neither.returncode == 2 and "--experiment" in neither.stderr and "Traceback" not in neither.stderr
+    missing = hpdash("export", "--experiment", "nope", "--format", "html", "--out", str(tmp_path / "x.html"), env_dir=data)
+    assert missing.returncode == 2 and "No experiment with ID 'nope'" in missing.stderr
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: e\ndataset: sklearn:iris\ntarget: target\nmodel: k_nearest_neighbors\nn_trials: 3\n")
+    bad = hpdash("compare", str(spec), "--strategies", "grid,magic", env_dir=data)
+    assert bad.returncode == 2 and "Unknown strategy 'magic'" in bad.stderr and "Traceback" not in bad.stderr

@@ -12,7 +12,11 @@ import optuna
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.trial import TrialState, create_trial
 
 from hpdash import plots, results
@@ -425,3 +429,202 @@ def test_no_streamlit_import() -> None:
     for module in (plots, results):
         source = Path(str(module.__file__)).read_text(encoding="utf-8")
         assert "streamlit" not in source
+
+
+# ------------------------------------------------------------------ large studies (issue 6)
+
+
+def _big_frame(n: int, direction: str = "maximize") -> pd.DataFrame:
+    """A trials frame of ``n`` COMPLETE trials with a float, a log int and a categorical."""
+    rng = np.random.default_rng(1)
+    value = rng.uniform(0, 1, n)
+    return pd.DataFrame({
+        "number": np.arange(n), "state": "COMPLETE", "value": value,
+        "elapsed_s": np.arange(n, dtype=float), "best_so_far": results.running_best(
+            pd.Series(value), direction),
+        "params_x": rng.uniform(0, 1, n), "params_n": rng.integers(1, 500, n),
+        "params_kind": rng.choice(["a", "b", "c"], n),
+    })
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_parallel_coordinates_downsampling_keeps_the_best_and_says_so(direction: str) -> None:
+    frame = _big_frame(3000, direction)
+    fig = plots.parallel_coordinates_figure(frame, direction=direction, log_params={"n"},
+                                            max_lines=500)
+    note = plots.downsampling_note(fig)
+    assert note is not None and note["shown"] == 500 and note["total"] == 3000
+    assert note["kept_best"] == 50
+    score = fig.data[0].dimensions[-1]
+    shown = np.asarray(score["values"])
+    assert len(shown) == 500
+    ranked = np.sort(frame["value"].to_numpy())
+    best = ranked[-50:] if direction == "maximize" else ranked[:50]
+    assert set(best) <= set(shown)
+    # The rest is a sample across the whole score range, not just the top.
+    assert shown.min() < np.quantile(ranked, 0.1) and shown.max() > np.quantile(ranked, 0.9)
+    assert any("Showing 500 of 3,000" in a.text and "50 best" in a.text
+               for a in fig.layout.annotations)
+    # Axes keep the range and the categories of every trial.
+    kind = next(d for d in fig.data[0].dimensions if d["label"] == "kind")
+    assert list(kind["ticktext"]) == ["a", "b", "c"]
+    assert list(score["range"]) == [ranked[0], ranked[-1]]
+
+
+def test_no_downsampling_below_the_limit() -> None:
+    frame = _big_frame(300)
+    fig = plots.parallel_coordinates_figure(frame, max_lines=500)
+    assert plots.downsampling_note(fig) is None
+    assert len(fig.data[0].dimensions[-1]["values"]) == 300
+    assert not fig.layout.annotations
+    full = plots.parallel_coordinates_figure(_big_frame(3000), max_lines=None)
+    assert len(full.data[0].dimensions[-1]["values"]) == 3000
+
+
+def test_convergence_downsampling_keeps_improvements_and_exact_best_line() -> None:
+    frame = _big_frame(4000)
+    fig = plots.convergence_figure(frame, max_markers=600)
+    note = plots.downsampling_note(fig)
+    assert note is not None and note["total"] == 4000 and note["shown"] <= 600 + 20
+    markers, line = fig.data
+    improved = frame.loc[frame["best_so_far"].ne(frame["best_so_far"].shift()), "number"]
+    assert set(improved) <= set(markers.customdata)
+    # The step line keeps its corners: same best value at every improvement and at the end.
+    assert line.y[-1] == frame["value"].max()
+    assert set(improved) <= set(line.x)
+    assert plots.downsampling_note(plots.convergence_figure(_big_frame(100))) is None
+
+
+def test_downsample_trials_is_deterministic() -> None:
+    data = _big_frame(1000)[["number", "value"]]
+    a, _ = plots.downsample_trials(data, 100)
+    b, _ = plots.downsample_trials(data, 100)
+    assert a["number"].tolist() == b["number"].tolist() and len(a) == 100
+
+
+def _sqlite_study(tmp_path: Path, n: int) -> optuna.Study:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'imp.db'}", direction="maximize",
+                                study_name="imp")
+    rng = np.random.default_rng(0)
+    dists = {"x": FloatDistribution(0, 1), "k": CategoricalDistribution(["a", "b"])}
+    study.add_trials([
+        create_trial(state=TrialState.COMPLETE, value=float(x + 0.01 * rng.normal()),
+                     params={"x": float(x), "k": str(rng.choice(["a", "b"]))}, distributions=dists)
+        for x in rng.uniform(0, 1, n)
+    ])
+    return study
+
+
+def test_importance_cache_is_keyed_by_completed_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plots.clear_importance_cache()
+    study = _sqlite_study(tmp_path, 30)
+    calls: list[int] = []
+    compute = plots._compute_importance
+
+    def counting(*args: Any) -> pd.DataFrame:
+        calls.append(1)
+        return compute(*args)
+
+    monkeypatch.setattr(plots, "_compute_importance", counting)
+    first = plots.importance_data(study)
+    again = plots.importance_data(study)
+    assert len(calls) == 1
+    pd.testing.assert_frame_equal(first, again)
+    assert first["param"].iloc[0] == "x"
+    # Same numbers as Optuna on the study itself.
+    expected = optuna.importance.get_param_importances(
+        study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+    assert dict(zip(first["param"], first["importance"])) == pytest.approx(expected)
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5, params={"x": 0.5, "k": "a"},
+                                 distributions={"x": FloatDistribution(0, 1),
+                                                "k": CategoricalDistribution(["a", "b"])}))
+    plots.importance_data(study)
+    assert len(calls) == 2
+
+
+def test_importance_async_computes_off_the_caller(tmp_path: Path) -> None:
+    import time as _time
+
+    plots.clear_importance_cache()
+    study = _sqlite_study(tmp_path, 30)
+    result = plots.importance_data_async(study)
+    deadline = _time.monotonic() + 20
+    while result is None and _time.monotonic() < deadline:
+        _time.sleep(0.02)
+        result = plots.importance_data_async(study)
+    assert result is not None and set(result["param"]) == {"x", "k"}
+    pd.testing.assert_frame_equal(result, plots.importance_data(study))
+
+
+# ------------------------------------------------------------------------------ strategy comparison
+from hpdash import compare
+
+
+def experiment_rows() -> pd.DataFrame:
+    """Two strategies x two seeds; tpe samples (depth, criterion), grid too."""
+    rows = []
+    for strategy, seeds in (("grid", (0, 1)), ("tpe", (0, 1))):
+        for seed in seeds:
+            for k, value in enumerate([0.5 + seed / 10, 0.7, 0.62 if strategy == "tpe" else 0.55]):
+                rows.append({"study": f"e-{strategy}-s{seed}", "strategy": strategy, "seed": seed, "number": k,
+                             "state": "COMPLETE", "value": value, "elapsed_s": 1.0 + k,
+                             "params_max_depth": 2 + k, "params_criterion": ["gini", "entropy"][k % 2]})
+    return pd.DataFrame(rows)
+
+
+def test_band_figure_draws_runs_band_and_mean() -> None:
+    f = experiment_rows()
+    curves = compare.curves(f, "trial")
+    fig = plots.band_figure(compare.bands(curves, "trial"), curves, "trial", metric="accuracy")
+    means = [t for t in fig.data if t.showlegend is not False]
+    assert [t.name for t in means] == ["Grid", "TPE"]
+    assert list(means[0].y) == [0.55, 0.7, 0.7]  # mean of (0.5, 0.6), then 0.7
+    fills = [t for t in fig.data if t.fill == "toself"]
+    assert len(fills) == 2 and len(fills[0].x) == 6  # band: 3 points out and back
+    assert sum(1 for t in fig.data if t.showlegend is False and t.fill != "toself") == 4  # one line per run
+    assert fig.layout.xaxis.title.text == "Trials used" and "accuracy" in fig.layout.yaxis.title.text
+    timed = plots.band_figure(compare.bands(compare.curves(f, "elapsed_s"), "elapsed_s"), x="elapsed_s")
+    assert timed.layout.xaxis.title.text == "Wall-clock time (s)"
+    assert annotations(plots.band_figure(compare.bands(compare.curves(f.iloc[0:0], "trial"), "trial"))) == [plots.NO_COMPLETED]
+
+
+def test_edf_per_strategy() -> None:
+    data = plots.edf_data(experiment_rows())
+    tpe = data.loc[data["strategy"] == "tpe"]
+    assert tpe["fraction"].tolist() == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1.0])
+    assert tpe["value"].is_monotonic_increasing
+    fig = plots.edf_figure(experiment_rows(), metric="accuracy")
+    assert [t.name for t in fig.data] == ["Grid", "TPE"] and "better to the right" in fig.layout.xaxis.title.text
+
+
+def test_runs_box_best_and_holdout() -> None:
+    runs = compare.final_runs(experiment_rows(), holdout={"e-tpe-s0": 0.8})
+    fig = plots.runs_box_figure(runs, "best")
+    assert [t.name for t in fig.data] == ["Grid", "TPE"] and list(fig.data[0].y) == [0.7, 0.7]
+    assert fig.data[0].boxpoints == "all"
+    hold = plots.runs_box_figure(runs, "holdout")
+    assert [t.name for t in hold.data] == ["TPE"] and list(hold.data[0].y) == [0.8]
+    assert annotations(plots.runs_box_figure(runs.assign(holdout=np.nan), "holdout")) == ["No refit final model yet"]
+
+
+def test_placement_figure_one_panel_per_strategy() -> None:
+    f = experiment_rows()
+    assert plots.default_placement_params(f) == ["max_depth", "criterion"]
+    fig = plots.placement_figure(f, "max_depth", "criterion", metric="accuracy")
+    assert len(fig.data) == 2 and [a.text for a in fig.layout.annotations] == ["Grid", "TPE"]
+    assert len(fig.data[1].x) == 6 and sorted(set(fig.data[1].y)) == ["entropy", "gini"]
+    assert fig.layout.yaxis.type == "category"
+    assert fig.data[0].marker.coloraxis == "coloraxis" and fig.layout.coloraxis.cmax == pytest.approx(0.7)
+    assert annotations(plots.placement_figure(f, "max_depth", "nope"))[0].startswith("No completed trial used")
+
+
+def test_importance_comparison_names_the_method() -> None:
+    data = pd.DataFrame({"strategy": ["grid", "grid", "tpe", "tpe"], "param": ["a", "b", "a", "b"],
+                         "importance": [0.9, 0.1, 0.4, 0.6], "studies": [2, 2, 2, 2]})
+    fig = plots.importance_comparison_figure(data, "fanova")
+    assert "fANOVA" in fig.layout.title.text and [t.name for t in fig.data] == ["Grid", "TPE"]
+    assert list(fig.data[1].y) == ["b", "a"] and list(fig.data[1].x) == [0.6, 0.4]  # by mean importance
+    empty = plots.importance_comparison_figure(data.iloc[0:0], "ped_anova")
+    assert "PED-ANOVA" in empty.layout.title.text

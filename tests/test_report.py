@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,123 @@ def test_neutralise_cell() -> None:
     assert report.neutralise_cell(-3.0) == -3.0
     assert report.neutralise_cell(None) is None
     assert report.neutralise_cell("a=b") == "a=b"
+
+
+# ------------------------------------------------------------------------------ experiment exports
+from experiment_data import N_TRIALS, NAME, REPEATS, STRATEGIES, shared_experiment  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def test_experiment_csv_has_strategy_and_seed_and_is_neutralised() -> None:
+    frame = pd.DataFrame({
+        "study": ["e-grid-s0", "e-tpe-s1"], "strategy": ["grid", "tpe"], "seed": [0, 1], "number": [0, 0],
+        "state": ["COMPLETE", "COMPLETE"], "value": [-0.5, -0.25], "params_kernel": ["=HYPERLINK(\"x\")", "rbf"],
+    })
+    rows = list(csv.DictReader(io.StringIO(report.experiment_csv(frame).decode("utf-8"))))
+    assert list(rows[0])[:3] == ["study", "strategy", "seed"]
+    assert [(r["strategy"], r["seed"]) for r in rows] == [("grid", "0"), ("tpe", "1")]
+    assert rows[0]["params_kernel"] == "'=HYPERLINK(\"x\")" and rows[0]["value"] == "-0.5"
+
+
+def test_html_page_escapes_text_and_has_no_remote_script() -> None:
+    page = report.html_page("Study <b>x</b>", ["<p>ok</p>"], subtitle="a & b")
+    assert "<title>Study &lt;b&gt;x&lt;/b&gt;</title>" in page and "a &amp; b" in page
+    assert "Made " in page and "<script src" not in page
+
+
+def test_study_html_of_a_plain_study(tmp_path: Path) -> None:
+    html = report.study_html(build_study())
+    assert "<h1>Study " in html and html.count('class="plotly-graph-div"') == 5
+    assert "not refit" in html
+
+
+@pytest.mark.slow
+def test_experiment_csv_of_a_real_experiment(tmp_path: Path) -> None:
+    exp = shared_experiment()
+    assert exp.returncode == 0, exp.stderr[-3000:]
+    path = report.write_experiment_csv(NAME, tmp_path / "e.csv", exp.storage)
+    frame = pd.read_csv(path)
+    assert len(frame) == len(STRATEGIES) * REPEATS * N_TRIALS
+    assert set(frame["strategy"]) == set(STRATEGIES) and set(frame["seed"]) == set(range(REPEATS))
+    assert (frame.groupby(["strategy", "seed"]).size() == N_TRIALS).all()
+
+
+def _static_checks(html: str) -> None:
+    from plotly.offline import get_plotlyjs
+
+    bundle = get_plotlyjs()
+    assert bundle in html  # the plotly.js bundle is inlined
+    rest = html.replace(bundle, "")  # (the bundle's own strings mention plotly.com)
+    assert not re.search(r"<script[^>]+src=", rest), "every script must be inline"
+    assert not re.search(r"""(src|href)=["']https?://""", rest)
+
+
+@pytest.mark.slow
+def test_experiment_report_content() -> None:
+    exp = shared_experiment()
+    assert exp.returncode == 0, exp.stderr[-3000:]
+    html = exp.report.read_text(encoding="utf-8")
+    _static_checks(html)
+    assert f"<title>Experiment {NAME}</title>" in html and re.search(r"Made \d{4}-\d\d-\d\d \d\d:\d\d UTC", html)
+    for heading in ("Verdict", "Summary", "Time to target", "Pairwise tests", "Grid order", "Spec"):
+        assert f"<h2>{heading}</h2>" in html
+    assert "No significant difference with 2 seeds" in html
+    assert "Best so far vs trials (95% band)" in html and "Best so far vs wall-clock time (95% band)" in html
+    assert "more than the budget of 10 trials" in html  # the grid cut is stated
+    assert "model: k_nearest_neighbors" in html  # the spec
+    assert html.count('class="plotly-graph-div"') == 7
+
+
+def _open_offline(path: Path) -> tuple[int, list[str], list[str]]:
+    """Open ``path`` in headless Chromium with every non-file request aborted.
+
+    Returns (plotly divs that drew an SVG, aborted request URLs, page errors)."""
+    from playwright.sync_api import sync_playwright
+
+    aborted: list[str] = []
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM),
+                                     args=["--headless", "--no-sandbox", "--disable-background-networking"])
+        try:
+            page = browser.new_page()
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+            def route(r: Any) -> None:
+                if r.request.url.startswith("file://"):
+                    r.continue_()
+                else:
+                    aborted.append(r.request.url)
+                    r.abort()
+
+            page.route("**/*", route)
+            page.goto(path.resolve().as_uri())
+            page.wait_for_function(
+                "document.querySelectorAll('.plotly-graph-div').length > 0 && "
+                "[...document.querySelectorAll('.plotly-graph-div')].every(d => d.querySelector('.main-svg'))",
+                timeout=30_000,
+            )
+            drawn = page.evaluate("[...document.querySelectorAll('.plotly-graph-div')]"
+                                  ".filter(d => d.querySelector('.main-svg') && d._fullLayout).length")
+        finally:
+            browser.close()
+    return drawn, aborted, errors
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_reports_open_offline_in_a_browser(tmp_path: Path) -> None:
+    """Acceptance: the HTML reports open as files with no network and draw every plot."""
+    exp = shared_experiment()
+    assert exp.returncode == 0, exp.stderr[-3000:]
+    drawn, aborted, errors = _open_offline(exp.report)
+    assert drawn == 7 and aborted == [] and errors == []
+    study_page = tmp_path / "study.html"
+    from hpdash import runner
+
+    report.write_study_html(runner.load_study(f"{NAME}-tpe-s0", exp.storage), study_page)
+    _static_checks(study_page.read_text(encoding="utf-8"))
+    drawn, aborted, errors = _open_offline(study_page)
+    assert drawn == 5 and aborted == [] and errors == []

@@ -11,8 +11,13 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.trial import TrialState, create_trial
+from pg_helpers import pg_url  # noqa: F401  (fixture)
 
 from hpdash import results
 
@@ -242,3 +247,253 @@ def test_param_column_helpers() -> None:
     assert results.param_name("params_x") == "x"
     with pytest.raises(KeyError):
         results.param_column(frame, "value")
+
+
+# ------------------------------------------------------------------ fast reader (issue 6)
+
+ALL_ATTRS = ("number", "value", "datetime_start", "datetime_complete", "duration", "params",
+             "user_attrs", "system_attrs", "intermediate_values", "state")
+
+EVERY_DIST = {
+    "f": FloatDistribution(-1.0, 1.0),
+    "f_log": FloatDistribution(1e-5, 1.0, log=True),
+    "f_step": FloatDistribution(0.0, 1.0, step=0.25),
+    "i": IntDistribution(-3, 30),
+    "i_log": IntDistribution(1, 1024, log=True),
+    "i_step": IntDistribution(0, 100, step=10),
+    "cat_str": CategoricalDistribution(["gini", "entropy"]),
+    "cat_none": CategoricalDistribution([None, "balanced"]),
+    "cat_bool": CategoricalDistribution([True, False]),
+    "cat_num": CategoricalDistribution([1, 2.5, 10]),
+}
+
+
+def _every_kind_study(storage: str, direction: str = "maximize") -> optuna.Study:
+    """Every trial state, every distribution type, odd user attrs and intermediate values."""
+    study = optuna.create_study(direction=direction, storage=storage, study_name="every")
+    study.set_user_attr("hpdash.spec", {"metric": "accuracy"})
+    rng = np.random.default_rng(0)
+    states = [TrialState.COMPLETE] * 6 + [TrialState.PRUNED, TrialState.FAIL]
+    for i, state in enumerate(states):
+        params = {
+            "f": float(rng.uniform(-1, 1)), "f_log": float(10 ** rng.uniform(-5, 0)),
+            "f_step": 0.25 * int(rng.integers(0, 5)), "i": int(rng.integers(-3, 31)),
+            "i_log": int(2 ** rng.integers(0, 11)), "i_step": 10 * int(rng.integers(0, 11)),
+            "cat_str": ["gini", "entropy"][i % 2], "cat_none": [None, "balanced"][i % 2],
+            "cat_bool": [True, False][i % 2], "cat_num": [1, 2.5, 10][i % 3],
+        }
+        if i == 3:  # a conditional param the trial did not use
+            del params["cat_none"], params["i"]
+        value = None
+        attrs: dict[str, Any] = {"note": f"t{i}", "nested": {"a": [1, 2]}}
+        inter: dict[int, float] = {}
+        if state == TrialState.COMPLETE:
+            value = [0.5, 0.7, float("inf"), 0.2, 0.7, -0.1][i]
+            folds = [0.1 * i, float("nan"), 0.3]
+            attrs.update(fold_scores=folds, cv_std=0.01 * i, fit_time=0.5, score_time=0.1,
+                         cv_mean=value)
+            inter = {0: 0.1 * i, 1: float("nan"), 2: float("inf")}
+        elif state == TrialState.PRUNED:
+            attrs.update(pruned_at_fold=1)
+            inter = {0: 0.3, 1: -float("inf")}
+        else:
+            attrs.update(fail_reason="ValueError: bad combination")
+        trial = create_trial(state=state, value=value, params=params,
+                             distributions={k: EVERY_DIST[k] for k in params},
+                             user_attrs=attrs, system_attrs={"hpdash_slot": True},
+                             intermediate_values=inter)
+        trial.datetime_start = BASE + dt.timedelta(seconds=10 * i)
+        trial.datetime_complete = trial.datetime_start + dt.timedelta(seconds=3 + i)
+        study.add_trial(trial)
+    running = study.ask({"f": EVERY_DIST["f"], "cat_bool": EVERY_DIST["cat_bool"]})
+    running.report(0.4, 0)
+    running.set_user_attr("fold_scores", [0.4])
+    study.enqueue_trial({"i": 5})  # WAITING
+    return study
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_fast_reader_equals_optuna_trials_dataframe(tmp_path: Path, direction: str) -> None:
+    url = f"sqlite:///{tmp_path / 'every.db'}"
+    _every_kind_study(url, direction)
+    study = optuna.load_study(study_name="every", storage=url)
+    assert results.rdb_storage(study) is not None
+    fast = results.read_trials_dataframe(study)
+    expected = study.trials_dataframe(attrs=ALL_ATTRS)
+    assert set(expected["state"]) == {"COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"}
+    assert {f"params_{k}" for k in EVERY_DIST} <= set(expected.columns)
+    assert "intermediate_values_2" in expected.columns
+    pd.testing.assert_frame_equal(fast, expected)
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_fast_trials_frame_equals_api_trials_frame(tmp_path: Path, direction: str) -> None:
+    url = f"sqlite:///{tmp_path / 'every.db'}"
+    _every_kind_study(url, direction)
+    study = optuna.load_study(study_name="every", storage=url)
+    fast = results.trials_frame(study)
+    slow = results.trials_frame(study, fast=False)
+    pd.testing.assert_frame_equal(fast, slow)
+    assert list(fast.columns[: len(results.BASE_COLUMNS)]) == results.BASE_COLUMNS
+    assert results.study_summary(study) == _api_summary(study)
+    assert results.log_params(study) == {"f_log", "i_log"}
+
+
+def _api_summary(study: optuna.Study) -> dict[str, Any]:
+    """study_summary through Optuna's API (the fast path switched off)."""
+    original = results._fast_source
+    try:
+        results._fast_source = lambda s: None  # type: ignore[assignment]
+        return results.study_summary(study)
+    finally:
+        results._fast_source = original  # type: ignore[assignment]
+
+
+def test_fast_reader_converts_utc_to_local_time_like_optuna(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time as _time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    _time.tzset()
+    try:
+        url = f"sqlite:///{tmp_path / 'tz.db'}"
+        _every_kind_study(url)
+        study = optuna.load_study(study_name="every", storage=url)
+        pd.testing.assert_frame_equal(results.read_trials_dataframe(study),
+                                      study.trials_dataframe(attrs=ALL_ATTRS))
+        pd.testing.assert_frame_equal(results.trials_frame(study),
+                                      results.trials_frame(study, fast=False))
+    finally:
+        monkeypatch.undo()
+        _time.tzset()
+
+
+def test_unknown_schema_version_falls_back_with_a_warning(tmp_path: Path) -> None:
+    import sqlalchemy
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    build_study("maximize", storage=url)
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("UPDATE version_info SET schema_version = 999"))
+    engine.dispose()
+    study = optuna.load_study(study_name=None, storage=url)
+    with pytest.warns(results.UnknownSchemaWarning, match="999"):
+        frame = results.trials_frame(study)
+    pd.testing.assert_frame_equal(frame, results.trials_frame(study, fast=False))
+    assert results.schema_version(results.rdb_storage(study).engine) == (999, "v3.2.0.a")
+
+
+def test_schema_pin_matches_installed_optuna() -> None:
+    """When Optuna's schema moves, this fails first: re-check the fast reader, then re-pin."""
+    from optuna.storages._rdb import models
+
+    assert models.SCHEMA_VERSION == results.OPTUNA_SCHEMA_VERSION
+
+
+# ------------------------------------------------------------------ incremental reading
+
+
+def test_trials_cache_reads_only_changes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    study = optuna.create_study(storage=url, direction="maximize", study_name="live")
+    for _ in range(3):
+        study.enqueue_trial({})  # budget slots, like hpdash's
+    cache = results.TrialsCache(study)
+    assert cache.incremental
+
+    def check() -> pd.DataFrame:
+        frame = cache.refresh()
+        pd.testing.assert_frame_equal(frame, results.trials_frame(study))
+        return frame
+
+    assert check().empty
+    for i in range(4):
+        add(study, TrialState.COMPLETE, 0.5 + 0.1 * i, {"max_depth": 3 + i, "criterion": "gini"},
+            DISTS, BASE + dt.timedelta(seconds=i), 1)
+    check()
+    assert cache.last_changed == 4
+    check()
+    assert cache.last_changed == 0  # nothing new: nothing re-read
+    # A slot is claimed and runs: only the int param so far (the column turns float with NaN).
+    running = study.ask()
+    running.suggest_int("max_depth", 2, 32)
+    frame = check()
+    row = frame.loc[frame["number"] == running.number].iloc[0]
+    assert row["state"] == "RUNNING" and pd.isna(row["params_criterion"])
+    running.suggest_categorical("criterion", ["gini", "entropy"])
+    running.suggest_categorical("bootstrap", [True, False])
+    running.report(0.3, 0)
+    check()
+    assert cache.last_changed == 1  # the running trial only
+    study.tell(running, 0.95)
+    frame = check()
+    assert cache.last_changed == 1
+    assert frame["params_max_depth"].dtype == "int64"  # back to int once every trial has it
+    assert frame.loc[frame["is_best"], "number"].tolist() == [running.number]
+    # A pruned and a failed trial after it, plus one new slot that stays WAITING.
+    pruned = study.ask()
+    pruned.suggest_int("max_depth", 2, 32)
+    study.tell(pruned, state=TrialState.PRUNED)
+    failed = study.ask()
+    study.tell(failed, state=TrialState.FAIL)
+    study.enqueue_trial({})
+    frame = check()
+    states = dict(zip(frame["number"], frame["state"]))
+    assert states[pruned.number] == "PRUNED" and states[failed.number] == "FAIL"
+    assert cache.last_changed <= 3
+
+
+def test_trials_cache_in_memory_rereads_everything() -> None:
+    study = build_study()
+    cache = results.TrialsCache(study)
+    assert not cache.incremental
+    pd.testing.assert_frame_equal(cache.refresh(), results.trials_frame(study))
+
+
+def test_fast_reader_on_postgresql(pg_url: str) -> None:  # noqa: F811
+    """Same SQL on PostgreSQL: native datetimes and enum types instead of SQLite's text."""
+    _every_kind_study(pg_url)
+    study = optuna.load_study(study_name="every", storage=pg_url)
+    assert results.rdb_storage(study) is not None
+    pd.testing.assert_frame_equal(results.read_trials_dataframe(study),
+                                  study.trials_dataframe(attrs=ALL_ATTRS))
+    pd.testing.assert_frame_equal(results.trials_frame(study),
+                                  results.trials_frame(study, fast=False))
+    assert results.study_summary(study) == _api_summary(study)
+    cache = results.TrialsCache(study)
+    pd.testing.assert_frame_equal(cache.refresh(), results.trials_frame(study))
+    study.tell(study.ask({"f": EVERY_DIST["f"]}), 0.99)
+    pd.testing.assert_frame_equal(cache.refresh(), results.trials_frame(study))
+    results.rdb_storage(study).engine.dispose()
+
+
+def _progress_study(storage) -> optuna.Study:
+    """COMPLETE x2, a user-stopped FAIL, a heartbeat-retried FAIL (+ its retry), a plain FAIL."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    study = optuna.create_study(storage=storage, direction="maximize")
+    dist = {"x": FloatDistribution(0, 1)}
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5, params={"x": 0.1}, distributions=dist))
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.7, params={"x": 0.2}, distributions=dist))
+    study.add_trial(create_trial(state=TrialState.FAIL, params={"x": 0.3}, distributions=dist,
+                                 user_attrs={"fail_reason": "stopped by the user before it finished"}))
+    study.add_trial(create_trial(state=TrialState.FAIL, params={"x": 0.4}, distributions=dist))
+    study.add_trial(create_trial(state=TrialState.WAITING, system_attrs={"failed_trial": 3, "retry_history": [3]}))
+    study.add_trial(create_trial(state=TrialState.FAIL, params={"x": 0.5}, distributions=dist,
+                                 user_attrs={"fail_reason": "ValueError: bad"}))
+    return study
+
+
+def test_study_progress_counts_replaced_failures(tmp_path) -> None:
+    fast = results.study_progress(_progress_study(f"sqlite:///{tmp_path / 'p.db'}"))
+    slow = results.study_progress(_progress_study(None))
+    for progress in (fast, slow):
+        assert progress["n_replaced"] == 2
+        assert progress["n_fail"] == 3 and progress["n_complete"] == 2 and progress["n_waiting"] == 1
+        assert progress["best_value"] == 0.7
+        assert progress["first_start"].tzinfo is not None
+        assert progress["last_complete"] >= progress["first_start"]
+    assert abs((fast["first_start"] - slow["first_start"]).total_seconds()) < 60

@@ -1,0 +1,1 @@
+"""hpdash benchmarks: ``python -m bench`` (or ``make bench``). See docs/PERFORMANCE.md."""

@@ -1,0 +1,113 @@
+"""Compare: strategies of an experiment side by side (``?experiment=ID``), or hand-picked studies."""
+
+import streamlit as st
+
+from hpdash import compare, experiments, plots, report, runner, views
+from hpdash.errors import HpdashError
+from hpdash.ui import common
+
+common.ensure_navigation()
+
+st.title("Compare strategies")
+experiment_id = st.query_params.get("experiment")
+
+try:
+    if experiment_id:
+        comparison = compare.load_experiment_comparison(experiment_id)
+    else:
+        recorded = experiments.list_experiments()
+        if not recorded:
+            st.info("No experiments yet. Launch one with **Compare strategies** on the New study "
+                    "page, or `python -m hpdash compare SPEC.yaml`; or pick studies to compare.",
+                    icon=":material/info:")
+        mode = st.radio("Compare", ["An experiment", "Hand-picked studies"], horizontal=True,
+                        index=0 if recorded else 1)
+        if mode == "An experiment":
+            if not recorded:
+                st.stop()
+            pick = st.selectbox("Experiment", [r["name"] for r in recorded], index=None,
+                                placeholder="Choose an experiment")
+            if pick:
+                st.query_params["experiment"] = pick
+                st.rerun()
+            st.stop()
+        names = st.multiselect("Studies (same metric and direction)", views.list_study_names())
+        if len(names) < 2:
+            st.caption("Pick at least two studies. Their strategy and seed come from their specs.")
+            st.stop()
+        comparison = compare.load_studies_comparison(names)
+except HpdashError as exc:
+    common.show_error(exc)
+    st.stop()
+
+states = [runner.study_status(s).state for s in comparison.studies.values()]
+running = sum(state in ("running", "starting") for state in states)
+st.caption(f"{comparison.title} · {len(comparison.runs)} studies · strategies "
+           f"{', '.join(compare.label(s) for s in comparison.strategies)} · metric "
+           f"{comparison.metric or 'score'} ({comparison.direction})"
+           + (f" · **{running} still running**" if running else ""))
+if running and st.button("Refresh", icon=":material/refresh:"):
+    st.rerun()
+if comparison.frame.empty or not (comparison.frame["state"] == "COMPLETE").any():
+    st.info("No completed trials yet: the plots appear as soon as the first trials finish.",
+            icon=":material/hourglass_top:")
+    st.stop()
+
+default_target = compare.default_target(comparison.frame, comparison.direction)
+target = st.number_input("Target score", value=float(default_target), format="%.4f",
+                         help="Default: within 1% of the best score seen in the experiment "
+                              "(sign-safe, so it works for negative scores such as neg_rmse).")
+analysis = compare.analyse(comparison.frame, comparison.holdout, comparison.direction,
+                           target=None if target == float(default_target) else float(target))
+
+st.subheader("Verdict")
+st.info(analysis.verdict.text, icon=":material/balance:")
+st.subheader("Summary")
+st.dataframe(compare.display_table(analysis.summary, analysis.ttt_summary), hide_index=True)
+st.subheader("Time to target")
+st.caption(compare.target_text(analysis, comparison.metric)
+           + " Mean ± std over the runs that reached it.")
+st.dataframe(compare.ttt_table(analysis.ttt_summary), hide_index=True)
+with st.expander("Pairwise tests"):
+    st.dataframe(compare.pairs_table(analysis.pairs), hide_index=True)
+for study_name, note in comparison.grid_notes.items():
+    st.caption(f"**{study_name}**: {note}")
+
+metric = comparison.metric
+st.subheader("Convergence")
+st.plotly_chart(plots.band_figure(analysis.bands_trial, analysis.curves_trial, "trial", metric), key="band_trial")
+st.plotly_chart(plots.band_figure(analysis.bands_time, analysis.curves_time, "elapsed_s", metric), key="band_time")
+st.plotly_chart(plots.edf_figure(comparison.frame, metric, comparison.direction), key="edf")
+st.subheader("Final scores")
+left, right = st.columns(2)
+left.plotly_chart(plots.runs_box_figure(analysis.runs, "best", metric), key="box_best")
+right.plotly_chart(plots.runs_box_figure(analysis.runs, "holdout", metric), key="box_holdout")
+
+st.subheader("Sample placement")
+params = [c.removeprefix("params_") for c in comparison.frame.columns if c.startswith("params_")]
+defaults = plots.default_placement_params(comparison.frame)
+if len(params) >= 2 and len(defaults) == 2:
+    cx, cy = st.columns(2)
+    x_param = cx.selectbox("x", params, index=params.index(defaults[0]))
+    y_param = cy.selectbox("y", params, index=params.index(defaults[1]))
+    logs = compare.log_params_of(comparison)
+    st.plotly_chart(plots.placement_figure(comparison.frame, x_param, y_param, logs, metric,
+                                           comparison.direction), key="placement")
+else:
+    st.caption("Sample placement needs two hyperparameters.")
+
+st.subheader("Hyperparameter importance")
+method = st.selectbox("Method", list(plots.IMPORTANCE_METHODS), format_func=plots.IMPORTANCE_LABELS.get)
+st.caption(plots.IMPORTANCE_METHODS[method])
+st.plotly_chart(plots.importance_comparison_figure(compare.importance_by_strategy(comparison, method), method),
+                key="importance")
+
+st.subheader("Reports")
+stem = experiment_id or "comparison"
+st.download_button("Download every trial (CSV)", report.experiment_csv(comparison.frame),
+                   file_name=f"{stem}-trials.csv", mime="text/csv", icon=":material/download:")
+if st.button("Build the HTML report", icon=":material/description:"):
+    st.download_button("Download the HTML report", report.experiment_html(comparison, analysis),
+                       file_name=f"{stem}-report.html", mime="text/html", icon=":material/download:")
+st.caption("Studies: " + " · ".join(f"{r.study} ({compare.label(r.strategy)}, seed {r.seed})"
+                                       for r in comparison.runs))

@@ -1,0 +1,267 @@
+"""hpdash.compare: comparison statistics on hand-made experiment frames with known answers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from hpdash import compare
+
+
+def run(strategy: str, seed: int, values: Sequence[float | None], elapsed: Sequence[float] | None = None,
+        states: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Rows of one study: trial k has value values[k] (None = FAIL), completes at elapsed[k]."""
+    elapsed = elapsed if elapsed is not None else [float(k + 1) for k in range(len(values))]
+    rows = []
+    for k, v in enumerate(values):
+        state = states[k] if states else ("FAIL" if v is None else "COMPLETE")
+        rows.append({"study": f"exp-{strategy}-s{seed}", "strategy": strategy, "seed": seed, "number": k,
+                     "state": state, "value": math.nan if v is None or state != "COMPLETE" else float(v),
+                     "elapsed_s": float(elapsed[k]), "params_x": float(k)})
+    return rows
+
+
+def frame(*runs: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame([r for rs in runs for r in rs])
+
+
+# ------------------------------------------------------------------------------ curves
+def test_best_so_far_by_trial_skips_failed_and_pruned() -> None:
+    f = frame(run("tpe", 0, [None, 0.5, 0.4, 0.7, 0.6], states=["FAIL", "COMPLETE", "PRUNED", "COMPLETE", "COMPLETE"]))
+    c = compare.curves(f, "trial")
+    assert c["trial"].tolist() == [1, 2, 3, 4, 5]
+    assert c["best"].tolist()[1:] == [0.5, 0.5, 0.7, 0.7]
+    assert math.isnan(c["best"].iloc[0])  # no COMPLETE trial yet
+
+
+def test_best_so_far_minimize() -> None:
+    c = compare.curves(frame(run("gp", 0, [3.0, 1.0, 2.0])), "trial", direction="minimize")
+    assert c["best"].tolist() == [3.0, 1.0, 1.0]
+
+
+def test_best_so_far_by_time_uses_completion_order() -> None:
+    # trial 0 finishes last (parallel workers): by time the best goes 0.1, 0.5, 0.9
+    c = compare.curves(frame(run("random", 0, [0.9, 0.1, 0.5], elapsed=[3.0, 1.0, 2.0])), "elapsed_s")
+    assert c["elapsed_s"].tolist() == [1.0, 2.0, 3.0]
+    assert c["best"].tolist() == [0.1, 0.5, 0.9]
+
+
+def test_step_values_carry_forward_and_nan_before_start() -> None:
+    out = compare.step_values(np.array([1.0, 3.0]), np.array([10.0, 20.0]), np.array([0.5, 1.0, 2.0, 3.0, 9.0]))
+    assert math.isnan(out[0])
+    assert out[1:].tolist() == [10.0, 10.0, 20.0, 20.0]
+
+
+# ------------------------------------------------------------------------------ bands
+def test_band_is_a_student_t_interval_of_the_mean() -> None:
+    f = frame(run("tpe", 0, [1.0, 2.0, 3.0]), run("tpe", 1, [3.0, 3.0, 3.0]))
+    b = compare.bands(compare.curves(f, "trial"), "trial")
+    assert b["x"].tolist() == [1.0, 2.0, 3.0] and b["n"].tolist() == [2, 2, 2]
+    first = b.iloc[0]  # values 1 and 3: mean 2, sd sqrt(2), half = t(.975, 1) * sd / sqrt(2)
+    assert first["mean"] == 2.0 and first["std"] == pytest.approx(math.sqrt(2))
+    assert first["hi"] - first["mean"] == pytest.approx(12.706204736, rel=1e-6)
+    last = b.iloc[2]  # values 3 and 3: no spread, no width
+    assert (last["mean"], last["lo"], last["hi"]) == (3.0, 3.0, 3.0)
+
+
+def test_band_with_three_runs_matches_scipy() -> None:
+    f = frame(run("random", 0, [1.0]), run("random", 1, [2.0]), run("random", 2, [3.0]))
+    row = compare.bands(compare.curves(f, "trial"), "trial").iloc[0]
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)  # mean 2, sd 1
+    assert row["mean"] == 2.0 and row["std"] == pytest.approx(1.0)
+    assert (row["lo"], row["hi"]) == (pytest.approx(2 - half), pytest.approx(2 + half))
+    assert half == pytest.approx(2.4841377, rel=1e-6)
+
+
+def test_band_shorter_run_keeps_its_final_best_and_single_run_has_no_interval() -> None:
+    f = frame(run("grid", 0, [5.0, 6.0]), run("grid", 1, [None, 2.0, 3.0, 4.0]))
+    b = compare.bands(compare.curves(f, "trial"), "trial").set_index("x")
+    assert b.loc[1.0, "n"] == 1 and math.isnan(b.loc[1.0, "lo"]) and b.loc[1.0, "mean"] == 5.0
+    assert b.loc[4.0, "n"] == 2 and b.loc[4.0, "mean"] == 5.0  # (6 carried forward + 4) / 2
+
+
+def test_band_on_time_grid() -> None:
+    f = frame(run("tpe", 0, [1.0, 3.0], elapsed=[1.0, 4.0]), run("tpe", 1, [2.0, 2.0], elapsed=[2.0, 3.0]))
+    b = compare.bands(compare.curves(f, "elapsed_s"), "elapsed_s", grid=[0.0, 1.5, 2.5, 5.0]).set_index("x")
+    assert 0.0 not in b.index  # nobody had a result yet
+    assert b.loc[1.5, "n"] == 1 and b.loc[1.5, "mean"] == 1.0
+    assert b.loc[2.5, "mean"] == 1.5 and b.loc[5.0, "mean"] == 2.5
+    default = compare.bands(compare.curves(f, "elapsed_s"), "elapsed_s")
+    # 101 points over [0, 4] s, step 0.04: the 76 from 1.0 s (the first result) on have data
+    assert default["x"].max() == 4.0 and default["x"].min() == pytest.approx(1.0) and len(default) == 76
+
+
+# ------------------------------------------------------------------------------ target
+@pytest.mark.parametrize(("values", "direction", "expected"), [
+    ([0.5, 0.8], "maximize", 0.792),  # 99% of a positive score
+    ([-60.0, -50.0], "maximize", -50.5),  # neg_rmse: an RMSE within 1% of the best RMSE
+    ([50.0, 60.0], "minimize", 50.5),
+    ([-1.0, -2.0], "minimize", -1.98),
+    ([0.0, -1.0], "maximize", 0.0),
+])
+def test_default_target_is_sign_safe(values: list[float], direction: str, expected: float) -> None:
+    target = compare.default_target(frame(run("tpe", 0, values)), direction)
+    assert target == pytest.approx(expected)
+    best = max(values) if direction == "maximize" else min(values)
+    assert (target <= best) if direction == "maximize" else (target >= best)  # the best run reaches it
+
+
+def test_time_to_target_trials_seconds_and_never_reached() -> None:
+    f = frame(
+        run("tpe", 0, [0.1, None, 0.95, 0.99], elapsed=[1.0, 2.0, 3.5, 4.0]),  # reaches at trial 3, 3.5 s
+        run("tpe", 1, [0.96, 0.2], elapsed=[0.5, 1.0]),  # trial 1
+        run("random", 0, [0.1, 0.2, 0.3]),  # never
+        run("random", 1, [0.2, 0.95], elapsed=[1.0, 7.0]),  # trial 2, 7 s
+    )
+    ttt = compare.time_to_target(f, 0.95).set_index("study")
+    assert ttt.loc["exp-tpe-s0", ["trials", "seconds"]].tolist() == [3.0, 3.5]
+    assert ttt.loc["exp-tpe-s1", ["trials", "seconds"]].tolist() == [1.0, 0.5]
+    never = ttt.loc["exp-random-s0"]
+    assert not never["reached"] and math.isnan(never["trials"]) and math.isnan(never["seconds"])
+    summary = compare.time_to_target_summary(compare.time_to_target(f, 0.95)).set_index("strategy")
+    assert summary.loc["tpe", ["runs", "reached", "share", "trials_mean", "seconds_mean"]].tolist() == [2, 2, 1.0, 2.0, 2.0]
+    assert summary.loc["tpe", "trials_std"] == pytest.approx(math.sqrt(2))
+    assert summary.loc["random", ["reached", "share", "trials_mean"]].tolist() == [1, 0.5, 2.0]
+    assert math.isnan(summary.loc["random", "trials_std"])  # one reaching run has no spread
+
+
+def test_time_to_target_ties_and_nobody_reaches() -> None:
+    f = frame(run("gp", 0, [0.1, 0.9]), run("gp", 1, [0.2, 0.9]))
+    s = compare.time_to_target_summary(compare.time_to_target(f, 0.9)).iloc[0]
+    assert (s["trials_mean"], s["trials_std"]) == (2.0, 0.0)
+    none = compare.time_to_target_summary(compare.time_to_target(f, 2.0)).iloc[0]
+    assert none["reached"] == 0 and none["share"] == 0.0 and math.isnan(none["trials_mean"])
+
+
+# ------------------------------------------------------------------------------ summary
+def test_ranks_and_wins_with_ties() -> None:
+    f = frame(run("grid", 0, [0.9]), run("random", 0, [0.9]), run("tpe", 0, [0.8]),
+              run("grid", 1, [0.7]), run("random", 1, [0.8]), run("tpe", 1, [0.95]))
+    runs = compare.final_runs(f, holdout={"exp-tpe-s0": 0.5, "exp-tpe-s1": 0.7})
+    ranked = compare.ranks(runs).set_index("study")
+    assert ranked.loc[["exp-grid-s0", "exp-random-s0", "exp-tpe-s0"], "rank"].tolist() == [1.5, 1.5, 3.0]
+    table = compare.summary_table(runs).set_index("strategy")
+    assert table.loc["grid", "wins"] == 1 and table.loc["random", "wins"] == 1 and table.loc["tpe", "wins"] == 1
+    assert table.loc["grid", "mean_rank"] == 2.25 and table.loc["random", "mean_rank"] == 1.75
+    assert table.loc["tpe", "mean_rank"] == 2.0
+    assert table.loc["tpe", "holdout_mean"] == pytest.approx(0.6) and table.loc["tpe", "holdout_n"] == 2
+    assert math.isnan(table.loc["grid", "holdout_mean"])
+    assert table.loc["random", "best_mean"] == pytest.approx(0.85)
+    assert table.loc["random", "best_std"] == pytest.approx(np.std([0.9, 0.8], ddof=1))
+    assert list(compare.summary_table(runs)["strategy"]) == ["random", "tpe", "grid"]  # by mean rank
+
+
+# ------------------------------------------------------------------------------ tests and p-values
+def test_mann_whitney_exact_p_values_and_ties() -> None:
+    assert compare.mann_whitney([1, 2, 3, 4], [5, 6, 7, 8])[1] == pytest.approx(2 / 70)
+    assert compare.mann_whitney([1, 2, 3], [4, 5, 6])[1] == pytest.approx(0.1)
+    assert compare.mann_whitney([0.9, 0.9, 0.9], [0.9, 0.9, 0.9]) == (4.5, 1.0)
+    assert compare.min_p_value(3, 3) == pytest.approx(0.1)
+    assert compare.min_p_value(4, 4) == pytest.approx(2 / 70)
+    assert compare.min_p_value(2, 2) == pytest.approx(1 / 3)
+    assert compare.seeds_needed(0.05) == 4
+    assert compare.seeds_needed(0.05 / 3) == 5
+
+
+def test_holm_adjustment() -> None:
+    assert compare.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert compare.holm([0.5]) == [0.5]
+    assert compare.holm([0.6, 0.9]) == [1.0, 1.0]
+
+
+def test_pairwise_on_best_and_censored_trials_to_target() -> None:
+    runs_ = [run("tpe", s, [0.1] * (t - 1) + [1.0] + [0.1] * (9 - t)) for s, t in enumerate([2, 3, 4, 5])]
+    runs_ += [run("random", s, [0.1] * 9) for s in range(4)]
+    f = frame(*runs_)
+    a = compare.analyse(f)
+    pairs = a.pairs.set_index("metric")
+    best, ttt = pairs.loc[compare.METRIC_BEST], pairs.loc[compare.METRIC_TTT]
+    assert best["p"] == pytest.approx(2 / 70) and best["better"] == "tpe"
+    # random never reaches: its runs count as 9 + 1 = 10 trials, worse than every tpe run
+    assert ttt["p"] == pytest.approx(2 / 70) and ttt["better"] == "tpe"
+    assert a.target == pytest.approx(0.99)
+
+
+# ------------------------------------------------------------------------------ verdict
+def test_verdict_states_a_supported_difference() -> None:
+    runs_ = [run("tpe", s, [0.1] * (t - 1) + [1.0] + [0.1] * (9 - t)) for s, t in enumerate([2, 3, 4, 5])]
+    runs_ += [run("random", s, [0.1] * 9) for s in range(4)]
+    a = compare.analyse(frame(*runs_))
+    text = a.verdict.text
+    assert "TPE reached the target in 3.5 ± 1.3 trials, Random did not reach it in any of its 4 runs (p = 0.03)" in text
+    assert "TPE found better final CV scores than Random" in text
+    assert {(c.metric, c.better, c.worse) for c in a.verdict.claims} == {
+        (compare.METRIC_TTT, "tpe", "random"), (compare.METRIC_BEST, "tpe", "random")}
+    assert "No significant difference" not in text
+
+
+def test_verdict_with_three_seeds_never_claims_a_difference() -> None:
+    # As separated as data can be, but 3 seeds cannot give p < 0.05 (smallest p is 0.1).
+    runs_ = [run("tpe", s, [0.1, 1.0 + s / 100]) for s in range(3)] + [run("random", s, [0.1, 0.2]) for s in range(3)]
+    a = compare.analyse(frame(*runs_))
+    assert a.verdict.claims == []
+    assert a.verdict.text.startswith("No significant difference with 3 seeds")
+    assert "cannot go below p = 0.1" in a.verdict.text and "at least 4 seeds" in a.verdict.text
+    assert "reached the target in" not in a.verdict.text and "better" not in a.verdict.text.split(".")[0]
+
+
+def test_verdict_all_tied() -> None:
+    runs_ = [run(s, k, [0.9]) for s in ("grid", "random", "tpe") for k in range(5)]
+    a = compare.analyse(frame(*runs_))
+    assert a.pairs["p"].tolist() == [1.0] * 6
+    assert a.verdict.claims == [] and "No significant difference with 5 seeds" in a.verdict.text
+
+
+def test_verdict_holm_can_withdraw_a_raw_difference() -> None:
+    # 4 seeds, 3 strategies: raw p = 0.029 < 0.05, but Holm over 3 pairs makes it 0.086.
+    runs_ = [run("tpe", s, [0.1, 1.0 + s]) for s in range(4)] + [run("random", s, [0.5 + s / 100]) for s in range(4)]
+    runs_ += [run("grid", s, [0.9 + s / 100, 0.1]) for s in range(4)]
+    a = compare.analyse(frame(*runs_))
+    best = a.pairs.loc[a.pairs["metric"] == compare.METRIC_BEST].set_index(["a", "b"])
+    assert best.loc[("tpe", "random"), "p"] == pytest.approx(2 / 70)
+    assert best.loc[("tpe", "random"), "p_holm"] > 0.05
+    assert not any(c.metric == compare.METRIC_BEST for c in a.verdict.claims)
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_verdict_never_claims_what_the_test_does_not_support(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    strategies = ["grid", "random", "tpe", "gp"][: int(rng.integers(2, 5))]
+    n = int(rng.integers(2, 8))
+    shift = {s: float(rng.normal(0, 0.3)) for s in strategies}
+    runs_ = [run(s, k, list(rng.normal(shift[s], 0.2, size=int(rng.integers(3, 12))))) for s in strategies for k in range(n)]
+    a = compare.analyse(frame(*runs_))
+    pairs = a.pairs.set_index(["metric", "a", "b"])
+    for claim in a.verdict.claims:
+        key = (claim.metric, claim.better, claim.worse) if (claim.metric, claim.better, claim.worse) in pairs.index \
+            else (claim.metric, claim.worse, claim.better)
+        assert pairs.loc[key, "p_holm"] < compare.ALPHA and pairs.loc[key, "better"] == claim.better
+        assert claim.p == pytest.approx(pairs.loc[key, "p_holm"])
+    supported = int((a.pairs["p_holm"] < compare.ALPHA).sum())
+    assert len(a.verdict.claims) == supported
+    assert ("No significant difference" in a.verdict.text) == (supported == 0)
+
+
+def test_verdict_needs_two_strategies() -> None:
+    a = compare.analyse(frame(run("tpe", 0, [0.5]), run("tpe", 1, [0.6])))
+    assert "at least two strategies" in a.verdict.text and a.verdict.claims == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_exact_mann_whitney_matches_scipy_permutation_test(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 4, size=int(rng.integers(2, 6))).astype(float)  # small integers: many ties
+    b = rng.integers(0, 4, size=int(rng.integers(2, 6))).astype(float)
+    ref = stats.mannwhitneyu(a, b, alternative="two-sided", method=stats.PermutationMethod(n_resamples=20_000))
+    assert compare.mann_whitney(a, b) == (pytest.approx(ref.statistic), pytest.approx(ref.pvalue))
+
+
+def test_mann_whitney_single_runs() -> None:
+    assert compare.mann_whitney([1.0], [2.0]) == (0.0, 1.0)  # one vs one can never differ
+    assert compare.mann_whitney([1.0], [2.0, 3.0, 4.0])[1] == pytest.approx(0.5)  # 2 / C(4, 1)
