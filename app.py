@@ -16,7 +16,11 @@ pages = [
     st.Page(common.PAGE_NEW, title="New study", icon=":material/rocket_launch:", url_path="new_study"),
     st.Page(common.PAGE_STUDIES, title="Studies", icon=":material/list_alt:", url_path="studies"),
     st.Page(common.PAGE_STUDY, title="Study", icon=":material/monitoring:", url_path="study"),
+    st.Page(common.PAGE_COMPARE, title="Compare", icon=":material/compare_arrows:", url_path="compare"),
 ]
-page = st.navigation(pages)
+# Navigation first, so a shared link (/study?study=NAME) still opens that page after sign-in;
+# the menu stays hidden until the password (HPDASH_PASSWORD) is given.
+page = st.navigation(pages, position="hidden" if common.password_pending() else "sidebar")
+common.require_password()  # nothing below renders until the password is given
 common.sidebar()
 page.run()

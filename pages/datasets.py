@@ -18,6 +18,7 @@ with st.container(border=True):
     uploaded = st.file_uploader(
         "Upload a CSV or Parquet file", type=["csv", "tsv", "txt", "parquet", "pq"],
         key="ds_upload", help="Comma, semicolon, tab or pipe separated; first row is the header.",
+        disabled=common.read_only(),
     )
     if uploaded is not None and st.session_state.get("ds_upload_id") != uploaded.file_id:
         # Store each uploaded file once (reruns keep the file in the widget).
@@ -143,7 +144,7 @@ else:
                    "studies first.")
     else:
         confirm = st.checkbox(f"Yes, delete {names[victim]} and its file", key="ds_delete_confirm")
-        if col_btn.button("Delete", disabled=not confirm, key="ds_delete"):
+        if col_btn.button("Delete", disabled=not confirm or common.read_only(), key="ds_delete"):
             try:
                 datasets.delete_stored(victim)
             except HpdashError as exc:

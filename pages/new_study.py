@@ -242,7 +242,7 @@ for message in errors:
     st.error(message, icon=":material/warning:")
 
 c1, c2 = st.columns([1, 1])
-launch = c1.button("Launch study", type="primary", disabled=plan is None, key="ns_launch",
+launch = c1.button("Launch study", type="primary", disabled=plan is None or common.read_only(), key="ns_launch",
                    width="stretch")
 if spec is not None:
     c2.download_button("Download spec (YAML)", spec.to_yaml(), file_name=f"{spec.name}.yaml",

@@ -51,7 +51,7 @@ row = frame[frame["name"] == name].iloc[0]
 running = row["state"] == "running"
 with c2:
     common.study_link(name, label="Open", icon=":material/monitoring:")
-if c3.button("Stop", disabled=not running, key="st_stop", help="Running trials end at their next fold."):
+if c3.button("Stop", disabled=not running or common.read_only(), key="st_stop", help="Running trials end at their next fold."):
     try:
         runner.stop_study(name)
     except HpdashError as exc:
@@ -59,7 +59,7 @@ if c3.button("Stop", disabled=not running, key="st_stop", help="Running trials e
     else:
         st.toast(f"Asked {name} to stop.")
         st.rerun()
-if c4.button("Resume", disabled=row["state"] not in ("stopped", "worker lost", "created"),
+if c4.button("Resume", disabled=common.read_only() or row["state"] not in ("stopped", "worker lost", "created"),
              key="st_resume", help="Start workers again on the remaining budget."):
     try:
         runner.resume_study(name)
@@ -67,7 +67,7 @@ if c4.button("Resume", disabled=row["state"] not in ("stopped", "worker lost", "
         common.show_error(exc)
     else:
         common.open_study(name)
-if c5.button("Delete…", key="st_delete"):
+if c5.button("Delete…", key="st_delete", disabled=common.read_only()):
     st.session_state["st_pending_delete"] = name
 
 pending = st.session_state.get("st_pending_delete")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from hpdash import plots, report, results, runner, views
+from hpdash import export_model, plots, report, results, runner, views
 from hpdash.errors import HpdashError, SpecError, StudyNotFoundError
 from hpdash.store import Catalogue
 from hpdash.ui import common
@@ -66,7 +66,7 @@ problem = views.study_dataset_problem(study)
 if problem:
     st.warning(problem, icon=":material/folder_off:")
 
-initial = views.study_status(study)
+initial = runner.study_status(study)
 initial_state = initial.state
 rendered_done, rendered_at = initial.done, time.time()
 
@@ -79,7 +79,7 @@ def live_header() -> None:
     except StudyNotFoundError:
         st.warning("This study was just deleted.")
         return
-    status = views.study_status(live)
+    status = runner.study_status(live)
     budget = status.budget if status.budget is not None else "?"
     st.progress(status.fraction, text=f"{status.done} / {budget} trials · {status.state}")
     c = st.columns(5)
@@ -192,21 +192,23 @@ if refit:
     c1.metric(f"Holdout {refit['metric']}", views.format_score(refit["holdout_score"]))
     c2.metric("CV score of that trial", views.format_score(refit.get("cv_score")))
     c3.metric("Refit from trial", refit.get("trial_number", "–"))
-    path = Path(refit["path"])
-    if path.is_file():
-        st.download_button("Download the model (joblib)", path.read_bytes(), file_name=path.name,
-                           mime="application/octet-stream", key="dl_model")
-        st.caption(f"SHA-256 `{refit['sha256']}`. Load it with `joblib.load` (only load model "
-                   "files you trust).")
-    else:
-        st.warning(f"The model file {path} is missing. Refit to create it again.")
+    downloads = export_model.model_downloads(refit)
+    for item in downloads:
+        path = Path(item["path"])
+        st.download_button(f"Download the model ({item['format']})", path.read_bytes(),
+                           file_name=item["file_name"], mime="application/octet-stream",
+                           key=f"dl_model_{item['format']}")
+        st.caption(f"{item['note']} SHA-256 `{item['sha256']}`.")
+    if not downloads:
+        st.warning(f"The model file {refit['path']} is missing. Refit to create it again.")
 elif refit_error:
     st.warning(f"The automatic refit failed: {refit_error}")
 else:
     st.caption("The best hyperparameters are refit on the whole training part and scored once "
                "on the holdout part.")
 if summary["best_trial_number"] is not None and spec is not None:
-    if st.button("Refit the best model now" if not refit else "Refit again", key="refit"):
+    if st.button("Refit the best model now" if not refit else "Refit again", key="refit",
+                 disabled=common.read_only()):
         try:
             with st.spinner("Refitting the best hyperparameters…"):
                 runner.refit(name)
@@ -232,7 +234,7 @@ else:
 with st.expander("Edit notes (Markdown)"):
     text = st.text_area("Notes", value=note, key=f"note_{name}", height=150,
                         label_visibility="collapsed")
-    if st.button("Save notes", key="save_note"):
+    if st.button("Save notes", key="save_note", disabled=common.read_only()):
         try:
             catalogue.set_note(name, text)
         except HpdashError as exc:

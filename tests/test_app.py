@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from hpdash import datasets, runner, views
+from hpdash import datasets, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -203,7 +203,7 @@ def test_launch_and_poll_until_finished(data_dir) -> None:
     at.switch_page("pages/study.py")
     deadline = time.time() + 90
     while time.time() < deadline:
-        state = views.study_status(runner.load_study("apptest-launch")).state
+        state = runner.study_status(runner.load_study("apptest-launch")).state
         if state not in ("running", "created"):
             break
         time.sleep(1)
@@ -237,7 +237,7 @@ def test_study_page_odd_states(populated_dir, state) -> None:
         assert "missing" in text
     if state == "finished":
         assert at.download_button(key="dl_trials")
-        assert at.download_button(key="dl_model")
+        assert at.download_button(key="dl_model_skops") and at.download_button(key="dl_model_joblib")
         assert at.code and "cross_val_score" in at.code[0].value
 
 
@@ -286,3 +286,33 @@ def test_home_quick_start_launches(data_dir) -> None:
     name = name[0] if isinstance(name, list) else name
     assert name and runner.study_exists(name)
     runner.stop_study(name)
+
+
+def test_password_gate_shows_only_the_sign_in_form(data_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    """First render under HPDASH_PASSWORD: the sign-in form and nothing of the app.
+
+    Signing in (wrong, then right password, and shared links) is covered in a real browser by
+    tests/e2e/test_security.py: AppTest does not re-run app.py after ``st.navigation`` has
+    chosen a page, so it cannot follow the sign-in rerun.
+    """
+    monkeypatch.setenv("HPDASH_PASSWORD", "team-s3cret")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    _no_exception(at)
+    assert at.text_input(key="login_password").label == "Password"
+    assert [b.label for b in at.button] == ["Sign in"]
+    assert "Parameters vs hyperparameters" not in _texts(at)
+    assert not at.sidebar.code  # the storage URL is not shown either
+
+
+def test_read_only_mode_disables_writes(populated_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPDASH_READ_ONLY", "1")
+    at = _app()
+    _no_exception(at)
+    assert any("Review-only dashboard" in i.value for i in at.sidebar.info)
+    assert all(b.disabled for b in at.button if b.key and b.key.startswith("quick_"))
+    at = _app("pages/study.py", study=populated_dir["finished"])
+    _no_exception(at)
+    assert at.button(key="refit").disabled and at.button(key="save_note").disabled
+    at = _app("pages/studies.py")
+    _no_exception(at)
+    assert at.button(key="st_delete").disabled

@@ -12,14 +12,15 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from hpdash import config, datasets, models, objective, views
-from hpdash.errors import HpdashError
+from hpdash import access, config, datasets, models, objective, views
+from hpdash.errors import AccessDeniedError, HpdashError
 
 PAGE_HOME = "pages/home.py"
 PAGE_DATASETS = "pages/datasets.py"
 PAGE_NEW = "pages/new_study.py"
 PAGE_STUDIES = "pages/studies.py"
 PAGE_STUDY = "pages/study.py"
+PAGE_COMPARE = "pages/compare.py"
 
 #: Session key the Datasets page (or an uploaded spec) uses to prefill the New study form.
 PREFILL_KEY = "new_study_prefill"
@@ -95,10 +96,51 @@ def reproduce_snippet(name: str, best_number: int) -> str:
     return views.reproduce_for_best(runner.load_study(name))
 
 
+# ------------------------------------------------------------------------------ access
+AUTH_KEY = "hpdash_authenticated"
+
+
+def password_pending() -> bool:
+    """Whether a password is configured and this session has not given it yet."""
+    return access.configured_password(st.secrets) is not None and not st.session_state.get(AUTH_KEY)
+
+
+def require_password() -> None:
+    """Ask for ``HPDASH_PASSWORD`` (env or Streamlit secrets) once per session; stop until given.
+
+    The comparison is constant-time (``access.check_password``). No password configured: no-op.
+    """
+    if not password_pending():
+        return
+    expected = access.configured_password(st.secrets)
+    st.title("hpdash")
+    st.caption("This dashboard is password-protected.")
+    with st.form("login"):
+        typed = st.text_input("Password", type="password", key="login_password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        try:
+            access.check_password(typed, expected)
+        except AccessDeniedError as exc:
+            st.error(str(exc), icon=":material/lock:")
+        else:
+            st.session_state[AUTH_KEY] = True
+            st.rerun()
+    st.stop()
+
+
+def read_only() -> bool:
+    """Whether write controls should be disabled (the library refuses writes anyway)."""
+    return access.read_only()
+
+
 # ------------------------------------------------------------------------------ widgets
 def sidebar() -> None:
     """The shared sidebar: which storage and data directory are in use."""
     with st.sidebar:
+        if read_only():
+            st.info("Review-only dashboard: launching, stopping, deleting and editing are "
+                    "switched off.", icon=":material/visibility:")
         st.caption("Storage in use")
         st.code(views.storage_label(), language=None, wrap_lines=True)
         st.caption(f"Data directory: `{config.data_dir()}`")

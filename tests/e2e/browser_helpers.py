@@ -31,12 +31,13 @@ def _free_port() -> int:
 class Server:
     """A Streamlit server on a free loopback port with its own HPDASH_DATA_DIR."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "HPDASH_DATA_DIR": str(data_dir)}
         env.pop("HPDASH_STORAGE", None)
+        env.update(extra_env or {})
         self.log = open(data_dir.parent / "streamlit.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
@@ -67,7 +68,12 @@ class Server:
         self.log.close()
 
 
-def start_server(tmp_path_factory: pytest.TempPathFactory, name: str, setup=None) -> Server:
+def start_server(tmp_path_factory: pytest.TempPathFactory, name: str, setup=None,
+                 extra_env: dict[str, str] | None = None) -> Server:
+    """A server over a fresh data dir, after ``setup()`` ran with that dir (and no extra env).
+
+    ``extra_env`` is added to the server's environment only, e.g. ``HPDASH_READ_ONLY``.
+    """
     data = tmp_path_factory.mktemp(name) / "data"
     data.mkdir()
     if setup is not None:
@@ -75,7 +81,7 @@ def start_server(tmp_path_factory: pytest.TempPathFactory, name: str, setup=None
             mp.setenv("HPDASH_DATA_DIR", str(data))
             mp.delenv("HPDASH_STORAGE", raising=False)
             setup()
-    return Server(data)
+    return Server(data, extra_env)
 
 
 def wait_ready(page, timeout: float = 30.0) -> None:
