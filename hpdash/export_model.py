@@ -39,7 +39,7 @@ def save_skops(model: Any, path: str | Path) -> str:
     import skops.io as sio
 
     target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")  # concurrent refits write apart
     try:
         sio.dump(model, tmp)
         os.replace(tmp, target)

@@ -51,10 +51,20 @@ def metrics_for_task(task: str) -> tuple[str, ...]:
     return tuple(n for n in names if n in available)
 
 
-def resolve_metric(metric: str, task: str) -> str:
-    """``auto`` -> accuracy / r2; otherwise check the scorer exists and fits the task."""
+BINARY_ONLY_METRICS = ("roc_auc", "f1")
+
+
+def resolve_metric(metric: str, task: str, n_classes: int | None = None) -> str:
+    """``auto`` -> accuracy / r2; otherwise check the scorer exists and fits the task.
+
+    ``n_classes`` (classification) rejects two-class-only scorers on a multiclass target,
+    where every trial would otherwise fail.
+    """
     if metric == "auto":
         return "accuracy" if task == "classification" else "r2"
+    if metric in BINARY_ONLY_METRICS and n_classes is not None and n_classes > 2:
+        alternative = {"roc_auc": "roc_auc_ovr", "f1": "f1_macro"}[metric]
+        raise SpecError(f"Metric {metric!r} works only for two classes, and this target has {n_classes}. Use {alternative!r} instead.")
     valid = metrics_for_task(task)
     if metric not in valid:
         other = "regression" if task == "classification" else "classification"
@@ -215,8 +225,8 @@ def make_objective(problem: Problem, stop_event: threading.Event | None = None) 
 def reproduce_snippet(spec: Mapping[str, Any], problem: Problem, model_key: str, params: Mapping[str, Any]) -> str:
     """A plain scikit-learn script that recomputes one trial's CV score."""
     imports, expr = models.estimator_code(model_key, problem.task, params, problem.seed)
-    cv_name = type(make_cv(problem.task, 2, int(spec["cv"].get("repeats", 1)), 0)).__name__
     folds, repeats = int(spec["cv"]["folds"]), int(spec["cv"].get("repeats", 1))
+    cv_name = type(make_cv(problem.task, folds, repeats, problem.seed)).__name__
     cv_args = (
         f"n_splits={folds}, n_repeats={repeats}, random_state={problem.seed}"
         if repeats > 1 else f"n_splits={folds}, shuffle=True, random_state={problem.seed}"

@@ -28,7 +28,7 @@ import optuna
 from optuna.trial import TrialState
 from sklearn.metrics import get_scorer
 
-from hpdash import access, config, datasets, models, objective, space, strategies
+from hpdash import access, config, datasets, models, objective, results, space, strategies
 from hpdash.errors import DatasetError, HpdashError, SpecError, StudyNotFoundError
 from hpdash.spec import StudySpec, check_name, parse_spec
 from hpdash.storage import BudgetExhausted, heartbeat_interval, open_storage
@@ -95,6 +95,10 @@ def resolve_spaces(spec: StudySpec, task: str) -> dict[str, space.SearchSpace]:
     return spaces
 
 
+def _n_classes(prepared: datasets.PreparedData) -> int | None:
+    return int(prepared.y.nunique()) if prepared.task == "classification" else None
+
+
 def plan_study(spec: StudySpec, data: Any = None) -> Plan:
     """Load and check the dataset, the models, the space, the metric and the strategy.
 
@@ -104,7 +108,7 @@ def plan_study(spec: StudySpec, data: Any = None) -> Plan:
     frame, sha = data if data is not None else datasets.load_dataset(spec.dataset)
     prepared = datasets.prepare(frame, spec.target, task=spec.task, folds=spec.folds)
     spaces = resolve_spaces(spec, prepared.task)
-    metric = objective.resolve_metric(spec.metric, prepared.task)
+    metric = objective.resolve_metric(spec.metric, prepared.task, _n_classes(prepared))
     plan = Plan(spec, prepared, spaces, metric, sha)
     if spec.strategy == "grid":
         space.check_grid_size(sum(space.grid_size(s, spec.grid_points) for s in spaces.values()))
@@ -112,12 +116,13 @@ def plan_study(spec: StudySpec, data: Any = None) -> Plan:
 
 
 def load_problem(spec: StudySpec, dataset_sha256: str | None) -> objective.Problem:
-    """Build the worker's view of the data: prepared table, holdout split and CV folds."""
+    """Build the worker's view of the data: prepared table, holdout split and CV folds.
+
+    The dataset is read by its SHA-256 when it has one, and the bytes are verified.
+    """
     ref = dataset_sha256 or spec.dataset
-    frame, _ = datasets.load_dataset(ref, expected_sha256=dataset_sha256)
-    prepared = datasets.prepare(frame, spec.target, task=spec.task, folds=spec.folds)
-    spaces = resolve_spaces(spec, prepared.task)
-    metric = objective.resolve_metric(spec.metric, prepared.task)
+    plan = plan_study(spec, data=datasets.load_dataset(ref, expected_sha256=dataset_sha256))
+    prepared, spaces, metric = plan.prepared, plan.spaces, plan.metric
     X_train, X_test, y_train, y_test = objective.holdout_split(
         prepared.X, prepared.y, prepared.task, spec.test_size, spec.seed
     )
@@ -533,44 +538,41 @@ class StudyStatus:
 def study_status(study: optuna.Study) -> StudyStatus:
     """Progress of a study, derived from its trials and worker beats."""
     attrs = study.user_attrs
-    trials = study.get_trials(deepcopy=False)
-    finished = [t for t in trials if t.state.is_finished()]
-    complete = [t for t in finished if t.state == TrialState.COMPLETE]
-    running = sum(t.state == TrialState.RUNNING for t in trials)
-    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    progress = results.study_progress(study)  # aggregate queries: cheap at any study size
+    running, waiting = progress["n_running"], progress["n_waiting"]
+    finished = progress["n_complete"] + progress["n_pruned"] + progress["n_fail"]
     # A FAIL trial that was given a new slot (stale heartbeat or a stop) does not use budget.
-    done = len(finished) - sum(
-        1 for t in finished if t.state == TrialState.FAIL and _was_replaced(t, trials)
-    )
+    done = finished - progress["n_replaced"]
     budget = attrs.get(BUDGET_ATTR)
     workers_alive = sum(w["alive"] for w in workers_of(study))
     state = attrs.get(STATE_ATTR, "created")
-    if state == "running" and workers_alive == 0:
-        state = "finished" if budget is not None and waiting == 0 and running == 0 else "worker lost"
-    best = max((t.value for t in complete), default=None)  # hpdash studies maximize
-    starts = [t.datetime_start for t in trials if t.datetime_start]
     started_at = attrs.get(STARTED_ATTR)
-    ends = [t.datetime_complete for t in finished if t.datetime_complete]
+    if state == "running" and workers_alive == 0 and not _starting_up(study, started_at):
+        state = "finished" if budget is not None and waiting == 0 and running == 0 else "worker lost"
+    best = progress["best_value"]
+    first, last = progress["first_start"], progress["last_complete"]
     elapsed = None
-    if starts:
-        end = max(ends) if state != "running" and ends else datetime.now(starts[0].tzinfo)
-        elapsed = max(0.0, (end - min(starts)).total_seconds())
+    if first is not None:
+        end = last if state != "running" and last is not None else datetime.now(timezone.utc)
+        elapsed = max(0.0, (end - first).total_seconds())
     eta = None
     if state == "running" and budget and done and elapsed:
         eta = elapsed / done * max(0, budget - done)
     return StudyStatus(
-        name=study.study_name, state=state, done=done, complete=len(complete), running=running,
+        name=study.study_name, state=state, done=done, complete=progress["n_complete"], running=running,
         budget=budget, best_value=best, workers_alive=workers_alive,
         started_at=float(started_at) if started_at else None, elapsed_s=elapsed, eta_s=eta,
         error=attrs.get(ERROR_ATTR),
     )
 
 
-def _was_replaced(trial: optuna.trial.FrozenTrial, trials: list[optuna.trial.FrozenTrial]) -> bool:
-    reason = trial.user_attrs.get("fail_reason", "")
-    if reason.startswith("stopped by the user"):
-        return True
-    return any(t.system_attrs.get("failed_trial") == trial.number for t in trials)
+def _starting_up(study: optuna.Study, started_at: Any) -> bool:
+    """Workers take a few seconds to import and register after ``launch_workers``: within
+    ``WORKER_LOST_SECONDS`` of a launch, no beat yet means "starting", not "worker lost"."""
+    if started_at is None or _now() - float(started_at) >= WORKER_LOST_SECONDS:
+        return False
+    # Once a worker of this launch has registered, its beats (or their absence) decide.
+    return not any(float(w.get("started", 0)) >= float(started_at) for w in workers_of(study))
 
 
 # --------------------------------------------------------------------------------------------
@@ -624,7 +626,7 @@ def _refit(name: str, storage: str | None = None, study: optuna.Study | None = N
         pipe.fit(problem.X_train, problem.y_train)
     holdout = float(get_scorer(problem.metric)(pipe, problem.X_test, problem.y_test))
     path = config.models_dir() / f"{name}.joblib"
-    tmp = path.with_suffix(".joblib.tmp")
+    tmp = path.with_suffix(f".joblib.{os.getpid()}.tmp")  # two finishing workers may both refit
     joblib.dump(pipe, tmp)
     os.replace(tmp, path)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()

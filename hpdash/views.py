@@ -104,25 +104,6 @@ def model_label(key: str | list[str]) -> str:
 
 
 # -------------------------------------------------------------------------------- studies
-#: Workers take a few seconds to import and register; until then a fresh launch is "starting".
-STARTUP_GRACE_S = 30.0
-
-
-def study_status(study: optuna.Study) -> runner.StudyStatus:
-    """``runner.study_status`` without the false "worker lost" right after a launch.
-
-    Between ``launch_workers`` and the first worker beat no worker is alive yet, so the runner
-    reports "worker lost"; within ``STARTUP_GRACE_S`` of the launch that is shown as running.
-    """
-    status = runner.study_status(study)
-    if (status.state == "worker lost" and status.started_at is not None
-            and time.time() - status.started_at < STARTUP_GRACE_S
-            and not any("ended" in w and float(w.get("started", 0)) >= status.started_at
-                        for w in runner.workers_of(study))):
-        status.state = "running"
-    return status
-
-
 def list_study_names(storage: str | None = None) -> list[str]:
     """Every study name in the storage, sorted."""
     return sorted(optuna.get_all_study_names(storage=open_storage(storage, heartbeat=False)))
@@ -153,7 +134,7 @@ def studies_frame(storage: str | None = None) -> pd.DataFrame:
         study = optuna.load_study(study_name=frozen.study_name, storage=store)
         attrs = frozen.user_attrs
         spec = attrs.get(runner.SPEC_ATTR) or {}
-        status = study_status(study)
+        status = runner.study_status(study)
         started = _parse_time(attrs.get(runner.STARTED_ATTR)) or _parse_time(attrs.get("hpdash.created_at"))
         ref = attrs.get(runner.DATASET_ATTR) or spec.get("dataset")
         rows.append({

@@ -73,6 +73,9 @@ def test_metrics_by_task() -> None:
         objective.resolve_metric("r2", "classification")
     with pytest.raises(SpecError, match="Unknown metric 'speed'"):
         objective.resolve_metric("speed", "regression")
+    assert objective.resolve_metric("roc_auc", "classification", n_classes=2) == "roc_auc"
+    with pytest.raises(SpecError, match="only for two classes, and this target has 3. Use 'roc_auc_ovr'"):
+        objective.resolve_metric("roc_auc", "classification", n_classes=3)
 
 
 def test_preprocessing_fits_inside_each_fold() -> None:

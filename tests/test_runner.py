@@ -167,3 +167,14 @@ def test_delete_study_removes_model_and_note(data_dir) -> None:
     runner.delete_study("gone")
     assert not runner.study_exists("gone") and not path.exists()
     assert Catalogue().get_note("gone") == ""
+
+
+def test_fresh_launch_is_running_not_worker_lost(data_dir) -> None:
+    """Between launch and the first worker beat the study is "running", not "worker lost"."""
+    runner.create_study(_spec(name="fresh", n_trials=3))
+    study = runner.load_study("fresh")
+    study.set_user_attr(runner.STATE_ATTR, "running")
+    study.set_user_attr(runner.STARTED_ATTR, time.time())
+    assert runner.study_status(study).state == "running"
+    study.set_user_attr(runner.STARTED_ATTR, time.time() - runner.WORKER_LOST_SECONDS - 1)
+    assert runner.study_status(study).state == "worker lost"
