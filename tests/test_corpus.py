@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hpdash import config, datasets, runner
+from hpdash import datasets, runner
 from hpdash.errors import HpdashError
 from hpdash.spec import check_name, load_spec, parse_spec
 
