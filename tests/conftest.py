@@ -74,3 +74,25 @@ def make_odd_studies(storage: str | None = None) -> dict[str, str]:
 def odd_studies_factory():
     """``make_odd_studies`` as a fixture, so app and browser tests share it without imports."""
     return make_odd_studies
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Debian Chromium for the whole run (never `playwright install`).
+
+    Session-wide and shared by tests/e2e and the report tests: Playwright's sync API cannot
+    start a second instance while one is running in the same process.
+    """
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()

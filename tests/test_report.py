@@ -177,55 +177,51 @@ def test_experiment_report_content() -> None:
     assert html.count('class="plotly-graph-div"') == 7
 
 
-def _open_offline(path: Path) -> tuple[int, list[str], list[str]]:
+def _open_offline(browser: Any, path: Path) -> tuple[int, list[str], list[str]]:
     """Open ``path`` in headless Chromium with every non-file request aborted.
 
     Returns (plotly divs that drew an SVG, aborted request URLs, page errors)."""
-    from playwright.sync_api import sync_playwright
-
     aborted: list[str] = []
     errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM),
-                                     args=["--headless", "--no-sandbox", "--disable-background-networking"])
-        try:
-            page = browser.new_page()
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
 
-            def route(r: Any) -> None:
-                if r.request.url.startswith("file://"):
-                    r.continue_()
-                else:
-                    aborted.append(r.request.url)
-                    r.abort()
+        def route(r: Any) -> None:
+            if r.request.url.startswith("file://"):
+                r.continue_()
+            else:
+                aborted.append(r.request.url)
+                r.abort()
 
-            page.route("**/*", route)
-            page.goto(path.resolve().as_uri())
-            page.wait_for_function(
-                "document.querySelectorAll('.plotly-graph-div').length > 0 && "
-                "[...document.querySelectorAll('.plotly-graph-div')].every(d => d.querySelector('.main-svg'))",
-                timeout=30_000,
-            )
-            drawn = page.evaluate("[...document.querySelectorAll('.plotly-graph-div')]"
-                                  ".filter(d => d.querySelector('.main-svg') && d._fullLayout).length")
-        finally:
-            browser.close()
+        page.route("**/*", route)
+        page.goto(path.resolve().as_uri())
+        page.wait_for_function(
+            "document.querySelectorAll('.plotly-graph-div').length > 0 && "
+            "[...document.querySelectorAll('.plotly-graph-div')].every(d => d.querySelector('.main-svg'))",
+            timeout=30_000,
+        )
+        drawn = page.evaluate("[...document.querySelectorAll('.plotly-graph-div')]"
+                              ".filter(d => d.querySelector('.main-svg') && d._fullLayout).length")
+    finally:
+        context.close()
     return drawn, aborted, errors
 
 
 @pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
-def test_reports_open_offline_in_a_browser(tmp_path: Path) -> None:
+def test_reports_open_offline_in_a_browser(browser, tmp_path: Path) -> None:
     """Acceptance: the HTML reports open as files with no network and draw every plot."""
     exp = shared_experiment()
     assert exp.returncode == 0, exp.stderr[-3000:]
-    drawn, aborted, errors = _open_offline(exp.report)
+    drawn, aborted, errors = _open_offline(browser, exp.report)
     assert drawn == 7 and aborted == [] and errors == []
     study_page = tmp_path / "study.html"
     from hpdash import runner
 
     report.write_study_html(runner.load_study(f"{NAME}-tpe-s0", exp.storage), study_page)
     _static_checks(study_page.read_text(encoding="utf-8"))
-    drawn, aborted, errors = _open_offline(study_page)
+    drawn, aborted, errors = _open_offline(browser, study_page)
     assert drawn == 5 and aborted == [] and errors == []

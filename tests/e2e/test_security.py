@@ -240,6 +240,7 @@ def test_read_only_dashboard_disables_every_write(page, read_only_server) -> Non
     _open(page, f"{url}/study?study=ro-finished")
     page.get_by_text(RO_NOTE).first.wait_for()
     refit = page.get_by_role("button", name=re.compile(r"^Refit"))
+    refit.first.wait_for()  # the page may still be re-rendering after its first poll
     assert refit.count() == 1 and refit.is_disabled()
     page.get_by_text("Edit notes (Markdown)").click()
     page.get_by_role("textbox", name="Notes").fill("overwritten by a reviewer")
