@@ -364,7 +364,10 @@ def _optimize_until_no_work(
 def _with_slot_return(study: optuna.Study, func: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
     """On a user stop mid-trial, give the slot back (same params) and fail the cut trial."""
 
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+
     def wrapped(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", worker)  # which process ran it (scale-out diagnostics)
         try:
             return func(trial)
         except objective.StopRequested:

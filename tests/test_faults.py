@@ -72,7 +72,9 @@ def _kill_mid_trial(study, proc, min_complete: int):
     def ready():
         trials = study.get_trials(deepcopy=False)
         done = sum(t.state == TrialState.COMPLETE for t in trials)
-        running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
+        # a trial of *this* process (with two workers the other one may be mid-trial instead)
+        running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
+                   and str(t.user_attrs.get("worker", "")).endswith(f":{proc.pid}")]
         return done >= min_complete and running
     _wait(ready, 90, f"{min_complete} COMPLETE trials and one mid-trial (a fold reported)", 0.05)
     before = _snapshot(study)

@@ -52,6 +52,8 @@ def test_two_workers_share_one_sqlite_file(data_dir) -> None:
     # both processes did work
     workers = runner.workers_of(study)
     assert len(workers) == 2 and all(w["status"] == "done" for w in workers)
+    # each trial records the process that ran it, and both processes ran trials
+    assert {t.user_attrs["worker"] for t in study.get_trials()} == {f"{w['host']}:{w['pid']}" for w in workers}
     assert runner.study_status(study).state == "finished"
 
 
