@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from hpdash import datasets, models, runner, space, views
+from hpdash import datasets, experiments, models, runner, space, views
 from hpdash.errors import HpdashError, SpecError
 from hpdash.spec import load_spec, parse_spec
 from hpdash.strategies import PRUNER_LABELS, STRATEGY_LABELS, TORCH_HINT, torch_available
@@ -220,6 +220,7 @@ elif not space_errors:
         plan = None
 
 st.subheader("5 · Check and launch")
+estimate = None
 if plan is not None:
     total = space.total_grid_size(plan.spaces, spec.grid_points)
     with st.expander(f"Grid preview: {total:,} combinations", expanded=strategy == "grid"):
@@ -256,3 +257,34 @@ if launch and spec is not None:
     else:
         state.pop("ns_name", None)
         common.open_study(spec.name)
+
+# ------------------------------------------------------------------------------ compare strategies
+with st.expander("Compare strategies: the same problem and budget, several strategies and seeds"):
+    offered = [s for s in STRATEGY_LABELS if s != "gp" or torch_available()]
+    chosen = st.multiselect("Strategies", offered, key="ns_cmp_strategies",
+                            default=[s for s in experiments.DEFAULT_STRATEGIES if s in offered],
+                            format_func=STRATEGY_LABELS.get)
+    if not torch_available():
+        st.caption(TORCH_HINT)
+    n_repeats = st.number_input("Repeats (seeds per strategy)", 1, experiments.MAX_REPEATS,
+                                experiments.DEFAULT_REPEATS, key="ns_cmp_repeats")
+    if plan is not None and chosen:
+        per_trial = estimate.per_trial_s if estimate is not None else None
+        budget = experiments.experiment_budget(
+            spec, chosen, int(n_repeats), per_trial_s=per_trial,
+            parallel=len(chosen) * int(n_repeats), grid_size=experiments.grid_size_of(spec))
+        st.info(f"Experiment {spec.name!r}: {budget.describe()}. Every study gets the same "
+                "trial budget; seeds run from the form's seed upwards. A grid smaller than the "
+                "budget runs every point once; a larger one runs a seeded random subset.",
+                icon=":material/balance:")
+    go = st.button("Launch comparison", key="ns_cmp_launch",
+                   disabled=plan is None or not chosen or common.read_only())
+    if go and spec is not None:
+        try:
+            with st.spinner("Creating the studies and starting their workers…"):
+                launched = experiments.compare_strategies(spec, chosen, int(n_repeats), spec.workers)
+        except HpdashError as exc:
+            common.show_error(exc, "Could not launch the comparison: ")
+        else:
+            state.pop("ns_name", None)
+            st.switch_page(common.PAGE_COMPARE, query_params={"experiment": launched.name})

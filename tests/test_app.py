@@ -316,3 +316,25 @@ def test_read_only_mode_disables_writes(populated_dir, monkeypatch: pytest.Monke
     at = _app("pages/studies.py")
     _no_exception(at)
     assert at.button(key="st_delete").disabled
+
+
+def test_compare_strategies_launches_an_experiment(data_dir) -> None:
+    """New study -> Compare strategies: S x R studies are created and the Compare page opens."""
+    from hpdash import experiments
+
+    at = _app("pages/new_study.py")
+    at.multiselect(key="ns_models").set_value(["k_nearest_neighbors"]).run()
+    at.number_input(key="ns_n_trials").set_value(4)
+    at.number_input(key="ns_folds").set_value(3)
+    at.text_input(key="ns_name").input("apptest-cmp").run()
+    at.multiselect(key="ns_cmp_strategies").set_value(["random", "tpe"])
+    at.number_input(key="ns_cmp_repeats").set_value(2).run()
+    _no_exception(at)
+    assert any("Experiment 'apptest-cmp': 4 studies" in i.value for i in at.info)
+    at.button(key="ns_cmp_launch").click().run()
+    _no_exception(at)
+    exp = experiments.load_experiment("apptest-cmp")
+    assert sorted(r.study for r in exp.runs) == [
+        "apptest-cmp-random-s0", "apptest-cmp-random-s1", "apptest-cmp-tpe-s0", "apptest-cmp-tpe-s1"]
+    for run in exp.runs:
+        runner.stop_study(run.study)
