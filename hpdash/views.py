@@ -22,7 +22,7 @@ import yaml
 from sklearn.metrics import get_scorer
 
 from hpdash import config, datasets, models, objective, runner, space
-from hpdash.errors import DatasetError, HpdashError, SpecError
+from hpdash.errors import HpdashError, SpecError
 from hpdash.spec import NAME_PATTERN, StudySpec, parse_spec
 from hpdash.storage import open_storage, redact
 from hpdash.store import Catalogue
@@ -539,12 +539,3 @@ def default_target(columns: list[str]) -> str | None:
         if guess in lowered:
             return lowered[guess]
     return str(columns[-1]) if len(columns) else None
-
-
-def load_frame(ref: str) -> tuple[pd.DataFrame, str | None]:
-    """``datasets.load_dataset`` (kept here so pages have one place to call)."""
-    return datasets.load_dataset(ref)
-
-
-__all__ = [name for name in dir() if not name.startswith("_")]
-_ = DatasetError  # re-exported for the pages' error handling
