@@ -10,8 +10,12 @@ Why two formats:
   instead of running code. :func:`load_skops` trusts only scikit-learn, NumPy and SciPy
   types (everything an hpdash pipeline is built from) and names any other type it finds.
 
-``refit`` in :mod:`hpdash.runner` writes both files next to each other in ``<data>/models/``
-and records their SHA-256 in the study's ``hpdash.refit`` attribute.
+``refit`` in :mod:`hpdash.runner` writes the joblib file to ``<data>/models/`` and records
+its SHA-256 in the study's ``hpdash.refit`` attribute. The ``.skops`` file beside it is made
+from that joblib file on first download (:func:`ensure_skops`): importing ``skops.io`` costs
+3-4 s (it imports every scikit-learn estimator, and PyTorch's array-API shim when PyTorch is
+installed), and paying that in every worker would delay the end of every study
+(docs/PERFORMANCE.md, tuning overhead).
 """
 
 from __future__ import annotations
@@ -49,6 +53,40 @@ def save_skops(model: Any, path: str | Path) -> str:
     return _sha256(target)
 
 
+def skops_file_of(refit_info: dict[str, Any]) -> Path:
+    """Where the skops copy of a refit model lives: beside its joblib file."""
+    return Path(refit_info["path"]).with_suffix(".skops")
+
+
+def ensure_skops(refit_info: dict[str, Any]) -> tuple[Path, str]:
+    """The skops file of a refit model and its SHA-256, made from the joblib file if needed.
+
+    The joblib file is loaded only when its SHA-256 equals the one the refit recorded in the
+    study, i.e. it is the file hpdash wrote; anything else is refused, since loading a pickle
+    runs code.
+    """
+    import joblib
+
+    source = Path(refit_info["path"])
+    target = skops_file_of(refit_info)
+    if not source.is_file():
+        raise StorageError(f"The model file {source} is missing. Refit to create it again.")
+    if target.is_file() and target.stat().st_mtime >= source.stat().st_mtime:
+        return target, _sha256(target)
+    if _sha256(source) != refit_info.get("sha256"):
+        raise StorageError(
+            f"The model file {source.name} is not the one this study's refit wrote (its SHA-256 "
+            "differs), so it was not loaded. Refit again to make a new one."
+        )
+    return target, save_skops(joblib.load(source), target)
+
+
+def skops_bytes(refit_info: dict[str, Any]) -> bytes:
+    """The skops file's bytes, making the file first when needed (for a download button)."""
+    path, _ = ensure_skops(refit_info)
+    return path.read_bytes()
+
+
 def untrusted_types(path: str | Path) -> list[str]:
     """Types in a skops file that are outside scikit-learn, NumPy and SciPy."""
     import skops.io as sio
@@ -75,17 +113,19 @@ def load_skops(path: str | Path) -> Any:
 
 
 def model_downloads(refit_info: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """What the UI offers for download: one entry per format that exists on disk.
+    """What the UI offers for download, skops first, when the refit's joblib file exists.
 
-    Each entry: ``format``, ``path``, ``file_name``, ``sha256``, ``note`` (why it matters),
-    skops first.
+    Each entry: ``format``, ``path``, ``file_name``, ``sha256`` (None while the skops file
+    is not made yet), ``ready`` (the file exists) and ``note`` (why the format matters).
     """
-    if not refit_info:
+    if not refit_info or not refit_info.get("path") or not Path(refit_info["path"]).is_file():
         return []
-    out = []
-    for fmt, key, sha_key in (("skops", "skops_path", "skops_sha256"), ("joblib", "path", "sha256")):
-        value = refit_info.get(key)
-        if value and Path(value).is_file():
-            out.append({"format": fmt, "path": str(value), "file_name": Path(value).name,
-                        "sha256": refit_info.get(sha_key), "note": FORMATS[fmt]})
-    return out
+    source = Path(refit_info["path"])
+    skops = skops_file_of(refit_info)
+    skops_ready = skops.is_file() and skops.stat().st_mtime >= source.stat().st_mtime
+    return [
+        {"format": "skops", "path": str(skops), "file_name": skops.name, "ready": skops_ready,
+         "sha256": _sha256(skops) if skops_ready else None, "note": FORMATS["skops"]},
+        {"format": "joblib", "path": str(source), "file_name": source.name, "ready": True,
+         "sha256": refit_info.get("sha256"), "note": FORMATS["joblib"]},
+    ]

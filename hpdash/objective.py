@@ -33,6 +33,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from hpdash import models, space
 from hpdash.errors import SpecError
+from hpdash.storage import set_trial_user_attrs
 
 CLASSIFICATION_METRICS = (
     "accuracy", "balanced_accuracy", "f1", "f1_macro", "f1_weighted", "precision_macro",
@@ -192,13 +193,17 @@ def make_objective(problem: Problem, stop_event: threading.Event | None = None) 
 
     def objective(trial: optuna.Trial) -> float:
         model_key, params = space.suggest(trial, problem.spaces)
+        # Without a pruner nobody reads a fold's score before the trial ends: the fold scores
+        # go to storage with the results, in one transaction (bench/tuning.py: storage cost).
+        prunes = not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
 
         def on_fold(k: int, score: float) -> None:
-            trial.report(score, step=k)
+            if prunes:
+                trial.report(score, step=k)
             if k + 1 < len(problem.splits):
                 if stop_event is not None and stop_event.is_set():
                     raise StopRequested()
-                if trial.should_prune():
+                if prunes and trial.should_prune():
                     trial.set_user_attr("pruned_at_fold", k)
                     raise optuna.TrialPruned(f"pruned after fold {k}")
 
@@ -212,11 +217,17 @@ def make_objective(problem: Problem, stop_event: threading.Event | None = None) 
         except Exception as exc:  # the estimator rejected these params: fail this trial only
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:2000])
             raise
-        trial.set_user_attr("fold_scores", result.fold_scores)
-        trial.set_user_attr("cv_mean", result.mean)
-        trial.set_user_attr("cv_std", result.std)
-        trial.set_user_attr("fit_time", float(np.mean(result.fit_times)))
-        trial.set_user_attr("score_time", float(np.mean(result.score_times)))
+        set_trial_user_attrs(
+            trial,
+            {
+                "fold_scores": result.fold_scores,
+                "cv_mean": result.mean,
+                "cv_std": result.std,
+                "fit_time": float(np.mean(result.fit_times)),
+                "score_time": float(np.mean(result.score_times)),
+            },
+            intermediate_values=None if prunes else dict(enumerate(result.fold_scores)),
+        )
         return result.mean
 
     return objective

@@ -6,6 +6,7 @@ any machine needs only the study name and the storage URL. See docs/ARCHITECTURE
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -31,7 +32,7 @@ from sklearn.metrics import get_scorer
 from hpdash import access, config, datasets, models, objective, results, space, strategies
 from hpdash.errors import DatasetError, HpdashError, SpecError, StudyNotFoundError
 from hpdash.spec import StudySpec, check_name, parse_spec
-from hpdash.storage import BudgetExhausted, heartbeat_interval, open_storage
+from hpdash.storage import BudgetExhausted, WorkerRDBStorage, heartbeat_interval, open_storage
 
 SPEC_ATTR = "hpdash.spec"
 DATASET_ATTR = "hpdash.dataset_sha256"
@@ -235,6 +236,32 @@ def load_study(name: str, storage: str | None = None, **storage_kwargs: Any) -> 
 # --------------------------------------------------------------------------------------------
 # The worker
 # --------------------------------------------------------------------------------------------
+class WorkerStudy(optuna.Study):
+    """The study as a worker holds it: ``ask`` claims the next WAITING slot directly.
+
+    Optuna's ``Study._pop_waiting_trial_id`` first re-reads every WAITING trial in full (all
+    of the budget left) to pick the lowest; hpdash's storage picks it with one ``min()`` and
+    claims it with one conditional UPDATE (``WorkerRDBStorage.claim_waiting_trial``). Same
+    order (lowest trial first), same race handling; a private method, so
+    tests/test_runner.py checks it against the pinned Optuna.
+    """
+
+    def _pop_waiting_trial_id(self) -> int | None:
+        from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
+
+        cache = self._storage
+        if not (isinstance(cache, _CachedStorage) and isinstance(cache._backend, WorkerRDBStorage)):
+            return super()._pop_waiting_trial_id()
+        trial_id = cache._backend.claim_waiting_trial(self._study_id)
+        if trial_id is not None:
+            # What Optuna's _CachedStorage.create_new_trial does for a trial it creates: the
+            # cache must know the trial before params are set on it.
+            with cache._lock:
+                cache._studies.setdefault(self._study_id, _StudyInfo())
+                cache._add_trials_to_cache(self._study_id, [copy.copy(cache._backend._just_claimed)])
+        return trial_id
+
+
 def _worker_key() -> str:
     return f"{WORKER_PREFIX}{socket.gethostname()}.{os.getpid()}"
 
@@ -250,7 +277,7 @@ def run_worker(name: str, storage: str | None = None, worker_index: int = 0) -> 
     plain = load_study(name, storage)
     spec = load_spec_of(plain)
     budgeted = plain.user_attrs.get(BUDGET_ATTR) is not None
-    study = optuna.load_study(
+    study = WorkerStudy(
         study_name=name,
         storage=open_storage(storage, budgeted=budgeted),
         # Each worker gets its own seed stream, or parallel random workers would repeat points.
@@ -282,7 +309,9 @@ def run_worker(name: str, storage: str | None = None, worker_index: int = 0) -> 
     def after_trial(st: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         nonlocal done
         done += 1
-        if stop_event.is_set() or st.user_attrs.get(STOP_ATTR):
+        # The beat thread reads the stop flag every WORKER_BEAT_SECONDS (and SIGTERM sets the
+        # event at once): no storage read per trial here.
+        if stop_event.is_set():
             st.stop()
 
     try:
@@ -504,10 +533,9 @@ def delete_study(name: str, storage: str | None = None) -> None:
         stop_study(name, storage)
     refit_info = study.user_attrs.get(REFIT_ATTR) or {}
     optuna.delete_study(study_name=name, storage=open_storage(storage, heartbeat=False))
-    for key in ("path", "skops_path"):
-        model_path = refit_info.get(key)
-        if model_path and Path(model_path).is_file():
-            Path(model_path).unlink()
+    if refit_info.get("path"):
+        for model_path in (Path(refit_info["path"]), Path(refit_info["path"]).with_suffix(".skops")):
+            model_path.unlink(missing_ok=True)
     Catalogue(config.catalogue_path(storage)).delete_note(name)
 
 
@@ -595,8 +623,6 @@ class RefitResult:
     path: str
     sha256: str
     created_at: str
-    skops_path: str | None = None  # the same model saved with skops (safe to load)
-    skops_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -605,7 +631,8 @@ class RefitResult:
 def refit(name: str, storage: str | None = None, study: optuna.Study | None = None) -> RefitResult:
     """Refit the best trial's hyperparameters on the training part and score the holdout.
 
-    Writes ``<data>/models/<name>.joblib`` and ``<name>.skops`` (see hpdash/export_model.py).
+    Writes ``<data>/models/<name>.joblib``; the safe ``.skops`` copy is made from it on first
+    download (see hpdash/export_model.py).
     """
     access.require_writable("refit a model")
     return _refit(name, storage, study)
@@ -613,8 +640,6 @@ def refit(name: str, storage: str | None = None, study: optuna.Study | None = No
 
 def _refit(name: str, storage: str | None = None, study: optuna.Study | None = None) -> RefitResult:
     """``refit`` without the read-only check: a worker finishing its study always refits."""
-    from hpdash import export_model
-
     study = study or load_study(name, storage)
     spec = load_spec_of(study)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -633,19 +658,12 @@ def _refit(name: str, storage: str | None = None, study: optuna.Study | None = N
     joblib.dump(pipe, tmp)
     os.replace(tmp, path)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    skops_path: str | None = None
-    skops_sha: str | None = None
-    try:
-        skops_file = path.with_suffix(".skops")
-        skops_sha = export_model.save_skops(pipe, skops_file)
-        skops_path = str(skops_file)
-    except Exception as exc:  # the joblib file is still there; record why skops is missing
-        log.warning("skops export of %s failed: %s", name, exc)
+    # The skops copy is made on first download (export_model.ensure_skops); drop a stale one.
+    path.with_suffix(".skops").unlink(missing_ok=True)
     result = RefitResult(
         study=name, trial_number=best.number, model=model_key, params=params, metric=problem.metric,
         cv_score=float(best.value), holdout_score=holdout, path=str(path), sha256=sha,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        skops_path=skops_path, skops_sha256=skops_sha,
     )
     study.set_user_attr(REFIT_ATTR, json.loads(json.dumps(result.to_dict(), default=str)))
     return result

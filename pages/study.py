@@ -1,6 +1,7 @@
 """Study: live progress, plots, trials, best trial, final model and notes (``?study=NAME``)."""
 
 import time
+from functools import partial
 from pathlib import Path
 
 import streamlit as st
@@ -194,11 +195,14 @@ if refit:
     c3.metric("Refit from trial", refit.get("trial_number", "–"))
     downloads = export_model.model_downloads(refit)
     for item in downloads:
-        path = Path(item["path"])
-        st.download_button(f"Download the model ({item['format']})", path.read_bytes(),
+        # The skops copy is made on first click (callable data): see hpdash/export_model.py.
+        data = (Path(item["path"]).read_bytes() if item["format"] == "joblib"
+                else partial(export_model.skops_bytes, refit))
+        st.download_button(f"Download the model ({item['format']})", data,
                            file_name=item["file_name"], mime="application/octet-stream",
                            key=f"dl_model_{item['format']}")
-        st.caption(f"{item['note']} SHA-256 `{item['sha256']}`.")
+        digest = f"SHA-256 `{item['sha256']}`." if item["sha256"] else "Made from the joblib file on first download."
+        st.caption(f"{item['note']} {digest}")
     if not downloads:
         st.warning(f"The model file {refit['path']} is missing. Refit to create it again.")
 elif refit_error:

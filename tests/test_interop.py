@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+from pathlib import Path
 from wsgiref.util import setup_testing_defaults
 
 import joblib
@@ -64,17 +66,38 @@ def test_optuna_dashboard_reads_our_postgres_storage(data_dir, pg_url) -> None:
     _dashboard_lists(pg_url, "dash-pg", study)
 
 
-def test_refit_writes_a_skops_model_that_loads_without_pickle(data_dir) -> None:
+def test_refit_model_downloads_as_skops_that_loads_without_pickle(data_dir) -> None:
     study = _run_study("skops", None)
     info = runner.refit_info(study)
-    assert info and info["skops_path"], info
+    assert info and info["path"], info
     downloads = export_model.model_downloads(info)
     assert [d["format"] for d in downloads] == ["skops", "joblib"]
+    assert [d["ready"] for d in downloads] == [False, True]  # skops is made on first download
     assert "never runs code" in downloads[0]["note"] and "arbitrary code" in downloads[1]["note"]
-    model = export_model.load_skops(info["skops_path"])
+    data = export_model.skops_bytes(info)
+    ready = export_model.model_downloads(info)[0]
+    assert ready["ready"] and ready["sha256"] == hashlib.sha256(data).hexdigest()
+    model = export_model.load_skops(ready["path"])
     problem = runner.load_problem(runner.load_spec_of(study), None)
     assert model.score(problem.X_test, problem.y_test) == pytest.approx(info["holdout_score"])
     assert (model.predict(problem.X_test) == joblib.load(info["path"]).predict(problem.X_test)).all()
+    # Refitting again drops the stale skops copy; deleting the study removes both files.
+    runner.refit("skops")
+    info = runner.refit_info(runner.load_study("skops"))
+    assert not export_model.model_downloads(info)[0]["ready"]
+    export_model.ensure_skops(info)
+    runner.delete_study("skops")
+    assert not Path(info["path"]).exists() and not Path(ready["path"]).exists()
+
+
+def test_skops_copy_refuses_a_joblib_file_it_did_not_write(data_dir) -> None:
+    """The joblib file is unpickled only when its SHA-256 is the one the refit recorded."""
+    study = _run_study("swapped", None)
+    info = runner.refit_info(study)
+    joblib.dump({"not": "the refit model"}, info["path"])
+    with pytest.raises(StorageError, match="SHA-256 differs"):
+        export_model.ensure_skops(info)
+    assert not export_model.skops_file_of(info).exists()
 
 
 class Payload:

@@ -69,3 +69,88 @@ def test_claim_of_a_waiting_trial_is_atomic(tmp_path, monkeypatch, tz) -> None:
 def _restore_tz():
     yield
     time.tzset()
+
+
+def test_sqlite_connections_commit_without_waiting_for_fsync(tmp_path) -> None:
+    """synchronous=NORMAL (1) on every pooled connection, including the first ones."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat=False)
+    with storage.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+@pytest.mark.parametrize("hpdash_storage", [True, False])
+def test_trial_user_attrs_written_together_read_back_through_optuna(tmp_path, hpdash_storage) -> None:
+    """One transaction on hpdash's storage, one call per key elsewhere: same result."""
+    from hpdash.storage import set_trial_user_attrs
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    storage = open_storage(url, heartbeat=False) if hpdash_storage else optuna.storages.RDBStorage(url)
+    study = optuna.create_study(storage=storage, study_name="attrs")
+    attrs = {"fold_scores": [0.5, 0.75], "cv_mean": 0.625, "note": "x"}
+
+    def objective(trial: optuna.Trial) -> float:
+        set_trial_user_attrs(trial, attrs, intermediate_values={0: 0.5, 1: 0.75})
+        assert trial.user_attrs == attrs  # Optuna's in-trial copy stays in step
+        return 0.625
+
+    study.optimize(objective, n_trials=1)
+    again = optuna.load_study(study_name="attrs", storage=url).trials[0]
+    assert again.user_attrs == attrs
+    assert again.intermediate_values == {0: 0.5, 1: 0.75}
+
+
+def _frozen(trials: list) -> list[tuple]:
+    return [(t._trial_id, t.number, t.state, t.params, t.user_attrs, t.system_attrs,
+             t.intermediate_values, t.values) for t in trials]
+
+
+def test_trial_reads_equal_optunas_while_slots_are_claimed_and_finished(tmp_path) -> None:
+    """WorkerRDBStorage serves still-WAITING trials from memory: every read must equal
+    Optuna's own read, with the same arguments, as slots are claimed, finished and added."""
+    from hpdash.storage import WorkerRDBStorage
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    study = optuna.create_study(storage=open_storage(url, heartbeat=False), study_name="memo")
+    for i in range(6):
+        study.enqueue_trial({"x": float(i)})
+    ours, plain = WorkerRDBStorage(url), optuna.storages.RDBStorage(url)
+    sid = study._study_id
+
+    def same(included: set[int], greater_than: int) -> None:
+        assert _frozen(ours._get_trials(sid, None, included, greater_than)) == \
+            _frozen(plain._get_trials(sid, None, included, greater_than))
+
+    ids = [t._trial_id for t in study.get_trials()]
+    same(set(), -1)
+    same(set(ids), ids[1])
+    first = ours.claim_waiting_trial(sid)
+    assert first == ids[0]
+    same(set(ids), -1)
+    ours.set_trial_param(first, "x", 0.0, optuna.distributions.FloatDistribution(0, 10))
+    ours.set_trial_state_values(first, optuna.trial.TrialState.COMPLETE, [1.0])
+    same(set(ids[1:]), ids[0])
+    assert ours.claim_waiting_trial(sid) == ids[1]  # lowest first, as Optuna pops
+    study.enqueue_trial({"x": 9.0})  # a new slot after the memo was filled
+    same(set(ids[1:]), ids[0])
+    same(set(ids[2:]), ids[1])
+
+
+def test_worker_studies_claim_each_slot_once(tmp_path) -> None:
+    """Two worker studies on one file share out the queue: every slot runs once, in order."""
+    from hpdash.runner import WorkerStudy
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    study = optuna.create_study(storage=open_storage(url, heartbeat=False), study_name="pop")
+    for i in range(6):
+        study.enqueue_trial({"x": float(i)})
+    a, b = (WorkerStudy(study_name="pop", storage=open_storage(url, budgeted=True, heartbeat=False)) for _ in range(2))
+    seen = []
+    for worker in (a, b, a, a, b, b):
+        trial = worker.ask()
+        seen.append(trial.suggest_float("x", 0, 10))
+        worker.tell(trial, seen[-1])
+    assert seen == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    with pytest.raises(BudgetExhausted):
+        a.ask()
+    assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.COMPLETE] * 6
