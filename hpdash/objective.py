@@ -155,6 +155,9 @@ class CVResult:
         return float(np.std(self.fold_scores))
 
 
+LIVE_REPORT_SECONDS = 0.25  # without a pruner, write fold scores live at most this often
+
+
 class StopRequested(Exception):
     """The user asked the study to stop while this trial was running."""
 
@@ -193,13 +196,22 @@ def make_objective(problem: Problem, stop_event: threading.Event | None = None) 
 
     def objective(trial: optuna.Trial) -> float:
         model_key, params = space.suggest(trial, problem.spaces)
-        # Without a pruner nobody reads a fold's score before the trial ends: the fold scores
-        # go to storage with the results, in one transaction (bench/tuning.py: storage cost).
+        # A pruner reads each fold's score as soon as it is known. Without one, a fold score is
+        # written live only when the last write is LIVE_REPORT_SECONDS old (progress of slow
+        # trials shows in other Optuna tools); fast trials write all of theirs with the
+        # results in one transaction (bench/tuning.py: storage cost per trial).
         prunes = not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
+        pending: dict[int, float] = {}
+        last_write = time.monotonic()
 
         def on_fold(k: int, score: float) -> None:
-            if prunes:
-                trial.report(score, step=k)
+            nonlocal last_write
+            pending[k] = score
+            if prunes or time.monotonic() - last_write >= LIVE_REPORT_SECONDS:
+                for step in sorted(pending):
+                    trial.report(pending[step], step=step)
+                pending.clear()
+                last_write = time.monotonic()
             if k + 1 < len(problem.splits):
                 if stop_event is not None and stop_event.is_set():
                     raise StopRequested()
@@ -226,7 +238,7 @@ def make_objective(problem: Problem, stop_event: threading.Event | None = None) 
                 "fit_time": float(np.mean(result.fit_times)),
                 "score_time": float(np.mean(result.score_times)),
             },
-            intermediate_values=None if prunes else dict(enumerate(result.fold_scores)),
+            intermediate_values=pending,
         )
         return result.mean
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import statistics
 import warnings
 
 import optuna
@@ -19,7 +20,7 @@ STRATEGY_LABELS = {
 }
 PRUNER_LABELS = {
     "none": "No pruning",
-    "median": "Median: stop a trial whose fold score is below the median of earlier trials",
+    "median": "Median: stop a trial whose mean score over the folds so far is below the median of finished trials on the same folds",
     "hyperband": "Hyperband: successive halving over folds",
     "wilcoxon": "Wilcoxon: stop when a signed-rank test says the trial is worse than the best",
 }
@@ -76,12 +77,49 @@ def _make_sampler(strategy: str, seed: int, n_startup_trials: int) -> optuna.sam
     return optuna.samplers.QMCSampler(seed=seed, qmc_type="sobol", scramble=True, warn_independent_sampling=False)
 
 
+class FoldMedianPruner(optuna.pruners.BasePruner):
+    """Stop a trial whose mean score over folds 0..k is worse than the median of the completed
+    trials' means over the same folds 0..k.
+
+    Written by hand because Optuna's ``MedianPruner`` compares a trial's *best* step value
+    with the others' values at the current step. That suits learning curves, where later
+    steps are better, but not CV folds, which differ in difficulty: the best fold so far is
+    often an easy one, so a poor trial was rarely stopped (bench/pruning.py measured 5
+    pruned of 60). Means over the same folds compare like with like.
+    """
+
+    def __init__(self, n_startup_trials: int = 5, n_warmup_steps: int = 0) -> None:
+        self.n_startup_trials = n_startup_trials
+        self.n_warmup_steps = n_warmup_steps
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None or step < self.n_warmup_steps:
+            return False
+        folds = range(step + 1)
+        values = trial.intermediate_values
+        if any(k not in values for k in folds):
+            return False
+        others = []
+        for done in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            seen = done.intermediate_values
+            if all(k in seen for k in folds):
+                others.append(sum(seen[k] for k in folds) / len(folds))
+        if len(others) < max(1, self.n_startup_trials):
+            return False
+        mine = sum(values[k] for k in folds) / len(folds)
+        median = statistics.median(others)
+        if study.direction == optuna.study.StudyDirection.MAXIMIZE:
+            return mine < median
+        return mine > median
+
+
 def make_pruner(name: str, n_folds: int) -> optuna.pruners.BasePruner:
     """A pruner that acts on fold scores (step k = fold k)."""
     if name == "none":
         return optuna.pruners.NopPruner()
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        return FoldMedianPruner(n_startup_trials=5)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(n_folds, 2))
     if name == "wilcoxon":

@@ -7,9 +7,10 @@ import pytest
 from sklearn.model_selection import GridSearchCV, KFold, RepeatedStratifiedKFold, StratifiedKFold
 from sklearn.tree import DecisionTreeClassifier
 
-from hpdash import datasets, objective, runner, space
+from hpdash import datasets, objective, runner, space, strategies
 from hpdash.errors import SpecError
 from hpdash.spec import parse_spec
+from hpdash.storage import open_storage
 
 GRID_SPEC = {
     "name": "bc-tree-grid",
@@ -110,3 +111,25 @@ def test_reproduce_snippet_runs_and_matches(data_dir) -> None:
     exec(compile(code.replace("print(scores.mean())", "result = scores.mean()"), "snippet", "exec"), scope)
     expected = objective.cross_validate_params(problem, "decision_tree", params).mean
     assert abs(scope["result"] - expected) < 1e-12
+
+
+@pytest.mark.parametrize("pruner, live_seconds, live_reports", [
+    ("none", 1e9, 0),     # fast trials, no pruner: every fold score is written with the results
+    ("none", 0.0, 5),     # slow folds: each score is written as soon as it is known
+    ("median", 1e9, 5),   # a pruner reads each fold's score at once
+])
+def test_fold_scores_reach_storage_live_only_when_needed(data_dir, tmp_path, monkeypatch, pruner, live_seconds, live_reports) -> None:
+    spec = parse_spec({**GRID_SPEC, "name": f"live-{pruner}-{live_reports}", "strategy": "random",
+                       "n_trials": 1, "pruner": pruner})
+    problem = runner.load_problem(spec, None)
+    monkeypatch.setattr(objective, "LIVE_REPORT_SECONDS", live_seconds)
+    reports = []
+    real_report = optuna.Trial.report
+    monkeypatch.setattr(optuna.Trial, "report", lambda self, value, step: (reports.append(step), real_report(self, value, step)))
+    storage = open_storage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat=False)
+    study = optuna.create_study(direction="maximize", storage=storage, pruner=strategies.make_pruner(pruner, 5))
+    study.optimize(objective.make_objective(problem), n_trials=1)
+    (trial,) = optuna.load_study(study_name=study.study_name, storage=storage).trials
+    assert reports == list(range(live_reports))
+    assert trial.intermediate_values == dict(enumerate(trial.user_attrs["fold_scores"]))
+    assert trial.value == pytest.approx(np.mean(trial.user_attrs["fold_scores"]))

@@ -51,7 +51,7 @@ def test_unknown_strategy() -> None:
     "name, cls",
     [
         ("none", optuna.pruners.NopPruner),
-        ("median", optuna.pruners.MedianPruner),
+        ("median", strategies.FoldMedianPruner),
         ("hyperband", optuna.pruners.HyperbandPruner),
         ("wilcoxon", optuna.pruners.WilcoxonPruner),
     ],
@@ -63,3 +63,40 @@ def test_pruners(name: str, cls: type) -> None:
 def test_unknown_pruner() -> None:
     with pytest.raises(SpecError, match="Unknown pruner"):
         strategies.make_pruner("eager", 5)
+
+
+def _fold_study(completed: list[list[float]]) -> optuna.Study:
+    study = optuna.create_study(direction="maximize")
+    for folds in completed:
+        study.add_trial(optuna.trial.create_trial(
+            value=sum(folds) / len(folds), intermediate_values=dict(enumerate(folds))))
+    return study
+
+
+def _running(values: list[float]) -> optuna.trial.FrozenTrial:
+    return optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, intermediate_values=dict(enumerate(values)))
+
+
+def test_fold_median_pruner_compares_means_over_the_same_folds() -> None:
+    """Fold 0 is easy for everyone, fold 1 hard. A trial at [0.95, 0.60] has mean 0.775,
+    below the finished trials' median 0.80 over folds 0-1: stop it. Optuna's MedianPruner
+    keeps it, because its best step value (0.95, the easy fold) beats the median at step 1."""
+    study = _fold_study([[0.90, 0.70, 0.8], [0.92, 0.68, 0.8], [0.95, 0.65, 0.8], [0.88, 0.72, 0.8], [0.91, 0.69, 0.8]])
+    poor = _running([0.95, 0.60])
+    assert strategies.FoldMedianPruner(n_startup_trials=5).prune(study, poor) is True
+    assert not optuna.pruners.MedianPruner(n_startup_trials=5).prune(study, poor)
+    good = _running([0.95, 0.70])  # mean 0.825 > 0.80
+    assert strategies.FoldMedianPruner(n_startup_trials=5).prune(study, good) is False
+    assert strategies.FoldMedianPruner(n_startup_trials=5).prune(study, _running([0.85])) is True  # 0.85 < median 0.91
+
+
+def test_fold_median_pruner_waits_for_enough_finished_trials() -> None:
+    study = _fold_study([[0.9, 0.9]] * 4)
+    assert strategies.FoldMedianPruner(n_startup_trials=5).prune(study, _running([0.1])) is False
+    assert strategies.FoldMedianPruner(n_startup_trials=4).prune(study, _running([0.1])) is True
+    assert strategies.FoldMedianPruner(n_startup_trials=4, n_warmup_steps=1).prune(study, _running([0.1])) is False
+    minimize = optuna.create_study(direction="minimize")
+    for _ in range(5):
+        minimize.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values={0: 1.0}))
+    assert strategies.FoldMedianPruner().prune(minimize, _running([2.0])) is True
+    assert strategies.FoldMedianPruner().prune(minimize, _running([0.5])) is False
