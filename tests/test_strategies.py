@@ -100,3 +100,13 @@ def test_fold_median_pruner_waits_for_enough_finished_trials() -> None:
         minimize.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values={0: 1.0}))
     assert strategies.FoldMedianPruner().prune(minimize, _running([2.0])) is True
     assert strategies.FoldMedianPruner().prune(minimize, _running([0.5])) is False
+
+
+def test_wilcoxon_stops_a_trial_worse_than_the_best_on_its_first_three_folds() -> None:
+    """With 5 folds, p < 0.1 is out of reach before fold 4; hpdash's threshold lets three
+    consistently worse folds stop a trial, and a mixed record does not."""
+    study = _fold_study([[0.90, 0.80, 0.85, 0.88, 0.86]])
+    pruner = strategies.make_pruner("wilcoxon", 5)
+    assert pruner.prune(study, _running([0.85, 0.75, 0.80])) is True
+    assert pruner.prune(study, _running([0.95, 0.75, 0.80])) is False
+    assert pruner.prune(study, _running([0.85, 0.75])) is False  # n_startup_steps: too early to tell
