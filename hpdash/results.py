@@ -15,7 +15,8 @@ Two readers produce the same frame:
   the fallback.
 
 ``TrialsCache`` keeps the frame of one study and re-reads only trials that are new or were
-not finished at the previous poll, for the live study page.
+not finished at the previous poll, for the live study page; its ``progress`` is
+``study_progress`` for that frame, so the page's live header does not query the whole study.
 """
 
 from __future__ import annotations
@@ -517,6 +518,13 @@ def _utc_to_local(values: Sequence[Any]) -> pd.Series:
     return series + quarter.map(offsets)
 
 
+def _local_to_utc(value: Any) -> datetime.datetime | None:
+    """A frame datetime (naive local time, as Optuna's FrozenTrials carry) as aware UTC."""
+    if value is None or pd.isna(value):
+        return None
+    return pd.Timestamp(value).to_pydatetime().astimezone(datetime.timezone.utc)
+
+
 def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
     ids = list(ids)
     for i in range(0, len(ids), _ID_CHUNK):
@@ -848,6 +856,7 @@ class TrialsCache:
     which for a running study is the few trials at its frontier (for a study that has not
     started, the unused budget slots: two small columns). Params, values and attrs are read
     for the changed trials only. Storages without the fast reader re-read everything.
+    ``progress`` gives ``study_progress`` for the same snapshot without scanning the study.
 
     Not thread-safe: keep one per session (or guard it with a lock).
     """
@@ -863,6 +872,11 @@ class TrialsCache:
         self._frame: pd.DataFrame | None = None
         #: Trials (re-)read by the last ``refresh`` (all of them on the first call).
         self.last_changed = 0
+        self._retried: set[str] = set()  # distinct ``failed_trial`` system attrs seen (JSON)
+        self._retries_read_to = -1  # trial ids up to this one were checked for them
+        self._best_params: tuple[int, dict[str, Any]] | None = None  # (trial_id, params)
+        self._from_frame: tuple[pd.DataFrame, dict[str, Any]] | None = None  # (frame, progress)
+        self._metric: tuple[str | None] | None = None
 
     @property
     def incremental(self) -> bool:
@@ -906,6 +920,81 @@ class TrialsCache:
             self._base = self._merge(self._base, piece)
         self._frame = _finalize(self._base, self.direction)
         return self._frame
+
+    def progress(self) -> dict[str, Any]:
+        """``study_progress(study)`` as of the last ``refresh`` (which runs first if it never did),
+        without a query over the whole study.
+
+        Counts, the best trial and the time span come from the cached frame; WAITING slots are
+        the open trials the poll tracks; ``n_replaced`` needs the ``failed_trial`` system attrs
+        (heartbeat retries), which are read only for trials that are new since the previous
+        call (a retry slot is created with its attrs in one transaction). The best trial's
+        params are read once per best trial. Storages without the fast reader: the same as
+        ``study_progress``.
+        """
+        if self._fast is None:
+            return study_progress(self.study)
+        frame = self._frame if self._frame is not None else self.refresh()
+        engine, study_id = self._fast
+        if self._max_id > self._retries_read_to:
+            high = self._max_id  # the trials this frame knows: same snapshot as the counts
+            with engine.connect() as conn:
+                rows = conn.execute(sqlalchemy.text(
+                    "SELECT a.value_json FROM trial_system_attributes a "
+                    "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = :sid "
+                    "AND t.trial_id > :low AND t.trial_id <= :high AND a.key = 'failed_trial'"),
+                    {"sid": study_id, "low": self._retries_read_to, "high": high}).all()
+            self._retried.update(row[0] for row in rows)
+            self._retries_read_to = high
+        if self._from_frame is None or self._from_frame[0] is not frame:
+            self._from_frame = (frame, self._frame_progress(frame))
+        progress = dict(self._from_frame[1])
+        progress["best_params"] = dict(progress["best_params"])
+        progress["n_waiting"] = sum(1 for state in self._open.values() if state == "WAITING")
+        progress["n_replaced"] += len(self._retried)
+        return progress
+
+    def _frame_progress(self, frame: pd.DataFrame) -> dict[str, Any]:
+        """The part of ``progress`` that depends on the frame only (computed once per frame)."""
+        assert self._fast is not None
+        engine, study_id = self._fast
+        states = frame["state"].value_counts()
+        n = {state.name: int(states.get(state.name, 0)) for state in TrialState}
+        failed = frame["fail_reason"].to_numpy()[(frame["state"] == "FAIL").to_numpy()]
+        stopped = sum(1 for r in failed if isinstance(r, str) and r.startswith(STOPPED_REASON_PREFIX))
+        best = np.flatnonzero(frame["is_best"].to_numpy())
+        best_number = int(frame["number"].iat[best[0]]) if len(best) else None
+        best_params: dict[str, Any] = {}
+        if best_number is not None and self._base is not None:
+            numbers = self._base["number"].to_numpy()
+            trial_id = int(self._base["trial_id"].to_numpy()[numbers == best_number][0])
+            if self._best_params is None or self._best_params[0] != trial_id:
+                raw = read_raw(engine, study_id, [trial_id], user_attr_keys=())
+                self._best_params = (trial_id, {
+                    name: _distribution(dj).to_external_repr(v) for _, name, v, dj in raw.params})
+            best_params = self._best_params[1]
+        metric = self._metric
+        if metric is None:
+            spec = self.study.user_attrs.get("hpdash.spec")
+            metric = (spec.get("metric") if isinstance(spec, dict) else None,)
+            if isinstance(spec, dict):
+                self._metric = metric  # the spec is written once, when the study is created
+        return {
+            "n_trials": len(frame),
+            "n_complete": n["COMPLETE"],
+            "n_pruned": n["PRUNED"],
+            "n_fail": n["FAIL"],
+            "n_running": n["RUNNING"],
+            "n_waiting": 0,  # from the open trials, by ``progress``
+            "best_value": float(frame["value"].iat[best[0]]) if len(best) else None,
+            "best_params": best_params,
+            "best_trial_number": best_number,
+            "direction": self.direction,
+            "metric": metric[0],
+            "n_replaced": stopped,  # + heartbeat retries, by ``progress``
+            "first_start": _local_to_utc(frame["datetime_start"].min()),
+            "last_complete": _local_to_utc(frame["datetime_complete"].max()),
+        }
 
     def _merge(self, base: pd.DataFrame, piece: pd.DataFrame) -> pd.DataFrame:
         """``base`` with ``piece``'s trials replaced or added, dtypes as a full read gives them."""

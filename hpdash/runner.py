@@ -566,10 +566,16 @@ class StudyStatus:
         return 1.0 if self.state == "finished" else 0.0
 
 
-def study_status(study: optuna.Study) -> StudyStatus:
-    """Progress of a study, derived from its trials and worker beats."""
+def study_status(study: optuna.Study, cache: results.TrialsCache | None = None) -> StudyStatus:
+    """Progress of a study, derived from its trials and worker beats.
+
+    With ``cache`` (a ``results.TrialsCache`` of this study, refreshed by the caller) the trial
+    counts come from its frame (``TrialsCache.progress``), so a live poll reads only what
+    changed; without it, from aggregate queries over the study. Both give the same status.
+    """
     attrs = study.user_attrs
-    progress = results.study_progress(study)  # aggregate queries: cheap at any study size
+    # A poll with a cache costs the changed trials; aggregate queries cost the study's size.
+    progress = cache.progress() if cache is not None else results.study_progress(study)
     running, waiting = progress["n_running"], progress["n_waiting"]
     finished = progress["n_complete"] + progress["n_pruned"] + progress["n_fail"]
     # A FAIL trial that was given a new slot (stale heartbeat or a stop) does not use budget.

@@ -15,6 +15,7 @@ common.ensure_navigation()
 
 REFRESH_SECONDS = 1.5
 PLOTS_REFRESH_SECONDS = 4.0
+IMPORTANCE_POLL_SECONDS = 1.0
 
 name = st.query_params.get("study")
 if not name:
@@ -37,6 +38,8 @@ if not name:
 
 try:
     study = runner.load_study(name)
+    # This session's trials of the study: reruns and polls re-read only new or changed trials.
+    live = common.live_study(study)
 except StudyNotFoundError:
     st.title("Study")
     st.warning(f"There is no study named **{name}** in `{views.storage_label()}`. It may have "
@@ -67,20 +70,27 @@ problem = views.study_dataset_problem(study)
 if problem:
     st.warning(problem, icon=":material/folder_off:")
 
-initial = runner.study_status(study)
+live.refresh()
+initial = runner.study_status(study, cache=live.cache)
 initial_state = initial.state
 rendered_done, rendered_at = initial.done, time.time()
 
 
 @st.fragment(run_every=REFRESH_SECONDS if initial_state in ("running", "created") else None)
 def live_header() -> None:
-    """Progress of the study, polled from the storage (the workers run elsewhere)."""
+    """Progress of the study, polled from the storage (the workers run elsewhere).
+
+    Each poll reads only the trials that are new or were unfinished at the previous poll.
+    """
     try:
-        live = runner.load_study(name)
-    except StudyNotFoundError:
+        current = common.live_study(study)
+        if current is not live:
+            st.rerun()  # deleted and re-created under the same name: draw the new study
+        current.refresh()
+        status = runner.study_status(study, cache=current.cache)
+    except (StudyNotFoundError, KeyError):  # KeyError: Optuna's "no such study" mid-poll
         st.warning("This study was just deleted.")
         return
-    status = runner.study_status(live)
     budget = status.budget if status.budget is not None else "?"
     st.progress(status.fraction, text=f"{status.done} / {budget} trials · {status.state}")
     c = st.columns(5)
@@ -104,10 +114,10 @@ def live_header() -> None:
 
 live_header()
 
-frame = results.trials_frame(study)
-summary = results.study_summary(study)
+frame = live.refresh()  # usually nothing changed since the header's poll: one tiny query
+summary = live.cache.progress()  # study_summary's keys, from the same snapshot as the frame
 direction = summary["direction"]
-logs = views.log_param_names(study)
+logs = live.log_params(study)
 
 if frame.empty:
     st.info("No trial has finished yet. The plots appear here as trials complete; this page "
@@ -119,33 +129,59 @@ elif summary["n_complete"] == 0 and summary["n_fail"]:
 elif summary["n_complete"] == 1:
     st.info("Only one trial has completed: the plots need more trials to show a trend.", icon=":material/info:")
 
+
+def show_importance(imp: common.Importance, method: str) -> None:
+    if imp.error is not None:  # importance can fail on odd spaces; say so instead of a traceback
+        st.warning(f"Importance could not be computed with {plots.IMPORTANCE_LABELS[method]}: "
+                   f"{imp.error}")
+    elif imp.data is not None:
+        st.plotly_chart(plots.importance_figure(imp.data, method=method), key="fig_importance")
+        if not imp.current:
+            st.caption("Updating with the newest completed trials…")
+    else:
+        st.info("Computing importance in the background…", icon=":material/hourglass_top:")
+
+
+@st.fragment(run_every=IMPORTANCE_POLL_SECONDS)
+def importance_poll(method: str, seed: int) -> None:
+    """Re-checks the background computation until its result (or its error) is there."""
+    imp = live.importance(study, method, seed)
+    show_importance(imp, method)
+    if imp.current or imp.error is not None:
+        st.rerun()  # redraw the page with the result, and without this poll
+
+
+# Figures and tables are built once per change of the trials (``live.memo``): a widget rerun
+# or a poll that found nothing new does not rebuild them.
 params = [results.param_name(c) for c in results.param_columns(frame)]
 tabs = st.tabs(["Convergence", "Parallel coordinates", "Importance", "Slice", "Contour",
                 "Timeline", "Trials"])
 with tabs[0]:
     x = st.radio("x axis", ["number", "elapsed_s"], horizontal=True, key="conv_x",
                  format_func={"number": "Trial number", "elapsed_s": "Elapsed time"}.get)
-    st.plotly_chart(plots.convergence_figure(frame, x=x, direction=direction, metric=metric),
-                    key="fig_convergence")
+    st.plotly_chart(live.memo(("convergence", x), lambda: plots.convergence_figure(
+        frame, x=x, direction=direction, metric=metric)), key="fig_convergence")
 with tabs[1]:
-    st.plotly_chart(plots.parallel_coordinates_figure(frame, direction=direction, log_params=logs,
-                                                      metric=metric), key="fig_parallel")
+    st.plotly_chart(live.memo(("parallel",), lambda: plots.parallel_coordinates_figure(
+        frame, direction=direction, log_params=logs, metric=metric)), key="fig_parallel")
     st.caption("One line per completed trial; darker lines score better. Drag along an axis "
                "to filter.")
 with tabs[2]:
     method = st.radio("Method", list(plots.IMPORTANCE_METHODS), horizontal=True, key="imp_method",
                       format_func=plots.IMPORTANCE_LABELS.get)
     st.caption(plots.IMPORTANCE_METHODS[method])
-    try:
-        data = plots.importance_data(study, method=method, seed=spec.seed if spec else 0)
-    except Exception as exc:  # importance can fail on odd spaces; say so instead of a traceback
-        st.warning(f"Importance could not be computed with {plots.IMPORTANCE_LABELS[method]}: {exc}")
+    importance_seed = spec.seed if spec else 0
+    # Computed in a background thread (fANOVA can take half a minute): never blocks the page.
+    importance = live.importance(study, method, importance_seed)
+    if importance.current or importance.error is not None:
+        show_importance(importance, method)
     else:
-        st.plotly_chart(plots.importance_figure(data, method=method), key="fig_importance")
+        importance_poll(method, importance_seed)
 with tabs[3]:
     if params:
         p = st.selectbox("Hyperparameter", params, key="slice_param")
-        st.plotly_chart(plots.slice_figure(frame, p, log_params=logs, metric=metric), key="fig_slice")
+        st.plotly_chart(live.memo(("slice", p), lambda: plots.slice_figure(
+            frame, p, log_params=logs, metric=metric)), key="fig_slice")
     else:
         st.info("No hyperparameters recorded yet.")
 with tabs[4]:
@@ -153,22 +189,24 @@ with tabs[4]:
         c1, c2 = st.columns(2)
         px_ = c1.selectbox("x", params, index=0, key="contour_x")
         py_ = c2.selectbox("y", [p for p in params if p != px_], index=0, key="contour_y")
-        st.plotly_chart(plots.contour_figure(frame, px_, py_, direction=direction, log_params=logs,
-                                             metric=metric), key="fig_contour")
+        st.plotly_chart(live.memo(("contour", px_, py_), lambda: plots.contour_figure(
+            frame, px_, py_, direction=direction, log_params=logs, metric=metric)), key="fig_contour")
     else:
         st.info("A contour plot needs at least two hyperparameters.")
 with tabs[5]:
-    st.plotly_chart(plots.timeline_figure(frame), key="fig_timeline")
+    st.plotly_chart(live.memo(("timeline",), lambda: plots.timeline_figure(frame)), key="fig_timeline")
 with tabs[6]:
     if frame.empty:
         st.caption("No trials yet.")
     else:
-        st.dataframe(views.trials_table(frame), hide_index=True, width="stretch",
+        table = live.memo(("trials_table",), lambda: views.trials_table(frame))
+        st.dataframe(table, hide_index=True, width="stretch",
                      column_config={"value": st.column_config.NumberColumn(format="%.4f"),
                                     "cv_std": st.column_config.NumberColumn(format="%.4f"),
                                     "duration_s": st.column_config.NumberColumn(format="%.2f"),
                                     "reason": st.column_config.TextColumn(width="large")})
-    st.download_button("Download trials (CSV)", report.trials_csv(frame),
+    # The CSV is made on click (callable data), not on every rerun: 10k trials take ~0.4 s.
+    st.download_button("Download trials (CSV)", partial(report.trials_csv, frame),
                        file_name=f"{name}-trials.csv", mime="text/csv", key="dl_trials")
 
 # ------------------------------------------------------------------------------ best trial
@@ -176,7 +214,7 @@ st.subheader("Best trial")
 if summary["best_trial_number"] is None:
     st.caption("No completed trial yet.")
 else:
-    best = study.best_trial
+    best = live.memo(("best_trial",), lambda: study.best_trial)
     c1, c2 = st.columns([1, 2])
     with c1:
         st.metric(f"Trial {best.number}: mean CV {metric}", views.format_score(best.value))

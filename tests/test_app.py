@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -338,3 +339,149 @@ def test_compare_strategies_launches_an_experiment(data_dir) -> None:
         "apptest-cmp-random-s0", "apptest-cmp-random-s1", "apptest-cmp-tpe-s0", "apptest-cmp-tpe-s1"]
     for run in exp.runs:
         runner.stop_study(run.study)
+
+
+# ------------------------------------------------------------------------------ performance
+def _live(at: AppTest, name: str):
+    """The session's LiveStudy (TrialsCache and derived data) of study ``name``."""
+    from hpdash import config
+    from hpdash.ui import common
+
+    return at.session_state[common.LIVE_STUDIES_KEY][(config.storage_url(), name)]
+
+
+def _importance_chart(at: AppTest):
+    charts = [e for e in at.get("plotly_chart") if e.proto.id.endswith("-fig_importance")]
+    return charts[0] if charts else None
+
+
+def test_study_page_computes_importance_in_the_background(populated_dir) -> None:
+    """Importance is computed off the page's run: "computing" until it is there, then the chart."""
+    from hpdash import plots
+
+    plots.clear_importance_cache()
+    at = _app("pages/study.py", study=populated_dir["finished"])
+    for _ in range(240):
+        _no_exception(at)
+        if _importance_chart(at) is not None:
+            break
+        assert any("Computing importance in the background" in i.value for i in at.info)
+        time.sleep(0.25)
+        at.run()
+    chart = _importance_chart(at)
+    assert chart is not None, "the importance never appeared"
+    spec = chart.proto.spec
+    assert "Hyperparameter importance" in spec and "n_neighbors" in spec
+    at.run()  # cached now: shown at once, nothing left to poll
+    assert _importance_chart(at) is not None
+    assert not any("Computing importance" in i.value for i in at.info)
+
+
+def test_study_page_importance_error_is_a_warning(populated_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpdash import plots
+
+    def broken(*args, **kwargs):
+        raise ValueError("no variance to explain")
+
+    plots.clear_importance_cache()
+    monkeypatch.setattr(plots, "_compute_importance", broken)
+    at = _app("pages/study.py", study=populated_dir["finished"])
+    for _ in range(240):
+        _no_exception(at)
+        if any("Importance could not be computed" in w.value for w in at.warning):
+            break
+        time.sleep(0.25)
+        at.run()
+    warning = [w.value for w in at.warning if "Importance could not be computed" in w.value]
+    assert warning and "no variance to explain" in warning[0]
+    assert _importance_chart(at) is None
+    at.run()  # the failure is remembered: still a warning, not a new computation or a traceback
+    _no_exception(at)
+    assert any("no variance to explain" in w.value for w in at.warning)
+
+
+def test_study_page_rerun_reuses_the_trials_cache(populated_dir) -> None:
+    """A rerun re-reads nothing: the session keeps the study's TrialsCache and derived data."""
+    from hpdash import results
+
+    name = populated_dir["finished"]
+    at = _app("pages/study.py", study=name)
+    _no_exception(at)
+    live = _live(at, name)
+    cache = live.cache
+    assert live.generation == 1  # one refresh read the trials; the header's and the page's read nothing
+    at.run()
+    _no_exception(at)
+    again = _live(at, name)
+    assert again is live and again.cache is cache
+    assert cache.last_changed == 0 and live.generation == 1
+    frame = cache.refresh()
+    pd.testing.assert_frame_equal(frame, results.trials_frame(runner.load_study(name)))
+    assert len(frame) == 6
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Trials done"] == "6 / 6"
+
+
+def test_study_page_new_cache_for_a_recreated_study(data_dir) -> None:
+    """A study deleted and re-created under the same name gets a new TrialsCache."""
+    from hpdash.spec import parse_spec
+
+    raw = {"name": "again", "dataset": "sklearn:iris", "target": "target",
+           "model": "decision_tree", "n_trials": 2, "cv": {"folds": 3}}
+    runner.create_study(parse_spec(raw))
+    at = _app("pages/study.py", study="again")
+    _no_exception(at)
+    first = _live(at, "again")
+    assert {m.label: m.value for m in at.metric}["Trials done"] == "0 / 2"
+    runner.delete_study("again")
+    runner.create_study(parse_spec({**raw, "n_trials": 3}))
+    at.run()
+    _no_exception(at)
+    second = _live(at, "again")
+    assert second is not first and second.cache is not first.cache
+    assert second.cache.study._study_id == runner.load_study("again")._study_id
+    assert {m.label: m.value for m in at.metric}["Trials done"] == "0 / 3"
+
+
+def test_importance_requests_do_not_queue_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a running study's completed count moves, the page does not ask for a computation
+    per poll (each is a background job): one per wait, and a failure is asked for once."""
+    from hpdash.ui import common
+
+    state = {"count": 5, "now": 100.0, "ready": set(), "fail": set()}
+    calls: list[int] = []
+
+    def fake_async(study, method, seed):
+        calls.append(state["count"])
+        if state["count"] in state["fail"]:
+            raise ValueError("boom")
+        return pd.DataFrame({"param": ["x"], "importance": [1.0]}) if state["count"] in state["ready"] else None
+
+    monkeypatch.setattr(common.plots, "importance_cache_key",
+                        lambda study, method, seed: ("url", 1, method, seed, state["count"]))
+    monkeypatch.setattr(common.plots, "importance_data_async", fake_async)
+    monkeypatch.setattr(common, "_clock", lambda: state["now"])
+    live = common.LiveStudy(identity=(), cache=None)
+
+    def ask() -> common.Importance:
+        return live.importance(None, "ped_anova", 0)
+
+    imp = ask()
+    assert imp.data is None and not imp.current and imp.error is None and calls == [5]
+    ask()  # polling the same count costs nothing new
+    assert calls == [5, 5]
+    state["count"], state["now"] = 6, state["now"] + 1  # the count moves on while 5 computes
+    assert ask().data is None and calls == [5, 5]
+    state["now"] += common.IMPORTANCE_RETRY_SECONDS  # after the wait: one request, for 6
+    ask()
+    assert calls == [5, 5, 6]
+    state["ready"].add(6)
+    imp = ask()
+    assert imp.current and list(imp.data["param"]) == ["x"] and calls == [5, 5, 6, 6]
+    assert ask().current and calls == [5, 5, 6, 6]  # a rerun: no call at all
+    state["count"], state["fail"] = 7, {7}
+    imp = ask()
+    assert imp.error == "boom" and not imp.current and imp.data is not None  # the older result
+    assert ask().error == "boom" and calls == [5, 5, 6, 6, 7]  # remembered, not asked again
+    state["count"], state["ready"] = 8, {8}  # more trials: asked again, and it works
+    assert ask().current and calls == [5, 5, 6, 6, 7, 8]

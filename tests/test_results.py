@@ -497,3 +497,60 @@ def test_study_progress_counts_replaced_failures(tmp_path) -> None:
         assert progress["first_start"].tzinfo is not None
         assert progress["last_complete"] >= progress["first_start"]
     assert abs((fast["first_start"] - slow["first_start"]).total_seconds()) < 60
+
+
+def test_trials_cache_progress_equals_study_progress(tmp_path) -> None:
+    """The live header's counts from the cached frame: the same dict as the aggregate queries,
+    also after incremental refreshes (a heartbeat retry slot, then a new best trial)."""
+    from optuna.distributions import FloatDistribution
+
+    study = _progress_study(f"sqlite:///{tmp_path / 'p.db'}")
+    cache = results.TrialsCache(study)
+    progress = cache.progress()  # refreshes first
+    assert progress == results.study_progress(study)
+    assert progress["n_replaced"] == 2 and progress["n_waiting"] == 1
+    # The plain FAIL (trial 5) goes stale and is retried: one more replaced failure, one more slot.
+    study.add_trial(create_trial(state=TrialState.WAITING, system_attrs={"failed_trial": 5, "retry_history": [5]}))
+    cache.refresh()
+    progress = cache.progress()
+    assert progress == results.study_progress(study)
+    assert progress["n_replaced"] == 3 and progress["n_waiting"] == 2
+    # A slot runs (RUNNING, then the new best), and a second poll with nothing new.
+    trial = study.ask({"x": FloatDistribution(0, 1)})
+    cache.refresh()
+    assert cache.progress() == results.study_progress(study)
+    study.tell(trial, 0.9)
+    cache.refresh()
+    progress = cache.progress()
+    assert progress == results.study_progress(study)
+    assert progress["best_value"] == 0.9 and progress["best_params"] == {"x": trial.params["x"]}
+    cache.refresh()
+    assert cache.last_changed == 0 and cache.progress() == progress
+
+
+def test_trials_cache_progress_running_study_and_in_memory(tmp_path) -> None:
+    """A RUNNING trial and WAITING slots on SQLite; Optuna's API path on an in-memory study."""
+    for storage in (f"sqlite:///{tmp_path / 'b.db'}", None):
+        study = build_study("minimize", storage)
+        cache = results.TrialsCache(study)
+        progress = cache.progress()
+        assert progress == results.study_progress(study)
+        assert progress["n_running"] == 1 and progress["n_waiting"] == 2
+        assert progress["best_trial_number"] == 4  # the lowest score: minimize
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_trials_cache_progress_every_kind_of_trial(tmp_path: Path, direction: str) -> None:
+    url = f"sqlite:///{tmp_path / 'every.db'}"
+    _every_kind_study(url, direction)
+    study = optuna.load_study(study_name="every", storage=url)
+    assert results.TrialsCache(study).progress() == results.study_progress(study)
+
+
+def test_trials_cache_progress_on_postgresql(pg_url: str) -> None:  # noqa: F811
+    """Native timestamps and enums on PostgreSQL: the same dict as the aggregate queries."""
+    _every_kind_study(pg_url)
+    for study in (optuna.load_study(study_name="every", storage=pg_url), _progress_study(pg_url)):
+        cache = results.TrialsCache(study)
+        assert cache.progress() == results.study_progress(study)
+        results.rdb_storage(study).engine.dispose()

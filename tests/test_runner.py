@@ -1,5 +1,6 @@
 """Studies run by real worker processes on a real SQLite file."""
 
+import dataclasses
 import hashlib
 import time
 from pathlib import Path
@@ -9,7 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpdash import config, runner
+from hpdash import config, results, runner
 from hpdash.errors import SpecError, StudyNotFoundError
 from hpdash.spec import parse_spec
 
@@ -180,3 +181,52 @@ def test_fresh_launch_is_running_not_worker_lost(data_dir) -> None:
     assert runner.study_status(study).state == "running"
     study.set_user_attr(runner.STARTED_ATTR, time.time() - runner.WORKER_LOST_SECONDS - 1)
     assert runner.study_status(study).state == "worker lost"
+
+
+def _same_status(study: optuna.Study, cache: results.TrialsCache) -> runner.StudyStatus:
+    """The status from the TrialsCache equals the one from aggregate queries, field by field
+    (elapsed only once the study is not running: it runs to "now" while it does; ETA likewise)."""
+    cache.refresh()
+    from_cache = dataclasses.asdict(runner.study_status(study, cache=cache))
+    status = runner.study_status(study)
+    from_sql = dataclasses.asdict(status)
+    eta_cache, eta_sql = from_cache.pop("eta_s"), from_sql.pop("eta_s")
+    elapsed_cache, elapsed_sql = from_cache.pop("elapsed_s"), from_sql.pop("elapsed_s")
+    if status.state != "running":
+        assert eta_cache is None and eta_sql is None
+        assert (elapsed_cache is None) == (elapsed_sql is None)
+        if elapsed_sql is not None:
+            assert elapsed_cache == pytest.approx(elapsed_sql, abs=1e-3)
+    assert from_cache == from_sql
+    return status
+
+
+def test_status_from_the_trials_cache_equals_aggregate_status(data_dir) -> None:
+    """The study page's live header (TrialsCache) and runner.study_status agree: a finished
+    study, and a study stopped part way, read incrementally from creation to the stop."""
+    study = _run(_spec(name="status-finished", n_trials=6))
+    status = _same_status(study, results.TrialsCache(study))
+    assert status.state == "finished" and status.done == 6 and status.best_value is not None
+
+    spec = _spec(name="status-partial", model="random_forest", n_trials=20,
+                 space={"n_estimators": {"type": "int", "low": 50, "high": 60}})
+    runner.create_study(spec)
+    study = runner.load_study(spec.name)
+    cache = results.TrialsCache(study)
+    assert _same_status(study, cache).state == "created"
+    procs = runner.launch_workers(spec.name, None, 1)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        cache.refresh()
+        if runner.study_status(study, cache=cache).done >= 2:
+            break
+        time.sleep(0.2)
+    runner.stop_study(spec.name)
+    assert runner.wait_for(procs) == [0]
+    status = _same_status(study, cache)
+    assert status.state == "stopped" and 2 <= status.done < 20
+    assert _same_status(study, results.TrialsCache(study)) == status
+    # Marked running with no worker and slots left: "worker lost" both ways.
+    study.set_user_attr(runner.STATE_ATTR, "running")
+    study.set_user_attr(runner.STARTED_ATTR, time.time() - runner.WORKER_LOST_SECONDS - 1)
+    assert _same_status(study, cache).state == "worker lost"

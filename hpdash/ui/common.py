@@ -7,13 +7,16 @@ studies run in worker processes (``hpdash.runner.launch_workers``) and the UI on
 from __future__ import annotations
 
 import sys
-from typing import Any
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple, TypeVar
 
+import optuna
 import pandas as pd
 import streamlit as st
 
-from hpdash import access, config, datasets, models, objective, views
-from hpdash.errors import AccessDeniedError, HpdashError
+from hpdash import access, config, datasets, models, objective, plots, results, views
+from hpdash.errors import AccessDeniedError, HpdashError, StudyNotFoundError
 
 PAGE_HOME = "pages/home.py"
 PAGE_DATASETS = "pages/datasets.py"
@@ -94,6 +97,146 @@ def reproduce_snippet(name: str, best_number: int) -> str:
     from hpdash import runner
 
     return views.reproduce_for_best(runner.load_study(name))
+
+
+# ------------------------------------------------------------------------------ live study data
+#: Session key of the per-study live data (``LiveStudy``), by (storage URL, study name).
+LIVE_STUDIES_KEY = "hpdash_live_studies"
+#: A session keeps the live data of this many studies (the most recently opened ones).
+MAX_LIVE_STUDIES = 4
+#: Between two importance requests for a study whose completed-trial count keeps moving, wait
+#: at least this long (then twice as long, ...): each request is a background computation.
+IMPORTANCE_RETRY_SECONDS = 2.0
+IMPORTANCE_RETRY_MAX_SECONDS = 120.0
+#: Figures and tables a ``LiveStudy`` keeps per state of the trials (one per widget choice).
+MAX_MEMO_ENTRIES = 32
+
+T = TypeVar("T")
+_clock = time.monotonic  # (tests replace it)
+
+
+class Importance(NamedTuple):
+    """What the Importance tab shows."""
+
+    data: pd.DataFrame | None  # the newest importances computed (None: none yet)
+    current: bool  # ``data`` is for the study's current completed trials
+    error: str | None  # the computation failed (for the current completed trials)
+
+
+@dataclass
+class _ImportanceRequest:
+    data: pd.DataFrame | None = None
+    count: int | None = None  # completed-trial count ``data`` was computed for
+    error: tuple[int, str] | None = None  # (count, message) of a failed computation
+    pending: int | None = None  # count of the computation asked for and not seen finished
+    since: float = 0.0  # when it was asked for
+    wait: float = IMPORTANCE_RETRY_SECONDS
+
+
+@dataclass
+class LiveStudy:
+    """One study's trials and derived data, kept in the session so reruns and polls re-read
+    only what changed (``results.TrialsCache``)."""
+
+    identity: tuple[Any, ...]
+    cache: results.TrialsCache
+    generation: int = 0  # bumped by every refresh that read a changed trial
+    _log_params: tuple[int, frozenset[str]] | None = None
+    _importance: dict[tuple[str, int], _ImportanceRequest] = field(default_factory=dict)
+    _memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    _memo_generation: int = -1
+
+    def refresh(self) -> pd.DataFrame:
+        """The study's ``results.trials_frame``, re-reading only new or unfinished trials."""
+        frame = self.cache.refresh()
+        if self.cache.last_changed:
+            self.generation += 1
+        return frame
+
+    def memo(self, key: tuple[Any, ...], make: Callable[[], T]) -> T:
+        """``make()`` once per ``key`` until a refresh sees a changed trial (for figures and
+        tables built from the frame: the frame only changes then)."""
+        if self._memo_generation != self.generation:
+            self._memo.clear()
+            self._memo_generation = self.generation
+        if key not in self._memo:
+            if len(self._memo) >= MAX_MEMO_ENTRIES:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[key] = make()
+        return self._memo[key]
+
+    def log_params(self, study: optuna.Study) -> set[str]:
+        """``views.log_param_names``, read again only after a refresh saw a change (params are
+        only ever added to new or running trials, and a refresh re-reads those)."""
+        if self._log_params is None or self._log_params[0] != self.generation:
+            self._log_params = (self.generation, frozenset(views.log_param_names(study)))
+        return set(self._log_params[1])
+
+    def importance(self, study: optuna.Study, method: str, seed: int) -> Importance:
+        """Importances from ``plots.importance_data_async``, never blocking the page.
+
+        Remembers the newest result (shown while a newer one is computed) and a failure (not
+        retried until more trials complete). While a running study's completed count keeps
+        moving, a new computation is asked for only every ``wait`` seconds (doubling), so
+        computations do not queue up faster than they finish.
+        """
+        req = self._importance.setdefault((method, seed), _ImportanceRequest())
+        key = plots.importance_cache_key(study, method, seed)
+        count = key[-1] if key is not None else None
+        if req.error is not None and req.error[0] == count:
+            return Importance(req.data, False, req.error[1])
+        if key is not None and req.data is not None and req.count == count:
+            return Importance(req.data, True, None)
+        now = _clock()
+        if req.pending is not None and req.pending != count and now - req.since < req.wait:
+            return Importance(req.data, False, None)  # an older request is still computing
+        try:
+            data = plots.importance_data_async(study, method=method, seed=seed)
+        except Exception as exc:  # importance can fail on odd spaces: a message, not a traceback
+            req.pending = None
+            req.error = (count, f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc))
+            return Importance(req.data, False, req.error[1])
+        if data is None:
+            if req.pending is not None and req.pending != count:
+                req.wait = min(2 * req.wait, IMPORTANCE_RETRY_MAX_SECONDS)
+            if req.pending != count:
+                req.pending, req.since = count, now
+            return Importance(req.data, False, None)
+        if req.pending == count:  # seen finishing: wait about that long before asking again
+            req.wait = min(max(IMPORTANCE_RETRY_SECONDS, 2 * (now - req.since)), IMPORTANCE_RETRY_MAX_SECONDS)
+        req.data, req.count, req.pending, req.error = data, count, None, None
+        return Importance(data, True, None)
+
+
+def _identity(study: optuna.Study) -> tuple[Any, ...]:
+    """What tells a study from one deleted and re-created under the same name: its id (which
+    SQLite may give again to a new newest study), creation time and spec."""
+    try:
+        attrs = study.user_attrs
+    except KeyError as exc:  # Optuna: no study with this id any more
+        raise StudyNotFoundError(f"The study {study.study_name!r} was deleted.") from exc
+    return (study._study_id, attrs.get("hpdash.created_at"), repr(attrs.get("hpdash.spec")))
+
+
+def live_study(study: optuna.Study) -> LiveStudy:
+    """This session's ``LiveStudy`` of ``study`` (made on first use, or again when the study was
+    deleted and re-created under the same name). Raises ``StudyNotFoundError`` if it was deleted.
+    """
+    studies: dict[tuple[str, str], LiveStudy] = st.session_state.setdefault(LIVE_STUDIES_KEY, {})
+    name = (config.storage_url(), study.study_name)
+    identity = _identity(study)
+    live = studies.pop(name, None)
+    if live is None or live.identity != identity:
+        live = LiveStudy(identity, results.TrialsCache(study))
+    studies[name] = live  # most recently used last
+    while len(studies) > MAX_LIVE_STUDIES:
+        studies.pop(next(iter(studies)))
+    return live
+
+
+def trials_cache(study: optuna.Study) -> results.TrialsCache:
+    """This session's ``results.TrialsCache`` of ``study`` (see ``live_study``)."""
+    return live_study(study).cache
 
 
 # ------------------------------------------------------------------------------ access
