@@ -91,6 +91,8 @@ MAX_PARCOORDS_LINES = 2000
 BEST_SHARE = 0.1
 #: Convergence draws at most this many trial markers (the best-so-far line is always exact).
 MAX_CONVERGENCE_MARKERS = 5000
+MAX_CONTOUR_POINTS = 1000  # above this, interpolate from the best trial per grid cell
+MAX_CONTOUR_MARKERS = 2000
 
 
 # --------------------------------------------------------------------------- helpers
@@ -712,6 +714,24 @@ def _grid(axis: _Axis, n: int = 50) -> np.ndarray:
     return np.linspace(axis.range[0], axis.range[1], n)
 
 
+def _best_per_cell(points: np.ndarray, values: np.ndarray, gx: np.ndarray, gy: np.ndarray,
+                   direction: str) -> tuple[np.ndarray, np.ndarray]:
+    """The best value in each cell of the contour grid, placed at the cell's grid node.
+
+    The interpolation input for many trials: Delaunay triangulation of thousands of points,
+    many of them on a few lines (a categorical axis), took seconds; one point per grid cell
+    draws the same map, since the contour is only evaluated on that grid.
+    """
+    def nearest(v: np.ndarray, grid: np.ndarray) -> np.ndarray:
+        mids = (grid[1:] + grid[:-1]) / 2
+        return np.searchsorted(mids, v)
+
+    cells = pd.DataFrame({"ix": nearest(points[:, 0], gx), "iy": nearest(points[:, 1], gy), "value": values})
+    best = cells.groupby(["ix", "iy"])["value"].agg("min" if direction == "minimize" else "max").reset_index()
+    return (np.column_stack([gx[best["ix"].to_numpy()], gy[best["iy"].to_numpy()]]),
+            best["value"].to_numpy(dtype="float64"))
+
+
 def contour_figure(
     frame: pd.DataFrame,
     x_param: str,
@@ -747,11 +767,14 @@ def contour_figure(
     enough = gx.size >= 2 and gy.size >= 2
     if enough:
         points = np.column_stack([ax.values, ay.values])
+        interp_values = values
+        if len(values) > MAX_CONTOUR_POINTS:
+            points, interp_values = _best_per_cell(points, values, gx, gy, direction)
         mesh = tuple(np.meshgrid(gx, gy))
         try:
-            z = griddata(points, values, mesh, method="linear", rescale=True)
+            z = griddata(points, interp_values, mesh, method="linear", rescale=True)
         except (QhullError, ValueError):
-            z = griddata(points, values, mesh, method="nearest", rescale=True)
+            z = griddata(points, interp_values, mesh, method="nearest", rescale=True)
         fig.add_trace(
             go.Contour(
                 x=gx,
@@ -765,15 +788,17 @@ def contour_figure(
                 contours={"coloring": "heatmap"},
             )
         )
+    shown, note = downsample_trials(data, MAX_CONTOUR_MARKERS, direction)
+    keep = data.index.isin(shown.index)
     fig.add_trace(
         go.Scatter(
-            x=ax.values,
-            y=ay.values,
+            x=ax.values[keep],
+            y=ay.values[keep],
             mode="markers",
-            customdata=np.column_stack([data["number"], values]),
+            customdata=np.column_stack([data["number"].to_numpy()[keep], values[keep]]),
             hovertemplate="Trial %{customdata[0]}<br>%{customdata[1]:.4g}<extra></extra>",
             marker={
-                "color": values,
+                "color": values[keep],
                 "colorscale": COLORSCALE,
                 "reversescale": direction == "minimize",
                 "showscale": not enough,
@@ -793,7 +818,7 @@ def contour_figure(
             text="A contour needs at least two distinct values of each hyperparameter",
             showarrow=False, xref="paper", yref="paper", x=0.5, y=1.05,
         )
-    return fig
+    return _add_note(fig, note)
 
 
 # --------------------------------------------------------------------------- timeline

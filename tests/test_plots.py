@@ -376,6 +376,30 @@ def test_contour_random_points_and_degenerate_cases(frame: pd.DataFrame) -> None
     assert plots.contour_data(frame, "max_depth", "max_depth").empty
 
 
+def test_contour_of_many_trials_interpolates_per_cell_and_samples_markers() -> None:
+    """3,000 trials over a categorical x a float: the map comes from the best trial per grid
+    cell (Delaunay on thousands of near-collinear points took seconds), the markers are a
+    sample that keeps every best trial, and the figure says so."""
+    rng = np.random.default_rng(1)
+    n = 3000
+    lr = 10 ** rng.uniform(-4, 0, n)
+    gini = rng.integers(0, 2, n)
+    value = -np.abs(np.log10(lr) + 2) + 0.5 * gini + rng.normal(0, 0.05, n)
+    frame = pd.DataFrame({"number": np.arange(n), "value": value, "state": "COMPLETE",
+                          "params_learning_rate": lr,
+                          "params_criterion": np.where(gini == 1, "gini", "entropy")})
+    fig = plots.contour_figure(frame, "learning_rate", "criterion", log_params={"learning_rate"})
+    contour, points = fig.data
+    z = np.asarray(contour.z, dtype=float)
+    assert z.shape == (2, 50)
+    # every grid node holds the best value of its cell, so the map's top is the best trial's value
+    assert np.nanmax(z) == pytest.approx(value.max())
+    assert len(points.x) == plots.MAX_CONTOUR_MARKERS
+    assert int(np.argmax(value)) in set(np.asarray(points.customdata)[:, 0].astype(int))
+    note = plots.downsampling_note(fig)
+    assert note["shown"] == plots.MAX_CONTOUR_MARKERS and note["total"] == n
+
+
 # ----------------------------------------------------------------- timeline
 
 
