@@ -243,7 +243,7 @@ class WorkerStudy(optuna.Study):
     of the budget left) to pick the lowest; hpdash's storage picks it with one ``min()`` and
     claims it with one conditional UPDATE (``WorkerRDBStorage.claim_waiting_trial``). Same
     order (lowest trial first), same race handling; a private method, so
-    tests/test_runner.py checks it against the pinned Optuna.
+    tests/test_storage.py checks it against the pinned Optuna.
     """
 
     def _pop_waiting_trial_id(self) -> int | None:
