@@ -501,18 +501,30 @@ def importance_data(
     with no new COMPLETE trial costs one COUNT query. See ``importance_data_async`` for the
     page's critical path.
     """
-    if method not in IMPORTANCE_METHODS:
-        raise ValueError(f"method must be one of {sorted(IMPORTANCE_METHODS)}, not {method!r}")
+    _check_method(method)
     key = importance_cache_key(study, method, seed) if use_cache else None
     if key is None:
         return _compute_importance(study, method, seed)
     with _IMPORTANCE_LOCK:
-        if key in _IMPORTANCE_CACHE:
-            _IMPORTANCE_CACHE.move_to_end(key)
-            return _IMPORTANCE_CACHE[key].copy()
+        hit = _cache_hit(key)
+    if hit is not None:
+        return hit
     data = _compute_importance(study, method, seed)
     _remember(key, data)
     return data.copy()
+
+
+def _check_method(method: str) -> None:
+    if method not in IMPORTANCE_METHODS:
+        raise ValueError(f"method must be one of {sorted(IMPORTANCE_METHODS)}, not {method!r}")
+
+
+def _cache_hit(key: tuple[Any, ...]) -> pd.DataFrame | None:
+    """A copy of the cached importances for ``key``, or None (the caller holds the lock)."""
+    if key not in _IMPORTANCE_CACHE:
+        return None
+    _IMPORTANCE_CACHE.move_to_end(key)
+    return _IMPORTANCE_CACHE[key].copy()
 
 
 def _remember(key: tuple[Any, ...], data: pd.DataFrame) -> None:
@@ -532,15 +544,14 @@ def importance_data_async(
     computation and returns None at once (show "computing…" and poll again); later calls
     return the result. A failed computation raises its exception on the next call.
     """
-    if method not in IMPORTANCE_METHODS:
-        raise ValueError(f"method must be one of {sorted(IMPORTANCE_METHODS)}, not {method!r}")
+    _check_method(method)
     key = importance_cache_key(study, method, seed)
     if key is None:
         return _compute_importance(study, method, seed)
     with _IMPORTANCE_LOCK:
-        if key in _IMPORTANCE_CACHE:
-            _IMPORTANCE_CACHE.move_to_end(key)
-            return _IMPORTANCE_CACHE[key].copy()
+        hit = _cache_hit(key)
+        if hit is not None:
+            return hit
         future = _IMPORTANCE_PENDING.get(key)
         if future is None:
             future = _IMPORTANCE_POOL.submit(_compute_importance, study, method, seed)
