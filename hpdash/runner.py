@@ -6,7 +6,6 @@ any machine needs only the study name and the storage URL. See docs/ARCHITECTURE
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -252,14 +251,15 @@ class WorkerStudy(optuna.Study):
         cache = self._storage
         if not (isinstance(cache, _CachedStorage) and isinstance(cache._backend, WorkerRDBStorage)):
             return super()._pop_waiting_trial_id()
-        trial_id = cache._backend.claim_waiting_trial(self._study_id)
-        if trial_id is not None:
-            # What Optuna's _CachedStorage.create_new_trial does for a trial it creates: the
-            # cache must know the trial before params are set on it.
-            with cache._lock:
-                cache._studies.setdefault(self._study_id, _StudyInfo())
-                cache._add_trials_to_cache(self._study_id, [copy.copy(cache._backend._just_claimed)])
-        return trial_id
+        claimed = cache._backend.claim_waiting_trial(self._study_id)
+        if claimed is None:
+            return None
+        # What Optuna's _CachedStorage.create_new_trial does for a trial it creates: the cache
+        # must know the trial before params are set on it.
+        with cache._lock:
+            cache._studies.setdefault(self._study_id, _StudyInfo())
+            cache._add_trials_to_cache(self._study_id, [claimed])
+        return claimed._trial_id
 
 
 def _worker_key() -> str:

@@ -145,8 +145,9 @@ class WorkerRDBStorage(RDBStorage):
                     set_={"value_json": insert.excluded.value_json},
                 ))
 
-    def claim_waiting_trial(self, study_id: int) -> int | None:
-        """Claim the study's oldest WAITING trial for this worker; None when none is left.
+    def claim_waiting_trial(self, study_id: int) -> Any:
+        """Claim the study's oldest WAITING trial for this worker and return it (a RUNNING
+        ``FrozenTrial``); None when none is left.
 
         Two small statements per try: the conditional UPDATE of ``set_trial_state_values``
         decides races, and the loser tries the next slot.
@@ -162,7 +163,7 @@ class WorkerRDBStorage(RDBStorage):
             try:
                 if self.set_trial_state_values(int(trial_id), TrialState.RUNNING):
                     self._just_claimed = super().get_trial(int(trial_id))
-                    return int(trial_id)
+                    return copy.copy(self._just_claimed)
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
 

@@ -124,13 +124,14 @@ def test_trial_reads_equal_optunas_while_slots_are_claimed_and_finished(tmp_path
     ids = [t._trial_id for t in study.get_trials()]
     same(set(), -1)
     same(set(ids), ids[1])
-    first = ours.claim_waiting_trial(sid)
+    first = ours.claim_waiting_trial(sid)._trial_id
     assert first == ids[0]
     same(set(ids), -1)
     ours.set_trial_param(first, "x", 0.0, optuna.distributions.FloatDistribution(0, 10))
     ours.set_trial_state_values(first, optuna.trial.TrialState.COMPLETE, [1.0])
     same(set(ids[1:]), ids[0])
-    assert ours.claim_waiting_trial(sid) == ids[1]  # lowest first, as Optuna pops
+    second = ours.claim_waiting_trial(sid)
+    assert second._trial_id == ids[1] and second.state == optuna.trial.TrialState.RUNNING  # lowest first
     study.enqueue_trial({"x": 9.0})  # a new slot after the memo was filled
     same(set(ids[1:]), ids[0])
     same(set(ids[2:]), ids[1])
