@@ -471,16 +471,18 @@ _IMPORTANCE_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpdash-
 
 
 def importance_cache_key(
-    study: optuna.Study, method: str, seed: int = 0
+    study: optuna.Study, method: str, seed: int = 0, source: _results.TrialsCache | None = None
 ) -> tuple[Any, ...] | None:
     """(storage URL, study id, method, seed, completed-trial count): COMPLETE trials never
     change and are never removed, so the count identifies the set of trials importance is
-    computed on. None (no caching) for storages that are not RDB storages, whose identity
-    does not outlive the process object."""
+    computed on. The count is ``source``'s (its last refresh) when given, else one COUNT
+    query. None (no caching) for storages that are not RDB storages, whose identity does not
+    outlive the process object."""
     rdb = _results.rdb_storage(study)
     if rdb is None:
         return None
-    return (str(rdb.engine.url), study._study_id, method, seed, _results.completed_count(study))
+    count = source.n_complete if source is not None else _results.completed_count(study)
+    return (str(rdb.engine.url), study._study_id, method, seed, count)
 
 
 def clear_importance_cache() -> None:
@@ -489,7 +491,12 @@ def clear_importance_cache() -> None:
 
 
 def importance_data(
-    study: optuna.Study, method: str = "ped_anova", seed: int = 0, *, use_cache: bool = True
+    study: optuna.Study,
+    method: str = "ped_anova",
+    seed: int = 0,
+    *,
+    use_cache: bool = True,
+    source: _results.TrialsCache | None = None,
 ) -> pd.DataFrame:
     """Param importances of ``study`` by ``optuna.importance``: columns param, importance.
 
@@ -498,18 +505,19 @@ def importance_data(
     scores equal. ``seed`` fixes fANOVA's random forest.
 
     Cached by ``importance_cache_key`` (the completed-trial count), so a page rerun or a poll
-    with no new COMPLETE trial costs one COUNT query. See ``importance_data_async`` for the
-    page's critical path.
+    with no new COMPLETE trial costs one COUNT query. ``source``, the page's
+    ``results.TrialsCache`` of ``study``, supplies the trials (as of its last refresh) so they
+    are not read again. See ``importance_data_async`` for the page's critical path.
     """
     _check_method(method)
-    key = importance_cache_key(study, method, seed) if use_cache else None
+    key = importance_cache_key(study, method, seed, source) if use_cache else None
     if key is None:
-        return _compute_importance(study, method, seed)
+        return _compute_importance(study, method, seed, _trials_of(source))
     with _IMPORTANCE_LOCK:
         hit = _cache_hit(key)
     if hit is not None:
         return hit
-    data = _compute_importance(study, method, seed)
+    data = _compute_importance(study, method, seed, _trials_of(source))
     _remember(key, data)
     return data.copy()
 
@@ -536,7 +544,10 @@ def _remember(key: tuple[Any, ...], data: pd.DataFrame) -> None:
 
 
 def importance_data_async(
-    study: optuna.Study, method: str = "ped_anova", seed: int = 0
+    study: optuna.Study,
+    method: str = "ped_anova",
+    seed: int = 0,
+    source: _results.TrialsCache | None = None,
 ) -> pd.DataFrame | None:
     """The cached importances, or None while they are computed in a background thread.
 
@@ -565,15 +576,20 @@ def importance_data_async(
     return data.copy()
 
 
-def _compute_importance(study: optuna.Study, method: str, seed: int) -> pd.DataFrame:
+def _trials_of(source: _results.TrialsCache | None) -> list[FrozenTrial] | None:
+    return None if source is None else source.completed_trials()
+
+
+def _compute_importance(
+    study: optuna.Study, method: str, seed: int, completed: list[FrozenTrial] | None = None
+) -> pd.DataFrame:
+    """Importances over ``completed`` (the COMPLETE trials; read from the study when None)."""
     empty = pd.DataFrame(
         {"param": pd.Series([], dtype="str"), "importance": pd.Series([], dtype="float64")}
     )
-    trials = [
-        t
-        for t in _results.completed_trials(study)
-        if t.value is not None and math.isfinite(t.value)
-    ]
+    if completed is None:
+        completed = _results.completed_trials(study)
+    trials = [t for t in completed if t.value is not None and math.isfinite(t.value)]
     if len(trials) < 2 or len({t.value for t in trials}) < 2:
         return empty
     distinct: dict[str, set[str]] = {}

@@ -877,6 +877,12 @@ class TrialsCache:
         self._best_params: tuple[int, dict[str, Any]] | None = None  # (trial_id, params)
         self._from_frame: tuple[pd.DataFrame, dict[str, Any]] | None = None  # (frame, progress)
         self._metric: tuple[str | None] | None = None
+        # COMPLETE trials for importance (``completed_trials``): raw rows read by refreshes and
+        # not yet turned into FrozenTrials, and those already built. A COMPLETE trial is never
+        # read again, so each one is in exactly one of them.
+        self._complete_lock = threading.Lock()
+        self._complete_raws: list[RawTrials] = []
+        self._complete_built: list[FrozenTrial] = []
 
     @property
     def incremental(self) -> bool:
@@ -914,12 +920,47 @@ class TrialsCache:
             return self._frame
         read_ids = [t for t in changed if self._open.get(t) != "WAITING"]
         if self._base is None:
-            self._base = _base_from_raw(read_raw(engine, study_id), self._seen_types)
+            raw = read_raw(engine, study_id)
+            self._base = _base_from_raw(raw, self._seen_types)
+            self._keep_complete(raw)
         elif read_ids:
-            piece = _base_from_raw(read_raw(engine, study_id, read_ids), self._seen_types)
+            raw = read_raw(engine, study_id, read_ids)
+            piece = _base_from_raw(raw, self._seen_types)
             self._base = self._merge(self._base, piece)
+            self._keep_complete(raw)
         self._frame = _finalize(self._base, self.direction)
         return self._frame
+
+    def _keep_complete(self, raw: RawTrials) -> None:
+        """Keep the rows ``completed_trials`` needs (references only: no work on the poll)."""
+        if any(r[2] == "COMPLETE" for r in raw.trials):
+            with self._complete_lock:
+                self._complete_raws.append(RawTrials(raw.trials, raw.values, raw.params))
+
+    @property
+    def n_complete(self) -> int:
+        """COMPLETE trials as of the last ``refresh`` (``completed_count`` of that snapshot)."""
+        frame = self._frame if self._frame is not None else self.refresh()
+        return int((frame["state"] == "COMPLETE").sum()) if len(frame) else 0
+
+    def completed_trials(self) -> list[FrozenTrial]:
+        """``completed_trials(study)`` as of the last ``refresh``, without reading the study
+        again: built from the rows the refreshes read (on first use, then only the trials
+        that completed since). Thread-safe, for a background importance computation.
+        """
+        if self._fast is None:
+            frame = self._frame if self._frame is not None else self.refresh()
+            numbers = set(frame.loc[frame["state"] == "COMPLETE", "number"].tolist())
+            return [t for t in completed_trials(self.study) if t.number in numbers]
+        if self._frame is None:
+            self.refresh()
+        with self._complete_lock:
+            raws, self._complete_raws = self._complete_raws, []
+            if raws:
+                for raw in raws:
+                    self._complete_built.extend(_completed_from_raw(raw))
+                self._complete_built.sort(key=lambda t: t.number)
+            return list(self._complete_built)
 
     def progress(self) -> dict[str, Any]:
         """``study_progress(study)`` as of the last ``refresh`` (which runs first if it never did),
@@ -1051,17 +1092,24 @@ def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
         return sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
                       key=lambda t: t.number)
     engine, study_id = fast
-    raw = read_raw(engine, study_id, user_attr_keys=())
+    return _completed_from_raw(read_raw(engine, study_id, user_attr_keys=()))
+
+
+def _completed_from_raw(raw: RawTrials) -> list[FrozenTrial]:
+    """The COMPLETE trials of ``raw`` as FrozenTrials (see ``completed_trials``), by number."""
     values = {tid: _stored_value(v, vt) for tid, v, vt in raw.values}
+    complete = {r[0] for r in raw.trials if r[2] == "COMPLETE" and r[0] in values}
     params: dict[int, dict[str, Any]] = {}
     dists: dict[int, dict[str, BaseDistribution]] = {}
     for trial_id, name, value, dist_json in raw.params:
+        if trial_id not in complete:
+            continue
         dist = _distribution(dist_json)
         params.setdefault(trial_id, {})[name] = dist.to_external_repr(value)
         dists.setdefault(trial_id, {})[name] = dist
     out = []
-    for trial_id, number, state, _, _ in raw.trials:
-        if state != "COMPLETE" or trial_id not in values:
+    for trial_id, number, _, _, _ in raw.trials:
+        if trial_id not in complete:
             continue
         out.append(FrozenTrial(
             number=number, state=TrialState.COMPLETE, value=values[trial_id],

@@ -451,14 +451,14 @@ def test_importance_requests_do_not_queue_up(monkeypatch: pytest.MonkeyPatch) ->
     state = {"count": 5, "now": 100.0, "ready": set(), "fail": set()}
     calls: list[int] = []
 
-    def fake_async(study, method, seed):
+    def fake_async(study, method, seed, source=None):
         calls.append(state["count"])
         if state["count"] in state["fail"]:
             raise ValueError("boom")
         return pd.DataFrame({"param": ["x"], "importance": [1.0]}) if state["count"] in state["ready"] else None
 
     monkeypatch.setattr(common.plots, "importance_cache_key",
-                        lambda study, method, seed: ("url", 1, method, seed, state["count"]))
+                        lambda study, method, seed, source=None: ("url", 1, method, seed, state["count"]))
     monkeypatch.setattr(common.plots, "importance_data_async", fake_async)
     monkeypatch.setattr(common, "_clock", lambda: state["now"])
     live = common.LiveStudy(identity=(), cache=None)

@@ -568,6 +568,26 @@ def test_importance_cache_is_keyed_by_completed_count(
     assert len(calls) == 2
 
 
+def test_importance_from_the_page_trials_cache(tmp_path: Path) -> None:
+    """With the page's TrialsCache as source: the same importances, keyed by the cache's count
+    (its snapshot), and trials that completed after its refresh are not used until the next."""
+    plots.clear_importance_cache()
+    study = _sqlite_study(tmp_path, 30)
+    cache = results.TrialsCache(study)
+    cache.refresh()
+    from_cache = plots.importance_data(study, use_cache=False, source=cache)
+    pd.testing.assert_frame_equal(from_cache, plots.importance_data(study, use_cache=False))
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5, params={"x": 0.5, "k": "a"},
+                                 distributions={"x": FloatDistribution(0, 1),
+                                                "k": CategoricalDistribution(["a", "b"])}))
+    assert plots.importance_cache_key(study, "ped_anova", 0, cache)[-1] == 30
+    assert plots.importance_cache_key(study, "ped_anova", 0)[-1] == 31
+    cache.refresh()
+    assert plots.importance_cache_key(study, "ped_anova", 0, cache)[-1] == 31
+    pd.testing.assert_frame_equal(plots.importance_data(study, source=cache),
+                                  plots.importance_data(study, use_cache=False))
+
+
 def test_importance_async_computes_off_the_caller(tmp_path: Path) -> None:
     import time as _time
 

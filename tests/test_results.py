@@ -406,6 +406,7 @@ def test_trials_cache_reads_only_changes(tmp_path: Path) -> None:
     def check() -> pd.DataFrame:
         frame = cache.refresh()
         pd.testing.assert_frame_equal(frame, results.trials_frame(study))
+        _assert_same_completed(cache, study)
         return frame
 
     assert check().empty
@@ -445,11 +446,21 @@ def test_trials_cache_reads_only_changes(tmp_path: Path) -> None:
     assert cache.last_changed <= 3
 
 
+def _assert_same_completed(cache: results.TrialsCache, study: optuna.Study) -> None:
+    """The cache's COMPLETE trials (for importance) equal a fresh read's, and so does the count."""
+    def key(trials: list) -> list:
+        return [(t.number, t._trial_id, t.value, t.params, t.distributions) for t in trials]
+
+    assert key(cache.completed_trials()) == key(results.completed_trials(study))
+    assert cache.n_complete == results.completed_count(study)
+
+
 def test_trials_cache_in_memory_rereads_everything() -> None:
     study = build_study()
     cache = results.TrialsCache(study)
     assert not cache.incremental
     pd.testing.assert_frame_equal(cache.refresh(), results.trials_frame(study))
+    _assert_same_completed(cache, study)
 
 
 def test_fast_reader_on_postgresql(pg_url: str) -> None:  # noqa: F811
@@ -466,6 +477,7 @@ def test_fast_reader_on_postgresql(pg_url: str) -> None:  # noqa: F811
     pd.testing.assert_frame_equal(cache.refresh(), results.trials_frame(study))
     study.tell(study.ask({"f": EVERY_DIST["f"]}), 0.99)
     pd.testing.assert_frame_equal(cache.refresh(), results.trials_frame(study))
+    _assert_same_completed(cache, study)
     results.rdb_storage(study).engine.dispose()
 
 

@@ -181,7 +181,7 @@ class LiveStudy:
         computations do not queue up faster than they finish.
         """
         req = self._importance.setdefault((method, seed), _ImportanceRequest())
-        key = plots.importance_cache_key(study, method, seed)
+        key = plots.importance_cache_key(study, method, seed, self.cache)
         count = key[-1] if key is not None else None
         if req.error is not None and req.error[0] == count:
             return Importance(req.data, False, req.error[1])
@@ -191,7 +191,7 @@ class LiveStudy:
         if req.pending is not None and req.pending != count and now - req.since < req.wait:
             return Importance(req.data, False, None)  # an older request is still computing
         try:
-            data = plots.importance_data_async(study, method=method, seed=seed)
+            data = plots.importance_data_async(study, method=method, seed=seed, source=self.cache)
         except Exception as exc:  # importance can fail on odd spaces: a message, not a traceback
             req.pending = None
             req.error = (count, f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc))
