@@ -2,6 +2,9 @@
 
 import sys
 
-from hpdash.cli import main
+from hpdash.cli import exit_now, main
 
-sys.exit(main())
+code = main()
+if sys.argv[1:2] == ["worker"]:
+    exit_now(code)  # a worker process: nothing left to tear down (see exit_now)
+sys.exit(code)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from hpdash import config
 from hpdash.errors import HpdashError
@@ -94,6 +96,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
     n = runner.run_worker(args.study, args.storage, worker_index=args.worker_index)
     print(f"worker finished {n} trial(s) of {args.study}", file=sys.stderr)
     return 0
+
+
+def exit_now(code: int) -> NoReturn:
+    """End a worker process at once, skipping Python's interpreter teardown.
+
+    A worker has imported about 2,000 modules (scikit-learn, SciPy, pandas, Optuna,
+    SQLAlchemy); tearing them down took 0.35-0.45 s here, against 0.27 s for a plain
+    scikit-learn script (bench/tuning.py). Everything a worker writes is committed by then, so
+    this only closes the storage connections and flushes the output first.
+    """
+    from hpdash import storage
+
+    storage.close_all()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -31,7 +31,13 @@ from sklearn.metrics import get_scorer
 from hpdash import access, config, datasets, models, objective, results, space, strategies
 from hpdash.errors import DatasetError, HpdashError, SpecError, StudyNotFoundError
 from hpdash.spec import StudySpec, check_name, parse_spec
-from hpdash.storage import BudgetExhausted, WorkerRDBStorage, heartbeat_interval, open_storage
+from hpdash.storage import (
+    BudgetExhausted,
+    WorkerRDBStorage,
+    claim_study_user_attr,
+    heartbeat_interval,
+    open_storage,
+)
 
 SPEC_ATTR = "hpdash.spec"
 DATASET_ATTR = "hpdash.dataset_sha256"
@@ -305,6 +311,7 @@ def run_worker(name: str, storage: str | None = None, worker_index: int = 0) -> 
     beater = threading.Thread(target=beat, daemon=True)
     beater.start()
     done = 0
+    problem: objective.Problem | None = None
 
     def after_trial(st: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         nonlocal done
@@ -338,8 +345,11 @@ def run_worker(name: str, storage: str | None = None, worker_index: int = 0) -> 
     finally:
         beat_stop.set()
         study.set_user_attr(key, {**info, "trials": done, "last_seen": _now(), "ended": _now()})
-        _settle_state(study)
+        _settle_state(study, problem)
     return done
+
+
+FIRST_WAIT_SECONDS = 0.05  # first wait for other workers' last trials; doubles up to 1 s
 
 
 def _optimize_until_no_work(
@@ -363,6 +373,7 @@ def _optimize_until_no_work(
     """
     deadline = None if timeout is None else _now() + timeout
     poll = min(1.0, float(heartbeat_interval()))
+    wait = FIRST_WAIT_SECONDS
     while True:
         remaining = None if deadline is None else deadline - _now()
         if remaining is not None and remaining <= 0:
@@ -387,7 +398,10 @@ def _optimize_until_no_work(
                 break  # a retry slot (or a given-back slot) appeared: run it
             if TrialState.RUNNING not in open_states:
                 return  # nothing left anywhere
-            stop_event.wait(poll)
+            # Short waits first: usually the other workers are on their last trials, and the
+            # study ends (and is refitted) only once this worker has seen them finish.
+            stop_event.wait(wait)
+            wait = min(2 * wait, poll)
 
 
 def _with_slot_return(study: optuna.Study, func: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
@@ -416,8 +430,12 @@ def _timed_out(spec: StudySpec, attrs: dict[str, Any]) -> bool:
     return spec.timeout is not None and _now() - started >= spec.timeout
 
 
-def _settle_state(study: optuna.Study) -> None:
-    """After a worker ends: record stopped, or finished (and refit) once no work is left."""
+def _settle_state(study: optuna.Study, problem: objective.Problem | None = None) -> None:
+    """After a worker ends: record stopped, or finished (and refit) once no work is left.
+
+    Of several workers finishing together, only the one that marks the study finished refits
+    (``claim_study_user_attr``), with the data it already loaded (``problem``).
+    """
     attrs = study.user_attrs
     if attrs.get(STATE_ATTR) == "failed":
         return
@@ -429,9 +447,10 @@ def _settle_state(study: optuna.Study) -> None:
         return
     if open_trials and not _timed_out(load_spec_of(study), attrs):
         return  # slots left and time left: resumable
-    study.set_user_attr(STATE_ATTR, "finished")
+    if not claim_study_user_attr(study, STATE_ATTR, "finished"):
+        return  # another worker finished it and refits
     try:
-        _refit(study.study_name, study=study)
+        _refit(study.study_name, study=study, problem=problem)
     except HpdashError as exc:
         study.set_user_attr(REFIT_ATTR, {"error": str(exc)})
 
@@ -644,15 +663,18 @@ def refit(name: str, storage: str | None = None, study: optuna.Study | None = No
     return _refit(name, storage, study)
 
 
-def _refit(name: str, storage: str | None = None, study: optuna.Study | None = None) -> RefitResult:
-    """``refit`` without the read-only check: a worker finishing its study always refits."""
+def _refit(name: str, storage: str | None = None, study: optuna.Study | None = None,
+           problem: objective.Problem | None = None) -> RefitResult:
+    """``refit`` without the read-only check: a worker finishing its study always refits
+    (with its ``problem``: the same spec and dataset, already loaded)."""
     study = study or load_study(name, storage)
     spec = load_spec_of(study)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise SpecError(f"Study {name!r} has no completed trial to refit.")
     best = study.best_trial
-    problem = load_problem(spec, study.user_attrs.get(DATASET_ATTR))
+    if problem is None:
+        problem = load_problem(spec, study.user_attrs.get(DATASET_ATTR))
     model_key, params = space.decode_params(best.params, problem.models)
     pipe = problem.pipeline(model_key, params)
     with warnings.catch_warnings():

@@ -15,6 +15,7 @@ import copy
 import json
 import os
 import sqlite3
+import weakref
 from pathlib import Path
 from datetime import datetime, timezone
 from typing import Any
@@ -145,6 +146,28 @@ class WorkerRDBStorage(RDBStorage):
                     set_={"value_json": insert.excluded.value_json},
                 ))
 
+    def claim_study_user_attr(self, study_id: int, key: str, value: Any) -> bool:
+        """Set a study user attr to ``value`` unless it already has that value; True when this
+        call changed it. One conditional UPDATE, so of several workers racing to make the
+        same change (the last ones to finish a study), exactly one wins."""
+        new = json.dumps(value)
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                sqlalchemy.text("UPDATE study_user_attributes SET value_json = :new "
+                                "WHERE study_id = :s AND key = :k AND value_json != :new"),
+                {"new": new, "s": study_id, "k": key},
+            ).rowcount
+            if changed:
+                return True
+            exists = conn.execute(
+                sqlalchemy.text("SELECT 1 FROM study_user_attributes WHERE study_id = :s AND key = :k"),
+                {"s": study_id, "k": key},
+            ).first()
+        if exists:
+            return False
+        self.set_study_user_attr(study_id, key, value)
+        return True
+
     def claim_waiting_trial(self, study_id: int) -> Any:
         """Claim the study's oldest WAITING trial for this worker and return it (a RUNNING
         ``FrozenTrial``); None when none is left.
@@ -228,6 +251,19 @@ class BudgetedRDBStorage(WorkerRDBStorage):
         return super()._create_new_trial(study_id, template_trial)
 
 
+def claim_study_user_attr(study: optuna.Study, key: str, value: Any) -> bool:
+    """``study.set_user_attr(key, value)`` unless it already has that value; True when this
+    call changed it. Atomic on an hpdash storage (``WorkerRDBStorage.claim_study_user_attr``);
+    on any other storage a read and a write, for single-process use."""
+    backend = getattr(study._storage, "_backend", study._storage)
+    if isinstance(backend, WorkerRDBStorage):
+        return backend.claim_study_user_attr(study._study_id, key, value)
+    if study.user_attrs.get(key, object()) == value:
+        return False
+    study.set_user_attr(key, value)
+    return True
+
+
 def set_trial_user_attrs(trial: optuna.Trial, attrs: dict[str, Any],
                          intermediate_values: dict[int, float] | None = None) -> None:
     """``trial.set_user_attr`` (and ``trial.report``) for many keys: one transaction on an
@@ -298,7 +334,18 @@ def open_storage(url: str | None = None, *, budgeted: bool = False, heartbeat: b
         # Optuna builds the engine itself; connections made before the listener are dropped.
         sqlalchemy.event.listen(storage.engine, "connect", _tune_sqlite)
         storage.engine.dispose()
+    _ENGINES.add(storage.engine)
     return storage
+
+
+_ENGINES: weakref.WeakSet[sqlalchemy.engine.Engine] = weakref.WeakSet()
+
+
+def close_all() -> None:
+    """Close the pooled connections of every storage this process opened (for SQLite, the
+    last close checkpoints the WAL into the database file)."""
+    for engine in list(_ENGINES):
+        engine.dispose()
 
 
 def redact(url: str) -> str:

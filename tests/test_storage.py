@@ -8,6 +8,7 @@ import optuna
 import pytest
 
 from hpdash.storage import BudgetExhausted, open_storage, redact
+from pg_helpers import pg_url  # noqa: F401  (fixture)
 
 
 def test_sqlite_file_is_wal(tmp_path) -> None:
@@ -155,3 +156,44 @@ def test_worker_studies_claim_each_slot_once(tmp_path) -> None:
     with pytest.raises(BudgetExhausted):
         a.ask()
     assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.COMPLETE] * 6
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'claim.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+def test_claim_study_user_attr_has_one_winner(any_url: str) -> None:
+    """Workers finishing a study together: exactly one marks it finished (and refits), on
+    SQLite and PostgreSQL alike, through separate storages as separate processes have."""
+    import threading
+
+    from hpdash.storage import claim_study_user_attr
+
+    url = any_url
+    name = f"claim-{time.time_ns()}"
+    optuna.create_study(storage=open_storage(url, heartbeat=False), study_name=name)
+    studies = [optuna.load_study(study_name=name, storage=open_storage(url, heartbeat=False)) for _ in range(4)]
+    # No such attr yet: the first claim creates it.
+    assert claim_study_user_attr(studies[0], "state", "running") is True
+    assert claim_study_user_attr(studies[1], "state", "running") is False  # already so
+    won: list[bool] = []
+    barrier = threading.Barrier(len(studies))
+
+    def finish(study: optuna.Study) -> None:
+        barrier.wait()
+        won.append(claim_study_user_attr(study, "state", "finished"))
+
+    threads = [threading.Thread(target=finish, args=(s,)) for s in studies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(won) == [False, False, False, True]
+    assert studies[2].user_attrs["state"] == "finished"
+    # Other storages: a read and a write.
+    memory = optuna.create_study()
+    assert claim_study_user_attr(memory, "state", "finished") is True
+    assert claim_study_user_attr(memory, "state", "finished") is False
