@@ -3,9 +3,10 @@ Wilcoxon) against none, same seed, one worker each. Wall time from launch to exi
 
 hpdash's pruners (hpdash/strategies.py): ``median`` is ``FoldMedianPruner(n_startup_trials=5)``,
 which stops a trial whose mean over the folds so far is below the median of the finished
-trials' means over the same folds; ``wilcoxon`` is Optuna's ``WilcoxonPruner`` against the
-best trial's fold scores, with a threshold that lets 3 consistently worse folds of 5 stop a
-trial. Both act after fold 1 at the earliest.
+trials' means over the same folds (ties counting half, as mid-ranks); ``wilcoxon`` is
+Optuna's ``WilcoxonPruner`` against the best trial's fold scores, with a threshold that lets 3
+consistently worse folds of 5 stop a trial. ``median`` acts after fold 1 at the earliest,
+``wilcoxon`` after fold 3.
 
 The workers run with ``OMP_NUM_THREADS=1``: histogram gradient boosting otherwise spins two
 OpenMP threads per fit, and on a shared 2-core machine any other load then makes its wall

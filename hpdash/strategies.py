@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-import statistics
+import math
 import warnings
 
 import optuna
@@ -78,14 +78,21 @@ def _make_sampler(strategy: str, seed: int, n_startup_trials: int) -> optuna.sam
 
 
 class FoldMedianPruner(optuna.pruners.BasePruner):
-    """Stop a trial whose mean score over folds 0..k is worse than the median of the completed
-    trials' means over the same folds 0..k.
+    """Stop a trial whose mean score over folds 0..k is below the median of the completed
+    trials' means over the same folds 0..k, ties counting half.
 
     Written by hand because Optuna's ``MedianPruner`` compares a trial's *best* step value
     with the others' values at the current step. That suits learning curves, where later
     steps are better, but not CV folds, which differ in difficulty: the best fold so far is
     often an easy one, so a poor trial was rarely stopped (bench/pruning.py measured 5
     pruned of 60). Means over the same folds compare like with like.
+
+    Ties are ranked as in rank tests (mid-ranks): the trial's position is the share of
+    completed trials it beats plus half the share it ties, and it stops below 0.5. Fold
+    scores such as accuracy on a hundred rows take few distinct values, so many trials tie
+    at the median; with ``<`` alone every one of them ran on (bench/pruning.py: 25 pruned of
+    60 and 23% less time, against 38 and 45% on the same trials with mid-ranks). A trial tied
+    with the best, or with all the others, is never stopped.
     """
 
     def __init__(self, n_startup_trials: int = 5, n_warmup_steps: int = 0) -> None:
@@ -108,10 +115,14 @@ class FoldMedianPruner(optuna.pruners.BasePruner):
         if len(others) < max(1, self.n_startup_trials):
             return False
         mine = sum(values[k] for k in folds) / len(folds)
-        median = statistics.median(others)
-        if study.direction == optuna.study.StudyDirection.MAXIMIZE:
-            return mine < median
-        return mine > median
+        sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+        beaten = ties = 0
+        for other in others:
+            if math.isclose(other, mine, rel_tol=1e-9, abs_tol=1e-12):
+                ties += 1
+            elif sign * (mine - other) > 0:
+                beaten += 1
+        return beaten + 0.5 * ties < 0.5 * len(others)
 
 
 WILCOXON_P_THRESHOLD = 0.13

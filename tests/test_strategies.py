@@ -90,6 +90,22 @@ def test_fold_median_pruner_compares_means_over_the_same_folds() -> None:
     assert strategies.FoldMedianPruner(n_startup_trials=5).prune(study, _running([0.85])) is True  # 0.85 < median 0.91
 
 
+def test_fold_median_pruner_counts_ties_half() -> None:
+    """Accuracy on a small fold takes few values, so trials tie at the median. Mid-ranks: a
+    trial tied with the median block is below the middle when more of that block lies above
+    it than it beats below; one tied with the best, or with everyone, runs on."""
+    study = _fold_study([[0.989]] * 3 + [[0.978]] * 4 + [[0.945]] * 2)  # median 0.978
+    pruner = strategies.FoldMedianPruner(n_startup_trials=5)
+    assert pruner.prune(study, _running([0.978])) is True  # beats 2, ties 4: (2 + 2) / 9 < 0.5
+    assert pruner.prune(study, _running([0.989])) is False  # beats 6, ties 3: 7.5 / 9
+    assert not optuna.pruners.MedianPruner(n_startup_trials=5).prune(study, _running([0.978]))
+    same = _fold_study([[0.9]] * 6)
+    assert pruner.prune(same, _running([0.9])) is False  # tied with all: exactly the middle
+    # Sums that are equal in exact arithmetic but not in floating point still tie.
+    near = _fold_study([[0.1, 0.2]] * 3 + [[0.3, 0.0]] * 3)
+    assert pruner.prune(near, _running([0.15, 0.15])) is False
+
+
 def test_fold_median_pruner_waits_for_enough_finished_trials() -> None:
     study = _fold_study([[0.9, 0.9]] * 4)
     assert strategies.FoldMedianPruner(n_startup_trials=5).prune(study, _running([0.1])) is False
