@@ -36,11 +36,12 @@ def fast_heartbeats(monkeypatch):
 
 
 def _slow_spec(name: str, n_trials: int, workers: int = 1):
-    """Trials of about a second each (a random forest on breast cancer), so a kill lands mid-trial."""
+    """Trials of about a second each (a random forest on breast cancer), so a kill lands
+    mid-trial, after a fold score is written live (folds of 0.25 s or more, objective.py)."""
     return parse_spec({
         "name": name, "dataset": "sklearn:breast_cancer", "target": "target", "model": "random_forest",
         "strategy": "random", "n_trials": n_trials, "cv": {"folds": 3}, "seed": 0, "workers": workers,
-        "space": {"n_estimators": {"type": "int", "low": 60, "high": 80},
+        "space": {"n_estimators": {"type": "int", "low": 180, "high": 220},
                   "max_depth": {"type": "int", "low": 2, "high": 8}},
     })
 
