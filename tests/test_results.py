@@ -339,6 +339,28 @@ def test_fast_trials_frame_equals_api_trials_frame(tmp_path: Path, direction: st
     assert results.log_params(study) == {"f_log", "i_log"}
 
 
+def test_fast_reader_with_a_param_of_several_distributions(tmp_path: Path) -> None:
+    """A param whose distribution changed between trials (a space edited on resume) takes the
+    row-by-row path; the others the NumPy path. Both equal Optuna's frame."""
+    url = f"sqlite:///{tmp_path / 'mixed.db'}"
+    study = optuna.create_study(storage=url, study_name="mixed")
+    spaces = [
+        {"x": FloatDistribution(0, 1), "k": CategoricalDistribution(["a", "b", None]), "n": IntDistribution(1, 9)},
+        {"x": FloatDistribution(0, 5), "k": CategoricalDistribution(["a", "b", None]), "n": IntDistribution(1, 20)},
+    ]
+    values = [{"x": 0.25, "k": "b", "n": 3}, {"x": 4.0, "k": None, "n": 17}, {"x": 0.5, "k": "a"}]
+    for i, params in enumerate(values):
+        dists = {name: spaces[i % 2][name] for name in params}
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=float(i), params=params,
+                                     distributions=dists))
+    pd.testing.assert_frame_equal(results.read_trials_dataframe(study),
+                                  study.trials_dataframe(attrs=ALL_ATTRS))
+    pd.testing.assert_frame_equal(results.trials_frame(study), results.trials_frame(study, fast=False))
+    frame = results.trials_frame(study)
+    assert frame["params_x"].tolist() == [0.25, 4.0, 0.5]
+    assert frame["params_n"].tolist()[:2] == [3, 17] and pd.isna(frame["params_n"].iloc[2])
+
+
 def _api_summary(study: optuna.Study) -> dict[str, Any]:
     """study_summary through Optuna's API (the fast path switched off)."""
     original = results._fast_source
