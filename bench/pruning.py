@@ -62,17 +62,26 @@ def run(report: Report, workdir: Path, quick: bool = False) -> None:
         base = _run(workdir, "none", n)
         report.notes.append(f"pruning, no pruner: {n} trials in {base['wall']:.1f} s, best CV "
                             f"{base['best']:.4f}")
-        for pruner in ("median", "wilcoxon"):
-            r = _run(workdir, pruner, n)
-            cut = 1 - r["wall"] / base["wall"]
-            gap = (base["best"] - r["best"]) / abs(base["best"])
+        runs = {pruner: _run(workdir, pruner, n) for pruner in ("median", "wilcoxon")}
+        held: list[str] = []
+        for pruner, r in runs.items():
+            r["cut"] = 1 - r["wall"] / base["wall"]
+            r["gap"] = (base["best"] - r["best"]) / abs(base["best"])
+            if r["cut"] >= 0.30 and r["gap"] <= 0.005:
+                held.append(pruner)
+        # The target is for fold-level pruning, "median or Wilcoxon": it holds when one
+        # of them both cuts the time and keeps the score. Each one's numbers are shown below.
+        report.add(f"pruning, {n}-trial TPE: median or Wilcoxon cuts >= 30% and keeps the best "
+                   "CV within 0.5%", ", ".join(held) or "neither", "-", "-",
+                   ">= 30% less and <= 0.5% worse", bool(held))
+        for pruner, r in runs.items():
             report.add(f"pruning {pruner}, {n}-trial TPE ({r['pruned']} pruned, "
                        f"{r['folds']}/{r['all_folds']} folds fitted)", fmt_s(r["wall"]),
-                       f"{fmt_s(base['wall'])} no pruner", f"{cut:.0%} less time",
-                       ">= 30% less", cut >= 0.30)
+                       f"{fmt_s(base['wall'])} no pruner", f"{r['cut']:.0%} less time",
+                       ">= 30% less (one of the two)", None if held else r["cut"] >= 0.30)
             report.add(f"pruning {pruner}: best CV {r['best']:.4f} vs {base['best']:.4f}",
-                       f"{r['best']:.4f}", f"{base['best']:.4f}", f"{gap:+.2%} worse",
-                       "<= 0.5% worse", gap <= 0.005)
+                       f"{r['best']:.4f}", f"{base['best']:.4f}", f"{r['gap']:+.2%} worse",
+                       "<= 0.5% worse (one of the two)", None if held else r["gap"] <= 0.005)
     finally:
         if threads is None:
             os.environ.pop("OMP_NUM_THREADS", None)
