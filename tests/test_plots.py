@@ -602,6 +602,39 @@ def test_importance_async_computes_off_the_caller(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(result, plots.importance_data(study))
 
 
+def test_importance_async_from_the_page_trials_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page's path: keyed by the TrialsCache snapshot and computed on its trials (the
+    study is not read again in the background thread)."""
+    import time as _time
+
+    plots.clear_importance_cache()
+    study = _sqlite_study(tmp_path, 30)
+    cache = results.TrialsCache(study)
+    cache.refresh()
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5, params={"x": 0.5, "k": "a"},
+                                 distributions={"x": FloatDistribution(0, 1),
+                                                "k": CategoricalDistribution(["a", "b"])}))
+
+    def no_reads(study: optuna.Study) -> list:
+        raise AssertionError("read the study again")
+
+    monkeypatch.setattr(results, "completed_trials", no_reads)
+    result = plots.importance_data_async(study, source=cache)
+    deadline = _time.monotonic() + 20
+    while result is None and _time.monotonic() < deadline:
+        _time.sleep(0.02)
+        result = plots.importance_data_async(study, source=cache)
+    assert result is not None
+    key = plots.importance_cache_key(study, "ped_anova", 0, cache)
+    assert key[-1] == 30  # the snapshot's count, not the study's 31
+    pd.testing.assert_frame_equal(result, plots.importance_data(study, source=cache))
+    monkeypatch.undo()
+    on_30 = optuna.importance.get_param_importances(
+        results.TrialsView(results.completed_trials(study)[:30], study.direction),
+        evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+    assert dict(zip(result["param"], result["importance"])) == pytest.approx(on_30)
+
+
 # ------------------------------------------------------------------------------ strategy comparison
 from hpdash import compare
 
@@ -672,3 +705,29 @@ def test_importance_comparison_names_the_method() -> None:
     assert list(fig.data[1].y) == ["b", "a"] and list(fig.data[1].x) == [0.6, 0.4]  # by mean importance
     empty = plots.importance_comparison_figure(data.iloc[0:0], "ped_anova")
     assert "PED-ANOVA" in empty.layout.title.text
+
+
+def test_importance_thread_does_not_hold_up_exit() -> None:
+    """A computation still running when the server stops does not keep the process alive
+    (a one-worker ThreadPoolExecutor would be joined at exit: minutes for a large fANOVA)."""
+    import subprocess
+    import sys
+
+    code = ("import time; from hpdash import plots; "
+            "f = plots._IMPORTANCE_POOL.submit(time.sleep, 600); time.sleep(0.2); "
+            "print(f.running())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"  # it was running, and the process still ended
+
+
+def test_importance_worker_runs_calls_in_order_and_hands_back_errors() -> None:
+    worker = plots._DaemonWorker("test-worker")
+    order: list[int] = []
+    first = worker.submit(order.append, 1)
+    failing = worker.submit(lambda: 1 / 0)
+    last = worker.submit(order.append, 2)
+    assert last.result(timeout=30) is None and first.result(timeout=30) is None
+    with pytest.raises(ZeroDivisionError):
+        failing.result(timeout=30)
+    assert order == [1, 2]
