@@ -25,14 +25,16 @@ import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 
 from hpdash import config
 from hpdash.errors import DatasetError, SpecError, StorageError
-from hpdash.store import Catalogue
+
+if TYPE_CHECKING:  # the catalogue (sqlite-utils) is imported where used: workers never need it
+    from hpdash.store import Catalogue
 
 TaskName = Literal["classification", "regression"]
 TASKS: tuple[str, ...] = ("classification", "regression")
@@ -1004,6 +1006,8 @@ def store_dataset(
     sha = sha256_bytes(data)
     base = _base_filename(filename)
     name = PurePosixPath(base).stem or base
+    from hpdash.store import Catalogue
+
     catalogue = catalogue or Catalogue()
     path = config.datasets_dir() / f"{sha}.{fmt}"
     created = False
@@ -1054,7 +1058,17 @@ def delete_stored(sha256: str, catalogue: Catalogue | None = None) -> None:
         raise DatasetError(f"{sha256!r} is not a dataset SHA-256 (64 hexadecimal characters).")
     folder = config.datasets_dir()
     for fmt in ("csv", "parquet"):
-        (folder / f"{sha}.{fmt}").unlink(missing_ok=True)
+        path = folder / f"{sha}.{fmt}"
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:  # permissions, a read-only mount: say which file and why
+            raise DatasetError(
+                f"Cannot delete the stored dataset file {path}: {exc.strerror or exc}. "
+                "Check that the data folder is writable, then try again; nothing was removed "
+                "from the catalogue."
+            ) from exc
+    from hpdash.store import Catalogue
+
     (catalogue or Catalogue()).delete_dataset(sha)
 
 
@@ -1073,6 +1087,8 @@ def load_dataset(ref: str, expected_sha256: str | None = None) -> tuple[pd.DataF
         sha = ref.lower()
         path = find_stored(sha)
         if path is None:
+            from hpdash.store import Catalogue
+
             row = Catalogue().get_dataset(sha)
             if row is not None:
                 raise DatasetError(

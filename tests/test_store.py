@@ -182,6 +182,23 @@ def test_delete_stored(data_dir: Path) -> None:
         delete_stored("../../etc/passwd")
 
 
+def test_delete_stored_that_cannot_remove_the_file_says_so(data_dir: Path) -> None:
+    """An OSError (here: a folder where the file should be, which even root cannot unlink)
+    becomes a DatasetError naming the file, and the catalogue row stays."""
+    from hpdash import config
+
+    stored = store_dataset(CSV, "d.csv")
+    blocker = config.datasets_dir() / f"{stored.sha256}.csv"
+    blocker.unlink()
+    blocker.mkdir()
+    with pytest.raises(DatasetError, match=r"Cannot delete the stored dataset file .*csv.*writable"):
+        delete_stored(stored.sha256)
+    assert Catalogue().get_dataset(stored.sha256) is not None
+    blocker.rmdir()
+    delete_stored(stored.sha256)
+    assert Catalogue().list_datasets() == []
+
+
 def test_explicit_catalogue(data_dir: Path, tmp_path: Path) -> None:
     """A catalogue passed in is the one written to."""
     other = Catalogue(tmp_path / "elsewhere.db")
