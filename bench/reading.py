@@ -43,8 +43,8 @@ def hpdash_page(url: str, importance: str = "cold") -> dict[str, Any]:
     study = _load(url)
     cache = results.TrialsCache(study)
     frame = cache.refresh()  # the page's first read: a full one
-    summary = results.study_summary(study)
-    logs = results.log_params(study)
+    summary = cache.progress()  # as the Study page: counts, best and direction from the cache
+    logs = cache.log_params()
     direction = summary["direction"]
     conv = plots.convergence_figure(frame, direction=direction, metric="accuracy")
     par = plots.parallel_coordinates_figure(frame, direction=direction, log_params=logs,

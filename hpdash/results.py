@@ -577,6 +577,7 @@ class RawTrials:
     user_attrs: list[Any] = field(default_factory=list)  # trial_id, key, value_json
     system_attrs: list[Any] = field(default_factory=list)  # trial_id, key, value_json
     intermediate: list[Any] = field(default_factory=list)  # trial_id, step, value, value type
+    distributions: list[Any] = field(default_factory=list)  # distinct (param_name, dist json)
 
 
 def read_raw(
@@ -620,6 +621,7 @@ def read_raw(
             "JOIN trials t ON t.trial_id = p.trial_id WHERE t.study_id = :sid" + waiting + "{ids}",
             study_id, ids,
         )
+        raw.distributions = [tuple(d) for d in dists]
         names = [d[0] for d in dists]
         if len(names) == len(set(names)):
             by_name = dict(dists)
@@ -880,6 +882,7 @@ class TrialsCache:
         # COMPLETE trials for importance (``completed_trials``): raw rows read by refreshes and
         # not yet turned into FrozenTrials, and those already built. A COMPLETE trial is never
         # read again, so each one is in exactly one of them.
+        self._distributions: set[tuple[str, str]] = set()  # (param name, JSON) seen by reads
         self._complete_lock = threading.Lock()
         self._complete_raws: list[RawTrials] = []
         self._complete_built: list[FrozenTrial] = []
@@ -932,10 +935,27 @@ class TrialsCache:
         return self._frame
 
     def _keep_complete(self, raw: RawTrials) -> None:
-        """Keep the rows ``completed_trials`` needs (references only: no work on the poll)."""
+        """Keep the rows ``completed_trials`` needs (references only: no work on the poll),
+        and the distributions for ``log_params``."""
+        self._distributions.update(raw.distributions)
         if any(r[2] == "COMPLETE" for r in raw.trials):
             with self._complete_lock:
                 self._complete_raws.append(RawTrials(raw.trials, raw.values, raw.params))
+
+    def log_params(self) -> set[str]:
+        """``log_params(study)`` for the trials of the last ``refresh``, from the distributions
+        its reads already fetched (no query: the page asked for them after every change, a
+        scan of all params, 35 ms at 10k trials)."""
+        if self._fast is None:
+            return log_params(self.study)
+        if self._frame is None:
+            self.refresh()
+        names: set[str] = set()
+        for name, dist_json in self._distributions:
+            dist = _distribution(dist_json)
+            if isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log:
+                names.add(name)
+        return names
 
     @property
     def n_complete(self) -> int:

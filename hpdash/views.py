@@ -510,13 +510,6 @@ def reproduce_for_best(study: optuna.Study) -> str:
     return objective.reproduce_snippet(spec.to_dict(), problem, model_key, params)
 
 
-def log_param_names(study: optuna.Study) -> set[str]:
-    """Params drawn on a log scale (for the plot axes)."""
-    from hpdash.results import log_params
-
-    return log_params(study)
-
-
 def spec_form_defaults() -> dict[str, Any]:
     """Default values of the New study form (the spec defaults with a small budget)."""
     return {"strategy": "tpe", "n_trials": 20, "timeout": None, "folds": 5, "repeats": 1,

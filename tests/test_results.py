@@ -475,6 +475,7 @@ def _assert_same_completed(cache: results.TrialsCache, study: optuna.Study) -> N
 
     assert key(cache.completed_trials()) == key(results.completed_trials(study))
     assert cache.n_complete == results.completed_count(study)
+    assert cache.log_params() == results.log_params(study)
 
 
 def test_trials_cache_in_memory_rereads_everything() -> None:

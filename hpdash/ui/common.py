@@ -166,10 +166,10 @@ class LiveStudy:
         return self._memo[key]
 
     def log_params(self, study: optuna.Study) -> set[str]:
-        """``views.log_param_names``, read again only after a refresh saw a change (params are
-        only ever added to new or running trials, and a refresh re-reads those)."""
+        """The params on a log scale (``results.log_params``), from the distributions the
+        cache's reads fetched; worked out again only after a refresh saw a change."""
         if self._log_params is None or self._log_params[0] != self.generation:
-            self._log_params = (self.generation, frozenset(views.log_param_names(study)))
+            self._log_params = (self.generation, frozenset(self.cache.log_params()))
         return set(self._log_params[1])
 
     def importance(self, study: optuna.Study, method: str, seed: int) -> Importance:
