@@ -205,8 +205,8 @@ def _add_budget_slots(study: optuna.Study, plan: Plan) -> None:
         # random subset of the grid.
         order = np.random.default_rng(spec.seed).permutation(len(points))
         budget = len(points) if spec.n_trials is None else min(spec.n_trials, len(points))
-        for i in order[:budget]:
-            study.enqueue_trial(points[int(i)])
+        # What study.enqueue_trial(point) stores, for every point in one transaction.
+        _add_waiting_trials(study, [{"fixed_params": points[int(i)]} for i in order[:budget]])
         study.set_user_attr(GRID_ATTR, {
             "grid_size": len(points), "budget": budget, "order": "seeded random permutation",
             "cut": budget < len(points),
@@ -216,9 +216,19 @@ def _add_budget_slots(study: optuna.Study, plan: Plan) -> None:
     if spec.n_trials is None:
         study.set_user_attr(BUDGET_ATTR, None)  # time budget only: workers create trials freely
         return
-    for _ in range(spec.n_trials):
-        study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, system_attrs={"hpdash_slot": True}))
+    _add_waiting_trials(study, [{"hpdash_slot": True}] * spec.n_trials)
     study.set_user_attr(BUDGET_ATTR, spec.n_trials)
+
+
+def _add_waiting_trials(study: optuna.Study, system_attrs: list[dict[str, Any]]) -> None:
+    """WAITING trials with these system attrs: one transaction on hpdash's storage
+    (``WorkerRDBStorage.add_waiting_trials``), ``add_trial`` per trial on any other."""
+    backend = getattr(study._storage, "_backend", study._storage)
+    if isinstance(backend, WorkerRDBStorage):
+        backend.add_waiting_trials(study._study_id, system_attrs)
+        return
+    for attrs in system_attrs:
+        study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, system_attrs=attrs))
 
 
 def load_spec_of(study: optuna.Study) -> StudySpec:

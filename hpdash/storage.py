@@ -148,6 +148,33 @@ class WorkerRDBStorage(RDBStorage):
                     set_={"value_json": insert.excluded.value_json},
                 ))
 
+    def add_waiting_trials(self, study_id: int, system_attrs: list[dict[str, Any]]) -> None:
+        """Create WAITING trials (budget slots) with these system attrs, in one transaction.
+
+        What ``study.add_trial(create_trial(state=WAITING, system_attrs=...))`` stores, for
+        many trials at once: Optuna commits each one (about 2 ms a slot here, so 20 s for a
+        10,000-trial budget). Numbers follow on from the study's trials, as Optuna's do; the
+        study row is locked as Optuna locks it to number a trial.
+        """
+        from optuna.storages._rdb import models as rdb
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        if not system_attrs:
+            return
+        with _create_scoped_session(self.scoped_session, True) as session:
+            rdb.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+            base = session.query(sqlalchemy.func.count(rdb.TrialModel.trial_id)).filter(
+                rdb.TrialModel.study_id == study_id).scalar() or 0
+            trials = [rdb.TrialModel(study_id=study_id, number=base + i, state=TrialState.WAITING,
+                                     datetime_start=None, datetime_complete=None)
+                      for i in range(len(system_attrs))]
+            session.add_all(trials)
+            session.flush()  # assigns the trial ids
+            session.add_all([
+                rdb.TrialSystemAttributeModel(trial_id=trial.trial_id, key=key, value_json=json.dumps(value))
+                for trial, attrs in zip(trials, system_attrs) for key, value in attrs.items()
+            ])
+
     def claim_study_user_attr(self, study_id: int, key: str, value: Any) -> bool:
         """Set a study user attr to ``value`` unless it already has that value; True when this
         call changed it. One conditional UPDATE, so of several workers racing to make the

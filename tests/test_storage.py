@@ -197,3 +197,38 @@ def test_claim_study_user_attr_has_one_winner(any_url: str) -> None:
     memory = optuna.create_study()
     assert claim_study_user_attr(memory, "state", "finished") is True
     assert claim_study_user_attr(memory, "state", "finished") is False
+
+
+def test_add_waiting_trials_stores_what_add_trial_stores(any_url: str) -> None:
+    """Budget slots in one transaction: the same rows as Optuna's add_trial/enqueue_trial
+    (numbers following on from existing trials, state, no start time, system attrs), and
+    workers claim them in order."""
+    from hpdash.runner import WorkerStudy
+
+    attrs = [{"hpdash_slot": True}, {"fixed_params": {"x": 0.5, "k": "a"}}, {"fixed_params": {"x": 1.5}}]
+    studies = {}
+    for how in ("optuna", "bulk"):
+        name = f"slots-{how}-{time.time_ns()}"
+        study = optuna.create_study(storage=open_storage(any_url, heartbeat=False), study_name=name)
+        study.add_trial(optuna.trial.create_trial(value=1.0, params={"x": 0.1},
+                                                  distributions={"x": optuna.distributions.FloatDistribution(0, 2)}))
+        if how == "optuna":
+            for a in attrs:
+                study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, system_attrs=a))
+        else:
+            study._storage._backend.add_waiting_trials(study._study_id, attrs)
+        studies[how] = optuna.load_study(study_name=name, storage=open_storage(any_url, heartbeat=False))
+
+    def rows(study: optuna.Study) -> list:
+        return [(t.number, t.state, t.datetime_start, t.datetime_complete, t.system_attrs, t.params)
+                for t in study.get_trials()]
+
+    # The first trial (COMPLETE, made by create_trial) differs only by when it was made.
+    assert rows(studies["bulk"])[1:] == rows(studies["optuna"])[1:]
+    assert [t.number for t in studies["bulk"].get_trials()] == [0, 1, 2, 3]
+    worker = WorkerStudy(study_name=studies["bulk"].study_name,
+                         storage=open_storage(any_url, budgeted=True, heartbeat=False))
+    first = worker.ask()
+    assert first.number == 1 and worker._storage.get_trial(first._trial_id).system_attrs == {"hpdash_slot": True}
+    second = worker.ask()
+    assert second.suggest_float("x", 0, 2) == 0.5  # the fixed params of an enqueued slot
