@@ -261,13 +261,16 @@ class WorkerStudy(optuna.Study):
     tests/test_storage.py checks it against the pinned Optuna.
     """
 
+    #: User attrs written in the claim's own transaction (``run_worker`` sets the worker's name).
+    claim_attrs: dict[str, Any] = {}
+
     def _pop_waiting_trial_id(self) -> int | None:
         from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 
         cache = self._storage
         if not (isinstance(cache, _CachedStorage) and isinstance(cache._backend, WorkerRDBStorage)):
             return super()._pop_waiting_trial_id()
-        claimed = cache._backend.claim_waiting_trial(self._study_id)
+        claimed = cache._backend.claim_waiting_trial(self._study_id, self.claim_attrs)
         if claimed is None:
             return None
         # What Optuna's _CachedStorage.create_new_trial does for a trial it creates: the cache
@@ -276,6 +279,11 @@ class WorkerStudy(optuna.Study):
             cache._studies.setdefault(self._study_id, _StudyInfo())
             cache._add_trials_to_cache(self._study_id, [claimed])
         return claimed._trial_id
+
+
+def _worker_name() -> str:
+    """The ``worker`` user attr of the trials this process runs: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _worker_key() -> str:
@@ -300,6 +308,7 @@ def run_worker(name: str, storage: str | None = None, worker_index: int = 0) -> 
         sampler=strategies.make_sampler(spec.strategy, spec.seed + worker_index),
         pruner=strategies.make_pruner(spec.pruner, spec.folds * spec.repeats),
     )
+    study.claim_attrs = {"worker": _worker_name()}
     stop_event = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
@@ -417,10 +426,11 @@ def _optimize_until_no_work(
 def _with_slot_return(study: optuna.Study, func: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
     """On a user stop mid-trial, give the slot back (same params) and fail the cut trial."""
 
-    worker = f"{socket.gethostname()}:{os.getpid()}"
+    worker = _worker_name()
 
     def wrapped(trial: optuna.Trial) -> float:
-        trial.set_user_attr("worker", worker)  # which process ran it (scale-out diagnostics)
+        if trial.user_attrs.get("worker") != worker:  # a claimed slot has it already
+            trial.set_user_attr("worker", worker)  # which process ran it (scale-out diagnostics)
         try:
             return func(trial)
         except objective.StopRequested:

@@ -232,3 +232,21 @@ def test_add_waiting_trials_stores_what_add_trial_stores(any_url: str) -> None:
     assert first.number == 1 and worker._storage.get_trial(first._trial_id).system_attrs == {"hpdash_slot": True}
     second = worker.ask()
     assert second.suggest_float("x", 0, 2) == 0.5  # the fixed params of an enqueued slot
+
+
+def test_claim_writes_the_workers_attrs_with_it(any_url: str) -> None:
+    """The worker's name goes in with the claim (one transaction), visible to other readers
+    while the trial runs; a slot another worker took is skipped."""
+    name = f"claim-attrs-{time.time_ns()}"
+    study = optuna.create_study(storage=open_storage(any_url, heartbeat=False), study_name=name)
+    study._storage._backend.add_waiting_trials(study._study_id, [{"hpdash_slot": True}] * 2)
+    a, b = (open_storage(any_url, budgeted=True, heartbeat=False) for _ in range(2))
+    first = a.claim_waiting_trial(study._study_id, {"worker": "host:1"})
+    second = b.claim_waiting_trial(study._study_id, {"worker": "host:2"})
+    assert first.user_attrs == {"worker": "host:1"} and second.user_attrs == {"worker": "host:2"}
+    assert first.number == 0 and second.number == 1
+    seen = {t.number: (t.state, t.user_attrs) for t in optuna.load_study(
+        study_name=name, storage=open_storage(any_url, heartbeat=False)).get_trials()}
+    assert seen == {0: (optuna.trial.TrialState.RUNNING, {"worker": "host:1"}),
+                    1: (optuna.trial.TrialState.RUNNING, {"worker": "host:2"})}
+    assert a.claim_waiting_trial(study._study_id, {"worker": "host:1"}) is None
