@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from hpdash import datasets
+from hpdash import datasets, export_model
 
 from browser_helpers import no_exception, screenshot, start_server, wait_ready
 
@@ -160,6 +160,16 @@ def test_upload_launch_watch_and_review(page, browser, empty_server, tmp_path) -
     assert content.count("\nCOMPLETE") + content.count(",COMPLETE,") >= 1
     assert len(content.strip().splitlines()) == 11
     screenshot(page, "study-trials")
+
+    # 5b. the .skops model is made on its first download (export_model.ensure_skops) and is a
+    # model that loads with trusted types only and predicts
+    with page.expect_download(timeout=120_000) as info:
+        page.get_by_role("button", name="Download the model (skops)").click()
+    model = export_model.load_skops(info.value.path())
+    predictions = model.predict(frame.drop(columns=["target"]).head(5))
+    assert len(predictions) == 5
+    wait_ready(page)
+    no_exception(page)
 
     # 6. the shared link opens the same study in a fresh browser context
     fresh = browser.new_context(viewport={"width": 1400, "height": 1000})
