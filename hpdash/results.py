@@ -252,16 +252,14 @@ def log_params(study: optuna.Study) -> set[str]:
                 ),
                 {"sid": study_id},
             ).all()
-        for name, dist_json in rows:
-            dist = _distribution(dist_json)
-            if isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log:
-                names.add(name)
-        return names
+        return {name for name, dist_json in rows if _is_log(_distribution(dist_json))}
     for trial in study.get_trials(deepcopy=False):
-        for name, dist in trial.distributions.items():
-            if isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log:
-                names.add(name)
+        names.update(name for name, dist in trial.distributions.items() if _is_log(dist))
     return names
+
+
+def _is_log(dist: BaseDistribution) -> bool:
+    return isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log
 
 
 def study_summary(study: optuna.Study) -> dict[str, Any]:
@@ -879,10 +877,10 @@ class TrialsCache:
         self._best_params: tuple[int, dict[str, Any]] | None = None  # (trial_id, params)
         self._from_frame: tuple[pd.DataFrame, dict[str, Any]] | None = None  # (frame, progress)
         self._metric: tuple[str | None] | None = None
+        self._distributions: set[tuple[str, str]] = set()  # (param name, JSON) seen by reads
         # COMPLETE trials for importance (``completed_trials``): raw rows read by refreshes and
         # not yet turned into FrozenTrials, and those already built. A COMPLETE trial is never
         # read again, so each one is in exactly one of them.
-        self._distributions: set[tuple[str, str]] = set()  # (param name, JSON) seen by reads
         self._complete_lock = threading.Lock()
         self._complete_raws: list[RawTrials] = []
         self._complete_built: list[FrozenTrial] = []
@@ -925,16 +923,16 @@ class TrialsCache:
         if self._base is None:
             raw = read_raw(engine, study_id)
             self._base = _base_from_raw(raw, self._seen_types)
-            self._keep_complete(raw)
+            self._keep_rows(raw)
         elif read_ids:
             raw = read_raw(engine, study_id, read_ids)
             piece = _base_from_raw(raw, self._seen_types)
             self._base = self._merge(self._base, piece)
-            self._keep_complete(raw)
+            self._keep_rows(raw)
         self._frame = _finalize(self._base, self.direction)
         return self._frame
 
-    def _keep_complete(self, raw: RawTrials) -> None:
+    def _keep_rows(self, raw: RawTrials) -> None:
         """Keep the rows ``completed_trials`` needs (references only: no work on the poll),
         and the distributions for ``log_params``."""
         self._distributions.update(raw.distributions)
@@ -950,12 +948,7 @@ class TrialsCache:
             return log_params(self.study)
         if self._frame is None:
             self.refresh()
-        names: set[str] = set()
-        for name, dist_json in self._distributions:
-            dist = _distribution(dist_json)
-            if isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log:
-                names.add(name)
-        return names
+        return {name for name, dist_json in self._distributions if _is_log(_distribution(dist_json))}
 
     @property
     def n_complete(self) -> int:

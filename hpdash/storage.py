@@ -85,21 +85,9 @@ class WorkerRDBStorage(RDBStorage):
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
         if values is None and state in (TrialState.RUNNING, TrialState.FAIL):
-            before, column = ("WAITING", "datetime_start") if state == TrialState.RUNNING else ("RUNNING", "datetime_complete")
             with self.engine.begin() as conn:
-                changed = conn.execute(
-                    sqlalchemy.text(
-                        # Literals, not parameters: PostgreSQL's state column is an enum type.
-                        # Both come from the fixed set above, never from input.
-                        f"UPDATE trials SET state = '{state.name}', {column} = :now "
-                        f"WHERE trial_id = :trial_id AND state = '{before}'"
-                    ),
-                    # Naive UTC: Optuna's TrialModel setter converts its datetime.now() to
-                    # naive UTC before storing; raw SQL bypasses that setter, so we convert here.
-                    {"now": datetime.now(timezone.utc).replace(tzinfo=None), "trial_id": trial_id},
-                ).rowcount
-            if changed == 1:
-                return True
+                if _move_state(conn, trial_id, state):
+                    return True
             # Not in the expected state any more: Optuna's own method returns False or raises
             # UpdateFinishedTrialError as it should.
         return super().set_trial_state_values(trial_id, state, values)
@@ -123,10 +111,7 @@ class WorkerRDBStorage(RDBStorage):
                 for key, value in attrs.items():
                     self._set_trial_attr_without_commit(session, rdb.TrialUserAttributeModel, trial_id, key, value)
                 return
-            if self.engine.name == "sqlite":
-                dialect: Any = sqlalchemy.dialects.sqlite
-            else:  # imported here: 30 ms of every SQLite worker's start-up otherwise
-                import sqlalchemy.dialects.postgresql as dialect
+            dialect = _dialect(self.engine.name)
             if values:
                 rows = []
                 for step, value in values:
@@ -224,13 +209,7 @@ class WorkerRDBStorage(RDBStorage):
                 self.set_trial_user_attr(trial_id, key, value)
             return True
         with self.engine.begin() as conn:
-            changed = conn.execute(
-                sqlalchemy.text("UPDATE trials SET state = 'RUNNING', datetime_start = :now "
-                                "WHERE trial_id = :trial_id AND state = 'WAITING'"),
-                # Naive UTC, as in set_trial_state_values.
-                {"now": datetime.now(timezone.utc).replace(tzinfo=None), "trial_id": trial_id},
-            ).rowcount
-            if changed != 1:
+            if not _move_state(conn, trial_id, TrialState.RUNNING):
                 return False
             if user_attrs:
                 conn.execute(_user_attrs_upsert(self.engine.name, trial_id, user_attrs))
@@ -278,16 +257,39 @@ class WorkerRDBStorage(RDBStorage):
                 memo.pop(trial._trial_id, None)
         return sorted([*cached.values(), *fresh], key=lambda t: t._trial_id)
 
+
+def _move_state(conn: sqlalchemy.engine.Connection, trial_id: int, state: TrialState) -> bool:
+    """WAITING -> RUNNING (with the start time) or RUNNING -> FAIL (with the end time), only
+    from that state: one conditional UPDATE, so of racing workers exactly one succeeds."""
+    before, column = ("WAITING", "datetime_start") if state == TrialState.RUNNING else ("RUNNING", "datetime_complete")
+    return conn.execute(
+        sqlalchemy.text(
+            # Literals, not parameters: PostgreSQL's state column is an enum type. Both come
+            # from the fixed set above, never from input.
+            f"UPDATE trials SET state = '{state.name}', {column} = :now "
+            f"WHERE trial_id = :trial_id AND state = '{before}'"
+        ),
+        # Naive UTC: Optuna's TrialModel setter converts its datetime.now() to naive UTC
+        # before storing; raw SQL bypasses that setter, so we convert here.
+        {"now": datetime.now(timezone.utc).replace(tzinfo=None), "trial_id": trial_id},
+    ).rowcount == 1
+
+
+def _dialect(engine_name: str) -> Any:
+    """SQLAlchemy's SQLite or PostgreSQL dialect module (for INSERT ... ON CONFLICT)."""
+    if engine_name == "sqlite":
+        return sqlalchemy.dialects.sqlite
+    import sqlalchemy.dialects.postgresql as postgresql  # here: 30 ms of every SQLite worker's start-up otherwise
+
+    return postgresql
+
+
 def _user_attrs_upsert(dialect_name: str, trial_id: int, attrs: dict[str, Any]) -> Any:
     """One multi-row INSERT ... ON CONFLICT DO UPDATE of a trial's user attrs (SQLite and
     PostgreSQL, where Optuna's table has its unique (trial_id, key) constraint)."""
     from optuna.storages._rdb import models as rdb
 
-    if dialect_name == "sqlite":
-        dialect: Any = sqlalchemy.dialects.sqlite
-    else:  # imported here: 30 ms of every SQLite worker's start-up otherwise
-        import sqlalchemy.dialects.postgresql as dialect
-    insert = dialect.insert(rdb.TrialUserAttributeModel).values(
+    insert = _dialect(dialect_name).insert(rdb.TrialUserAttributeModel).values(
         [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
     )
     return insert.on_conflict_do_update(

@@ -117,7 +117,7 @@ live_header()
 frame = live.refresh()  # usually nothing changed since the header's poll: one tiny query
 summary = live.cache.progress()  # study_summary's keys, from the same snapshot as the frame
 direction = summary["direction"]
-logs = live.log_params(study)
+logs = live.log_params()
 
 if frame.empty:
     st.info("No trial has finished yet. The plots appear here as trials complete; this page "

@@ -165,7 +165,7 @@ class LiveStudy:
             self._memo[key] = make()
         return self._memo[key]
 
-    def log_params(self, study: optuna.Study) -> set[str]:
+    def log_params(self) -> set[str]:
         """The params on a log scale (``results.log_params``), from the distributions the
         cache's reads fetched; worked out again only after a refresh saw a change."""
         if self._log_params is None or self._log_params[0] != self.generation:
