@@ -239,9 +239,11 @@ def load_spec_of(study: optuna.Study) -> StudySpec:
     return parse_spec(raw)
 
 
-def load_study(name: str, storage: str | None = None, **storage_kwargs: Any) -> optuna.Study:
-    """Load a study by name, with a clear error when it does not exist."""
-    store = open_storage(storage, **{"heartbeat": False, **storage_kwargs})
+def load_study(name: str, storage: str | None = None, *, store: Any = None, **storage_kwargs: Any) -> optuna.Study:
+    """Load a study by name, with a clear error when it does not exist. ``store``: a storage
+    this process already opened on ``storage`` (otherwise one is opened, without heartbeats)."""
+    if store is None:
+        store = open_storage(storage, **{"heartbeat": False, **storage_kwargs})
     try:
         return optuna.load_study(study_name=name, storage=store)
     except KeyError as exc:
@@ -298,12 +300,14 @@ def run_worker(name: str, storage: str | None = None, worker_index: int = 0) -> 
     """
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    plain = load_study(name, storage)
+    store = open_storage(storage)  # one storage for the whole worker (opening one costs 40-140 ms)
+    plain = load_study(name, storage, store=store)
     spec = load_spec_of(plain)
     budgeted = plain.user_attrs.get(BUDGET_ATTR) is not None
+    store.budgeted = budgeted
     study = WorkerStudy(
         study_name=name,
-        storage=open_storage(storage, budgeted=budgeted),
+        storage=store,
         # Each worker gets its own seed stream, or parallel random workers would repeat points.
         sampler=strategies.make_sampler(spec.strategy, spec.seed + worker_index),
         pruner=strategies.make_pruner(spec.pruner, spec.folds * spec.repeats),
@@ -332,13 +336,23 @@ def run_worker(name: str, storage: str | None = None, worker_index: int = 0) -> 
     done = 0
     problem: objective.Problem | None = None
 
-    def after_trial(st: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        nonlocal done
-        done += 1
-        # The beat thread reads the stop flag every WORKER_BEAT_SECONDS (and SIGTERM sets the
-        # event at once): no storage read per trial here.
-        if stop_event.is_set():
-            st.stop()
+    def counted(func: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
+        """Count this worker's trials and stop after one when a stop was asked. Done in the
+        objective, not in an Optuna callback: Optuna re-reads each finished trial from the
+        storage for its callbacks (one read a trial we do not need)."""
+
+        def run(trial: optuna.Trial) -> float:
+            nonlocal done
+            try:
+                return func(trial)
+            finally:
+                done += 1
+                # The beat thread reads the stop flag every WORKER_BEAT_SECONDS (and SIGTERM
+                # sets the event at once): no storage read per trial here.
+                if stop_event.is_set():
+                    study.stop()
+
+        return run
 
     try:
         problem = load_problem(spec, plain.user_attrs.get(DATASET_ATTR))
@@ -348,9 +362,8 @@ def run_worker(name: str, storage: str | None = None, worker_index: int = 0) -> 
             return 0
         _optimize_until_no_work(
             study,
-            _with_slot_return(study, objective.make_objective(problem, stop_event)),
+            counted(_with_slot_return(study, objective.make_objective(problem, stop_event))),
             timeout=timeout,
-            callbacks=[after_trial],
             stop_event=stop_event,
             budgeted=budgeted,
         )
@@ -376,7 +389,6 @@ def _optimize_until_no_work(
     func: Callable[[optuna.Trial], float],
     *,
     timeout: float | None,
-    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]],
     stop_event: threading.Event,
     budgeted: bool,
 ) -> None:
@@ -398,7 +410,7 @@ def _optimize_until_no_work(
         if remaining is not None and remaining <= 0:
             return
         try:
-            study.optimize(func, timeout=remaining, catch=(Exception,), callbacks=callbacks)
+            study.optimize(func, timeout=remaining, catch=(Exception,))
             return  # stopped by the user or out of time
         except BudgetExhausted:
             pass

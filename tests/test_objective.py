@@ -10,7 +10,7 @@ from sklearn.tree import DecisionTreeClassifier
 from hpdash import datasets, objective, runner, space, strategies
 from hpdash.errors import SpecError
 from hpdash.spec import parse_spec
-from hpdash.storage import open_storage
+from hpdash.storage import WorkerRDBStorage, open_storage
 
 GRID_SPEC = {
     "name": "bc-tree-grid",
@@ -123,9 +123,15 @@ def test_fold_scores_reach_storage_live_only_when_needed(data_dir, tmp_path, mon
                        "n_trials": 1, "pruner": pruner})
     problem = runner.load_problem(spec, None)
     monkeypatch.setattr(objective, "LIVE_REPORT_SECONDS", live_seconds)
-    reports = []
-    real_report = optuna.Trial.report
-    monkeypatch.setattr(optuna.Trial, "report", lambda self, value, step: (reports.append(step), real_report(self, value, step)))
+    reports = []  # fold steps written before the trial's results (which come with attrs)
+    real_write = WorkerRDBStorage.set_trial_user_attrs
+
+    def spy(self, trial_id, attrs, intermediate_values=None):
+        if not attrs:
+            reports.extend(sorted(intermediate_values or {}))
+        return real_write(self, trial_id, attrs, intermediate_values)
+
+    monkeypatch.setattr(WorkerRDBStorage, "set_trial_user_attrs", spy)
     storage = open_storage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat=False)
     study = optuna.create_study(direction="maximize", storage=storage, pruner=strategies.make_pruner(pruner, 5))
     study.optimize(objective.make_objective(problem), n_trials=1)

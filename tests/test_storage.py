@@ -2,7 +2,7 @@
 
 import sqlite3
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import optuna
 import pytest
@@ -250,3 +250,156 @@ def test_claim_writes_the_workers_attrs_with_it(any_url: str) -> None:
     assert seen == {0: (optuna.trial.TrialState.RUNNING, {"worker": "host:1"}),
                     1: (optuna.trial.TrialState.RUNNING, {"worker": "host:2"})}
     assert a.claim_waiting_trial(study._study_id, {"worker": "host:1"}) is None
+
+
+def _every_kind_of_trial(study: optuna.Study) -> None:
+    """Trials in every state, with every distribution type, value type and attr kind."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    dists = {"lr": FloatDistribution(1e-4, 1.0, log=True), "f": FloatDistribution(0.0, 1.0, step=0.25),
+             "n": IntDistribution(1, 9, step=2), "m": IntDistribution(1, 100, log=True),
+             "c": CategoricalDistribution(["a", None, True, 2.5])}
+    params = {"lr": 0.01, "f": 0.5, "n": 3, "m": 10, "c": None}
+    running = study.ask(dists)  # first: ask would run a WAITING trial
+    running.report(0.125, 0)
+    running.set_user_attr("worker", "host:1")
+    state = optuna.trial.TrialState
+    for kind, value in [(state.COMPLETE, 0.5), (state.COMPLETE, float("inf")), (state.COMPLETE, float("-inf")),
+                        (state.PRUNED, None), (state.FAIL, None), (state.WAITING, None)]:
+        study.add_trial(optuna.trial.create_trial(
+            state=kind, value=value, params=params if kind != state.WAITING else {},
+            distributions=dists if kind != state.WAITING else {},
+            user_attrs={"fold_scores": [0.5, None], "nested": {"a": [1, "x"]}, "é": "ü"},
+            system_attrs={"fixed_params": {"n": 3}},
+            intermediate_values={0: 0.25, 1: float("nan"), 2: float("inf"), 3: float("-inf")}
+            if kind != state.WAITING else {},
+        ))
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Kolkata"])
+def test_read_trial_equals_optunas_get_trial(any_url: str, monkeypatch, tz) -> None:
+    """WorkerRDBStorage.read_trial (SQL Core) returns exactly Optuna's ORM read of a trial:
+    states, values (finite, infinite, several objectives), params of every distribution,
+    attrs, intermediate values (NaN and infinities), local datetimes."""
+    monkeypatch.setenv("TZ", tz)
+    time.tzset()
+    name = f"read-trial-{time.time_ns()}"
+    ours = open_storage(any_url, heartbeat=False)
+    _every_kind_of_trial(optuna.create_study(storage=ours, study_name=name))
+    multi = optuna.create_study(storage=ours, study_name=name + "-multi", directions=["maximize", "minimize"])
+    multi.add_trial(optuna.trial.create_trial(values=[1.0, float("-inf")], params={"x": 1.0},
+                                              distributions={"x": optuna.distributions.FloatDistribution(0, 2)}))
+    plain = optuna.storages.RDBStorage(any_url)
+    ids = [t._trial_id for s in (name, name + "-multi")
+           for t in optuna.load_study(study_name=s, storage=plain).get_trials()]
+    assert len(ids) == 8
+    running = [t for t in optuna.load_study(study_name=name, storage=plain).get_trials()
+               if t.state == optuna.trial.TrialState.RUNNING][0]
+    # hpdash's one-transaction writer (SQL Core upserts), read back both ways below
+    ours.set_trial_user_attrs(running._trial_id, {"worker": "host:2", "cv_mean": 0.5},
+                              {0: 0.75, 1: float("nan"), 2: float("-inf")})
+    assert plain.get_trial(running._trial_id).user_attrs == {"worker": "host:2", "cv_mean": 0.5}
+    for trial_id in ids:
+        mine, theirs = ours.read_trial(trial_id), plain.get_trial(trial_id)
+        # NaN != NaN: compare the intermediate values by repr, the rest as FrozenTrials.
+        assert repr(mine.intermediate_values) == repr(theirs.intermediate_values)
+        assert mine.intermediate_values.keys() == theirs.intermediate_values.keys()
+        mine.intermediate_values = theirs.intermediate_values = {}
+        assert mine == theirs
+        assert (mine.datetime_start, mine.datetime_complete) == (theirs.datetime_start, theirs.datetime_complete)
+        assert list(mine.params) == list(theirs.params)  # in the order they were suggested
+        assert mine.values == theirs.values or (mine.values is None and theirs.values is None)
+    with pytest.raises(KeyError):
+        ours.read_trial(max(ids) + 1000)
+
+
+def _run_the_same_trials(storage: optuna.storages.BaseStorage, name: str) -> list:
+    """Ask, suggest, report and tell trials through ``storage``; return what each step
+    raised (by type) so two storages can be compared."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    study = optuna.create_study(storage=storage, study_name=name, sampler=optuna.samplers.RandomSampler(seed=0))
+    space = {"lr": FloatDistribution(1e-4, 1.0, log=True), "n": IntDistribution(1, 9, step=2),
+             "c": CategoricalDistribution(["a", None, True])}
+    outcomes = []
+    for value, state in [(0.5, optuna.trial.TrialState.COMPLETE), (float("inf"), optuna.trial.TrialState.COMPLETE),
+                         (None, optuna.trial.TrialState.PRUNED), (None, optuna.trial.TrialState.FAIL)]:
+        trial = study.ask(space)
+        trial.report(0.25, 0)
+        study.tell(trial, value, state=state)
+        try:  # a finished trial takes no more params, states or values
+            study._storage.set_trial_param(trial._trial_id, "x", 0.5, FloatDistribution(0, 1))
+        except Exception as exc:
+            outcomes.append(type(exc).__name__)
+        try:
+            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.COMPLETE, [1.0])
+        except Exception as exc:
+            outcomes.append(type(exc).__name__)
+    trial = study.ask()
+    try:  # the same name with an incompatible distribution
+        trial.suggest_int("lr", 1, 3)
+    except Exception as exc:
+        outcomes.append(type(exc).__name__)
+    for bad in (lambda: study._storage.set_trial_param(10**6, "x", 0.5, FloatDistribution(0, 1)),
+                lambda: study._storage.set_trial_state_values(10**6, optuna.trial.TrialState.COMPLETE, [1.0])):
+        try:
+            bad()
+        except Exception as exc:
+            outcomes.append(type(exc).__name__)
+    multi = optuna.create_study(storage=storage, study_name=name + "-multi", directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    multi.tell(multi.ask({"x": FloatDistribution(0, 1)}), [1.0, float("-inf")])
+    return outcomes
+
+
+def test_finishing_and_param_writes_equal_optunas(any_url: str) -> None:
+    """WorkerRDBStorage's SQL Core ``set_trial_state_values`` (finished states) and
+    ``_set_trial_param`` store what Optuna's own do, and refuse what they refuse."""
+    from hpdash.storage import WorkerRDBStorage
+
+    name = f"writes-{time.time_ns()}"
+    ours = open_storage(any_url, heartbeat=False)
+    assert type(ours) is WorkerRDBStorage
+    plain = optuna.storages.RDBStorage(any_url)
+    assert _run_the_same_trials(ours, name + "-ours") == _run_the_same_trials(plain, name + "-plain") == [
+        "UpdateFinishedTrialError", "UpdateFinishedTrialError"] * 4 + ["ValueError", "KeyError", "KeyError"]
+
+    def stored(study_name: str) -> list:
+        trials = optuna.load_study(study_name=study_name, storage=plain).get_trials()
+        assert all(t.datetime_complete is None or abs((t.datetime_complete - datetime.now()).total_seconds()) < 60
+                   for t in trials)
+        return [(t.number, t.state, t.values, t.params, t.distributions, t.intermediate_values,
+                 t.datetime_complete is None) for t in trials]
+
+    for suffix in ("", "-multi"):
+        assert stored(name + "-ours" + suffix) == stored(name + "-plain" + suffix)
+
+
+def test_heartbeats_and_stale_trials_agree_with_optuna(any_url: str) -> None:
+    """hpdash's SQL Core heartbeat write and stale-trial query against Optuna's: a trial whose
+    last beat is an hour old is stale to both, a fresh one (beaten twice: insert, then
+    update) and one that never beat are not; beats written by either are read by the other."""
+    import sqlalchemy
+
+    # SQLite's CURRENT_TIMESTAMP has 1 s resolution: a beat is 0-1 s old at once, and
+    # at least 2 s old (so stale, > 1 s) after 2.2 s.
+    beat = {"heartbeat_interval": 1, "grace_period": 1}
+    name = f"beats-{time.time_ns()}"
+    ours = open_storage(any_url, heartbeat=False)
+    ours.heartbeat_interval, ours.grace_period = beat["heartbeat_interval"], beat["grace_period"]
+    plain = optuna.storages.RDBStorage(any_url, **beat)
+    study = optuna.create_study(storage=ours, study_name=name)
+    old, fresh, silent, theirs = (study.ask()._trial_id for _ in range(4))
+    for trial_id in (old, fresh, fresh):
+        ours.record_heartbeat(trial_id)
+    plain.record_heartbeat(theirs)
+    with ours.engine.begin() as conn:
+        now = conn.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar().replace(tzinfo=None)
+        conn.execute(sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = :t WHERE trial_id = :i"),
+                     {"t": now - timedelta(hours=1), "i": old})
+        rows = conn.execute(sqlalchemy.text("SELECT trial_id FROM trial_heartbeats ORDER BY trial_id")).scalars().all()
+    assert rows == [old, fresh, theirs]
+    assert ours._get_stale_trial_ids(study._study_id) == plain._get_stale_trial_ids(study._study_id) == [old]
+    time.sleep(2.2)  # now every beat is older than the grace period
+    ours.record_heartbeat(fresh)
+    assert sorted(ours._get_stale_trial_ids(study._study_id)) == sorted(plain._get_stale_trial_ids(study._study_id)) == [old, theirs]
