@@ -219,7 +219,7 @@ def make_objective(problem: Problem, stop_event: threading.Event | None = None) 
                 if stop_event is not None and stop_event.is_set():
                     raise StopRequested()
                 if prunes and trial.should_prune():
-                    trial.set_user_attr("pruned_at_fold", k)
+                    set_trial_user_attrs(trial, {"pruned_at_fold": k})
                     raise optuna.TrialPruned(f"pruned after fold {k}")
 
         try:

@@ -311,6 +311,17 @@ def test_read_trial_equals_optunas_get_trial(any_url: str, monkeypatch, tz) -> N
         assert mine.values == theirs.values or (mine.values is None and theirs.values is None)
     with pytest.raises(KeyError):
         ours.read_trial(max(ids) + 1000)
+    # Many trials at once, as Optuna's cache asks: by id, above a trial id, or both.
+    sid = optuna.load_study(study_name=name, storage=plain)._study_id
+    for included, above in [(set(), -1), (set(ids[:3]), ids[1]), (set(), ids[3]), ({ids[0], ids[5]}, ids[6])]:
+        mine, theirs = ours.read_trials(sid, included, above), plain._get_trials(sid, None, included, above)
+        assert [t._trial_id for t in mine] == [t._trial_id for t in theirs] and mine
+        for a, b in zip(mine, theirs):
+            assert repr(a.intermediate_values) == repr(b.intermediate_values)
+            a.intermediate_values = b.intermediate_values = {}
+            assert a == b and (a.datetime_start, a.datetime_complete) == (b.datetime_start, b.datetime_complete)
+    with pytest.raises(KeyError):
+        ours.read_trials(sid + 1000, set(), -1)
 
 
 def _run_the_same_trials(storage: optuna.storages.BaseStorage, name: str) -> list:
