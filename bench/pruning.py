@@ -1,6 +1,6 @@
 """Pruning: a 60-trial TPE study of a slow-fitting model, with fold-level pruning (median,
 Wilcoxon) against none, same seed, one worker each. Wall time from launch to exit, the median
-of two runs of each (one with ``--quick``), run in the order A B C C B A.
+of three runs of each (one with ``--quick``), run in the order A B C C B A A B C.
 
 hpdash's pruners (hpdash/strategies.py): ``median`` is ``FoldMedianPruner(n_startup_trials=5)``,
 which stops a trial whose mean over the folds so far is below the median of the finished
@@ -61,18 +61,19 @@ def run(report: Report, workdir: Path, quick: bool = False) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the worker processes; see above
     try:
         n = 30 if quick else 60
-        # Each study twice, in the order A B C C B A: a machine that speeds up or slows down
-        # during the runs (these shared machines do, by up to 2x) hits every pruner alike.
-        # Same seed, so the trials and scores of the two runs of one pruner are the same.
+        # Each study three times, in the order A B C C B A A B C: a machine that speeds up or
+        # slows down during the runs (these shared machines do, by up to 2x) hits every
+        # pruner alike, and single runs of one study differ by up to 20% here, so the median
+        # of three. Same seed, so the trials and scores of the runs of one pruner are the same.
         order = ["none", "median", "wilcoxon"]
         samples: dict[str, list[dict[str, Any]]] = {p: [] for p in order}
-        for rep, pruner in enumerate(order if quick else order + order[::-1]):
+        for rep, pruner in enumerate(order if quick else order + order[::-1] + order):
             samples[pruner].append(_run(workdir, pruner, n, rep))
         runs = {p: {**s[0], "wall": statistics.median(r["wall"] for r in s)} for p, s in samples.items()}
         base = runs.pop("none")
         for p, s in samples.items():
             if len({(r["best"], r["pruned"], r["folds"]) for r in s}) > 1:
-                report.notes.append(f"pruning {p}: the two runs differ: {s}")
+                report.notes.append(f"pruning {p}: the runs differ: {s}")
         walls = {p: ", ".join(f"{r['wall']:.1f}" for r in s) for p, s in samples.items()}
         report.notes.append(f"pruning, no pruner: {n} trials, best CV {base['best']:.4f}; wall "
                             f"times (s) of each run: {walls}")
