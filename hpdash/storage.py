@@ -120,10 +120,7 @@ class WorkerRDBStorage(RDBStorage):
         sql = _statements(self.engine.name)
         try:
             with self.engine.begin() as conn:
-                current = conn.execute(sql.state_for_update, {"trial_id": trial_id}).scalar()
-                if current is None:
-                    raise KeyError(rdb.NOT_FOUND_MSG)
-                self.check_trial_is_updatable(trial_id, current)
+                self._updatable(conn, sql.state_for_update, trial_id)
                 if values is not None:
                     rows = []
                     for objective, value in enumerate(values):
@@ -157,22 +154,29 @@ class WorkerRDBStorage(RDBStorage):
         now = now.replace(tzinfo=None)  # as Optuna does: PostgreSQL's now() is aware
         return [trial_id for trial_id, beat in rows if now - beat > grace]
 
+    def _updatable(self, conn: sqlalchemy.engine.Connection, statement: Any, trial_id: int) -> Any:
+        """The trial's ``(state, study_id)`` row read with ``statement`` (with or without a
+        row lock); Optuna's errors for a missing trial (KeyError) or a finished one
+        (UpdateFinishedTrialError)."""
+        from optuna.storages._rdb import models as rdb
+
+        row = conn.execute(statement, {"trial_id": trial_id}).first()
+        if row is None:
+            raise KeyError(rdb.NOT_FOUND_MSG)
+        self.check_trial_is_updatable(trial_id, row.state)
+        return row
+
     def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
                          distribution: Any, previous_distribution: Any) -> None:
         """Optuna's write of one suggested param, in SQL Core (0.3 ms against 1.1 ms through
         the ORM here): check the trial is running and the distribution matches the study's
         earlier ones for this name, then insert. Equality with Optuna's is tested."""
-        from optuna.storages._rdb import models as rdb
-
         if self.engine.name not in ("sqlite", "postgresql"):
             return super()._set_trial_param(trial_id, param_name, param_value_internal, distribution,
                                             previous_distribution)
         sql = _statements(self.engine.name)
         with self.engine.begin() as conn:
-            row = conn.execute(sql.state_and_study, {"trial_id": trial_id}).first()
-            if row is None:
-                raise KeyError(rdb.NOT_FOUND_MSG)
-            self.check_trial_is_updatable(trial_id, row.state)
+            row = self._updatable(conn, sql.state_and_study, trial_id)
             if previous_distribution is None:
                 earlier = conn.execute(sql.earlier_distribution, {"study_id": row.study_id, "name": param_name}).scalar()
                 if earlier is not None:
@@ -205,13 +209,9 @@ class WorkerRDBStorage(RDBStorage):
             return
         sql = _statements(self.engine.name)
         with self.engine.begin() as conn:
-            # A running trial's row is not locked here (Optuna locks it with FOR UPDATE only
-            # on databases that have it); a trial failed as stale meanwhile is refused below,
-            # as Optuna refuses it.
-            state = conn.execute(sql.state, {"trial_id": trial_id}).scalar()
-            if state is None:
-                raise KeyError(rdb.NOT_FOUND_MSG)
-            self.check_trial_is_updatable(trial_id, state)
+            # Not locked, as Optuna does not lock it for these writes; a trial failed as stale
+            # meanwhile is refused, as Optuna refuses it.
+            self._updatable(conn, sql.state_and_study, trial_id)
             if values:
                 rows = []
                 for step, value in values:
@@ -323,8 +323,8 @@ class WorkerRDBStorage(RDBStorage):
         """What Optuna's ``RDBStorage.get_trial`` returns, read with six SQL Core queries on
         one connection (one snapshot) instead of an ORM object and five lazy loads.
 
-        A worker reads its running trial three times per trial (claim, ``tell``, and after);
-        the ORM path cost about 2 ms a read here against 0.5 ms (bench/tuning.py's storage
+        A worker reads its running trial twice per trial (at the claim and at ``tell``); the
+        ORM path cost about 2 ms a read here against 0.5 ms (bench/tuning.py's storage
         cost). Same tables, same conversions: tests/test_storage.py checks it equals Optuna's
         read for every state, value type, distribution and attr kind, on SQLite and PostgreSQL.
         """
@@ -340,24 +340,23 @@ class WorkerRDBStorage(RDBStorage):
         returns (the trials in ``trial_ids`` or numbered above ``greater_than``, by id), with
         six SQL Core queries instead of the ORM (Optuna's cache runs this on every sampler
         read and every pruning check: 5-7 ms a call through the ORM here)."""
-        from optuna.storages._rdb import models as rdb
-
         sql = _statements(self.engine.name)
         ids = sorted(i for i in trial_ids if i <= greater_than)
         if len(ids) > _MAX_IDS:  # far beyond a worker's usual few running trials
             return super()._get_trials(study_id, None, set(ids), greater_than)
-        with self.engine.connect() as conn:
-            if conn.execute(sql.study_exists, {"study_id": study_id}).first() is None:
-                raise KeyError(rdb.NOT_FOUND_MSG)
-        return self._read(sql.study_trials, {"study_id": study_id, "ids": ids, "gt": greater_than})
+        return self._read(sql.study_trials, {"study_id": study_id, "ids": ids, "gt": greater_than},
+                          must_exist=sql.study_exists)
 
-    def _read(self, queries: tuple[Any, ...], key: dict[str, Any]) -> list[FrozenTrial]:
+    def _read(self, queries: tuple[Any, ...], key: dict[str, Any], must_exist: Any = None) -> list[FrozenTrial]:
         """FrozenTrials from the six queries of ``_statements`` (trials, then their values,
         params, user attrs, system attrs and intermediate values, each row led by its trial
-        id), run in one transaction: one consistent snapshot, as Optuna's one session."""
+        id), run in one transaction: one consistent snapshot, as Optuna's one session.
+        ``must_exist``: a query that must return a row first (KeyError otherwise)."""
         from optuna.storages._rdb import models as rdb
 
         with self.engine.connect() as conn, conn.begin():
+            if must_exist is not None and conn.execute(must_exist, key).first() is None:
+                raise KeyError(rdb.NOT_FOUND_MSG)
             rows = [conn.execute(query, key).all() for query in queries]
         trial_rows, value_rows, param_rows, user_rows, system_rows, step_rows = rows
         by_trial: dict[int, dict[str, Any]] = {
@@ -467,7 +466,6 @@ class _Statements:
     one_trial: tuple[Any, ...]  # the six reads of ``_read``, for one trial (:trial_id)
     study_trials: tuple[Any, ...]  # the same for a study's trials in :ids or above :gt
     study_exists: Any
-    state: Any
     state_for_update: Any
     state_and_study: Any
     earlier_distribution: Any
@@ -507,25 +505,23 @@ def _statements(dialect_name: str) -> _Statements:
                      steps.c.intermediate_value_type),
         )
 
+    def upsert(table: Any, keys: tuple[str, ...], **values: Any) -> Any:
+        """INSERT ... ON CONFLICT (keys) DO UPDATE of the other inserted columns, where
+        Optuna's tables have their unique (trial_id, objective / key / step) constraints; run
+        with a list of rows (``values``: columns set by SQL instead)."""
+        insert = _dialect(dialect_name).insert(table)
+        if values:
+            insert = insert.values(**values)
+        return insert.on_conflict_do_update(
+            index_elements=[table.c[k] for k in keys],
+            set_={c.name: insert.excluded[c.name] for c in table.c if c.name not in keys and not c.primary_key})
+
     upsert_values = upsert_user_attrs = upsert_steps = beat = None
     if dialect_name in ("sqlite", "postgresql"):
-        # INSERT ... ON CONFLICT DO UPDATE, where Optuna's tables have their unique
-        # (trial_id, objective / key / step) constraints; run with a list of rows.
-        insert = _dialect(dialect_name).insert(values)
-        upsert_values = insert.on_conflict_do_update(
-            index_elements=[values.c.trial_id, values.c.objective],
-            set_={"value": insert.excluded.value, "value_type": insert.excluded.value_type})
-        insert = _dialect(dialect_name).insert(user)
-        upsert_user_attrs = insert.on_conflict_do_update(
-            index_elements=[user.c.trial_id, user.c.key], set_={"value_json": insert.excluded.value_json})
-        insert = _dialect(dialect_name).insert(steps)
-        upsert_steps = insert.on_conflict_do_update(
-            index_elements=[steps.c.trial_id, steps.c.step],
-            set_={"intermediate_value": insert.excluded.intermediate_value,
-                  "intermediate_value_type": insert.excluded.intermediate_value_type})
-        insert = _dialect(dialect_name).insert(beats).values(trial_id=trial_id, heartbeat=sqlalchemy.func.current_timestamp())
-        beat = insert.on_conflict_do_update(index_elements=[beats.c.trial_id],
-                                            set_={"heartbeat": sqlalchemy.func.current_timestamp()})
+        upsert_values = upsert(values, ("trial_id", "objective"))
+        upsert_user_attrs = upsert(user, ("trial_id", "key"))
+        upsert_steps = upsert(steps, ("trial_id", "step"))
+        beat = upsert(beats, ("trial_id",), trial_id=trial_id, heartbeat=sqlalchemy.func.current_timestamp())
     return _Statements(
         one_trial=reads(trials.c.trial_id == trial_id),
         study_trials=reads(sqlalchemy.and_(
@@ -533,9 +529,9 @@ def _statements(dialect_name: str) -> _Statements:
             sqlalchemy.or_(trials.c.trial_id.in_(bind("ids", expanding=True)), trials.c.trial_id > bind("gt")))),
         study_exists=select(rdb.StudyModel.__table__.c.study_id)
         .where(rdb.StudyModel.__table__.c.study_id == bind("study_id")),
-        state=select(trials.c.state).where(trials.c.trial_id == trial_id),
-        # FOR UPDATE where the database has it (PostgreSQL), as Optuna locks the trial row.
-        state_for_update=select(trials.c.state).where(trials.c.trial_id == trial_id).with_for_update(),
+        # FOR UPDATE where the database has it (PostgreSQL), as Optuna locks the trial row
+        # when it finishes a trial.
+        state_for_update=select(trials.c.state, trials.c.study_id).where(trials.c.trial_id == trial_id).with_for_update(),
         state_and_study=select(trials.c.state, trials.c.study_id).where(trials.c.trial_id == trial_id),
         earlier_distribution=select(params.c.distribution_json)
         .join(trials, trials.c.trial_id == params.c.trial_id)
