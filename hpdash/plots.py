@@ -617,6 +617,7 @@ def _trials_of(source: _results.TrialsCache | None) -> list[FrozenTrial] | None:
     return None if source is None else source.completed_trials()
 
 
+@_results.gc_paused()
 def _compute_importance(
     study: optuna.Study, method: str, seed: int, completed: list[FrozenTrial] | None = None
 ) -> pd.DataFrame:
@@ -629,13 +630,7 @@ def _compute_importance(
     trials = [t for t in completed if t.value is not None and math.isfinite(t.value)]
     if len(trials) < 2 or len({t.value for t in trials}) < 2:
         return empty
-    distinct: dict[str, set[str]] = {}
-    for trial in trials:
-        for name, value in trial.params.items():
-            seen = distinct.setdefault(name, set())
-            if len(seen) < 2:
-                seen.add(repr(value))
-    if not any(len(v) >= 2 for v in distinct.values()):
+    if not _some_param_varies(trials):
         return empty
     evaluator: optuna.importance.BaseImportanceEvaluator = (
         PedAnovaImportanceEvaluator() if method == "ped_anova"
@@ -653,6 +648,17 @@ def _compute_importance(
     )
     data = data.sort_values(["importance", "param"], ascending=[False, True], kind="stable")
     return data.reset_index(drop=True)
+
+
+def _some_param_varies(trials: list[FrozenTrial]) -> bool:
+    """Whether some param took two distinct values over ``trials`` (stops at the first one)."""
+    first: dict[str, str] = {}
+    for trial in trials:
+        for name, value in trial.params.items():
+            seen = first.setdefault(name, repr(value))
+            if seen != repr(value):
+                return True
+    return False
 
 
 def importance_figure(data: pd.DataFrame, method: str = "ped_anova") -> go.Figure:

@@ -281,6 +281,15 @@ def test_importance_empty_cases() -> None:
     assert set(plots.IMPORTANCE_METHODS) == {"ped_anova", "fanova"}
 
 
+
+def test_importance_needs_only_one_param_that_varies() -> None:
+    study = optuna.create_study(direction="maximize")
+    add(study, TrialState.COMPLETE, 0.5, p(4, 0.01, "gini"))
+    add(study, TrialState.COMPLETE, 0.7, p(4, 0.01, "gini"))
+    add(study, TrialState.COMPLETE, 0.6, p(4, 0.01, "entropy"))  # criterion varies, last
+    data = plots.importance_data(study)
+    assert not data.empty and data["importance"].sum() == pytest.approx(1.0)
+
 def test_importance_with_conditional_params() -> None:
     study = conditional_study()
     ped = plots.importance_data(study, "ped_anova")

@@ -361,6 +361,81 @@ def test_fast_reader_with_a_param_of_several_distributions(tmp_path: Path) -> No
     assert frame["params_n"].tolist()[:2] == [3, 17] and pd.isna(frame["params_n"].iloc[2])
 
 
+def test_param_columns_by_numpy_equal_row_by_row(tmp_path: Path) -> None:
+    """The per-column NumPy path of the params columns gives the row path's values, dtypes
+    and Python types, for every distribution type and a param some trials lack."""
+    study = _every_kind_study(f"sqlite:///{tmp_path / 'every.db'}")
+    engine, study_id = results._fast_source(study)
+    raw = results.read_raw(engine, study_id, include_waiting=True)
+    groups = results._param_groups(raw)
+    assert groups is not None and {name for name, *_ in groups} == set(EVERY_DIST)
+    n = len(raw.trials)
+    pos = {r[0]: i for i, r in enumerate(raw.trials)}
+    index = pd.RangeIndex(n)
+    by_numpy: dict[str, set[type]] = {}
+    by_row: dict[str, set[type]] = {}
+    fast = results._param_series(raw, pos, n, index, by_numpy)
+    slow = results._param_series_by_row(raw, pos, n, index, by_row)
+    assert fast.keys() == slow.keys()
+    for column in slow:
+        pd.testing.assert_series_equal(fast[column], slow[column], check_names=False)
+        assert [type(v) for v in fast[column]] == [type(v) for v in slow[column]], column
+    assert by_numpy == by_row
+    assert by_numpy["params_i"] == {int} and by_numpy["params_cat_num"] == {int, float}
+
+
+def test_completed_trials_equal_optuna_by_both_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """COMPLETE trials for importance: the same params, distributions and values as Optuna's
+    own, whether built per column or (a param with two distributions) row by row."""
+    study = _every_kind_study(f"sqlite:///{tmp_path / 'every.db'}")
+
+    def key(trials: list) -> list:
+        return [(t.number, t._trial_id, t.value, t.params, t.distributions) for t in trials]
+
+    expected = key(sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.number))
+    grouped = results.completed_trials(study)
+    assert key(grouped) == expected
+    assert len({id(t.distributions) for t in grouped}) == 2  # shared per set of param names
+    monkeypatch.setattr(results, "_param_groups", lambda raw: None)
+    assert key(results.completed_trials(study)) == expected
+
+
+def test_gc_paused_nests_across_threads_and_restores() -> None:
+    import gc
+    import threading
+
+    assert gc.isenabled()
+    inside = threading.Event()
+    release = threading.Event()
+
+    def other() -> None:
+        with results.gc_paused():
+            inside.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=other)
+    with results.gc_paused():
+        assert not gc.isenabled()
+        thread.start()
+        assert inside.wait(5)
+    assert not gc.isenabled()  # the other thread's pause is still open
+    release.set()
+    thread.join(5)
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), results.gc_paused():
+        raise RuntimeError("boom")
+    assert gc.isenabled()
+    gc.disable()  # a caller that switched it off itself keeps it off
+    try:
+        with results.gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def _api_summary(study: optuna.Study) -> dict[str, Any]:
     """study_summary through Optuna's API (the fast path switched off)."""
     original = results._fast_source
