@@ -1024,7 +1024,6 @@ class TrialsCache:
         """Whether refreshes read only changes (an RDB storage with the pinned schema)."""
         return self._fast is not None
 
-    @gc_paused()
     def refresh(self) -> pd.DataFrame:
         """The current ``trials_frame`` of the study (equal to ``trials_frame(study)``)."""
         if self._fast is None:
@@ -1056,9 +1055,12 @@ class TrialsCache:
             return self._frame
         read_ids = [t for t in changed if self._open.get(t) != "WAITING"]
         if self._base is None:
-            raw = read_raw(engine, study_id)
-            self._base = _base_from_raw(raw, self._seen_types)
-            self._keep_rows(raw)
+            # The full read only: a poll's few rows gain nothing, and pauses that overlap
+            # across many polling sessions would keep the collector off.
+            with gc_paused():
+                raw = read_raw(engine, study_id)
+                self._base = _base_from_raw(raw, self._seen_types)
+                self._keep_rows(raw)
         elif read_ids:
             raw = read_raw(engine, study_id, read_ids)
             piece = _base_from_raw(raw, self._seen_types)
