@@ -27,6 +27,7 @@ See docs/PERFORMANCE.md.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import threading
@@ -617,7 +618,6 @@ def _trials_of(source: _results.TrialsCache | None) -> list[FrozenTrial] | None:
     return None if source is None else source.completed_trials()
 
 
-@_results.gc_paused()
 def _compute_importance(
     study: optuna.Study, method: str, seed: int, completed: list[FrozenTrial] | None = None
 ) -> pd.DataFrame:
@@ -637,7 +637,10 @@ def _compute_importance(
         else FanovaImportanceEvaluator(seed=seed)
     )
     view = _results.TrialsView(trials, study.direction)
-    with warnings.catch_warnings():
+    # PED-ANOVA takes a fraction of a second: the GC is paused for it (see gc_paused). Not for
+    # fANOVA, which can take half a minute, during which the whole server would go without.
+    paused = _results.gc_paused() if method == "ped_anova" else contextlib.nullcontext()
+    with paused, warnings.catch_warnings():
         # Optuna warns about small samples; the UI explains that itself.
         warnings.simplefilter("ignore")
         importances = get_param_importances(view, evaluator=evaluator)  # type: ignore[arg-type]

@@ -290,6 +290,26 @@ def test_importance_needs_only_one_param_that_varies() -> None:
     data = plots.importance_data(study)
     assert not data.empty and data["importance"].sum() == pytest.approx(1.0)
 
+
+def test_importance_pauses_the_gc_for_ped_anova_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PED-ANOVA runs with the cyclic GC paused; fANOVA (up to half a minute) does not, so a
+    long computation never leaves the server without it."""
+    import gc
+
+    seen: dict[str, bool] = {}
+    real = plots.get_param_importances
+
+    def spy(study: Any, evaluator: Any) -> dict[str, float]:
+        seen[type(evaluator).__name__] = gc.isenabled()
+        return real(study, evaluator=evaluator)
+
+    monkeypatch.setattr(plots, "get_param_importances", spy)
+    study = conditional_study()
+    assert not plots.importance_data(study, "ped_anova", use_cache=False).empty
+    assert not plots.importance_data(study, "fanova", use_cache=False).empty
+    assert seen == {"PedAnovaImportanceEvaluator": False, "FanovaImportanceEvaluator": True}
+    assert gc.isenabled()
+
 def test_importance_with_conditional_params() -> None:
     study = conditional_study()
     ped = plots.importance_data(study, "ped_anova")
