@@ -311,9 +311,12 @@ def test_read_trial_equals_optunas_get_trial(any_url: str, monkeypatch, tz) -> N
         assert mine.values == theirs.values or (mine.values is None and theirs.values is None)
     with pytest.raises(KeyError):
         ours.read_trial(max(ids) + 1000)
-    # Many trials at once, as Optuna's cache asks: by id, above a trial id, or both.
+    # Many trials at once, as Optuna's cache asks: by id, above a trial id, or both; the last
+    # one past the longest id list read in SQL Core (Optuna's own read then answers).
     sid = optuna.load_study(study_name=name, storage=plain)._study_id
-    for included, above in [(set(), -1), (set(ids[:3]), ids[1]), (set(), ids[3]), ({ids[0], ids[5]}, ids[6])]:
+    for included, above, max_ids in [(set(), -1, 500), (set(ids[:3]), ids[1], 500), (set(), ids[3], 500),
+                                      ({ids[0], ids[5]}, ids[6], 500), (set(ids[:3]), ids[5], 2)]:
+        monkeypatch.setattr("hpdash.storage._MAX_IDS", max_ids)
         mine, theirs = ours.read_trials(sid, included, above), plain._get_trials(sid, None, included, above)
         assert [t._trial_id for t in mine] == [t._trial_id for t in theirs] and mine
         for a, b in zip(mine, theirs):
