@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-
 import functools
 import gc
 import json
@@ -33,8 +32,8 @@ import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from datetime import UTC
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -168,9 +167,9 @@ def gc_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector while trial data is bulk-built.
 
     Reading a 10,000-trial study allocates some 200k containers (rows, lists, dicts,
-    FrozenTrials). Each burst sets off collections that walk every object alive in the server,
-    about 150 ms of a 540 ms page (median, ``bench/reading.py``), yet what is built holds no
-    reference cycles, so they find nothing. Python has no per-thread switch, so nested and
+    FrozenTrials). Each burst sets off collections that walk every object alive in the server:
+    150 ms of a 540 ms study page (median of 9, the 10k study of ``bench/studies.py``), yet
+    what is built holds no reference cycles, so they find nothing. Python has no per-thread switch, so nested and
     concurrent pauses share one count, and the collector runs again when the last one ends.
     Usable as a decorator.
     """
@@ -799,7 +798,8 @@ def _param_series(
             column = np.full(n, np.nan, dtype="object")
             column[at] = external
             series = _inferred(column.tolist(), index)  # pandas' own inference, as by row
-            kinds = {type(v) for v in external[np.unique(internal[keep], return_index=True)[1]]}
+            one_per_choice = np.unique(internal[keep], return_index=True)[1]
+            kinds = {type(v) for v in external[one_per_choice]}
         elif external.dtype.kind == "i" and len(at) == n:
             column = np.empty(n, dtype=np.int64)
             column[at] = external
@@ -1260,15 +1260,12 @@ def _completed_from_raw(raw: RawTrials) -> list[FrozenTrial]:
     }
     groups = _param_groups(raw)
     if groups is None:
-        rows = list(raw.param_rows())
-        for trial_id, name, value, dist_json in rows:
-            if trial_id in params:
-                params[trial_id][name] = _distribution(dist_json).to_external_repr(value)
-        dist_of = {(name, dj): _distribution(dj) for _, name, _, dj in rows}
         by_trial: dict[int, dict[str, BaseDistribution]] = {}
-        for trial_id, name, _, dist_json in rows:
+        for trial_id, name, value, dist_json in raw.param_rows():
             if trial_id in params:
-                by_trial.setdefault(trial_id, {})[name] = dist_of[name, dist_json]
+                dist = _distribution(dist_json)  # one object per distinct JSON (cached)
+                params[trial_id][name] = dist.to_external_repr(value)
+                by_trial.setdefault(trial_id, {})[name] = dist
         distributions_of = by_trial.get
     else:
         for name, dist, trial_ids, internal in groups:
