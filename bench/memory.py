@@ -30,7 +30,9 @@ def main(url: str) -> None:
     import streamlit  # noqa: F401  (the server process has it loaded)
 
     from bench.reading import hpdash_page
+    from hpdash import results
 
+    results.freeze_startup_objects()  # as the server does once its imports are done
     hpdash_page(url, "cold")
     hpdash_page(url, "cached")
     print(_status("VmHWM"), _status("VmRSS"))

@@ -85,6 +85,7 @@ def optuna_page(url: str) -> dict[str, Any]:
 
 
 def run(report: Report, workdir: Path, quick: bool = False) -> None:
+    results.freeze_startup_objects()  # as the Streamlit server does once its imports are done
     sizes = [1000, 10000] if quick else [1000, 10000, 50000]
     urls: dict[int, str] = {}
     for n in sizes:

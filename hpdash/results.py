@@ -188,6 +188,32 @@ def gc_paused() -> Iterator[None]:
                 gc.enable()
 
 
+
+_frozen = False  # freeze_startup_objects() has run in this process
+
+
+def freeze_startup_objects() -> bool:
+    """Move every object alive now out of the cyclic garbage collector's reach, once per
+    process. The Streamlit server calls it when ``hpdash.ui.common`` is first imported.
+
+    By then the process holds some 170k objects from its imports (modules, classes, functions
+    of Streamlit, plotly, pandas, Optuna) that live as long as the process, and every full
+    collection walked them all: at 10k trials those collections were the study page's slowest
+    opens (p90 610 ms and max 860-880 ms against a median of 465 ms; frozen, p90 455 ms and
+    max 460 ms, 15 opens each). Objects freed by reference counting are still freed; only
+    cyclic garbage that exists at this moment would be kept, so it is collected first.
+    Returns whether this call froze them (False when it was done before).
+    """
+    global _frozen
+    with _GC_LOCK:
+        if _frozen:
+            return False
+        gc.collect()
+        gc.freeze()
+        _frozen = True
+        return True
+
+
 @gc_paused()
 def trials_frame(study: optuna.Study, *, fast: bool = True) -> pd.DataFrame:
     """One row per non-WAITING trial of ``study``, sorted by number (columns: ``BASE_COLUMNS``

@@ -79,6 +79,15 @@ def test_sidebar_shows_storage(data_dir) -> None:
     assert any(str(data_dir) in c.value for c in at.sidebar.code)
 
 
+
+def test_the_server_freezes_its_startup_objects(data_dir) -> None:
+    """app.py's import of hpdash.ui.common moves the imported objects out of the GC's reach
+    (results.freeze_startup_objects), so full collections do not walk them on every page."""
+    from hpdash import results
+
+    _app()
+    assert results._frozen
+
 def test_deleted_study_link_is_explained(data_dir) -> None:
     at = _app("pages/study.py", study="gone-study")
     _no_exception(at)

@@ -402,6 +402,21 @@ def test_completed_trials_equal_optuna_by_both_paths(
     assert key(results.completed_trials(study)) == expected
 
 
+
+def test_freeze_startup_objects_freezes_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    monkeypatch.setattr(results, "_frozen", False)
+    gc.unfreeze()
+    try:
+        assert results.freeze_startup_objects() is True
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000  # the imported modules' objects
+        assert results.freeze_startup_objects() is False
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+
 def test_gc_paused_nests_across_threads_and_restores() -> None:
     import gc
     import threading

@@ -18,6 +18,10 @@ import streamlit as st
 from hpdash import access, config, datasets, models, objective, plots, results, views
 from hpdash.errors import AccessDeniedError, HpdashError, StudyNotFoundError
 
+# Imported by app.py before any page runs: what is loaded now lives as long as the server, so
+# keep the garbage collector from walking it on every full collection (see the docstring).
+results.freeze_startup_objects()
+
 PAGE_HOME = "pages/home.py"
 PAGE_DATASETS = "pages/datasets.py"
 PAGE_NEW = "pages/new_study.py"
