@@ -95,6 +95,12 @@ class WorkerRDBStorage(RDBStorage):
     #: method we guard (tested in tests/test_storage.py against the pinned Optuna version).
     budgeted: bool = False
 
+    @property
+    def _core(self) -> bool:
+        """Whether this database takes hpdash's SQL Core paths (``_CORE_DIALECTS``); any other
+        takes Optuna's own methods."""
+        return self.engine.name in _CORE_DIALECTS
+
     def _create_new_trial(self, study_id: int, template_trial: Any = None) -> Any:
         if self.budgeted and template_trial is None:
             raise BudgetExhausted()
@@ -107,7 +113,7 @@ class WorkerRDBStorage(RDBStorage):
                     return True
             # Not in the expected state any more: Optuna's own method returns False or raises
             # UpdateFinishedTrialError as it should.
-        elif state.is_finished() and self.engine.name in ("sqlite", "postgresql"):
+        elif state.is_finished() and self._core:
             return self._finish(trial_id, state, values)
         return super().set_trial_state_values(trial_id, state, values)
 
@@ -136,7 +142,7 @@ class WorkerRDBStorage(RDBStorage):
     def record_heartbeat(self, trial_id: int) -> None:
         """Optuna's heartbeat write (once as a trial starts, then every few seconds) as one
         SQL Core upsert of the database's current time, as Optuna stores it."""
-        if self.engine.name not in ("sqlite", "postgresql"):
+        if not self._core:
             return super().record_heartbeat(trial_id)
         with self.engine.begin() as conn:
             conn.execute(_statements(self.engine.name).beat, {"trial_id": trial_id})
@@ -144,7 +150,7 @@ class WorkerRDBStorage(RDBStorage):
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         """Optuna's stale-trial query (run before every trial), in SQL Core: the study's
         RUNNING trials whose heartbeat is older than the grace period, by the database's clock."""
-        if self.engine.name not in ("sqlite", "postgresql"):
+        if not self._core:
             return super()._get_stale_trial_ids(study_id)
         assert self.heartbeat_interval is not None
         grace = timedelta(seconds=self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval)
@@ -171,7 +177,7 @@ class WorkerRDBStorage(RDBStorage):
         """Optuna's write of one suggested param, in SQL Core (0.3 ms against 1.1 ms through
         the ORM here): check the trial is running and the distribution matches the study's
         earlier ones for this name, then insert. Equality with Optuna's is tested."""
-        if self.engine.name not in ("sqlite", "postgresql"):
+        if not self._core:
             return super()._set_trial_param(trial_id, param_name, param_value_internal, distribution,
                                             previous_distribution)
         sql = _statements(self.engine.name)
@@ -198,7 +204,7 @@ class WorkerRDBStorage(RDBStorage):
         from optuna.storages._rdb.storage import _create_scoped_session
 
         values = sorted((intermediate_values or {}).items())
-        if self.engine.name not in ("sqlite", "postgresql"):
+        if not self._core:
             with _create_scoped_session(self.scoped_session, True) as session:
                 trial = rdb.TrialModel.find_or_raise_by_id(trial_id, session)
                 self.check_trial_is_updatable(trial_id, trial.state)
@@ -294,7 +300,7 @@ class WorkerRDBStorage(RDBStorage):
 
     def _claim(self, trial_id: int, user_attrs: dict[str, Any]) -> bool:
         """WAITING -> RUNNING for this worker, with ``user_attrs`` in the same transaction."""
-        if user_attrs and self.engine.name not in ("sqlite", "postgresql"):
+        if user_attrs and not self._core:
             try:
                 if not self.set_trial_state_values(trial_id, TrialState.RUNNING):
                     return False
@@ -454,6 +460,10 @@ def _dialect(engine_name: str) -> Any:
     return postgresql
 
 
+#: Databases with INSERT ... ON CONFLICT on Optuna's unique constraints: hpdash's SQL Core
+#: writes (``_statements``) run there; others take Optuna's ORM methods.
+_CORE_DIALECTS = ("sqlite", "postgresql")
+
 _MAX_IDS = 500  # trial ids per IN (...) list: far below SQLite's and PostgreSQL's limits
 
 
@@ -517,7 +527,7 @@ def _statements(dialect_name: str) -> _Statements:
             set_={c.name: insert.excluded[c.name] for c in table.c if c.name not in keys and not c.primary_key})
 
     upsert_values = upsert_user_attrs = upsert_steps = beat = None
-    if dialect_name in ("sqlite", "postgresql"):
+    if dialect_name in _CORE_DIALECTS:
         upsert_values = upsert(values, ("trial_id", "objective"))
         upsert_user_attrs = upsert(user, ("trial_id", "key"))
         upsert_steps = upsert(steps, ("trial_id", "step"))
