@@ -755,25 +755,22 @@ def _inferred(values: list[Any], index: pd.Index) -> pd.Series:
 def _param_groups(raw: RawTrials) -> list[tuple[str, BaseDistribution, np.ndarray, np.ndarray]] | None:
     """``raw.params`` grouped by name: (name, distribution, trial ids, internal values).
 
-    None when some name has more than one distribution in ``raw`` (a space edited on resume)
-    or a distribution hpdash cannot vectorise: the caller then goes row by row. Grouping lets
-    the external values be computed per column with NumPy instead of per row in Python (79k
-    rows at 10k trials: 38 ms row by row).
+    None when some name has more than one distribution in ``raw`` (a space edited on resume:
+    ``read_raw`` then leaves ``param_dists`` unset) or a distribution hpdash cannot vectorise:
+    the caller then goes row by row. Grouping lets the external values be computed per column
+    with NumPy instead of per row in Python (79k rows at 10k trials: 38 ms row by row).
     """
     if not raw.params:
         return []
-    by_name = dict(raw.distributions)
-    if len(by_name) != len(raw.distributions):
+    if raw.param_dists is None:
         return None
-    dists = {name: _distribution(dist_json) for name, dist_json in by_name.items()}
+    dists = {name: _distribution(dist_json) for name, dist_json in raw.param_dists.items()}
     if not all(isinstance(d, _VECTOR_DISTRIBUTIONS) for d in dists.values()):
         return None
     rows = raw.params
     count = len(rows)
     # map(itemgetter) per column: zip(*rows) is 50x slower on 79k rows.
     codes, uniques = pd.factorize(pd.Series(list(map(itemgetter(1), rows)), dtype="object"))
-    if any(name not in dists for name in uniques):
-        return None  # rows without their distinct-distribution row: not a read_raw snapshot
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
     ids = np.fromiter(map(itemgetter(0), rows), dtype=np.int64, count=count)[order]
@@ -1102,8 +1099,7 @@ class TrialsCache:
         if any(r[2] == "COMPLETE" for r in raw.trials):
             with self._complete_lock:
                 self._complete_raws.append(
-                    RawTrials(raw.trials, raw.values, raw.params, distributions=raw.distributions,
-                              param_dists=raw.param_dists))
+                    RawTrials(raw.trials, raw.values, raw.params, param_dists=raw.param_dists))
 
     def log_params(self) -> set[str]:
         """``log_params(study)`` for the trials of the last ``refresh``, from the distributions
