@@ -25,7 +25,7 @@ import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Iterator, Literal
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ from hpdash import config
 from hpdash.errors import DatasetError, SpecError, StorageError
 
 if TYPE_CHECKING:  # the catalogue (sqlite-utils) is imported where used: workers never need it
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from hpdash.store import Catalogue
 
 TaskName = Literal["classification", "regression"]
@@ -55,6 +58,12 @@ SAMPLES: dict[str, str] = {
 }
 
 DEFAULT_MAX_COLUMNS = 2_000
+DEFAULT_MAX_ROWS = 1_000_000
+DEFAULT_MAX_CELLS = 50_000_000
+#: A Parquet file may decode to at most this many bytes per allowed cell
+#: (``HPDASH_MAX_CELLS``): eight for a number, the rest for short strings. Long strings are
+#: fine in a smaller table; the budget is for the whole table.
+BYTES_PER_CELL = 16
 MIN_ROWS = 2
 #: Uniqueness alone says little on a tiny table; below this many rows it never makes a column
 #: ID-like (a column *named* like an ID still does).
@@ -174,9 +183,45 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _env_limit(name: str, default: int) -> int:
+    """A positive whole-number limit from the environment variable ``name``, else ``default``."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise DatasetError(
+            f"{name} must be a whole number, got {raw!r}: set it to one such as {default}, or "
+            f"unset it for the default ({default:,})."
+        ) from None
+    if value < 1:
+        raise DatasetError(
+            f"{name} must be at least 1, got {value}: raise it, or unset it for the default "
+            f"({default:,})."
+        )
+    return value
+
+
 def max_columns() -> int:
     """Most columns a table may have (``$HPDASH_MAX_COLUMNS``, default 2,000)."""
-    return int(os.environ.get("HPDASH_MAX_COLUMNS", DEFAULT_MAX_COLUMNS))
+    return _env_limit("HPDASH_MAX_COLUMNS", DEFAULT_MAX_COLUMNS)
+
+
+def max_rows() -> int:
+    """Most data rows an uploaded table may have (``$HPDASH_MAX_ROWS``, default 1,000,000)."""
+    return _env_limit("HPDASH_MAX_ROWS", DEFAULT_MAX_ROWS)
+
+
+def max_cells() -> int:
+    """Most cells (rows x columns) an uploaded table may have (``$HPDASH_MAX_CELLS``, default
+    50,000,000)."""
+    return _env_limit("HPDASH_MAX_CELLS", DEFAULT_MAX_CELLS)
+
+
+def max_decoded_bytes() -> int:
+    """Most bytes an uploaded Parquet file may decode to: ``BYTES_PER_CELL`` per allowed cell."""
+    return BYTES_PER_CELL * max_cells()
 
 
 def _human_bytes(n: int | float) -> str:
@@ -217,13 +262,20 @@ def read_table(data: bytes, filename: str, max_bytes: int | None = None) -> pd.D
     The format comes from the extension and the magic bytes (``PAR1``). CSV encoding is
     UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252/Latin-1; the delimiter is
     sniffed among ``,`` ``;`` tab and ``|``. ``max_bytes`` defaults to the upload limit.
+    The row and cell limits (:func:`max_rows`, :func:`max_cells`) are checked before the table
+    is built: for Parquet from the file's metadata, for CSV from a count of the line breaks in
+    the bytes (an upper bound), and again exactly once the table is read.
     ``df.attrs["source"]`` records what was detected (format, encoding, delimiter).
     """
     return _read(data, filename, config.max_upload_bytes() if max_bytes is None else max_bytes)[0]
 
 
-def _read(data: bytes, filename: str, max_bytes: int | None) -> tuple[pd.DataFrame, str]:
-    """:func:`read_table` that also returns the format; ``max_bytes=None`` means no limit."""
+def _read(
+    data: bytes, filename: str, max_bytes: int | None, *, limits: bool = True
+) -> tuple[pd.DataFrame, str]:
+    """:func:`read_table` that also returns the format; ``max_bytes=None`` means no size limit,
+    ``limits=False`` no row, cell or decoded-size limit (a stored dataset, checked when it was
+    uploaded)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError("read_table expects the file's bytes; use path.read_bytes()")
     data = bytes(data)
@@ -262,13 +314,13 @@ def _read(data: bytes, filename: str, max_bytes: int | None) -> tuple[pd.DataFra
         )
 
     if is_parquet:
-        df = _read_parquet(data, display)
+        df = _read_parquet(data, display, limits)
         fmt = "parquet"
     else:
-        df = _read_csv(data, display)
+        df = _read_csv(data, display, limits)
         fmt = "csv"
     _check_columns([str(c) for c in df.columns], display)
-    _check_shape(df, display)
+    _check_shape(df, display, limits)
     return df, fmt
 
 
@@ -335,10 +387,31 @@ def _sniff_delimiter(text: str) -> str:
     return best
 
 
-def _read_csv(data: bytes, display: str) -> pd.DataFrame:
-    """Decode, sniff and parse a CSV file; every failure becomes a :class:`DatasetError`."""
+def _count_lines(data: bytes) -> int:
+    """Lines in ``data``: line breaks (LF, CRLF or a lone CR) plus an unterminated last line.
+
+    Counted on the raw bytes without decoding. It is an upper bound on the CSV rows (a quoted
+    value may span lines, blank lines are skipped), cheap enough to run before parsing.
+    """
+    breaks = data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+    return breaks + (0 if data.endswith((b"\n", b"\r")) else 1)
+
+
+def _read_csv(data: bytes, display: str, limits: bool = True) -> pd.DataFrame:
+    """Decode, sniff and parse a CSV file; every failure becomes a :class:`DatasetError`.
+
+    With ``limits``, the row limit is checked on the line count before decoding and the cell
+    limit on that count times the header's columns before parsing.
+    """
+    n_lines = _count_lines(data) if limits else 0
+    if limits and n_lines - 1 > max_rows():
+        raise DatasetError(
+            f"{display} has up to {n_lines - 1:,} data rows (counted {n_lines:,} lines, header "
+            f"included); the limit is {max_rows():,} rows. Upload a sample of the rows, or "
+            "raise HPDASH_MAX_ROWS."
+        )
     text, encoding = _decode(data, display)
-    if not text.strip():
+    if not text or text.isspace():
         raise DatasetError(
             f"{display} contains only whitespace. Upload a file with a header row and data rows."
         )
@@ -347,6 +420,13 @@ def _read_csv(data: bytes, display: str) -> pd.DataFrame:
     _check_columns(header, display)
     if len(header) > max_columns():
         raise _too_many_columns(len(header), display)
+    if limits and (n_lines - 1) * len(header) > max_cells():
+        raise DatasetError(
+            f"{display} has up to {n_lines - 1:,} data rows (counted {n_lines:,} lines, header "
+            f"included) x {len(header):,} columns = {(n_lines - 1) * len(header):,} cells; the "
+            f"limit is {max_cells():,} cells. Upload a sample of the rows or fewer columns, or "
+            "raise HPDASH_MAX_CELLS."
+        )
     if all(_NUMBER_RE.match(h.strip()) for h in header):
         raise DatasetError(
             f"{display} has no header row: the first row ({', '.join(header[:5])}"
@@ -362,8 +442,11 @@ def _read_csv(data: bytes, display: str) -> pd.DataFrame:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
+            # The bytes with the detected encoding, not the decoded text: a StringIO of the
+            # text would hold a second copy at four bytes per character.
             df = pd.read_csv(
-                io.StringIO(text),
+                io.BytesIO(data),
+                encoding=encoding,
                 sep=delim,
                 index_col=False,
                 skipinitialspace=True,
@@ -381,16 +464,34 @@ def _read_csv(data: bytes, display: str) -> pd.DataFrame:
     return df
 
 
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` (split on ``\\n`` and keeping it, as ``io.StringIO`` reads them),
+    one at a time, without copying the whole text."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        if end < 0:
+            yield text[start:]
+            return
+        yield text[start : end + 1]
+        start = end + 1
+
+
 def _header(text: str, delim: str) -> tuple[list[str], int]:
     """The first non-blank CSV row (the header) and its 1-based line number."""
-    reader = csv.reader(io.StringIO(text), delimiter=delim, skipinitialspace=True)
+    reader = csv.reader(_lines(text), delimiter=delim, skipinitialspace=True)
     try:
         for row in reader:
             if row and (len(row) > 1 or row[0].strip()):
                 return [cell.strip() for cell in row], reader.line_num
     except csv.Error:
-        pass
-    return [text.strip().splitlines()[0].strip()], 1
+        return _raw_first_line(text)  # a malformed first row: its raw text as one name
+    return _raw_first_line(text)
+
+
+def _raw_first_line(text: str) -> tuple[list[str], int]:
+    first = next((line for line in _lines(text) if line.strip()), text)
+    return [first.strip().splitlines()[0].strip()], 1
 
 
 def _parse_error(
@@ -420,13 +521,13 @@ def _parse_error(
 
 def _find_ragged(text: str, delim: str, n_header: int, header_line: int) -> tuple[int, int, int]:
     """The first line with more fields than the header: ``(line, fields, header fields)``."""
-    reader = csv.reader(io.StringIO(text), delimiter=delim, skipinitialspace=True)
+    reader = csv.reader(_lines(text), delimiter=delim, skipinitialspace=True)
     try:
         for row in reader:
             if reader.line_num > header_line and len(row) > n_header:
                 return reader.line_num, len(row), n_header
-    except csv.Error:
-        pass
+    except csv.Error:  # the reader cannot go on: blame the line after the header
+        return header_line + 1, n_header + 1, n_header
     return header_line + 1, n_header + 1, n_header
 
 
@@ -446,13 +547,20 @@ def _decimal_commas(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _read_parquet(data: bytes, display: str) -> pd.DataFrame:
-    """Read Parquet bytes; nested columns and duplicate names are rejected with a message."""
+def _read_parquet(data: bytes, display: str, limits: bool = True) -> pd.DataFrame:
+    """Read Parquet bytes; nested columns and duplicate names are rejected with a message.
+
+    With ``limits``, the row, cell and decoded-size limits are checked from the footer and
+    from the text columns read dictionary-encoded (:func:`_check_parquet_limits`) before the
+    table is built.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        schema = pq.ParquetFile(io.BytesIO(data)).schema_arrow
+        parquet = pq.ParquetFile(io.BytesIO(data))
+        schema = parquet.schema_arrow
+        metadata = parquet.metadata
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... on broken files
         raise DatasetError(
             f"{display} is not a readable Parquet file ({_short(exc)}). It may be truncated or "
@@ -468,6 +576,8 @@ def _read_parquet(data: bytes, display: str) -> pd.DataFrame:
         )
     if len(schema) > max_columns():
         raise _too_many_columns(len(schema), display)
+    if limits:
+        _check_parquet_limits(data, schema, metadata, display)
     try:
         df = pd.read_parquet(io.BytesIO(data))
     except Exception as exc:
@@ -483,6 +593,109 @@ def _read_parquet(data: bytes, display: str) -> pd.DataFrame:
     df.columns = [str(c).strip() for c in df.columns]
     df.attrs["source"] = {"format": "parquet", "encoding": None, "delimiter": None}
     return df
+
+
+def _too_many_rows(n_rows: int, display: str) -> DatasetError:
+    return DatasetError(
+        f"{display} has {n_rows:,} data rows; the limit is {max_rows():,} rows. Upload a sample "
+        "of the rows, or raise HPDASH_MAX_ROWS."
+    )
+
+
+def _too_many_cells(n_rows: int, n_cols: int, display: str) -> DatasetError:
+    return DatasetError(
+        f"{display} has {n_rows:,} rows x {n_cols:,} columns = {n_rows * n_cols:,} cells; the "
+        f"limit is {max_cells():,} cells. Upload a sample of the rows or fewer columns, or raise "
+        "HPDASH_MAX_CELLS."
+    )
+
+
+def _too_big_decoded(what: str, display: str) -> DatasetError:
+    budget = max_decoded_bytes()
+    return DatasetError(
+        f"{display} {what}, more than the {_human_bytes(budget)} a table may take in memory "
+        f"({BYTES_PER_CELL} bytes per cell of the {max_cells():,}-cell limit). Upload a sample "
+        "of the rows or drop long text columns, or raise HPDASH_MAX_CELLS."
+    )
+
+
+def _check_parquet_limits(
+    data: bytes, schema: pa.Schema, metadata: pq.FileMetaData, display: str
+) -> None:
+    """Refuse a Parquet file too big to decode, before any of its data pages are read in full.
+
+    From the footer: the declared rows against :func:`max_rows`, rows x columns against
+    :func:`max_cells`, and the row groups' declared uncompressed size against
+    :func:`max_decoded_bytes`. Then the exact decoded size: fixed-width columns take rows x
+    width; text and binary columns are read one row group at a time *dictionary-encoded* (a
+    value repeated on every row is held once) and their decoded length summed, so a column of
+    one huge string repeated, which compresses to almost nothing, is refused without being
+    expanded.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    n_rows, n_cols = int(metadata.num_rows), len(schema)
+    if n_rows > max_rows():
+        raise _too_many_rows(n_rows, display)
+    if n_rows * n_cols > max_cells():
+        raise _too_many_cells(n_rows, n_cols, display)
+    budget = max_decoded_bytes()
+    declared = sum(int(metadata.row_group(i).total_byte_size) for i in range(metadata.num_row_groups))
+    if declared > budget:
+        raise _too_big_decoded(f"declares {_human_bytes(declared)} of uncompressed data", display)
+
+    def is_text(t: pa.DataType) -> bool:
+        if pa.types.is_dictionary(t):
+            t = t.value_type
+        return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+                or pa.types.is_large_binary(t) or pa.types.is_string_view(t)
+                or pa.types.is_binary_view(t))
+
+    def fixed_width(t: pa.DataType) -> int:
+        try:
+            return max(1, t.bit_width // 8)
+        except ValueError:  # not a fixed-width type (null): count a pointer's worth
+            return 8
+
+    text_columns = [f.name for f in schema if is_text(f.type)]
+    # Columns stored with an Arrow dictionary type (a pandas categorical) load as categories
+    # plus codes; every other text column loads with each row's value written out.
+    categorical = {f.name for f in schema if pa.types.is_dictionary(f.type)}
+    decoded = sum(n_rows * fixed_width(f.type) for f in schema if f.name not in text_columns)
+    if decoded > budget:
+        raise _too_big_decoded(f"would take {_human_bytes(decoded)} decoded", display)
+    if not text_columns:
+        return
+    try:
+        parquet = pq.ParquetFile(io.BytesIO(data), read_dictionary=text_columns)
+        for group in range(parquet.num_row_groups):
+            part = parquet.read_row_group(group, columns=text_columns)
+            for name, column in zip(part.column_names, part.columns):
+                for chunk in column.chunks:
+                    if not pa.types.is_dictionary(chunk.type):
+                        decoded += int(pc.sum(pc.binary_length(chunk)).as_py() or 0)
+                    elif name in categorical:
+                        decoded += int(pc.sum(pc.binary_length(chunk.dictionary)).as_py() or 0)
+                        decoded += len(chunk) * fixed_width(chunk.type.index_type)
+                    else:
+                        lengths = pc.take(pc.binary_length(chunk.dictionary), chunk.indices)
+                        decoded += int(pc.sum(lengths).as_py() or 0)
+                if decoded > budget:
+                    raise _too_big_decoded(
+                        f"would take more than {_human_bytes(decoded)} decoded (column "
+                        f"{str(name)!r} holds long text or binary values)",
+                        display,
+                    )
+            del part
+    except DatasetError:
+        raise
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... on broken pages
+        raise DatasetError(
+            f"{display} is not a readable Parquet file ({_short(exc)}). It may be truncated or "
+            "corrupted: export it again, or upload the table as CSV."
+        ) from exc
 
 
 def _short(exc: Exception) -> str:
@@ -526,10 +739,15 @@ def _check_columns(names: list[str], display: str) -> None:
         )
 
 
-def _check_shape(df: pd.DataFrame, display: str) -> None:
-    """Enforce the column limit and the minimum number of rows."""
+def _check_shape(df: pd.DataFrame, display: str, limits: bool = True) -> None:
+    """Enforce the column limit, the minimum number of rows and (with ``limits``) the exact
+    row and cell limits."""
     if df.shape[1] > max_columns():
         raise _too_many_columns(df.shape[1], display)
+    if limits and df.shape[0] > max_rows():
+        raise _too_many_rows(df.shape[0], display)
+    if limits and df.shape[0] * df.shape[1] > max_cells():
+        raise _too_many_cells(df.shape[0], df.shape[1], display)
     if df.shape[0] == 0:
         raise DatasetError(
             f"{display} has a header but no data rows. Upload a table with at least {MIN_ROWS} rows."
@@ -1078,7 +1296,8 @@ def load_dataset(ref: str, expected_sha256: str | None = None) -> tuple[pd.DataF
     ``ref`` is ``sklearn:NAME`` (sha is None and ``expected_sha256`` is ignored), the 64-hex
     SHA-256 of a stored dataset, or a path to a CSV/Parquet file. The bytes are hashed; with
     ``expected_sha256`` a mismatch raises :class:`DatasetError`. The upload size limit does not
-    apply here.
+    apply here, nor do the row and cell limits (a stored dataset passed them when it was
+    uploaded).
     """
     ref = str(ref).strip()
     if ref.startswith("sklearn:"):
@@ -1118,5 +1337,5 @@ def load_dataset(ref: str, expected_sha256: str | None = None) -> tuple[pd.DataF
             f"{expected_sha256.strip().lower()}, found {found} ({path}). Restore the original "
             "file or create a new study."
         )
-    df, _ = _read(data, path.name, None)
+    df, _ = _read(data, path.name, None, limits=False)
     return df, found

@@ -1,12 +1,16 @@
 """The study spec: one study as plain data, shared by the CLI (YAML) and the UI (forms).
 
 A spec is validated field by field; unknown keys and wrong types are a ``SpecError``. Nothing
-here is ever ``eval``-ed: YAML is read with ``yaml.safe_load``.
+here is ever ``eval``-ed: YAML text (from a file or a browser upload) goes through
+:func:`load_yaml_text`, PyYAML's safe loader behind bounds on size, nesting, aliases and the
+size of the document once aliases are expanded, with only finite numbers.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import reprlib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,6 +24,16 @@ PRUNERS = ("none", "median", "hyperband", "wilcoxon")
 TASKS = ("auto", "classification", "regression")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 NAME_RULE = "1-100 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+#: Bounds on YAML text read by :func:`load_yaml_text`. A spec is a page of settings and search
+#: ranges: these are far above any real one and far below what would hurt the server.
+MAX_YAML_CHARS = 1_000_000
+MAX_YAML_DEPTH = 50
+MAX_YAML_ALIASES = 50
+MAX_YAML_NODES = 100_000
+
+# The C parser where PyYAML was built with libyaml (much faster), else the pure-Python one.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass
@@ -68,6 +82,16 @@ class StudySpec:
         return parse_spec({**self.to_dict(), **changes})
 
 
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters: a value from a user may be
+    huge, and a message never needs all of it."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxdict, short.maxtuple, short.maxset = 3, 8, 8, 8, 8
+    short.maxstring = short.maxother = limit
+    text = short.repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def check_name(name: Any, what: str = "study name") -> str:
     """Return ``name`` if it is a safe study/experiment name, else raise SpecError."""
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
@@ -79,7 +103,7 @@ def check_name(name: Any, what: str = "study name") -> str:
 def _int(raw: Mapping[str, Any], key: str, low: int, high: int | None = None) -> int:
     value = raw[key]
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"'{key}' must be a whole number, got {value!r}.")
+        raise SpecError(f"'{key}' must be a whole number, got {_shown(value)}.")
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise SpecError(f"'{key}' must be {bound}, got {value}.")
@@ -89,7 +113,7 @@ def _int(raw: Mapping[str, Any], key: str, low: int, high: int | None = None) ->
 def _choice(raw: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str:
     value = raw[key]
     if value not in allowed:
-        raise SpecError(f"Unknown {key} {value!r}: choose one of {', '.join(allowed)}.")
+        raise SpecError(f"Unknown {key} {_shown(value)}: choose one of {', '.join(allowed)}.")
     return value
 
 
@@ -116,7 +140,7 @@ def parse_spec(raw: Mapping[str, Any]) -> StudySpec:
     check_name(data["name"])
     for key in ("dataset", "target"):
         if not isinstance(data[key], str):
-            raise SpecError(f"'{key}' must be text, got {data[key]!r}.")
+            raise SpecError(f"'{key}' must be text, got {_shown(data[key])}.")
     model = data["model"]
     if isinstance(model, list):
         if not model or not all(isinstance(m, str) for m in model):
@@ -126,7 +150,7 @@ def parse_spec(raw: Mapping[str, Any]) -> StudySpec:
         if len(model) == 1:
             data["model"] = model[0]
     elif not isinstance(model, str):
-        raise SpecError(f"'model' must be a registry key or a list of keys, got {model!r}.")
+        raise SpecError(f"'model' must be a registry key or a list of keys, got {_shown(model)}.")
 
     _choice(data, "strategy", STRATEGIES)
     _choice(data, "pruner", PRUNERS)
@@ -138,8 +162,8 @@ def parse_spec(raw: Mapping[str, Any]) -> StudySpec:
         _int(data, "n_trials", 1, 100_000)
     if data["timeout"] is not None:
         t = data["timeout"]
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
-            raise SpecError(f"'timeout' must be a positive number of seconds or null, got {t!r}.")
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not (0 < t < math.inf):
+            raise SpecError(f"'timeout' must be a positive number of seconds or null, got {_shown(t)}.")
     if data["n_trials"] is None and data["timeout"] is None and data["strategy"] != "grid":
         raise SpecError("Set a budget: 'n_trials', 'timeout' (seconds), or both.")
 
@@ -153,31 +177,183 @@ def parse_spec(raw: Mapping[str, Any]) -> StudySpec:
 
     ts = data["test_size"]
     if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not 0 < ts < 0.9:
-        raise SpecError(f"'test_size' must be a fraction between 0 and 0.9, got {ts!r}.")
+        raise SpecError(f"'test_size' must be a fraction between 0 and 0.9, got {_shown(ts)}.")
     if not isinstance(data["metric"], str):
-        raise SpecError(f"'metric' must be a scikit-learn scorer name or 'auto', got {data['metric']!r}.")
+        raise SpecError(
+            f"'metric' must be a scikit-learn scorer name or 'auto', got {_shown(data['metric'])}."
+        )
     if data["space"] is not None and not isinstance(data["space"], Mapping):
         raise SpecError("'space' must map hyperparameter names to their ranges.")
     return StudySpec(**data)
 
 
+def _check_yaml_events(text: str) -> None:
+    """Refuse YAML whose structure is too big, before any Python object is built from it.
+
+    Walks the parser's event stream (no recursion, nothing constructed): the nesting depth of
+    mappings and sequences, the number of aliases, and the number of nodes the document would
+    have with every alias expanded (an anchored node's expanded size is known when it ends; an
+    alias adds it again), so an alias bomb ("billion laughs") is refused after reading a few
+    hundred bytes. An alias to a node that is still open (a document that contains itself) is
+    refused too.
+    """
+    # one entry per open mapping/sequence: [expanded node count so far, its anchor]
+    stack: list[list[Any]] = []
+    sizes: dict[str, int] = {}
+    open_anchors: set[str] = set()
+    aliases = 0
+
+    def finish(size: int, anchor: str | None) -> None:
+        if anchor is not None:
+            sizes[anchor] = size
+            open_anchors.discard(anchor)
+        if stack:
+            stack[-1][0] += size
+            if stack[-1][0] > MAX_YAML_NODES and aliases:
+                raise SpecError(
+                    f"The spec expands to more than {MAX_YAML_NODES:,} values once its aliases "
+                    f"(*name) are replaced by what they refer to; the limit is "
+                    f"{MAX_YAML_NODES:,}. Write the values out instead of repeating aliases."
+                )
+            if stack[-1][0] > MAX_YAML_NODES:
+                raise SpecError(
+                    f"The spec has more than {MAX_YAML_NODES:,} values; the limit is "
+                    f"{MAX_YAML_NODES:,}. A spec lists settings and search ranges, not data: "
+                    "shorten the long lists in it."
+                )
+
+    try:
+        for event in yaml.parse(text, Loader=_SAFE_LOADER):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                if len(stack) >= MAX_YAML_DEPTH:
+                    line = event.start_mark.line + 1 if event.start_mark else "?"
+                    raise SpecError(
+                        f"The spec nests mappings and lists more than {MAX_YAML_DEPTH} levels "
+                        f"deep (at line {line}); the limit is {MAX_YAML_DEPTH}. A spec needs "
+                        "only a few levels: flatten the structure."
+                    )
+                if event.anchor is not None:
+                    open_anchors.add(event.anchor)
+                stack.append([1, event.anchor])
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                size, anchor = stack.pop()
+                finish(size, anchor)
+            elif isinstance(event, yaml.ScalarEvent):
+                finish(1, event.anchor)
+            elif isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_YAML_ALIASES:
+                    raise SpecError(
+                        f"The spec uses more than {MAX_YAML_ALIASES} aliases (*name); the limit "
+                        f"is {MAX_YAML_ALIASES}. Write the values out instead of repeating "
+                        "aliases."
+                    )
+                if event.anchor in open_anchors:
+                    raise SpecError(
+                        f"The spec's alias *{event.anchor} refers to a value that contains it "
+                        "(a value cannot include itself). Remove that alias."
+                    )
+                # an undefined alias counts one node here; composing reports it below
+                finish(sizes.get(event.anchor, 1), None)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"The spec is not valid YAML: {exc}") from exc
+
+
+def _check_finite(value: Any) -> None:
+    """Refuse infinite and not-a-number floats anywhere in ``value`` (``.inf``, ``.nan``,
+    ``1.0e+999``), naming where the first one is. Iterative: the structure is already bounded
+    by :func:`_check_yaml_events` but deep input from elsewhere must not recurse."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            shown = {math.inf: ".inf", -math.inf: "-.inf"}.get(item, ".nan")
+            at = f" at '{where}'" if where else ""
+            raise SpecError(
+                f"The spec has a number that is not finite{at}: {shown}. Numbers in a spec must "
+                "be finite: give a number, or null where the field allows no value."
+            )
+        if isinstance(item, Mapping):
+            for key, child in item.items():
+                stack.append((child, f"{where}.{key}" if where else str(key)[:60]))
+        elif isinstance(item, list):
+            for index, child in enumerate(item):
+                stack.append((child, f"{where}[{index}]"))
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse YAML ``text`` (a spec, or any YAML a user gave) into plain Python data, bounded.
+
+    Refused with a :class:`SpecError` naming the limit: text over ``MAX_YAML_CHARS``
+    characters (before parsing), nesting deeper than ``MAX_YAML_DEPTH``, more than
+    ``MAX_YAML_ALIASES`` aliases, more than ``MAX_YAML_NODES`` values with aliases expanded,
+    an alias inside the value it names, invalid YAML or tags other than the safe loader's,
+    and non-finite numbers (``.inf``, ``.nan``). Only PyYAML's safe loader builds objects.
+    """
+    if not isinstance(text, str):
+        raise SpecError(f"A spec must be YAML text, got {type(text).__name__}.")
+    if len(text) > MAX_YAML_CHARS:
+        raise SpecError(
+            f"The spec is {len(text):,} characters long; the limit is {MAX_YAML_CHARS:,} "
+            "(about 1 MB). A spec lists settings and search ranges, not data: remove what was "
+            "pasted into it."
+        )
+    _check_yaml_events(text)
+    try:
+        value = yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - the safe loader
+    except yaml.YAMLError as exc:
+        raise SpecError(f"The spec is not valid YAML: {exc}") from exc
+    except (ValueError, OverflowError) as exc:  # e.g. an integer of 5,000 digits, 2021-13-45
+        # Python's own advice after ';' (sys.set_int_max_str_digits) is not for spec authors
+        reason = str(exc).split(";")[0].strip()
+        raise SpecError(f"The spec has a value that cannot be read ({reason}). Fix or remove it.") from exc
+    _check_finite(value)
+    return value
+
+
+def load_spec_text(text: str) -> StudySpec:
+    """A spec from YAML/JSON ``text`` that came from a user (a browser upload, a text box):
+    always parsed as text, never taken for a file name, through :func:`load_yaml_text`."""
+    return parse_spec(load_yaml_text(text))
+
+
 def load_spec(source: str | Path | Mapping[str, Any]) -> StudySpec:
-    """Read a spec from a YAML/JSON file path, YAML text, or a mapping."""
+    """Read a spec from a YAML/JSON file path, YAML text, or a mapping (the CLI's way in).
+
+    A one-line string that names an existing file is read from that file: text from a
+    browser must go through :func:`load_spec_text` instead. Text goes through
+    :func:`load_yaml_text` (bounded; see there)."""
     if isinstance(source, Mapping):
         return parse_spec(source)
     text: str
-    path = Path(source) if isinstance(source, Path) or "\n" not in str(source) else None
+    path = Path(source) if isinstance(source, Path) or _may_be_path(str(source)) else None
     if path is not None and path.exists():
         try:
-            text = path.read_text(encoding="utf-8")
+            # one character over the limit is enough to refuse: never read a huge file whole
+            with path.open(encoding="utf-8") as handle:
+                text = handle.read(MAX_YAML_CHARS + 1)
         except (OSError, UnicodeDecodeError) as exc:
             raise SpecError(f"Cannot read spec file {path}: {exc}") from exc
+        if len(text) > MAX_YAML_CHARS:
+            raise SpecError(
+                f"The spec file {path} is longer than {MAX_YAML_CHARS:,} characters; the limit "
+                f"is {MAX_YAML_CHARS:,} (about 1 MB). A spec lists settings and search ranges, "
+                "not data: check that this is the right file."
+            )
     elif path is not None and str(source).endswith((".yaml", ".yml", ".json")):
         raise SpecError(f"Spec file not found: {source}")
     else:
         text = str(source)
+    return parse_spec(load_yaml_text(text))
+
+
+def _may_be_path(text: str) -> bool:
+    """Whether ``text`` given to :func:`load_spec` could name a file rather than be YAML: one
+    line, no NUL, short enough for a path, and the name of something that exists or a
+    ``.yaml``/``.yml``/``.json`` name (reported as not found)."""
+    if "\n" in text or "\x00" in text or len(text) > 4096:
+        return False
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"The spec is not valid YAML: {exc}") from exc
-    return parse_spec(raw)
+        return Path(text).exists() or text.endswith((".yaml", ".yml", ".json"))
+    except (OSError, ValueError):  # a name too long for the file system: YAML text
+        return False

@@ -22,7 +22,7 @@ from hpdash.errors import HpdashError
 from hpdash.spec import check_name, load_spec, parse_spec
 
 sys.path.insert(0, str(Path(__file__).parent / "corpus"))
-from make_uploads import big_cases, nested_parquet, small_cases  # noqa: E402
+from make_uploads import BIG_CASE_ENV, big_cases, nested_parquet, small_cases  # noqa: E402
 
 UPLOADS = Path(__file__).parent / "corpus" / "uploads"
 MAX_MB = 8
@@ -59,12 +59,24 @@ UPLOAD_CASES: dict[str, tuple[str, list[str] | None]] = {
     "ten_thousand_columns.csv": ("label", ["has 10,001 columns; the limit is 2,000"]),
     "huge_cell.csv": ("label", None),
     "over_size_limit.csv": ("label", ["over the upload limit of 8.0 MB", "HPDASH_MAX_UPLOAD_MB"]),
+    "over_row_limit.csv": ("label", ["over_row_limit.csv has up to 1,001 data rows (counted 1,002 lines",
+                                     "the limit is 1,000 rows", "a sample of the rows", "HPDASH_MAX_ROWS"]),
+    "over_cell_limit.csv": ("label", ["over_cell_limit.csv has up to 600 data rows", "x 6 columns = 3,600 cells",
+                                      "the limit is 3,000 cells", "HPDASH_MAX_CELLS"]),
+    "over_cell_limit.parquet": ("label", ["has 200 rows x 10 columns = 2,000 cells; the limit is 1,000 cells",
+                                          "HPDASH_MAX_CELLS"]),
+    "five_million_rows.parquet": ("label", ["five_million_rows.parquet has 5,000,000 data rows; the limit is "
+                                            "1,000,000 rows", "a sample of the rows", "HPDASH_MAX_ROWS"]),
+    "repeated_text_bomb.parquet": ("label", ["would take more than 1000.0 MB decoded (column 'text'",
+                                             "more than the 762.9 MB", "HPDASH_MAX_CELLS"]),
+    "compressed_text_bomb.parquet": ("label", ["declares 20.0 MB of uncompressed data", "more than the 15.3 MB",
+                                               "HPDASH_MAX_CELLS"]),
     "missing_target.csv": ("no_such_column", ["no_such_column"]),
 }
 
 BASE = {"dataset": "sklearn:iris", "target": "target", "model": "k_nearest_neighbors", "strategy": "random",
         "n_trials": 5, "cv": {"folds": 3}}
-SPEC_CASES: dict[str, tuple[dict, list[str]]] = {
+SPEC_CASES: dict[str, tuple[dict | str, list[str]]] = {
     "unknown_key": ({"learning_rate": 0.1}, ["Unknown spec key(s): learning_rate"]),
     "wrong_type_trials": ({"n_trials": "ten"}, ["'n_trials' must be a whole number, got 'ten'"]),
     "bool_trials": ({"n_trials": True}, ["'n_trials' must be a whole number, got True"]),
@@ -93,6 +105,16 @@ SPEC_CASES: dict[str, tuple[dict, list[str]]] = {
     "bad_hp_type": ({"space": {"n_neighbors": {"type": "integer", "low": 1, "high": 3}}}, ["integer"]),
     "empty_choices": ({"space": {"weights": {"type": "categorical", "choices": []}}}, ["weights"]),
     "missing_target_column": ({"target": "nope"}, ["nope"]),
+    "timeout_inf_value": ({"timeout": float("inf")}, ["'timeout' must be a positive number of seconds"]),
+    # YAML text (the spec above plus these lines, as load_spec reads an upload or a file)
+    "alias_bomb": ("n_trials: [&l0 [" + ", ".join(["lol"] * 9) + "], "
+                   + ", ".join(f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)) + "]\n",
+                   ["expands to more than 100,000 values", "the limit is 100,000"]),
+    "deep_nesting": ("space: " + "[" * 10_000 + "]" * 10_000 + "\n",
+                     ["more than 50 levels deep", "the limit is 50"]),
+    "huge_document": ("metric: auto\n" + "# padding\n" * 110_000, ["characters long; the limit is 1,000,000"]),
+    "timeout_inf": ("timeout: .inf\n", ["not finite at 'timeout': .inf"]),
+    "n_trials_nan": ("n_trials: .nan\n", ["not finite at 'n_trials': .nan"]),
 }
 YAML_CASES = {
     "not_a_mapping": ("- a\n- b", ["A spec must be a mapping"]),
@@ -160,8 +182,10 @@ def test_corpus_is_big_enough() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(n for n, (_, msg) in UPLOAD_CASES.items() if msg is not None))
-def test_bad_upload_is_rejected_with_a_specific_message(world, name) -> None:
+def test_bad_upload_is_rejected_with_a_specific_message(world, monkeypatch, name) -> None:
     target, fragments = UPLOAD_CASES[name]
+    for key, value in BIG_CASE_ENV.get(name, {}).items():  # a lowered limit keeps the file small
+        monkeypatch.setenv(key, value)
     with pytest.raises(HpdashError) as info:
         datasets.store_dataset(_upload_bytes(name), name, target=target)
     for fragment in fragments:
@@ -201,15 +225,26 @@ def test_formula_cells_are_neutralised_in_csv_export() -> None:
     assert "\r\n=1+1" not in text and ",=1+1" not in text
 
 
+def _spec_text(raw: dict, extra: str) -> str:
+    """``raw`` as YAML without the keys ``extra`` sets, followed by ``extra``."""
+    import yaml
+
+    keys = {line.split(":", 1)[0] for line in extra.splitlines() if line and line[0].isalpha()}
+    return yaml.safe_dump({k: v for k, v in raw.items() if k not in keys}, sort_keys=False) + extra
+
+
 @pytest.mark.parametrize("case", sorted(SPEC_CASES))
 def test_bad_spec_is_rejected_before_anything_is_created(world, case) -> None:
     change, fragments = SPEC_CASES[case]
-    raw = {**BASE, "name": f"corpus-{case.replace('_', '-')}", **change}
+    name = f"corpus-{case.replace('_', '-')}"
     with pytest.raises(HpdashError) as info:
-        runner.create_study(parse_spec(raw))
+        if isinstance(change, str):  # YAML text: read as an uploaded spec file is
+            runner.create_study(load_spec(_spec_text({**BASE, "name": name}, change)))
+        else:
+            runner.create_study(parse_spec({**BASE, "name": name, **change}))
     for fragment in fragments:
         assert fragment in str(info.value), str(info.value)
-    assert not runner.study_exists(raw["name"])
+    assert not runner.study_exists(name)
 
 
 @pytest.mark.parametrize("case", sorted(YAML_CASES))

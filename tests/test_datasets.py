@@ -34,9 +34,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(autouse=True)
 def _default_limits(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests start from the default upload and column limits."""
+    """Tests start from the default upload, column, row and cell limits."""
     monkeypatch.delenv("HPDASH_MAX_UPLOAD_MB", raising=False)
     monkeypatch.delenv("HPDASH_MAX_COLUMNS", raising=False)
+    monkeypatch.delenv("HPDASH_MAX_ROWS", raising=False)
+    monkeypatch.delenv("HPDASH_MAX_CELLS", raising=False)
 
 
 # -- builders -------------------------------------------------------------------------------
@@ -158,6 +160,24 @@ MALFORMED: list[tuple[str, bytes, str, str | None, dict[str, str], str]] = [
      {"HPDASH_MAX_COLUMNS": "3"}, "has 4 columns; the limit is 3"),
     ("too_many_columns_parquet", parquet_bytes(pd.DataFrame({c: [1, 2] for c in "abcd"})),
      "data.parquet", None, {"HPDASH_MAX_COLUMNS": "3"}, "has 4 columns; the limit is 3"),
+    ("over_row_limit_csv", b"a,b\n1,2\n3,4\n5,6\n7,8\n", "data.csv", None, {"HPDASH_MAX_ROWS": "3"},
+     "data.csv has up to 4 data rows (counted 5 lines, header included); the limit is 3 rows. "
+     "Upload a sample of the rows, or raise HPDASH_MAX_ROWS."),
+    ("over_row_limit_cr_only", b"a,b\r1,2\r3,4\r5,6\r7,8", "data.csv", None,
+     {"HPDASH_MAX_ROWS": "3"}, "has up to 4 data rows (counted 5 lines"),
+    ("over_cell_limit_csv", b"a,b,c\n1,2,3\n4,5,6\n7,8,9\n", "data.csv", None,
+     {"HPDASH_MAX_CELLS": "8"}, "has up to 3 data rows (counted 4 lines, header included) x 3 "
+     "columns = 9 cells; the limit is 8 cells. Upload a sample of the rows or fewer columns, or "
+     "raise HPDASH_MAX_CELLS."),
+    ("over_row_limit_parquet", parquet_bytes(pd.DataFrame({"a": range(5), "b": range(5)})),
+     "data.parquet", None, {"HPDASH_MAX_ROWS": "4"},
+     "data.parquet has 5 data rows; the limit is 4 rows. Upload a sample of the rows, or raise "
+     "HPDASH_MAX_ROWS."),
+    ("over_cell_limit_parquet", parquet_bytes(pd.DataFrame({"a": range(5), "b": range(5)})),
+     "data.parquet", None, {"HPDASH_MAX_CELLS": "9"},
+     "data.parquet has 5 rows x 2 columns = 10 cells; the limit is 9 cells."),
+    ("bad_row_limit_variable", b"a,b\n1,2\n3,4\n", "data.csv", None, {"HPDASH_MAX_ROWS": "lots"},
+     "HPDASH_MAX_ROWS must be a whole number, got 'lots'"),
     ("header_only", b"a,b,c\n", "data.csv", None, {}, "has a header but no data rows"),
     ("one_row", b"a,b\n1,2\n", "data.csv", None, {}, "has only 1 data row"),
     ("single_column", b"a\n1\n2\n3\n", "data.csv", None, {}, "has only one column ('a')"),
@@ -642,3 +662,165 @@ def test_store_validates_with_the_given_folds(data_dir: Path) -> None:
         store_dataset(data, "d.csv", target="y")
     assert_nothing_written(data_dir)
     assert store_dataset(data, "d.csv", target="y", folds=3).n_rows == 13
+
+
+# -- row, cell and decoded-size limits ----------------------------------------------------------
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent / "corpus"))
+from make_uploads import many_rows_parquet, repeated_text_parquet, rows_csv  # noqa: E402
+
+from hpdash import datasets  # noqa: E402
+
+
+def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (datasets.max_rows(), datasets.max_cells()) == (1_000_000, 50_000_000)
+    assert datasets.max_decoded_bytes() == datasets.BYTES_PER_CELL * 50_000_000
+    monkeypatch.setenv("HPDASH_MAX_ROWS", "2500")
+    monkeypatch.setenv("HPDASH_MAX_CELLS", " 7000 ")
+    assert (datasets.max_rows(), datasets.max_cells()) == (2500, 7000)
+    monkeypatch.setenv("HPDASH_MAX_CELLS", "0")
+    with pytest.raises(DatasetError, match="HPDASH_MAX_CELLS must be at least 1, got 0"):
+        datasets.max_cells()
+    monkeypatch.setenv("HPDASH_MAX_COLUMNS", "2k")
+    with pytest.raises(DatasetError, match="HPDASH_MAX_COLUMNS must be a whole number, got '2k'"):
+        datasets.max_columns()
+
+
+@pytest.mark.parametrize("data, lines", [(b"a\nb\n", 2), (b"a\nb", 2), (b"a\r\nb\r\n", 2),
+                                         (b"a\rb\r", 2), (b"a\r\n\rb", 3), (b"a", 1), (b"\n\n", 2)])
+def test_line_count_is_taken_on_the_bytes(data: bytes, lines: int) -> None:
+    assert datasets._count_lines(data) == lines
+
+
+def test_tables_at_the_limits_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPDASH_MAX_ROWS", "4")
+    assert read_table(b"a,b\n1,2\n3,4\n5,6\n7,8\n", "x.csv").shape == (4, 2)
+    four = parquet_bytes(pd.DataFrame({"a": range(4), "b": range(4)}))
+    assert read_table(four, "x.parquet").shape == (4, 2)
+    monkeypatch.setenv("HPDASH_MAX_CELLS", "8")
+    assert read_table(b"a,b\r\n1,2\r\n3,4\r\n5,6\r\n7,8\r\n", "x.csv").shape == (4, 2)
+
+
+def test_quoted_line_breaks_count_against_the_line_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The count before parsing is of lines (an upper bound): the message says so."""
+    data = b'a,b\n1,"two\nlines"\n3,4\n'
+    assert read_table(data, "q.csv").shape == (2, 2)
+    monkeypatch.setenv("HPDASH_MAX_ROWS", "2")
+    with pytest.raises(DatasetError, match=r"has up to 3 data rows \(counted 4 lines, header included\)"):
+        read_table(data, "q.csv")
+
+
+def test_parquet_text_is_counted_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A repeated long string costs its length on every row, unless the column is stored as a
+    categorical (Arrow dictionary type), which loads as categories plus codes."""
+    monkeypatch.setenv("HPDASH_MAX_CELLS", "100000")  # a 1.6 MB decoded budget
+    with pytest.raises(DatasetError) as err:
+        read_table(repeated_text_parquet(200, 20_000), "bomb.parquet")
+    assert "bomb.parquet would take more than 3.8 MB decoded (column 'text' holds long text" in str(err.value)
+    assert "more than the 1.5 MB a table may take" in str(err.value) and "HPDASH_MAX_CELLS" in str(err.value)
+    label = "x" * 20_000
+    categorical = pd.DataFrame({"text": pd.Categorical([label] * 200), "label": ["yes", "no"] * 100})
+    back = read_table(parquet_bytes(categorical), "categories.parquet")
+    assert back.shape == (200, 2) and back["text"].iloc[0] == label
+    plain = parquet_bytes(categorical.astype({"text": str}))
+    with pytest.raises(DatasetError, match="would take more than 3.8 MB decoded"):
+        read_table(plain, "plain.parquet")
+
+
+def test_stored_datasets_are_loaded_without_the_upload_limits(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = store_dataset(BALANCED.encode(), "balanced.csv", target="y")
+    monkeypatch.setenv("HPDASH_MAX_ROWS", "5")
+    frame, sha = datasets.load_dataset(stored.sha256)
+    assert frame.shape == (20, 3) and sha == stored.sha256
+    with pytest.raises(DatasetError, match="the limit is 5 rows"):
+        store_dataset(BALANCED.encode(), "balanced.csv", target="y")
+
+
+#: Peak-memory helpers for a child process (Linux /proc; tests that use them skip elsewhere).
+PEAK_HELPERS = '''
+def peak_mb():
+    """Peak resident memory of this process in MB: VmHWM, which a write of "5" to
+    /proc/self/clear_refs resets (getrusage's ru_maxrss also counts the parent's memory)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+def reset_peak():
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+'''
+
+_MEASURE = PEAK_HELPERS + """
+import json, sys
+from pathlib import Path
+import pyarrow.compute, pyarrow.parquet  # imported before the baseline: not part of the read
+from hpdash import datasets
+from hpdash.errors import DatasetError
+path = Path(sys.argv[1])
+data = path.read_bytes()
+before = reset_peak()
+try:
+    frame = datasets.read_table(data, path.name)
+    message, shape = None, list(frame.shape)
+except DatasetError as exc:
+    message, shape = str(exc), None
+print(json.dumps({"message": message, "shape": shape, "mb": peak_mb() - before}))
+"""
+
+
+def _measure(path: Path, **env: str) -> dict:
+    """read_table on ``path`` in a fresh process: the message (or shape) and the growth of the
+    peak resident memory during the call, in MB."""
+    import os
+
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("peak memory is read from Linux's /proc/self/status")
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("HPDASH_MAX_")}
+    out = subprocess.run([sys.executable, "-c", _MEASURE, str(path)], capture_output=True, text=True,
+                         timeout=300, env={**run_env, **env}, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_csv_over_the_row_limit_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """200,001 rows x 21 columns (18 MB) against HPDASH_MAX_ROWS=200000: refused from the line
+    count with next to no memory, where reading it (limit raised) takes over 50 MB."""
+    path = tmp_path / "rows.csv"
+    path.write_bytes(rows_csv(200_001, 20))
+    refused = _measure(path, HPDASH_MAX_ROWS="200000")
+    assert refused["message"] and "counted 200,002 lines" in refused["message"], refused
+    loaded = _measure(path, HPDASH_MAX_ROWS="300000")
+    assert loaded["shape"] == [200_001, 21], loaded
+    assert refused["mb"] < 10 and loaded["mb"] > 5 * max(refused["mb"], 10), (refused, loaded)
+
+
+def test_parquet_declaring_many_rows_is_refused_from_its_footer(tmp_path: Path) -> None:
+    """5,000,000 rows x 10 int64 columns in a few hundred KB: loading needs at least 381 MB;
+    the refusal, from the footer, takes a small fraction of that."""
+    path = tmp_path / "rows.parquet"
+    path.write_bytes(many_rows_parquet(5_000_000, 10))
+    assert path.stat().st_size < 1024 * 1024
+    refused = _measure(path)
+    assert refused["message"] and "has 5,000,000 data rows; the limit is 1,000,000" in refused["message"]
+    would_load = 5_000_000 * 10 * 8 / 2**20
+    assert refused["mb"] < 20 and refused["mb"] * 10 < would_load, refused
+
+
+def test_parquet_text_bomb_is_refused_without_expanding_it(tmp_path: Path) -> None:
+    """One 1 MB string on 1,000 rows, dictionary-encoded: a 50 KB file that reads back as
+    1,000 MB of text. Refused from the dictionary (held once) with little memory."""
+    path = tmp_path / "bomb.parquet"
+    path.write_bytes(repeated_text_parquet(1000, 1 << 20))
+    assert path.stat().st_size < 1024 * 1024
+    refused = _measure(path)
+    assert refused["message"] and "would take more than 1000.0 MB decoded" in refused["message"], refused
+    assert refused["mb"] < 30, refused

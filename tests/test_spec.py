@@ -93,3 +93,169 @@ def test_replace_revalidates() -> None:
 def test_check_name_accepts_safe_names() -> None:
     assert check_name("penguins-rf_tpe.v2") == "penguins-rf_tpe.v2"
     assert isinstance(parse_spec(BASE), StudySpec)
+
+
+# -- bounded YAML -----------------------------------------------------------------------------
+import math  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+
+from hpdash import spec as spec_module  # noqa: E402
+from hpdash.spec import load_yaml_text  # noqa: E402
+
+SPEC_YAML = "name: s1\ndataset: sklearn:iris\ntarget: target\nmodel: random_forest\n"
+
+
+def billion_laughs(levels: int = 9, width: int = 9) -> str:
+    """The classic alias bomb: each level lists the previous one ``width`` times."""
+    lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (SPEC_YAML + "# " + "x" * spec_module.MAX_YAML_CHARS, "characters long; the limit is 1,000,000"),
+        ("a: " + "[" * 100_000 + "]" * 100_000, "more than 50 levels deep (at line 1); the limit is 50"),
+        ("".join("  " * i + f"k{i}:\n" for i in range(60)) + "  " * 60 + "v: 1\n",
+         "more than 50 levels deep (at line 51)"),
+        (billion_laughs(), "the limit is 100,000"),
+        ("a: &a [" + ", ".join(["x"] * 2000) + "]\nb: [" + ", ".join(["*a"] * 49) + "]\n",
+         "expands to more than 100,000 values"),
+        ("a: &a 1\nb: [" + ", ".join(["*a"] * 51) + "]\n", "more than 50 aliases (*name); the limit is 50"),
+        ("a: [" + ", ".join(["1"] * 100_001) + "]\n", "has more than 100,000 values; the limit is 100,000"),
+        ("a: &a [1, *a]\n", "alias *a refers to a value that contains it"),
+        ("a: &a {b: *a}\n", "alias *a refers to a value that contains it"),
+        (SPEC_YAML + "timeout: .inf\n", "not finite at 'timeout': .inf"),
+        (SPEC_YAML + "timeout: -.inf\n", "not finite at 'timeout': -.inf"),
+        (SPEC_YAML + "timeout: 1.0e+999\n", "not finite at 'timeout': .inf"),
+        (SPEC_YAML + "n_trials: .nan\n", "not finite at 'n_trials': .nan"),
+        (SPEC_YAML + "space: {max_depth: {type: int, low: 1, high: .inf}}\n",
+         "not finite at 'space.max_depth.high'"),
+        (SPEC_YAML + "space: {criterion: {type: categorical, choices: [gini, .NaN]}}\n",
+         "not finite at 'space.criterion.choices[1]'"),
+        (SPEC_YAML + "seed: " + "9" * 5000 + "\n", "cannot be read (Exceeds the limit (4300 digits)"),
+        (SPEC_YAML + "seed: 2021-13-45\n", "cannot be read (month must be in 1..12)"),
+        ("a: *nowhere\n", "not valid YAML"),
+        ("a: 1\n---\nb: 2\n", "not valid YAML"),
+    ],
+    ids=["huge", "deep_flow", "deep_block", "billion_laughs", "expanded_nodes", "many_aliases",
+         "many_values", "self_list", "self_map", "inf", "minus_inf", "overflow", "nan", "inf_in_space",
+         "nan_in_choices", "huge_int", "bad_date", "undefined_alias", "two_documents"],
+)
+def test_yaml_limits_are_spec_errors_that_name_them(text: str, message: str) -> None:
+    with pytest.raises(SpecError) as err:
+        load_spec(text)
+    assert message in str(err.value), str(err.value)
+    with pytest.raises(SpecError):
+        load_yaml_text(text)
+
+
+def test_yaml_within_the_limits_still_loads() -> None:
+    text = SPEC_YAML.replace("model: random_forest\n", "") + textwrap.dedent("""\
+        model: &m [svm, ridge]
+        space:
+          svm: {C: &range {type: float, low: 0.01, high: 100.0, log: true}}
+          ridge: {alpha: *range}
+        cv: {folds: 3}
+        timeout: 60.5
+        """)
+    spec = load_spec(text)
+    assert spec.models == ["svm", "ridge"] and spec.space["ridge"]["alpha"]["high"] == 100.0
+    assert load_yaml_text("a: " + "[" * 49 + "]" * 49)["a"] is not None
+    assert load_yaml_text("") is None
+    assert load_yaml_text("v: " + ", ".join(["x"] * 50_000)) == {"v": ", ".join(["x"] * 50_000)}
+    with pytest.raises(SpecError, match="must be YAML text, got bytes"):
+        load_yaml_text(b"a: 1")  # type: ignore[arg-type]
+
+
+def test_timeout_must_be_finite_in_a_mapping_too() -> None:
+    for bad in (math.inf, math.nan):
+        with pytest.raises(SpecError, match="'timeout' must be a positive number of seconds"):
+            parse_spec({**BASE, "timeout": bad})
+
+
+def test_spec_files_are_not_read_whole(tmp_path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text(SPEC_YAML + "# " + "x" * (3 * spec_module.MAX_YAML_CHARS) + "\n")
+    with pytest.raises(SpecError, match=r"big.yaml is longer than 1,000,000 characters"):
+        load_spec(path)
+    with pytest.raises(SpecError, match=r"is longer than 1,000,000 characters"):
+        load_spec(str(path))
+
+
+def test_one_line_yaml_longer_than_a_file_name_is_text() -> None:
+    flow = "{" + ", ".join(f"{k}: {v}" for k, v in BASE.items()) + ", metric: " + "a" * 300 + "}"
+    assert load_spec(flow).metric == "a" * 300
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec("a: [\x00")
+
+
+#: Peak-memory helpers for a child process (Linux /proc; tests that use them skip elsewhere).
+PEAK_HELPERS = '''
+def peak_mb():
+    """Peak resident memory of this process in MB: VmHWM, which a write of "5" to
+    /proc/self/clear_refs resets (getrusage's ru_maxrss also counts the parent's memory)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+def reset_peak():
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+'''
+
+
+def test_alias_bomb_is_refused_in_bounded_memory_and_time() -> None:
+    """The nine-level bomb as the value of ``n_trials`` (9**9 = 387 million strings once
+    expanded), in a fresh process: refused in well under 2 s and 100 MB. Unbounded, the safe
+    loader builds it cheaply (aliases share objects) but the error message's repr of the value
+    expands it: gigabytes and minutes."""
+    levels = [f"&l0 [{', '.join(['lol'] * 9)}]"] + [
+        f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    text = SPEC_YAML + "n_trials: [" + ", ".join(levels) + "]\n"
+    from pathlib import Path
+
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("peak memory is read from Linux's /proc/self/status")
+    script = PEAK_HELPERS + textwrap.dedent(f"""
+        import json, time
+        from hpdash.errors import SpecError
+        from hpdash.spec import load_spec
+        before = reset_peak()
+        start = time.perf_counter()
+        try:
+            load_spec({text!r})
+            message = None
+        except SpecError as exc:
+            message = str(exc)
+        seconds = time.perf_counter() - start
+        print(json.dumps({{"message": message, "seconds": seconds, "mb": peak_mb() - before}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["message"] and "limit is 100,000" in result["message"], result
+    assert result["seconds"] < 2 and result["mb"] < 100, result
+
+
+def test_text_from_a_browser_is_never_a_file_name(tmp_path) -> None:
+    from hpdash.spec import load_spec_text
+
+    path = tmp_path / "server.yaml"
+    path.write_text(SPEC_YAML)
+    assert load_spec(str(path)).name == "s1"  # the CLI reads a path
+    with pytest.raises(SpecError, match="A spec must be a mapping"):
+        load_spec_text(str(path))  # an upload whose content is a path stays text
+    assert load_spec_text(SPEC_YAML).name == "s1"
+    with pytest.raises(SpecError, match="not finite at 'timeout'"):
+        load_spec_text(SPEC_YAML + "timeout: .inf\n")
