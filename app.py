@@ -1,26 +1,12 @@
 """hpdash web app: `streamlit run app.py` (or `make run`).
 
-Routes with st.navigation over pages/; every page is thin and calls hpdash.
+`streamlit run` finds the ``st.App`` below and serves it: the Streamlit script
+(``hpdash/ui/main.py``: navigation over ``pages/``, the sign-in gate, the sidebar) behind
+hpdash's HTTP guard and start-up hook (``hpdash/ui/server.py``).
 """
 
 import streamlit as st
 
-from hpdash.ui import common
+from hpdash.ui import server
 
-common.ensure_navigation()
-st.set_page_config(page_title="hpdash: hyperparameter tuning", page_icon=":material/tune:", layout="wide")
-
-pages = [
-    st.Page(common.PAGE_HOME, title="Home", icon=":material/home:", default=True, url_path="home"),
-    st.Page(common.PAGE_DATASETS, title="Datasets", icon=":material/table_view:", url_path="datasets"),
-    st.Page(common.PAGE_NEW, title="New study", icon=":material/rocket_launch:", url_path="new_study"),
-    st.Page(common.PAGE_STUDIES, title="Studies", icon=":material/list_alt:", url_path="studies"),
-    st.Page(common.PAGE_STUDY, title="Study", icon=":material/monitoring:", url_path="study"),
-    st.Page(common.PAGE_COMPARE, title="Compare", icon=":material/compare_arrows:", url_path="compare"),
-]
-# Navigation first, so a shared link (/study?study=NAME) still opens that page after sign-in;
-# the menu stays hidden until the password (HPDASH_PASSWORD) is given.
-page = st.navigation(pages, position="hidden" if common.password_pending() else "sidebar")
-common.require_password()  # nothing below renders until the password is given
-common.sidebar()
-page.run()
+app = st.App(server.SCRIPT, middleware=server.middleware(), lifespan=server.lifespan)

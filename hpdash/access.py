@@ -8,6 +8,9 @@
   already running on a shared storage keep running while a read-only dashboard reviews them.
 - ``HPDASH_PASSWORD`` (environment, or ``st.secrets["HPDASH_PASSWORD"]`` read by the UI) asks
   for a password; :func:`check_password` compares in constant time with ``hmac.compare_digest``.
+  Wrong guesses are throttled per browser session and per client address
+  (:class:`AttemptThrottle`), and the server only accepts uploads and serves media files to
+  browsers whose session has signed in (:class:`SignIns`, checked by ``hpdash/ui/server.py``).
 
 This module never imports Streamlit: the UI reads its secrets and passes the value in.
 """
@@ -15,7 +18,12 @@ This module never imports Streamlit: the UI reads its secrets and passes the val
 from __future__ import annotations
 
 import hmac
+import math
 import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any, Mapping
 
 from hpdash.errors import AccessDeniedError, ReadOnlyError
@@ -81,3 +89,118 @@ def check_password(given: str | None, expected: str | None) -> None:
         return
     if not password_matches(given, expected):
         raise AccessDeniedError("Wrong password. Ask whoever runs this dashboard for the team password.")
+
+
+#: Longest password the sign-in form accepts (a longer one is refused without comparing).
+MAX_PASSWORD_LENGTH = 256
+
+
+class AttemptThrottle:
+    """Wrong-password attempts counted per key (a browser session, a client address), each
+    kind with its own limit: at most ``limit`` failures within ``window`` seconds. Once a key
+    reaches its limit, :meth:`wait` says how long until its oldest failure leaves the window.
+
+    Thread-safe: one instance serves every session of the server process.
+    """
+
+    def __init__(self, limits: Mapping[str, tuple[int, float]],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._limits = dict(limits)
+        self._clock = clock
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, kind: str, key: str, now: float) -> deque[float]:
+        window = self._limits[kind][1]
+        times = self._failures.setdefault((kind, key), deque())
+        while times and now - times[0] >= window:
+            times.popleft()
+        return times
+
+    def wait(self, keys: Mapping[str, str]) -> float:
+        """Seconds until another attempt is allowed for every one of ``keys`` (0: now)."""
+        now = self._clock()
+        longest = 0.0
+        with self._lock:
+            for kind, key in keys.items():
+                limit, window = self._limits[kind]
+                times = self._recent(kind, key, now)
+                if len(times) >= limit:
+                    longest = max(longest, window - (now - times[0]))
+        return longest
+
+    def failed(self, keys: Mapping[str, str]) -> None:
+        """Record one wrong attempt for each of ``keys``."""
+        now = self._clock()
+        with self._lock:
+            for kind, key in keys.items():
+                self._recent(kind, key, now).append(now)
+            if len(self._failures) > 10_000:  # forget keys whose failures all left the window
+                for item in [k for k, v in self._failures.items() if not self._recent(*k, now)]:
+                    del self._failures[item]
+
+    def succeeded(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Forget the failures of these ``(kind, key)`` pairs (e.g. the session that signed in)."""
+        with self._lock:
+            for item in keys:
+                self._failures.pop(item, None)
+
+
+#: Per browser session: 5 wrong passwords a minute. Per client address (every session
+#: from one machine or network together): 20 in 5 minutes.
+PASSWORD_THROTTLE = AttemptThrottle({"session": (5, 60.0), "address": (20, 300.0)})
+
+
+def wait_text(seconds: float) -> str:
+    """``"42 s"`` / ``"3 min"``: how long until the next attempt, for a message."""
+    seconds = math.ceil(seconds)
+    return f"{seconds} s" if seconds < 120 else f"{math.ceil(seconds / 60)} min"
+
+
+class SignIns:
+    """Which browser sessions of this server have signed in, and with which client cookie.
+
+    The sign-in gate records a session when its password was right; the server's HTTP layer
+    asks :meth:`client_allowed` before it accepts an upload or serves a media file (a model
+    download), so neither works for a browser that has not signed in, nor after its session
+    closed. Sessions are identified by Streamlit's session id; browsers by the random,
+    HttpOnly client cookie the server sets on the first page load.
+    """
+
+    def __init__(self) -> None:
+        self._by_session: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def add(self, session_id: str, client_token: str | None) -> None:
+        with self._lock:
+            self._by_session[session_id] = client_token or ""
+
+    def remove(self, session_id: str) -> None:
+        with self._lock:
+            self._by_session.pop(session_id, None)
+
+    def session_signed_in(self, session_id: str) -> bool:
+        with self._lock:
+            return session_id in self._by_session
+
+    def client_allowed(self, client_token: str | None, session_active: Callable[[str], bool],
+                       session_id: str | None = None) -> bool:
+        """Whether a request carrying ``client_token`` comes from a browser with a live,
+        signed-in session (that session, when ``session_id`` is given). Sessions that are no
+        longer active are forgotten on the way."""
+        if not client_token:
+            return False
+        with self._lock:
+            items = list(self._by_session.items())
+        allowed = False
+        for sid, token in items:
+            if not session_active(sid):
+                self.remove(sid)
+                continue
+            if hmac.compare_digest(token.encode(), client_token.encode()) and session_id in (None, sid):
+                allowed = True
+        return allowed
+
+
+#: The sign-ins of this server process.
+SIGN_INS = SignIns()

@@ -28,6 +28,7 @@ See docs/PERFORMANCE.md.
 from __future__ import annotations
 
 import contextlib
+import html
 import math
 import queue
 import threading
@@ -181,7 +182,7 @@ class _Axis:
             if has_missing:
                 self.values[missing] = 0.0
             self.tickvals = [float(i) for i in range(len(order) + offset)]
-            self.ticktext = ([MISSING_LABEL] if has_missing else []) + [str(v) for v in order]
+            self.ticktext = ([MISSING_LABEL] if has_missing else []) + [plain(v) for v in order]
             self.range = (0.0, float(max(len(order) + offset - 1, 0)))
             return
         numbers = series.astype("float64").to_numpy()
@@ -206,6 +207,12 @@ class _Axis:
             self.ticktext = [_fmt(10**t) for t in ticks]
         self.values = numbers
         self.range = (lo, hi)
+
+
+def plain(value: Any) -> str:
+    """User text (a categorical choice, a study name) as plain text in a Plotly label: Plotly
+    renders a few HTML tags in labels, links among them, so ``<``, ``>`` and ``&`` are escaped."""
+    return html.escape(str(value), quote=False)
 
 
 def _axis_layout(axis: _Axis, title: str) -> dict[str, Any]:
@@ -1078,7 +1085,7 @@ def band_figure(
                 fig.add_trace(go.Scatter(
                     x=run[x], y=run["best"], mode="lines", legendgroup=strategy, showlegend=False,
                     line={"shape": "hv", "color": _rgba(color, 0.35), "width": 1},
-                    name=str(study), hovertemplate=f"{study}<br>%{{y:.4g}}<extra></extra>",
+                    name=plain(study), hovertemplate=f"{plain(study)}<br>%{{y:.4g}}<extra></extra>",
                 ))
         b = bands.loc[bands["strategy"] == strategy]
         ci = b.dropna(subset=["lo", "hi"])

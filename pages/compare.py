@@ -6,7 +6,7 @@ from hpdash import compare, experiments, plots, report, runner, views
 from hpdash.errors import HpdashError
 from hpdash.ui import common
 
-common.ensure_navigation()
+common.guard_page()
 
 st.title("Compare strategies")
 experiment_id = st.query_params.get("experiment")
@@ -42,9 +42,9 @@ except HpdashError as exc:
 
 states = [runner.study_status(s).state for s in comparison.studies.values()]
 running = sum(state in ("running", "starting") for state in states)
-st.caption(f"{comparison.title} · {len(comparison.runs)} studies · strategies "
-           f"{', '.join(compare.label(s) for s in comparison.strategies)} · metric "
-           f"{comparison.metric or 'score'} ({comparison.direction})"
+st.caption(common.md(f"{comparison.title} · {len(comparison.runs)} studies · strategies "
+                     f"{', '.join(compare.label(s) for s in comparison.strategies)} · metric "
+                     f"{comparison.metric or 'score'} ({comparison.direction})")
            + (f" · **{running} still running**" if running else ""))
 if running and st.button("Refresh", icon=":material/refresh:"):
     st.rerun()
@@ -61,17 +61,17 @@ analysis = compare.analyse(comparison.frame, comparison.holdout, comparison.dire
                            target=None if target == float(default_target) else float(target))
 
 st.subheader("Verdict")
-st.info(analysis.verdict.text, icon=":material/balance:")
+st.info(common.md(analysis.verdict.text), icon=":material/balance:")
 st.subheader("Summary")
 st.dataframe(compare.display_table(analysis.summary, analysis.ttt_summary), hide_index=True)
 st.subheader("Time to target")
-st.caption(compare.target_text(analysis, comparison.metric)
+st.caption(common.md(compare.target_text(analysis, comparison.metric))
            + " Mean ± std over the runs that reached it.")
 st.dataframe(compare.ttt_table(analysis.ttt_summary), hide_index=True)
 with st.expander("Pairwise tests"):
     st.dataframe(compare.pairs_table(analysis.pairs), hide_index=True)
 for study_name, note in comparison.grid_notes.items():
-    st.caption(f"**{study_name}**: {note}")
+    st.caption(f"**{common.md(study_name)}**: {common.md(note)}")
 
 metric = comparison.metric
 st.subheader("Convergence")
@@ -109,5 +109,5 @@ st.download_button("Download every trial (CSV)", report.experiment_csv(compariso
 if st.button("Build the HTML report", icon=":material/description:"):
     st.download_button("Download the HTML report", report.experiment_html(comparison, analysis),
                        file_name=f"{stem}-report.html", mime="text/html", icon=":material/download:")
-st.caption("Studies: " + " · ".join(f"{r.study} ({compare.label(r.strategy)}, seed {r.seed})"
+st.caption("Studies: " + " · ".join(common.md(f"{r.study} ({compare.label(r.strategy)}, seed {r.seed})")
                                        for r in comparison.runs))

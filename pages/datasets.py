@@ -6,7 +6,7 @@ from hpdash import datasets, views
 from hpdash.errors import HpdashError
 from hpdash.ui import common
 
-common.ensure_navigation()
+common.guard_page()
 
 st.title("Datasets")
 st.caption("Upload a CSV or Parquet table, or explore a bundled sample. hpdash stores each "
@@ -32,11 +32,11 @@ with st.container(border=True):
             st.session_state["ds_pick"] = stored.sha256
             common.load_frame.clear()
             st.session_state["ds_upload_result"] = (
-                "ok", f"Stored **{stored.name}**: {stored.n_rows:,} rows × {stored.n_cols} "
+                "ok", f"Stored **{common.md(stored.name)}**: {stored.n_rows:,} rows × {stored.n_cols} "
                       f"columns (SHA-256 `{stored.sha256[:12]}…`). Explore it below.")
     result = st.session_state.get("ds_upload_result") if uploaded is not None else None
     if result and result[0] == "error":
-        st.error(result[1], icon=":material/block:")
+        st.error(common.md(result[1]), icon=":material/block:")
     elif result:
         st.success(result[1], icon=":material/check_circle:")
 
@@ -110,7 +110,7 @@ with tab_columns:
     if dropped:
         st.markdown("**Not used as features:**")
         for col in dropped:
-            st.markdown(f"- `{col.name}`: {col.reason}")
+            st.markdown(f"- {common.code(col.name)}: {common.md(col.reason)}")
     else:
         st.caption("Every column is used (numbers are imputed and scaled, categories one-hot "
                    "encoded, dates split into parts).")
@@ -140,10 +140,10 @@ else:
     users = views.studies_using_dataset(victim)
     if users:
         col_btn.button("Delete", disabled=True, key="ds_delete_disabled")
-        st.caption(f"Used by {len(users)} studies ({', '.join(users[:5])}); delete those "
+        st.caption(f"Used by {len(users)} studies ({common.md(', '.join(users[:5]))}); delete those "
                    "studies first.")
     else:
-        confirm = st.checkbox(f"Yes, delete {names[victim]} and its file", key="ds_delete_confirm")
+        confirm = st.checkbox(f"Yes, delete {common.md(names[victim])} and its file", key="ds_delete_confirm")
         if col_btn.button("Delete", disabled=not confirm or common.read_only(), key="ds_delete"):
             try:
                 datasets.delete_stored(victim)
@@ -153,5 +153,5 @@ else:
                 common.load_frame.clear()
                 st.session_state.pop("ds_pick", None)
                 st.session_state.pop("ds_delete_confirm", None)
-                st.toast(f"Deleted {names[victim]}")
+                st.toast(f"Deleted {common.md(names[victim])}")
                 st.rerun()

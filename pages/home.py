@@ -6,7 +6,7 @@ from hpdash import views
 from hpdash.strategies import STRATEGY_LABELS
 from hpdash.ui import common
 
-common.ensure_navigation()
+common.guard_page()
 
 st.title("hpdash")
 st.markdown(
@@ -73,5 +73,5 @@ with right:
         st.page_link(common.PAGE_STUDIES, label="All studies", icon=":material/list_alt:")
 
 st.divider()
-st.caption(f"Storage in use: `{views.storage_label()}`. Other Optuna tools (optuna-dashboard, "
+st.caption(f"Storage in use: {common.code(views.storage_label())}. Other Optuna tools (optuna-dashboard, "
            "`optuna.load_study`) can open it as is.")

@@ -4,11 +4,11 @@ import streamlit as st
 
 from hpdash import datasets, experiments, models, runner, space, views
 from hpdash.errors import HpdashError, SpecError
-from hpdash.spec import load_spec, parse_spec
+from hpdash.spec import MAX_YAML_CHARS, load_spec_text, parse_spec
 from hpdash.strategies import PRUNER_LABELS, STRATEGY_LABELS, TORCH_HINT, torch_available
 from hpdash.ui import common
 
-common.ensure_navigation()
+common.guard_page()
 
 st.title("New study")
 state = st.session_state
@@ -59,7 +59,11 @@ with st.expander("Start from a spec file (YAML)"):
     if spec_file is not None and state.get("ns_spec_upload_id") != spec_file.file_id:
         state["ns_spec_upload_id"] = spec_file.file_id
         try:
-            loaded = load_spec(spec_file.getvalue().decode("utf-8", errors="replace"))
+            if spec_file.size > MAX_YAML_CHARS:
+                raise SpecError(f"the file is {spec_file.size:,} bytes; a spec may have at most "
+                                f"{MAX_YAML_CHARS:,}. A spec lists settings, not data.")
+            # Always text (never a path on the server), through the bounded YAML loader.
+            loaded = load_spec_text(spec_file.getvalue().decode("utf-8", errors="replace"))
             values = loaded.to_dict()
             # A spec from the browser may only name a sample or an uploaded dataset: a server
             # path would let any visitor read files on the server.
@@ -74,7 +78,7 @@ with st.expander("Start from a spec file (YAML)"):
         st.rerun()
     message = state.get("ns_spec_message") if spec_file is not None else None
     if message:
-        (st.success if message[0] == "ok" else st.error)(message[1])
+        (st.success if message[0] == "ok" else st.error)(common.md(message[1]))
 
 # ------------------------------------------------------------------------------ data
 st.subheader("1 · Data")
@@ -163,7 +167,7 @@ for key in model_keys:
             raise SpecError("the search space is empty: add at least one hyperparameter")
     except HpdashError as exc:
         space_errors.append(f"{key}: {exc}")
-        st.error(f"Search space of {key}: {exc}", icon=":material/warning:")
+        st.error(f"Search space of {key}: {common.md(exc)}", icon=":material/warning:")
 
 # ------------------------------------------------------------------------------ strategy
 st.subheader("4 · Strategy, budget and protocol")
@@ -237,10 +241,10 @@ if plan is not None:
             estimate = common.runtime_estimate(spec.to_yaml(), ref)
         st.info(f"Estimated run time: {estimate.describe()}", icon=":material/timer:")
     except Exception as exc:
-        st.caption(f"No run-time estimate: {exc}")
+        st.caption(f"No run-time estimate: {common.md(exc)}")
 
 for message in errors:
-    st.error(message, icon=":material/warning:")
+    st.error(common.md(message), icon=":material/warning:")
 
 c1, c2 = st.columns([1, 1])
 launch = c1.button("Launch study", type="primary", disabled=plan is None or common.read_only(), key="ns_launch",
@@ -273,7 +277,7 @@ with st.expander("Compare strategies: the same problem and budget, several strat
         budget = experiments.experiment_budget(
             spec, chosen, int(n_repeats), per_trial_s=per_trial,
             parallel=len(chosen) * int(n_repeats), grid_size=experiments.grid_size_of(spec))
-        st.info(f"Experiment {spec.name!r}: {budget.describe()}. Every study gets the same "
+        st.info(f"Experiment {common.md(repr(spec.name))}: {budget.describe()}. Every study gets the same "
                 "trial budget; seeds run from the form's seed upwards. A grid smaller than the "
                 "budget runs every point once; a larger one runs a seeded random subset.",
                 icon=":material/balance:")

@@ -6,7 +6,7 @@ from hpdash import runner, views
 from hpdash.errors import HpdashError
 from hpdash.ui import common
 
-common.ensure_navigation()
+common.guard_page()
 
 st.title("Studies")
 
@@ -57,7 +57,7 @@ if c3.button("Stop", disabled=not running or common.read_only(), key="st_stop", 
     except HpdashError as exc:
         common.show_error(exc)
     else:
-        st.toast(f"Asked {name} to stop.")
+        st.toast(f"Asked {common.md(name)} to stop.")
         st.rerun()
 if c4.button("Resume", disabled=common.read_only() or row["state"] not in ("stopped", "worker lost", "created"),
              key="st_resume", help="Start workers again on the remaining budget."):
@@ -73,17 +73,17 @@ if c5.button("Delete…", key="st_delete", disabled=common.read_only()):
 pending = st.session_state.get("st_pending_delete")
 if pending and pending in set(frame["name"]):
     with st.container(border=True):
-        st.warning(f"Delete study **{pending}**, its trials, its note and its refit model? "
+        st.warning(f"Delete study **{common.md(pending)}**, its trials, its note and its refit model? "
                    "This cannot be undone.", icon=":material/delete:")
         y, n = st.columns(2)
-        if y.button(f"Yes, delete {pending}", type="primary", key="st_delete_yes"):
+        if y.button(f"Yes, delete {common.md(pending)}", type="primary", key="st_delete_yes"):
             try:
                 runner.delete_study(pending)
             except HpdashError as exc:
                 common.show_error(exc)
             else:
                 st.session_state.pop("st_pending_delete", None)
-                st.toast(f"Deleted {pending}")
+                st.toast(f"Deleted {common.md(pending)}")
                 st.rerun()
         if n.button("Cancel", key="st_delete_no"):
             st.session_state.pop("st_pending_delete", None)

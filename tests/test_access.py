@@ -113,3 +113,45 @@ def test_password_comparison_is_constant_time() -> None:
     finally:
         hmac.compare_digest = original
     assert calls == [(b"x", b"y")]
+
+
+# ------------------------------------------------------------------------------ throttle
+def test_throttle_limits_each_kind_of_key_in_its_window() -> None:
+    now = [1000.0]
+    throttle = access.AttemptThrottle({"session": (3, 60.0), "address": (5, 300.0)}, clock=lambda: now[0])
+    a = {"session": "s1", "address": "10.0.0.1"}
+    for _ in range(3):
+        assert throttle.wait(a) == 0
+        throttle.failed(a)
+    assert throttle.wait(a) == pytest.approx(60.0)  # the session is at its limit
+    b = {"session": "s2", "address": "10.0.0.1"}  # a new session from the same address
+    assert throttle.wait(b) == 0
+    throttle.failed(b)
+    throttle.failed(b)
+    assert throttle.wait({"session": "s3", "address": "10.0.0.1"}) == pytest.approx(300.0)
+    assert throttle.wait({"session": "s3", "address": "10.0.0.2"}) == 0  # another address
+    now[0] += 61
+    assert throttle.wait({"session": "s1"}) == 0  # its failures left the window
+    assert 0 < throttle.wait(a) <= 240  # the address is still limited
+    throttle.succeeded([("address", "10.0.0.1")])
+    assert throttle.wait(a) == 0
+
+
+def test_the_server_throttle_allows_five_guesses_a_minute_per_session() -> None:
+    assert access.PASSWORD_THROTTLE._limits == {"session": (5, 60.0), "address": (20, 300.0)}
+    assert access.wait_text(42.2) == "43 s" and access.wait_text(299) == "5 min"
+
+
+def test_sign_ins_need_a_live_session_and_its_browser_cookie() -> None:
+    sign_ins = access.SignIns()
+    live = {"s1", "s2"}
+    sign_ins.add("s1", "tok-1")
+    assert sign_ins.session_signed_in("s1") and not sign_ins.session_signed_in("s2")
+    assert sign_ins.client_allowed("tok-1", live.__contains__)
+    assert sign_ins.client_allowed("tok-1", live.__contains__, session_id="s1")
+    assert not sign_ins.client_allowed("tok-1", live.__contains__, session_id="s2")
+    for token in (None, "", "tok-2", "tök-1"):
+        assert not sign_ins.client_allowed(token, live.__contains__), token
+    live.discard("s1")  # the session closed
+    assert not sign_ins.client_allowed("tok-1", live.__contains__)
+    assert not sign_ins.session_signed_in("s1")

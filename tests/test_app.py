@@ -12,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 from hpdash import datasets, runner
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
+# The Streamlit script app.py serves (app.py itself is the ASGI app around it).
+APP = str(ROOT / "hpdash" / "ui" / "main.py")
 PAGES = ["pages/home.py", "pages/datasets.py", "pages/new_study.py", "pages/studies.py",
          "pages/study.py"]
 TIMEOUT = 60
@@ -24,7 +25,7 @@ def _app(page: str | None = None, study: str | None = None) -> AppTest:
         at.query_params["study"] = study
     at.run()
     if page and page != "pages/home.py":
-        at.switch_page(page).run()
+        at.switch_page(str(ROOT / page)).run()
     return at
 
 
@@ -79,14 +80,7 @@ def test_sidebar_shows_storage(data_dir) -> None:
     assert any(str(data_dir) in c.value for c in at.sidebar.code)
 
 
-
-def test_the_server_freezes_its_startup_objects(data_dir) -> None:
-    """app.py's import of hpdash.ui.common moves the imported objects out of the GC's reach
-    (results.freeze_startup_objects), so full collections do not walk them on every page."""
-    from hpdash import results
-
-    _app()
-    assert results._frozen
+# (The server's start-up freeze of its imports is tested in tests/test_server.py.)
 
 def test_deleted_study_link_is_explained(data_dir) -> None:
     at = _app("pages/study.py", study="gone-study")
@@ -210,7 +204,7 @@ def test_launch_and_poll_until_finished(data_dir) -> None:
     assert at.query_params.get("study") in ("apptest-launch", ["apptest-launch"])
     assert [t.value for t in at.title] == ["apptest-launch"]
     # AppTest reruns the page it was switched to last; follow the app's switch
-    at.switch_page("pages/study.py")
+    at.switch_page(str(ROOT / "pages" / "study.py"))
     deadline = time.time() + 90
     while time.time() < deadline:
         state = runner.study_status(runner.load_study("apptest-launch")).state

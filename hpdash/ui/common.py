@@ -1,7 +1,8 @@
 """Shared widgets, caching and session helpers for the pages.
 
-Pages call these; they never touch SQL or Optuna internals. Nothing here starts a thread:
-studies run in worker processes (``hpdash.runner.launch_workers``) and the UI only polls.
+Pages call these; they never touch SQL or Optuna internals. Studies run in worker processes
+(``hpdash.runner.launch_workers``) and the UI only polls them; the one thread started here
+computes importance in the background (``plots.importance_data_async``).
 """
 
 from __future__ import annotations
@@ -9,49 +10,27 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, NamedTuple, TypeVar
 
 import optuna
 import pandas as pd
 import streamlit as st
 
-from hpdash import access, config, datasets, models, objective, plots, results, views
+from hpdash import access, config, datasets, markup, models, objective, plots, results, views
 from hpdash.errors import AccessDeniedError, HpdashError, StudyNotFoundError
+from hpdash.ui import server
 
-# Imported by app.py before any page runs: what is loaded now lives as long as the server, so
-# keep the garbage collector from walking it on every full collection (see the docstring).
-results.freeze_startup_objects()
-
-PAGE_HOME = "pages/home.py"
-PAGE_DATASETS = "pages/datasets.py"
-PAGE_NEW = "pages/new_study.py"
-PAGE_STUDIES = "pages/studies.py"
-PAGE_STUDY = "pages/study.py"
-PAGE_COMPARE = "pages/compare.py"
+_PAGES = Path(__file__).resolve().parents[2] / "pages"
+PAGE_HOME = str(_PAGES / "home.py")
+PAGE_DATASETS = str(_PAGES / "datasets.py")
+PAGE_NEW = str(_PAGES / "new_study.py")
+PAGE_STUDIES = str(_PAGES / "studies.py")
+PAGE_STUDY = str(_PAGES / "study.py")
+PAGE_COMPARE = str(_PAGES / "compare.py")
 
 #: Session key the Datasets page (or an uploaded spec) uses to prefill the New study form.
 PREFILL_KEY = "new_study_prefill"
-
-
-# ------------------------------------------------------------------------------ routing
-def ensure_navigation() -> None:
-    """Leave Streamlit's legacy ``pages/``-folder mode on the first run of a fresh server.
-
-    Streamlit decides per process, before any script runs, that an app next to a ``pages/``
-    folder is a v1 multipage app, and only drops that once ``st.navigation`` has been called.
-    So the very first run after start-up executes ``pages/<name>.py`` on its own, without
-    app.py's navigation and sidebar. Every page calls this first: it switches the flag off and
-    reruns, and the rerun goes through app.py's ``st.navigation``. The page ``url_path``s equal
-    the file names, so the legacy run finds the same page and shows no "Page not found".
-    (Private Streamlit attribute; renaming ``pages/`` would remove the need for it.)
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if "streamlit.testing.v1.local_script_runner" in sys.modules:
-        return  # AppTest resets the flag before every run and routes pages itself
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
 
 
 # ------------------------------------------------------------------------------ caching
@@ -245,6 +224,8 @@ def trials_cache(study: optuna.Study) -> results.TrialsCache:
 
 # ------------------------------------------------------------------------------ access
 AUTH_KEY = "hpdash_authenticated"
+#: Seconds a wrong password costs the session that typed it (on top of the throttle).
+WRONG_PASSWORD_DELAY = 0.5
 
 
 def password_pending() -> bool:
@@ -252,28 +233,71 @@ def password_pending() -> bool:
     return access.configured_password(st.secrets) is not None and not st.session_state.get(AUTH_KEY)
 
 
+def _under_app_test() -> bool:
+    return "streamlit.testing.v1.local_script_runner" in sys.modules
+
+
+def _session_id() -> str:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else ""
+
+
+def _throttle_keys() -> dict[str, str]:
+    """This session and the address it connects from (None for loopback: "local")."""
+    return {"session": _session_id(), "address": st.context.ip_address or "local"}
+
+
 def require_password() -> None:
     """Ask for ``HPDASH_PASSWORD`` (env or Streamlit secrets) once per session; stop until given.
 
-    The comparison is constant-time (``access.check_password``). No password configured: no-op.
+    Every page calls it first (``guard_page``) and the navigation script calls it before any
+    page runs. The comparison is constant-time (``access.check_password``); wrong guesses are
+    throttled per session and per client address (``access.PASSWORD_THROTTLE``); a session that
+    signs in is recorded in ``access.SIGN_INS`` with its client cookie, which is what lets the
+    server accept its uploads and serve its downloads. No password configured: no-op.
     """
     if not password_pending():
         return
-    expected = access.configured_password(st.secrets)
     st.title("hpdash")
+    if not server.guarded() and not _under_app_test():
+        st.error("This dashboard is password-protected but was started without hpdash's "
+                 "server guard. Start it with `streamlit run app.py` (or `make run`).",
+                 icon=":material/lock:")
+        st.stop()
+    expected = access.configured_password(st.secrets)
     st.caption("This dashboard is password-protected.")
     with st.form("login"):
-        typed = st.text_input("Password", type="password", key="login_password")
+        typed = st.text_input("Password", type="password", key="login_password",
+                              max_chars=access.MAX_PASSWORD_LENGTH)
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
+        keys = _throttle_keys()
+        wait = access.PASSWORD_THROTTLE.wait(keys)
+        if wait > 0:
+            st.error(f"Too many wrong passwords from this browser or address. Try again in "
+                     f"{access.wait_text(wait)}.", icon=":material/lock_clock:")
+            st.stop()
         try:
+            if typed is not None and len(typed) > access.MAX_PASSWORD_LENGTH:
+                raise AccessDeniedError("Wrong password. Ask whoever runs this dashboard for the team password.")
             access.check_password(typed, expected)
         except AccessDeniedError as exc:
+            access.PASSWORD_THROTTLE.failed(keys)
+            time.sleep(WRONG_PASSWORD_DELAY)
             st.error(str(exc), icon=":material/lock:")
         else:
             st.session_state[AUTH_KEY] = True
+            access.SIGN_INS.add(keys["session"], st.context.cookies.get(server.CLIENT_COOKIE))
+            access.PASSWORD_THROTTLE.succeeded([("session", keys["session"])])
             st.rerun()
     st.stop()
+
+
+def guard_page() -> None:
+    """The first call of every page: the sign-in gate (a no-op once signed in)."""
+    require_password()
 
 
 def read_only() -> bool:
@@ -290,20 +314,28 @@ def sidebar() -> None:
                     "switched off.", icon=":material/visibility:")
         st.caption("Storage in use")
         st.code(views.storage_label(), language=None, wrap_lines=True)
-        st.caption(f"Data directory: `{config.data_dir()}`")
+        st.caption(f"Data directory: {markup.code(config.data_dir())}")
+
+
+#: Shorthand for pages: user text (names, values, reasons, query parameters) as plain text in
+#: Streamlit's Markdown, and as inline code.
+md = markup.escape
+code = markup.code
 
 
 def show_error(exc: Exception, prefix: str = "") -> None:
-    """A user-facing error: the message of an ``HpdashError``; anything else briefly."""
+    """A user-facing error: the message of an ``HpdashError``; anything else briefly. Shown as
+    plain text, since messages quote user input (column names, file names, values)."""
     if isinstance(exc, HpdashError):
-        st.error(f"{prefix}{exc}", icon=":material/warning:")
+        st.error(md(f"{prefix}{exc}"), icon=":material/warning:")
     else:
-        st.error(f"{prefix}Unexpected error: {type(exc).__name__}: {exc}", icon=":material/warning:")
+        st.error(md(f"{prefix}Unexpected error: {type(exc).__name__}: {exc}"), icon=":material/warning:")
 
 
 def study_link(name: str, label: str | None = None, icon: str | None = None) -> None:
-    """A link to a study page with the shareable ``?study=NAME`` query."""
-    st.page_link(PAGE_STUDY, label=label or name, icon=icon, query_params={"study": name})
+    """A link to a study page with the shareable ``?study=NAME`` query; ``label`` (default:
+    the name) is shown as plain text."""
+    st.page_link(PAGE_STUDY, label=md(label or name), icon=icon, query_params={"study": name})
 
 
 def open_study(name: str) -> None:
