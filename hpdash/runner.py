@@ -6,10 +6,10 @@ any machine needs only the study name and the storage URL. See docs/ARCHITECTURE
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,21 +22,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import joblib
 import numpy as np
 import optuna
 from optuna.trial import TrialState
 from sklearn.metrics import get_scorer
 
-from hpdash import access, config, datasets, models, objective, results, space, strategies
+from hpdash import access, config, datasets, export_model, models, objective, results, space, strategies
 from hpdash.errors import DatasetError, HpdashError, SpecError, StudyNotFoundError
 from hpdash.spec import StudySpec, check_name, parse_spec
 from hpdash.storage import (
     BudgetExhausted,
     WorkerRDBStorage,
     claim_study_user_attr,
+    create_budgeted_study,
     heartbeat_interval,
     open_storage,
+    set_study_user_attr_unless,
+    taken_over,
 )
 
 SPEC_ATTR = "hpdash.spec"
@@ -51,6 +53,7 @@ ERROR_ATTR = "hpdash.error"
 WORKER_PREFIX = "hpdash.worker."
 WORKER_BEAT_SECONDS = 5
 WORKER_LOST_SECONDS = 30
+_SHA256 = re.compile(r"[0-9a-f]{64}")  # a stored dataset's name in the content-addressed store
 
 log = logging.getLogger("hpdash")
 
@@ -121,13 +124,43 @@ def plan_study(spec: StudySpec, data: Any = None) -> Plan:
     return plan
 
 
+def stored_dataset_ref(dataset: Any, dataset_sha256: Any) -> str:
+    """The dataset reference a stored study may load: its recorded SHA-256 (a file in the
+    data directory's content-addressed store), else a bundled ``sklearn:NAME`` sample or a
+    stored dataset's SHA-256 given as the spec's dataset. Raises DatasetError otherwise.
+
+    A stored study is data anyone with the storage URL can write, so it never names a file
+    to read: a spec whose dataset is a path, with no recorded SHA-256, is refused (CLI specs
+    name paths; ``create_study`` stores such a file and records its SHA-256).
+    """
+    if dataset_sha256 is not None:
+        sha = str(dataset_sha256).strip().lower()
+        if not _SHA256.fullmatch(sha):
+            raise DatasetError(
+                f"The study's recorded dataset SHA-256 ({DATASET_ATTR}) is {str(dataset_sha256)[:80]!r}, "
+                "which is not a SHA-256, so no dataset was read. Create the study again from its spec."
+            )
+        return sha
+    ref = str(dataset or "").strip()
+    if ref.startswith("sklearn:") or _SHA256.fullmatch(ref.lower()):
+        return ref if ref.startswith("sklearn:") else ref.lower()
+    raise DatasetError(
+        f"The study's dataset is the file path {ref[:200]!r} with no recorded SHA-256 ({DATASET_ATTR}), "
+        "so it was not read: a stored study loads only a bundled sklearn:NAME sample or a dataset "
+        f"stored in {config.datasets_dir()} by its SHA-256. Store the file (Datasets page, or "
+        "create the study from its spec with `hpdash run`, which stores it) and create the study again."
+    )
+
+
 def load_problem(spec: StudySpec, dataset_sha256: str | None) -> objective.Problem:
     """Build the worker's view of the data: prepared table, holdout split and CV folds.
 
-    The dataset is read by its SHA-256 when it has one, and the bytes are verified.
+    The dataset is a bundled sample or a stored dataset read by its SHA-256 from the data
+    directory (``stored_dataset_ref``), and the bytes are verified; never a path from the spec.
     """
-    ref = dataset_sha256 or spec.dataset
-    plan = plan_study(spec, data=datasets.load_dataset(ref, expected_sha256=dataset_sha256))
+    ref = stored_dataset_ref(spec.dataset, dataset_sha256)
+    expected = None if ref.startswith("sklearn:") else ref
+    plan = plan_study(spec, data=datasets.load_dataset(ref, expected_sha256=expected))
     prepared, spaces, metric = plan.prepared, plan.spaces, plan.metric
     X_train, X_test, y_train, y_test = objective.holdout_split(
         prepared.X, prepared.y, prepared.task, spec.test_size, spec.seed
@@ -170,33 +203,45 @@ def _ingest_dataset(spec: StudySpec) -> str | None:
 
 
 def create_study(spec: StudySpec, storage: str | None = None) -> optuna.Study:
-    """Validate ``spec``, store its dataset, create the Optuna study and its budget slots."""
+    """Validate ``spec``, store its dataset, create the Optuna study and its budget slots.
+
+    The study row, its user attrs and its budget slots are written in one transaction
+    (``storage.create_budgeted_study``): a crash part way leaves no study, never one without
+    its budget.
+    """
     access.require_writable("create a study")
     check_name(spec.name)
     if study_exists(spec.name, storage):
         raise SpecError(f"A study named {spec.name!r} already exists. Pick another name, or resume that study.")
     sha = _ingest_dataset(spec)
     plan = plan_study(spec, data=datasets.load_dataset(sha or spec.dataset))
-    study = optuna.create_study(
-        storage=open_storage(storage, heartbeat=False),
-        study_name=spec.name,
-        direction="maximize",  # scikit-learn scorers are "greater is better"
-        sampler=strategies.make_sampler(spec.strategy, spec.seed),
-        pruner=strategies.make_pruner(spec.pruner, spec.folds * spec.repeats),
-    )
-    study.set_user_attr(SPEC_ATTR, spec.to_dict())
-    study.set_user_attr(DATASET_ATTR, sha)
-    study.set_user_attr("hpdash.task", plan.task)
-    study.set_user_attr("hpdash.metric", plan.metric)
-    study.set_user_attr("hpdash.space", {k: space.space_to_dict(s) for k, s in plan.spaces.items()})
-    study.set_user_attr("hpdash.created_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    study.set_user_attr(STATE_ATTR, "created")
-    _add_budget_slots(study, plan)
-    return study
+    budget_attrs, slots = _budget_slots(plan)
+    user_attrs = {
+        SPEC_ATTR: spec.to_dict(),
+        DATASET_ATTR: sha,
+        "hpdash.task": plan.task,
+        "hpdash.metric": plan.metric,
+        "hpdash.space": {k: space.space_to_dict(s) for k, s in plan.spaces.items()},
+        "hpdash.created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        STATE_ATTR: "created",
+        **budget_attrs,
+    }
+    try:
+        return create_budgeted_study(
+            open_storage(storage, heartbeat=False), spec.name,
+            "maximize",  # scikit-learn scorers are "greater is better"
+            user_attrs, slots,
+            sampler=strategies.make_sampler(spec.strategy, spec.seed),
+            pruner=strategies.make_pruner(spec.pruner, spec.folds * spec.repeats),
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        raise SpecError(f"A study named {spec.name!r} already exists. Pick another name, or resume that study.") from None
 
 
-def _add_budget_slots(study: optuna.Study, plan: Plan) -> None:
-    """Create the budget as WAITING trials (grid: one per grid point, in a recorded order)."""
+def _budget_slots(plan: Plan) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The budget as study user attrs and WAITING trials' system attrs ("slots"): a grid gets
+    one slot per grid point in a recorded order, a trial budget one plain slot per trial, and
+    a time budget alone none (workers then create trials freely)."""
     spec = plan.spec
     if spec.strategy == "grid":
         points = plan.grid()
@@ -205,30 +250,14 @@ def _add_budget_slots(study: optuna.Study, plan: Plan) -> None:
         # random subset of the grid.
         order = np.random.default_rng(spec.seed).permutation(len(points))
         budget = len(points) if spec.n_trials is None else min(spec.n_trials, len(points))
-        # What study.enqueue_trial(point) stores, for every point in one transaction.
-        _add_waiting_trials(study, [{"fixed_params": points[int(i)]} for i in order[:budget]])
-        study.set_user_attr(GRID_ATTR, {
-            "grid_size": len(points), "budget": budget, "order": "seeded random permutation",
-            "cut": budget < len(points),
-        })
-        study.set_user_attr(BUDGET_ATTR, budget)
-        return
+        # What study.enqueue_trial(point) stores for each point.
+        slots = [{"fixed_params": points[int(i)]} for i in order[:budget]]
+        grid = {"grid_size": len(points), "budget": budget, "order": "seeded random permutation",
+                "cut": budget < len(points)}
+        return {GRID_ATTR: grid, BUDGET_ATTR: budget}, slots
     if spec.n_trials is None:
-        study.set_user_attr(BUDGET_ATTR, None)  # time budget only: workers create trials freely
-        return
-    _add_waiting_trials(study, [{"hpdash_slot": True}] * spec.n_trials)
-    study.set_user_attr(BUDGET_ATTR, spec.n_trials)
-
-
-def _add_waiting_trials(study: optuna.Study, system_attrs: list[dict[str, Any]]) -> None:
-    """WAITING trials with these system attrs: one transaction on hpdash's storage
-    (``WorkerRDBStorage.add_waiting_trials``), ``add_trial`` per trial on any other."""
-    backend = getattr(study._storage, "_backend", study._storage)
-    if isinstance(backend, WorkerRDBStorage):
-        backend.add_waiting_trials(study._study_id, system_attrs)
-        return
-    for attrs in system_attrs:
-        study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, system_attrs=attrs))
+        return {BUDGET_ATTR: None}, []
+    return {BUDGET_ATTR: spec.n_trials}, [{"hpdash_slot": True}] * spec.n_trials
 
 
 def load_spec_of(study: optuna.Study) -> StudySpec:
@@ -328,12 +357,12 @@ def run_worker(name: str, storage: str | None = None, worker_index: int = 0) -> 
                 study.set_user_attr(key, {**info, "last_seen": _now()})
                 if study.user_attrs.get(STOP_ATTR):
                     stop_event.set()
-            except Exception:  # a missed beat is harmless; the next one retries
-                pass
+            except Exception as exc:  # a missed beat is harmless; the next one retries
+                log.debug("Worker beat of %s not written (the next one retries): %s", name, exc)
 
     beater = threading.Thread(target=beat, daemon=True)
     beater.start()
-    done = 0
+    count = _TrialCount()
     problem: objective.Problem | None = None
 
     def counted(func: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
@@ -342,11 +371,11 @@ def run_worker(name: str, storage: str | None = None, worker_index: int = 0) -> 
         storage for its callbacks (one read a trial we do not need)."""
 
         def run(trial: optuna.Trial) -> float:
-            nonlocal done
+            count.current = trial
             try:
                 return func(trial)
             finally:
-                done += 1
+                count.done += 1
                 # The beat thread reads the stop flag every WORKER_BEAT_SECONDS (and SIGTERM
                 # sets the event at once): no storage read per trial here.
                 if stop_event.is_set():
@@ -366,19 +395,36 @@ def run_worker(name: str, storage: str | None = None, worker_index: int = 0) -> 
             timeout=timeout,
             stop_event=stop_event,
             budgeted=budgeted,
+            count=count,
         )
         info["status"] = "stopped" if stop_event.is_set() else "done"
     except Exception as exc:
         info["status"] = "failed"
         message = str(exc) if isinstance(exc, HpdashError) else f"{type(exc).__name__}: {exc}"
-        study.set_user_attr(ERROR_ATTR, message)
-        study.set_user_attr(STATE_ATTR, "failed")
+        # One conditional write: a study another worker already finished stays finished.
+        if not set_study_user_attr_unless(study, STATE_ATTR, "failed", unless=("finished",),
+                                          extra={ERROR_ATTR: message}):
+            log.warning("Study %s is already finished, so this worker's error is not recorded on it: %s",
+                        name, message)
         raise
     finally:
         beat_stop.set()
-        study.set_user_attr(key, {**info, "trials": done, "last_seen": _now(), "ended": _now()})
+        record = {**info, "trials": count.done, "last_seen": _now(), "ended": _now()}
+        if count.dropped:
+            record["dropped"] = count.dropped
+        study.set_user_attr(key, record)
         _settle_state(study, problem)
-    return done
+    return count.done
+
+
+@dataclass
+class _TrialCount:
+    """A worker's trials: how many it finished, how many it dropped (taken over by another
+    worker while this one was away), and the one it runs now."""
+
+    done: int = 0
+    dropped: int = 0
+    current: optuna.Trial | None = None
 
 
 FIRST_WAIT_SECONDS = 0.05  # first wait for other workers' last trials; doubles up to 1 s
@@ -391,6 +437,7 @@ def _optimize_until_no_work(
     timeout: float | None,
     stop_event: threading.Event,
     budgeted: bool,
+    count: _TrialCount | None = None,
 ) -> None:
     """``study.optimize`` until the budget is spent, time is up or a stop is asked.
 
@@ -401,6 +448,11 @@ def _optimize_until_no_work(
     the same params, and this worker runs it. So the surviving workers finish the budget
     themselves; a resume is only needed when every worker is gone. Trials of live workers keep
     beating and are never failed, so the wait ends when they finish.
+
+    A worker that was away longer than the grace period (paused, swapped out, cut off from
+    the database) may find its trial failed as stale and retried by another worker. Its writes
+    to that trial are refused by the storage, and Optuna's ``tell`` then raises; that trial
+    (``count.current``) is dropped (``_drop_taken_over``) and this worker carries on.
     """
     deadline = None if timeout is None else _now() + timeout
     poll = min(1.0, float(heartbeat_interval()))
@@ -414,6 +466,13 @@ def _optimize_until_no_work(
             return  # stopped by the user or out of time
         except BudgetExhausted:
             pass
+        except Exception:
+            if count is None or count.current is None or not taken_over(count.current):
+                raise
+            _drop_taken_over(count)
+            if stop_event.is_set() or study.user_attrs.get(STOP_ATTR):
+                return
+            continue  # claim the next slot, or find the budget spent
         if not budgeted:
             return
         while True:
@@ -433,6 +492,19 @@ def _optimize_until_no_work(
             # study ends (and is refitted) only once this worker has seen them finish.
             stop_event.wait(wait)
             wait = min(2 * wait, poll)
+
+
+def _drop_taken_over(count: _TrialCount) -> None:
+    """Forget the trial another worker took over: it counts for that worker's retry, not here."""
+    trial = count.current
+    assert trial is not None
+    count.current = None
+    count.done -= 1
+    count.dropped += 1
+    log.warning(
+        "Trial %d was failed as stale by another worker while this worker was away (no heartbeat "
+        "for longer than the grace period, HPDASH_GRACE_PERIOD): this worker's result for it is "
+        "dropped (its retry, if it has one left, counts instead), and the worker carries on.", trial.number)
 
 
 def _with_slot_return(study: optuna.Study, func: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
@@ -469,13 +541,14 @@ def _settle_state(study: optuna.Study, problem: objective.Problem | None = None)
     (``claim_study_user_attr``), with the data it already loaded (``problem``).
     """
     attrs = study.user_attrs
-    if attrs.get(STATE_ATTR) == "failed":
-        return
+    if attrs.get(STATE_ATTR) in ("failed", "finished"):
+        return  # settled for good: a late worker changes nothing (nor refits again)
     open_trials = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
     if any(t.state == TrialState.RUNNING for t in open_trials):
         return  # another worker is still on it (a dead worker's trial goes stale, then retried)
     if open_trials and attrs.get(STOP_ATTR):
-        study.set_user_attr(STATE_ATTR, "stopped")
+        # Conditional: another worker may have finished or failed it since the read above.
+        set_study_user_attr_unless(study, STATE_ATTR, "stopped", unless=("finished", "failed"))
         return
     if open_trials and not _timed_out(load_spec_of(study), attrs):
         return  # slots left and time left: resumable
@@ -496,12 +569,43 @@ def workers_log_dir() -> Path:
     return path
 
 
+def worker_log_path(name: str, index: int) -> Path:
+    """The log file of worker ``index`` of study ``name``: ``<data>/workers/<stem>-<index>.log``,
+    with the file-safe stem of the name (``export_model.file_stem``: the name itself for
+    every name hpdash accepts)."""
+    return workers_log_dir() / f"{export_model.file_stem(name)}-{int(index)}.log"
+
+
+def _worker_logs(name: str) -> list[Path]:
+    """The worker log files of study ``name`` (exactly ``<stem>-<digits>.log``)."""
+    pattern = re.compile(re.escape(export_model.file_stem(name)) + r"-[0-9]+\.log")
+    folder = workers_log_dir()
+    return [folder / entry.name for entry in os.scandir(folder)
+            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)]
+
+
+def check_worker_count(workers: int) -> int:
+    """``workers`` if one launch may start that many processes here, else SpecError."""
+    cap = config.max_workers()
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise SpecError(f"The number of workers must be a whole number of at least 1, got {workers!r}.")
+    if workers > cap:
+        raise SpecError(
+            f"{workers} workers were asked for, but one launch may start at most {cap} on this machine "
+            "(HPDASH_MAX_WORKERS, default: the usable CPUs). Ask for "
+            f"{cap} or fewer, or set HPDASH_MAX_WORKERS higher for this machine."
+        )
+    return workers
+
+
 def launch_workers(name: str, storage: str | None = None, workers: int = 1) -> list[subprocess.Popen]:
     """Start ``workers`` detached processes: ``python -m hpdash worker NAME --storage URL``.
 
     They run in their own session, so closing the browser or the terminal does not stop them.
+    At most ``config.max_workers()`` per launch (``check_worker_count``, before anything starts).
     """
     access.require_writable("launch workers")
+    check_worker_count(workers)
     study = load_study(name, storage)
     study.set_user_attr(STOP_ATTR, False)
     study.set_user_attr(STATE_ATTR, "running")
@@ -510,7 +614,7 @@ def launch_workers(name: str, storage: str | None = None, workers: int = 1) -> l
     env = {**os.environ, "HPDASH_DATA_DIR": str(config.data_dir()), "HPDASH_STORAGE": url}
     procs = []
     for i in range(workers):
-        log_path = workers_log_dir() / f"{name}-{i}.log"
+        log_path = worker_log_path(name, i)
         with open(log_path, "ab") as out:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "hpdash", "worker", name, "--storage", url, "--worker-index", str(i)],
@@ -563,7 +667,8 @@ def stop_study(name: str, storage: str | None = None) -> None:
             except ProcessLookupError:
                 pass
     if not any(w["alive"] for w in workers_of(study)):
-        study.set_user_attr(STATE_ATTR, "stopped")
+        # A study that already ended keeps its state: stopping it changes nothing.
+        set_study_user_attr_unless(study, STATE_ATTR, "stopped", ("finished", "failed"))
 
 
 def resume_study(name: str, storage: str | None = None, workers: int | None = None) -> list[subprocess.Popen]:
@@ -571,22 +676,31 @@ def resume_study(name: str, storage: str | None = None, workers: int | None = No
     access.require_writable("resume a study")
     study = load_study(name, storage)
     spec = load_spec_of(study)
+    attrs = study.user_attrs
+    missing = [key for key in (STATE_ATTR, BUDGET_ATTR) if key not in attrs]
+    if missing:
+        raise SpecError(
+            f"Study {name!r} has no {' and no '.join(missing)} record, which hpdash writes with every "
+            "study it creates: it was not created completely (or not by hpdash), and resuming it "
+            "would run without its budget. Delete it and create it again from its spec."
+        )
     return launch_workers(name, storage, workers or spec.workers)
 
 
 def delete_study(name: str, storage: str | None = None) -> None:
-    """Stop the study's workers, then delete it, its refit model file and its note."""
+    """Stop the study's workers, then delete it, its note and the files it owns in the data
+    directory: its model files (``export_model.model_files``) and its worker logs, all found
+    by the study's name, never by a value stored in the study."""
     access.require_writable("delete a study")
     from hpdash.store import Catalogue
 
     study = load_study(name, storage)
     if any(w["alive"] for w in workers_of(study)):
         stop_study(name, storage)
-    refit_info = study.user_attrs.get(REFIT_ATTR) or {}
     optuna.delete_study(study_name=name, storage=open_storage(storage, heartbeat=False))
-    if refit_info.get("path"):
-        for model_path in (Path(refit_info["path"]), Path(refit_info["path"]).with_suffix(".skops")):
-            model_path.unlink(missing_ok=True)
+    export_model.delete_model_files(name)
+    for log_path in _worker_logs(name):
+        log_path.unlink(missing_ok=True)
     Catalogue(config.catalogue_path(storage)).delete_note(name)
 
 
@@ -688,8 +802,9 @@ class RefitResult:
 def refit(name: str, storage: str | None = None, study: optuna.Study | None = None) -> RefitResult:
     """Refit the best trial's hyperparameters on the training part and score the holdout.
 
-    Writes ``<data>/models/<name>.joblib``; the safe ``.skops`` copy is made from it on first
-    download (see hpdash/export_model.py).
+    Writes ``<data>/models/<name>.joblib`` with its SHA-256 in ``<name>.joblib.sha256`` beside
+    it; the safe ``.skops`` copy is made from it on first download (see hpdash/export_model.py).
+    The ``path`` and ``sha256`` in the study's refit record are for display only.
     """
     access.require_writable("refit a model")
     return _refit(name, storage, study)
@@ -713,13 +828,9 @@ def _refit(name: str, storage: str | None = None, study: optuna.Study | None = N
         warnings.simplefilter("ignore")
         pipe.fit(problem.X_train, problem.y_train)
     holdout = float(get_scorer(problem.metric)(pipe, problem.X_test, problem.y_test))
-    path = config.models_dir() / f"{name}.joblib"
-    tmp = path.with_suffix(f".joblib.{os.getpid()}.tmp")  # two finishing workers may both refit
-    joblib.dump(pipe, tmp)
-    os.replace(tmp, path)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    # The skops copy is made on first download (export_model.ensure_skops); drop a stale one.
-    path.with_suffix(".skops").unlink(missing_ok=True)
+    # <data>/models/<stem>.joblib and its digest file, each written atomically; the skops
+    # copy is made on first download (export_model.ensure_skops).
+    path, sha = export_model.save_joblib(name, pipe)
     result = RefitResult(
         study=name, trial_number=best.number, model=model_key, params=params, metric=problem.metric,
         cv_score=float(best.value), holdout_score=holdout, path=str(path), sha256=sha,

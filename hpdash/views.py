@@ -23,7 +23,7 @@ from sklearn.metrics import get_scorer
 
 from hpdash import config, datasets, models, objective, runner, space
 from hpdash.errors import HpdashError, SpecError
-from hpdash.spec import NAME_PATTERN, StudySpec, parse_spec
+from hpdash.spec import NAME_PATTERN, StudySpec, load_yaml_text, parse_spec
 from hpdash.storage import open_storage, redact
 from hpdash.store import Catalogue
 
@@ -266,7 +266,7 @@ def format_choices(choices: Any) -> str:
 def parse_choices(text: Any) -> list[Any]:
     """``"gini, entropy"`` -> ``["gini", "entropy"]``; numbers, true/false, null are typed.
 
-    Read with ``yaml.safe_load`` as a flow list: nothing is evaluated.
+    Read with the bounded YAML loader (``spec.load_yaml_text``) as a flow list: nothing is evaluated.
     """
     if text is None or (isinstance(text, float) and math.isnan(text)):
         return []
@@ -276,9 +276,9 @@ def parse_choices(text: Any) -> list[Any]:
     if not raw.startswith("["):
         raw = f"[{raw}]"
     try:
-        values = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"cannot read the choices {text!r}: separate them with commas") from exc
+        values = load_yaml_text(raw)  # bounded: size, depth, aliases, finite numbers
+    except SpecError as exc:
+        raise SpecError(f"cannot read the choices {text!r}: separate them with commas ({exc})") from exc
     if not isinstance(values, list):
         raise SpecError(f"cannot read the choices {text!r}: separate them with commas")
     return values
@@ -470,25 +470,29 @@ def fail_summary(frame: pd.DataFrame, limit: int = 3) -> list[tuple[str, int]]:
 
 
 def study_dataset_problem(study: optuna.Study) -> str | None:
-    """A message when the study's dataset can no longer be loaded, else None."""
+    """A message when the study's dataset can no longer be loaded, else None.
+
+    Only what a worker may load is checked (``runner.stored_dataset_ref``): a bundled sample or
+    a stored dataset by its SHA-256. A stored spec naming a file path is reported, never read.
+    """
     attrs = study.user_attrs
     sha = attrs.get(runner.DATASET_ATTR)
-    spec = attrs.get(runner.SPEC_ATTR) or {}
-    ref = sha or spec.get("dataset")
-    if not ref or str(ref).startswith("sklearn:"):
-        return None
-    if sha:
-        if datasets.find_stored(sha) is None:
-            row = Catalogue().get_dataset(sha)
-            name = f"{row['name']!r} " if row else ""
-            return (f"The dataset file of this study ({name}SHA-256 {sha[:12]}…) is missing from "
-                    f"{config.datasets_dir()}. The trials below are intact, but refitting and the "
-                    "reproduce snippet need the data: upload the same file again on the Datasets page.")
+    spec = attrs.get(runner.SPEC_ATTR)
+    dataset = spec.get("dataset") if isinstance(spec, dict) else None
+    if not sha and not dataset:
         return None
     try:
-        datasets.load_dataset(ref)
-    except HpdashError as exc:
+        ref = runner.stored_dataset_ref(dataset, sha or None)
+    except HpdashError as exc:  # DatasetError: what is wrong and how to fix it
         return str(exc)
+    if ref.startswith("sklearn:"):
+        return None
+    if datasets.find_stored(ref) is None:
+        row = Catalogue().get_dataset(ref)
+        name = f"{row['name']!r} " if row else ""
+        return (f"The dataset file of this study ({name}SHA-256 {ref[:12]}…) is missing from "
+                f"{config.datasets_dir()}. The trials below are intact, but refitting and the "
+                "reproduce snippet need the data: upload the same file again on the Datasets page.")
     return None
 
 

@@ -2,16 +2,15 @@
 
 import time
 from functools import partial
-from pathlib import Path
 
 import streamlit as st
 
-from hpdash import export_model, plots, report, results, runner, views
+from hpdash import export_model, markup, plots, report, results, runner, views
 from hpdash.errors import HpdashError, SpecError, StudyNotFoundError
 from hpdash.store import Catalogue
 from hpdash.ui import common
 
-common.ensure_navigation()
+common.guard_page()
 
 REFRESH_SECONDS = 1.5
 PLOTS_REFRESH_SECONDS = 4.0
@@ -42,7 +41,7 @@ try:
     live = common.live_study(study)
 except StudyNotFoundError:
     st.title("Study")
-    st.warning(f"There is no study named **{name}** in `{views.storage_label()}`. It may have "
+    st.warning(f"There is no study named **{common.md(name)}** in {common.code(views.storage_label())}. It may have "
                "been deleted, or the link points at another database.", icon=":material/search_off:")
     st.page_link(common.PAGE_STUDIES, label="Browse all studies", icon=":material/list_alt:")
     st.stop()
@@ -56,11 +55,11 @@ except SpecError:
     spec = None
 metric = study.user_attrs.get("hpdash.metric") or "score"
 
-st.title(f"{name}")
+st.title(common.md(name))
 if spec is not None:
     ref = study.user_attrs.get(runner.DATASET_ATTR) or spec.dataset
-    st.caption(f"{views.model_label(spec.model)} on **{views.dataset_label(ref)}** · "
-               f"target `{spec.target}` · {spec.strategy} search · metric {metric} · "
+    st.caption(f"{common.md(views.model_label(spec.model))} on **{common.md(views.dataset_label(ref))}** · "
+               f"target {common.code(spec.target)} · {common.md(spec.strategy)} search · metric {common.md(metric)} · "
                f"{spec.folds}-fold CV" + (f" × {spec.repeats}" if spec.repeats > 1 else "")
                + f" · holdout {spec.test_size:g} · seed {spec.seed}")
 else:
@@ -68,7 +67,7 @@ else:
 
 problem = views.study_dataset_problem(study)
 if problem:
-    st.warning(problem, icon=":material/folder_off:")
+    st.warning(common.md(problem), icon=":material/folder_off:")
 
 live.refresh()
 initial = runner.study_status(study, cache=live.cache)
@@ -92,7 +91,7 @@ def live_header() -> None:
         st.warning("This study was just deleted.")
         return
     budget = status.budget if status.budget is not None else "?"
-    st.progress(status.fraction, text=f"{status.done} / {budget} trials · {status.state}")
+    st.progress(status.fraction, text=common.md(f"{status.done} / {budget} trials · {status.state}"))
     c = st.columns(5)
     c[0].metric("State", common.state_badge(status.state))
     c[1].metric("Trials done", f"{status.done} / {budget}")
@@ -100,7 +99,7 @@ def live_header() -> None:
     c[3].metric("ETA", views.format_duration(status.eta_s) if status.state == "running" else "–")
     c[4].metric("Workers running", status.workers_alive)
     if status.error:
-        st.error(f"The study failed: {status.error}", icon=":material/error:")
+        st.error(f"The study failed: {common.md(status.error)}", icon=":material/error:")
     elif status.state == "worker lost":
         st.warning("No worker is running this study any more, but budget is left. Resume it "
                    "from the Studies page.", icon=":material/person_off:")
@@ -125,7 +124,7 @@ if frame.empty:
 elif summary["n_complete"] == 0 and summary["n_fail"]:
     reasons = views.fail_summary(frame)
     st.error("Every finished trial failed, so there is nothing to plot. Most common reasons:\n\n"
-             + "\n".join(f"- {count} × {reason}" for reason, count in reasons), icon=":material/error:")
+             + "\n".join(f"- {count} × {common.md(reason)}" for reason, count in reasons), icon=":material/error:")
 elif summary["n_complete"] == 1:
     st.info("Only one trial has completed: the plots need more trials to show a trend.", icon=":material/info:")
 
@@ -133,7 +132,7 @@ elif summary["n_complete"] == 1:
 def show_importance(imp: common.Importance, method: str) -> None:
     if imp.error is not None:  # importance can fail on odd spaces; say so instead of a traceback
         st.warning(f"Importance could not be computed with {plots.IMPORTANCE_LABELS[method]}: "
-                   f"{imp.error}")
+                   f"{common.md(imp.error)}")
     elif imp.data is not None:
         st.plotly_chart(plots.importance_figure(imp.data, method=method), key="fig_importance")
         if not imp.current:
@@ -217,7 +216,7 @@ else:
     best = live.memo(("best_trial",), lambda: study.best_trial)
     c1, c2 = st.columns([1, 2])
     with c1:
-        st.metric(f"Trial {best.number}: mean CV {metric}", views.format_score(best.value))
+        st.metric(f"Trial {best.number}: mean CV {common.md(metric)}", views.format_score(best.value))
         st.dataframe(views.best_params_frame(best.params), hide_index=True, width="stretch")
     with c2:
         st.plotly_chart(plots.fold_scores_figure(best, metric=metric), key="fig_folds")
@@ -231,18 +230,19 @@ if refit:
     c1.metric(f"Holdout {refit['metric']}", views.format_score(refit["holdout_score"]))
     c2.metric("CV score of that trial", views.format_score(refit.get("cv_score")))
     c3.metric("Refit from trial", refit.get("trial_number", "–"))
-    downloads = export_model.model_downloads(refit)
+    # Files found by the study's name only (export_model.model_files), never by the record's path.
+    downloads = export_model.model_downloads(name, refit)
     for item in downloads:
         # The skops copy is made on first click (callable data): see hpdash/export_model.py.
-        data = (Path(item["path"]).read_bytes() if item["format"] == "joblib"
-                else partial(export_model.skops_bytes, refit))
+        data = partial(export_model.joblib_bytes if item["format"] == "joblib" else export_model.skops_bytes, name)
         st.download_button(f"Download the model ({item['format']})", data,
                            file_name=item["file_name"], mime="application/octet-stream",
                            key=f"dl_model_{item['format']}")
-        digest = f"SHA-256 `{item['sha256']}`." if item["sha256"] else "Made from the joblib file on first download."
+        digest = (f"SHA-256 `{item['sha256']}`." if item["sha256"] else "Made from the joblib file on first download."
+                  if item["format"] == "skops" else "No digest file from its refit: refit again.")
         st.caption(f"{item['note']} {digest}")
     if not downloads:
-        st.warning(f"The model file {refit['path']} is missing. Refit to create it again.")
+        st.warning(f"The model file {export_model.model_files(name).joblib.name} is missing. Refit to create it again.")
 elif refit_error:
     st.warning(f"The automatic refit failed: {refit_error}")
 else:
@@ -262,7 +262,7 @@ if summary["best_trial_number"] is not None and spec is not None:
         try:
             st.code(common.reproduce_snippet(name, summary["best_trial_number"]), language="python")
         except HpdashError as exc:
-            st.caption(f"No snippet: {exc}")
+            st.caption(f"No snippet: {common.md(exc)}")
 
 # ------------------------------------------------------------------------------ notes
 st.subheader("Notes")
@@ -270,12 +270,15 @@ catalogue = Catalogue()
 note = catalogue.get_note(name)
 if note:
     with st.container(border=True):
-        st.markdown(note)  # Markdown; any HTML in it is shown escaped, never rendered
+        # The note's own Markdown, rendered by hpdash: no raw HTML, no images, and links only
+        # to http, https and mailto (hpdash/markup.py). Only note_html's output goes to st.html:
+        # its DOMPurify pass drops scripts but would keep a remote <img>.
+        st.html(markup.note_html(note))
 else:
     st.caption("No notes yet.")
 with st.expander("Edit notes (Markdown)"):
     text = st.text_area("Notes", value=note, key=f"note_{name}", height=150,
-                        label_visibility="collapsed")
+                        label_visibility="collapsed", max_chars=markup.MAX_NOTE_CHARS)
     if st.button("Save notes", key="save_note", disabled=common.read_only()):
         try:
             catalogue.set_note(name, text)

@@ -145,6 +145,71 @@ def test_sigkill_one_of_two_workers_the_survivor_retries(data_dir, fast_heartbea
     _check_finished_budget(study, before, 10, study._storage.get_trial(killed._trial_id))
 
 
+def _trial_record(trial) -> tuple:
+    return (trial.number, trial.state, trial.values, json.dumps(trial.params, sort_keys=True),
+            json.dumps(trial.user_attrs, sort_keys=True), json.dumps(trial.system_attrs, sort_keys=True),
+            trial.intermediate_values, trial.datetime_start, trial.datetime_complete)
+
+
+def test_a_worker_paused_past_the_grace_period_never_flips_a_finished_study(data_dir, fast_heartbeats) -> None:
+    """SIGSTOP one of two workers mid-trial; the other fails its trial as stale, runs the
+    retry, finishes the budget and refits; then SIGCONT the paused one. It drops the trial
+    that was taken over, writes nothing over anything, and ends: the study stays finished
+    with exactly the budget COMPLETE, no error, one refit and every trial as it was."""
+    spec = _slow_spec("late", 8, workers=2)
+    runner.create_study(spec)
+    paused, other = runner.launch_workers(spec.name, None, 2)
+    study = runner.load_study(spec.name)
+
+    def mid_trial():
+        trials = study.get_trials(deepcopy=False)
+        mine = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
+                and str(t.user_attrs.get("worker", "")).endswith(f":{paused.pid}")]
+        return sum(t.state == TrialState.COMPLETE for t in trials) >= 1 and mine
+
+    _wait(mid_trial, 90, "a COMPLETE trial and the first worker mid-trial (a fold reported)", 0.05)
+    os.kill(paused.pid, signal.SIGSTOP)
+    try:
+        (victim,) = [t for t in study.get_trials(states=(TrialState.RUNNING,))
+                     if t.user_attrs.get("worker", "").endswith(f":{paused.pid}")]
+        assert other.wait(240) == 0, _logs(spec.name)  # the survivor retried it and finished
+        finished = runner.load_study(spec.name)
+        assert finished.user_attrs[runner.STATE_ATTR] == "finished", _logs(spec.name)
+        refit = runner.refit_info(finished)
+        assert refit is not None, finished.user_attrs.get(runner.REFIT_ATTR)
+        model = config.models_dir() / "late.joblib"
+        files_before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes())
+                        for p in config.models_dir().iterdir()}
+        before = [_trial_record(t) for t in finished.get_trials()]
+        assert model.name in files_before and "late.joblib.sha256" in files_before
+    finally:
+        os.kill(paused.pid, signal.SIGCONT)
+    assert paused.wait(120) == 0, _logs(spec.name)
+
+    study = runner.load_study(spec.name)
+    attrs = study.user_attrs
+    assert attrs[runner.STATE_ATTR] == "finished" and attrs.get(runner.ERROR_ATTR) is None, _logs(spec.name)
+    assert runner.study_status(study).state == "finished" and runner.study_status(study).done == 8
+    trials = study.get_trials()
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 8
+    assert len(trials) == 9 and not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    taken = study._storage.get_trial(victim._trial_id)
+    assert taken.state == TrialState.FAIL
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE and retries[0].params == victim.params
+    # Nothing the late worker computed was written over anything, and no refit ran again.
+    assert [_trial_record(t) for t in trials] == before
+    assert runner.refit_info(study) == refit
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes())
+            for p in config.models_dir().iterdir()} == files_before
+    # The late worker said so, counted only the trials it finished, and ended cleanly.
+    late = [w for w in runner.workers_of(study) if w["pid"] == paused.pid]
+    assert len(late) == 1 and late[0]["status"] == "done" and late[0]["dropped"] == 1, late
+    own = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs["worker"].endswith(f":{paused.pid}")]
+    assert late[0]["trials"] == len(own)
+    assert f"Trial {victim.number} was failed as stale by another worker" in _logs(spec.name)
+
+
 def test_stop_mid_trial_ends_cleanly(data_dir) -> None:
     spec = _slow_spec("stop-mid", 20).replace(cv={"folds": 5})
     runner.create_study(spec)

@@ -70,12 +70,12 @@ def test_refit_model_downloads_as_skops_that_loads_without_pickle(data_dir) -> N
     study = _run_study("skops", None)
     info = runner.refit_info(study)
     assert info and info["path"], info
-    downloads = export_model.model_downloads(info)
+    downloads = export_model.model_downloads("skops", info)
     assert [d["format"] for d in downloads] == ["skops", "joblib"]
     assert [d["ready"] for d in downloads] == [False, True]  # skops is made on first download
     assert "never runs code" in downloads[0]["note"] and "arbitrary code" in downloads[1]["note"]
-    data = export_model.skops_bytes(info)
-    ready = export_model.model_downloads(info)[0]
+    data = export_model.skops_bytes("skops")
+    ready = export_model.model_downloads("skops", info)[0]
     assert ready["ready"] and ready["sha256"] == hashlib.sha256(data).hexdigest()
     model = export_model.load_skops(ready["path"])
     problem = runner.load_problem(runner.load_spec_of(study), None)
@@ -84,8 +84,8 @@ def test_refit_model_downloads_as_skops_that_loads_without_pickle(data_dir) -> N
     # Refitting again drops the stale skops copy; deleting the study removes both files.
     runner.refit("skops")
     info = runner.refit_info(runner.load_study("skops"))
-    assert not export_model.model_downloads(info)[0]["ready"]
-    export_model.ensure_skops(info)
+    assert not export_model.model_downloads("skops", info)[0]["ready"]
+    export_model.ensure_skops("skops")
     runner.delete_study("skops")
     assert not Path(info["path"]).exists() and not Path(ready["path"]).exists()
 
@@ -96,8 +96,8 @@ def test_skops_copy_refuses_a_joblib_file_it_did_not_write(data_dir) -> None:
     info = runner.refit_info(study)
     joblib.dump({"not": "the refit model"}, info["path"])
     with pytest.raises(StorageError, match="SHA-256 differs"):
-        export_model.ensure_skops(info)
-    assert not export_model.skops_file_of(info).exists()
+        export_model.ensure_skops("swapped")
+    assert not export_model.model_files("swapped").skops.exists()
 
 
 class Payload:

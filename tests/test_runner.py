@@ -1,6 +1,7 @@
 """Studies run by real worker processes on a real SQLite file."""
 
 import dataclasses
+import textwrap
 import hashlib
 import time
 from pathlib import Path
@@ -230,3 +231,206 @@ def test_status_from_the_trials_cache_equals_aggregate_status(data_dir) -> None:
     study.set_user_attr(runner.STATE_ATTR, "running")
     study.set_user_attr(runner.STARTED_ATTR, time.time() - runner.WORKER_LOST_SECONDS - 1)
     assert _same_status(study, cache).state == "worker lost"
+
+
+# -- stored studies are data: nothing in them names a file to read or delete ---------------
+def _iris_csv(path: Path) -> Path:
+    from hpdash import datasets
+
+    path.write_bytes(datasets.load_sample("iris").to_csv(index=False).encode())
+    return path
+
+
+def test_a_stored_spec_naming_a_path_is_refused(data_dir, tmp_path) -> None:
+    """A study whose stored spec was rewritten to name a file path (a readable CSV outside the
+    data directory) with no recorded SHA-256: load_problem, a real worker and the Study
+    page's check all refuse it, say why and how to fix it, and nothing ran."""
+    from hpdash import views
+    from hpdash.errors import DatasetError
+
+    decoy = _iris_csv(tmp_path / "secret.csv")
+    runner.create_study(_spec(name="forged-data", n_trials=3))
+    study = runner.load_study("forged-data")
+    study.set_user_attr(runner.SPEC_ATTR, {**study.user_attrs[runner.SPEC_ATTR], "dataset": str(decoy)})
+    study.set_user_attr(runner.DATASET_ATTR, None)
+    spec = runner.load_spec_of(study)
+    assert spec.dataset == str(decoy)
+    with pytest.raises(DatasetError, match="file path") as refused:
+        runner.load_problem(spec, study.user_attrs.get(runner.DATASET_ATTR))
+    message = str(refused.value)
+    assert "no recorded SHA-256" in message and "sklearn:NAME" in message and "create the study again" in message
+    assert views.study_dataset_problem(study) == message
+    # A recorded "SHA-256" that is a path is refused before any file is opened.
+    with pytest.raises(DatasetError, match="not a SHA-256"):
+        runner.load_problem(spec, str(decoy))
+    with pytest.raises(DatasetError, match="not a SHA-256"):
+        runner.load_problem(_spec(name="x"), "/etc/passwd")
+
+    codes = runner.wait_for(runner.launch_workers("forged-data", None, 1))
+    assert codes != [0]
+    study = runner.load_study("forged-data")
+    status = runner.study_status(study)
+    assert status.state == "failed" and "file path" in (status.error or ""), status
+    assert not study.get_trials(states=(TrialState.COMPLETE, TrialState.RUNNING))
+    assert runner.refit_info(study) is None and not list(config.models_dir().iterdir())
+    assert decoy.read_bytes() == _iris_csv(tmp_path / "again.csv").read_bytes()  # untouched
+    # The legitimate ways still load: a sample, and a stored dataset by SHA-256.
+    from hpdash import datasets
+
+    stored = datasets.store_dataset(decoy.read_bytes(), "iris.csv")
+    assert runner.load_problem(_spec(name="y", dataset=stored.sha256), None).X_train.shape[0] == 120
+    assert runner.load_problem(_spec(name="y", dataset=str(decoy)), stored.sha256).X_train.shape[0] == 120
+
+
+def test_create_study_stores_a_path_dataset_and_workers_read_the_stored_copy(data_dir, tmp_path) -> None:
+    """CLI specs name paths: create_study stores the file by its SHA-256, and the study then
+    runs from the stored copy, also once the original path is gone."""
+    source = _iris_csv(tmp_path / "flowers.csv")
+    spec = _spec(name="from-path", dataset=str(source), n_trials=3)
+    runner.create_study(spec)
+    source.unlink()
+    study = runner.load_study("from-path")
+    sha = study.user_attrs[runner.DATASET_ATTR]
+    assert sha and (config.datasets_dir() / f"{sha}.csv").is_file()
+    assert runner.wait_for(runner.launch_workers("from-path", None, 1)) == [0], _logs("from-path")
+    assert len(runner.load_study("from-path").get_trials(states=(TrialState.COMPLETE,))) == 3
+
+
+def test_delete_study_deletes_only_what_the_study_owns(data_dir, tmp_path) -> None:
+    """A refit record rewritten to name files outside the models folder: delete_study removes
+    the study's own model files and worker logs, never the named files, nor another study's."""
+    from hpdash import export_model
+
+    _run(_spec(name="owner", n_trials=3))
+    _run(_spec(name="owner-0", n_trials=3))  # its logs (owner-0-0.log) look like owner's
+    study = runner.load_study("owner")
+    decoys = [tmp_path / "secret.txt", data_dir / "hpdash.db", config.models_dir() / "owner-0.joblib"]
+    decoys[0].write_text("do not delete")
+    forged = {**runner.refit_info(study), "path": str(decoys[0])}
+    study.set_user_attr(runner.REFIT_ATTR, forged)
+    (config.models_dir() / "owner.joblib.4242.tmp").write_bytes(b"left by a killed refit")
+    (config.models_dir() / "owner.joblib.x.tmp").write_bytes(b"not owner's: not <name>.<pid>.tmp")
+    other_files = sorted(p.name for p in config.models_dir().iterdir() if p.name.startswith("owner-0"))
+    assert other_files == ["owner-0.joblib", "owner-0.joblib.sha256"]
+    logs = sorted(p.name for p in runner.workers_log_dir().iterdir())
+    assert logs == ["owner-0-0.log", "owner-0.log"]
+    runner.delete_study("owner")
+    assert not runner.study_exists("owner") and runner.study_exists("owner-0")
+    assert decoys[0].read_text() == "do not delete" and decoys[1].is_file() and decoys[2].is_file()
+    assert sorted(p.name for p in config.models_dir().iterdir()) == ["owner-0.joblib", "owner-0.joblib.sha256",
+                                                                      "owner.joblib.x.tmp"]
+    assert sorted(p.name for p in runner.workers_log_dir().iterdir()) == ["owner-0-0.log"]
+    assert export_model.model_downloads("owner-0", runner.refit_info(runner.load_study("owner-0")))
+
+
+# -- a study appears with its budget, or not at all ----------------------------------------
+KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    from hpdash import runner
+    from hpdash.spec import parse_spec
+
+    base = {"dataset": "sklearn:iris", "target": "target", "model": "k_nearest_neighbors",
+            "strategy": "random", "n_trials": int(sys.argv[2]), "cv": {"folds": 3}, "seed": 0}
+    print("ready", flush=True)
+    for i in range(1000):
+        print(f"start {i}", flush=True)
+        runner.create_study(parse_spec({**base, "name": f"kill-{sys.argv[1]}-{i}"}))
+        print(f"created {i}", flush=True)
+""")
+KILL_BUDGET = 5000
+STUDY_ATTRS = {runner.SPEC_ATTR, runner.DATASET_ATTR, "hpdash.task", "hpdash.metric", "hpdash.space",
+               "hpdash.created_at", runner.STATE_ATTR, runner.BUDGET_ATTR}
+
+
+def test_a_killed_creation_leaves_no_half_created_study(data_dir) -> None:
+    """SIGKILL a process creating 5,000-slot studies at random moments, several times: every
+    study left is complete (all attrs, the full budget of WAITING slots numbered from 0), a
+    study whose creation was cut does not exist (or was complete already), and no row of a
+    cut creation is left in the database."""
+    import os
+    import random
+    import select
+    import sqlite3
+    import signal
+    import subprocess
+    import sys
+
+    rng = random.Random(7)
+    cut = []
+    env = {**os.environ, "HPDASH_DATA_DIR": str(data_dir)}
+    env.pop("HPDASH_STORAGE", None)
+    for run in range(6):  # each child pays 2-3 s of imports, then about 2 s a study of 5,000 slots
+        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(run), str(KILL_BUDGET)],
+                                stdout=subprocess.PIPE, text=True, env=env)
+        lines = []
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            while "created 0" not in lines:  # one whole study first (the first pays the warm-up)
+                line = proc.stdout.readline().strip()
+                assert line, "the child ended before creating a study"
+                lines.append(line)
+            deadline = time.time() + rng.uniform(0.0, 3.0)
+            while time.time() < deadline:  # keep reading, so the pipe never blocks the child
+                if select.select([proc.stdout], [], [], max(0.0, deadline - time.time()))[0]:
+                    lines.append(proc.stdout.readline().strip())
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+        lines += [line.strip() for line in proc.stdout.read().splitlines()]
+        started = [line for line in lines if line.startswith("start")]
+        if started and started[-1].replace("start", "created") not in lines:
+            cut.append(f"kill-{run}-{started[-1].split()[1]}")
+    assert len(cut) >= 3, cut  # most kills landed inside a creation
+    names = [n for n in optuna.get_all_study_names(storage=config.storage_url()) if n.startswith("kill-")]
+    assert len(names) >= 6
+    for name in names:
+        study = runner.load_study(name)
+        assert STUDY_ATTRS <= set(study.user_attrs), (name, sorted(study.user_attrs))
+        assert study.user_attrs[runner.BUDGET_ATTR] == KILL_BUDGET and study.user_attrs[runner.STATE_ATTR] == "created"
+        trials = study.get_trials(deepcopy=False)
+        assert [t.number for t in trials] == list(range(KILL_BUDGET)), name
+        assert all(t.state == TrialState.WAITING and t.system_attrs == {"hpdash_slot": True} for t in trials)
+    for name in cut:  # either absent or complete (a kill after the commit, before "created")
+        assert name not in names or len(runner.load_study(name).get_trials(deepcopy=False)) == KILL_BUDGET
+    with sqlite3.connect(config.default_db_path()) as conn:
+        (n_trials,) = conn.execute("SELECT count(*) FROM trials").fetchone()
+        (n_attrs,) = conn.execute("SELECT count(*) FROM study_user_attributes").fetchone()
+    assert n_trials == KILL_BUDGET * len(names) and n_attrs == len(STUDY_ATTRS) * len(names)
+
+
+def test_resume_refuses_a_study_without_its_state_or_budget(data_dir) -> None:
+    """A study left half-created by an older version (spec, no hpdash.state/hpdash.budget):
+    resume says what is wrong and how to fix it, and starts nothing."""
+    spec = _spec(name="half", n_trials=4)
+    half = optuna.create_study(storage=config.storage_url(), study_name="half", direction="maximize")
+    half.set_user_attr(runner.SPEC_ATTR, spec.to_dict())
+    with pytest.raises(SpecError, match="no hpdash.state and no hpdash.budget record") as refused:
+        runner.resume_study("half")
+    assert "Delete it and create it again" in str(refused.value)
+    half.set_user_attr(runner.STATE_ATTR, "running")
+    with pytest.raises(SpecError, match="no hpdash.budget record"):
+        runner.resume_study("half")
+    assert "hpdash.started_at" not in runner.load_study("half").user_attrs
+    assert not list(runner.workers_log_dir().iterdir())
+
+
+# -- launch bound ---------------------------------------------------------------------------
+def test_launch_refuses_more_workers_than_the_cap(data_dir, monkeypatch) -> None:
+    monkeypatch.setenv("HPDASH_MAX_WORKERS", "2")
+    runner.create_study(_spec(name="capped", n_trials=3, workers=3))
+    for launch in (lambda: runner.launch_workers("capped", None, 3), lambda: runner.resume_study("capped"),
+                   lambda: runner.resume_study("capped", workers=5)):
+        with pytest.raises(SpecError) as refused:
+            launch()
+        message = str(refused.value)
+        assert "at most 2" in message and "HPDASH_MAX_WORKERS" in message and "or fewer" in message, message
+    with pytest.raises(SpecError, match="5 workers were asked for"):
+        runner.launch_workers("capped", None, 5)
+    with pytest.raises(SpecError, match="at least 1"):
+        runner.launch_workers("capped", None, 0)
+    study = runner.load_study("capped")
+    assert study.user_attrs[runner.STATE_ATTR] == "created" and runner.STARTED_ATTR not in study.user_attrs
+    assert not list(runner.workers_log_dir().iterdir())  # no process was started
+    monkeypatch.delenv("HPDASH_MAX_WORKERS")
+    assert config.max_workers() == config.usable_cpus()
+    assert runner.wait_for(runner.resume_study("capped", workers=1)) == [0]

@@ -22,6 +22,13 @@ from pg_helpers import pg_url  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
+
+@pytest.fixture(autouse=True)
+def _four_workers_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four workers on any machine: more than a 2-core machine's default cap of one worker per
+    CPU (HPDASH_MAX_WORKERS), on purpose, to race for slots."""
+    monkeypatch.setenv("HPDASH_MAX_WORKERS", "4")
+
 N_TRIALS = 200
 WORKERS = 4
 GRID_SPACE = {

@@ -417,3 +417,168 @@ def test_heartbeats_and_stale_trials_agree_with_optuna(any_url: str) -> None:
     time.sleep(2.2)  # now every beat is older than the grace period
     ours.record_heartbeat(fresh)
     assert sorted(ours._get_stale_trial_ids(study._study_id)) == sorted(plain._get_stale_trial_ids(study._study_id)) == [old, theirs]
+
+
+def _study_rows(url: str, name: str) -> dict:
+    """Every row a study has in Optuna's tables, with ids replaced by what they stand for
+    (the study by its name, a trial by its number), so two studies can be compared."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            def rows(sql: str, **params) -> list:
+                return [tuple(r) for r in conn.execute(sqlalchemy.text(sql), params).all()]
+
+            (study_id,) = conn.execute(sqlalchemy.text("SELECT study_id FROM studies WHERE study_name = :n"),
+                                       {"n": name}).one()
+            trials = rows("SELECT trial_id, number, state, datetime_start, datetime_complete FROM trials "
+                          "WHERE study_id = :s ORDER BY trial_id", s=study_id)
+            number = {t[0]: t[1] for t in trials}
+            ids = list(number) or [-1]
+
+            def per_trial(table: str, columns: str) -> list:
+                found = conn.execute(sqlalchemy.text(
+                    f"SELECT trial_id, {columns} FROM {table} WHERE trial_id IN :ids"
+                ).bindparams(sqlalchemy.bindparam("ids", expanding=True)), {"ids": ids}).all()
+                return sorted((number[r[0]], *[str(v) for v in r[1:]]) for r in found)
+
+            return {
+                "direction": rows("SELECT objective, direction FROM study_directions WHERE study_id = :s", s=study_id),
+                "user_attrs": sorted(rows("SELECT key, value_json FROM study_user_attributes WHERE study_id = :s",
+                                          s=study_id)),
+                "system_attrs": sorted(rows("SELECT key, value_json FROM study_system_attributes WHERE study_id = :s",
+                                            s=study_id)),
+                # numbers in creation order, from 0, and the same states and (empty) times
+                "trials": [(t[1], str(t[2]), t[3], t[4]) for t in trials],
+                "trial_system_attrs": per_trial("trial_system_attributes", "key, value_json"),
+                "trial_user_attrs": per_trial("trial_user_attributes", "key, value_json"),
+                "params": per_trial("trial_params", "param_name, param_value, distribution_json"),
+                "values": per_trial("trial_values", "objective, value, value_type"),
+                "steps": per_trial("trial_intermediate_values", "step, intermediate_value"),
+                "beats": per_trial("trial_heartbeats", "heartbeat"),
+            }
+    finally:
+        engine.dispose()
+
+
+_ATTRS = {"hpdash.spec": {"name": "x", "cv": {"folds": 3, "repeats": 1}, "space": None},
+          "hpdash.dataset_sha256": None, "hpdash.task": "classification", "hpdash.metric": "accuracy",
+          "hpdash.space": {"knn": {"k": {"type": "int", "low": 1, "high": 9}}}, "hpdash.created_at": "2024-01-01T00:00:00+00:00",
+          "hpdash.state": "created", "hpdash.grid_order": {"grid_size": 3, "budget": 3, "cut": False},
+          "hpdash.budget": 3, "unicode": "é ✓"}
+_SLOTS = [{"fixed_params": {"k": 1, "w": "uniform"}}, {"fixed_params": {"k": 5, "w": None}}, {"hpdash_slot": True},
+          {}, {"hpdash_slot": True, "fixed_params": {"k": 2.5}}]
+
+
+def test_study_with_slots_in_one_transaction_stores_what_the_commits_did(any_url: str) -> None:
+    """create_study_with_slots writes the rows Optuna's create_study, one set_user_attr per
+    attr and add_waiting_trials wrote with one commit each (the old creation path), on SQLite
+    and PostgreSQL; create_budgeted_study's fallback for other storages stores them too."""
+    from optuna.study import StudyDirection
+
+    from hpdash.storage import WorkerRDBStorage, create_budgeted_study
+
+    stamp = time.time_ns()
+    ours = open_storage(any_url, heartbeat=False)
+    old = optuna.create_study(storage=ours, study_name=f"old-{stamp}", direction="maximize")
+    for key, value in _ATTRS.items():
+        old.set_user_attr(key, value)
+    ours.add_waiting_trials(old._study_id, _SLOTS)
+
+    study_id = ours.create_study_with_slots(f"new-{stamp}", StudyDirection.MAXIMIZE, _ATTRS, _SLOTS)
+    assert study_id == ours.get_study_id_from_name(f"new-{stamp}")
+    made = create_budgeted_study(open_storage(any_url, heartbeat=False), f"api-{stamp}", "maximize", _ATTRS, _SLOTS)
+    plain = optuna.storages.RDBStorage(any_url)
+    assert not isinstance(plain, WorkerRDBStorage)
+    create_budgeted_study(plain, f"fallback-{stamp}", "maximize", _ATTRS, _SLOTS)
+    expected = _study_rows(any_url, f"old-{stamp}")
+    assert expected["trials"] == [(i, "WAITING", None, None) for i in range(len(_SLOTS))]
+    assert len(expected["user_attrs"]) == len(_ATTRS) and len(expected["trial_system_attrs"]) == 5
+    for name in (f"new-{stamp}", f"api-{stamp}", f"fallback-{stamp}"):
+        assert _study_rows(any_url, name) == expected, name
+
+    # Read back through Optuna: what a worker and the UI see.
+    again = optuna.load_study(study_name=f"new-{stamp}", storage=any_url)
+    assert again.direction == StudyDirection.MAXIMIZE and again.user_attrs == _ATTRS
+    assert [(t.number, t.state, t.system_attrs) for t in again.get_trials()] == \
+        [(i, optuna.trial.TrialState.WAITING, a) for i, a in enumerate(_SLOTS)]
+    assert made.study_name == f"api-{stamp}" and made.user_attrs == _ATTRS
+
+
+def test_study_with_slots_is_all_or_nothing(any_url: str) -> None:
+    """An existing name raises DuplicatedStudyError and changes nothing; a failure after the
+    study row and the slots were written (an attr that cannot be stored) leaves no study."""
+    from hpdash.storage import create_budgeted_study
+
+    stamp = time.time_ns()
+    ours = open_storage(any_url, heartbeat=False)
+    ours.create_study_with_slots(f"dup-{stamp}", "maximize", _ATTRS, _SLOTS)
+    before = _study_rows(any_url, f"dup-{stamp}")
+    with pytest.raises(optuna.exceptions.DuplicatedStudyError, match="already exists"):
+        ours.create_study_with_slots(f"dup-{stamp}", "minimize", {"other": 1}, [{"hpdash_slot": True}] * 7)
+    with pytest.raises(optuna.exceptions.DuplicatedStudyError):
+        create_budgeted_study(ours, f"dup-{stamp}", "maximize", {}, [])
+    assert _study_rows(any_url, f"dup-{stamp}") == before
+    names = set(optuna.get_all_study_names(storage=any_url))
+    with pytest.raises(TypeError):  # json.dumps of the last slot's attr, after the rest was flushed
+        ours.create_study_with_slots(f"broken-{stamp}", "maximize", _ATTRS, [*_SLOTS, {"bad": object()}])
+    assert set(optuna.get_all_study_names(storage=any_url)) == names
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(any_url)
+    with engine.connect() as conn:  # no orphan trial rows either
+        orphans = conn.execute(sqlalchemy.text(
+            "SELECT count(*) FROM trials WHERE study_id NOT IN (SELECT study_id FROM studies)")).scalar()
+    engine.dispose()
+    assert orphans == 0
+
+
+def test_conditional_study_attr_never_overwrites_the_blocked_values(any_url: str) -> None:
+    """set_study_user_attr_unless: "failed" (with its error) lands on a running study, never
+    on a finished one; a missing attr is created; other storages behave the same."""
+    from hpdash.storage import set_study_user_attr_unless
+
+    name = f"unless-{time.time_ns()}"
+    study = optuna.create_study(storage=open_storage(any_url, heartbeat=False), study_name=name)
+    assert set_study_user_attr_unless(study, "state", "running", unless=("finished",)) is True  # created
+    assert set_study_user_attr_unless(study, "state", "failed", unless=("finished",), extra={"error": "boom"})
+    assert study.user_attrs == {"state": "failed", "error": "boom"}
+    study.set_user_attr("state", "finished")
+    study.set_user_attr("error", None)
+    assert set_study_user_attr_unless(study, "state", "failed", unless=("finished",), extra={"error": "late"}) is False
+    assert study.user_attrs == {"state": "finished", "error": None}
+    memory = optuna.create_study()
+    memory.set_user_attr("state", "finished")
+    assert set_study_user_attr_unless(memory, "state", "failed", unless=("finished",), extra={"e": 1}) is False
+    assert memory.user_attrs == {"state": "finished"}
+
+
+def test_a_trial_failed_as_stale_is_never_finished_or_written_by_its_late_worker(any_url: str) -> None:
+    """The late worker's tell and result writes are refused once another worker failed its
+    trial as stale, and nothing it sent is left on the trial; taken_over tells the two apart."""
+    from hpdash.storage import set_trial_user_attrs, taken_over
+
+    name = f"late-{time.time_ns()}"
+    late_store, other = open_storage(any_url, heartbeat=False), open_storage(any_url, heartbeat=False)
+    study = optuna.create_study(storage=late_store, study_name=name)
+    mine = study.ask()
+    mine.suggest_float("x", 0, 1)
+    set_trial_user_attrs(mine, {"fold_scores": [0.5]}, intermediate_values={0: 0.5})
+    assert not taken_over(mine)
+    # Another worker fails it as stale (the conditional RUNNING -> FAIL of fail_stale_trials).
+    assert other.set_trial_state_values(mine._trial_id, optuna.trial.TrialState.FAIL) is True
+    before = optuna.load_study(study_name=name, storage=any_url).trials[0]
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        set_trial_user_attrs(mine, {"fold_scores": [0.5, 0.9], "cv_mean": 0.7}, intermediate_values={1: 0.9})
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        late_store.set_trial_state_values(mine._trial_id, optuna.trial.TrialState.COMPLETE, [0.7])
+    after = optuna.load_study(study_name=name, storage=any_url).trials[0]
+    assert (after.state, after.values, after.user_attrs, after.intermediate_values) == \
+        (before.state, before.values, before.user_attrs, before.intermediate_values) == \
+        (optuna.trial.TrialState.FAIL, None, {"fold_scores": [0.5]}, {0: 0.5})
+    assert taken_over(mine)
+    # A trial this storage finished itself is not "taken over".
+    own = study.ask()
+    study.tell(own, 1.0)
+    assert not taken_over(own)
