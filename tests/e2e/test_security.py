@@ -278,12 +278,12 @@ def _sign_in_form_only(page) -> None:
     assert "password-protected" in body
     for leak in (SECRET_STUDY, "Quick start", "Storage in use", "Studies", "Datasets"):
         assert leak not in body, f"{leak!r} is visible before signing in"
-    # No app sidebar (storage, data directory) and no app navigation. The very first session of
-    # a fresh server may still show Streamlit's legacy pages/ file list (see the report); its
-    # links only lead back to this form.
+    # No app sidebar (storage, data directory) and no navigation at all: not even Streamlit's
+    # legacy pages/ file list, which the first sessions of a fresh server once showed.
     sidebar = page.locator('[data-testid="stSidebarUserContent"]')
     assert sidebar.count() == 0 or not sidebar.inner_text().strip(), sidebar.inner_text()
     assert page.get_by_role("link", name="New study", exact=True).count() == 0
+    assert page.locator('[data-testid="stSidebarNav"]').count() == 0
 
 
 def _sign_in(page, password: str) -> None:
@@ -328,9 +328,9 @@ def test_study_link_opens_that_study_after_sign_in(browser, password_server) -> 
     url = password_server.url
     contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(2)]
     try:
-        warm = contexts[0].new_page()  # not the server's first session (see the reason above)
-        warm.goto(f"{url}/")
-        warm.get_by_label("Password", exact=True).wait_for()
+        first = contexts[0].new_page()  # the link also works for a server's first session
+        first.goto(f"{url}/")
+        first.get_by_label("Password", exact=True).wait_for()
         other = contexts[1].new_page()
         other.set_default_timeout(30_000)
         other.goto(f"{url}/study?study={SECRET_STUDY}")
