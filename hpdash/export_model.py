@@ -198,56 +198,73 @@ def _skops_current(files: ModelFiles) -> bool:
             and files.skops.stat().st_mtime >= files.joblib.stat().st_mtime)
 
 
-def ensure_skops(name: str) -> tuple[Path, str]:
-    """The skops file of study ``name``'s refit model and its SHA-256, made from the joblib
-    file if needed.
-
-    The joblib file is unpickled only when its SHA-256 equals the one in the digest file the
-    refit wrote beside it (the ``sha256`` in the study's refit record is not consulted: anyone
-    with the storage URL can change it). Anything else is refused, since loading a pickle runs
-    code; the bytes checked are the bytes loaded.
-    """
-    import joblib
-
+def _joblib_file(name: str) -> ModelFiles:
     files = model_files(name)
     if not _regular(files.joblib, files.folder):
         raise StorageError(f"The model file {files.joblib.name} of study {name!r} is missing from "
                            f"{files.folder}. Refit to create it again.")
+    return files
+
+
+def _verified_model(files: ModelFiles) -> Any:
+    """The refit pipeline, unpickled from the joblib file only when its SHA-256 equals the one
+    in the digest file the refit wrote beside it (the ``sha256`` in the study's refit record is
+    not consulted: anyone with the storage URL can change it). The bytes checked are the bytes
+    loaded."""
+    import joblib
+
+    data = files.joblib.read_bytes()
+    expected = recorded_digest(files)
+    if expected is None:
+        raise StorageError(
+            f"The model file {files.joblib.name} has no digest file ({files.digest.name}) from "
+            "its refit, so it was not loaded. Refit the study to write both again.")
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise StorageError(
+            f"The model file {files.joblib.name} is not the one this study's refit wrote (its "
+            f"SHA-256 differs from {files.digest.name}), so it was not loaded. Refit again to "
+            "make a new one.")
+    return joblib.load(io.BytesIO(data))
+
+
+def ensure_skops(name: str) -> tuple[Path, str]:
+    """The skops file of study ``name``'s refit model and its SHA-256, made from the joblib
+    file if needed (after :func:`_verified_model`'s digest check; anything else is refused,
+    since loading a pickle runs code). Refused on a read-only dashboard, which writes nothing:
+    :func:`skops_bytes` makes the copy in memory there."""
+    from hpdash import access
+
+    files = _joblib_file(name)
     if _skops_current(files):
         return files.skops, _sha256(files.skops)
+    access.require_writable("write the model's skops copy")
     import skops.io  # noqa: F401  (3-4 s: imported before the lock, so refits do not wait for it)
 
     with _locked(files.folder):
         if _skops_current(files):  # another download made it meanwhile
             return files.skops, _sha256(files.skops)
-        data = files.joblib.read_bytes()
-        expected = recorded_digest(files)
-        if expected is None:
-            raise StorageError(
-                f"The model file {files.joblib.name} has no digest file ({files.digest.name}) from "
-                "its refit, so it was not loaded. Refit the study to write both again.")
-        if hashlib.sha256(data).hexdigest() != expected:
-            raise StorageError(
-                f"The model file {files.joblib.name} is not the one this study's refit wrote (its "
-                f"SHA-256 differs from {files.digest.name}), so it was not loaded. Refit again to "
-                "make a new one.")
-        return files.skops, save_skops(joblib.load(io.BytesIO(data)), files.skops)
+        return files.skops, save_skops(_verified_model(files), files.skops)
 
 
 def skops_bytes(name: str) -> bytes:
-    """The skops file's bytes of study ``name``, making the file first when needed (for a
-    download button)."""
+    """The skops bytes of study ``name``'s model, for a download button: the skops file (made
+    first when needed), or on a read-only dashboard, a copy made in memory."""
+    from hpdash import access
+
+    files = _joblib_file(name)
+    if _skops_current(files):
+        return files.skops.read_bytes()
+    if access.read_only():
+        import skops.io as sio
+
+        return sio.dumps(_verified_model(files))
     path, _ = ensure_skops(name)
     return path.read_bytes()
 
 
 def joblib_bytes(name: str) -> bytes:
     """The joblib file's bytes of study ``name`` (for a download button)."""
-    files = model_files(name)
-    if not _regular(files.joblib, files.folder):
-        raise StorageError(f"The model file {files.joblib.name} of study {name!r} is missing from "
-                           f"{files.folder}. Refit to create it again.")
-    return files.joblib.read_bytes()
+    return _joblib_file(name).joblib.read_bytes()
 
 
 def delete_model_files(name: str) -> list[Path]:

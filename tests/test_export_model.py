@@ -176,3 +176,29 @@ def test_files_of_a_name_that_is_not_file_safe_stay_in_the_models_folder(data_di
     runner.delete_study(name)
     assert not files.joblib.exists() and not files.digest.exists()
     assert outside.resolve().read_bytes() == b"not the study's"
+
+
+def test_read_only_skops_download_is_made_in_memory(data_dir, monkeypatch) -> None:
+    """A viewer's first .skops download writes nothing: the copy is made in memory."""
+    import hashlib
+
+    from sklearn.linear_model import LogisticRegression
+
+    from hpdash import export_model
+
+    model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    export_model.save_joblib("ro-model", model)
+    files = export_model.model_files("ro-model")
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files.folder.iterdir()}
+    monkeypatch.setenv("HPDASH_READ_ONLY", "1")
+    data = export_model.skops_bytes("ro-model")
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files.folder.iterdir()}
+    assert after == before and not files.skops.exists()
+    import skops.io as sio
+
+    loaded = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+    assert loaded.predict([[0.0], [3.0]]).tolist() == [0, 1]
+    from hpdash.errors import ReadOnlyError
+
+    with pytest.raises(ReadOnlyError):
+        export_model.ensure_skops("ro-model")
