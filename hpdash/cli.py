@@ -10,7 +10,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
@@ -75,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(name: str, storage: str | None) -> None:
-    from hpdash import results, runner
+    from hpdash import export_model, results, runner
 
     study = runner.load_study(name, storage)
     status = runner.study_status(study)
@@ -87,7 +89,8 @@ def _print_summary(name: str, storage: str | None) -> None:
     print(f"best params: {json.dumps(summary['best_params'], default=str)}")
     refit = runner.refit_info(study)
     if refit:
-        print(f"holdout:    {_fmt(refit['holdout_score'])}  model: {refit['path']} (sha256 {refit['sha256'][:12]})")
+        model = export_model.model_files(study.study_name).joblib  # never the record's path
+        print(f"holdout:    {_fmt(refit['holdout_score'])}  model: {model} (sha256 {refit['sha256'][:12]})")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -178,8 +181,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     if args.name:
         spec = spec.replace(name=args.name)
-    workers = args.workers or 1
-    exp = experiments.create_experiment(spec, args.strategies, args.repeats, args.storage)
+    workers = experiments.check_workers(args.workers or 1)
+    experiments.parallel_limit(workers, args.parallel)  # refuse a bad --parallel before creating anything
+    exp = experiments.create_experiment(spec.replace(workers=workers), args.strategies, args.repeats, args.storage)
     print(f"Experiment {exp.name!r}: {', '.join(exp.strategies)} x {exp.repeats} seed(s) "
           f"({len(exp.runs)} studies, {spec.n_trials if spec.n_trials is not None else 'time-budget'} trials each), "
           f"storage {config.storage_url(args.storage)}", file=sys.stderr)
@@ -217,6 +221,32 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"{sum(1 for c in codes if c)} worker(s) failed: see {experiments.runner.workers_log_dir()}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    """Run an experiment's studies a few at a time (the detached process the New study page
+    starts; see ``experiments.run_queue``). SIGTERM ends it at the next round: studies already
+    running keep going, queued ones stay queued."""
+    from hpdash import experiments
+
+    halt = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: halt.set())
+
+    def say(text: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{stamp} queue {args.experiment}: {text}", file=sys.stderr, flush=True)
+
+    say(f"pid {os.getpid()}, {args.workers} worker(s) per study, at most "
+        f"{experiments.parallel_limit(experiments.check_workers(args.workers))} studies at once")
+    try:
+        codes = experiments.run_queue(args.experiment, args.storage, args.workers, halt=halt, say=say)
+    except KeyboardInterrupt:
+        say("interrupted: no further study starts; the running ones go on (stop them with "
+            "`python -m hpdash stop STUDY`, or the Compare page)")
+        return 130
+    failed = sum(1 for c in codes if c)
+    say(f"done: {len(codes)} worker(s) ended, {failed} with an error")
+    return 1 if failed else 0
 
 
 def _print_comparison(comparison: Any, analysis: Any) -> None:
@@ -342,10 +372,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategies", default="grid,random,tpe,gp", help="comma-separated (default: grid,random,tpe,gp)")
     p.add_argument("--repeats", type=int, default=3, help="seeds per strategy (default 3)")
     p.add_argument("--workers", type=int, help="worker processes per study (default 1)")
-    p.add_argument("--parallel", type=int, help="studies running at once (default: CPUs / workers)")
+    p.add_argument("--parallel", type=int,
+                   help="studies running at once (default: HPDASH_MAX_WORKERS, i.e. the CPUs, / workers)")
     p.add_argument("--name", help="override the spec's name (the experiment ID)")
     p.add_argument("--report", help="also write the HTML report to this file")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("queue", parents=[common],
+                       help="run a created experiment's studies a few at a time (what the New study page starts)")
+    p.add_argument("experiment", help="experiment ID")
+    p.add_argument("--workers", type=int, default=1, help="worker processes per study (default 1)")
+    p.set_defaults(func=cmd_queue)
 
     p = sub.add_parser("dataset", help="dataset tools")
     dsub = p.add_subparsers(dest="dataset_command", required=True)

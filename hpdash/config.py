@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hpdash.errors import SpecError
+
 DEFAULT_MAX_UPLOAD_MB = 200
 DEFAULT_GRID_LIMIT = 10_000
+DEFAULT_MAX_EXPERIMENT_STUDIES = 60
+DEFAULT_MAX_EXPERIMENT_TRIALS = 100_000
 
 
 def data_dir() -> Path:
@@ -65,3 +69,45 @@ def max_upload_bytes() -> int:
 def grid_limit() -> int:
     """Largest grid hpdash will run (``$HPDASH_GRID_LIMIT``, default 10,000 points)."""
     return int(os.environ.get("HPDASH_GRID_LIMIT", DEFAULT_GRID_LIMIT))
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def max_workers() -> int:
+    """Most worker processes one launch may start on this machine (``$HPDASH_MAX_WORKERS``,
+    default: the usable CPUs). Worker processes are CPU-bound fits, so more of them than cores
+    only makes every trial slower; the cap also bounds what one click can ask for."""
+    return _positive_int_env("HPDASH_MAX_WORKERS", usable_cpus())
+
+
+def _positive_int_env(name: str, default: int) -> int:
+    """``$name`` as a whole number of at least 1, ``default`` when unset or empty."""
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SpecError(f"{name} must be a whole number, got {raw!r}. Set it to a number such as "
+                        f"{default}, or unset it for the default ({default}).") from None
+    return max(1, value)
+
+
+def max_experiment_studies() -> int:
+    """Most studies one experiment may have, strategies x repeats
+    (``$HPDASH_MAX_EXPERIMENT_STUDIES``, default 60). Every study is an Optuna study with its
+    budget slots written up front, so this bounds what one "Compare strategies" click creates."""
+    return _positive_int_env("HPDASH_MAX_EXPERIMENT_STUDIES", DEFAULT_MAX_EXPERIMENT_STUDIES)
+
+
+def max_experiment_trials() -> int:
+    """Most trials one experiment may ask for, summed over its studies' trial budgets
+    (``$HPDASH_MAX_EXPERIMENT_TRIALS``, default 100,000). The budget slots of every study are
+    created with the experiment, and each trial is a cross-validated fit."""
+    return _positive_int_env("HPDASH_MAX_EXPERIMENT_TRIALS", DEFAULT_MAX_EXPERIMENT_TRIALS)

@@ -15,6 +15,13 @@ Grid studies are the exception by design: a grid has as many points as it has, s
 
 The experiment and its studies are recorded in the catalogue (``hpdash_experiments`` and
 ``hpdash_experiment_studies``), so the Compare page and the CLI find them by ID.
+
+Running: an experiment's studies never all start at once. A queue (``run_queue``: the CLI's
+``compare`` in its own process, ``python -m hpdash queue`` detached for the New study page)
+runs at most ``max(1, config.max_workers() // workers)`` studies at a time, seed by seed
+across strategies, and never starts a study that was stopped meanwhile. The detached queue
+records itself (pid, host, started, last seen, ended) in ``hpdash_experiment_queue``;
+``experiment_progress`` reads it with every study's state in one query.
 """
 
 from __future__ import annotations
@@ -22,23 +29,31 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import optuna
+import sqlalchemy
 
-from hpdash import config, runner, space
-from hpdash.errors import HpdashError, SpecError, StudyNotFoundError
+from hpdash import access, config, runner, space
+from hpdash.errors import HpdashError, SpecError, StorageError, StudyNotFoundError
 from hpdash.spec import STRATEGIES, StudySpec, check_name, parse_spec
-from hpdash.storage import open_storage
+from hpdash.storage import open_storage, redact
 from hpdash.store import Catalogue
 
 DEFAULT_STRATEGIES: tuple[str, ...] = ("grid", "random", "tpe", "gp")
 DEFAULT_REPEATS = 3
 MAX_REPEATS = 20
+QUEUE_BEAT_SECONDS = 5  # how often a running queue writes its last_seen
+QUEUE_LOST_SECONDS = 30  # a queue not seen for this long counts as gone
 
 
 class ExperimentNotFoundError(StudyNotFoundError):
@@ -104,12 +119,76 @@ def plan_experiment(spec: StudySpec, strategies: Sequence[str] | str | None = No
     if spec.n_trials is None and spec.timeout is None:
         raise SpecError("An experiment needs the same budget for every strategy: set 'n_trials' "
                         "(and/or 'timeout').")
+    n_studies = len(chosen) * repeats
+    cap = config.max_experiment_studies()
+    if n_studies > cap:
+        raise SpecError(
+            f"This experiment would create {len(chosen)} strategies x {repeats} repeats = {n_studies} "
+            f"studies, over the limit of {cap} studies per experiment (HPDASH_MAX_EXPERIMENT_STUDIES). "
+            "Pick fewer strategies or repeats, or raise HPDASH_MAX_EXPERIMENT_STUDIES.")
+    _check_trial_total(spec, chosen, repeats)
     specs = []
     for strategy in chosen:
         for seed in range(spec.seed, spec.seed + repeats):
             specs.append(spec.replace(name=study_name(spec.name, strategy, seed),
                                       strategy=strategy, seed=seed))
     return specs
+
+
+def _check_trial_total(spec: StudySpec, chosen: list[str], repeats: int) -> None:
+    """Refuse an experiment whose studies' trial budgets add up to more than
+    ``config.max_experiment_trials()``. A grid study's budget is its grid when that is
+    smaller; the grid is sized (which reads the dataset) only when the cheap upper bound,
+    ``n_trials`` for every study, is over the cap. A study with a time budget only has no
+    trial budget to count."""
+    cap = config.max_experiment_trials()
+    per: dict[str, int | None] = {s: spec.n_trials for s in chosen}
+    if sum(v or 0 for v in per.values()) * repeats <= cap and ("grid" not in per or per["grid"] is not None):
+        return
+    if "grid" in per:
+        size = grid_size_of(spec)
+        if size is not None:
+            per["grid"] = size if spec.n_trials is None else min(spec.n_trials, size)
+    total = sum(v or 0 for v in per.values()) * repeats
+    if total <= cap:
+        return
+    parts = ", ".join(f"{s}: {n:,}" for s, n in per.items() if n)
+    raise SpecError(
+        f"This experiment would run {total:,} trials in all ({len(chosen) * repeats} studies; trials per "
+        f"study {parts}; x {repeats} repeats), over the limit of {cap:,} trials per experiment "
+        "(HPDASH_MAX_EXPERIMENT_TRIALS). Lower n_trials, pick fewer strategies or repeats, or "
+        "raise HPDASH_MAX_EXPERIMENT_TRIALS.")
+
+
+def check_workers(workers: Any) -> int:
+    """``workers`` (worker processes per study) as checked against ``config.max_workers()``."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise SpecError(f"Workers per study must be a whole number of at least 1, got {workers!r}.")
+    cap = config.max_workers()
+    if workers > cap:
+        raise SpecError(
+            f"{workers} worker processes per study is over this machine's limit of {cap} "
+            "(HPDASH_MAX_WORKERS, default: the CPUs this process may use). Use at most "
+            f"{cap} workers per study; the experiment runs fewer studies at once instead. Raise "
+            "HPDASH_MAX_WORKERS only if the machine has the cores for it.")
+    return workers
+
+
+def parallel_limit(workers: int, parallel: int | None = None) -> int:
+    """How many studies run at once with ``workers`` each: ``parallel`` when given (checked
+    so that parallel x workers stays within ``config.max_workers()``), else
+    ``max(1, config.max_workers() // workers)``."""
+    cap = config.max_workers()
+    if parallel is None:
+        return max(1, cap // workers)
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+        raise SpecError(f"Studies at once (--parallel) must be a whole number of at least 1, got {parallel!r}.")
+    if parallel > 1 and parallel * workers > cap:
+        raise SpecError(
+            f"{parallel} studies at once x {workers} worker(s) each = {parallel * workers} worker "
+            f"processes, over this machine's limit of {cap} (HPDASH_MAX_WORKERS). Use --parallel "
+            f"{max(1, cap // workers)} or fewer, or leave it out for that default.")
+    return parallel
 
 
 def grid_note(grid_order: dict[str, Any] | None, n_trials: int | None, seed: int | None = None) -> str:
@@ -133,17 +212,19 @@ def grid_note(grid_order: dict[str, Any] | None, n_trials: int | None, seed: int
 
 def experiment_exists(name: str, storage: str | None = None) -> bool:
     """Whether the catalogue has an experiment of that ID."""
-    return any(row["name"] == name for row in Catalogue(config.catalogue_path(storage)).list_experiments())
+    return Catalogue(config.catalogue_path(storage)).get_experiment(name) is not None
 
 
 def create_experiment(spec: StudySpec, strategies: Sequence[str] | str | None = None,
                       repeats: int = DEFAULT_REPEATS, storage: str | None = None) -> Experiment:
     """Create the S x R studies (with their budget slots) and record the experiment.
 
-    Everything is checked before anything is created: the ID, every study name and the
-    plan of the first study (dataset, model, space, metric). If creating a later study fails,
-    the studies created so far are deleted again.
+    Everything is checked before anything is created: the ID, the size caps, the workers per
+    study (``spec.workers``), every study name and the plan of the first study (dataset,
+    model, space, metric). If creating a later study fails, the studies created so far are
+    deleted again.
     """
+    check_workers(spec.workers)
     specs = plan_experiment(spec, strategies, repeats)
     if experiment_exists(spec.name, storage):
         raise SpecError(f"An experiment with ID {spec.name!r} already exists. Pick another name.")
@@ -180,10 +261,9 @@ def list_experiments(storage: str | None = None) -> list[dict[str, Any]]:
 def load_experiment(name: str, storage: str | None = None) -> Experiment:
     """An experiment by ID, with its runs ordered by strategy (as chosen) then seed."""
     catalogue = Catalogue(config.catalogue_path(storage))
-    rows = [r for r in catalogue.list_experiments() if r["name"] == name]
-    if not rows:
-        raise ExperimentNotFoundError(f"No experiment with ID {name!r} in {config.storage_url(storage)}.")
-    row = rows[0]
+    row = catalogue.get_experiment(name)
+    if row is None:
+        raise ExperimentNotFoundError(f"No experiment with ID {name!r} in {redact(config.storage_url(storage))}.")
     chosen = json.loads(row["strategies"] or "[]")
     order = {s: i for i, s in enumerate(chosen)}
     runs = [ExperimentRun(r["study"], r["strategy"], int(r["seed"])) for r in catalogue.experiment_studies(name)]
@@ -192,17 +272,187 @@ def load_experiment(name: str, storage: str | None = None) -> Experiment:
                       repeats=int(row["repeats"]), runs=runs, created_at=row.get("created_at"))
 
 
-def launch_experiment(name: str, storage: str | None = None, workers: int = 1) -> list[subprocess.Popen]:
-    """Start ``workers`` detached worker processes for every study of the experiment at once.
+def _interleaved(experiment: Experiment) -> list[ExperimentRun]:
+    """The runs seed by seed, strategies in their chosen order within a seed, so every
+    strategy meets the same machine load."""
+    order = {s: i for i, s in enumerate(experiment.strategies)}
+    return sorted(experiment.runs, key=lambda r: (r.seed, order.get(r.strategy, len(order))))
 
-    All studies start together, so they share the machine equally and their wall times stay
-    comparable with each other (not with a study run alone). Returns at once.
+
+def queue_log_path(name: str) -> Path:
+    """The log of an experiment's detached queue process: ``<data>/queues/<ID>.log``."""
+    path = config.data_dir() / "queues"
+    path.mkdir(parents=True, exist_ok=True)
+    return path / f"{check_name(name, 'experiment ID')}.log"
+
+
+def queue_alive(row: dict[str, Any] | None) -> bool:
+    """Whether the queue of this catalogue record is still running: not ended, seen in the
+    last ``QUEUE_LOST_SECONDS`` (its start counts until its first beat) and, on this host,
+    its process still there."""
+    if not row or row.get("ended") is not None:
+        return False
+    seen = row.get("last_seen") or row.get("started")
+    if seen is None or time.time() - float(seen) >= QUEUE_LOST_SECONDS:
+        return False
+    if row.get("pid") is not None and row.get("host") == socket.gethostname():
+        return runner._pid_alive(int(row["pid"]))
+    return True
+
+
+def _stop_requested(catalogue: Catalogue, name: str) -> bool:
+    row = catalogue.experiment_queue(name)
+    return bool(row and row.get("stop_requested"))
+
+
+def _not_startable(store: Any, study: str) -> str | None:
+    """Why the queue must not start ``study`` now (None when it may): only a study that was
+    never launched and has no stop flag is started."""
+    try:
+        attrs = store.get_study_user_attrs(store.get_study_id_from_name(study))
+    except KeyError:
+        return "it was deleted"
+    if attrs.get(runner.STOP_ATTR):
+        return "it was stopped"
+    state = attrs.get(runner.STATE_ATTR, "created")
+    if state != "created":
+        return f"it is already {state}"
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if isinstance(exc, HpdashError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _run_queue(experiment: Experiment, storage: str | None, workers: int, limit: int, *,
+               poll: Callable[[], None] | None = None, interval: float = 0.5,
+               tick: Callable[[], None] | None = None, halt: threading.Event | None = None,
+               say: Callable[[str], None] | None = None) -> list[int]:
+    """The queue's loop: keep up to ``limit`` studies running, each with ``workers`` worker
+    processes, until none is left to start and none runs. Before each launch the study's own
+    state and stop flag and the experiment's stop request are read again, so a stopped study
+    is never started. Returns the exit codes of the workers it waited for.
+
+    ``poll`` and ``tick`` are called once per round (the CLI's progress line, the queue's
+    beat); ``halt`` ends the loop at the next round without waiting for running studies.
     """
+    say = say or (lambda _text: None)
+    catalogue = Catalogue(config.catalogue_path(storage))
+    store = open_storage(storage, heartbeat=False)  # one storage for every check of this queue
+    pending = _interleaved(experiment)
+    active: list[tuple[str, list[subprocess.Popen]]] = []
+    codes: list[int] = []
+    try:
+        while pending or active:
+            still = []
+            for study, group in active:
+                if any(p.poll() is None for p in group):
+                    still.append((study, group))
+                else:
+                    codes += [p.returncode for p in group]
+                    say(f"{study}: its workers ended (exit codes {[p.returncode for p in group]})")
+            active = still
+            if halt is not None and halt.is_set():
+                say(f"halted: {len(pending)} queued studies not started, {len(active)} left running")
+                break
+            if pending and _stop_requested(catalogue, experiment.name):
+                say(f"the experiment was stopped: {len(pending)} queued studies will not start")
+                pending.clear()
+            while pending and len(active) < limit:
+                run = pending.pop(0)
+                reason = _not_startable(store, run.study)
+                if reason:
+                    say(f"{run.study}: not started, {reason}")
+                    continue
+                try:
+                    group = runner.launch_workers(run.study, storage, workers)
+                except StudyNotFoundError:
+                    say(f"{run.study}: not started, it was deleted")
+                    continue
+                active.append((run.study, group))
+                say(f"{run.study}: started {workers} worker(s) ({len(active)} of at most {limit} running, "
+                    f"{len(pending)} queued)")
+                # launch_workers clears the study's stop flag; a stop of the whole experiment
+                # that came in meanwhile is in the catalogue, so it is honoured here.
+                if _stop_requested(catalogue, experiment.name):
+                    runner.stop_study(run.study, storage)
+            if tick:
+                tick()
+            if poll:
+                poll()
+            if active:
+                if halt is not None:
+                    halt.wait(interval)
+                else:
+                    time.sleep(interval)
+    finally:
+        store.engine.dispose()
+        catalogue.close()
+    if poll:
+        poll()
+    return codes
+
+
+def run_queue(name: str, storage: str | None = None, workers: int = 1, parallel: int | None = None,
+              *, poll: Callable[[], None] | None = None, interval: float = 0.5,
+              halt: threading.Event | None = None, say: Callable[[str], None] | None = None) -> list[int]:
+    """Run the experiment's studies in this process, at most ``parallel_limit(workers,
+    parallel)`` at a time, and wait until none is left to start and none runs.
+
+    The queue records itself in the catalogue (``experiment_queue``: pid, host, started,
+    last_seen every ``QUEUE_BEAT_SECONDS``, ended, error) and refuses to start while another
+    live queue runs the same experiment. Returns the worker exit codes.
+    """
+    access.require_writable("run an experiment's studies")
+    check_workers(workers)
+    limit = parallel_limit(workers, parallel)
     experiment = load_experiment(name, storage)
-    procs: list[subprocess.Popen] = []
-    for run in experiment.runs:
-        procs += runner.launch_workers(run.study, storage, workers)
-    return procs
+    catalogue = Catalogue(config.catalogue_path(storage))
+    pid, host = os.getpid(), socket.gethostname()
+    row = catalogue.experiment_queue(name)
+    # launch_experiment writes the record with pid None before this process exists, then
+    # this process's pid: either way the record is this queue's own.
+    own = bool(row) and row.get("host") == host and row.get("pid") in (None, pid)
+    if row and not own and queue_alive(row):
+        raise SpecError(
+            f"Experiment {name!r} is already being run by queue process {row.get('pid')} on "
+            f"{row.get('host')}. Wait for it to end (the Compare page shows its progress), or "
+            "stop the experiment first.")
+    now = time.time()
+    started = row["started"] if own and row.get("started") and row.get("ended") is None else now
+    catalogue.set_experiment_queue(name, pid=pid, host=host, started=started, last_seen=now, ended=None,
+                                   error=None, workers=workers, parallel=limit)
+    say = say or (lambda _text: None)
+    beat = [now]
+
+    def tick() -> None:
+        if time.time() - beat[0] < QUEUE_BEAT_SECONDS:
+            return
+        beat[0] = time.time()
+        try:
+            catalogue.set_experiment_queue(name, last_seen=beat[0])
+        except StorageError as exc:  # the next beat tries again; a lost queue is seen after 30 s
+            say(f"could not record the queue's beat: {exc}")
+
+    def finish(error: str | None) -> None:
+        try:
+            catalogue.set_experiment_queue(name, ended=time.time(), error=error)
+        except StorageError as exc:  # the record then ages out (QUEUE_LOST_SECONDS)
+            say(f"could not record the end of the queue: {exc}")
+
+    try:
+        codes = _run_queue(experiment, storage, workers, limit, poll=poll, interval=interval, tick=tick,
+                           halt=halt, say=say)
+    except BaseException as exc:
+        finish(_describe(exc))
+        raise
+    finish("halted by a signal before every study started" if halt is not None and halt.is_set() else None)
+    catalogue.close()
+    return codes
 
 
 def run_experiment(name: str, storage: str | None = None, workers: int = 1,
@@ -210,43 +460,70 @@ def run_experiment(name: str, storage: str | None = None, workers: int = 1,
                    interval: float = 0.5) -> list[int]:
     """Run every study of the experiment to its end and wait (the CLI's headless mode).
 
-    At most ``parallel`` studies run at the same time (default: the number of CPUs divided by
-    ``workers``, at least 1); the studies are started interleaved across strategies (seed by
-    seed), so every strategy meets the same machine load. Returns the worker exit codes.
+    At most ``parallel`` studies run at the same time (default: ``config.max_workers()``
+    divided by ``workers``, at least 1; parallel x workers may not exceed that cap); the
+    studies are started interleaved across strategies (seed by seed), so every strategy meets
+    the same machine load. Returns the worker exit codes. See ``run_queue``.
     """
-    experiment = load_experiment(name, storage)
-    limit = parallel or max(1, (os.cpu_count() or 1) // max(1, workers))
-    by_seed = sorted(experiment.runs, key=lambda r: (r.seed, experiment.strategies.index(r.strategy)
-                                                      if r.strategy in experiment.strategies else 0))
-    queue = list(by_seed)
-    active: list[list[subprocess.Popen]] = []
-    codes: list[int] = []
-    while queue or active:
-        still = []
-        for group in active:
-            if any(p.poll() is None for p in group):
-                still.append(group)
-            else:
-                codes += [p.returncode for p in group]
-        active = still
-        while queue and len(active) < limit:
-            active.append(runner.launch_workers(queue.pop(0).study, storage, workers))
-        if poll:
-            poll()
-        if active:
-            time.sleep(interval)
-    if poll:
-        poll()
-    return codes
+    return run_queue(name, storage, workers, parallel, poll=poll, interval=interval)
+
+
+def launch_experiment(name: str, storage: str | None = None, workers: int = 1) -> list[subprocess.Popen]:
+    """Start the experiment's queue as one detached process and return it (in a list).
+
+    ``python -m hpdash queue ID --workers W --storage URL`` runs in its own session (closing
+    the browser or the terminal does not stop it), reads nothing from stdin and logs to
+    ``queue_log_path(ID)``. It runs ``max(1, config.max_workers() // W)`` studies at a time.
+    """
+    access.require_writable("launch an experiment")
+    check_workers(workers)
+    limit = parallel_limit(workers)
+    load_experiment(name, storage)
+    catalogue = Catalogue(config.catalogue_path(storage))
+    row = catalogue.experiment_queue(name)
+    if queue_alive(row):
+        raise SpecError(
+            f"Experiment {name!r} is already being run by queue process {row.get('pid')} on "  # type: ignore[union-attr]
+            f"{row.get('host')}. Wait for it to end, or stop the experiment first.")  # type: ignore[union-attr]
+    url = config.storage_url(storage)
+    log_path = queue_log_path(name)
+    catalogue.set_experiment_queue(name, pid=None, host=socket.gethostname(), started=time.time(),
+                                   last_seen=None, ended=None, error=None, workers=workers,
+                                   parallel=limit, log=str(log_path))
+    env = {**os.environ, "HPDASH_DATA_DIR": str(config.data_dir()), "HPDASH_STORAGE": url}
+    command = [sys.executable, "-m", "hpdash", "queue", name, "--workers", str(workers)]
+    if redact(url) == url:  # a URL with a password goes by the environment only, not into `ps`
+        command += ["--storage", url]
+    try:
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen(
+                command,
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True,
+            )
+    except OSError as exc:
+        message = (f"Could not start the queue process of experiment {name!r}: {exc.strerror or exc}. "
+                   f"Its studies are created; start them with: python -m hpdash queue {name} "
+                   f"--workers {workers}")
+        catalogue.set_experiment_queue(name, ended=time.time(), error=message)
+        raise StorageError(message) from exc
+    catalogue.set_experiment_queue(name, pid=proc.pid)
+    catalogue.close()
+    return [proc]
 
 
 def stop_experiment(name: str, storage: str | None = None) -> None:
-    """Ask every running study of the experiment to stop."""
-    for run in load_experiment(name, storage).runs:
+    """Stop the experiment: its queue starts no further study, and every study is asked to
+    stop (running ones end at their next fold; queued ones are marked stopped)."""
+    access.require_writable("stop an experiment")
+    experiment = load_experiment(name, storage)
+    # First the request the queue reads before and after each launch, then the studies.
+    Catalogue(config.catalogue_path(storage)).set_experiment_queue(name, stop_requested=time.time())
+    for run in experiment.runs:
         try:
             runner.stop_study(run.study, storage)
         except StudyNotFoundError:
-            pass
+            continue  # deleted meanwhile: nothing to stop
 
 
 @dataclass
@@ -254,23 +531,196 @@ class LaunchedExperiment:
     """What ``compare_strategies`` returns to the New study page."""
 
     experiment: Experiment
-    processes: list[subprocess.Popen]
+    processes: list[subprocess.Popen]  # the queue process (one)
 
     @property
     def name(self) -> str:
         return self.experiment.name
 
+    @property
+    def queue(self) -> subprocess.Popen:
+        return self.processes[0]
+
 
 def compare_strategies(spec: StudySpec, strategies: Sequence[str] | str | None = DEFAULT_STRATEGIES,
                        repeats: int = DEFAULT_REPEATS, workers: int = 1,
                        storage: str | None = None) -> LaunchedExperiment:
-    """"Compare strategies" on the New study page: create the S x R studies and start them.
+    """"Compare strategies" on the New study page: create the S x R studies and queue them.
 
     ``spec.name`` becomes the experiment ID, ``spec.strategy`` is ignored and ``spec.seed`` is
-    the first seed. Workers run detached; open ``pages/compare.py?experiment=<ID>`` to watch.
+    the first seed; every study records ``workers`` as its workers. One detached queue process
+    runs the studies a few at a time (``launch_experiment``); open
+    ``pages/compare.py?experiment=<ID>`` to watch (``experiment_progress``).
     """
-    experiment = create_experiment(spec, strategies, repeats, storage)
+    check_workers(workers)
+    experiment = create_experiment(spec.replace(workers=workers), strategies, repeats, storage)
     return LaunchedExperiment(experiment, launch_experiment(experiment.name, storage, workers))
+
+
+# --------------------------------------------------------------------------------------------
+# Progress
+# --------------------------------------------------------------------------------------------
+PROGRESS_STATES = ("queued", "running", "finished", "stopped", "failed", "lost", "missing")
+
+
+@dataclass
+class ExperimentProgress:
+    """Where an experiment's studies are, for the Compare page.
+
+    ``states`` maps each study to one of ``PROGRESS_STATES``: ``queued`` (created, not
+    started, no stop flag), ``running`` (workers alive or starting), ``finished``,
+    ``stopped``, ``failed`` (``errors`` has the message), ``lost`` (marked running but no
+    worker alive and trials left) or ``missing`` (deleted from the storage).
+    """
+
+    name: str
+    states: dict[str, str]
+    errors: dict[str, str]
+    queue: dict[str, Any] | None  # the catalogue's queue record, None when never queued
+    queue_alive: bool
+
+    def count(self, state: str) -> int:
+        return sum(1 for s in self.states.values() if s == state)
+
+    @property
+    def total(self) -> int:
+        return len(self.states)
+
+    @property
+    def queued(self) -> int:
+        return self.count("queued")
+
+    @property
+    def running(self) -> int:
+        return self.count("running")
+
+    @property
+    def finished(self) -> int:
+        return self.count("finished")
+
+    @property
+    def stopped(self) -> int:
+        return self.count("stopped")
+
+    @property
+    def failed(self) -> int:
+        return self.count("failed")
+
+    @property
+    def lost(self) -> int:
+        return self.count("lost")
+
+    @property
+    def missing(self) -> int:
+        return self.count("missing")
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {state: self.count(state) for state in PROGRESS_STATES}
+
+    @property
+    def active(self) -> bool:
+        """Something is still happening: the queue is alive or a study runs."""
+        return self.queue_alive or self.running > 0
+
+    @property
+    def stalled(self) -> bool:
+        """Studies wait in the queue but no queue process runs (it was killed or failed):
+        ``python -m hpdash queue ID --workers W`` starts them."""
+        return self.queued > 0 and not self.queue_alive
+
+
+_PROGRESS_KEYS = (runner.STATE_ATTR, runner.STOP_ATTR, runner.STARTED_ATTR, runner.BUDGET_ATTR,
+                  runner.ERROR_ATTR)
+
+
+def _batch_attrs(store: Any, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The progress attrs (state, stop flag, start, budget, error, worker records) of every
+    study in ``names`` that exists, in one query on Optuna's tables."""
+    query = sqlalchemy.text(
+        "SELECT s.study_name, a.key, a.value_json FROM studies s "
+        "LEFT JOIN study_user_attributes a ON a.study_id = s.study_id "
+        "AND (a.key IN :keys OR a.key LIKE :workers) WHERE s.study_name IN :names"
+    ).bindparams(sqlalchemy.bindparam("keys", expanding=True), sqlalchemy.bindparam("names", expanding=True))
+    out: dict[str, dict[str, Any]] = {}
+    with store.engine.connect() as conn:
+        rows = conn.execute(query, {"keys": list(_PROGRESS_KEYS), "workers": f"{runner.WORKER_PREFIX}%",
+                                    "names": names}).all()
+    for study, key, value in rows:
+        attrs = out.setdefault(study, {})
+        if key is not None:
+            attrs[key] = json.loads(value)
+    return out
+
+
+def _open_trials(store: Any, names: list[str]) -> dict[str, int]:
+    """WAITING + RUNNING trials of each study in ``names`` (one query)."""
+    query = sqlalchemy.text(
+        "SELECT s.study_name, count(*) FROM trials t JOIN studies s ON s.study_id = t.study_id "
+        "WHERE s.study_name IN :names AND t.state IN ('WAITING', 'RUNNING') GROUP BY s.study_name"
+    ).bindparams(sqlalchemy.bindparam("names", expanding=True))
+    with store.engine.connect() as conn:
+        return {study: int(n) for study, n in conn.execute(query, {"names": names}).all()}
+
+
+def _progress_state(attrs: dict[str, Any], now: float) -> str:
+    """A study's progress state from its attrs; "check trials" when only its open trials can
+    tell finished from lost (as ``runner.study_status`` does)."""
+    state = attrs.get(runner.STATE_ATTR, "created")
+    if state == "created":
+        return "stopped" if attrs.get(runner.STOP_ATTR) else "queued"
+    if state in ("finished", "stopped", "failed"):
+        return state
+    workers = runner.workers_of(SimpleNamespace(user_attrs=attrs))
+    if any(w["alive"] for w in workers):
+        return "running"
+    started = attrs.get(runner.STARTED_ATTR)
+    # Workers take a few seconds to import and register after a launch.
+    if started is not None and now - float(started) < runner.WORKER_LOST_SECONDS and not any(
+            float(w.get("started", 0)) >= float(started) for w in workers):
+        return "running"
+    return "check trials"
+
+
+def experiment_progress(name: str, storage: str | None = None, *, store: Any = None) -> ExperimentProgress:
+    """Counts of queued / running / finished / stopped / failed (and lost, missing) studies of
+    experiment ``name``, and whether its queue process is alive.
+
+    Reads the catalogue (the experiment's studies and its queue record) and then every
+    study's state in one query on one storage (plus one query for open trials when a study
+    marked running has no live worker). ``store``: a storage this process already opened on
+    ``storage`` (otherwise one is opened and closed again). Raises
+    ``ExperimentNotFoundError`` for an unknown ID.
+    """
+    catalogue = Catalogue(config.catalogue_path(storage))
+    if catalogue.get_experiment(name) is None:
+        raise ExperimentNotFoundError(f"No experiment with ID {name!r} in {redact(config.storage_url(storage))}.")
+    names = [row["study"] for row in catalogue.experiment_studies(name)]
+    queue = catalogue.experiment_queue(name)
+    catalogue.close()
+    opened = store is None
+    if opened:
+        store = open_storage(storage, heartbeat=False)
+    try:
+        attrs = _batch_attrs(store, names) if names else {}
+        now = time.time()
+        states = {study: _progress_state(attrs[study], now) if study in attrs else "missing" for study in names}
+        unsure = [study for study, state in states.items() if state == "check trials"]
+        if unsure:
+            open_trials = _open_trials(store, unsure)
+            for study in unsure:
+                budgeted = attrs[study].get(runner.BUDGET_ATTR) is not None
+                states[study] = "finished" if budgeted and not open_trials.get(study) else "lost"
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise StorageError(f"Could not read the progress of experiment {name!r} from "
+                           f"{redact(config.storage_url(storage))}: {exc}. Try again in a moment.") from exc
+    finally:
+        if opened:
+            store.engine.dispose()
+    errors = {study: str(attrs[study][runner.ERROR_ATTR]) for study, state in states.items()
+              if state == "failed" and attrs.get(study, {}).get(runner.ERROR_ATTR)}
+    return ExperimentProgress(name=name, states=states, errors=errors, queue=queue,
+                              queue_alive=queue_alive(queue))
 
 
 @dataclass

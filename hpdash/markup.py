@@ -30,6 +30,13 @@ WORD_JOINER = "\u2060"
 
 # Every ASCII punctuation character: CommonMark lets a backslash escape each of them.
 _ASCII_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+# Of those, the ones that mean nothing inside one line of text (with every bracket, `<`, `:`,
+# `/` (Streamlit finds ``:material/name:`` icons in the raw source) and emphasis character
+# escaped): left as they are, so names such as ``iris-rf-tpe`` or
+# ``0.25`` read the same in the Markdown source. A ``-`` or ``1.`` opening the text would start
+# a list, so :func:`escape` escapes those there.
+_PLAIN_INSIDE = frozenset("-.,;'\"?=%!")
+_LIST_START = re.compile(r"^( *)(?:([-])|(\d{1,9})([.]))")
 
 # C0 and C1 control characters (line breaks and tabs among them) and the Unicode line and
 # paragraph separators all become one space.
@@ -63,7 +70,8 @@ def _one_line(text: Any) -> str:
 def escape(text: Any) -> str:
     """``text`` as plain text inside Streamlit Markdown (``None`` gives ``""``).
 
-    Every ASCII punctuation character is backslash-escaped (so no emphasis, link, image,
+    ASCII punctuation is backslash-escaped (all of it but ``-.,;'"?=%!``, which mean nothing
+    inside a line, and those too where they would open a list), so no emphasis, link, image,
     HTML, heading, list, table, ``:directive[...]``, ``:shortcode:`` or ``$math$`` can start),
     line breaks and other control characters become spaces, a WORD JOINER goes where
     Streamlit's text-level autolink or emoji pass would start (see the module docstring), and
@@ -76,7 +84,9 @@ def escape(text: Any) -> str:
         return ""
     plain = _LINK_STARTS.sub(WORD_JOINER, plain)
     plain = _SHORTCODE_START.sub(WORD_JOINER, plain)
-    body = "".join("\\" + ch if ch in _ASCII_PUNCTUATION else ch for ch in plain)
+    body = "".join("\\" + ch if ch in _ASCII_PUNCTUATION and ch not in _PLAIN_INSIDE else ch
+                   for ch in plain)
+    body = _LIST_START.sub(lambda m: m.group(1) + ("\\-" if m.group(2) else m.group(3) + "\\."), body, count=1)
     stripped = body.strip(" ")
     if not stripped:
         return "&#32;" * len(body)
@@ -88,9 +98,10 @@ def escape(text: Any) -> str:
 def code(text: Any) -> str:
     """``text`` as a Markdown inline code span, shown exactly (``None`` or ``""`` gives ``""``).
 
-    The fence is one backtick longer than the longest run of backticks inside, and the content
-    is padded with a space on each side (CommonMark removes exactly one from each side), so
-    backticks at either end work. Line breaks and control characters become spaces.
+    The fence is one backtick longer than the longest run of backticks inside. The content is
+    padded with a space on each side (CommonMark removes exactly one from each side) only where
+    it must be: when it starts or ends with a backtick, or starts and ends with a space. Line
+    breaks and control characters become spaces.
     Streamlit rewrites ``:material/`` to ``:material_`` in the raw source, even inside code,
     so a WORD JOINER after that ``:`` keeps the text as written.
     """
@@ -101,7 +112,9 @@ def code(text: Any) -> str:
     fence = "`" * (longest + 1)
     if not plain.strip(" "):  # only spaces: CommonMark keeps them as they are
         return f"{fence}{plain}{fence}"
-    return f"{fence} {plain} {fence}"
+    if plain.startswith("`") or plain.endswith("`") or (plain.startswith(" ") and plain.endswith(" ")):
+        return f"{fence} {plain} {fence}"
+    return f"{fence}{plain}{fence}"
 
 
 def safe_href(url: str) -> bool:

@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app_text import shown
+
 from hpdash import datasets, runner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +38,7 @@ def _no_exception(at: AppTest) -> None:
 def _texts(at: AppTest) -> str:
     parts = []
     for kind in ("markdown", "info", "warning", "error", "success", "caption", "title", "subheader"):
-        parts += [str(e.value) for e in getattr(at, kind)]
+        parts += [shown(e.value) for e in getattr(at, kind)]
     return "\n".join(parts)
 
 
@@ -254,8 +256,11 @@ def test_notes_are_saved_and_escaped(populated_dir) -> None:
     from hpdash.store import Catalogue
 
     assert "<script>" in Catalogue().get_note(name)
-    shown = [m for m in at.markdown if "good" in m.value]
-    assert shown and not shown[0].allow_html
+    # Shown as hpdash's own rendering of the note's Markdown (markup.note_html): the bold
+    # kept, the script tag only as text.
+    shown = [h for h in at.get("html") if "good" in h.proto.body]
+    assert shown and "<strong>good</strong>" in shown[0].proto.body
+    assert "<script>" not in shown[0].proto.body and "&lt;script&gt;" in shown[0].proto.body
 
 
 def test_studies_table_filters_and_delete(populated_dir) -> None:

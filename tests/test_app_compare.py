@@ -8,6 +8,8 @@ import pytest
 from experiment_data import NAME, shared_experiment
 from streamlit.testing.v1 import AppTest
 
+from app_text import shown
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "compare.py")
 
@@ -22,7 +24,7 @@ def _page(**query: str) -> AppTest:
 def _texts(at: AppTest) -> str:
     parts = []
     for kind in ("markdown", "info", "warning", "error", "caption", "subheader"):
-        parts += [str(e.value) for e in getattr(at, kind)]
+        parts += [shown(e.value) for e in getattr(at, kind)]
     return "\n".join(parts)
 
 

@@ -119,3 +119,62 @@ def test_export_and_compare_user_errors(tmp_path: Path) -> None:
     spec.write_text("name: e\ndataset: sklearn:iris\ntarget: target\nmodel: k_nearest_neighbors\nn_trials: 3\n")
     bad = hpdash("compare", str(spec), "--strategies", "grid,magic", env_dir=data)
     assert bad.returncode == 2 and "Unknown strategy 'magic'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# ------------------------------------------------------------------------------ caps / queue
+def _spec_file(tmp_path: Path, name: str = "e", n_trials: int = 3) -> Path:
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(f"name: {name}\ndataset: sklearn:iris\ntarget: target\nmodel: k_nearest_neighbors\n"
+                    f"n_trials: {n_trials}\ncv:\n  folds: 3\n")
+    return spec
+
+
+def test_compare_refuses_workers_or_parallel_over_the_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exit 2 with the cap, what was asked and the fix; no study and no experiment created."""
+    monkeypatch.setenv("HPDASH_MAX_WORKERS", "2")
+    data = tmp_path / "d"
+    spec = _spec_file(tmp_path)
+    many = hpdash("compare", str(spec), "--strategies", "random", "--repeats", "1", "--workers", "3", env_dir=data)
+    assert many.returncode == 2 and "Traceback" not in many.stderr
+    assert "3 worker processes per study is over this machine's limit of 2 (HPDASH_MAX_WORKERS" in many.stderr
+    wide = hpdash("compare", str(spec), "--strategies", "random", "--repeats", "1", "--parallel", "3", env_dir=data)
+    assert wide.returncode == 2 and "Use --parallel 2 or fewer" in wide.stderr
+    listed = hpdash("list", env_dir=data)
+    assert "No studies yet" in listed.stdout
+    assert hpdash("export", "--experiment", "e", "--out", str(tmp_path / "x.csv"), env_dir=data).returncode == 2
+
+
+def test_compare_refuses_an_experiment_over_the_study_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPDASH_MAX_EXPERIMENT_STUDIES", "2")
+    data = tmp_path / "d"
+    done = hpdash("compare", str(_spec_file(tmp_path)), "--strategies", "random,tpe", "--repeats", "2", env_dir=data)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "4 studies, over the limit of 2 studies per experiment (HPDASH_MAX_EXPERIMENT_STUDIES)" in done.stderr
+    assert "No studies yet" in hpdash("list", env_dir=data).stdout
+
+
+def test_queue_of_an_unknown_experiment_exits_2(tmp_path: Path) -> None:
+    done = hpdash("queue", "nope", env_dir=tmp_path / "d")
+    assert done.returncode == 2 and "No experiment with ID 'nope'" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_queue_runs_a_created_experiment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`hpdash queue ID` runs the studies of an experiment created earlier, records itself
+    in the catalogue and ends when they are done."""
+    from hpdash import experiments
+    from hpdash.spec import load_spec
+
+    data = tmp_path / "d"
+    monkeypatch.setenv("HPDASH_DATA_DIR", str(data))
+    monkeypatch.delenv("HPDASH_STORAGE", raising=False)
+    monkeypatch.setenv("HPDASH_MAX_WORKERS", "1")
+    experiments.create_experiment(load_spec(_spec_file(tmp_path, "q", 2)), "random", 2)
+    done = hpdash("queue", "q", "--workers", "1", env_dir=data)
+    assert done.returncode == 0, done.stderr
+    assert "at most 1 studies at once" in done.stderr and "done: 2 worker(s) ended, 0 with an error" in done.stderr
+    progress = experiments.experiment_progress("q")
+    assert progress.finished == 2 and not progress.queue_alive
+    assert progress.queue["ended"] and progress.queue["error"] is None and progress.queue["parallel"] == 1
+    again = hpdash("queue", "q", env_dir=data)  # nothing left to start: ends at once
+    assert again.returncode == 0 and "q-random-s0: not started, it is already finished" in again.stderr

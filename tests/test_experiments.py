@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -96,8 +102,9 @@ def test_create_refuses_a_used_id_or_study_name(data_dir) -> None:
 def test_compare_strategies_launches_workers(data_dir) -> None:
     """The New study page's helper: create and start; the workers finish the budget."""
     launched = experiments.compare_strategies(_spec(n_trials=3, name="launch"), ["random", "tpe"], repeats=1)
-    assert launched.name == "launch" and len(launched.processes) == 2
-    assert runner.wait_for(launched.processes) == [0, 0]
+    # One process, the experiment's queue, which starts the studies' workers and waits for them.
+    assert launched.name == "launch" and len(launched.processes) == 1
+    assert runner.wait_for(launched.processes) == [0]
     for name in launched.experiment.study_names:
         study = runner.load_study(name)
         assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
@@ -122,3 +129,257 @@ def test_shared_experiment_ran_every_study_with_the_same_budget() -> None:
     params = [{json.dumps(t.params, sort_keys=True) for t in runner.load_study(f"{NAME}-grid-s{s}", exp.storage).get_trials()}
               for s in (0, 1)]
     assert params[0] != params[1]
+
+
+# ------------------------------------------------------------------------------ caps
+def _nothing_created(name: str = "iris-exp") -> None:
+    assert not experiments.experiment_exists(name)
+    assert optuna.get_all_study_names(runner.open_storage(None, heartbeat=False)) == []
+
+
+def test_workers_over_the_cap_are_refused_before_anything_is_created(data_dir, monkeypatch) -> None:
+    monkeypatch.setenv("HPDASH_MAX_WORKERS", "2")
+    with pytest.raises(SpecError, match=r"3 worker processes per study is over this machine's limit of 2 "
+                                        r"\(HPDASH_MAX_WORKERS.*Use at most 2 workers per study"):
+        experiments.compare_strategies(_spec(), "random,tpe", 1, workers=3)
+    _nothing_created()
+    with pytest.raises(SpecError, match="3 worker processes per study .* limit of 2"):
+        experiments.create_experiment(_spec(workers=3), "random", 1)
+    _nothing_created()
+    with pytest.raises(SpecError, match="at least 1"):
+        experiments.compare_strategies(_spec(), "random", 1, workers=0)
+    _nothing_created()
+
+
+def test_run_experiment_refuses_workers_or_parallel_over_the_cap(data_dir, monkeypatch) -> None:
+    """Refused before any worker starts: the study stays as created."""
+    monkeypatch.setenv("HPDASH_MAX_WORKERS", "2")
+    exp = experiments.create_experiment(_spec(), "random", 1)
+    with pytest.raises(SpecError, match="3 worker processes per study .* limit of 2"):
+        experiments.run_experiment(exp.name, workers=3)
+    with pytest.raises(SpecError, match=r"3 studies at once x 1 worker\(s\) each = 3 worker processes, over "
+                                        r"this machine's limit of 2 \(HPDASH_MAX_WORKERS\). Use --parallel 2"):
+        experiments.run_experiment(exp.name, workers=1, parallel=3)
+    with pytest.raises(SpecError, match="3 worker processes per study"):
+        experiments.launch_experiment(exp.name, workers=3)
+    study = runner.load_study(exp.study_names[0])
+    assert study.user_attrs[runner.STATE_ATTR] == "created" and not runner.workers_of(study)
+    assert Catalogue(config.catalogue_path()).experiment_queue(exp.name) is None
+    assert experiments.parallel_limit(1) == 2 and experiments.parallel_limit(2) == 1
+    monkeypatch.setenv("HPDASH_MAX_WORKERS", "1")
+    assert experiments.parallel_limit(1) == 1 and experiments.parallel_limit(1, 1) == 1
+
+
+def test_too_many_studies_are_refused(data_dir, monkeypatch) -> None:
+    """5 strategies x 20 repeats (the 6,400-process click) is over the default of 60 studies."""
+    with pytest.raises(SpecError, match=r"5 strategies x 20 repeats = 100 studies, over the limit of 60 "
+                                        r"studies per experiment \(HPDASH_MAX_EXPERIMENT_STUDIES\)"):
+        experiments.compare_strategies(_spec(), "grid,random,tpe,cmaes,qmc", 20)
+    _nothing_created()
+    monkeypatch.setenv("HPDASH_MAX_EXPERIMENT_STUDIES", "3")
+    with pytest.raises(SpecError, match="2 strategies x 2 repeats = 4 studies, over the limit of 3 .*fewer strategies or repeats"):
+        experiments.create_experiment(_spec(), "random,tpe", 2)
+    _nothing_created()
+    assert len(experiments.plan_experiment(_spec(), "random,tpe,grid", 1)) == 3
+
+
+def test_too_many_trials_are_refused(data_dir, monkeypatch) -> None:
+    """The sum of every study's trial budget; a grid counts its own size when smaller."""
+    monkeypatch.setenv("HPDASH_MAX_EXPERIMENT_TRIALS", "20")
+    with pytest.raises(SpecError, match=r"would run 24 trials in all \(4 studies; trials per study random: 6, "
+                                        r"tpe: 6; x 2 repeats\), over the limit of 20 trials per experiment "
+                                        r"\(HPDASH_MAX_EXPERIMENT_TRIALS\). Lower n_trials"):
+        experiments.create_experiment(_spec(), "random,tpe", 2)
+    _nothing_created()
+    # k-NN's default grid has 20 points: grid 20 + random 30 = 50 trials, not 60.
+    monkeypatch.setenv("HPDASH_MAX_EXPERIMENT_TRIALS", "55")
+    assert len(experiments.plan_experiment(_spec(n_trials=30), "grid,random", 1)) == 2
+    monkeypatch.setenv("HPDASH_MAX_EXPERIMENT_TRIALS", "45")
+    with pytest.raises(SpecError, match="would run 50 trials in all .*grid: 20, random: 30"):
+        experiments.plan_experiment(_spec(n_trials=30), "grid,random", 1)
+    # the default (100,000) lets the largest allowed grid budget through
+    monkeypatch.delenv("HPDASH_MAX_EXPERIMENT_TRIALS")
+    assert len(experiments.plan_experiment(_spec(n_trials=1000), "random,tpe", 20)) == 40
+
+
+# ------------------------------------------------------------------------------ progress and queue
+def test_progress_of_a_created_experiment_in_one_storage_open(data_dir, monkeypatch) -> None:
+    """Every study queued, no queue yet; a stopped and a deleted study are counted as such.
+    The states are read with one storage open, whatever the number of studies."""
+    exp = experiments.create_experiment(_spec(n_trials=2), "random,tpe,qmc", 2)
+    runner.stop_study(exp.study_names[0])
+    optuna.delete_study(study_name=exp.study_names[1], storage=runner.open_storage(None, heartbeat=False))
+    opened = []
+    real = experiments.open_storage
+
+    def counting(*args, **kwargs):
+        opened.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(experiments, "open_storage", counting)
+    monkeypatch.setattr(runner, "open_storage", counting)
+    progress = experiments.experiment_progress(exp.name)
+    assert len(opened) == 1
+    assert progress.total == 6 and (progress.queued, progress.stopped, progress.missing) == (4, 1, 1)
+    assert progress.counts == {"queued": 4, "running": 0, "finished": 0, "stopped": 1, "failed": 0,
+                               "lost": 0, "missing": 1}
+    assert progress.states[exp.study_names[0]] == "stopped"
+    assert progress.queue is None and not progress.queue_alive
+    assert progress.stalled and not progress.active
+    with pytest.raises(experiments.ExperimentNotFoundError, match="No experiment with ID 'nope'"):
+        experiments.experiment_progress("nope")
+
+
+def test_progress_running_failed_and_lost(data_dir) -> None:
+    """A study marked running counts as running while a worker beats (or within the start-up
+    grace), as failed with its message, and as lost once its workers are gone with trials left."""
+    exp = experiments.create_experiment(_spec(n_trials=2), "random", 3)
+    now = time.time()
+    alive, failed, lost = (runner.load_study(n) for n in exp.study_names)
+    alive.set_user_attr(runner.STATE_ATTR, "running")
+    alive.set_user_attr(runner.STARTED_ATTR, now - 100)
+    alive.set_user_attr(f"{runner.WORKER_PREFIX}{socket.gethostname()}.{os.getpid()}",
+                        {"pid": os.getpid(), "host": socket.gethostname(), "started": now - 99,
+                         "last_seen": now, "status": "running"})
+    failed.set_user_attr(runner.STATE_ATTR, "failed")
+    failed.set_user_attr(runner.ERROR_ATTR, "dataset missing")
+    lost.set_user_attr(runner.STATE_ATTR, "running")
+    lost.set_user_attr(runner.STARTED_ATTR, now - 100)
+    progress = experiments.experiment_progress(exp.name)
+    assert progress.states == {alive.study_name: "running", failed.study_name: "failed", lost.study_name: "lost"}
+    assert progress.errors == {failed.study_name: "dataset missing"}
+    lost.set_user_attr(runner.STARTED_ATTR, time.time())  # just launched: its workers are starting
+    assert experiments.experiment_progress(exp.name).states[lost.study_name] == "running"
+
+
+def test_queue_alive_from_its_record() -> None:
+    host, now = socket.gethostname(), time.time()
+    assert not experiments.queue_alive(None)
+    assert experiments.queue_alive({"pid": os.getpid(), "host": host, "started": now, "last_seen": now, "ended": None})
+    assert not experiments.queue_alive({"pid": os.getpid(), "host": host, "started": now, "last_seen": now, "ended": now})
+    assert not experiments.queue_alive({"pid": os.getpid(), "host": host, "started": now - 100, "last_seen": now - 60,
+                                        "ended": None})
+    dead = _pid_that_exited()
+    assert not experiments.queue_alive({"pid": dead, "host": host, "started": now, "last_seen": now, "ended": None})
+    # before its first beat the start counts; another host is judged by its beats alone
+    assert experiments.queue_alive({"pid": None, "host": host, "started": now, "last_seen": None, "ended": None})
+    assert experiments.queue_alive({"pid": dead, "host": "elsewhere", "started": now, "last_seen": now, "ended": None})
+
+
+def _pid_that_exited() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_second_queue_is_refused_while_one_runs(data_dir) -> None:
+    exp = experiments.create_experiment(_spec(n_trials=2), "random", 1)
+    catalogue = Catalogue(config.catalogue_path())
+    catalogue.set_experiment_queue(exp.name, pid=os.getppid(), host=socket.gethostname(), started=time.time(),
+                                   last_seen=time.time(), ended=None)
+    with pytest.raises(SpecError, match=f"'{exp.name}' is already being run by queue process {os.getppid()}"):
+        experiments.launch_experiment(exp.name)
+    with pytest.raises(SpecError, match="already being run by queue process .*stop the experiment first"):
+        experiments.run_queue(exp.name)
+    assert runner.load_study(exp.study_names[0]).user_attrs[runner.STATE_ATTR] == "created"
+
+
+def _worker_processes(prefix: str) -> int:
+    """Live `python -m hpdash worker <prefix>...` processes on this machine (from /proc)."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if state != "Z" and b"worker" in args and any(a.startswith(prefix.encode()) for a in args):
+            count += 1
+    return count
+
+
+def _max_overlap(intervals: list[tuple[float, float]]) -> int:
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    best = now = 0
+    for _, step in events:
+        now += step
+        best = max(best, now)
+    return best
+
+
+@pytest.mark.slow
+def test_compare_strategies_queues_studies_within_the_worker_cap(data_dir, monkeypatch) -> None:
+    """3 strategies x 2 repeats, 1 worker each, HPDASH_MAX_WORKERS=2: one click starts one
+    queue process, at most 2 studies ever run at once, and all 6 finish."""
+    monkeypatch.setenv("HPDASH_MAX_WORKERS", "2")
+    launched = experiments.compare_strategies(_spec(n_trials=3, name="capped"), "random,tpe,grid", 2, workers=1)
+    assert len(launched.processes) == 1
+    record = Catalogue(config.catalogue_path()).experiment_queue("capped")
+    assert record["pid"] == launched.queue.pid and record["workers"] == 1 and record["parallel"] == 2
+    most_running = most_processes = 0
+    seen_running = False
+    deadline = time.time() + 400
+    while launched.queue.poll() is None:
+        assert time.time() < deadline, "the experiment did not finish"
+        progress = experiments.experiment_progress("capped")
+        assert progress.queue_alive or progress.queue["ended"] is not None  # alive until it records its end
+        most_running = max(most_running, progress.running)
+        most_processes = max(most_processes, _worker_processes("capped-"))
+        seen_running |= progress.running > 0
+        time.sleep(0.2)
+    assert launched.queue.returncode == 0, experiments.queue_log_path("capped").read_text()
+    assert seen_running and 1 <= most_running <= 2 and most_processes <= 2
+    progress = experiments.experiment_progress("capped")
+    assert progress.finished == 6 and progress.counts["finished"] == progress.total == 6
+    assert not progress.queue_alive and not progress.active
+    record = progress.queue
+    assert record["ended"] >= record["started"] and record["error"] is None and record["host"]
+    # The workers' own records agree: never more than 2 ran at the same moment.
+    intervals = []
+    for name in launched.experiment.study_names:
+        study = runner.load_study(name)
+        assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
+        intervals += [(w["started"], w["ended"]) for w in runner.workers_of(study)]
+    assert len(intervals) == 6 and _max_overlap(intervals) <= 2
+
+
+@pytest.mark.slow
+def test_a_queued_study_stopped_before_its_turn_is_never_started(data_dir, monkeypatch) -> None:
+    """One study at a time (HPDASH_MAX_WORKERS=1): the third study, stopped while the first
+    runs, is skipped; the queue still runs the second and ends."""
+    monkeypatch.setenv("HPDASH_MAX_WORKERS", "1")
+    launched = experiments.compare_strategies(_spec(n_trials=3, name="skip"), "random", 3)
+    first, second, third = launched.experiment.study_names
+    runner.stop_study(third)
+    assert launched.queue.wait(timeout=300) == 0, experiments.queue_log_path("skip").read_text()
+    skipped = runner.load_study(third)
+    assert not runner.workers_of(skipped)
+    assert {t.state for t in skipped.get_trials()} == {TrialState.WAITING} and len(skipped.get_trials()) == 3
+    assert runner.study_status(skipped).state == "stopped"
+    for name in (first, second):
+        assert runner.study_status(runner.load_study(name)).state == "finished"
+    progress = experiments.experiment_progress("skip")
+    assert (progress.finished, progress.stopped, progress.queued) == (2, 1, 0)
+    assert f"{third}: not started, it was stopped" in experiments.queue_log_path("skip").read_text()
+
+
+@pytest.mark.slow
+def test_stop_experiment_ends_the_queue_and_starts_nothing_more(data_dir, monkeypatch) -> None:
+    """A stop while the first study runs: it stops, the queued ones never start, the queue ends."""
+    monkeypatch.setenv("HPDASH_MAX_WORKERS", "1")
+    launched = experiments.compare_strategies(_spec(n_trials=40, name="halt"), "random", 3)
+    deadline = time.time() + 120
+    while experiments.experiment_progress("halt").running == 0:
+        assert launched.queue.poll() is None and time.time() < deadline, "the first study did not start"
+        time.sleep(0.2)
+    experiments.stop_experiment("halt")
+    assert launched.queue.wait(timeout=120) == 0
+    first, *rest = launched.experiment.study_names
+    for name in rest:
+        study = runner.load_study(name)
+        assert not runner.workers_of(study) and runner.study_status(study).state == "stopped"
+    progress = experiments.experiment_progress("halt")
+    assert progress.queued == 0 and progress.running == 0 and not progress.queue_alive
+    assert progress.queue["stop_requested"] and progress.queue["ended"]

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +228,246 @@ def test_failed_catalogue_write_leaves_no_file(data_dir: Path) -> None:
     with pytest.raises(StorageError, match="database is locked"):
         store_dataset(CSV, "d.csv", catalogue=FailingCatalogue())
     assert files(config.datasets_dir()) == []
+
+
+# ------------------------------------------------------------------------------ concurrency
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Writes Optuna trials to the shared SQLite file (the way workers do, through hpdash's
+#: storage) until the stop file appears; prints how many it wrote.
+OPTUNA_WRITER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    import optuna
+    from hpdash.storage import open_storage
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url, tag, ready, stop = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
+    study = optuna.create_study(storage=open_storage(url, heartbeat=False), study_name="writer-" + tag,
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    ready.write_text("ready")
+    n = 0
+    while not stop.exists():
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=5)
+        study.set_user_attr("n", n)
+        n += 5
+    print(n)
+""")
+
+#: Opens the catalogue afresh for every note (as a page rerun does), writes it, reads it back
+#: and lists the catalogue; prints "ok" or the error.
+CATALOGUE_CLIENT = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from hpdash.store import Catalogue
+    path, tag, count, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+    while not go.exists():
+        time.sleep(0.01)
+    for k in range(count):
+        cat = Catalogue(path)
+        text = f"note {tag}-{k} " * 20
+        cat.set_note(f"{tag}-{k}", text)
+        assert cat.get_note(f"{tag}-{k}") == text
+        cat.list_experiments()
+        cat.list_datasets()
+    print("ok")
+""")
+
+
+def _client_env(data_dir: Path) -> dict[str, str]:
+    env = {**os.environ, "HPDASH_DATA_DIR": str(data_dir)}
+    env.pop("HPDASH_STORAGE", None)
+    return env
+
+
+def test_catalogue_under_concurrent_sessions_processes_and_optuna_writes(data_dir: Path, tmp_path: Path) -> None:
+    """20 threads (browser sessions) and 3 processes open the catalogue and read and write
+    notes at once, on a fresh file, while 2 processes write Optuna trials to the same SQLite
+    file: no error anywhere, and every note written is there afterwards."""
+    path = config.default_db_path()
+    url = f"sqlite:///{path}"
+    env = _client_env(data_dir)
+    stop, go = tmp_path / "stop", tmp_path / "go"
+    from hpdash.storage import open_storage
+
+    open_storage(url, heartbeat=False)  # Optuna's tables, before two processes race to create them
+    writers = []
+    for tag in ("a", "b"):
+        ready = tmp_path / f"ready-{tag}"
+        writers.append((ready, subprocess.Popen(
+            [sys.executable, "-c", OPTUNA_WRITER, url, tag, str(ready), str(stop)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)))
+    clients = [subprocess.Popen([sys.executable, "-c", CATALOGUE_CLIENT, str(path), f"p{j}", "40", str(go)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+               for j in range(3)]
+    try:
+        deadline = time.time() + 120
+        while not all(ready.exists() for ready, _ in writers):
+            assert all(p.poll() is None for _, p in writers), "an Optuna writer died at start"
+            assert time.time() < deadline, "the Optuna writers did not start"
+            time.sleep(0.05)
+        time.sleep(0.5)  # the writers are committing trials now
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(20)
+        per_thread = 15
+
+        def session(i: int) -> None:
+            try:
+                barrier.wait()
+                for k in range(per_thread):
+                    cat = Catalogue(path)
+                    text = f"session {i} note {k} " * 20
+                    cat.set_note(f"t{i}-{k}", text)
+                    assert cat.get_note(f"t{i}-{k}") == text
+                    cat.list_experiments()
+                    cat.get_dataset("0" * 64)
+            except BaseException as exc:  # collected and re-raised by the test below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=session, args=(i,)) for i in range(20)]
+        go.write_text("go")
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=180)
+        assert not any(t.is_alive() for t in threads), "a session thread hung"
+        assert not errors, f"{len(errors)} session(s) failed, first: {errors[0]!r}"
+        for p in clients:
+            out, err = p.communicate(timeout=180)
+            assert p.returncode == 0 and out.strip() == "ok", err[-3000:]
+    finally:
+        stop.write_text("stop")
+        go.write_text("go")
+        for _, p in writers:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for p in clients:
+            if p.poll() is None:
+                p.kill()
+    for _, p in writers:
+        out, err = p.communicate()
+        assert p.returncode == 0 and int(out.strip()) > 0, err[-3000:]
+    cat = Catalogue(path)
+    notes = {f"t{i}-{k}": f"session {i} note {k} " * 20 for i in range(20) for k in range(per_thread)}
+    notes |= {f"p{j}-{k}": f"note p{j}-{k} " * 20 for j in range(3) for k in range(40)}
+    missing = [study for study, text in notes.items() if cat.get_note(study) != text]
+    assert not missing, f"{len(missing)} note write(s) did not land, e.g. {missing[:3]}"
+
+
+def _hold_write_lock(path: Path) -> sqlite3.Connection:
+    """A plain connection holding the file's write lock (as a worker mid-commit does)."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=0, check_same_thread=False)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO hpdash_notes (study, text) VALUES ('holder', 'x')")
+    return conn
+
+
+def test_open_and_read_do_not_wait_for_a_writer(data_dir: Path) -> None:
+    """Opening the catalogue of a prepared file (WAL, tables there) runs no DDL and takes no
+    lock: it and every read go through while another connection holds the write lock, in
+    this process and in a fresh one."""
+    path = config.default_db_path()
+    Catalogue(path).set_note("s", "hello")
+    holder = _hold_write_lock(path)
+    try:
+        started = time.monotonic()
+        cat = Catalogue(path)
+        assert cat.get_note("s") == "hello" and cat.list_experiments() == []
+        assert time.monotonic() - started < 1.0
+        script = ("import sys, time; from hpdash.store import Catalogue; t = time.monotonic(); "
+                  "c = Catalogue(sys.argv[1]); assert c.get_note('s') == 'hello'; "
+                  "print(time.monotonic() - t)")
+        done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
+                              env=_client_env(data_dir), cwd=ROOT, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert float(done.stdout.strip()) < 1.0
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def test_a_write_waits_out_a_short_lock(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lock held longer than one busy timeout but shorter than the retry budget: the write
+    is retried and lands."""
+    from hpdash import store
+
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.05)
+    path = config.default_db_path()
+    cat = Catalogue(path)
+    holder = _hold_write_lock(path)
+    release = threading.Timer(0.6, holder.rollback)
+    release.start()
+    try:
+        cat.set_note("s", "after the lock")
+    finally:
+        release.join()
+        holder.close()
+    assert Catalogue(path).get_note("s") == "after the lock"
+
+
+def test_a_lock_that_outlasts_the_retries_is_a_clear_storage_error(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The retries are bounded: past RETRY_SECONDS the write fails with a StorageError that
+    names the file, the cause and the fix, and writes nothing."""
+    from hpdash import store
+
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(store, "RETRY_SECONDS", 0.5)
+    path = config.default_db_path()
+    cat = Catalogue(path)
+    holder = _hold_write_lock(path)
+    started = time.monotonic()
+    try:
+        with pytest.raises(StorageError) as err:
+            cat.set_note("s", "never")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert time.monotonic() - started < 2.0
+    message = str(err.value)
+    assert "Could not write to the catalogue at" in message and str(path) in message
+    assert "database is locked" in message and "Try again" in message and "HPDASH_MAX_WORKERS" in message
+    assert cat.get_note("s") == "" and not cat.conn.in_transaction
+
+
+def test_a_failed_write_is_rolled_back_whole(data_dir: Path) -> None:
+    """add_experiment is one transaction: a failing study row leaves no experiment row."""
+    cat = Catalogue()
+    with pytest.raises(StorageError, match="no column named bogus"):
+        cat.add_experiment({"name": "e", "spec_json": "{}", "strategies": "[]", "repeats": 1},
+                           [{"experiment": "e", "study": "e-a", "strategy": "a", "seed": 0},
+                            {"experiment": "e", "study": "e-b", "strategy": "b", "seed": 0, "bogus": 1}])
+    assert cat.get_experiment("e") is None and cat.experiment_studies("e") == []
+    assert not cat.conn.in_transaction
+    cat.add_experiment({"name": "e", "spec_json": "{}", "strategies": "[]", "repeats": 1},
+                       [{"experiment": "e", "study": "e-a", "strategy": "a", "seed": 0}])
+    assert cat.get_experiment("e")["repeats"] == 1 and len(cat.experiment_studies("e")) == 1
+
+
+def test_a_replaced_file_is_prepared_again(data_dir: Path) -> None:
+    """A catalogue file deleted and made again in the same process (maybe at the same inode)
+    gets its tables back on the next read or write."""
+    path = config.default_db_path()
+    Catalogue(path).set_note("s", "old")
+    for leftover in path.parent.glob("hpdash.db*"):
+        leftover.unlink()
+    sqlite3.connect(path).close()
+    cat = Catalogue(path)
+    assert cat.get_note("s") == ""
+    cat.set_note("s", "new")
+    assert Catalogue(path).get_note("s") == "new"
+
+
+def test_files_made_by_sqlite_utils_open_unchanged(tmp_path: Path) -> None:
+    """A catalogue created by the earlier sqlite-utils code keeps its rows, and gains the
+    experiment queue table."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute('CREATE TABLE "hpdash_notes" ("study" TEXT PRIMARY KEY, "text" TEXT, "updated_at" TEXT)')
+    conn.execute("INSERT INTO hpdash_notes VALUES ('s', 'kept', '2024-01-01T00:00:00+00:00')")
+    conn.commit()
+    conn.close()
+    cat = Catalogue(path)
+    assert cat.get_note("s") == "kept"
+    assert cat.experiment_queue("e") is None and cat.list_datasets() == []
+    assert cat.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
