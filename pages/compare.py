@@ -1,5 +1,7 @@
 """Compare: strategies of an experiment side by side (``?experiment=ID``), or hand-picked studies."""
 
+import time
+
 import streamlit as st
 
 from hpdash import compare, experiments, plots, report, runner, views
@@ -7,6 +9,9 @@ from hpdash.errors import HpdashError
 from hpdash.ui import common
 
 common.guard_page()
+
+REFRESH_SECONDS = 2.0
+PLOTS_REFRESH_SECONDS = 6.0
 
 st.title("Compare strategies")
 experiment_id = st.query_params.get("experiment")
@@ -40,14 +45,41 @@ except HpdashError as exc:
     common.show_error(exc)
     st.stop()
 
-states = [runner.study_status(s).state for s in comparison.studies.values()]
-running = sum(state in ("running", "starting") for state in states)
 st.caption(common.md(f"{comparison.title} · {len(comparison.runs)} studies · strategies "
                      f"{', '.join(compare.label(s) for s in comparison.strategies)} · metric "
-                     f"{comparison.metric or 'score'} ({comparison.direction})")
-           + (f" · **{running} still running**" if running else ""))
-if running and st.button("Refresh", icon=":material/refresh:"):
-    st.rerun()
+                     f"{comparison.metric or 'score'} ({comparison.direction})"))
+
+if experiment_id:
+    try:
+        progress = experiments.experiment_progress(experiment_id)
+    except HpdashError as exc:
+        common.show_error(exc)
+        st.stop()
+    active = progress.active
+    shown_at = (time.monotonic(), progress.counts)
+
+    @st.fragment(run_every=REFRESH_SECONDS if active else None)
+    def queue_header() -> None:
+        """Where the experiment's studies are (the queue runs them a few at a time); redraws
+        the page while anything runs, so the figures fill in by themselves."""
+        now = experiments.experiment_progress(experiment_id)
+        parts = [f"{now.count(state)} {state}" for state in experiments.PROGRESS_STATES if now.count(state)]
+        st.progress(now.finished / max(1, now.total), text=" · ".join(parts) or "no studies")
+        if now.stalled:
+            st.warning("Some studies are queued but the queue process is gone (the machine "
+                       "restarted?). Relaunch the queue from the command line: "
+                       f"{common.code('python -m hpdash queue ' + experiment_id)}.", icon=":material/pause_circle:")
+        if active and (now.counts != shown_at[1] or not now.active
+                       or time.monotonic() - shown_at[0] > PLOTS_REFRESH_SECONDS):
+            st.rerun()
+
+    queue_header()
+else:
+    running = sum(runner.study_status(s).state == "running" for s in comparison.studies.values())
+    if running:
+        st.caption(f"**{running} still running**")
+        if st.button("Refresh", icon=":material/refresh:"):
+            st.rerun()
 if comparison.frame.empty or not (comparison.frame["state"] == "COMPLETE").any():
     st.info("No completed trials yet: the plots appear as soon as the first trials finish.",
             icon=":material/hourglass_top:")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from hpdash import datasets, experiments, models, runner, space, views
+from hpdash import config, datasets, experiments, models, runner, space, views
 from hpdash.errors import HpdashError, SpecError
 from hpdash.spec import MAX_YAML_CHARS, load_spec_text, parse_spec
 from hpdash.strategies import PRUNER_LABELS, STRATEGY_LABELS, TORCH_HINT, torch_available
@@ -184,8 +184,13 @@ n_trials = c2.number_input(
     0, 100_000, key="ns_n_trials")
 timeout_min = c2.number_input("Time limit in minutes (0 = none)", 0.0, 10_000.0, step=1.0,
                               key="ns_timeout_min")
-workers = c2.number_input("Worker processes", 1, 64, key="ns_workers",
-                          help="Parallel processes sharing the study through the database.")
+max_workers = config.max_workers()
+if state["ns_workers"] > max_workers:
+    state["ns_workers"] = max_workers
+workers = c2.number_input("Worker processes", 1, max_workers, key="ns_workers",
+                          help="Parallel processes sharing the study through the database. This "
+                               f"machine allows at most {max_workers} per launch "
+                               "(HPDASH_MAX_WORKERS, default: its CPUs).")
 folds = c3.number_input("CV folds", 2, 50, key="ns_folds")
 repeats = c3.number_input("CV repeats", 1, 20, key="ns_repeats")
 test_size = c3.slider("Holdout test fraction", 0.05, 0.5, step=0.05,
@@ -274,18 +279,24 @@ with st.expander("Compare strategies: the same problem and budget, several strat
                                 experiments.DEFAULT_REPEATS, key="ns_cmp_repeats")
     if plan is not None and chosen:
         per_trial = estimate.per_trial_s if estimate is not None else None
+        at_once = experiments.parallel_limit(spec.workers)
         budget = experiments.experiment_budget(
             spec, chosen, int(n_repeats), per_trial_s=per_trial,
-            parallel=len(chosen) * int(n_repeats), grid_size=experiments.grid_size_of(spec))
+            parallel=at_once, grid_size=experiments.grid_size_of(spec))
         st.info(f"Experiment {common.md(repr(spec.name))}: {budget.describe()}. Every study gets the same "
                 "trial budget; seeds run from the form's seed upwards. A grid smaller than the "
                 "budget runs every point once; a larger one runs a seeded random subset.",
                 icon=":material/balance:")
+        st.caption(f"The studies run through a queue, {at_once} at a time with {spec.workers} "
+                   f"worker(s) each: this machine allows {config.max_workers()} worker processes "
+                   f"at once (HPDASH_MAX_WORKERS); an experiment may have at most "
+                   f"{config.max_experiment_studies()} studies and "
+                   f"{config.max_experiment_trials():,} trials in all.")
     go = st.button("Launch comparison", key="ns_cmp_launch",
                    disabled=plan is None or not chosen or common.read_only())
     if go and spec is not None:
         try:
-            with st.spinner("Creating the studies and starting their workers…"):
+            with st.spinner("Creating the studies and starting their queue…"):
                 launched = experiments.compare_strategies(spec, chosen, int(n_repeats), spec.workers)
         except HpdashError as exc:
             common.show_error(exc, "Could not launch the comparison: ")
