@@ -11,6 +11,7 @@ as before. Small files live in tests/corpus/uploads/ (regenerate with
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 import sys
 from pathlib import Path
@@ -134,6 +135,11 @@ NAME_CASES = {
     "empty": "",
     "leading_space": " lead",
     "rtl_override": "con\u202eexe.sh",
+    # Markdown that Streamlit would render (issue "Sign-in that cannot be raced", point 7)
+    "markdown_image": "![x](http://127.0.0.1:9/canary.png)",
+    "markdown_link": "[click](https://phish.example/login)",
+    "colour_directive": ":red[urgent]",
+    "latex": "$x^2$",
 }
 
 
@@ -270,3 +276,39 @@ def test_hostile_names_are_rejected_for_studies_and_experiments(world, case) -> 
     assert str(info.value).startswith("Invalid experiment name")
     # the message shows the name escaped (repr), never raw control characters or markup to render
     assert "\x00" not in str(info.value) and "\n" not in str(info.value) and "\x1b" not in str(info.value)
+
+
+#: Strings a page may show: the rejected names (a study made by another Optuna tool can have
+#: any of them, and so can a column or a query parameter), and a valid study name that GitHub
+#: Markdown would turn into a link.
+SHOWN_CASES = {**NAME_CASES, "valid_name_like_a_web_address": "www.phish.example"}
+
+
+@pytest.mark.parametrize("case", sorted(SHOWN_CASES))
+def test_hostile_names_are_shown_as_plain_text(case) -> None:
+    """``markup.escape`` makes each of them plain text: no link, image, tag or formula."""
+    from markdown_it import MarkdownIt
+
+    from hpdash import markup
+
+    name = SHOWN_CASES[case]
+    md = MarkdownIt("gfm-like", {"linkify": _has_linkify()})
+    if _has_linkify():
+        # GitHub's autolinks need "www.", a scheme or an "@"; linkify-it would also link bare
+        # domains (con<RTL>exe.sh), which Streamlit does not.
+        md.linkify.set({"fuzzy_link": False})
+    html = md.render(markup.escape(name))
+    for tag in ("<a", "<img", "<script", "<h1", "<ul", "<ol", "<code"):
+        assert tag not in html, (name, html)
+    assert not re.search("(?i)www[.]|https?:|(?<!\u2060)@", re.sub(r"<[^>]+>", "", html)), html  # GFM's text pass
+    shown = re.sub(r"<[^>]+>", "", html).replace("\u2060", "").strip()
+    expected = name.translate({c: " " for c in range(32)}).strip()
+    assert shown.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").replace("&quot;", '"') == expected
+
+
+def _has_linkify() -> bool:
+    try:
+        import linkify_it  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -236,6 +236,7 @@ def _rss_mb(pid: int) -> float:
 
 def test_uploads_need_a_signed_in_session(secret_data) -> None:
     data_dir, _ = secret_data
+    before = _fingerprint(data_dir)
     proc, url, log = _start_raw_server(data_dir)
     try:
         cookies = _page_cookies(url)
@@ -261,6 +262,7 @@ def test_uploads_need_a_signed_in_session(secret_data) -> None:
         insider.close()
     finally:
         _stop(proc, log)
+    assert _fingerprint(data_dir) == before, "an upload alone stores nothing"
 
 
 def test_model_download_is_served_only_to_a_live_signed_in_session(secret_data, browser) -> None:
@@ -308,6 +310,7 @@ def test_model_download_is_served_only_to_a_live_signed_in_session(secret_data, 
 # ------------------------------------------------------------------------------ guessing
 def test_password_guesses_are_throttled_per_session_and_per_address(secret_data) -> None:
     data_dir, _ = secret_data
+    before = _fingerprint(data_dir)
     proc, url, log = _start_raw_server(data_dir)
     try:
         session = RawSession(url)
@@ -340,3 +343,4 @@ def test_password_guesses_are_throttled_per_session_and_per_address(secret_data)
         last.close()
     finally:
         _stop(proc, log)
+    assert _fingerprint(data_dir) == before
