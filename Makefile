@@ -30,8 +30,11 @@ run: install
 	$(BIN)/python -m hpdash init
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
+# Two test processes, each taking whole files (module fixtures such as servers stay shared).
+TEST_PROCESSES ?= 2
+
 test: install-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 bench: install-dev
 	$(BIN)/python -m bench

@@ -359,7 +359,7 @@ def test_a_killed_creation_leaves_no_half_created_study(data_dir) -> None:
     cut = []
     env = {**os.environ, "HPDASH_DATA_DIR": str(data_dir)}
     env.pop("HPDASH_STORAGE", None)
-    for run in range(6):  # each child pays 2-3 s of imports, then about 2 s a study of 5,000 slots
+    for run in range(4):  # each child pays 2-3 s of imports, then about 2 s a study of 5,000 slots
         proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(run), str(KILL_BUDGET)],
                                 stdout=subprocess.PIPE, text=True, env=env)
         lines = []
@@ -380,9 +380,9 @@ def test_a_killed_creation_leaves_no_half_created_study(data_dir) -> None:
         started = [line for line in lines if line.startswith("start")]
         if started and started[-1].replace("start", "created") not in lines:
             cut.append(f"kill-{run}-{started[-1].split()[1]}")
-    assert len(cut) >= 3, cut  # most kills landed inside a creation
+    assert len(cut) >= 2, cut  # most kills landed inside a creation
     names = [n for n in optuna.get_all_study_names(storage=config.storage_url()) if n.startswith("kill-")]
-    assert len(names) >= 6
+    assert len(names) >= 4
     for name in names:
         study = runner.load_study(name)
         assert STUDY_ATTRS <= set(study.user_attrs), (name, sorted(study.user_attrs))

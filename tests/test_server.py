@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -38,9 +39,23 @@ def _call(scope: dict, cookie: str | None = None) -> tuple[list[dict], list[str]
     headers = list(scope.get("headers", []))
     if cookie is not None:
         headers.append((b"cookie", cookie.encode("latin-1")))
-    asyncio.run(server.SignInGuard(app)({"type": "http", "method": "GET", **scope, "headers": headers},
-                                         receive, send))
+    call = server.SignInGuard(app)({"type": "http", "method": "GET", **scope, "headers": headers},
+                                   receive, send)
+    # In a thread of its own: another test's event loop may still be running in this one.
+    errors: list[BaseException] = []
+    runner = threading.Thread(target=lambda: _run(call, errors))
+    runner.start()
+    runner.join(30)
+    if errors:
+        raise errors[0]
     return sent, reached
+
+
+def _run(coroutine, errors: list[BaseException]) -> None:
+    try:
+        asyncio.run(coroutine)
+    except BaseException as exc:  # handed back to the test thread, which raises it
+        errors.append(exc)
 
 
 @pytest.fixture

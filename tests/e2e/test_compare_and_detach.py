@@ -56,7 +56,7 @@ def test_closing_the_browser_does_not_stop_the_study(browser, tmp_path_factory) 
         page.goto(f"{server.url}/")
         wait_ready(page)
         page.get_by_role("button", name="Tune a random forest on iris (TPE, 10 trials)").click()
-        page.wait_for_url("**/study?study=*")
+        page.wait_for_url("**/study?study=*", timeout=90_000)  # creating + starting a worker, under load
         context.close()  # the user closes the tab right after launching
 
         with pytest.MonkeyPatch.context() as mp:
