@@ -56,6 +56,15 @@ class StudySpec:
     seed: int = 0
     pruner: str = "none"
     workers: int = 1
+    #: Random trials before a model-based sampler (TPE, GP, CMA-ES) takes over; None: the
+    #: small-budget rule (``strategies.default_startup_trials``).
+    startup_trials: int | None = None
+    #: Seconds one trial may run before it fails with that reason; None: no limit.
+    trial_timeout: float | None = None
+    #: The positive class for binary metrics (f1, precision, ...) on string or boolean labels.
+    pos_label: str | int | bool | None = None
+    #: Columns to keep as features although hpdash would drop them (free text, ID-like).
+    keep_columns: list[str] | None = None
 
     @property
     def models(self) -> list[str]:
@@ -166,6 +175,23 @@ def parse_spec(raw: Mapping[str, Any]) -> StudySpec:
             raise SpecError(f"'timeout' must be a positive number of seconds or null, got {_shown(t)}.")
     if data["n_trials"] is None and data["timeout"] is None and data["strategy"] != "grid":
         raise SpecError("Set a budget: 'n_trials', 'timeout' (seconds), or both.")
+    if data["startup_trials"] is not None:
+        _int(data, "startup_trials", 0, 100_000)
+    if data["trial_timeout"] is not None:
+        t = data["trial_timeout"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not (0 < t < math.inf):
+            raise SpecError(f"'trial_timeout' must be a positive number of seconds or null, got {_shown(t)}.")
+    label = data["pos_label"]
+    if label is not None and (not isinstance(label, (str, int, bool)) or isinstance(label, float)):
+        raise SpecError(f"'pos_label' must be one class of the target (text, a whole number or "
+                        f"true/false), got {_shown(label)}.")
+    keep = data["keep_columns"]
+    if keep is not None:
+        if not isinstance(keep, list) or not all(isinstance(c, str) and c for c in keep):
+            raise SpecError(f"'keep_columns' must be a list of column names, got {_shown(keep)}.")
+        if len(keep) > 10_000:
+            raise SpecError(f"'keep_columns' lists {len(keep):,} columns; at most 10,000.")
+        data["keep_columns"] = list(dict.fromkeys(keep))
 
     cv = data["cv"]
     if not isinstance(cv, Mapping) or set(cv) - {"folds", "repeats"}:
