@@ -111,3 +111,21 @@ def max_experiment_trials() -> int:
     (``$HPDASH_MAX_EXPERIMENT_TRIALS``, default 100,000). The budget slots of every study are
     created with the experiment, and each trial is a cross-validated fit."""
     return _positive_int_env("HPDASH_MAX_EXPERIMENT_TRIALS", DEFAULT_MAX_EXPERIMENT_TRIALS)
+
+
+DEFAULT_MAX_CHOICES = 1_000
+DEFAULT_MAX_TRIALS = 10_000
+
+
+def max_choices() -> int:
+    """Most choices one categorical hyperparameter may list (``$HPDASH_MAX_CHOICES``, default
+    1,000). A search tries a handful of a hyperparameter's values, never thousands; a list of a
+    million was pasted data, and checking it, drawing the grid or the form for it took minutes."""
+    return _positive_int_env("HPDASH_MAX_CHOICES", DEFAULT_MAX_CHOICES)
+
+
+def max_trials() -> int:
+    """Most trials one study may budget (``$HPDASH_MAX_TRIALS``, default 10,000, the default
+    grid limit). The budget is written up front as one slot row per trial, and every trial is
+    a cross-validated fit: a budget of 100,000 took 927 MB before the first fit."""
+    return _positive_int_env("HPDASH_MAX_TRIALS", DEFAULT_MAX_TRIALS)

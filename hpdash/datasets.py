@@ -70,6 +70,15 @@ MIN_ROWS = 2
 MIN_ROWS_FOR_ID = 10
 #: A numeric target with at most this many distinct integer values is a class label.
 MAX_CLASSES_FOR_INFERENCE = 20
+#: A text column with more distinct values than this, and more than half as many as it has
+#: values, is a name or free text rather than a category: one-hot encoding it makes a column
+#: per value, most of them set on one or two rows (a 311-name column in 406 rows became 311
+#: columns). Fewer distinct values than this are cheap to encode whatever the table's size.
+HIGH_CARDINALITY_MIN = 20
+#: Largest magnitude a regression target may have: squared errors (MSE, R², every
+#: least-squares fit) of values beyond about 1.3e154 overflow 64-bit floats (max 1.8e308) to
+#: inf, and sums of them over many rows sooner. 1e150 leaves room for ten million rows.
+MAX_TARGET_MAGNITUDE = 1e150
 
 CSV_EXTENSIONS = {".csv", ".tsv", ".txt", ".tab"}
 PARQUET_EXTENSIONS = {".parquet", ".pq", ".parq"}
@@ -107,10 +116,23 @@ class ColumnInfo:
     name: str
     dtype: str
     role: str  # "numeric" | "categorical" | "datetime" | "dropped" | "target"
-    reason: str | None  # for dropped columns: starts with ID-like/constant/free text/all missing
+    #: For dropped columns: starts with ID-like/constant/free text/high-cardinality text/all
+    #: missing/row index. None for every other role (a kept column included).
+    reason: str | None
     missing_share: float
     n_unique: int
     examples: list[str] = field(default_factory=list)
+    #: Dropped by default for a reason the user may overrule (ID-like, free text,
+    #: high-cardinality text) by naming the column in the spec's ``keep_columns``.
+    overridable: bool = False
+    #: Kept as a feature because ``keep_columns`` names it, although hpdash would drop it for
+    #: ``default_reason``.
+    kept: bool = False
+    #: Why hpdash drops this column by default (the ``reason`` of a dropped column, and what
+    #: a kept column was kept despite); None for a column used by default.
+    default_reason: str | None = None
+    #: False for a column that is not in the frame at all: a row index dropped while reading.
+    in_frame: bool = True
 
 
 @dataclass
@@ -129,12 +151,14 @@ class DatasetProfile:
     target_distribution: pd.DataFrame
     n_target_missing_dropped: int
 
-    def columns_frame(self) -> pd.DataFrame:
+    def columns_frame(self, flags: bool = False) -> pd.DataFrame:
         """One row per column: name, dtype, role, reason, missing_share, n_unique, examples.
 
-        ``examples`` is a single display string (values joined with ``", "``).
+        ``examples`` is a single display string (values joined with ``", "``). With ``flags``,
+        also ``overridable`` (``keep_columns`` may keep it), ``kept`` (kept by
+        ``keep_columns``) and ``default_reason`` (why hpdash drops it by default).
         """
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             {
                 "name": [c.name for c in self.columns],
                 "dtype": [c.dtype for c in self.columns],
@@ -145,10 +169,24 @@ class DatasetProfile:
                 "examples": [", ".join(c.examples) for c in self.columns],
             }
         )
+        if flags:
+            frame["overridable"] = [c.overridable for c in self.columns]
+            frame["kept"] = [c.kept for c in self.columns]
+            frame["default_reason"] = [c.default_reason for c in self.columns]
+        return frame
 
     def dropped(self) -> list[ColumnInfo]:
         """The columns that will not be features, with their reasons."""
         return [c for c in self.columns if c.role == "dropped"]
+
+    def overridable(self) -> list[ColumnInfo]:
+        """The columns ``keep_columns`` may keep: dropped by default for a reason the user may
+        overrule (ID-like, free text, high-cardinality text), whether kept now or not."""
+        return [c for c in self.columns if c.overridable]
+
+    def kept(self) -> list[ColumnInfo]:
+        """The columns kept as features because ``keep_columns`` names them."""
+        return [c for c in self.columns if c.kept]
 
 
 @dataclass
@@ -417,7 +455,9 @@ def _read_csv(data: bytes, display: str, limits: bool = True) -> pd.DataFrame:
         )
     delim = _sniff_delimiter(text)
     header, header_line = _header(text, delim)
-    _check_columns(header, display)
+    # A blank first header is what R's write.csv and pandas' to_csv write for a row index:
+    # allowed here, and checked on its values once the table is read (_drop_row_index).
+    _check_columns(header, display, row_index=True)
     if len(header) > max_columns():
         raise _too_many_columns(len(header), display)
     if limits and (n_lines - 1) * len(header) > max_cells():
@@ -457,11 +497,64 @@ def _read_csv(data: bytes, display: str, limits: bool = True) -> pd.DataFrame:
         raise _parse_error(exc, text, delim, len(header), header_line, display) from exc
     except pd.errors.EmptyDataError as exc:
         raise DatasetError(f"{display} has no columns to read. Add a header row and data rows.") from exc
+    row_index = None
+    if len(header) > 1 and not header[0]:
+        df, row_index = _drop_row_index(df, header, display)
     df.columns = [str(c).strip() for c in df.columns]
     if delim == ";":
         df = _decimal_commas(df)
     df.attrs["source"] = {"format": "csv", "encoding": encoding, "delimiter": delim}
+    if row_index is not None:
+        df.attrs["source"]["row_index"] = row_index
     return df
+
+
+def _drop_row_index(df: pd.DataFrame, header: list[str], display: str) -> tuple[pd.DataFrame, dict]:
+    """Drop a first column with a blank header that holds a row index, or refuse it.
+
+    R's ``write.csv`` writes row names 1..n under an empty header, pandas' ``to_csv`` its
+    index 0..n-1 the same way. Such a column numbers the rows and carries nothing to learn,
+    so it is dropped, and what was dropped is returned for the profile to show. Any other
+    blank-header column is refused as before: its values may be data, and only the user
+    knows what it holds.
+    """
+    column = df.iloc[:, 0]
+    n = len(df)
+    first = _index_start(column, n)
+    if first is None:
+        raise _blank_header_error(
+            [1], len(header), display,
+            " Its values are not a row index (0..n-1 or 1..n, what R's write.csv and pandas' "
+            "to_csv write under an empty header), so hpdash does not know what it holds: "
+            "give it a name, or re-save the file without it (pandas: index=False; R: "
+            "row.names = FALSE).",
+        )
+    info = {
+        "column": 1,
+        "dtype": str(column.dtype),
+        "first": first,
+        "last": first + n - 1,
+        "reason": (
+            f"row index (column 1 has no header and numbers the rows {first}…{first + n - 1}, "
+            "as R's write.csv and pandas' to_csv write it)"
+        ),
+    }
+    return df.iloc[:, 1:], info
+
+
+def _index_start(column: pd.Series, n: int) -> int | None:
+    """0 or 1 when ``column`` holds each of 0..n-1 or 1..n exactly once (in any order: a
+    shuffled table keeps its index), else None."""
+    if n == 0 or not _is_numeric(column) or bool(column.isna().any()):
+        return None
+    values = column.to_numpy(dtype=float)
+    if not _integer_valued(values):
+        return None
+    ordered = np.sort(values)
+    for start in (0, 1):
+        if np.array_equal(ordered, np.arange(start, start + n, dtype=float)):
+            return start
+    return None
 
 
 def _lines(text: str) -> Iterator[str]:
@@ -589,10 +682,31 @@ def _read_parquet(data: bytes, display: str, limits: bool = True) -> pd.DataFram
         if pa.types.is_decimal(f.type) and f.name in df.columns:
             df[f.name] = df[f.name].astype("float64")
     if not isinstance(df.index, pd.RangeIndex):
-        df = df.reset_index()
+        df = _index_to_columns(df, display)
     df.columns = [str(c).strip() for c in df.columns]
     df.attrs["source"] = {"format": "parquet", "encoding": None, "delimiter": None}
     return df
+
+
+def _index_to_columns(df: pd.DataFrame, display: str) -> pd.DataFrame:
+    """A Parquet file's stored pandas index as ordinary columns (it may hold data, such as a
+    date), refused when an index level is named like a column: two columns of one name."""
+    columns = {str(c).strip() for c in df.columns}
+    clashes = [str(n) for n in df.index.names if n is not None and str(n).strip() in columns]
+    if clashes:
+        raise DatasetError(
+            f"{display} stores a row index named {_names(clashes)} and also a column of that "
+            "name, so the table would have two columns of one name. Re-save it without the "
+            "index (pandas: df.to_parquet(path, index=False)) or rename the index or the column."
+        )
+    try:
+        return df.reset_index()
+    except ValueError as exc:  # an unnamed index whose default name ("index", "level_0") is taken
+        raise DatasetError(
+            f"{display} stores a row index that cannot become a column ({_short(exc)}). Re-save "
+            "it without the index (pandas: df.to_parquet(path, index=False)), or give the index "
+            "a name no column has."
+        ) from exc
 
 
 def _too_many_rows(n_rows: int, display: str) -> DatasetError:
@@ -711,21 +825,32 @@ def _too_many_columns(n: int, display: str) -> DatasetError:
     )
 
 
-def _check_columns(names: list[str], display: str) -> None:
-    """Reject blank and duplicate column names (after trimming spaces)."""
+def _blank_header_error(blank: list[int], n: int, display: str, hint: str = "") -> DatasetError:
+    where = ", ".join(str(i) for i in blank[:5])
+    return DatasetError(
+        f"{display}: column {where} of {n} has no name (blank header). Give every column a "
+        f"name in the header row.{hint}"
+    )
+
+
+def _check_columns(names: list[str], display: str, row_index: bool = False) -> None:
+    """Reject blank and duplicate column names (after trimming spaces).
+
+    ``row_index``: a blank first name alone is allowed (a CSV's row index, checked on its
+    values by :func:`_drop_row_index`).
+    """
     stripped = [str(n).strip() for n in names]
     blank = [i + 1 for i, n in enumerate(stripped) if not n]
+    if row_index and blank == [1] and len(stripped) > 1:
+        blank = []
+        stripped = stripped[1:]
     if blank:
-        where = ", ".join(str(i) for i in blank[:5])
         hint = ""
         if blank == [len(stripped)]:
             hint = " A delimiter at the end of every line also creates an empty last column."
         elif blank == [1]:
             hint = " A saved pandas index looks like this: re-save with index=False."
-        raise DatasetError(
-            f"{display}: column {where} of {len(stripped)} has no name (blank header). Give "
-            f"every column a name in the header row.{hint}"
-        )
+        raise _blank_header_error(blank, len(stripped), display, hint)
     seen: dict[str, int] = {}
     dups: list[str] = []
     for n in stripped:
@@ -935,7 +1060,49 @@ def _classify(s: pd.Series, n_rows: int) -> tuple[str, str | None]:
         )
     if n_unique == n_rows and n_rows >= MIN_ROWS_FOR_ID:
         return "dropped", "ID-like (a different value on every row)"
+    if n_unique > HIGH_CARDINALITY_MIN and n_unique > 0.5 * n_non_null:
+        return "dropped", (
+            f"high-cardinality text ({n_unique} distinct values in {n_non_null} rows: one-hot "
+            f"encoding would make {n_unique} columns, most of them for one or two rows)"
+        )
     return "categorical", None
+
+
+#: Drop reasons the user may overrule with ``keep_columns``: the column holds values a model
+#: can use, hpdash only guesses they are not worth it. Constant and all-missing columns hold
+#: nothing to learn, and a row index is gone once the table is read.
+OVERRIDABLE_PREFIXES = ("ID-like", "free text", "high-cardinality text")
+
+
+def _kept_role(s: pd.Series) -> str:
+    """The role of a column kept by ``keep_columns``: numbers stay numbers (an ID-like integer
+    column), everything else is a category (free text one-hot encoded, as the user asked)."""
+    return "numeric" if _is_numeric(s) or pd.api.types.is_timedelta64_dtype(s) else "categorical"
+
+
+def _check_keep(df: pd.DataFrame, target: str | None, keep: list[str] | None) -> set[str]:
+    """The names in ``keep_columns`` that are columns of ``df``, or a SpecError naming each
+    that is not (with the closest name) or is the target."""
+    if not keep:
+        return set()
+    names = [str(c) for c in df.columns]
+    unknown = [k for k in keep if k not in names]
+    if unknown:
+        hints = []
+        for name in unknown[:5]:
+            close = difflib.get_close_matches(name, names, n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise SpecError(
+            f"'keep_columns' names {len(unknown)} column(s) the table does not have: "
+            f"{', '.join(hints)}. Use column names from the table's header (available: "
+            f"{_names(names)})."
+        )
+    if target is not None and str(target) in keep:
+        raise SpecError(
+            f"'keep_columns' names the target column {target!r}; the target is never a feature. "
+            "Remove it from keep_columns."
+        )
+    return set(keep)
 
 
 # -- profiling ------------------------------------------------------------------------------
@@ -976,8 +1143,21 @@ def _clean_target(df: pd.DataFrame, target: str, task: str) -> tuple[pd.Series, 
                 "numeric target."
             )
         y = y.astype(float)
-    elif _is_numeric(y) and _integer_valued(y.to_numpy(dtype=float)):
-        y = y.astype("int64")
+        magnitude = float(np.abs(y.to_numpy()).max())
+        if magnitude > MAX_TARGET_MAGNITUDE:
+            n_big = int((np.abs(y.to_numpy()) > MAX_TARGET_MAGNITUDE).sum())
+            raise DatasetError(
+                f"Target column {target!r} has {n_big} value(s) larger in magnitude than "
+                f"{MAX_TARGET_MAGNITUDE:.0e} (up to {magnitude:.3g}): their squared errors "
+                "overflow 64-bit floats, so every regression score and fit would be inf or "
+                "NaN. Rescale the target (for example, divide it by a power of ten or take "
+                "its logarithm) or remove those rows."
+            )
+    elif _is_numeric(y) and _integer_valued(values := y.to_numpy(dtype=float)):
+        # Whole-number class labels become integers, where int64 holds them exactly (2**53
+        # is where floats stop holding every integer); 1e308 stays a float label.
+        if float(np.abs(values).max()) < 2.0**53:
+            y = y.astype("int64")
     return y, task_name, missing  # type: ignore[return-value]
 
 
@@ -997,14 +1177,26 @@ def _distribution(y: pd.Series, task: TaskName) -> pd.DataFrame:
     )
 
 
-def profile_table(df: pd.DataFrame, target: str | None = None, task: str = "auto") -> DatasetProfile:
+def profile_table(
+    df: pd.DataFrame, target: str | None = None, task: str = "auto",
+    keep_columns: list[str] | None = None,
+) -> DatasetProfile:
     """Profile a table: column roles with drop reasons, and (with a target) task and distribution.
 
-    Raises :class:`DatasetError` for an unusable target (not found, all missing, infinite
-    values, non-numeric for regression) and :class:`SpecError` for an unknown task name.
+    ``keep_columns`` (the spec's field) keeps the named columns as features although hpdash
+    would drop them as ID-like, free text or high-cardinality text (``ColumnInfo.kept``);
+    every column that may be kept so has ``ColumnInfo.overridable`` set, kept or not. A row
+    index dropped while reading a CSV is listed first, as a dropped column that is not in the
+    frame (``in_frame`` False).
+
+    Raises :class:`DatasetError` for an unusable target (not found, all missing, infinite or
+    overflowing values, non-numeric for regression) and :class:`SpecError` for an unknown task
+    name, or a ``keep_columns`` entry that is not a column, is the target, or names a column
+    that cannot be kept (constant, all missing).
     """
     _check_task(task)
     _check_columns([str(c) for c in df.columns], "The table")
+    keep = _check_keep(df, target, keep_columns)
     n_rows, n_cols = df.shape
     y: pd.Series | None = None
     task_name: TaskName | None = None
@@ -1012,12 +1204,30 @@ def profile_table(df: pd.DataFrame, target: str | None = None, task: str = "auto
     if target is not None:
         y, task_name, missing = _clean_target(df, target, task)
     columns: list[ColumnInfo] = []
+    row_index = (df.attrs.get("source") or {}).get("row_index")
+    if row_index:
+        columns.append(ColumnInfo(
+            name="(column 1, no header)", dtype=str(row_index["dtype"]), role="dropped",
+            reason=row_index["reason"], missing_share=0.0, n_unique=n_rows,
+            examples=[str(row_index["first"]), str(row_index["first"] + 1), "…"],
+            default_reason=row_index["reason"], in_frame=False,
+        ))
+    not_keepable: list[str] = []
     for col in df.columns:
         s = df[col]
+        kept = False
+        default_reason = None
         if target is not None and col == target:
             role, reason = "target", None
         else:
             role, reason = _classify(s, n_rows)
+            default_reason = reason
+        overridable = role == "dropped" and str(reason).startswith(OVERRIDABLE_PREFIXES)
+        if str(col) in keep and role == "dropped":
+            if overridable:
+                role, reason, kept = _kept_role(s), None, True
+            else:
+                not_keepable.append(f"{str(col)!r} ({reason})")
         columns.append(
             ColumnInfo(
                 name=str(col),
@@ -1027,12 +1237,21 @@ def profile_table(df: pd.DataFrame, target: str | None = None, task: str = "auto
                 missing_share=float(s.isna().mean()) if n_rows else 0.0,
                 n_unique=_nunique(s),
                 examples=_examples(s),
+                overridable=overridable,
+                kept=kept,
+                default_reason=default_reason,
             )
+        )
+    if not_keepable:
+        raise SpecError(
+            f"'keep_columns' names column(s) that hold nothing a model can learn from: "
+            f"{'; '.join(not_keepable[:8])}. Only ID-like, free-text and high-cardinality "
+            "columns can be kept: remove these from keep_columns."
         )
     distribution = _distribution(y, task_name) if y is not None and task_name else pd.DataFrame()
     return DatasetProfile(
         n_rows=n_rows,
-        n_cols=n_cols,
+        n_cols=n_cols + (1 if row_index else 0),
         target=target,
         task=task_name,
         columns=columns,
@@ -1076,19 +1295,23 @@ def _datetime_parts(s: pd.Series, name: str) -> pd.DataFrame:
     return pd.DataFrame({k: v.astype("float64") for k, v in parts.items()}, index=s.index)
 
 
-def prepare(df: pd.DataFrame, target: str, task: str = "auto", folds: int = 5) -> PreparedData:
+def prepare(
+    df: pd.DataFrame, target: str, task: str = "auto", folds: int = 5,
+    keep_columns: list[str] | None = None,
+) -> PreparedData:
     """Features and target for the evaluation protocol, or a :class:`DatasetError`.
 
     Rows with a missing target are dropped and counted in
     ``profile.n_target_missing_dropped``. Classification needs at least two classes and at
     least ``folds`` rows per class; every task needs at least ``2 * folds`` rows. Infinite
-    feature values are treated as missing.
+    feature values are treated as missing. ``keep_columns`` keeps columns hpdash would drop
+    (see :func:`profile_table`).
     """
     _check_task(task)
     if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
         raise SpecError(f"CV folds must be an integer of at least 2, not {folds!r}.")
     folds = int(folds)
-    profile = profile_table(df, target, task)
+    profile = profile_table(df, target, task, keep_columns=keep_columns)
     y, task_name, missing = _clean_target(df, target, task)
     keep = df[target].notna()
     dropped_note = (
@@ -1120,17 +1343,20 @@ def prepare(df: pd.DataFrame, target: str, task: str = "auto", folds: int = 5) -
             f"cross-validation plus a holdout: hpdash needs at least {2 * folds} rows "
             f"(twice the number of folds). Add rows or use fewer folds."
         )
+    in_frame = [info for info in profile.columns if info.in_frame]
     features = [
         (key, info)
-        for key, info in zip(df.columns, profile.columns)
+        for key, info in zip(df.columns, in_frame)
         if info.role in ("numeric", "categorical", "datetime")
     ]
     if not features:
         dropped = [f"{c.name!r} ({c.reason})" for c in profile.dropped()]
         why = f" Dropped: {'; '.join(dropped[:8])}." if dropped else ""
+        keepable = [c.name for c in profile.overridable()]
+        fix = (f", or keep one of {_names(keepable)} with the spec's keep_columns" if keepable else "")
         raise DatasetError(
             f"No usable feature column left besides the target {target!r}.{why} Add feature "
-            "columns (numbers, categories or dates) to the table."
+            f"columns (numbers, categories or dates) to the table{fix}."
         )
     rows = df.loc[keep]
     parts: list[pd.DataFrame | pd.Series] = []
@@ -1197,6 +1423,29 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def check_learnable(df: pd.DataFrame, display: str) -> None:
+    """``DatasetError`` for a table that can give no study: fewer than two columns that vary
+    (a target and one feature). Constant and all-missing columns hold nothing to learn; a
+    column dropped only by a guess (ID-like, free text) still counts, as ``keep_columns`` can
+    keep it. Checked on upload, before the target is known."""
+    useful, empty = [], []
+    for name in df.columns:
+        role, reason = _classify(df[name], len(df))
+        if role == "dropped" and not str(reason).startswith(OVERRIDABLE_PREFIXES):
+            empty.append(f"{name!r} ({reason})")
+        else:
+            useful.append(str(name))
+    if len(useful) >= 2:
+        return
+    have = (f"only {_names(useful)} varies" if useful else "no column varies")
+    raise DatasetError(
+        f"{display} cannot be used for a study: {have}, and a study needs a target and at least "
+        f"one feature column that vary."
+        + (f" Dropped: {'; '.join(empty[:8])}{' and more' if len(empty) > 8 else ''}." if empty else "")
+        + " Add the feature columns to the file, or fill in the missing values."
+    )
+
+
 def store_dataset(
     data: bytes,
     filename: str,
@@ -1205,12 +1454,13 @@ def store_dataset(
     *,
     task: str = "auto",
     folds: int = 5,
+    keep_columns: list[str] | None = None,
 ) -> StoredDataset:
     """Validate ``data`` and store it by SHA-256 with a catalogue row.
 
-    Validation (:func:`read_table`, and :func:`prepare` with ``task`` and ``folds`` when
-    ``target`` is given) happens before anything is written, so a rejected upload leaves no
-    file and no row. The same
+    Validation (:func:`read_table`, and :func:`prepare` with ``task``, ``folds`` and
+    ``keep_columns`` when ``target`` is given) happens before anything is written, so a
+    rejected upload leaves no file and no row. The same
     bytes stored twice give the same SHA, one file and one row (the first name is kept).
     ``filename`` is metadata only; the stored file is always named by its hash.
     """
@@ -1220,7 +1470,9 @@ def store_dataset(
     data = bytes(data)
     df, fmt = _read(data, filename, config.max_upload_bytes())
     if target is not None:
-        prepare(df, target, task=task, folds=folds)
+        prepare(df, target, task=task, folds=folds, keep_columns=keep_columns)
+    else:
+        check_learnable(df, _base_filename(filename))
     sha = sha256_bytes(data)
     base = _base_filename(filename)
     name = PurePosixPath(base).stem or base
@@ -1339,3 +1591,61 @@ def load_dataset(ref: str, expected_sha256: str | None = None) -> tuple[pd.DataF
         )
     df, _ = _read(data, path.name, None, limits=False)
     return df, found
+
+
+# -- target guess ---------------------------------------------------------------------------
+#: Names that say "this is what to predict" in any table, in order of precedence.
+GENERIC_TARGET_NAMES = ("target", "label", "labels", "class", "outcome", "response", "y")
+#: Targets of conventional public tables that are not their table's last column, under their
+#: domain's name: the column a tutorial on that table predicts (diamonds: price; auto-mpg:
+#: mpg, first; the Vega cars table: Miles_per_Gallon, second; Titanic: Survived, second;
+#: Palmer penguins: species, first; house prices: SalePrice; California housing:
+#: median_house_value; Boston: medv; wine quality: quality; Wisconsin breast cancer:
+#: diagnosis, second; churn tables: churn). Names that are as often a feature elsewhere
+#: (income, salary, age) are left out: the last-column rule finds them where they are targets.
+DOMAIN_TARGET_NAMES = (
+    "species", "price", "sale_price", "saleprice", "mpg", "miles_per_gallon", "survived",
+    "median_house_value", "medhouseval", "medv", "quality", "diagnosis", "churn",
+)
+#: Coordinate names: ``y`` beside ``x`` (or ``z``) is a coordinate or a width, not a target
+#: (the diamonds table has x, y and z, the sizes of the stone).
+_COORDINATES = {"x", "z"}
+
+
+def _normal_name(name: str) -> str:
+    """A column name compared loosely: lower case, runs of anything but letters and digits as
+    one underscore (``Miles_per_Gallon``, ``miles per gallon`` and ``MILES-PER-GALLON`` meet)."""
+    return re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower()).strip("_")
+
+
+def guess_target(columns: list[str]) -> str | None:
+    """The column a user most likely wants to predict, from the column names alone.
+
+    The rule, first match wins:
+
+    1. a generic target name (:data:`GENERIC_TARGET_NAMES`: ``target``, ``label``, ``class``,
+       ``outcome``, ``response``, then ``y``), compared case- and punctuation-insensitively;
+       ``y`` counts only when the table has no ``x`` or ``z`` column, where it is a coordinate;
+    2. the target name of a conventional public table (:data:`DOMAIN_TARGET_NAMES`, in that
+       order: ``species``, ``price``, ``mpg`` ... ``survived`` ...);
+    3. the last column, where most exported tables put the outcome.
+
+    None for no columns. The guess is only a default: the Datasets and New study pages show
+    it and let the user pick another.
+    """
+    names = [str(c) for c in columns]
+    if not names:
+        return None
+    normal: dict[str, str] = {}
+    for name in names:
+        normal.setdefault(_normal_name(name), name)
+    coordinates = bool(_COORDINATES & set(normal))
+    for guess in GENERIC_TARGET_NAMES:
+        if guess == "y" and coordinates:
+            continue
+        if guess in normal:
+            return normal[guess]
+    for guess in DOMAIN_TARGET_NAMES:
+        if guess in normal:
+            return normal[guess]
+    return names[-1]

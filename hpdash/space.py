@@ -73,6 +73,12 @@ def _is_plain_choice(value: Any) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
+def _short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters for a message (a choice may be huge text)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _a(kind: str) -> str:
     """``"an int"``, ``"a float"``: the type with its article."""
     return f"an {kind}" if kind == "int" else f"a {kind}"
@@ -141,18 +147,26 @@ class Hyperparameter:
             raise SpecError(f"{where}: 'choices' must be a list of values")
         if len(choices) == 0:
             raise SpecError(f"{where}: 'choices' is empty; give at least one value")
+        limit = config.max_choices()
+        if len(choices) > limit:  # before any per-choice work: the list may be huge
+            raise SpecError(
+                f"{where}: {len(choices):,} choices, more than the limit of {limit:,} per "
+                "hyperparameter (HPDASH_MAX_CHOICES). List only the values worth trying, or "
+                "use an int or float range for a numeric hyperparameter."
+            )
         for choice in choices:
             if not _is_plain_choice(choice):
                 raise SpecError(
-                    f"{where}: choice {choice!r} is not plain data; "
+                    f"{where}: choice {_short_repr(choice)} is not plain data; "
                     "use text, a finite number, true/false or null"
                 )
-        seen: list[Any] = []
+        # Optuna finds a choice by equality, so 1, 1.0 and True collide. For plain data, a
+        # set finds exactly the ``==`` duplicates (equal values hash alike) in linear time.
+        seen: set[Any] = set()
         for choice in choices:
-            # ``==`` on purpose: Optuna finds a choice by equality, so 1, 1.0 and True collide.
-            if any(choice == other for other in seen):
-                raise SpecError(f"{where}: choice {choice!r} appears more than once")
-            seen.append(choice)
+            if choice in seen:
+                raise SpecError(f"{where}: choice {_short_repr(choice)} appears more than once")
+            seen.add(choice)
         object.__setattr__(self, "choices", tuple(choices))
 
     def _check_range(self, where: str) -> None:
@@ -329,14 +343,27 @@ def total_grid_size(spaces: Mapping[str, SearchSpace], points: int) -> int:
     return sum(grid_size(space, points) for space in spaces.values())
 
 
-def check_grid_size(size: int, limit: int | None = None) -> None:
-    """``SpecError`` when a grid has more than ``limit`` points (``config.grid_limit()``)."""
+def check_grid_size(size: int, limit: int | None = None, detail: str = "") -> None:
+    """``SpecError`` when a grid has more than ``limit`` points (``config.grid_limit()``).
+
+    ``detail`` (e.g. from :func:`grid_size_detail`) is put after the size in the message."""
     limit = config.grid_limit() if limit is None else limit
     if size > limit:
+        shown = f" ({detail})" if detail else ""
         raise SpecError(
-            f"the grid has {size:,} points, more than the limit of {limit:,}; "
+            f"the grid has {size:,} points{shown}, more than the limit of {limit:,}; "
             "use fewer points per range or fewer hyperparameters"
         )
+
+
+def grid_size_detail(spaces: Mapping[str, SearchSpace], points: int) -> str:
+    """How a grid's size comes about, for a message: ``"random_forest: n_estimators 5 x
+    max_depth 5 = 25"`` per model (values per hyperparameter), ``"; "`` between models."""
+    parts = []
+    for model, one in spaces.items():
+        counts = [f"{name} {len(values):,}" for name, values in grid(one, points).items()]
+        parts.append(f"{model}: {' x '.join(counts) or 'no hyperparameter'} = {grid_size(one, points):,}")
+    return "; ".join(parts)
 
 
 def _check_spaces(spaces: Mapping[str, SearchSpace]) -> list[str]:

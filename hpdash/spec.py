@@ -19,7 +19,7 @@ import yaml
 
 from hpdash.errors import SpecError
 
-STRATEGIES = ("grid", "random", "tpe", "gp", "cmaes", "qmc")
+STRATEGIES = ("grid", "random", "tpe", "gp", "gp_torch", "cmaes", "qmc")
 PRUNERS = ("none", "median", "hyperband", "wilcoxon")
 TASKS = ("auto", "classification", "regression")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

@@ -23,7 +23,7 @@ from hpdash.errors import HpdashError
 from hpdash.spec import check_name, load_spec, parse_spec
 
 sys.path.insert(0, str(Path(__file__).parent / "corpus"))
-from make_uploads import BIG_CASE_ENV, big_cases, nested_parquet, small_cases  # noqa: E402
+from make_uploads import BIG_CASE_ENV, big_cases, nested_parquet, parquet_index_clash, small_cases  # noqa: E402
 
 UPLOADS = Path(__file__).parent / "corpus" / "uploads"
 MAX_MB = 8
@@ -73,6 +73,12 @@ UPLOAD_CASES: dict[str, tuple[str, list[str] | None]] = {
     "compressed_text_bomb.parquet": ("label", ["declares 20.0 MB of uncompressed data", "more than the 15.3 MB",
                                                "HPDASH_MAX_CELLS"]),
     "missing_target.csv": ("no_such_column", ["no_such_column"]),
+    "r_write_csv.csv": ("label", None),
+    "pandas_index.csv": ("label", None),
+    "huge_regression_target.csv": ("y", ["Target column 'y' has 10 value(s) larger in magnitude than 1e+150 "
+                                         "(up to 1e+308)", "overflow 64-bit floats", "Rescale the target"]),
+    "parquet_index_clash.parquet": ("label", ["stores a row index named 'a' and also a column of that name",
+                                              "df.to_parquet(path, index=False)"]),
 }
 
 BASE = {"dataset": "sklearn:iris", "target": "target", "model": "k_nearest_neighbors", "strategy": "random",
@@ -116,6 +122,23 @@ SPEC_CASES: dict[str, tuple[dict | str, list[str]]] = {
     "huge_document": ("metric: auto\n" + "# padding\n" * 110_000, ["characters long; the limit is 1,000,000"]),
     "timeout_inf": ("timeout: .inf\n", ["not finite at 'timeout': .inf"]),
     "n_trials_nan": ("n_trials: .nan\n", ["not finite at 'n_trials': .nan"]),
+    # work that would never end or blow up: refused with the sizes, before anything is written
+    "million_choices": ({"space": {"weights": {"type": "categorical", "choices": list(range(1_000_000))}}},
+                        ["hyperparameter 'weights': 1,000,000 choices, more than the limit of 1,000 per "
+                         "hyperparameter (HPDASH_MAX_CHOICES)"]),
+    "grid_100k_points": ({"model": "random_forest", "strategy": "grid", "n_trials": None, "grid_points": 1000,
+                          "space": {"n_estimators": {"type": "int", "low": 10, "high": 2000},
+                                    "max_depth": {"type": "int", "low": 1, "high": 100}}},
+                         ["the grid has 100,000 points (random_forest: n_estimators 1,000 x max_depth 100 = "
+                          "100,000), more than the limit of 10,000"]),
+    "budget_100k": ({"n_trials": 100_000}, ["The budget is 100,000 trials, more than the limit of 10,000 trials "
+                                            "per study (HPDASH_MAX_TRIALS)"]),
+    # checked too late before: the protocol on the real training part
+    "fifty_folds": ({"cv": {"folds": 50}}, ["have fewer rows in the training part than the 50 CV folds",
+                                            "use at most 40 CV folds"]),
+    "holdout_too_small_for_classes": ({"test_size": 0.01}, [
+        "The holdout of test_size 0.01 is 2 row(s) of 150, fewer than the 3 classes of the target 'target'",
+        "Use a test_size of at least 0.02"]),
 }
 YAML_CASES = {
     "not_a_mapping": ("- a\n- b", ["A spec must be a mapping"]),
@@ -178,6 +201,8 @@ def _upload_bytes(name: str) -> bytes:
         return (UPLOADS / name).read_bytes() if (UPLOADS / name).exists() else small_cases()[name]
     if name == "nested_types.parquet":
         return nested_parquet()
+    if name == "parquet_index_clash.parquet":
+        return parquet_index_clash()
     return big_cases(MAX_MB * 1024 * 1024)[name]
 
 
@@ -212,6 +237,13 @@ def test_usable_odd_uploads_are_accepted(data_dir, monkeypatch) -> None:
 
     mixed = datasets.store_dataset(_upload_bytes("mixed_encoding.csv"), "mixed.csv", target="label")
     assert mixed.n_rows == 42
+
+    for name in ("r_write_csv.csv", "pandas_index.csv"):  # a row index under a blank header
+        stored = datasets.store_dataset(_upload_bytes(name), name, target="label")
+        frame, _ = datasets.load_dataset(stored.sha256)
+        assert list(frame.columns) == ["a", "b", "label"] and len(frame) == 40
+        profile = datasets.prepare(frame, "label", folds=3).profile
+        assert profile.columns[0].reason.startswith("row index") and not profile.columns[0].in_frame
 
     huge = datasets.store_dataset(_upload_bytes("huge_cell.csv"), "huge.csv")
     frame, _ = datasets.load_dataset(huge.sha256)

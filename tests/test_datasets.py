@@ -150,7 +150,8 @@ MALFORMED: list[tuple[str, bytes, str, str | None, dict[str, str], str]] = [
      "duplicate column names: 'a'"),
     ("duplicate_after_trim", b"a,b,a  \n1,2,3\n4,5,6\n", "data.csv", None, {},
      "duplicate column names: 'a'"),
-    ("blank_column_name", b",a,b\n0,1,2\n1,3,4\n", "data.csv", None, {},
+    # a blank first header over values that are not a row index (0..n-1, 1..n): still refused
+    ("blank_column_name", b",a,b\n5,1,2\n7,3,4\n", "data.csv", None, {},
      "column 1 of 3 has no name"),
     ("trailing_delimiter", b"a,b,\n1,2,\n3,4,\n", "data.csv", None, {},
      "delimiter at the end of every line"),
@@ -824,3 +825,228 @@ def test_parquet_text_bomb_is_refused_without_expanding_it(tmp_path: Path) -> No
     refused = _measure(path)
     assert refused["message"] and "would take more than 1000.0 MB decoded" in refused["message"], refused
     assert refused["mb"] < 30, refused
+
+
+# -- column roles on real-world shapes: row index, high-cardinality text, keep_columns --------
+def r_write_csv(frame: pd.DataFrame) -> bytes:
+    """``frame`` as R's ``write.csv`` writes it: every value quoted, a first column of row
+    names 1..n under an empty header ("")."""
+    lines = ['"",' + ",".join(f'"{c}"' for c in frame.columns)]
+    for i, row in enumerate(frame.itertuples(index=False), start=1):
+        lines.append(f'"{i}",' + ",".join("NA" if pd.isna(v) else f'"{v}"' if isinstance(v, str) else str(v)
+                                           for v in row))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def car_table(n: int = 406) -> pd.DataFrame:
+    """A car-efficiency table shaped like the public one: a name that is nearly unique (311
+    distinct in 406 rows), missing horsepower, a model-year date, the origin, mpg second."""
+    rng = np.random.default_rng(1)
+    makes = ["chevrolet", "ford", "plymouth", "amc", "dodge", "toyota", "datsun", "buick", "honda", "vw"]
+    names = [f"{makes[i % 311 % 10]} m{i % 311} {['deluxe', 'custom', 'sw', 'gl'][i % 311 % 4]}" for i in range(n)]
+    weight = rng.normal(3000, 800, n).round()
+    return pd.DataFrame({
+        "Name": names,
+        "Miles_per_Gallon": (60 - weight / 100 + rng.normal(0, 3, n)).round(1),
+        "Cylinders": rng.choice([4, 6, 8], n),
+        "Horsepower": np.where(rng.random(n) < 0.02, np.nan, rng.normal(100, 30, n).round()),
+        "Weight_in_lbs": weight,
+        "Year": [f"19{70 + i % 13}-01-01" for i in range(n)],
+        "Origin": rng.choice(["USA", "Europe", "Japan"], n),
+    })
+
+
+def test_r_and_pandas_row_index_columns_are_dropped_with_their_reason(data_dir: Path) -> None:
+    """A first column with a blank header holding 1..n (R's write.csv) or 0..n-1 (pandas'
+    to_csv with its index, also shuffled) is read, dropped as a row index, and shown as such."""
+    cars = car_table()
+    for data, first in ((r_write_csv(cars), 1), (cars.to_csv().encode(), 0),
+                        (cars.sample(frac=1.0, random_state=0).to_csv().encode(), 0)):
+        frame = read_table(data, "cars.csv")
+        assert list(frame.columns) == list(cars.columns) and len(frame) == len(cars)
+        assert frame.attrs["source"]["row_index"]["first"] == first
+        prepared = prepare(frame, "Miles_per_Gallon")
+        index = prepared.profile.columns[0]
+        assert (index.role, index.in_frame, index.overridable) == ("dropped", False, False)
+        assert index.reason.startswith("row index") and f"{first}…{first + len(cars) - 1}" in index.reason
+        assert prepared.profile.n_cols == len(cars.columns) + 1 == len(prepared.profile.columns_frame())
+        assert set(prepared.X.columns) >= {"Cylinders", "Horsepower", "Weight_in_lbs", "Origin", "Year_year"}
+        assert prepared.task == "regression" and len(prepared.X) == len(cars)
+    stored = store_dataset(r_write_csv(cars), "cars.csv", target="Miles_per_Gallon")
+    assert stored.n_cols == len(cars.columns)
+    again, _ = datasets.load_dataset(stored.sha256)
+    assert profile_table(again, "Miles_per_Gallon").columns[0].reason.startswith("row index")
+
+
+def test_other_blank_headers_stay_errors() -> None:
+    """Only a blank *first* header over a row index is read; a blank header elsewhere, or a
+    blank first header over other values, is refused with the fix."""
+    with pytest.raises(DatasetError, match="column 1, 3 of 4 has no name"):
+        read_table(b",a,,b\n1,2,3,4\n2,5,6,7\n", "x.csv")
+    with pytest.raises(DatasetError, match="column 2 of 3 has no name"):
+        read_table(b"a,,b\n1,2,3\n2,5,6\n", "x.csv")
+    with pytest.raises(DatasetError) as refused:
+        read_table(b",a,b\n3,1,2\n1,3,4\n2,5,6\n9,7,8\n", "x.csv")  # not 1..n: a gap
+    assert "column 1 of 3 has no name" in str(refused.value)
+    assert "not a row index (0..n-1 or 1..n" in str(refused.value) and "index=False" in str(refused.value)
+    with pytest.raises(DatasetError, match="not a row index"):
+        read_table(b",a,b\nx,1,2\ny,3,4\n", "x.csv")  # R row names that are text
+    with pytest.raises(DatasetError, match="not a row index"):
+        read_table(b",a,b\n0,1,2\n,3,4\n2,5,6\n", "x.csv")  # a missing value
+
+
+def test_parquet_index_named_like_a_column_is_refused_with_a_message() -> None:
+    """pandas stores a named index in Parquet; one named like a column is refused (the table
+    would have two columns of one name), any other becomes a column."""
+    clash = pd.DataFrame({"a": [1, 2, 3], "b": [4, 5, 6]}, index=pd.Index([7, 8, 9], name="a"))
+    buf = io.BytesIO()
+    clash.to_parquet(buf)
+    with pytest.raises(DatasetError) as refused:
+        read_table(buf.getvalue(), "clash.parquet")
+    message = str(refused.value)
+    assert "stores a row index named 'a' and also a column of that name" in message
+    assert "index=False" in message
+    named = clash.rename_axis("day")
+    buf = io.BytesIO()
+    named.to_parquet(buf)
+    assert list(read_table(buf.getvalue(), "named.parquet").columns) == ["day", "a", "b"]
+    unnamed = pd.DataFrame({"index": [1, 2], "level_0": [3, 4]}, index=pd.Index([5, 6]))
+    buf = io.BytesIO()
+    unnamed.to_parquet(buf)
+    with pytest.raises(DatasetError, match="stores a row index that cannot become a column"):
+        read_table(buf.getvalue(), "unnamed.parquet")
+
+
+def test_a_regression_target_too_large_to_square_is_refused(data_dir: Path) -> None:
+    """1e308 is finite, but its square is not: refused before anything runs, with the fix."""
+    rows = "".join(f"{i},{i % 3},{1e308 if i % 2 else (i + 1) * 1.5}\n" for i in range(40))
+    data = ("a,b,y\n" + rows).encode()
+    with pytest.raises(DatasetError) as refused:
+        store_dataset(data, "huge.csv", target="y")
+    message = str(refused.value)
+    assert "Target column 'y' has 20 value(s) larger in magnitude than 1e+150 (up to 1e+308)" in message
+    assert "Rescale the target" in message
+    with pytest.raises(DatasetError, match=r"has 40 value\(s\) larger in magnitude than 1e\+150"):
+        rows = "".join(f"{i},{i % 3},{1e308 if i % 2 else -(i + 1) * 1e306}\n" for i in range(40))
+        prepare(read_table(("a,b,y\n" + rows).encode(), "huge.csv"), "y", task="regression")
+    assert_nothing_written(data_dir)
+    fine = ("a,b,y\n" + "".join(f"{i},{i % 3},{i * 1e140}\n" for i in range(40))).encode()
+    assert prepare(read_table(fine, "fine.csv"), "y").task == "regression"
+    # a class label is no magnitude: 1e308 as one of two classes is fine
+    labels = ("a,b,y\n" + "".join(f"{i},{i % 3},{1e308 if i % 2 else -1e308}\n" for i in range(40))).encode()
+    two = prepare(read_table(labels, "labels.csv"), "y")
+    assert two.task == "classification" and sorted(two.y.unique()) == [-1e308, 1e308]
+
+
+def test_high_cardinality_text_is_dropped_and_can_be_kept() -> None:
+    """A name with 311 distinct values in 406 rows is dropped with the reason (not 311 one-hot
+    columns); keep_columns keeps it as a categorical feature; the flags say which columns may
+    be kept and which were."""
+    cars = car_table()
+    profile = profile_table(cars, "Miles_per_Gallon")
+    name = next(c for c in profile.columns if c.name == "Name")
+    assert name.role == "dropped" and name.overridable and not name.kept
+    assert name.reason == ("high-cardinality text (311 distinct values in 406 rows: one-hot encoding would "
+                           "make 311 columns, most of them for one or two rows)")
+    assert [c.name for c in profile.overridable()] == ["Name"] and profile.kept() == []
+    origin = next(c for c in profile.columns if c.name == "Origin")
+    assert origin.role == "categorical" and not origin.overridable
+    assert "Name" not in prepare(cars, "Miles_per_Gallon").X.columns
+
+    kept = prepare(cars, "Miles_per_Gallon", keep_columns=["Name"])
+    name = next(c for c in kept.profile.columns if c.name == "Name")
+    assert (name.role, name.reason, name.kept, name.overridable) == ("categorical", None, True, True)
+    assert name.default_reason.startswith("high-cardinality text")
+    assert "Name" in kept.categorical and kept.X["Name"].nunique() == 311
+    flags = kept.profile.columns_frame(flags=True).set_index("name")
+    assert flags.loc["Name", "kept"] and flags.loc["Name", "overridable"] and not flags.loc["Origin", "kept"]
+
+    # an ID-like integer column kept stays a number; a kept column that is a feature anyway: no-op
+    ids = cars.assign(car_id=np.arange(1000, 1000 + len(cars)))
+    both = prepare(ids, "Miles_per_Gallon", keep_columns=["car_id", "Origin"])
+    assert "car_id" in both.numeric and "Origin" in both.categorical
+    # a category with many rows per value is no name: kept by default
+    regions = cars.assign(Dealer=[f"dealer {i % 150}" for i in range(len(cars))])
+    assert next(c for c in profile_table(regions, "Miles_per_Gallon").columns if c.name == "Dealer").role == "categorical"
+
+
+@pytest.mark.parametrize(("keep", "message"), [
+    (["Nmae"], "'keep_columns' names 1 column(s) the table does not have: 'Nmae' (did you mean 'Name'?)"),
+    (["Miles_per_Gallon"], "'keep_columns' names the target column 'Miles_per_Gallon'"),
+    (["same"], "'keep_columns' names column(s) that hold nothing a model can learn from: 'same' (constant"),
+])
+def test_keep_columns_that_cannot_be_kept_are_spec_errors(keep: list[str], message: str) -> None:
+    cars = car_table().assign(same="x")
+    with pytest.raises(SpecError) as refused:
+        prepare(cars, "Miles_per_Gallon", keep_columns=keep)
+    assert message in str(refused.value)
+
+
+def test_no_usable_feature_suggests_keep_columns() -> None:
+    frame = pd.DataFrame({"comment": [f"note {i} about the visit" for i in range(40)], "y": ["a", "b"] * 20})
+    with pytest.raises(DatasetError, match="or keep one of 'comment' with the spec's keep_columns"):
+        prepare(frame, "y")
+    assert prepare(frame, "y", keep_columns=["comment"]).categorical == ["comment"]
+
+
+# -- the target guess -------------------------------------------------------------------------
+@pytest.mark.parametrize(("columns", "expected"), [
+    # the bundled samples: their target is called target
+    (list(load_sample("iris").columns), "target"),
+    (list(load_sample("diabetes").columns), "target"),
+    (list(load_sample("breast_cancer").columns), "target"),
+    # conventional public tables
+    (["Name", "Miles_per_Gallon", "Cylinders", "Displacement", "Horsepower", "Weight_in_lbs",
+      "Acceleration", "Year", "Origin"], "Miles_per_Gallon"),
+    (["mpg", "cylinders", "displacement", "horsepower", "weight", "acceleration", "model year",
+      "origin", "car name"], "mpg"),
+    (["carat", "cut", "color", "clarity", "depth", "table", "price", "x", "y", "z"], "price"),
+    (["PassengerId", "Survived", "Pclass", "Name", "Sex", "Age", "SibSp", "Parch", "Ticket", "Fare",
+      "Cabin", "Embarked"], "Survived"),
+    (["species", "island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g",
+      "sex", "year"], "species"),
+    (["longitude", "latitude", "housing_median_age", "total_rooms", "population", "median_income",
+      "median_house_value", "ocean_proximity"], "median_house_value"),
+    (["id", "diagnosis", "radius_mean", "texture_mean"], "diagnosis"),
+    (["age", "job", "marital", "education", "balance", "y"], "y"),  # bank marketing: y, no x
+    (["Date", "Location", "MinTemp", "MaxTemp", "Rainfall", "RainToday", "RainTomorrow"], "RainTomorrow"),
+    (["date", "precipitation", "temp_max", "temp_min", "wind", "weather"], "weather"),
+    (["Pregnancies", "Glucose", "BMI", "Age", "Outcome"], "Outcome"),
+    (["fixed acidity", "volatile acidity", "alcohol", "quality", "colour"], "quality"),
+    (["a", "Species", "b"], "Species"),
+    (["a", "b"], "b"),
+    (["x", "y"], "y"),  # a coordinate pair: y only as the last column
+    ([], None),
+])
+def test_target_guess_on_realistic_column_lists(columns: list[str], expected: str | None) -> None:
+    from hpdash import views
+
+    assert datasets.guess_target(columns) == expected
+    assert views.default_target(columns) == expected
+
+
+@pytest.mark.parametrize(("columns", "message"), [
+    ({"x": [1.0, 2.0, 3.0, 4.0], "same": ["k"] * 4, "blank": [None] * 4},
+     "only 'x' varies, and a study needs a target and at least one feature column that vary. "
+     "Dropped: 'same' (constant (only value: 'k')); 'blank' (all missing)."),
+    ({"same": [7] * 4, "blank": [None] * 4}, "no column varies"),
+])
+def test_an_upload_without_a_feature_is_rejected_and_stores_nothing(data_dir, columns, message) -> None:
+    from hpdash import datasets as ds
+    from hpdash.store import Catalogue
+
+    data = pd.DataFrame(columns).to_csv(index=False).encode()
+    with pytest.raises(DatasetError) as refused:
+        ds.store_dataset(data, "thin.csv")
+    assert "thin.csv cannot be used for a study: " + message in str(refused.value)
+    assert sorted(p.name for p in data_dir.rglob("*") if p.is_file() and "datasets" in p.parts) == []
+    assert Catalogue().list_datasets() == []
+
+
+def test_an_upload_whose_only_feature_is_a_guess_is_kept(data_dir) -> None:
+    """A free-text column may still be kept (keep_columns), so the table is stored."""
+    from hpdash import datasets as ds
+
+    frame = pd.DataFrame({"comment": [f"note {i} about the visit" for i in range(40)], "y": ["a", "b"] * 20})
+    stored = ds.store_dataset(frame.to_csv(index=False).encode(), "notes.csv")
+    assert stored.n_cols == 2 and stored.path.is_file()

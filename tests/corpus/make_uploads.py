@@ -52,7 +52,27 @@ def small_cases() -> dict[str, bytes]:
         "parquet_truncated.parquet": b"PAR1" + b"\x00" * 20,
         "csv_named_parquet.parquet": GOOD.encode(),
         "unsupported_extension.xls": GOOD.encode(),
+        # R's write.csv: quoted values, row names 1..n under an empty header (usable)
+        "r_write_csv.csv": ('"","a","b","label"\n' + "".join(
+            f'"{i + 1}",{i},{i % 7},"{"yes" if i % 2 else "no"}"\n' for i in range(40))).encode(),
+        # pandas' to_csv with its index: 0..n-1 under an empty header (usable)
+        "pandas_index.csv": ("," + GOOD.splitlines()[0] + "\n" + "".join(
+            f"{i},{line}\n" for i, line in enumerate(GOOD.splitlines()[1:]))).encode(),
+        # a finite regression target whose squares overflow (1e308)
+        "huge_regression_target.csv": ("a,b,y\n" + "".join(
+            f"{i},{i % 3},{1e308 if i % 4 == 0 else i * 1.5}\n" for i in range(40))).encode(),
     }
+
+
+def parquet_index_clash() -> bytes:
+    """A Parquet file written by pandas with its index, named like one of its columns."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": range(20), "label": ["yes", "no"] * 10},
+                         index=pd.Index([100 + 3 * i for i in range(20)], name="a"))
+    buf = io.BytesIO()
+    frame.to_parquet(buf)
+    return buf.getvalue()
 
 
 def nested_parquet() -> bytes:
@@ -176,6 +196,7 @@ def write_small() -> None:
     for name, data in small_cases().items():
         (HERE / name).write_bytes(data)
     (HERE / "nested_types.parquet").write_bytes(nested_parquet())
+    (HERE / "parquet_index_clash.parquet").write_bytes(parquet_index_clash())
 
 
 if __name__ == "__main__":
