@@ -52,7 +52,9 @@ from scipy.interpolate import griddata
 from scipy.spatial import QhullError
 
 from hpdash import results as _results
+from hpdash.space import MODEL_PARAM, SEPARATOR
 from hpdash.results import (
+    PARAM_PREFIX,
     fold_scores_frame,
     param_column,
     param_columns,
@@ -68,9 +70,23 @@ STATE_COLORS: dict[str, str] = {
     "COMPLETE": "#1f77b4",
     "PRUNED": "#ff7f0e",
     "FAIL": "#d62728",
+    "STOPPED": "#b0b0b0",  # stopped by the user: a FAIL in Optuna, but nothing went wrong
     "RUNNING": "#2ca02c",
     "WAITING": "#7f7f7f",
 }
+#: The state shown for a FAIL trial that the user stopped (its params went back to the budget).
+STOPPED_STATE = "STOPPED"
+
+
+def display_states(frame: pd.DataFrame) -> pd.Series:
+    """Each trial's state for people: ``STOPPED`` for a FAIL whose reason says the user stopped
+    it (``results.STOPPED_REASON_PREFIX``), else Optuna's state."""
+    states = frame["state"].astype(str)
+    if "fail_reason" not in frame.columns:
+        return states
+    reasons = frame["fail_reason"].astype("string").fillna("")
+    stopped = (states == "FAIL") & reasons.str.startswith(_results.STOPPED_REASON_PREFIX)
+    return states.where(~stopped.to_numpy(dtype=bool), STOPPED_STATE)
 
 #: Importance methods: key -> one-line plain-English explanation (for the UI).
 IMPORTANCE_METHODS: dict[str, str] = {
@@ -369,17 +385,23 @@ def downsample_trials(
     return kept, note
 
 
-def _add_note(fig: go.Figure, note: dict[str, Any] | None) -> go.Figure:
-    """Say on the figure (and in ``layout.meta``) that it was downsampled and what it kept."""
+def _add_note(fig: go.Figure, note: dict[str, Any] | None, below_px: float | None = None) -> go.Figure:
+    """Say on the figure (and in ``layout.meta``) that it was downsampled and what it kept.
+
+    The note goes below the plot: 12% of the plot height down (below a cartesian x axis title),
+    or ``below_px`` px down when given (the caller's bottom margin has room for it).
+    """
     meta = dict(fig.layout.meta or {}) if isinstance(fig.layout.meta, dict) else {}
     meta["downsampling"] = note or {"downsampled": False}
     fig.update_layout(meta=meta)
     if note:
         fig.add_annotation(
-            text=note["text"], showarrow=False, xref="paper", yref="paper", x=0, y=-0.12,
+            text=note["text"], showarrow=False, xref="paper", yref="paper", x=0,
+            y=-0.12 if below_px is None else 0, yshift=0 if below_px is None else -below_px,
             xanchor="left", yanchor="top", font={"size": 11, "color": "#555"},
         )
-        fig.update_layout(margin={"b": 60})
+        if below_px is None:
+            fig.update_layout(margin={"b": 60})
     return fig
 
 
@@ -393,11 +415,161 @@ def downsampling_note(fig: go.Figure) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- parallel coordinates
 
 
-def parallel_coordinates_data(frame: pd.DataFrame) -> pd.DataFrame:
-    """COMPLETE trials with the params that at least one of them used (the drawn rows)."""
+def is_algorithm_selection(frame: pd.DataFrame) -> bool:
+    """Whether the trials choose the model too (a ``model`` param beside ``<model>__<name>``
+    params, the naming of ``hpdash.space`` under algorithm selection)."""
+    return PARAM_PREFIX + MODEL_PARAM in frame.columns
+
+
+def _model_of(column: str, models: Collection[str]) -> str | None:
+    """The model whose hyperparameter the column ``params_<model>__<name>`` is, if any."""
+    name = param_name(column)
+    head, sep, _ = name.partition(SEPARATOR)
+    return head if sep and head in models else None
+
+
+def study_models(frame: pd.DataFrame, direction: str = "maximize") -> list[str]:
+    """Under algorithm selection, the models COMPLETE trials used, the best trial's first (then
+    by their best score); an empty list for a one-model study."""
+    if not is_algorithm_selection(frame):
+        return []
+    done = complete_trials(frame)
+    column = PARAM_PREFIX + MODEL_PARAM
+    if done.empty:
+        return []
+    best = done.groupby(column)["value"].agg("min" if direction == "minimize" else "max")
+    ranked = best.sort_values(ascending=direction == "minimize", kind="stable")
+    return [str(m) for m in ranked.index]
+
+
+def parallel_coordinates_data(frame: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
+    """COMPLETE trials with the params that at least one of them used (the drawn rows).
+
+    ``model`` (algorithm selection only): just the trials of that model and its own params.
+    Params are ordered ``model`` first, then each model's hyperparameters as a group (models in
+    the order of the ``model`` axis), then any others.
+    """
     done = complete_trials(frame)
     used = [c for c in param_columns(done) if done[c].notna().any()]
+    if is_algorithm_selection(done):
+        model_column = PARAM_PREFIX + MODEL_PARAM
+        models = [str(m) for m in _category_order(done[model_column])]
+        if model is not None:
+            done = done.loc[done[model_column].astype(str) == model]
+            used = [c for c in used if _model_of(c, [model]) == model and done[c].notna().any()]
+        else:
+            rank = {m: i for i, m in enumerate(models)}
+
+            def key(c: str) -> tuple[int, int]:
+                if c == model_column:
+                    return (0, 0)
+                owner = _model_of(c, models)
+                return (1, rank[owner]) if owner is not None else (2, 0)
+
+            used = sorted(used, key=key)  # stable: each group keeps its frame order
     return done[["number", "value", *used]].reset_index(drop=True)
+
+
+#: The parallel-coordinates layout is computed for the chart's width on the Study page in the
+#: wide layout of a 1400-px window with the sidebar open (Streamlit stretches the chart to it),
+#: and checked at ``PARCOORDS_MIN_WIDTH`` (a narrower window) for the choice of flat titles.
+PARCOORDS_WIDTH = 940
+PARCOORDS_MIN_WIDTH = 640
+#: Height of the axes themselves, whatever the number of axes.
+PARCOORDS_AXIS_HEIGHT = 380
+#: Font sizes (px) of the axis titles, the tick labels and the range numbers at each axis end.
+PARCOORDS_FONTS = {"label": 12, "tick": 11, "range": 10}
+#: Width of one character as a share of the font size: a generous average for the sans-serif
+#: fonts Plotly and Streamlit use (measured about 0.5 in Chromium), so estimated extents are
+#: upper bounds. Plotly cannot measure text before it draws, so margins are set from this.
+CHAR_EM = 0.6
+#: Plotly's parcoords puts an axis title this many px above the axis top (its
+#: ``axisTitleOffset``), with the text starting there (``text-anchor: start``) once the title is
+#: turned by more than atan(1/2), about 26.6 degrees; flat titles are centred on the axis.
+PARCOORDS_TITLE_OFFSET = 28
+#: Titles longer than this are shortened in the middle (the full names are in the figure's
+#: ``layout.meta["parcoords_titles"]``; the page lists them): parcoords titles have no hover.
+MAX_AXIS_TITLE_CHARS = 40
+#: Tick labels of a categorical axis longer than this are shortened (they sit left of their
+#: axis, in the space between it and the previous one).
+MAX_TICK_CHARS = 24
+#: The downsampling note sits this many px below the axes (under the range numbers).
+PARCOORDS_NOTE_BELOW = 30
+_FIGURE_TITLE_ROOM = 44  # px above the axis titles for the figure's own title
+_COLORBAR_ROOM = 96  # px right of the last axis: the colour bar, its ticks and its side title
+
+
+def text_width(text: str, size: float) -> float:
+    """Estimated width in px of ``text`` at font ``size`` (an upper bound, see ``CHAR_EM``)."""
+    return len(text) * CHAR_EM * size
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters in the middle (``"neg_mean_abs…age_error"``)."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2 + (limit - 1) % 2
+    tail = limit - 1 - head
+    return text[:head] + "…" + (text[-tail:] if tail else "")
+
+
+def _rotated_extent(width: float, height: float, degrees: float) -> tuple[float, float]:
+    """(horizontal, vertical) extent of a ``width`` x ``height`` text box turned by ``degrees``."""
+    a = math.radians(abs(degrees))
+    return width * math.cos(a) + height * math.sin(a), width * math.sin(a) + height * math.cos(a)
+
+
+def _parcoords_layout(titles: list[str], first_ticks: list[str], first_range_text: float,
+                      note: bool) -> dict[str, Any]:
+    """Margins, height and title angle so that no axis title, tick label or range number runs
+    into another or out of the figure at ``PARCOORDS_WIDTH``.
+
+    Flat titles when each fits between its neighbours even at ``PARCOORDS_MIN_WIDTH``; otherwise
+    the titles are turned (upwards to the right, each starting at its axis) by the smallest
+    angle, in 5-degree steps from 30, that keeps parallel neighbours a line height apart
+    (their distance is the axis spacing times the sine of the angle). The top margin then holds
+    the tallest turned title and the right margin the last one's reach past its axis.
+    """
+    label, tick = PARCOORDS_FONTS["label"], PARCOORDS_FONTS["tick"]
+    line = 1.3 * label
+    widths = [text_width(t, label) for t in titles]
+    n = len(titles)
+    left = max(24.0, max((text_width(t, tick) for t in first_ticks), default=0.0) + 14,
+               first_range_text / 2 + 4)
+
+    def spacing(width: float, right: float) -> float:
+        return (width - left - right) / max(n - 1, 1)
+
+    flat_right = max(_COLORBAR_ROOM, widths[-1] / 2 + 8)
+    d_min = spacing(PARCOORDS_MIN_WIDTH, flat_right)
+    flat = n == 1 or all((a + b) / 2 + 10 <= d_min for a, b in zip(widths, widths[1:]))
+    if flat:
+        angle = 0.0
+        left = max(left, widths[0] / 2 + 4)
+        right = flat_right
+        title_height = line
+    else:
+        right = float(_COLORBAR_ROOM)
+        angle = 30.0
+        for _ in range(20):  # a few rounds: the spacing depends on the right margin and back
+            d = spacing(PARCOORDS_WIDTH, right)
+            while angle < 90 and d * math.sin(math.radians(angle)) < line + 2:
+                angle += 5
+            reach = [_rotated_extent(w, line, angle)[0] for w in widths]
+            # Every title must end inside the figure: i spacings right of the first axis.
+            overflow = max(left + i * d + r for i, r in enumerate(reach)) - (PARCOORDS_WIDTH - 4)
+            if overflow <= 0.5:
+                break
+            right += overflow
+        title_height = max(_rotated_extent(w, line, angle)[1] for w in widths)
+    top = _FIGURE_TITLE_ROOM + PARCOORDS_TITLE_OFFSET + title_height
+    bottom = 30 + (40 if note else 0)
+    return {
+        "angle": -angle,
+        "margin": {"l": math.ceil(left), "r": math.ceil(right), "t": math.ceil(top),
+                   "b": bottom, "pad": 0},
+        "height": math.ceil(top) + PARCOORDS_AXIS_HEIGHT + bottom,
+    }
 
 
 def parallel_coordinates_figure(
@@ -406,6 +578,7 @@ def parallel_coordinates_figure(
     log_params: Collection[str] = frozenset(),
     metric: str | None = None,
     max_lines: int | None = MAX_PARCOORDS_LINES,
+    model: str | None = None,
 ) -> go.Figure:
     """One line per COMPLETE trial across one axis per param, then the score; coloured by score.
 
@@ -418,11 +591,26 @@ def parallel_coordinates_figure(
     drawn as log10 with ticks in the original units. Conditional params (NaN where a trial did
     not use them) keep every trial: the missing ones sit on an extra position labelled
     "(none)" below the axis, as Optuna does. Params no COMPLETE trial used are left out.
+
+    Algorithm selection: the ``model`` axis comes first and each model's hyperparameters follow
+    as a group. A parcoords line cannot skip an axis (Plotly sends a NaN off the bottom of the
+    plot), so every line of another model has to sit on "(none)" there; ``model`` set to one
+    model key draws only its trials on only its hyperparameters (titled without the
+    ``<model>__`` prefix), which is the view the Study page opens with (``study_models``).
+
+    Layout (``_parcoords_layout``): margins and height leave room for the titles, turned when
+    they would run into each other, and for the first axis's tick labels. The full title of any
+    shortened one is in ``layout.meta["parcoords_titles"]``.
     """
-    data = parallel_coordinates_data(frame)
-    title = "Parallel coordinates"
+    selection = is_algorithm_selection(frame)
+    if not selection:
+        model = None
+    data = parallel_coordinates_data(frame, model)
+    title = "Parallel coordinates" if model is None else f"Parallel coordinates: {plain(model)}"
     if data.empty:
         return message_figure(NO_COMPLETED, title)
+    if model is not None:
+        title += f" ({len(data)} trial{'s' if len(data) != 1 else ''})"
     note = None
     if max_lines is not None:
         shown, note = downsample_trials(data, max_lines, direction)
@@ -431,42 +619,80 @@ def parallel_coordinates_figure(
     rows = data.index.get_indexer(shown.index)
     logs = set(log_params)
     dimensions: list[dict[str, Any]] = []
+    full_titles: list[str] = []
+    prefix = f"{model}{SEPARATOR}" if model is not None else ""
     for column in param_columns(data):
         name = param_name(column)
         axis = _Axis(data[column], log=name in logs or column in logs, keep_missing=True)
         if note is not None:  # encoded with every trial's categories and range, then subset
             axis.values = axis.values[rows]
-        label = f"{name} (log)" if axis.log else name
+        shown_name = name.removeprefix(prefix)
+        label = f"{shown_name} (log)" if axis.log else shown_name
+        full_titles.append(f"{name} (log)" if axis.log else name)
         dim: dict[str, Any] = {"label": label, "values": axis.values, "range": list(axis.range)}
         if axis.range[0] == axis.range[1]:
             dim["range"] = [axis.range[0] - 0.5, axis.range[1] + 0.5]
         if axis.tickvals is not None:
-            dim.update(tickvals=axis.tickvals, ticktext=axis.ticktext)
+            ticktext = axis.ticktext
+            if axis.categorical:
+                ticktext = [_shorten(t, MAX_TICK_CHARS) for t in ticktext]
+            dim.update(tickvals=axis.tickvals, ticktext=ticktext)
+        else:
+            dim["tickformat"] = ".3~g"  # also the range numbers: 0.934, not 0.93404
         dimensions.append(dim)
     values = shown["value"].to_numpy(dtype="float64")
     all_values = data["value"].to_numpy(dtype="float64")
-    score_dim: dict[str, Any] = {"label": _value_title(metric), "values": values}
-    line_range: dict[str, float] = {}
-    if note is not None:  # the score axis and colours keep the range of every trial
-        lo, hi = float(all_values.min()), float(all_values.max())
-        score_dim["range"] = [lo, hi] if hi > lo else [lo - 0.5, hi + 0.5]
-        line_range = {"cmin": lo, "cmax": hi}
+    score_dim: dict[str, Any] = {"label": _value_title(metric), "values": values,
+                                 "tickformat": ".4~g"}
+    full_titles.append(_value_title(metric))
+    # The score axis and the colours span every trial's score (also when downsampled); one
+    # score alone gets a small range around it, not Plotly's default of +-50%.
+    lo, hi = float(all_values.min()), float(all_values.max())
+    if hi <= lo:
+        pad = 0.05 * abs(lo) or 0.5
+        lo, hi = lo - pad, hi + pad
+    score_dim["range"] = [lo, hi]
+    line_range = {"cmin": lo, "cmax": hi}
     dimensions.append(score_dim)
+    shortened = {}
+    for dim, full in zip(dimensions, full_titles):
+        short = _shorten(dim["label"], MAX_AXIS_TITLE_CHARS)
+        if short != dim["label"]:
+            shortened[short] = full
+            dim["label"] = short
+    first = dimensions[0]
+    first_ticks = list(first.get("ticktext") or [])
+    # The range numbers of a numeric first axis are centred on it: at most ~8 characters.
+    first_range = 0.0 if first.get("tickvals") is not None else text_width("-0.00012", PARCOORDS_FONTS["range"])
+    layout = _parcoords_layout([d["label"] for d in dimensions], first_ticks, first_range, note is not None)
     fig = go.Figure(
         go.Parcoords(
             dimensions=dimensions,
+            labelangle=layout["angle"],
+            labelside="top",
+            labelfont={"size": PARCOORDS_FONTS["label"]},
+            tickfont={"size": PARCOORDS_FONTS["tick"]},
+            rangefont={"size": PARCOORDS_FONTS["range"]},
             line={
                 "color": values,
                 "colorscale": COLORSCALE,
                 "reversescale": direction == "minimize",
                 "showscale": True,
-                "colorbar": {"title": {"text": _value_title(metric)}},
+                # The title runs along the bar: a metric name is too long to sit above it.
+                "colorbar": {"title": {"text": _value_title(metric), "side": "right"},
+                             "thickness": 14, "x": 1.0, "xpad": 16, "len": 1.0},
                 **line_range,
             },
         )
     )
-    fig.update_layout(title={"text": title})
-    return _add_note(fig, note)
+    fig.update_layout(
+        title={"text": title, "x": 0, "xanchor": "left", "xref": "paper",
+               "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 12}},
+        margin=layout["margin"],
+        height=layout["height"],
+        meta={"parcoords_titles": shortened},
+    )
+    return _add_note(fig, note, below_px=PARCOORDS_NOTE_BELOW)
 
 
 # --------------------------------------------------------------------------- importance
@@ -757,6 +983,64 @@ def slice_figure(
 # --------------------------------------------------------------------------- contour
 
 
+def default_contour_params(
+    frame: pd.DataFrame,
+    importance: pd.DataFrame | None = None,
+    direction: str = "maximize",
+) -> tuple[str, str] | None:
+    """The pair of hyperparameters the contour opens on (names without ``params_``).
+
+    Two numeric hyperparameters of one model: a contour over ``model`` and a hyperparameter
+    only one model has, or over two categories, draws little. A hyperparameter counts as
+    numeric when its values are numbers, better with at least three distinct ones in COMPLETE
+    trials (a choice of 1 or 2 is nearly a category). The model: with ``importance``
+    (``importance_data``) the one holding the most important such hyperparameter, and its two
+    most important ones; without it the best trial's model and its first two. Then weaker
+    pairs (two values, one numeric and one categorical), then the first two params; None with
+    fewer than two params.
+    """
+    done = complete_trials(frame)
+    source = done if not done.empty else frame
+    columns = [c for c in param_columns(source) if source[c].notna().any()]
+    selection = is_algorithm_selection(source)
+    model_column = PARAM_PREFIX + MODEL_PARAM
+    candidates = [c for c in columns if c != model_column] if selection else columns
+    if len(candidates) < 2:
+        return (param_name(columns[0]), param_name(columns[1])) if len(columns) >= 2 else None
+    models = [str(m) for m in _category_order(source[model_column])] if selection else [""]
+
+    def owner(column: str) -> str:
+        return (_model_of(column, models) or "") if selection else ""
+
+    def quality(column: str) -> int:
+        """2: numbers with 3+ distinct values; 1: numbers with 2; 0: a category."""
+        values = source[column].dropna()
+        if _is_categorical(values):
+            return 0
+        return 2 if values.nunique() >= 3 else 1 if values.nunique() == 2 else 0
+
+    rank: dict[str, float] = {}
+    if importance is not None and not importance.empty:
+        rank = {str(p): float(v) for p, v in zip(importance["param"], importance["importance"])}
+    q = {c: quality(c) for c in candidates}
+    # Best first: quality, then importance (when known); ties keep the frame's order.
+    ordered = sorted(candidates, key=lambda c: (-q[c], -rank.get(param_name(c), 0.0)))
+    order = list(models)
+    if rank:
+        top = owner(ordered[0])
+        order = [top, *[m for m in models if m != top]]
+    elif selection and not done.empty:
+        best = done.sort_values(["value", "number"], ascending=[direction == "minimize", True]).iloc[0]
+        top = str(best[model_column])
+        order = [top, *[m for m in models if m != top]]
+    for need in ((2, 2), (1, 1), (1, 0)):  # the qualities a pair needs, best pairs first
+        for m in order:
+            picked = [c for c in ordered if owner(c) == m][:2]
+            if len(picked) == 2 and q[picked[0]] >= need[0] and q[picked[1]] >= need[1]:
+                return param_name(picked[0]), param_name(picked[1])
+    return param_name(candidates[0]), param_name(candidates[1])
+
+
 def contour_data(
     frame: pd.DataFrame,
     x_param: str,
@@ -907,7 +1191,8 @@ def contour_figure(
 def timeline_data(frame: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.DataFrame:
     """One bar per started trial: number, state, start_s, end_s (seconds from the first start).
 
-    A RUNNING trial ends at ``now`` (default: the current local time, as Optuna stores naive
+    ``state`` is the state for people (``display_states``: ``STOPPED`` for a trial the user
+    stopped). A RUNNING trial ends at ``now`` (default: the current local time, as Optuna stores naive
     local datetimes); a finished trial without a completion time ends where it started.
     """
     columns = ["number", "state", "start_s", "end_s"]
@@ -925,7 +1210,7 @@ def timeline_data(frame: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.Da
     return pd.DataFrame(
         {
             "number": rows["number"].to_numpy(),
-            "state": rows["state"].to_numpy(),
+            "state": display_states(rows).to_numpy(),
             "start_s": (start - t0).dt.total_seconds().to_numpy(),
             "end_s": (end - t0).dt.total_seconds().to_numpy(),
         }
@@ -936,7 +1221,8 @@ def timeline_figure(frame: pd.DataFrame, now: pd.Timestamp | None = None) -> go.
     """A horizontal bar per trial from its start to its completion, coloured by state.
 
     Drawn from the frame rather than by Optuna's ``plot_timeline``, which also draws the
-    WAITING budget slots. FAIL and PRUNED trials are drawn too: that is what a timeline is for.
+    WAITING budget slots. FAIL and PRUNED trials are drawn too: that is what a timeline is for;
+    a trial the user stopped is grey, not red (``display_states``).
     """
     data = timeline_data(frame, now)
     title = "Timeline"

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
-import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping
@@ -19,9 +17,8 @@ from typing import Any, Mapping
 import optuna
 import pandas as pd
 import yaml
-from sklearn.metrics import get_scorer
 
-from hpdash import config, datasets, models, objective, runner, space
+from hpdash import config, datasets, models, objective, runner, space, strategies
 from hpdash.errors import HpdashError, SpecError
 from hpdash.spec import NAME_PATTERN, StudySpec, load_yaml_text, parse_spec
 from hpdash.storage import open_storage, redact
@@ -84,6 +81,26 @@ def format_score(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
+#: Significant digits of a hyperparameter value shown in a table (the stored value is exact).
+SIGNIFICANT_DIGITS = 4
+
+
+def round_significant(value: Any, digits: int = SIGNIFICANT_DIGITS) -> Any:
+    """A float rounded to ``digits`` significant digits (still a number, so a table sorts it);
+    anything else unchanged."""
+    if isinstance(value, float) and math.isfinite(value) and value != 0:
+        return float(f"{value:.{digits}g}")
+    return value
+
+
+def format_value(value: Any, digits: int = SIGNIFICANT_DIGITS) -> str:
+    """A hyperparameter value as text: floats with ``digits`` significant digits
+    (``0.03162``), other values as YAML scalars (``gini``, ``true``, ``null``, ``'1'``)."""
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.{digits}g}"
+    return _choice_text(value)
+
+
 def dataset_label(ref: str | None, catalogue: Catalogue | None = None) -> str:
     """A readable name for a spec's dataset reference."""
     if not ref:
@@ -122,6 +139,10 @@ def _parse_time(value: Any) -> datetime | None:
 
 STUDY_COLUMNS = ["name", "dataset", "model", "strategy", "state", "done", "budget",
                  "progress", "best", "metric", "started", "duration_s", "link"]
+#: The Studies page's table: the study, its state, progress, best score and metric first (on
+#: screen at 1400 px), then what it ran (strategy, model, dataset) and when.
+STUDIES_TABLE_COLUMNS = ["link", "state", "progress", "best", "metric", "strategy", "model",
+                         "dataset", "started", "duration_s"]
 
 
 def studies_frame(storage: str | None = None) -> pd.DataFrame:
@@ -361,60 +382,57 @@ def space_from_editor(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
 
 def grid_preview_frame(spaces: Mapping[str, space.SearchSpace], points: int) -> pd.DataFrame:
-    """The exact grid values per hyperparameter: model, hyperparameter, n_values, values."""
+    """The grid values per hyperparameter: model, hyperparameter, n_values, values.
+
+    Floats are shown with ``SIGNIFICANT_DIGITS`` significant digits (``0.03162``, not
+    ``0.0316227766017``); the grid itself keeps the exact values.
+    """
     rows = []
     for model_key, sp in spaces.items():
         for name, values in space.grid(sp, points).items():
             rows.append({"model": model_key, "hyperparameter": name, "n_values": len(values),
-                         "values": ", ".join(_choice_text(v) for v in values)})
+                         "values": ", ".join(format_value(v) for v in values)})
     return pd.DataFrame(rows, columns=["model", "hyperparameter", "n_values", "values"])
 
 
 # -------------------------------------------------------------------------------- run time
 @dataclass
 class RuntimeEstimate:
-    """A timed first fit, scaled to the study's budget."""
+    """The pre-launch smoke fit (``objective.smoke_check``), scaled to the study's budget."""
 
-    fit_s: float  # one fit + score on one fold
-    per_trial_s: float  # all folds of one trial
+    fit_s: float  # one fit + score on one fold of the sample, measured (mean over the models)
+    per_trial_s: float  # all folds of one trial, extrapolated to the study's rows
     n_trials: int | None
     total_s: float | None  # the whole budget over the workers
+    #: what the smoke fit found worth saying: the metric's positive class, slow models
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    smoke: objective.SmokeReport | None = None
 
     def describe(self) -> str:
+        fits = list(self.smoke.fits.values()) if self.smoke is not None else []
+        if len(fits) == 1:
+            measured = fits[0].describe()
+        else:
+            measured = f"one fit took {format_duration(self.fit_s)}"
         if self.total_s is None:
-            return (f"One trial takes about {format_duration(self.per_trial_s)} "
-                    "(the time budget decides how many run).")
-        return (f"About {format_duration(self.total_s)} for {self.n_trials} trial(s): one fit took "
-                f"{format_duration(self.fit_s)}, one trial about {format_duration(self.per_trial_s)}.")
+            text = (f"One trial takes about {format_duration(self.per_trial_s)} "
+                    f"(the time budget decides how many run): {measured}.")
+        else:
+            text = (f"About {format_duration(self.total_s)} for {self.n_trials} trial(s): "
+                    f"{measured}, one trial about {format_duration(self.per_trial_s)}.")
+        return " ".join([text, *self.notes, *self.warnings])
 
 
 def estimate_runtime(plan: runner.Plan) -> RuntimeEstimate:
-    """Time one fit of the first configuration on the first CV fold and scale it up.
+    """The smoke fit of every chosen model (``objective.smoke_check``), scaled to the budget.
 
-    A rough guide: hyperparameters change fit times (more trees, more neighbours).
+    A rough guide: hyperparameters change fit times (more trees, more neighbours). A model
+    that fails its smoke fit raises the ``SpecError`` that says why (it cannot launch).
     """
     spec = plan.spec
-    prepared = plan.prepared
-    X_train, _, y_train, _ = objective.holdout_split(prepared.X, prepared.y, prepared.task,
-                                                     spec.test_size, spec.seed)
-    cv = objective.make_cv(prepared.task, spec.folds, 1, spec.seed)
-    train_idx, test_idx = next(iter(cv.split(X_train, y_train)))
-    model_key = spec.models[0]
-    first = plan.spaces[model_key]
-    params = {name: space.grid_values(hp, 3)[len(space.grid_values(hp, 3)) // 2]
-              for name, hp in first.items()}
-    estimator = models.make_estimator(model_key, prepared.task, params, seed=spec.seed)
-    pipe = objective.build_pipeline(estimator, prepared.numeric, prepared.categorical)
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            pipe.fit(X_train.iloc[train_idx], y_train.iloc[train_idx])
-            get_scorer(plan.metric)(pipe, X_train.iloc[test_idx], y_train.iloc[test_idx])
-        except Exception:  # a rejected combination still tells us little; keep the time
-            pass
-    fit_s = time.perf_counter() - start
-    per_trial = fit_s * spec.folds * spec.repeats + 0.05  # + storage round trips
+    report = objective.smoke_check(plan)
+    per_trial = report.trial_s + 0.05  # + storage round trips
     if spec.strategy == "grid":
         total_points = space.total_grid_size(plan.spaces, spec.grid_points)
         n_trials = total_points if spec.n_trials is None else min(spec.n_trials, total_points)
@@ -425,24 +443,52 @@ def estimate_runtime(plan: runner.Plan) -> RuntimeEstimate:
         total = per_trial * n_trials / max(1, spec.workers) + 2.0  # + worker start-up
         if spec.timeout is not None:
             total = min(total, float(spec.timeout))
-    return RuntimeEstimate(fit_s, per_trial, n_trials, total)
+    return RuntimeEstimate(report.fit_s, per_trial, n_trials, total, tuple(report.notes),
+                           tuple(report.warnings), report)
 
 
 # -------------------------------------------------------------------------------- study page
-def trials_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The trials frame for people: number, state, value, std, duration, reason, params."""
+def trials_table(frame: pd.DataFrame, model: str | list[str] | None = None) -> pd.DataFrame:
+    """The trials frame for people, what matters first: trial, state, value, model, the
+    hyperparameters, then cv_std, duration_s and (when some trial has one) reason.
+
+    ``model`` is the study's model key(s): a one-model study gets a ``model`` column with its
+    key; under algorithm selection the column is each trial's ``model`` param, and the
+    hyperparameters are grouped by model. Float hyperparameters are rounded to
+    ``SIGNIFICANT_DIGITS`` significant digits; lists and dicts are shown as JSON. ``state`` is
+    ``STOPPED`` for a trial the user stopped (``plots.display_states``).
+    """
+    from hpdash.plots import display_states
+
     params = [c for c in frame.columns if c.startswith("params_")]
+    model_param = "params_" + space.MODEL_PARAM
+    selection = model_param in params and (model is None or not isinstance(model, str))
     out = pd.DataFrame({
         "trial": frame["number"],
-        "state": frame["state"],
+        "state": display_states(frame) if len(frame) else frame["state"],
         "value": frame["value"],
-        "cv_std": frame["cv_std"],
-        "duration_s": frame["duration_s"],
-        "reason": [trial_reason(r) for r in frame.to_dict("records")],
     })
+    if selection:
+        out["model"] = frame[model_param].astype("object")
+        keys = list(model) if isinstance(model, list) else sorted(
+            {str(m) for m in frame[model_param].dropna()})
+        rank = {k: i for i, k in enumerate(keys)}
+
+        def group(column: str) -> int:
+            head, sep, _ = column[len("params_"):].partition(space.SEPARATOR)
+            return rank.get(head, len(rank)) if sep else len(rank)
+
+        params = sorted((c for c in params if c != model_param), key=group)
+    elif isinstance(model, str) or (isinstance(model, list) and len(model) == 1):
+        out["model"] = model if isinstance(model, str) else model[0]
     for column in params:
-        values = frame[column]
-        out[column[len("params_"):]] = values.map(lambda v: v if not isinstance(v, (list, dict)) else json.dumps(v))
+        out[column[len("params_"):]] = frame[column].map(
+            lambda v: json.dumps(v) if isinstance(v, (list, dict)) else round_significant(v))
+    out["cv_std"] = frame["cv_std"]
+    out["duration_s"] = frame["duration_s"]
+    reasons = [trial_reason(r) for r in frame.to_dict("records")]
+    if any(reasons):
+        out["reason"] = reasons
     return out
 
 
@@ -496,10 +542,28 @@ def study_dataset_problem(study: optuna.Study) -> str | None:
     return None
 
 
-def best_params_frame(params: Mapping[str, Any]) -> pd.DataFrame:
-    """Best hyperparameters as a two-column table (values shown as text)."""
-    return pd.DataFrame({"hyperparameter": list(params),
-                         "value": [_choice_text(v) for v in params.values()]})
+def best_params_frame(params: Mapping[str, Any], models: list[str] | None = None) -> pd.DataFrame:
+    """Best hyperparameters as a two-column table: hyperparameter, value (text, floats with
+    ``SIGNIFICANT_DIGITS`` significant digits).
+
+    Under algorithm selection (``models`` with several keys, or a ``model`` param) the names
+    lose their ``<model>__`` prefix: the page names the model above the table
+    (``best_model``), so a long key does not crowd the value column.
+    """
+    model = best_model(params, models)
+    prefix = f"{model}{space.SEPARATOR}" if model is not None else ""
+    shown = {k.removeprefix(prefix): v for k, v in params.items()
+             if not (model is not None and k == space.MODEL_PARAM)}
+    return pd.DataFrame({"hyperparameter": list(shown),
+                         "value": [format_value(v) for v in shown.values()]})
+
+
+def best_model(params: Mapping[str, Any], models: list[str] | None = None) -> str | None:
+    """The model a trial's params chose under algorithm selection, else None."""
+    if models is not None and len(models) < 2:
+        return None
+    value = params.get(space.MODEL_PARAM)
+    return str(value) if value is not None else None
 
 
 def reproduce_for_best(study: optuna.Study) -> str:
@@ -515,10 +579,111 @@ def reproduce_for_best(study: optuna.Study) -> str:
 
 
 def spec_form_defaults() -> dict[str, Any]:
-    """Default values of the New study form (the spec defaults with a small budget)."""
+    """Default values of the New study form (the spec defaults with a small budget).
+
+    ``n_trials`` is for sampling strategies; picking grid search sets the form's trials to 0,
+    the whole grid (``GRID_WHOLE``). ``startup_trials`` None is hpdash's small-budget rule.
+    """
     return {"strategy": "tpe", "n_trials": 20, "timeout": None, "folds": 5, "repeats": 1,
             "test_size": 0.2, "seed": 0, "pruner": "none", "workers": 1, "grid_points": 5,
-            "metric": "auto", "task": "auto"}
+            "metric": "auto", "task": "auto", "startup_trials": None, "trial_timeout": None,
+            "pos_label": None, "keep_columns": None}
+
+
+#: The form's trials under grid search: 0 runs every grid point once.
+GRID_WHOLE = 0
+
+def form_trials_after_strategy_change(old: str | None, new: str, n_trials: int) -> int:
+    """The form's trials when the strategy changes from ``old`` to ``new``: the whole grid
+    (0) on switching to grid search, so "exhaustive" means every point; back to the form's
+    default on leaving it with 0 (which means "no trial limit" elsewhere, not "the grid");
+    unchanged otherwise."""
+    if new == "grid" and old != "grid":
+        return GRID_WHOLE
+    if old == "grid" and new != "grid" and n_trials == GRID_WHOLE:
+        return int(spec_form_defaults()["n_trials"])
+    return n_trials
+
+
+def grid_budget_text(total: int, n_trials: int | None, estimate_s: float | None = None) -> str:
+    """What a grid study will run: every point, or a seeded random subset, with the time."""
+    time_part = f", about {format_duration(estimate_s)}" if estimate_s is not None else ""
+    if n_trials is None or n_trials >= total:
+        return f"Grid search runs the whole grid: all {total:,} combinations once{time_part}."
+    return (f"Grid search runs {n_trials:,} of the {total:,} combinations (a seeded random "
+            f"subset){time_part}. Set Trials to 0 to run the whole grid.")
+
+
+# -------------------------------------------------------------------------------- target and columns
+def target_classes(frame: pd.DataFrame, target: str) -> list[Any]:
+    """The distinct non-missing values of the target column, as plain Python values, sorted
+    (numbers numerically, text alphabetically)."""
+    values = [v.item() if hasattr(v, "item") else v for v in frame[target].dropna().unique()]
+
+    def key(v: Any) -> tuple[int, float, str]:
+        if isinstance(v, (int, float)):  # bool too: False before True
+            return (0, float(v), "")
+        return (1, 0.0, str(v))
+
+    return sorted(values, key=key)
+
+
+def needs_pos_label(metric: str, classes: list[Any]) -> bool:
+    """Whether the form must ask for the positive class: a two-class metric that scores one
+    class as positive (``objective.POS_LABEL_METRICS``) on two labels that are text or
+    true/false (scikit-learn's default ``pos_label=1`` is no label of theirs, or not the one
+    meant)."""
+    if metric not in objective.POS_LABEL_METRICS or len(classes) != 2:
+        return False
+    return all(isinstance(c, (str, bool)) for c in classes)
+
+
+def default_pos_label(frame: pd.DataFrame, target: str, metric: str = "f1") -> Any:
+    """The positive class the form proposes: the one ``objective.resolve_pos_label`` picks
+    when the spec names none (the same choice ``hpdash run`` makes)."""
+    return objective.resolve_pos_label(metric, frame[target].dropna())
+
+
+def columns_table(profile: datasets.DatasetProfile) -> pd.DataFrame:
+    """The Datasets page's "Columns and roles" table, what matters first: name, role, examples,
+    missing share, distinct values, dtype, then "why dropped" only when some column is dropped
+    or kept against hpdash's default (empty for the others, not ``None``)."""
+    frame = profile.columns_frame()
+    columns = ["name", "role", "examples", "missing_share", "n_unique", "dtype"]
+    reasons = []
+    for info in profile.columns:
+        if info.role == "dropped":
+            reasons.append(info.reason or "")
+        elif getattr(info, "kept", False):
+            reasons.append(f"kept as you asked, although hpdash would drop it: {info.default_reason}")
+        else:
+            reasons.append("")
+    out = frame[columns].copy()
+    if any(reasons):
+        out["reason"] = reasons
+    return out
+
+
+def keepable_columns(profile: datasets.DatasetProfile) -> dict[str, str]:
+    """Columns hpdash drops by default but a user may keep as features (``keep_columns``):
+    name -> why hpdash would drop it (ID-like, free text, high-cardinality text)."""
+    out = {}
+    for info in profile.columns:
+        if getattr(info, "overridable", False) and getattr(info, "in_frame", True):
+            out[info.name] = str(info.default_reason or info.reason or "")
+    return out
+
+
+def target_missing_note(profile: datasets.DatasetProfile) -> str | None:
+    """What happens to rows whose target is missing (they are dropped before anything else), or
+    None when there are none."""
+    n = profile.n_target_missing_dropped
+    if not n or profile.target is None:
+        return None
+    kept = profile.n_rows - n
+    return (f"{n:,} of {profile.n_rows:,} rows have no value in the target {profile.target!r}: "
+            f"they are dropped before the holdout split and the CV, so studies learn from "
+            f"{kept:,} rows.")
 
 
 def dataset_choices(storage: str | None = None) -> dict[str, str]:
@@ -530,9 +695,8 @@ def dataset_choices(storage: str | None = None) -> dict[str, str]:
 
 
 def default_target(columns: list[str]) -> str | None:
-    """The likely target column: ``target``/``label``/``y``/``class``, else the last one."""
-    lowered = {c.lower(): c for c in map(str, columns)}
-    for guess in ("target", "label", "y", "class", "species", "outcome"):
-        if guess in lowered:
-            return lowered[guess]
-    return str(columns[-1]) if len(columns) else None
+    """The likely target column, by ``datasets.guess_target``'s rule: a generic target name
+    (``target``, ``label``, ``class``, ``outcome``, ``response``, or ``y`` when it is not a
+    coordinate beside ``x``/``z``), then the target of a conventional public table
+    (``species``, ``price``, ``mpg``, ``survived``, ...), else the last column."""
+    return datasets.guess_target(list(columns))

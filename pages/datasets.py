@@ -69,40 +69,66 @@ task = c2.radio("Task", ["auto", "classification", "regression"], horizontal=Tru
                      "anything else regression.")
 
 try:
-    prof = common.profile(ref, target, task)
+    base = common.profile(ref, target, task)
 except HpdashError as exc:
     common.show_error(exc, "This target cannot be used: ")
-    prof = common.profile(ref, None, "auto")
+    base = common.profile(ref, None, "auto")
+
+# Columns hpdash drops by default but the user may keep (the spec's keep_columns).
+keepable = views.keepable_columns(base)
+keep: list[str] = []
+if keepable:
+    keep = st.multiselect(
+        "Keep as features although hpdash would drop them", list(keepable), key=f"ds_keep_{ref}",
+        format_func=lambda c: f"{c}: {keepable[c]}",
+        help="ID-like and text columns with many distinct values are dropped by default: one-hot "
+             "encoding them makes a column per value. Keep one when it does carry signal.")
+prof = base
+if keep and base.target is not None:
+    try:
+        prof = common.profile(ref, target, task, tuple(keep))
+    except HpdashError as exc:
+        common.show_error(exc)
+        keep = []
 
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Rows", f"{prof.n_rows:,}")
 m2.metric("Columns", prof.n_cols)
 m3.metric("Task", prof.task or "–")
 m4.metric("Dropped columns", len(prof.dropped()))
+missing_note = views.target_missing_note(prof)
+if missing_note:
+    st.info(common.md(missing_note), icon=":material/filter_alt:")
 
 ready = prof.task is not None
 if ready:
     try:
-        datasets.prepare(frame, target, task=task, folds=2)
+        datasets.prepare(frame, target, task=task, folds=2, keep_columns=keep or None)
     except HpdashError as exc:
         common.show_error(exc)
         ready = False
 if st.button("New study with this dataset →", type="primary", disabled=not ready,
              key="ds_new_study"):
-    common.prefill_new_study({"dataset": ref, "target": target, "task": task})
+    common.prefill_new_study({"dataset": ref, "target": target, "task": task,
+                              "keep_columns": keep or None})
 
 tab_preview, tab_columns, tab_target = st.tabs(["Preview", "Columns and roles", "Target distribution"])
 with tab_preview:
     st.dataframe(frame.head(100), width="stretch", height=320)
     st.caption(f"First {min(100, len(frame))} of {len(frame):,} rows.")
 with tab_columns:
-    cols = prof.columns_frame()
+    # Name, role and examples first; "why dropped" last, and only when a column is dropped.
     st.dataframe(
-        cols, width="stretch", hide_index=True,
+        views.columns_table(prof), width="stretch", hide_index=True,
         column_config={
+            "name": st.column_config.TextColumn("name", width="medium"),
+            "role": st.column_config.TextColumn("role", width="small"),
+            "examples": st.column_config.TextColumn("examples", width="medium"),
             "missing_share": st.column_config.ProgressColumn("missing", format="percent",
-                                                             min_value=0.0, max_value=1.0),
-            "n_unique": st.column_config.NumberColumn("distinct values"),
+                                                             min_value=0.0, max_value=1.0,
+                                                             width="small"),
+            "n_unique": st.column_config.NumberColumn("distinct values", width="small"),
+            "dtype": st.column_config.TextColumn("dtype", width="small"),
             "reason": st.column_config.TextColumn("why dropped", width="large"),
         },
     )
@@ -123,8 +149,8 @@ with tab_target:
     else:
         shown = dist.assign(bin=[f"{a:.3g}–{b:.3g}" for a, b in zip(dist["bin_left"], dist["bin_right"])])
         st.bar_chart(shown, x="bin", y="count", sort=False)
-    if prof.n_target_missing_dropped:
-        st.caption(f"{prof.n_target_missing_dropped} row(s) with a missing target will be dropped.")
+    if missing_note:
+        st.caption(common.md(missing_note))
 
 # ------------------------------------------------------------------------------ manage
 st.subheader("Your uploaded datasets")

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from hpdash import config, datasets, experiments, models, runner, space, views
+from hpdash import config, datasets, experiments, models, runner, space, strategies, views
 from hpdash.errors import HpdashError, SpecError
 from hpdash.spec import MAX_YAML_CHARS, load_spec_text, parse_spec
-from hpdash.strategies import PRUNER_LABELS, STRATEGY_LABELS, TORCH_HINT, torch_available
+from hpdash.strategies import PRUNER_LABELS, STRATEGY_LABELS
 from hpdash.ui import common
 
 common.guard_page()
@@ -20,8 +20,23 @@ for _key, _value in {
     "ns_n_trials": defaults["n_trials"], "ns_timeout_min": 0.0, "ns_workers": defaults["workers"],
     "ns_folds": defaults["folds"], "ns_repeats": defaults["repeats"],
     "ns_test_size": defaults["test_size"], "ns_seed": defaults["seed"], "ns_pruner": "none",
+    "ns_trial_timeout": 0.0, "ns_startup_auto": True,
 }.items():
     state.setdefault(_key, _value)  # widgets below take their value from these keys
+state.setdefault("ns_strategy_prev", state["ns_strategy"])
+
+
+def on_strategy_change() -> None:
+    """Grid search defaults to the whole grid (Trials 0); leaving it restores a trial budget."""
+    new = state["ns_strategy"]
+    state["ns_n_trials"] = views.form_trials_after_strategy_change(
+        state.get("ns_strategy_prev"), new, int(state.get("ns_n_trials") or 0))
+    state["ns_strategy_prev"] = new
+
+
+def on_startup_change() -> None:
+    """The user typed start-up trials: keep them (no longer the small-budget default)."""
+    state["ns_startup_auto"] = False
 
 
 def apply_prefill(values: dict) -> None:
@@ -46,6 +61,17 @@ def apply_prefill(values: dict) -> None:
         keys = state.get("ns_models") or []
         raw = values["space"]
         state["ns_space_init"] = dict(raw) if len(keys) > 1 else {keys[0]: dict(raw)} if keys else {}
+    if "startup_trials" in values:
+        state["ns_startup_auto"] = values["startup_trials"] is None
+        if values["startup_trials"] is not None:
+            state["ns_startup_trials"] = int(values["startup_trials"])
+    if "trial_timeout" in values:
+        state["ns_trial_timeout"] = float(values["trial_timeout"] or 0)
+    if values.get("pos_label") is not None:
+        state["ns_pos_label"] = values["pos_label"]
+    if "keep_columns" in values:
+        state["ns_keep_columns"] = list(values["keep_columns"] or [])
+    state["ns_strategy_prev"] = state["ns_strategy"]
     state["ns_space_version"] += 1
 
 
@@ -101,11 +127,26 @@ if state.get("ns_target") not in columns:
 target = c2.selectbox("Target column", columns, key="ns_target")
 task_choice = c3.selectbox("Task", ["auto", "classification", "regression"], key="ns_task")
 try:
-    task = common.profile(ref, target, task_choice).task
+    base_profile = common.profile(ref, target, task_choice)
 except HpdashError as exc:
     common.show_error(exc, "This target cannot be used: ")
     st.stop()
+task = base_profile.task
 st.caption(f"Task: **{task}**" + (" (inferred from the target)" if task_choice == "auto" else ""))
+missing_note = views.target_missing_note(base_profile)
+if missing_note:
+    st.caption(common.md(missing_note))
+# Columns hpdash drops by default (ID-like, free text, many-valued text) that may be kept.
+keepable = views.keepable_columns(base_profile)
+if keepable:
+    state["ns_keep_columns"] = [c for c in state.get("ns_keep_columns") or [] if c in keepable]
+    keep_columns = st.multiselect(
+        "Keep as features although hpdash would drop them", list(keepable), key="ns_keep_columns",
+        format_func=lambda c: f"{c}: {keepable[c]}",
+        help="Dropped by default: one-hot encoding a column of names or free text makes a column "
+             "per value. Keep one when it does carry signal (the spec's keep_columns).")
+else:
+    keep_columns = []
 
 # ------------------------------------------------------------------------------ model
 st.subheader("2 · Model and metric")
@@ -125,6 +166,16 @@ model_keys = c1.multiselect(
 metric = c2.selectbox("Metric", metric_opts, key="ns_metric",
                       format_func=lambda m: f"auto ({'accuracy' if task == 'classification' else 'r2'})" if m == "auto" else m,
                       help="Only scikit-learn scorers valid for this task. Greater is better.")
+# Binary metrics such as f1 on text or true/false labels need the positive class named.
+classes = views.target_classes(frame, target) if task == "classification" else []
+pos_label = None
+if views.needs_pos_label(metric, classes):
+    if state.get("ns_pos_label") not in classes:
+        state["ns_pos_label"] = views.default_pos_label(frame, target)
+    pos_label = c2.selectbox(
+        "Positive class", classes, key="ns_pos_label", format_func=str,
+        help=f"{metric} scores one class as the positive one; the labels here are "
+             f"{', '.join(map(str, classes))}. Proposed: a conventional positive name, else the rarer class.")
 if len(model_keys) > 1:
     st.info("Algorithm selection: every trial first picks a model, then that model's "
             "hyperparameters.", icon=":material/shuffle:")
@@ -173,17 +224,30 @@ for key in model_keys:
 st.subheader("4 · Strategy, budget and protocol")
 c1, c2, c3 = st.columns(3)
 strategy = c1.selectbox("Strategy", list(STRATEGY_LABELS), format_func=STRATEGY_LABELS.get,
-                        key="ns_strategy")
-if strategy == "gp" and not torch_available():
-    c1.warning(TORCH_HINT)
+                        key="ns_strategy", on_change=on_strategy_change)
+missing_package = strategies.missing_dependency(strategy)
+if missing_package:
+    c1.warning(common.md(missing_package))
 grid_points = c1.number_input("Grid points per range", 2, 50,
                               key="ns_grid_points", disabled=strategy != "grid",
                               help="Grid search splits each float/int range into this many values.")
 n_trials = c2.number_input(
     "Trials" + (" (0 = the whole grid)" if strategy == "grid" else " (0 = no trial limit)"),
     0, 100_000, key="ns_n_trials")
+trials_note = c2.empty()  # the grid's size and time, once the spec is checked below
 timeout_min = c2.number_input("Time limit in minutes (0 = none)", 0.0, 10_000.0, step=1.0,
                               key="ns_timeout_min")
+model_based = strategy in strategies.MODEL_BASED
+startup_default = strategies.default_startup_trials(int(n_trials) or None)
+if state["ns_startup_auto"] or "ns_startup_trials" not in state:
+    state["ns_startup_trials"] = startup_default
+startup_trials = c1.number_input(
+    "Start-up trials (random, before the model)", 0, 100_000, key="ns_startup_trials",
+    on_change=on_startup_change, disabled=not model_based,
+    help="TPE, GP and CMA-ES sample at random for this many trials, then from their model. "
+         + f"hpdash's default for this budget: {startup_default} ({strategies.STARTUP_RULE}).")
+if model_based and not state["ns_startup_auto"]:
+    c1.caption(f"Default for this budget: {startup_default}.")
 max_workers = config.max_workers()
 if state["ns_workers"] > max_workers:
     state["ns_workers"] = max_workers
@@ -198,6 +262,10 @@ test_size = c3.slider("Holdout test fraction", 0.05, 0.5, step=0.05,
                       "model is scored on it once.")
 c1, c2, c3 = st.columns(3)
 seed = c1.number_input("Seed", 0, 2**32 - 1, key="ns_seed")
+trial_timeout = c3.number_input(
+    "Time limit per trial in seconds (0 = none)", 0.0, 1_000_000.0, step=10.0, key="ns_trial_timeout",
+    help="A trial still running after this long fails with that reason, so one slow fit cannot "
+         "hold up the study.")
 pruner = c2.selectbox("Pruner", list(PRUNER_LABELS), format_func=PRUNER_LABELS.get, key="ns_pruner",
                       help="Stops clearly bad trials after a few CV folds.")
 auto_name = views.unique_study_name(views.default_study_name(ref, model_keys or "model", strategy))
@@ -213,6 +281,10 @@ raw = {
     "n_trials": int(n_trials) or None, "timeout": float(timeout_min) * 60 or None,
     "cv": {"folds": int(folds), "repeats": int(repeats)}, "metric": metric,
     "test_size": float(test_size), "seed": int(seed), "pruner": pruner, "workers": int(workers),
+    "startup_trials": None if state["ns_startup_auto"] or not model_based else int(startup_trials),
+    "trial_timeout": float(trial_timeout) or None,
+    "pos_label": pos_label,
+    "keep_columns": list(keep_columns) or None,
 }
 errors = list(space_errors)
 spec = plan = None
@@ -232,32 +304,44 @@ st.subheader("5 · Check and launch")
 estimate = None
 if plan is not None:
     total = space.total_grid_size(plan.spaces, spec.grid_points)
-    with st.expander(f"Grid preview: {total:,} combinations", expanded=strategy == "grid"):
-        st.dataframe(views.grid_preview_frame(plan.spaces, spec.grid_points), hide_index=True,
-                     width="stretch")
-        if strategy == "grid":
-            budget = total if spec.n_trials is None else min(spec.n_trials, total)
-            st.caption(f"Grid search runs {budget:,} of the {total:,} combinations"
-                       + (" (a seeded random subset)." if budget < total else "."))
-        else:
-            st.caption("Grid search would try these values; other strategies sample the ranges.")
+    grid_box = st.container()
     try:
-        with st.spinner("Timing a first fit…"):
+        with st.spinner("Smoke fit: one fold of each model on a sample of the training part…"):
             estimate = common.runtime_estimate(spec.to_yaml(), ref)
         st.info(f"Estimated run time: {estimate.describe()}", icon=":material/timer:")
-    except Exception as exc:
-        st.caption(f"No run-time estimate: {common.md(exc)}")
+    except HpdashError as exc:  # a model that fails its smoke fit cannot launch
+        errors.append(str(exc))
+    except Exception as exc:  # a bug, not the user's: still shown, and still no launch
+        errors.append(f"The smoke fit failed unexpectedly ({type(exc).__name__}: {exc}); "
+                      "please report this with the spec.")
+    for warning in (strategies.startup_warning(spec), strategies.conditional_warning(spec)):
+        if warning:
+            st.warning(common.md(warning), icon=":material/casino:")
+    with grid_box.expander(f"Grid preview: {total:,} combinations", expanded=strategy == "grid"):
+        st.dataframe(views.grid_preview_frame(plan.spaces, spec.grid_points), hide_index=True,
+                     width="stretch",
+                     column_config={"model": st.column_config.TextColumn(width="small"),
+                                    "hyperparameter": st.column_config.TextColumn(width="small"),
+                                    "n_values": st.column_config.NumberColumn("values", width="small"),
+                                    "values": st.column_config.TextColumn("grid values", width="large")})
+        if strategy == "grid":
+            grid_text = views.grid_budget_text(
+                total, spec.n_trials, estimate.total_s if estimate is not None else None)
+            st.caption(grid_text)
+            trials_note.caption(grid_text)
+        else:
+            st.caption("Grid search would try these values; other strategies sample the ranges.")
 
 for message in errors:
     st.error(common.md(message), icon=":material/warning:")
 
 c1, c2 = st.columns([1, 1])
-launch = c1.button("Launch study", type="primary", disabled=plan is None or common.read_only(), key="ns_launch",
+launch = c1.button("Launch study", type="primary", disabled=plan is None or bool(errors) or common.read_only(), key="ns_launch",
                    width="stretch")
 if spec is not None:
     c2.download_button("Download spec (YAML)", spec.to_yaml(), file_name=f"{spec.name}.yaml",
                        mime="application/x-yaml", key="ns_download_spec", width="stretch")
-if launch and spec is not None:
+if launch and spec is not None and not errors:
     try:
         with st.spinner("Creating the study and starting its workers…"):
             views.start_study(spec)
@@ -269,12 +353,19 @@ if launch and spec is not None:
 
 # ------------------------------------------------------------------------------ compare strategies
 with st.expander("Compare strategies: the same problem and budget, several strategies and seeds"):
-    offered = [s for s in STRATEGY_LABELS if s != "gp" or torch_available()]
+    offered = strategies.available_strategies()
     chosen = st.multiselect("Strategies", offered, key="ns_cmp_strategies",
                             default=[s for s in experiments.DEFAULT_STRATEGIES if s in offered],
                             format_func=STRATEGY_LABELS.get)
-    if not torch_available():
-        st.caption(TORCH_HINT)
+    for absent in (s for s in STRATEGY_LABELS if s not in offered):
+        st.caption(common.md(strategies.missing_dependency(absent) or ""))
+    comparison_error = None
+    if spec is not None and chosen:
+        try:
+            strategies.check_comparison(spec, chosen)
+        except SpecError as exc:
+            comparison_error = str(exc)
+            st.error(common.md(comparison_error), icon=":material/warning:")
     n_repeats = st.number_input("Repeats (seeds per strategy)", 1, experiments.MAX_REPEATS,
                                 experiments.DEFAULT_REPEATS, key="ns_cmp_repeats")
     if plan is not None and chosen:
@@ -293,8 +384,9 @@ with st.expander("Compare strategies: the same problem and budget, several strat
                    f"{config.max_experiment_studies()} studies and "
                    f"{config.max_experiment_trials():,} trials in all.")
     go = st.button("Launch comparison", key="ns_cmp_launch",
-                   disabled=plan is None or not chosen or common.read_only())
-    if go and spec is not None:
+                   disabled=plan is None or not chosen or bool(errors) or comparison_error is not None
+                   or common.read_only())
+    if go and spec is not None and not errors and comparison_error is None:
         try:
             with st.spinner("Creating the studies and starting their queue…"):
                 launched = experiments.compare_strategies(spec, chosen, int(n_repeats), spec.workers)

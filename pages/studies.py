@@ -30,14 +30,17 @@ shown = views.filter_studies(frame, search, states, strategies)
 st.caption(f"{len(shown)} of {len(frame)} studies. Click a name to open its page.")
 
 table = shown.assign(state=shown["state"].map(common.state_badge))
+# What matters first, so it is on screen at 1400 px: the study, its state and progress, its
+# best score and metric; what it ran on after.
 st.dataframe(
-    table[["link", "dataset", "model", "strategy", "state", "progress", "best", "metric",
-           "started", "duration_s"]],
+    table[views.STUDIES_TABLE_COLUMNS],
     hide_index=True, width="stretch",
     column_config={
-        "link": st.column_config.LinkColumn("study", display_text=r"/study\?study=(.*)"),
-        "progress": st.column_config.TextColumn("done / budget"),
-        "best": st.column_config.NumberColumn("best CV score", format="%.4f"),
+        "link": st.column_config.LinkColumn("study", display_text=r"/study\?study=(.*)", width="medium"),
+        "state": st.column_config.TextColumn("state", width=90),
+        "progress": st.column_config.TextColumn("done / budget", width=110),
+        "best": st.column_config.NumberColumn("best CV score", format="%.4f", width=115),
+        "metric": st.column_config.TextColumn("metric", width=140),
         "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
         "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f"),
     },

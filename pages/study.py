@@ -13,9 +13,11 @@ from hpdash.ui import common
 common.guard_page()
 
 REFRESH_SECONDS = 1.5
+ALL_MODELS = "__all__"  # the "Lines of" choice that draws every model's trials
 PLOTS_REFRESH_SECONDS = 4.0
 IMPORTANCE_POLL_SECONDS = 1.0
 
+state = st.session_state
 name = st.query_params.get("study")
 if not name:
     st.title("Study")
@@ -161,10 +163,29 @@ with tabs[0]:
     st.plotly_chart(live.memo(("convergence", x), lambda: plots.convergence_figure(
         frame, x=x, direction=direction, metric=metric)), key="fig_convergence")
 with tabs[1]:
-    st.plotly_chart(live.memo(("parallel",), lambda: plots.parallel_coordinates_figure(
-        frame, direction=direction, log_params=logs, metric=metric)), key="fig_parallel")
+    # Algorithm selection: each model's trials on its own hyperparameters (a line of another
+    # model has no value on them), the best trial's model first; "all models" puts the model
+    # axis first and the other models' axes at "(none)" (see plots.parallel_coordinates_figure).
+    study_models = live.memo(("study_models",), lambda: plots.study_models(frame, direction))
+    lines_of = None
+    if study_models:
+        options = [*study_models, ALL_MODELS]
+        if state.get("parallel_model") not in options:
+            state["parallel_model"] = options[0]
+        lines_of = st.radio(
+            "Lines of", options, horizontal=True, key="parallel_model",
+            format_func=lambda m: "all models" if m == ALL_MODELS else m + (" (best)" if m == study_models[0] else ""),
+            help="One model's trials on its own hyperparameters, or every trial with the model axis first.")
+    model_filter = None if lines_of in (None, ALL_MODELS) else lines_of
+    parallel = live.memo(("parallel", model_filter), lambda: plots.parallel_coordinates_figure(
+        frame, direction=direction, log_params=logs, metric=metric, model=model_filter))
+    st.plotly_chart(parallel, key="fig_parallel")
     st.caption("One line per completed trial; darker lines score better. Drag along an axis "
                "to filter.")
+    shortened = (parallel.layout.meta or {}).get("parcoords_titles") if isinstance(parallel.layout.meta, dict) else None
+    if shortened:
+        st.caption("Shortened axis titles: " + "; ".join(
+            f"{common.code(short)} is {common.code(full)}" for short, full in shortened.items()))
 with tabs[2]:
     method = st.radio("Method", list(plots.IMPORTANCE_METHODS), horizontal=True, key="imp_method",
                       format_func=plots.IMPORTANCE_LABELS.get)
@@ -185,9 +206,19 @@ with tabs[3]:
         st.info("No hyperparameters recorded yet.")
 with tabs[4]:
     if len(params) >= 2:
+        # Opens on two numeric hyperparameters of one model, the most important ones once
+        # importance is known (plots.default_contour_params); a pair the user picked stays.
+        pair = plots.default_contour_params(frame, importance.data, direction) or (params[0], params[1])
+        auto = state.get("contour_auto")
+        if state.get("contour_x") not in params or (auto is not None and (state.get("contour_x"), state.get("contour_y")) == auto):
+            state["contour_x"], state["contour_y"] = pair
+            state["contour_auto"] = pair
         c1, c2 = st.columns(2)
-        px_ = c1.selectbox("x", params, index=0, key="contour_x")
-        py_ = c2.selectbox("y", [p for p in params if p != px_], index=0, key="contour_y")
+        px_ = c1.selectbox("x", params, key="contour_x")
+        y_options = [p for p in params if p != px_]
+        if state.get("contour_y") not in y_options:
+            state["contour_y"] = y_options[0]
+        py_ = c2.selectbox("y", y_options, key="contour_y")
         st.plotly_chart(live.memo(("contour", px_, py_), lambda: plots.contour_figure(
             frame, px_, py_, direction=direction, log_params=logs, metric=metric)), key="fig_contour")
     else:
@@ -198,12 +229,17 @@ with tabs[6]:
     if frame.empty:
         st.caption("No trials yet.")
     else:
-        table = live.memo(("trials_table",), lambda: views.trials_table(frame))
+        table = live.memo(("trials_table",), lambda: views.trials_table(
+            frame, spec.model if spec is not None else None))
         st.dataframe(table, hide_index=True, width="stretch",
-                     column_config={"value": st.column_config.NumberColumn(format="%.4f"),
+                     column_config={"trial": st.column_config.NumberColumn(width="small"),
+                                    "value": st.column_config.NumberColumn(metric, format="%.4f"),
                                     "cv_std": st.column_config.NumberColumn(format="%.4f"),
-                                    "duration_s": st.column_config.NumberColumn(format="%.2f"),
+                                    "duration_s": st.column_config.NumberColumn("duration (s)", format="%.2f"),
                                     "reason": st.column_config.TextColumn(width="large")})
+        if (table["state"] == plots.STOPPED_STATE).any():
+            st.caption("STOPPED: stopped by the user before it finished; resuming the study runs "
+                       "its hyperparameters again.")
     # The CSV is made on click (callable data), not on every rerun: 10k trials take ~0.4 s.
     st.download_button("Download trials (CSV)", partial(report.trials_csv, frame),
                        file_name=f"{name}-trials.csv", mime="text/csv", key="dl_trials")
@@ -214,10 +250,16 @@ if summary["best_trial_number"] is None:
     st.caption("No completed trial yet.")
 else:
     best = live.memo(("best_trial",), lambda: study.best_trial)
-    c1, c2 = st.columns([1, 2])
+    study_keys = spec.models if spec is not None else None
+    c1, c2 = st.columns([2, 3])
     with c1:
         st.metric(f"Trial {best.number}: mean CV {common.md(metric)}", views.format_score(best.value))
-        st.dataframe(views.best_params_frame(best.params), hide_index=True, width="stretch")
+        chosen = views.best_model(best.params, study_keys)
+        if chosen is not None:
+            st.markdown(f"Model: **{common.md(views.model_label(chosen))}** ({common.code(chosen)})")
+        st.dataframe(views.best_params_frame(best.params, study_keys), hide_index=True, width="stretch",
+                     column_config={"hyperparameter": st.column_config.TextColumn(width="medium"),
+                                    "value": st.column_config.TextColumn(width="medium")})
     with c2:
         st.plotly_chart(plots.fold_scores_figure(best, metric=metric), key="fig_folds")
 

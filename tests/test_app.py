@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from app_text import shown
 
-from hpdash import datasets, runner
+from hpdash import datasets, runner, strategies
 
 ROOT = Path(__file__).resolve().parents[1]
 # The Streamlit script app.py serves (app.py itself is the ASGI app around it).
@@ -493,3 +493,210 @@ def test_importance_requests_do_not_queue_up(monkeypatch: pytest.MonkeyPatch) ->
     assert ask().error == "boom" and calls == [5, 5, 6, 6, 7]  # remembered, not asked again
     state["count"], state["ready"] = 8, {8}  # more trials: asked again, and it works
     assert ask().current and calls == [5, 5, 6, 6, 7, 8]
+
+
+# ------------------------------------------------------------------------------ what a new user hit
+def _yes_no_table() -> bytes:
+    """60 rows: two numbers, a name column with 45 distinct values (dropped by default as
+    many-valued text) and a yes/no target; rows 0 and 1 have no target."""
+    lines = ["x1,x2,name,subscribed"]
+    for i in range(60):
+        label = "" if i < 2 else ("yes" if i % 3 == 0 else "no")
+        lines.append(f"{i % 7},{(i * 13) % 11},person{i % 45},{label}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_choosing_grid_runs_the_whole_grid(data_dir) -> None:
+    at = _app("pages/new_study.py")
+    assert at.number_input(key="ns_n_trials").value == 20
+    at.selectbox(key="ns_strategy").set_value("grid").run()
+    _no_exception(at)
+    assert at.number_input(key="ns_n_trials").value == 0  # every point, not a random 20
+    captions = _texts(at)
+    assert "Grid search runs the whole grid: all" in captions and "combinations once" in captions
+    expander = next(e for e in at.expander if "Grid preview" in e.label)
+    values = " ".join(expander.dataframe[0].value["values"])
+    assert "0.0316227766" not in values and "0.03162" in values  # rounded grid values
+    at.selectbox(key="ns_strategy").set_value("random").run()
+    assert at.number_input(key="ns_n_trials").value == 20  # 0 would mean "no limit" here
+
+
+def test_new_spec_fields_reach_the_spec(data_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Positive class for f1 on yes/no labels, a kept text column, start-up trials and a
+    per-trial time limit go into the spec the form launches."""
+    from hpdash import views
+
+    stored = datasets.store_dataset(_yes_no_table(), "bank.csv")
+    launched = []
+    monkeypatch.setattr(views, "start_study", lambda spec, storage=None: launched.append(spec) or [])
+    at = _app("pages/new_study.py")
+    at.selectbox(key="ns_dataset").set_value(stored.sha256).run()
+    at.selectbox(key="ns_target").set_value("subscribed").run()
+    _no_exception(at)
+    assert "2 of 60 rows have no value in the target 'subscribed'" in _texts(at)
+    keep = at.multiselect(key="ns_keep_columns")
+    assert len(keep.options) == 1 and keep.options[0].startswith("name: ")  # with why it is dropped
+    assert "ns_pos_label" not in [s.key for s in at.selectbox]  # accuracy needs no positive class
+    at.selectbox(key="ns_metric").set_value("f1").run()
+    assert at.selectbox(key="ns_pos_label").value == "yes"
+    assert at.selectbox(key="ns_pos_label").options == ["no", "yes"]
+    at.multiselect(key="ns_keep_columns").set_value(["name"]).run()
+    at.multiselect(key="ns_models").set_value(["decision_tree"]).run()
+    at.selectbox(key="ns_strategy").set_value("tpe").run()
+    assert at.number_input(key="ns_startup_trials").value == strategies.default_startup_trials(20) == 5
+    at.number_input(key="ns_startup_trials").set_value(4).run()
+    at.number_input(key="ns_trial_timeout").set_value(30.0).run()
+    at.number_input(key="ns_folds").set_value(3).run()
+    at.text_input(key="ns_name").input("bank-f1").run()
+    _no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    at.button(key="ns_launch").click().run()
+    (spec,) = launched
+    assert spec.pos_label == "yes" and spec.metric == "f1"
+    assert spec.keep_columns == ["name"]
+    assert spec.startup_trials == 4 and spec.trial_timeout == 30.0
+
+
+def test_untouched_start_up_trials_follow_the_rule(data_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpdash import views
+
+    launched = []
+    monkeypatch.setattr(views, "start_study", lambda spec, storage=None: launched.append(spec) or [])
+    at = _app("pages/new_study.py")
+    at.number_input(key="ns_n_trials").set_value(8).run()
+    at.selectbox(key="ns_strategy").set_value("tpe").run()
+    assert at.number_input(key="ns_startup_trials").value == strategies.default_startup_trials(8) == 2
+    at.button(key="ns_launch").click().run()
+    (spec,) = launched
+    assert spec.startup_trials is None and spec.trial_timeout is None and spec.pos_label is None
+    assert spec.keep_columns is None
+
+
+def test_datasets_page_roles_table_and_missing_target(data_dir) -> None:
+    stored = datasets.store_dataset(_yes_no_table(), "bank.csv")
+    at = _app("pages/datasets.py")
+    at.selectbox(key="ds_pick").set_value(stored.sha256).run()
+    at.selectbox(key=f"ds_target_{stored.sha256}").set_value("subscribed").run()
+    _no_exception(at)
+    assert any("2 of 60 rows have no value in the target 'subscribed'" in shown(i.value) for i in at.info)
+    roles = at.dataframe[1].value  # [0] is the preview
+    assert list(roles.columns[:3]) == ["name", "role", "examples"] and roles.columns[-1] == "reason"
+    name_row = roles[roles["name"] == "name"].iloc[0]
+    assert name_row["role"] == "dropped" and name_row["reason"]
+    assert roles[roles["name"] == "x1"].iloc[0]["reason"] == ""
+    # keep the text column: it becomes a feature, and the New study form gets it
+    at.multiselect(key=f"ds_keep_{stored.sha256}").set_value(["name"]).run()
+    _no_exception(at)
+    roles = at.dataframe[1].value
+    kept = roles[roles["name"] == "name"].iloc[0]
+    assert kept["role"] != "dropped" and kept["reason"].startswith("kept as you asked")
+    at.button(key="ds_new_study").click().run()
+    _no_exception(at)
+    assert at.multiselect(key="ns_keep_columns").value == ["name"]
+
+
+@pytest.fixture(scope="module")
+def selection_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A finished algorithm-selection study (k-NN or a decision tree on iris, 12 trials), with
+    one more trial failed as stopped by the user."""
+    from hpdash.spec import parse_spec
+
+    path = tmp_path_factory.mktemp("selection") / "data"
+    path.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HPDASH_DATA_DIR", str(path))
+        mp.delenv("HPDASH_STORAGE", raising=False)
+        spec = parse_spec({"name": "iris-select", "dataset": "sklearn:iris", "target": "target",
+                           "model": ["k_nearest_neighbors", "decision_tree"], "strategy": "random",
+                           "n_trials": 12, "cv": {"folds": 3}, "seed": 1})
+        runner.create_study(spec)
+        runner.wait_for(runner.launch_workers(spec.name, None, 1))
+        import optuna
+        from optuna.trial import TrialState, create_trial
+
+        from hpdash import results
+
+        study = runner.load_study(spec.name)
+        done = study.get_trials(states=[TrialState.COMPLETE])[0]
+        study.add_trial(create_trial(
+            state=TrialState.FAIL, params=done.params, distributions=done.distributions,
+            user_attrs={"fail_reason": results.STOPPED_REASON_PREFIX + " before it finished; resume runs it again"}))
+        assert isinstance(study, optuna.Study)
+    return path, spec.name
+
+
+def test_study_page_of_an_algorithm_selection(selection_study, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from hpdash import plots, results
+
+    path, name = selection_study
+    monkeypatch.setenv("HPDASH_DATA_DIR", str(path))
+    monkeypatch.delenv("HPDASH_STORAGE", raising=False)
+    at = _app("pages/study.py", study=name)
+    _no_exception(at)
+    frame = results.trials_frame(runner.load_study(name))
+    best = plots.study_models(frame)[0]
+    radio = at.radio(key="parallel_model")
+    other = ({"k_nearest_neighbors", "decision_tree"} - {best}).pop()
+    assert radio.value == best and radio.options == [f"{best} (best)", other, "all models"]
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    parcoords = next(c for c in charts if c["data"][0]["type"] == "parcoords")
+    labels = [d["label"] for d in parcoords["data"][0]["dimensions"]]
+    assert "model" not in labels and not any("__" in label for label in labels)
+    # the contour opens on two numeric hyperparameters of one model, never on `model`
+    x, y = at.selectbox(key="contour_x").value, at.selectbox(key="contour_y").value
+    assert "model" not in (x, y) and x.split("__")[0] == y.split("__")[0]
+    assert all(pd.api.types.is_numeric_dtype(frame[f"params_{p}"].dropna()) for p in (x, y))
+    # trials table: the model column early, a stopped trial as STOPPED with its reason last
+    table = next(d.value for d in at.dataframe if "trial" in d.value.columns)
+    assert list(table.columns[:4]) == ["trial", "state", "value", "model"]
+    assert table.columns[-1] == "reason"
+    stopped = table[table["state"] == plots.STOPPED_STATE]
+    assert len(stopped) == 1 and stopped.iloc[0]["reason"].startswith("stopped by the user")
+    assert "FAIL" not in set(table["state"])
+    # the best trial names its model above its table, whose names have no model prefix
+    assert any("Model:" in shown(m.value) for m in at.markdown)
+    best_table = next(d.value for d in at.dataframe if list(d.value.columns) == ["hyperparameter", "value"])
+    assert not any("__" in h for h in best_table["hyperparameter"])
+    # "all models": the model axis first
+    at.radio(key="parallel_model").set_value("__all__").run()
+    _no_exception(at)
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    parcoords = next(c for c in charts if c["data"][0]["type"] == "parcoords")
+    assert parcoords["data"][0]["dimensions"][0]["label"] == "model"
+
+
+def test_a_model_that_fails_its_smoke_fit_cannot_launch(data_dir) -> None:
+    """The smoke fit's error is shown as an error naming the model, and Launch is disabled."""
+    at = _app("pages/new_study.py")
+    from hpdash.spec import parse_spec
+    from hpdash.ui import common
+
+    spec = parse_spec({"name": "doomed", "dataset": "sklearn:iris", "target": "target", "model": "logistic_regression",
+                       "strategy": "random", "n_trials": 5,
+                       "space": {"solver": {"type": "categorical", "choices": ["lbfgs"]},
+                                 "penalty": {"type": "categorical", "choices": ["l1"]},
+                                 "C": {"type": "float", "low": 0.1, "high": 10.0, "log": True}}})
+    at.session_state[common.PREFILL_KEY] = spec.to_dict()
+    at.run()
+    _no_exception(at)
+    errors = " ".join(shown(e.value) for e in at.error)
+    assert "Model 'logistic_regression' failed its trial fit before launch" in errors
+    assert "penalty" in errors
+    assert at.button(key="ns_launch").disabled  # AppTest, like a browser, cannot click it
+
+
+def test_a_comparison_of_random_alikes_is_refused_in_the_form(data_dir) -> None:
+    """TPE with 4 trials and 4 start-up trials is random search: comparing it with random
+    search is refused before launch, saying why."""
+    at = _app("pages/new_study.py")
+    at.number_input(key="ns_n_trials").set_value(4).run()
+    at.selectbox(key="ns_strategy").set_value("tpe").run()
+    at.number_input(key="ns_startup_trials").set_value(4).run()
+    at.multiselect(key="ns_cmp_strategies").set_value(["random", "tpe"]).run()
+    _no_exception(at)
+    assert "would run 4 trial(s) at random" in _texts(at)
+    errors = " ".join(shown(e.value) for e in at.error)
+    assert "would run exactly the same random trials" in errors
+    assert at.button(key="ns_cmp_launch").disabled

@@ -243,6 +243,249 @@ def test_parallel_coordinates_conditional_params() -> None:
     assert list(c.ticktext[1:]) == ["0.01", "0.1", "1", "10", "100"]
 
 
+# The layout tests draw nothing: they place each axis title, tick label and range number where
+# Plotly's parcoords puts it (axes evenly over the plot width; a title 28 px above its axis,
+# starting there when turned by more than ~26.6 degrees, centred when flat; tick labels left of
+# their axis; range numbers centred on it) and measure text as CHAR_EM em per character, then
+# check that no two overlap and none leaves the figure. tests/e2e measures the same in Chromium.
+CHAR_EM = 0.6
+ASCENT, DESCENT = 0.95, 0.3  # of the font size, above and below the baseline
+
+
+def _rect(anchor: tuple[float, float], width: float, size: float, degrees: float,
+          align: str) -> np.ndarray:
+    """Corners of a text box whose baseline starts (``start``) or is centred (``middle``) at
+    ``anchor``, turned by ``degrees`` (SVG: negative turns upwards to the right)."""
+    a = np.radians(degrees)
+    along = np.array([np.cos(a), np.sin(a)])
+    up = np.array([np.sin(a), -np.cos(a)])
+    start = np.asarray(anchor) - (along * width / 2 if align == "middle" else 0)
+    base = [start - up * DESCENT * size, start + along * width - up * DESCENT * size]
+    return np.array([base[0], base[1], base[1] + up * (ASCENT + DESCENT) * size,
+                     base[0] + up * (ASCENT + DESCENT) * size])
+
+
+def _overlap(p: np.ndarray, q: np.ndarray) -> bool:
+    """Whether two convex polygons overlap (separating axis theorem)."""
+    for poly in (p, q):
+        for i in range(len(poly)):
+            edge = poly[(i + 1) % len(poly)] - poly[i]
+            normal = np.array([-edge[1], edge[0]])
+            a, b = p @ normal, q @ normal
+            if a.max() <= b.min() or b.max() <= a.min():
+                return False
+    return True
+
+
+def parcoords_boxes(fig: go.Figure, width: float) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """Every text of a parcoords figure drawn ``width`` px wide, as (text, corners) by kind."""
+    (trace,) = fig.data
+    m = fig.layout.margin
+    top, plot_w = m.t, width - m.l - m.r
+    plot_h = fig.layout.height - m.t - m.b
+    dims = list(trace.dimensions)
+    n = len(dims)
+    xs = [m.l + (i * plot_w / (n - 1) if n > 1 else 0) for i in range(n)]
+    angle = trace.labelangle or 0
+    a = np.radians(angle)
+    align = "start" if 2 * abs(np.sin(a)) > abs(np.cos(a)) else "middle"
+    label, tick, rng = trace.labelfont.size, trace.tickfont.size, trace.rangefont.size
+    out: dict[str, list[tuple[str, np.ndarray]]] = {"titles": [], "ticks": [], "ranges": []}
+    for x, dim in zip(xs, dims):
+        w = len(dim.label) * CHAR_EM * label
+        out["titles"].append((dim.label, _rect((x, top - 28), w, label, angle, align)))
+        if dim.ticktext is not None:
+            lo, hi = dim.range if dim.range is not None else (min(dim.tickvals), max(dim.tickvals))
+            for value, text in zip(dim.tickvals, dim.ticktext):
+                y = top + plot_h * (1 - (value - lo) / (hi - lo)) if hi > lo else top + plot_h / 2
+                w = len(text) * CHAR_EM * tick
+                out["ticks"].append((text, _rect((x - 6 - w, y + 0.35 * tick), w, tick, 0, "start")))
+        else:  # range numbers at both ends: "-0.00012" is as long as .3~g makes them
+            for y in (top - 10, top + plot_h + 10 + rng):
+                w = 8 * CHAR_EM * rng
+                out["ranges"].append(("range", _rect((x, y), w, rng, 0, "middle")))
+    return out
+
+
+def ten_hyperparameter_frame() -> pd.DataFrame:
+    """40 random trials over a random forest's 10 hyperparameters, names of every length."""
+    def objective(trial: optuna.Trial) -> float:
+        trial.suggest_categorical("criterion", ["gini", "entropy", "log_loss"])
+        depth = trial.suggest_int("max_depth", 2, 32)
+        trial.suggest_float("max_features", 0.1, 1.0)
+        trial.suggest_int("min_samples_leaf", 1, 50, log=True)
+        trial.suggest_int("n_estimators", 10, 300, log=True)
+        trial.suggest_int("min_samples_split", 2, 20)
+        trial.suggest_categorical("bootstrap", [True, False])
+        trial.suggest_int("max_leaf_nodes", 8, 256, log=True)
+        trial.suggest_float("min_impurity_decrease", 0.0, 0.1)
+        trial.suggest_float("ccp_alpha", 1e-6, 1e-1, log=True)
+        return depth / 32
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=40)
+    return results.trials_frame(study)
+
+
+TEN_LOGS = {"min_samples_leaf", "n_estimators", "max_leaf_nodes", "ccp_alpha"}
+
+
+@pytest.mark.parametrize("width", [plots.PARCOORDS_WIDTH, 1300])
+@pytest.mark.parametrize("metric", ["accuracy", "neg_mean_absolute_percentage_error"])
+def test_parallel_coordinates_layout_has_no_overlapping_text(width: int, metric: str) -> None:
+    fig = plots.parallel_coordinates_figure(ten_hyperparameter_frame(), "maximize", TEN_LOGS, metric)
+    (trace,) = fig.data
+    assert len(trace.dimensions) == 11  # 10 hyperparameters and the score
+    boxes = parcoords_boxes(fig, width)
+    titles = [box for _, box in boxes["titles"]]
+    texts = [box for kind in boxes.values() for _, box in kind]
+    # no two texts overlap (titles with titles, ticks and range numbers; ticks with ranges...)
+    overlaps = [(a, b) for i, (_, a) in enumerate(t for k in boxes.values() for t in k)
+                for j, (_, b) in enumerate(t for k in boxes.values() for t in k) if i < j and _overlap(a, b)]
+    assert not overlaps, len(overlaps)
+    # everything is inside the figure: the first axis's ticks are not clipped at the left edge
+    every = np.vstack(texts)
+    assert every[:, 0].min() >= 0 and every[:, 0].max() <= width
+    assert every[:, 1].min() >= 0 and every[:, 1].max() <= fig.layout.height
+    # the titles sit between the figure's title (44 px) and the axes, and are full names
+    title_points = np.vstack(titles)
+    assert title_points[:, 1].min() >= 40 and title_points[:, 1].max() <= fig.layout.margin.t
+    assert [d.label for d in trace.dimensions][-1] == metric
+    assert "min_impurity_decrease" in [d.label for d in trace.dimensions]
+    # and the axes get the height: at least 380 px for 10 axes
+    assert fig.layout.height - fig.layout.margin.t - fig.layout.margin.b >= plots.PARCOORDS_AXIS_HEIGHT
+
+
+def test_parallel_coordinates_layout_checker_sees_overlaps() -> None:
+    """The geometry above finds what the old layout had: flat titles running into each other
+    and a first axis whose ticks stick out of a small left margin."""
+    fig = plots.parallel_coordinates_figure(ten_hyperparameter_frame(), "maximize", TEN_LOGS)
+    fig.update_traces(labelangle=0)
+    boxes = parcoords_boxes(fig, plots.PARCOORDS_WIDTH)
+    titles = [box for _, box in boxes["titles"]]
+    assert any(_overlap(a, b) for a, b in zip(titles, titles[1:]))
+    fig = plots.parallel_coordinates_figure(ten_hyperparameter_frame(), "maximize", TEN_LOGS)
+    fig.update_layout(margin={"l": 10})
+    ticks = np.vstack([box for _, box in parcoords_boxes(fig, plots.PARCOORDS_WIDTH)["ticks"]])
+    assert ticks[:, 0].min() < 0
+
+
+def test_parallel_coordinates_few_short_titles_stay_flat() -> None:
+    fig = plots.parallel_coordinates_figure(results.trials_frame(mixed_study()), "maximize")
+    assert fig.data[0].labelangle == 0
+    titles = [box for _, box in parcoords_boxes(fig, plots.PARCOORDS_MIN_WIDTH)["titles"]]
+    assert not any(_overlap(a, b) for i, a in enumerate(titles) for b in titles[i + 1:])
+    assert np.vstack(titles)[:, 0].min() >= 0
+
+
+def test_parallel_coordinates_long_titles_and_ticks_are_shortened() -> None:
+    long_name = "a_hyperparameter_with_a_name_much_longer_than_forty_characters"
+    long_choice = "a_choice_with_a_very_long_name_indeed"
+    frame = pd.DataFrame({"number": [0, 1, 2], "state": "COMPLETE", "value": [0.1, 0.5, 0.9],
+                          f"params_{long_name}": [1.0, 2.0, 3.0],
+                          "params_kind": [long_choice, "b", "c"]})
+    fig = plots.parallel_coordinates_figure(frame)
+    labels = [d.label for d in fig.data[0].dimensions]
+    short = labels[0]
+    assert len(short) == plots.MAX_AXIS_TITLE_CHARS and "…" in short
+    assert fig.layout.meta["parcoords_titles"] == {short: long_name}
+    ticks = list(fig.data[0].dimensions[1].ticktext)
+    assert all(len(t) <= plots.MAX_TICK_CHARS for t in ticks) and ticks[0].startswith("a_choice")
+    boxes = parcoords_boxes(fig, plots.PARCOORDS_WIDTH)
+    every = np.vstack([box for kind in boxes.values() for _, box in kind])
+    assert every[:, 0].min() >= 0 and every[:, 0].max() <= plots.PARCOORDS_WIDTH
+
+
+def selection_frame() -> pd.DataFrame:
+    """Algorithm selection: random_forest (2 hyperparameters) and svc (2), 12 trials."""
+    study = optuna.create_study(direction="maximize")
+    rng = np.random.default_rng(3)
+    dists = {"model": CategoricalDistribution(["random_forest", "svc"]),
+             "random_forest__max_depth": IntDistribution(2, 32),
+             "random_forest__max_features": FloatDistribution(0.1, 1.0),
+             "svc__C": FloatDistribution(1e-3, 1e3, log=True),
+             "svc__kernel": CategoricalDistribution(["rbf", "sigmoid"])}
+    for i in range(12):
+        if i % 3 == 0:
+            params = {"model": "svc", "svc__C": float(10 ** rng.uniform(-3, 3)),
+                      "svc__kernel": ["rbf", "sigmoid"][i % 2]}
+            value = 0.6 + 0.01 * i
+        else:
+            params = {"model": "random_forest", "random_forest__max_depth": int(rng.integers(2, 33)),
+                      "random_forest__max_features": float(rng.uniform(0.1, 1.0))}
+            value = 0.7 + 0.01 * i
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=value, params=params,
+                                     distributions={k: dists[k] for k in params}))
+    return results.trials_frame(study)
+
+
+def test_parallel_coordinates_of_one_model_has_no_none_positions() -> None:
+    frame = selection_frame()
+    assert plots.study_models(frame) == ["random_forest", "svc"]  # the best trial's first
+    assert plots.study_models(frame, "minimize") == ["svc", "random_forest"]
+    assert plots.study_models(results.trials_frame(mixed_study())) == []
+    every = plots.parallel_coordinates_figure(frame, log_params={"svc__C"})
+    labels = [d.label for d in every.data[0].dimensions]
+    assert labels == ["model", "random_forest__max_depth", "random_forest__max_features",
+                      "svc__C (log)", "svc__kernel", "Score"]  # model first, then each model's group
+    rf = plots.parallel_coordinates_figure(frame, log_params={"svc__C"}, model="random_forest")
+    dims = rf.data[0].dimensions
+    assert [d.label for d in dims] == ["max_depth", "max_features", "Score"]
+    assert all(len(d.values) == 8 for d in dims)  # the 8 random-forest trials, no other
+    assert all(plots.MISSING_LABEL not in (d.ticktext or ()) for d in dims)
+    assert "random_forest (8 trials)" in rf.layout.title.text
+    svc = plots.parallel_coordinates_figure(frame, log_params={"svc__C"}, model="svc")
+    assert [d.label for d in svc.data[0].dimensions] == ["C (log)", "kernel", "Score"]
+    assert list(svc.data[0].dimensions[-1].values) == pytest.approx([0.6, 0.63, 0.66, 0.69])
+    # a one-model study ignores the model argument
+    single = plots.parallel_coordinates_figure(results.trials_frame(mixed_study()), model="svc")
+    assert len(single.data[0].dimensions) == 4
+
+
+def test_default_contour_params_pick_numeric_hyperparameters_of_one_model() -> None:
+    frame = selection_frame()
+    # no importance: the best trial's model (random forest), its two numeric hyperparameters
+    assert plots.default_contour_params(frame) == ("random_forest__max_depth", "random_forest__max_features")
+    # importance: svc's C is the most important, but svc has one numeric hyperparameter (its
+    # kernel is a category), so the pair is random forest's two, the more important first
+    importance = pd.DataFrame({"param": ["svc__C", "model", "random_forest__max_features",
+                                         "random_forest__max_depth"],
+                               "importance": [0.5, 0.3, 0.15, 0.05]})
+    assert plots.default_contour_params(frame, importance) == ("random_forest__max_features",
+                                                               "random_forest__max_depth")
+    mixed = results.trials_frame(mixed_study())
+    assert plots.default_contour_params(mixed) == ("learning_rate", "max_depth")
+    ranked = pd.DataFrame({"param": ["criterion", "max_depth", "learning_rate"],
+                           "importance": [0.6, 0.3, 0.1]})
+    assert plots.default_contour_params(mixed, ranked) == ("max_depth", "learning_rate")
+    one_numeric = mixed.drop(columns=["params_learning_rate"])
+    assert plots.default_contour_params(one_numeric) == ("max_depth", "criterion")
+    assert plots.default_contour_params(mixed[["number", "state", "value", "params_max_depth"]]) is None
+    # a numeric choice of two values (k-NN's p) is nearly a category: ranges with more values first
+    knn = pd.DataFrame({"number": range(6), "state": "COMPLETE", "value": np.linspace(0, 1, 6),
+                        "params_p": [1, 2] * 3, "params_n_neighbors": [1, 3, 5, 8, 13, 21],
+                        "params_leaf_size": [10, 20, 30, 40, 50, 60]})
+    assert plots.default_contour_params(knn) == ("n_neighbors", "leaf_size")
+
+
+def test_stopped_trials_are_not_failures_in_the_timeline() -> None:
+    study = optuna.create_study(direction="maximize")
+    add(study, TrialState.COMPLETE, 0.5, p(4, 0.01, "gini"), 0, 1)
+    add(study, TrialState.FAIL, None, p(8, 0.1, "gini"), 1, 1)  # fail_reason "boom"
+    trial = create_trial(state=TrialState.FAIL, value=None, params=p(2, 0.1, "gini"),
+                         distributions={k: DISTS[k] for k in p(2, 0.1, "gini")},
+                         user_attrs={"fail_reason": results.STOPPED_REASON_PREFIX + " before it finished"})
+    trial.datetime_start = BASE + dt.timedelta(seconds=2)
+    trial.datetime_complete = BASE + dt.timedelta(seconds=3)
+    study.add_trial(trial)
+    frame = results.trials_frame(study)
+    assert list(plots.display_states(frame)) == ["COMPLETE", "FAIL", plots.STOPPED_STATE]
+    fig = plots.timeline_figure(frame)
+    by_state = {t.name: t for t in fig.data}
+    assert list(by_state["FAIL"].y) == [1] and list(by_state[plots.STOPPED_STATE].y) == [2]
+    assert by_state[plots.STOPPED_STATE].marker.color == plots.STATE_COLORS[plots.STOPPED_STATE] != plots.STATE_COLORS["FAIL"]
+
+
 # ----------------------------------------------------------------- importance
 
 

@@ -91,3 +91,117 @@ def test_trial_reasons() -> None:
 def test_default_target() -> None:
     assert views.default_target(["a", "Species", "b"]) == "Species"
     assert views.default_target(["a", "b"]) == "b"
+
+
+# ------------------------------------------------------------------------------ tables for people
+def _trials(study_rows) -> pd.DataFrame:
+    """A trials frame from (state, value, params, attrs) rows of a real Optuna study."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from hpdash import results
+
+    dists = {"model": CategoricalDistribution(["k_nearest_neighbors", "random_forest"]),
+             "random_forest__max_depth": IntDistribution(2, 32),
+             "random_forest__max_features": FloatDistribution(0.1, 1.0),
+             "k_nearest_neighbors__n_neighbors": IntDistribution(1, 50)}
+    study = optuna.create_study(direction="maximize")
+    for state, value, params, attrs in study_rows:
+        study.add_trial(create_trial(state=getattr(TrialState, state), value=value, params=params,
+                                     distributions={k: dists[k] for k in params}, user_attrs=attrs))
+    return results.trials_frame(study)
+
+
+def test_trials_table_puts_what_matters_first() -> None:
+    from hpdash import results
+
+    frame = _trials([
+        ("COMPLETE", 0.9, {"model": "random_forest", "random_forest__max_depth": 7,
+                           "random_forest__max_features": 0.31622776601683794}, {"cv_std": 0.01}),
+        ("COMPLETE", 0.8, {"model": "k_nearest_neighbors", "k_nearest_neighbors__n_neighbors": 5}, {}),
+        ("FAIL", None, {"model": "random_forest", "random_forest__max_depth": 3,
+                        "random_forest__max_features": 0.5},
+         {"fail_reason": results.STOPPED_REASON_PREFIX + " before it finished; resume runs it again"}),
+        ("FAIL", None, {"model": "k_nearest_neighbors", "k_nearest_neighbors__n_neighbors": 9},
+         {"fail_reason": "ValueError: boom"}),
+    ])
+    table = views.trials_table(frame, ["k_nearest_neighbors", "random_forest"])
+    assert list(table.columns) == ["trial", "state", "value", "model",
+                                   "k_nearest_neighbors__n_neighbors", "random_forest__max_depth",
+                                   "random_forest__max_features", "cv_std", "duration_s", "reason"]
+    assert list(table["model"]) == ["random_forest", "k_nearest_neighbors", "random_forest",
+                                    "k_nearest_neighbors"]
+    assert table.loc[0, "random_forest__max_features"] == 0.3162  # rounded, still a number
+    # a trial the user stopped is "STOPPED" with its reason, a real failure stays FAIL
+    assert list(table["state"]) == ["COMPLETE", "COMPLETE", "STOPPED", "FAIL"]
+    assert table.loc[2, "reason"].startswith("stopped by the user")
+    assert table.loc[3, "reason"] == "ValueError: boom"
+    # every trial complete: no reason column at all; one model: its key in the model column
+    done = frame[frame["state"] == "COMPLETE"].drop(columns=["params_model"])
+    single = views.trials_table(done, "random_forest")
+    assert "reason" not in single.columns and list(single.columns[:4]) == ["trial", "state", "value", "model"]
+    assert set(single["model"]) == {"random_forest"}
+
+
+def test_best_params_and_grid_preview_are_rounded() -> None:
+    params = {"model": "hist_gradient_boosting", "hist_gradient_boosting__learning_rate": 0.0316227766017,
+              "hist_gradient_boosting__max_iter": 150}
+    table = views.best_params_frame(params, ["hist_gradient_boosting", "ridge"])
+    assert views.best_model(params, ["hist_gradient_boosting", "ridge"]) == "hist_gradient_boosting"
+    assert table.to_dict("list") == {"hyperparameter": ["learning_rate", "max_iter"],
+                                     "value": ["0.03162", "150"]}
+    plain = views.best_params_frame({"C": 1234.56789, "kernel": "rbf", "class_weight": None})
+    assert list(plain["value"]) == ["1235", "rbf", "null"]
+    spaces = {"svm": models.parse_model_space("svm", "classification", {
+        "C": {"type": "float", "low": 0.001, "high": 1.0, "log": True},
+        "kernel": {"type": "categorical", "choices": ["rbf", "sigmoid"]}})}
+    preview = views.grid_preview_frame(spaces, 5)
+    assert preview.loc[0, "values"] == "0.001, 0.005623, 0.03162, 0.1778, 1"
+    assert preview.loc[1, "values"] == "rbf, sigmoid"
+
+
+def test_columns_table_and_missing_target_note() -> None:
+    from hpdash import datasets
+
+    frame = datasets.load_sample("iris")
+    frame["target"] = frame["target"].astype("object")
+    frame.loc[[0, 50, 100], "target"] = None
+    profile = datasets.profile_table(frame, "target")
+    table = views.columns_table(profile)
+    # nothing dropped: no all-empty "why dropped" column pushing role and examples off screen
+    assert list(table.columns) == ["name", "role", "examples", "missing_share", "n_unique", "dtype"]
+    note = views.target_missing_note(profile)
+    assert note.startswith("3 of 150 rows have no value in the target 'target'") and "147 rows" in note
+    frame.insert(0, "sample_id", range(len(frame)))
+    dropped = views.columns_table(datasets.profile_table(frame, "target"))
+    assert list(dropped.columns)[-1] == "reason"
+    assert dropped.loc[0, "reason"].startswith("ID-like") and dropped.loc[1, "reason"] == ""
+    assert views.target_missing_note(datasets.profile_table(datasets.load_sample("iris"), "target")) is None
+
+
+def test_positive_class_is_asked_for_text_labels_only() -> None:
+    frame = pd.DataFrame({"x": range(12), "subscribed": ["no"] * 8 + ["yes"] * 4,
+                          "flag": [True, False] * 6, "digit": [0, 1] * 6,
+                          "kind": ["a", "b", "c"] * 4, "outcome": ["cat"] * 5 + ["dog"] * 7})
+    classes = views.target_classes(frame, "subscribed")
+    assert classes == ["no", "yes"]
+    assert views.needs_pos_label("f1", classes)
+    assert not views.needs_pos_label("accuracy", classes)
+    assert views.needs_pos_label("f1", views.target_classes(frame, "flag"))
+    assert not views.needs_pos_label("f1", views.target_classes(frame, "digit"))  # 1 is a label
+    assert not views.needs_pos_label("f1", views.target_classes(frame, "kind"))  # not binary
+    assert views.default_pos_label(frame, "subscribed") == "yes"  # the conventional name
+    assert views.default_pos_label(frame, "flag") is True
+    assert views.default_pos_label(frame, "outcome") == "cat"  # no such name: the rarer class
+
+
+def test_grid_trials_follow_the_strategy() -> None:
+    default = views.spec_form_defaults()["n_trials"]
+    assert views.form_trials_after_strategy_change("tpe", "grid", default) == views.GRID_WHOLE
+    assert views.form_trials_after_strategy_change("grid", "random", 0) == default
+    assert views.form_trials_after_strategy_change("grid", "random", 12) == 12
+    assert views.form_trials_after_strategy_change("tpe", "random", 7) == 7
+    assert views.grid_budget_text(70, None, 95.0) == ("Grid search runs the whole grid: all 70 "
+                                                      "combinations once, about 1 min 35 s.")
+    assert "20 of the 70" in views.grid_budget_text(70, 20) and "Trials to 0" in views.grid_budget_text(70, 20)

@@ -47,8 +47,12 @@ def read_upload(data: bytes, filename: str) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def profile(ref: str, target: str | None, task: str) -> datasets.DatasetProfile:
+def profile(ref: str, target: str | None, task: str, keep: tuple[str, ...] = ()) -> datasets.DatasetProfile:
+    """The profile of a dataset for a target and task, with the columns in ``keep`` kept as
+    features although hpdash would drop them (the spec's ``keep_columns``)."""
     frame, _ = load_frame(ref)
+    if keep:
+        return datasets.profile_table(frame, target, task, keep_columns=list(keep))
     return datasets.profile_table(frame, target, task)
 
 
@@ -65,7 +69,9 @@ def metric_options(task: str) -> tuple[str, ...]:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def runtime_estimate(spec_yaml: str, ref: str) -> views.RuntimeEstimate:
-    """The timed first fit of a spec (cached per spec, so editing other fields is instant)."""
+    """The pre-launch smoke fit of a spec, scaled to its budget (cached per spec, so editing
+    other fields is instant). Raises the ``SpecError`` of a model that fails it: show it as
+    an error, and do not offer the launch."""
     from hpdash import runner
     from hpdash.spec import load_spec
 

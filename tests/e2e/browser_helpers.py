@@ -114,3 +114,52 @@ def no_exception(page) -> None:
 def screenshot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def element_screenshot(locator, name: str) -> None:
+    """A picture of one element (scrolled into view): Streamlit scrolls inside its main block,
+    so a full-page picture holds only the first screen of a long page."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    locator.scroll_into_view_if_needed()
+    locator.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+#: The corners, in page pixels, of every text of the visible parcoords figure, by kind: axis
+#: titles, tick labels, range numbers. Each text's own box (getBBox) is mapped through its
+#: transform (getScreenCTM), so a turned title gives its turned corners, not an upright box.
+PARCOORDS_TEXT_JS = """(root) => {
+  const corners = (t) => {
+    const b = t.getBBox(), m = t.getScreenCTM();
+    return [[b.x, b.y], [b.x + b.width, b.y], [b.x + b.width, b.y + b.height], [b.x, b.y + b.height]]
+      .map(([x, y]) => [m.a * x + m.c * y + m.e, m.b * x + m.d * y + m.f]);
+  };
+  const texts = (sel) => [...root.querySelectorAll(sel)]
+    .filter(t => t.textContent.trim() && t.getBBox().width > 0)
+    .map(t => ({text: t.textContent, corners: corners(t)}));
+  const svg = root.querySelector('.main-svg').getBoundingClientRect();
+  return {titles: texts('.axis-title'), ticks: texts('.y-axis .tick text'),
+          ranges: texts('.axis-extent-text'),
+          figure: [svg.left, svg.top, svg.right, svg.bottom]};
+}"""
+
+
+def convex_overlap(p, q) -> bool:
+    """Whether two convex polygons (lists of [x, y]) overlap (separating axis theorem); a
+    shared edge or a gap of less than half a pixel counts as touching, not overlapping."""
+    for poly in (p, q):
+        for i in range(len(poly)):
+            (x1, y1), (x2, y2) = poly[i], poly[(i + 1) % len(poly)]
+            nx, ny = y1 - y2, x2 - x1
+            norm = (nx * nx + ny * ny) ** 0.5 or 1.0
+            a = [(x * nx + y * ny) / norm for x, y in p]
+            b = [(x * nx + y * ny) / norm for x, y in q]
+            if max(a) <= min(b) + 0.5 or max(b) <= min(a) + 0.5:
+                return False
+    return True
+
+
+def table_headers(table) -> list[str]:
+    """The column headers a dataframe draws, once they are there (its grid is a canvas; the
+    accessible table beside it holds the columns in view)."""
+    table.locator('[role="columnheader"]').first.wait_for(state="attached")
+    return [h.strip() for h in table.locator('[role="columnheader"]').all_text_contents()]

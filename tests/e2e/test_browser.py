@@ -9,7 +9,14 @@ import pytest
 
 from hpdash import datasets, export_model
 
-from browser_helpers import no_exception, screenshot, start_server, wait_ready
+from browser_helpers import (
+    element_screenshot,
+    no_exception,
+    screenshot,
+    start_server,
+    table_headers,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -93,6 +100,11 @@ def test_upload_launch_watch_and_review(page, browser, empty_server, tmp_path) -
     _tab(page, "Columns and roles").click()
     page.get_by_text("sample_id").first.wait_for()
     screenshot(page, "datasets-upload")
+    # the roles table: name, role and examples first, "why dropped" last (sample_id is ID-like)
+    roles = page.locator('[role="tabpanel"]:visible [data-testid="stDataFrame"]').first
+    headers = table_headers(roles)
+    assert headers[:3] == ["name", "role", "examples"], headers
+    element_screenshot(roles, "datasets-roles")
 
     # 2. configure: random forest, N_TRIALS trials, 5 folds
     page.get_by_role("button", name="New study with this dataset").click()
