@@ -22,7 +22,7 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 install: $(VENV)/.runtime
 install-dev: $(VENV)/.dev
 
-# Optional: PyTorch for the Gaussian-process strategy (CI installs it).
+# Optional: PyTorch for the gp_torch strategy, Optuna's GPSampler (CI installs it).
 install-gp: $(VENV)/.runtime
 	$(BIN)/pip install -q -r requirements-gp.txt
 

@@ -47,6 +47,7 @@ from hpdash import access, config, runner, space
 from hpdash.errors import HpdashError, SpecError, StorageError, StudyNotFoundError
 from hpdash.spec import STRATEGIES, StudySpec, check_name, parse_spec
 from hpdash.storage import open_storage, redact
+from hpdash.strategies import check_comparison
 from hpdash.store import Catalogue
 
 DEFAULT_STRATEGIES: tuple[str, ...] = ("grid", "random", "tpe", "gp")
@@ -110,7 +111,9 @@ def plan_experiment(spec: StudySpec, strategies: Sequence[str] | str | None = No
                     repeats: int = DEFAULT_REPEATS) -> list[StudySpec]:
     """The study specs of an experiment: one per (strategy, seed), same budget and protocol.
 
-    Raises ``SpecError`` for bad strategies, repeats or a budget that is not the same for all.
+    Raises ``SpecError`` for bad strategies, repeats or a budget that is not the same for all,
+    a strategy whose package is missing, and strategies that would all be random search
+    (``strategies.check_comparison``).
     """
     check_name(spec.name, "experiment ID")
     chosen = parse_strategies(strategies)
@@ -127,6 +130,9 @@ def plan_experiment(spec: StudySpec, strategies: Sequence[str] | str | None = No
             f"studies, over the limit of {cap} studies per experiment (HPDASH_MAX_EXPERIMENT_STUDIES). "
             "Pick fewer strategies or repeats, or raise HPDASH_MAX_EXPERIMENT_STUDIES.")
     _check_trial_total(spec, chosen, repeats)
+    # Each strategy's package, and no two strategies that would run the same random trials
+    # (a model-based one still in its start-up phase for the whole budget, against random).
+    check_comparison(spec, chosen)
     specs = []
     for strategy in chosen:
         for seed in range(spec.seed, spec.seed + repeats):

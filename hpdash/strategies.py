@@ -1,23 +1,39 @@
-"""Strategy names -> seeded Optuna samplers, pruner names -> Optuna pruners."""
+"""Strategy names -> seeded Optuna samplers, pruner names -> Optuna pruners.
+
+Also what a strategy needs before it can run: its package (``check_strategy``), its start-up
+phase (``startup_trials_of``, ``startup_warning``), the comparisons that would be random search
+against itself (``check_comparison``), and each worker's seed (``worker_seed``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import warnings
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import optuna
 
+from hpdash import gp_sampler
 from hpdash.errors import SpecError
+
+if TYPE_CHECKING:
+    from hpdash.spec import StudySpec
 
 STRATEGY_LABELS = {
     "grid": "Grid search (exhaustive over discretised ranges)",
     "random": "Random search",
     "tpe": "Bayesian: TPE (tree-structured Parzen estimator)",
-    "gp": "Bayesian: Gaussian process",
+    "gp": "Bayesian: Gaussian process (scikit-learn)",
+    "gp_torch": "Bayesian: Gaussian process (Optuna's GPSampler, needs PyTorch)",
     "cmaes": "CMA-ES (evolution strategy)",
     "qmc": "Quasi-Monte Carlo (Sobol)",
 }
+#: Strategies that fit a model of the scores after a random start-up phase.
+MODEL_BASED = ("tpe", "gp", "gp_torch", "cmaes")
 PRUNER_LABELS = {
     "none": "No pruning",
     "median": "Median: stop a trial whose mean score over the folds so far is below the median of finished trials on the same folds",
@@ -25,32 +41,257 @@ PRUNER_LABELS = {
     "wilcoxon": "Wilcoxon: stop when a signed-rank test says the trial is worse than the best",
 }
 TORCH_HINT = (
-    "The Gaussian-process strategy needs PyTorch, which is not installed. Install the CPU build "
-    "with `pip install -r requirements-gp.txt` (or `make install-gp`), or pick TPE, random or grid."
+    "The gp_torch strategy (Optuna's GPSampler) needs PyTorch, which is not installed. Install the "
+    "CPU build with `pip install -r requirements-gp.txt` (or `make install-gp`), or pick gp "
+    "(hpdash's Gaussian process on scikit-learn, no PyTorch needed), TPE, random or grid."
 )
+CMAES_HINT = (
+    "The cmaes strategy needs the `cmaes` package, which is not installed. Install it with "
+    "`pip install -r requirements.txt` (or `make install`), or pick another strategy."
+)
+#: Study user attr: which sampler class runs the study, with its start-up trials and seed rule.
+SAMPLER_ATTR = "hpdash.sampler"
+STARTUP_RULE = ("min(10, max(1, n_trials // 4)) random trials (10 with a time budget only): a "
+                "quarter of the budget explores at random, at most 10 (Optuna's default, enough "
+                "for the spaces hpdash offers), and at least the one trial a model needs to start")
 
 
 def torch_available() -> bool:
-    """Whether PyTorch can be imported (the GP sampler needs it)."""
+    """Whether PyTorch can be imported (the gp_torch strategy needs it)."""
     return importlib.util.find_spec("torch") is not None
 
 
+def cmaes_available() -> bool:
+    """Whether the ``cmaes`` package can be imported (Optuna's CmaEsSampler needs it)."""
+    return importlib.util.find_spec("cmaes") is not None
+
+
+def missing_dependency(strategy: str) -> str | None:
+    """What to install before ``strategy`` can run (a message with the command), or None."""
+    if strategy == "gp_torch" and not torch_available():
+        return TORCH_HINT
+    if strategy == "cmaes" and not cmaes_available():
+        return CMAES_HINT
+    return None
+
+
+def available_strategies() -> list[str]:
+    """The strategies that can run here, in the order of ``STRATEGY_LABELS``."""
+    return [s for s in STRATEGY_LABELS if missing_dependency(s) is None]
+
+
 def check_strategy(strategy: str) -> None:
-    """Raise SpecError for an unknown strategy, or GP without PyTorch."""
+    """Raise SpecError for an unknown strategy, or one whose package is not installed."""
     if strategy not in STRATEGY_LABELS:
         raise SpecError(f"Unknown strategy {strategy!r}: choose one of {', '.join(STRATEGY_LABELS)}.")
-    if strategy == "gp" and not torch_available():
-        raise SpecError(TORCH_HINT)
+    hint = missing_dependency(strategy)
+    if hint is not None:
+        raise SpecError(hint)
 
 
-def make_sampler(strategy: str, seed: int, n_startup_trials: int = 10) -> optuna.samplers.BaseSampler:
-    """A seeded sampler for ``strategy`` (see ``_make_sampler``), without experimental-API noise."""
+# ------------------------------------------------------------------------------ start-up phase
+def default_startup_trials(n_trials: int | None) -> int:
+    """Random trials before a model-based strategy takes over, for a budget of ``n_trials``
+    (see ``STARTUP_RULE``): 10 of 10 would make a small study random search."""
+    if n_trials is None:
+        return 10
+    return min(10, max(1, int(n_trials) // 4))
+
+
+def startup_trials_of(spec: StudySpec) -> int | None:
+    """The start-up trials a study runs: the spec's ``startup_trials``, else the default for
+    its budget. None for a strategy without a start-up phase (grid, random, QMC)."""
+    if spec.strategy not in MODEL_BASED:
+        return None
+    if spec.startup_trials is not None:
+        return int(spec.startup_trials)
+    return default_startup_trials(spec.n_trials)
+
+
+def _label(strategy: str) -> str:
+    return {"tpe": "TPE", "gp": "GP", "gp_torch": "GP (PyTorch)", "cmaes": "CMA-ES"}.get(strategy, strategy)
+
+
+def startup_warning(spec: StudySpec) -> str | None:
+    """A warning when a model-based strategy's start-up phase covers the whole trial budget,
+    so every trial is random search; None otherwise (and with a time budget only).
+
+    A budget of one trial is always random: a model needs a finished trial before it can
+    choose one (hpdash's GP starts after at least one, whatever ``startup_trials`` says)."""
+    startup = startup_trials_of(spec)
+    n = spec.n_trials
+    if startup is None or n is None:
+        return None
+    label = _label(spec.strategy)
+    if n <= 1:
+        return (
+            f"{label} would run 1 trial(s) at random: a model needs at least one finished trial "
+            f"before it can choose one, so a study of one trial is random search. Raise n_trials "
+            f"above 1, or pick random search."
+        )
+    if startup < n:
+        return None
+    if spec.startup_trials is not None:
+        given = f"startup_trials ({startup} random trials)"
+        fix = (f"Set startup_trials below {n} (or leave it unset: the default start-up phase for "
+               f"{n} trials is {default_startup_trials(n)}), or raise n_trials above {startup}.")
+    else:
+        given = f"the default start-up phase ({startup} random trials)"
+        fix = f"Set startup_trials below {n}, or raise n_trials above {startup}."
+    return (
+        f"{label} would run {n} trial(s) at random: {given} covers the whole budget of {n}, so "
+        f"its model never chooses a trial and the study is random search. {fix}"
+    )
+
+
+def conditional_warning(spec: StudySpec) -> str | None:
+    """A warning when CMA-ES would be random search because it cannot model the space:
+    Optuna's CmaEsSampler models only numeric hyperparameters that every trial has, and under
+    algorithm selection no hyperparameter is in every trial."""
+    if spec.strategy == "cmaes" and len(spec.models) > 1:
+        return (
+            "CMA-ES would be random search here: it models only numeric hyperparameters shared by "
+            f"every trial, and under algorithm selection ({', '.join(spec.models)}) each model has its "
+            "own. Pick TPE or GP, which model conditional spaces, or tune one model at a time."
+        )
+    return None
+
+
+def check_comparison(spec: StudySpec, strategies: Sequence[str]) -> None:
+    """Refuse a comparison in which two strategies would run the same trials.
+
+    Every strategy is checked as ``check_strategy`` does (its package installed). A
+    model-based strategy still in its random start-up phase for the whole budget, or CMA-ES
+    under algorithm selection, draws every trial with ``RandomSampler`` and the seed of random
+    search: put against random search (or against another such strategy) both run identical
+    trials, and the comparison would show a difference of zero that says nothing about them.
+    """
+    for strategy in strategies:
+        check_strategy(strategy)
+    random_alike: list[tuple[str, str]] = []
+    for strategy in strategies:
+        if strategy == "random":
+            random_alike.append((strategy, ""))
+            continue
+        one = spec.replace(strategy=strategy)
+        reason = startup_warning(one) or conditional_warning(one)
+        if reason is not None:
+            random_alike.append((strategy, reason))
+    if len(random_alike) < 2:
+        return
+    names = " and ".join(_label(s) for s, _ in random_alike)
+    reasons = " ".join(r for _, r in random_alike if r)
+    raise SpecError(
+        f"This comparison would pit {names} against each other, but they would run exactly the "
+        f"same random trials with the same seeds, so it could show no difference between them. "
+        f"{reasons}"
+    )
+
+
+# ------------------------------------------------------------------------------ seeds
+def worker_seed(seed: int, worker_index: int) -> int:
+    """The sampler seed of worker ``worker_index`` of a study with seed ``seed``.
+
+    Derived with ``numpy.random.SeedSequence([seed, worker_index])``, which hashes both
+    numbers into the seed: ``seed + worker_index`` gave worker 1 of repeat 0 the seed of worker
+    0 of repeat 1 (an experiment's repeats use consecutive seeds), so they ran the same trials.
+    32 bits, the range of the NumPy ``RandomState`` that Optuna's samplers seed.
+    """
+    return int(np.random.SeedSequence([int(seed), int(worker_index)]).generate_state(1, dtype=np.uint32)[0])
+
+
+# ------------------------------------------------------------------------------ samplers
+class SamplerFailure(RuntimeError):
+    """A sampler raised while choosing a trial's hyperparameters (the message says which)."""
+
+
+class _FailureReason:
+    """Mixin for a sampler: an exception while it samples becomes the trial's ``fail_reason``.
+
+    Optuna calls ``infer_relative_search_space`` and ``sample_relative`` at the trial's first
+    ``suggest_*`` and ``sample_independent`` at each one, inside the objective, so a sampler
+    error fails the trial; but hpdash's objective records ``fail_reason`` only for errors of
+    the fit, and the trial would be FAIL with no reason. The reason (the strategy, the error
+    and what to do) is written here, where the error is known, and the error is raised again
+    as ``SamplerFailure``.
+    """
+
+    strategy: str = "?"
+
+    @contextlib.contextmanager
+    def _reason_on_failure(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Iterator[None]:
+        try:
+            yield
+        except SamplerFailure:
+            raise
+        except Exception as exc:
+            if isinstance(exc, ImportError):
+                fix = missing_dependency(self.strategy) or (
+                    "Install the missing package (`pip install -r requirements.txt`), or pick another strategy.")
+            else:
+                fix = ("The sampler failed, not the model or the data: pick another strategy, and report "
+                       "this with the study's spec.")
+            message = (f"The {self.strategy} strategy's sampler failed while choosing this trial's "
+                       f"hyperparameters: {type(exc).__name__}: {exc}. {fix}")[:2000]
+            # Optuna has no public call for a sampler to write on the trial it samples; its own
+            # samplers use the storage the same way.
+            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", message)
+            raise SamplerFailure(message) from exc
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Any:
+        with self._reason_on_failure(study, trial):
+            return super().infer_relative_search_space(study, trial)  # type: ignore[misc]
+
+    def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: Any) -> Any:
+        with self._reason_on_failure(study, trial):
+            return super().sample_relative(study, trial, search_space)  # type: ignore[misc]
+
+    def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str,
+                           param_distribution: Any) -> Any:
+        with self._reason_on_failure(study, trial):
+            return super().sample_independent(study, trial, param_name, param_distribution)  # type: ignore[misc]
+
+
+class RandomSampler(_FailureReason, optuna.samplers.RandomSampler):
+    """Optuna's RandomSampler; its failures become the trial's fail_reason."""
+
+
+class TPESampler(_FailureReason, optuna.samplers.TPESampler):
+    """Optuna's TPESampler; its failures become the trial's fail_reason."""
+
+
+class CmaEsSampler(_FailureReason, optuna.samplers.CmaEsSampler):
+    """Optuna's CmaEsSampler; its failures become the trial's fail_reason."""
+
+
+class QMCSampler(_FailureReason, optuna.samplers.QMCSampler):
+    """Optuna's QMCSampler; its failures become the trial's fail_reason."""
+
+
+class TorchGPSampler(_FailureReason, optuna.samplers.GPSampler):
+    """Optuna's GPSampler (needs PyTorch); its failures become the trial's fail_reason."""
+
+
+class GPSampler(_FailureReason, gp_sampler.GPSampler):
+    """hpdash's scikit-learn GP sampler (``hpdash.gp_sampler``); its failures become the
+    trial's fail_reason."""
+
+
+def make_sampler(strategy: str, seed: int, n_startup_trials: int = 10,
+                 study_seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """A seeded sampler for ``strategy`` (see ``_make_sampler``), without experimental-API noise.
+
+    ``study_seed``: the study's own seed where it differs from this sampler's ``seed`` (a
+    worker's, ``worker_seed``); QMC scrambles its sequence with it, see ``_make_sampler``.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _make_sampler(strategy, seed, n_startup_trials)
+        sampler = _make_sampler(strategy, seed, n_startup_trials, seed if study_seed is None else study_seed)
+    sampler.strategy = strategy
+    return sampler
 
 
-def _make_sampler(strategy: str, seed: int, n_startup_trials: int) -> optuna.samplers.BaseSampler:
+def _make_sampler(strategy: str, seed: int, n_startup_trials: int, study_seed: int) -> _FailureReason:
     """A seeded sampler for ``strategy``.
 
     Grid search does not use a sampler to pick points: the runner enqueues every grid point as
@@ -60,21 +301,57 @@ def _make_sampler(strategy: str, seed: int, n_startup_trials: int) -> optuna.sam
     """
     check_strategy(strategy)
     if strategy in ("grid", "random"):
-        return optuna.samplers.RandomSampler(seed=seed)
+        return RandomSampler(seed=seed)
     if strategy == "tpe":
         # multivariate TPE handles correlated hyperparameters; group=True handles the
         # conditional spaces of algorithm selection. constant_liar spreads parallel workers.
-        return optuna.samplers.TPESampler(
+        return TPESampler(
             seed=seed, n_startup_trials=n_startup_trials, multivariate=True, group=True,
             constant_liar=True,
         )
     if strategy == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials)
+        return GPSampler(seed=seed, n_startup_trials=n_startup_trials)
+    if strategy == "gp_torch":
+        return TorchGPSampler(seed=seed, n_startup_trials=n_startup_trials)
     if strategy == "cmaes":
-        return optuna.samplers.CmaEsSampler(
-            seed=seed, n_startup_trials=n_startup_trials, warn_independent_sampling=False
-        )
-    return optuna.samplers.QMCSampler(seed=seed, qmc_type="sobol", scramble=True, warn_independent_sampling=False)
+        return CmaEsSampler(seed=seed, n_startup_trials=n_startup_trials, warn_independent_sampling=False)
+    # Workers of one study share one scrambled Sobol sequence (Optuna hands out its points in
+    # order through the storage), so the scramble uses the study's seed, the same in every
+    # worker; the first trial, drawn before the search space is known, uses the worker's.
+    return QMCSampler(seed=study_seed, qmc_type="sobol", scramble=True, warn_independent_sampling=False,
+                      independent_sampler=RandomSampler(seed=seed))
+
+
+def sampler_for(spec: StudySpec, worker_index: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler worker ``worker_index`` of a study runs: the spec's strategy, the worker's
+    own seed (``worker_seed``) and the study's start-up trials (``startup_trials_of``)."""
+    startup = startup_trials_of(spec)
+    return make_sampler(spec.strategy, worker_seed(spec.seed, worker_index),
+                        10 if startup is None else startup, study_seed=spec.seed)
+
+
+def sampler_class_name(sampler: optuna.samplers.BaseSampler) -> str:
+    """The library class behind a sampler made here, e.g. ``optuna.samplers.TPESampler`` or
+    ``hpdash.gp_sampler.GPSampler`` (this module's subclasses only add failure reasons)."""
+    for cls in type(sampler).__mro__:
+        if cls.__module__ == __name__ or cls is _FailureReason:
+            continue
+        if getattr(optuna.samplers, cls.__name__, None) is cls:
+            return f"optuna.samplers.{cls.__name__}"
+        return f"{cls.__module__}.{cls.__qualname__}"
+    return type(sampler).__qualname__
+
+
+def sampler_record(spec: StudySpec) -> dict[str, Any]:
+    """What the study records under ``SAMPLER_ATTR``: the sampler class that runs it (so a
+    reader knows which GP ran), its start-up trials and how worker seeds are derived."""
+    sampler = sampler_for(spec, 0)
+    return {
+        "strategy": spec.strategy,
+        "class": sampler_class_name(sampler),
+        "startup_trials": startup_trials_of(spec),
+        "worker_seeds": f"numpy.random.SeedSequence([{spec.seed}, worker_index])",
+    }
 
 
 class FoldMedianPruner(optuna.pruners.BasePruner):

@@ -137,6 +137,39 @@ def _nothing_created(name: str = "iris-exp") -> None:
     assert optuna.get_all_study_names(runner.open_storage(None, heartbeat=False)) == []
 
 
+def test_a_comparison_of_tpe_that_would_be_random_search_is_refused(data_dir) -> None:
+    """TPE whose start-up phase covers the whole budget draws the same trials as random
+    search with the same seeds: the comparison is refused with why and the fix, and neither
+    the experiment nor any study is written."""
+    spec = _spec(startup_trials=6)  # n_trials 6: every TPE trial would be a random start-up trial
+    with pytest.raises(SpecError) as err:
+        experiments.create_experiment(spec, "tpe,random", 2)
+    message = str(err.value)
+    assert "pit TPE and random against each other" in message
+    assert "exactly the same random trials with the same seeds" in message
+    assert "Set startup_trials below 6 (or leave it unset: the default start-up phase for 6 trials is 1)" in message
+    _nothing_created()
+    with pytest.raises(SpecError, match="pit random and TPE against each other"):
+        experiments.compare_strategies(spec, "random,tpe", 1)
+    _nothing_created()
+    with pytest.raises(SpecError, match="pit TPE and random"):
+        experiments.plan_experiment(spec, "grid,tpe,random", 1)
+    # a budget of one trial is random search whatever the start-up phase: no default to offer
+    with pytest.raises(SpecError, match="pit TPE and random") as one:
+        experiments.plan_experiment(_spec(n_trials=1), "tpe,random", 1)
+    assert "a model needs at least one finished trial" in str(one.value) and "Raise n_trials above 1" in str(one.value)
+    # with the default start-up phase (1 of 6) TPE's model chooses 5 trials: allowed
+    assert [s.strategy for s in experiments.plan_experiment(_spec(), "tpe,random", 1)] == ["tpe", "random"]
+
+
+def test_a_comparison_with_a_missing_package_is_refused(data_dir, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "cmaes", None)  # `import cmaes` fails, as without the package
+    with pytest.raises(SpecError, match=r"`cmaes` package, which is not installed. Install it with "
+                                        r"`pip install -r requirements.txt`"):
+        experiments.create_experiment(_spec(), "random,cmaes", 1)
+    _nothing_created()
+
+
 def test_workers_over_the_cap_are_refused_before_anything_is_created(data_dir, monkeypatch) -> None:
     monkeypatch.setenv("HPDASH_MAX_WORKERS", "2")
     with pytest.raises(SpecError, match=r"3 worker processes per study is over this machine's limit of 2 "
