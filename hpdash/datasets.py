@@ -1374,7 +1374,9 @@ def prepare(
             expanded = _datetime_parts(s, info.name)
             parts.append(expanded)
             numeric.extend(expanded.columns)
-    X = pd.concat(parts, axis=1).reset_index(drop=True)
+    # One consolidated block per dtype (copy): taking a fold's rows from the concatenated
+    # frame of a wide table is about 200 times slower.
+    X = pd.concat(parts, axis=1).reset_index(drop=True).copy()
     X.attrs = {}
     y_out = y.reset_index(drop=True).rename(target)
     if len(set(X.columns)) != X.shape[1]:

@@ -7,6 +7,12 @@ converters for hyperparameters whose estimator value is not plain data: a Gaussi
 kernel is chosen by name (``"matern"``) and an MLP's layer sizes are written ``"64-32"``.
 Converters parse; nothing is ever ``eval``ed.
 
+Each family also says what input its estimator needs (``categorical_input``: a one-hot that
+may be sparse, a dense one-hot, or histogram gradient boosting's native categorical support),
+whether a regression target is standardised for it (``scale_target``), and how its fit time
+grows with rows (``fit_exponent``, ``predict_exponent``: used to extrapolate the pre-launch
+smoke fit). ``hpdash.objective`` builds the pipeline from these.
+
 ``estimator_code`` writes the scikit-learn expression that rebuilds a trial's estimator, for
 the "reproduce this trial" snippet.
 """
@@ -71,6 +77,18 @@ SEEDED_PARAM = "random_state"
 
 Imports = tuple[str, ...]
 
+#: How categorical columns reach the estimator (``ModelFamily.categorical_input``):
+#: a one-hot that the ColumnTransformer may return sparse (most rows zero) ...
+ONEHOT = "onehot"
+#: ... a one-hot always returned dense, for estimators that reject sparse input outright
+#: (their scikit-learn tags say so) or for some of their hyperparameter values (a
+#: non-negative least squares fit, Ridge's svd/cholesky solvers, k-NN's Minkowski p) ...
+DENSE_ONEHOT = "dense_onehot"
+#: ... or ordinal codes that the estimator treats as categories itself (histogram gradient
+#: boosting's ``categorical_features``), as scikit-learn recommends for it.
+NATIVE = "native"
+CATEGORICAL_INPUTS: tuple[str, ...] = (ONEHOT, DENSE_ONEHOT, NATIVE)
+
 
 @dataclass(frozen=True)
 class Converter:
@@ -104,6 +122,23 @@ class ModelFamily:
     fixed: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: hyperparameter name -> converter from plain value to estimator value
     converters: Mapping[str, Converter] = field(default_factory=dict)
+    #: how categorical columns are encoded for this estimator (ONEHOT, DENSE_ONEHOT, NATIVE)
+    categorical_input: str = ONEHOT
+    #: regression: fit on a standardised target (``TransformedTargetRegressor`` with a
+    #: ``StandardScaler``), for estimators whose loss or priors assume a target near unit scale
+    scale_target: bool = False
+    #: fit time grows roughly as rows ** fit_exponent (1: about linear; 2: kernel SVM; 3:
+    #: Gaussian process), and predicting one row as training rows ** predict_exponent (k-NN,
+    #: kernel methods compare with the training rows; trees and linear models do not)
+    fit_exponent: float = 1.0
+    predict_exponent: float = 0.0
+    #: rows of the training part the pre-launch smoke fit uses at most (small for models
+    #: whose cost explodes with rows: their time on more rows is extrapolated)
+    smoke_rows: int = 1000
+    #: estimator parameters that hpdash sets from the data, never searched
+    data_params: tuple[str, ...] = ()
+    #: hyperparameter -> what bounds it by the rows a CV fold trains on (checked before launch)
+    row_bounded: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -293,6 +328,8 @@ _FAMILIES: tuple[ModelFamily, ...] = (
         regressor=LinearRegression,
         spaces={REGRESSION: {"fit_intercept": _cat(True, False), "positive": _cat(False, True)}},
         labels={"fit_intercept": SHAPE, "positive": SHAPE},
+        # positive=True (non-negative least squares) rejects sparse input
+        categorical_input=DENSE_ONEHOT,
     ),
     ModelFamily(
         key="ridge",
@@ -307,6 +344,8 @@ _FAMILIES: tuple[ModelFamily, ...] = (
             "class_weight": LEARNING,
             "fit_intercept": SHAPE,
         },
+        # the svd, cholesky and saga solvers cannot fit an intercept on sparse input
+        categorical_input=DENSE_ONEHOT,
     ),
     ModelFamily(
         key="lasso",
@@ -367,7 +406,15 @@ _FAMILIES: tuple[ModelFamily, ...] = (
             "class_weight": LEARNING,
             "tol": LEARNING,
             "shrinking": LEARNING,
+            "max_iter": LEARNING,
         },
+        # libsvm's default (-1) has no limit: a linear kernel with a large C took 27.7 million
+        # iterations (39 s) on 3,000 rows where an RBF kernel converges in about 3,000.
+        fixed=_both({"max_iter": 100_000}),
+        scale_target=True,  # epsilon and C are on the target's scale
+        fit_exponent=2.0,
+        predict_exponent=1.0,
+        smoke_rows=500,
     ),
     ModelFamily(
         key="k_nearest_neighbors",
@@ -390,6 +437,10 @@ _FAMILIES: tuple[ModelFamily, ...] = (
             "algorithm": LEARNING,
             "leaf_size": LEARNING,
         },
+        # Minkowski distances with p other than 1 or 2 reject sparse input
+        categorical_input=DENSE_ONEHOT,
+        predict_exponent=1.0,
+        row_bounded={"n_neighbors": "k-NN cannot use more neighbours than the rows it trains on"},
     ),
     ModelFamily(
         key="decision_tree",
@@ -457,6 +508,8 @@ _FAMILIES: tuple[ModelFamily, ...] = (
             "early_stopping": LEARNING,
             "class_weight": LEARNING,
         },
+        categorical_input=NATIVE,
+        data_params=("categorical_features",),
     ),
     ModelFamily(
         key="mlp",
@@ -486,6 +539,7 @@ _FAMILIES: tuple[ModelFamily, ...] = (
         },
         fixed=_both({"max_iter": 200, "early_stopping": True}),
         converters={"hidden_layer_sizes": LAYERS_CONVERTER},
+        scale_target=True,  # a squared loss on a raw target of thousands diverges or stalls
     ),
     ModelFamily(
         key="sgd",
@@ -517,6 +571,7 @@ _FAMILIES: tuple[ModelFamily, ...] = (
             "fit_intercept": SHAPE,
         },
         fixed=_both({"max_iter": 2000}),
+        scale_target=True,  # the step size and alpha assume a target near unit scale
     ),
     ModelFamily(
         key="gaussian_process",
@@ -538,10 +593,24 @@ _FAMILIES: tuple[ModelFamily, ...] = (
         },
         fixed={REGRESSION: {"normalize_y": True}},
         converters={"kernel": KERNEL_CONVERTER},
+        categorical_input=DENSE_ONEHOT,  # scikit-learn's tags: no sparse input
+        scale_target=True,
+        # a Cholesky factorisation of the rows x rows kernel matrix (the classifier: one per
+        # class, at every step of the kernel optimiser)
+        fit_exponent=3.0,
+        predict_exponent=1.0,
+        smoke_rows=100,
     ),
 )
 
 REGISTRY: dict[str, ModelFamily] = {family.key: family for family in _FAMILIES}
+#: estimator class -> (family, task): how a pipeline finds the family of an estimator it gets
+_BY_CLASS: dict[type, tuple[ModelFamily, str]] = {
+    cls: (family, task)
+    for family in _FAMILIES
+    for task, cls in ((CLASSIFICATION, family.classifier), (REGRESSION, family.regressor))
+    if cls is not None
+}
 
 
 # --- lookups -----------------------------------------------------------------------------
@@ -621,6 +690,11 @@ def _check_name(family: ModelFamily, cls: type, name: str) -> None:
             f"hyperparameter {SEEDED_PARAM!r} of model {family.key!r} cannot be searched; "
             "it is set from the study seed"
         )
+    if name in family.data_params:
+        raise SpecError(
+            f"hyperparameter {name!r} of model {family.key!r} cannot be searched; hpdash sets "
+            "it from the column roles of the dataset"
+        )
     valid = estimator_params(cls)
     if name in valid or name in family.converters:
         return
@@ -693,6 +767,30 @@ def make_estimator(
     return cls(**kwargs)
 
 
+def family_of(estimator: Any) -> tuple[ModelFamily, str] | None:
+    """``(family, task)`` of a registry estimator (instance or class), or None for others."""
+    cls = estimator if isinstance(estimator, type) else type(estimator)
+    return _BY_CLASS.get(cls)
+
+
+def categorical_input(estimator: Any) -> str:
+    """How categorical columns are encoded for ``estimator`` (``ONEHOT``, ``DENSE_ONEHOT`` or
+    ``NATIVE``): the registry's choice, or for another estimator ``DENSE_ONEHOT`` when its
+    scikit-learn tags say it takes no sparse input."""
+    found = family_of(estimator)
+    if found is not None:
+        return found[0].categorical_input
+    instance = estimator() if isinstance(estimator, type) else estimator
+    tags = instance.__sklearn_tags__()
+    return ONEHOT if tags.input_tags.sparse else DENSE_ONEHOT
+
+
+def scales_target(estimator: Any) -> bool:
+    """Whether a regression pipeline standardises the target for ``estimator``."""
+    found = family_of(estimator)
+    return found is not None and found[1] == REGRESSION and found[0].scale_target
+
+
 def _public_module(cls: type) -> str:
     """``sklearn.ensemble._forest`` -> ``sklearn.ensemble`` (where the class is exported)."""
     parts: list[str] = []
@@ -703,7 +801,7 @@ def _public_module(cls: type) -> str:
     return ".".join(parts)
 
 
-def _literal(value: Any) -> str:
+def literal(value: Any) -> str:
     """Python source for plain data; never anything that could run code."""
     if isinstance(value, np.generic):
         value = value.item()
@@ -712,31 +810,35 @@ def _literal(value: Any) -> str:
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else f"float({str(value)!r})"
     if isinstance(value, tuple):
-        items = [_literal(v) for v in value]
+        items = [literal(v) for v in value]
         return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
     if isinstance(value, list):
-        return "[" + ", ".join(_literal(v) for v in value) + "]"
+        return "[" + ", ".join(literal(v) for v in value) + "]"
     raise SpecError(f"cannot write {value!r} as Python source")
 
 
 def estimator_code(
-    key: str, task: str, params: Mapping[str, Any], seed: int | None
+    key: str, task: str, params: Mapping[str, Any], seed: int | None,
+    *, data_params: Mapping[str, Any] | None = None,
 ) -> tuple[list[str], str]:
     """Source that rebuilds ``make_estimator(key, task, params, seed)``.
 
     Returns ``(import lines, expression)``, e.g. ``(["from sklearn.ensemble import
     RandomForestClassifier"], "RandomForestClassifier(max_depth=7, n_estimators=120,
-    random_state=0)")``. Keyword arguments are sorted by name and include the fixed params.
+    random_state=0)")``. Keyword arguments are sorted by name and include the fixed params
+    and ``data_params`` (what the pipeline sets from the data, such as histogram gradient
+    boosting's ``categorical_features``).
     """
     cls = estimator_class(key, task)
     family = get_family(key)
     imports = [f"from {_public_module(cls)} import {cls.__name__}"]
-    kwargs: dict[str, str] = {k: _literal(v) for k, v in family.fixed.get(task, {}).items()}
+    kwargs: dict[str, str] = {k: literal(v) for k, v in family.fixed.get(task, {}).items()}
+    kwargs.update({k: literal(v) for k, v in (data_params or {}).items()})
     for name, value in params.items():
         _check_name(family, cls, name)
         converter = family.converters.get(name)
         if converter is None:
-            kwargs[name] = _literal(value)
+            kwargs[name] = literal(value)
         else:
             extra, source = converter.code(value)
             imports.extend(line for line in extra if line not in imports)

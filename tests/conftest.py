@@ -96,3 +96,20 @@ def browser():
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield chromium
         chromium.close()
+
+
+#: The user property that carries the conformance result (``SUMMARY_KEY`` in
+#: tests/test_conformance.py).
+CONFORMANCE_KEY = "hpdash_conformance"
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print the conformance matrix's size and result (tests/test_conformance.py records it
+    as a user property of its report, which reaches this controller process also from
+    pytest-xdist workers, where the test's own output is not shown)."""
+    for outcome in ("passed", "failed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            for name, value in getattr(report, "user_properties", ()):
+                if name == CONFORMANCE_KEY:
+                    terminalreporter.write_sep("-", "conformance matrix")
+                    terminalreporter.write_line(str(value))

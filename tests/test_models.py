@@ -28,6 +28,17 @@ from hpdash.space import LABELS, grid_size, parse_space, suggest
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One thread per fit: on a machine whose cores the test runner's processes share,
+    OpenMP's threads (histogram gradient boosting) wait on each other (12 s instead of 0.1 s
+    for one fit)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
 KEYS = [
     "logistic_regression", "linear_regression", "ridge", "lasso", "elastic_net", "svm",
     "k_nearest_neighbors", "decision_tree", "random_forest", "extra_trees",
@@ -368,3 +379,62 @@ def test_sgd_loss_is_a_hyperparameter() -> None:
     assert isinstance(clf, SGDClassifier) and clf.loss == "modified_huber"
     X, y = _data("classification")
     assert clf.fit(X, y).predict_proba(X).shape == (len(y), 3)
+
+
+# --- input, target and iteration limits ----------------------------------------------------
+
+
+def test_every_iterative_estimator_has_a_finite_iteration_cap() -> None:
+    """An estimator with ``max_iter`` gets a finite cap, fixed or searched: libsvm's default
+    (-1) has none. Ridge's None means its direct solvers (cholesky, svd) or each iterative
+    solver's own limit."""
+    for key, task in PAIRS:
+        cls = models.estimator_class(key, task)
+        if "max_iter" not in models.estimator_params(cls) or cls in (Ridge, RidgeClassifier):
+            continue
+        family = models.get_family(key)
+        fixed = family.fixed.get(task, {}).get("max_iter")
+        searched = models.default_space(key, task).get("max_iter")
+        assert fixed is not None or searched is not None, (key, task)
+        cap = fixed if fixed is not None else searched.high
+        assert 0 < cap <= 100_000, (key, task, cap)
+        if fixed is not None:
+            assert models.make_estimator(key, task, _sample(key, task)).max_iter == cap
+
+
+def test_input_each_estimator_needs() -> None:
+    """Dense input where scikit-learn's tags or some hyperparameter values refuse sparse
+    input, native categories for histogram gradient boosting, a one-hot otherwise; the
+    answer for an estimator outside the registry comes from its tags."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.naive_bayes import GaussianNB
+
+    assert models.categorical_input(HistGradientBoostingRegressor()) == models.NATIVE
+    assert models.categorical_input(GaussianProcessRegressor) == models.DENSE_ONEHOT
+    assert models.categorical_input(SVR()) == models.ONEHOT
+    assert models.categorical_input(GaussianNB()) == models.DENSE_ONEHOT  # not in the registry: its tags
+    for key, task in PAIRS:
+        cls = models.estimator_class(key, task)
+        if not cls().__sklearn_tags__().input_tags.sparse:
+            assert models.get_family(key).categorical_input != models.ONEHOT, key
+    assert models.family_of(SVR) == (models.REGISTRY["svm"], "regression")
+    assert models.family_of(GaussianNB()) is None
+
+
+def test_targets_standardised_for_the_models_that_need_it() -> None:
+    scaled = {key for key, task in PAIRS
+              if task == "regression" and models.scales_target(models.estimator_class(key, task))}
+    assert scaled == {"svm", "mlp", "sgd", "gaussian_process"}
+    assert not models.scales_target(SVC())  # classification targets are labels
+
+
+def test_categorical_features_is_set_from_the_data_not_searched() -> None:
+    space = parse_space({"categorical_features": {"type": "categorical", "choices": ["from_dtype"]}})
+    with pytest.raises(SpecError, match=r"hyperparameter 'categorical_features' of model "
+                       r"'hist_gradient_boosting' cannot be searched; hpdash sets it from the "
+                       r"column roles of the dataset"):
+        models.validate_space("hist_gradient_boosting", "classification", space)
+    imports, code = models.estimator_code("hist_gradient_boosting", "regression", {"max_iter": 20}, 0,
+                                          data_params={"categorical_features": [2, 3]})
+    assert code == "HistGradientBoostingRegressor(categorical_features=[2, 3], max_iter=20, random_state=0)"

@@ -1,13 +1,22 @@
 """The evaluation protocol, checked against plain scikit-learn."""
 
+import re
+import warnings
+from typing import Any
+
 import numpy as np
 import optuna
 import pandas as pd
 import pytest
+import scipy.sparse
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import get_scorer
 from sklearn.model_selection import GridSearchCV, KFold, RepeatedStratifiedKFold, StratifiedKFold
+from sklearn.preprocessing import OrdinalEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from hpdash import datasets, objective, runner, space, strategies
+from hpdash import datasets, models, objective, runner, space, strategies
 from hpdash.errors import SpecError
 from hpdash.spec import parse_spec
 from hpdash.storage import WorkerRDBStorage, open_storage
@@ -139,3 +148,359 @@ def test_fold_scores_reach_storage_live_only_when_needed(data_dir, tmp_path, mon
     assert reports == list(range(live_reports))
     assert trial.intermediate_values == dict(enumerate(trial.user_attrs["fold_scores"]))
     assert trial.value == pytest.approx(np.mean(trial.user_attrs["fold_scores"]))
+
+
+# --------------------------------------------------------------------------------------------
+# Every family: GridSearchCV's cv_results_ and the reproduce snippet, on generated tables
+# --------------------------------------------------------------------------------------------
+FAMILY_TASKS = [(key, task) for key, family in models.REGISTRY.items() for task in family.tasks]
+
+
+def _small_table(kind: str, task: str) -> pd.DataFrame:
+    """40 rows of numbers, or 60 rows mixing a number with two text columns with missing
+    values (one of them with levels rare enough to be unseen by some folds)."""
+    rng = np.random.default_rng(7)
+    n = 40 if kind == "numeric" else 60
+    x = rng.normal(size=(n, 3))
+    frame = pd.DataFrame(x.round(4), columns=["a", "b", "c"])
+    signal = x[:, 0] - x[:, 1]
+    if kind == "categorical":
+        frame = frame[["a"]]
+        shade = rng.choice(np.array(["red", "green", "blue", "grey"], dtype=object), size=n)
+        shop = np.array([f"shop{i % 9}" for i in rng.permutation(n)], dtype=object)
+        shade[rng.random(n) < 0.1] = None
+        shop[rng.random(n) < 0.1] = None
+        frame = frame.assign(shade=shade, shop=shop)
+        signal = x[:, 0] + (shade == "red") - (shop == "shop1")
+    noisy = signal + rng.normal(scale=0.4, size=n)
+    frame["y"] = ((noisy > np.median(noisy)).astype(int) if task == "classification"
+                  else (3000.0 + 400.0 * noisy).round(2))
+    return frame
+
+
+def _plan(key: str, task: str, kind: str, **change) -> runner.Plan:
+    spec = parse_spec({"name": f"eq-{key.replace('_', '-')}", "dataset": f"{kind}.csv", "target": "y",
+                       "task": task, "model": key, "strategy": "grid", "n_trials": None,
+                       "cv": {"folds": 2}, "seed": 0, **change})
+    return runner.plan_study(spec, data=(_small_table(kind, task), None))
+
+
+def _grid_of(key: str, task: str, plan: runner.Plan) -> tuple[dict[str, Any], str, list[Any]]:
+    """The family's representative configuration, and two values of its first
+    hyperparameter (its 2-point grid) to search over."""
+    model_space = plan.spaces[key]
+    base = objective.representative_params(model_space)
+    name, hp = next(iter(model_space.items()))
+    return base, name, space.grid_values(hp, 2)[:2]
+
+
+#: k-NN's default n_neighbors reaches 50, more than these folds' rows; forests of 100 trees
+#: cost seconds here and test nothing fewer trees do not
+_FEW_TREES = {"space": {"n_estimators": {"type": "int", "low": 5, "high": 10},
+                        "max_depth": {"type": "int", "low": 2, "high": 20}}}
+SMALL_SPACES = {
+    "k_nearest_neighbors": {"space": {
+        "n_neighbors": {"type": "int", "low": 1, "high": 10},
+        "weights": {"type": "categorical", "choices": ["uniform", "distance"]},
+        "p": {"type": "categorical", "choices": [1, 2]}}},
+    "random_forest": _FEW_TREES,
+    "extra_trees": _FEW_TREES,
+}
+
+
+@pytest.mark.parametrize(("key", "task"), FAMILY_TASKS, ids=[f"{k}-{t}" for k, t in FAMILY_TASKS])
+def test_every_family_reproduces_gridsearchcv_and_its_snippet(key, task) -> None:
+    """Fold by fold, hpdash's scores equal GridSearchCV's ``split<k>_test_score`` (difference
+    0.0) on a numeric and a categorical table, and the reproduce snippet, executed, gives the
+    same fold scores. The estimators get the input they need: a dense one-hot where sparse
+    input is refused, histogram gradient boosting's native categories, a standardised
+    regression target for SVR, MLP, SGD and GP."""
+    from threadpoolctl import threadpool_limits
+
+    for kind in ("numeric", "categorical"):
+        plan = _plan(key, task, kind, **SMALL_SPACES.get(key, {}))
+        problem = plan.problem()
+        base, name, values = _grid_of(key, task, plan)
+        estimator = models.make_estimator(key, task, base, seed=0)
+        pipe = objective.build_pipeline(estimator, problem.numeric, problem.categorical)
+        prefix = objective.model_param_prefix(pipe)
+        # GridSearchCV takes estimator values (a kernel object, a tuple of layer sizes)
+        grid = {prefix + name: [models.make_estimator(key, task, {**base, name: v}).get_params()[name]
+                                for v in values]}
+        with threadpool_limits(limits=1), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            search = GridSearchCV(pipe, grid, cv=objective.make_cv(task, 2, 1, 0),
+                                  scoring=problem.scorer, refit=False, error_score="raise")
+            search.fit(problem.X_train, problem.y_train)
+            ours = [objective.cross_validate_params(problem, key, {**base, name: v}).fold_scores
+                    for v in values]
+        theirs = [[search.cv_results_[f"split{k}_test_score"][i] for k in range(2)] for i in range(len(values))]
+        assert ours == theirs, (kind, ours, theirs)
+        assert list(search.cv_results_["mean_test_score"]) == [np.mean(s) for s in ours]
+
+        model_step = pipe.named_steps["model"]
+        assert isinstance(model_step, TransformedTargetRegressor) == (
+            task == "regression" and key in ("svm", "mlp", "sgd", "gaussian_process"))
+        if kind != "categorical":
+            continue
+        encoder = pipe.named_steps["preprocess"].transformers[1][1]
+        if key == "hist_gradient_boosting":
+            assert isinstance(encoder, OrdinalEncoder)
+            assert model_step.categorical_features == [1, 2]  # after the one numeric column
+        else:
+            onehot = encoder.named_steps["onehot"]
+            dense = models.get_family(key).categorical_input == models.DENSE_ONEHOT
+            assert onehot.sparse_output is not dense
+        code = objective.reproduce_snippet(plan.spec.to_dict(), problem, key, {**base, name: values[0]})
+        assert ("TransformedTargetRegressor(regressor=" in code) == isinstance(model_step, TransformedTargetRegressor)
+        scope = {"X": plan.prepared.X, "y": plan.prepared.y}
+        with threadpool_limits(limits=1), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            exec(compile(code.replace("print(scores.mean())", "result = list(scores)"), "snippet", "exec"), scope)
+        assert scope["result"] == ours[0], code
+
+
+def test_sparse_input_reaches_only_the_estimators_that_take_it() -> None:
+    """On a one-hot of many levels the ColumnTransformer returns a sparse matrix for
+    ONEHOT families, never for DENSE_ONEHOT ones (their estimators refuse sparse input)."""
+    frame = pd.DataFrame({"shop": [f"s{i % 30}" for i in range(60)], "a": np.arange(60.0)})
+    for encoding, sparse in ((models.ONEHOT, True), (models.DENSE_ONEHOT, False)):
+        out = objective.make_preprocessor(["a"], ["shop"], encoding).fit_transform(frame)
+        assert scipy.sparse.issparse(out) is sparse
+    native = objective.make_preprocessor(["a"], ["shop"], models.NATIVE).fit_transform(frame)
+    assert native.shape == (60, 2) and set(native[:, 1]) == set(range(30))
+
+
+def test_a_standardised_target_is_reproducible_and_on_the_target_scale() -> None:
+    """SVR's target is standardised inside each fold (the scaler is fitted on the fold's
+    training rows): two runs give identical scores, and predictions are on the raw scale."""
+    plan = _plan("svm", "regression", "numeric")
+    problem = plan.problem()
+    params = objective.representative_params(plan.spaces["svm"])
+    first = objective.cross_validate_params(problem, "svm", params).fold_scores
+    assert objective.cross_validate_params(problem, "svm", params).fold_scores == first
+    pipe = problem.pipeline("svm", params).fit(problem.X_train, problem.y_train)
+    assert isinstance(pipe.named_steps["model"].transformer_, StandardScaler)
+    assert abs(pipe.predict(problem.X_test).mean() - problem.y_train.mean()) < 3 * problem.y_train.std()
+
+
+# --------------------------------------------------------------------------------------------
+# Metric, model and target checked together before launch
+# --------------------------------------------------------------------------------------------
+def test_response_methods_are_scikit_learns() -> None:
+    for name in objective.CLASSIFICATION_METRICS:
+        method = get_scorer(name)._response_method
+        expected = objective.RESPONSE_METHODS.get(name, ("predict",))
+        assert (method if isinstance(method, tuple) else (method,)) == expected, name
+
+
+YES_NO = pd.Series(["yes", "no", "no", "yes", "no", "no"] * 5)
+
+
+@pytest.mark.parametrize(("metric", "task", "y", "model_keys", "message"), [
+    ("neg_log_loss", "classification", YES_NO, ["svm"],
+     "Metric 'neg_log_loss' scores predicted probabilities (predict_proba), which model 'svm' (SVC) "
+     "does not give. Pick a metric that scores predicted classes (accuracy, balanced_accuracy, f1, "
+     "f1_macro, f1_weighted, precision_macro, recall_macro, matthews_corrcoef), or add probability: "
+     "{type: categorical, choices: [true]} to svm's space"),
+    ("roc_auc_ovr", "classification", YES_NO, ["ridge"],
+     "Metric 'roc_auc_ovr' scores predicted probabilities (predict_proba), which model 'ridge' "
+     "(RidgeClassifier) does not give. Pick a metric that scores predicted classes"),
+    ("neg_log_loss", "classification", YES_NO, ["sgd"],
+     "Metric 'neg_log_loss' scores predicted probabilities (predict_proba), which model 'sgd' "
+     "(SGDClassifier) does not give with loss='hinge' (its search space offers it). Remove that "
+     "choice from its space, or pick a metric that scores predicted classes"),
+    ("roc_auc", "classification", pd.Series([0, 1, 2] * 10), ["logistic_regression"],
+     "Metric 'roc_auc' works only for two classes, and this target has 3. Use 'roc_auc_ovr' instead."),
+    ("f1", "classification", pd.Series(["a", "b", "c"] * 10), ["logistic_regression"],
+     "Metric 'f1' works only for two classes, and this target has 3. Use 'f1_macro' instead."),
+    ("r2", "classification", YES_NO, ["logistic_regression"],
+     "Metric 'r2' is for regression, but this is a classification task. Use one of: accuracy,"),
+    ("accuracy", "regression", pd.Series(np.arange(30.0)), ["ridge"],
+     "Metric 'accuracy' is for classification, but this is a regression task. Use one of: r2,"),
+])
+def test_wrong_metric_model_target_combinations_are_refused(metric, task, y, model_keys, message) -> None:
+    with pytest.raises(SpecError) as refused:
+        objective.check_metric(metric, task, y, model_keys)
+    assert str(refused.value).startswith(message), str(refused.value)
+
+
+def test_a_decision_score_metric_takes_models_without_probabilities() -> None:
+    """roc_auc scores decision_function when there are no probabilities: SVC, RidgeClassifier
+    and a hinge SGD are fine for it; SGD's probabilistic losses alone are fine for log loss."""
+    assert objective.check_metric("roc_auc", "classification", YES_NO, ["svm", "ridge", "sgd"]) == "roc_auc"
+    probabilistic = {"sgd": space.parse_space({"loss": {"type": "categorical", "choices": ["log_loss", "modified_huber"]}})}
+    assert objective.check_metric("neg_log_loss", "classification", YES_NO, probabilistic) == "neg_log_loss"
+    with_probability = {"svm": space.parse_space({"probability": {"type": "categorical", "choices": [True]}})}
+    assert objective.check_metric("neg_log_loss", "classification", YES_NO, with_probability) == "neg_log_loss"
+
+
+def test_pos_label_of_yes_no_labels_is_picked_shown_and_overridable() -> None:
+    assert objective.resolve_pos_label("f1", YES_NO) == "yes"
+    assert objective.metric_note("f1", YES_NO) == (
+        "Metric 'f1' scores class 'yes' as the positive one (picked by hpdash from the labels "
+        "'no', 'yes'; set pos_label in the spec to choose the other).")
+    assert objective.resolve_pos_label("f1", YES_NO, "no") == "no"
+    assert objective.resolve_pos_label("f1", YES_NO, True) == "yes"  # unquoted yes in YAML
+    assert objective.resolve_pos_label("f1", YES_NO, " YES ") == "yes"
+    assert objective.metric_note("f1", YES_NO, "no") == (
+        "Metric 'f1' scores class 'no' as the positive one (the spec's pos_label).")
+    assert objective.resolve_pos_label("accuracy", YES_NO, "no") is None
+    assert "is not used" in objective.metric_note("accuracy", YES_NO, "no")
+    assert objective.resolve_pos_label("f1", pd.Series([0, 1] * 5)) == 1
+    assert objective.resolve_pos_label("f1", pd.Series([True, False] * 5)) is True
+    # without a word for "positive", the rarer class
+    assert objective.resolve_pos_label("f1", pd.Series(["cat"] * 7 + ["dog"] * 3)) == "dog"
+    with pytest.raises(SpecError) as refused:
+        objective.check_metric("f1", "classification", YES_NO, ["logistic_regression"], "maybe")
+    assert str(refused.value) == (
+        "pos_label 'maybe' is not a class of the target (classes: 'no', 'yes'). Set pos_label to "
+        "one of them (in quotes for text, e.g. pos_label: 'yes': unquoted yes/no read as "
+        "true/false), or leave it out to let hpdash pick.")
+
+
+def test_the_positive_class_reaches_the_scorer_and_the_snippet() -> None:
+    """f1 on yes/no labels scores 'yes' unless the spec says 'no'; the snippet uses the same
+    scorer and reproduces the score."""
+    frame = _small_table("numeric", "classification")
+    frame["y"] = frame["y"].map({1: "yes", 0: "no"})
+    scores = {}
+    for label in (None, "no"):
+        spec = parse_spec({"name": "yes-no", "dataset": "t.csv", "target": "y", "model": "decision_tree",
+                           "strategy": "random", "n_trials": 1, "cv": {"folds": 2}, "metric": "f1",
+                           "pos_label": label, "seed": 0})
+        plan = runner.plan_study(spec, data=(frame, None))
+        problem = objective.make_problem(plan.prepared, spec, plan.spaces, plan.metric)
+        assert problem.pos_label == (label or "yes")
+        assert plan.problem().pos_label == problem.pos_label  # what `hpdash run` and workers use
+        params = {"max_depth": 2}
+        scores[label] = objective.cross_validate_params(problem, "decision_tree", params).fold_scores
+        code = objective.reproduce_snippet(spec.to_dict(), problem, "decision_tree", params)
+        assert f"make_scorer(f1_score, pos_label={problem.pos_label!r})" in code
+        scope = {"X": plan.prepared.X, "y": plan.prepared.y}
+        exec(compile(code.replace("print(scores.mean())", "result = list(scores)"), "snippet", "exec"), scope)
+        assert scope["result"] == scores[label]
+    assert scores[None] != scores["no"]
+
+
+def test_a_refused_metric_writes_nothing(data_dir) -> None:
+    """Metric, model and target are checked by plan_study, before anything is written: a
+    metric of the other task, a two-class metric on three classes, log loss from a model
+    without probabilities, a positive class that is no label. create_study refuses them the
+    same way and the storage holds no study afterwards."""
+    iris = {"name": "refused-metric", "dataset": "sklearn:iris", "target": "target", "model": "svm",
+            "strategy": "random", "n_trials": 2, "cv": {"folds": 2}}
+    cases = [({"metric": "r2"}, "Metric 'r2' is for regression"),
+             ({"metric": "roc_auc"}, "Metric 'roc_auc' works only for two classes"),
+             ({"metric": "neg_log_loss"}, "which model 'svm' (SVC) does not give"),
+             ({"metric": "neg_log_loss", "model": "sgd"}, "which model 'sgd' (SGDClassifier) does not give with loss='hinge'"),
+             ({"dataset": "sklearn:breast_cancer", "metric": "f1", "pos_label": "maybe"},
+              "pos_label 'maybe' is not a class of the target (classes: 'benign', 'malignant')")]
+    for change, message in cases:
+        spec = parse_spec({**iris, **change})
+        with pytest.raises(SpecError) as refused:
+            runner.plan_study(spec)
+        assert message in str(refused.value)
+        with pytest.raises(SpecError):
+            runner.create_study(spec)
+    assert optuna.get_all_study_names(open_storage(None, heartbeat=False)) == []
+
+
+# --------------------------------------------------------------------------------------------
+# The pre-launch smoke fit
+# --------------------------------------------------------------------------------------------
+def test_smoke_check_measures_each_model_for_real() -> None:
+    plan = _plan("decision_tree", "classification", "categorical", strategy="random", n_trials=3)
+    report = objective.smoke_check(plan)
+    fit = report.fits["decision_tree"]
+    assert fit.fit_s > 0 and fit.score_s > 0 and fit.trial_s > 0
+    assert fit.rows == fit.fold_rows == 24 and fit.test_rows == fit.fold_test_rows == 24
+    assert fit.trial_s == pytest.approx(2 * (fit.fit_s + fit.score_s))  # 2 folds, nothing extrapolated
+    assert report.warnings == [] and report.notes == []
+
+
+def test_a_model_that_fails_its_smoke_fit_is_refused_with_its_error() -> None:
+    """lbfgs cannot fit an l1 penalty (l1_ratio 1): the smoke fit's ValueError is the
+    refusal's cause and its text is in the message, with the model, the configuration and
+    the fix."""
+    space_ = {"solver": {"type": "categorical", "choices": ["lbfgs"]},
+              "l1_ratio": {"type": "categorical", "choices": [1.0]}}
+    plan = _plan("logistic_regression", "classification", "numeric", strategy="random", n_trials=2, space=space_)
+    with pytest.raises(SpecError) as refused:
+        objective.smoke_check(plan)
+    message = str(refused.value)
+    assert message.startswith("Model 'logistic_regression' failed its trial fit before launch "
+                              "(LogisticRegression with {'solver': 'lbfgs', 'l1_ratio': 1.0}, on 16 rows "
+                              "of the training part, scored with accuracy): ValueError: "), message
+    assert "Solver lbfgs supports only 'l2' or None penalties, got l1 penalty." in message
+    assert message.endswith("Change its search space, pick another metric or remove the model.")
+    assert isinstance(refused.value.__cause__, ValueError)
+
+
+def _many_rows(n: int) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(n, 3))
+    return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "y": (x[:, 0] > 0).astype(int)})
+
+
+def test_a_gaussian_process_on_too_many_rows_is_refused_or_warned_with_its_measured_time(monkeypatch) -> None:
+    """The GP classifier is fitted on 100 rows of the 800 a fold trains on, and its cost
+    extrapolated as rows³ (512 times): above the trial_timeout it is refused, above the
+    warning threshold it is warned about, each time with the measured fit."""
+    base = {"name": "gp-big", "dataset": "t.csv", "target": "y", "model": "gaussian_process",
+            "strategy": "random", "n_trials": 2, "cv": {"folds": 2},
+            "space": {"kernel": {"type": "categorical", "choices": ["rbf"]}}}
+    frame = _many_rows(2000)
+    plan = runner.plan_study(parse_spec({**base, "trial_timeout": 1.0}), data=(frame, None))
+    with pytest.raises(SpecError) as refused:
+        objective.smoke_check(plan)
+    message = str(refused.value)
+    measured = re.search(r"one fold's fit took ([0-9.]+) s on 100 rows of the 800 a CV fold trains on "
+                         r"\(its fit time grows with rows³\)", message)
+    assert measured and float(measured.group(1)) > 0, message
+    assert message.startswith("Model 'gaussian_process': one trial (2 folds) would take about "), message
+    assert "That is above the spec's trial_timeout of 1.0 s, so every trial would be stopped." in message
+    assert message.endswith("or raise trial_timeout above the estimate.")
+
+    monkeypatch.setattr(objective, "WARN_TRIAL_SECONDS", 0.5)
+    report = objective.smoke_check(runner.plan_study(parse_spec(base), data=(frame, None)))
+    fit = report.fits["gaussian_process"]
+    assert (fit.rows, fit.fold_rows) == (100, 800)
+    assert fit.trial_s >= 2 * fit.fit_s * 8 ** 3 > 0.5
+    (warning,) = report.warnings
+    assert warning.startswith("Model 'gaussian_process': one trial (2 folds) will take about ")
+    assert "on 100 rows of the 800 a CV fold trains on (its fit time grows with rows³)" in warning
+
+
+# --------------------------------------------------------------------------------------------
+# Bounded trials
+# --------------------------------------------------------------------------------------------
+def test_a_trial_past_its_time_limit_is_killed_and_the_study_goes_on(tmp_path) -> None:
+    """A 20,000-tree forest in a study with trial_timeout 1 s: its process is killed at the
+    limit, the trial FAILs saying so, and the next trial completes in a new process. (A
+    first small trial starts the trial process, whose imports are not part of a trial's
+    time.)"""
+    frame = _many_rows(400)
+    spec = parse_spec({"name": "bounded", "dataset": "t.csv", "target": "y", "model": "random_forest",
+                       "strategy": "random", "n_trials": 3, "cv": {"folds": 2}, "trial_timeout": 1.0,
+                       "space": {"n_estimators": {"type": "int", "low": 5, "high": 20_000}}})
+    plan = runner.plan_study(spec, data=(frame, None))
+    storage = open_storage(f"sqlite:///{tmp_path / 'bounded.db'}", heartbeat=False)
+    study = optuna.create_study(storage=storage, direction="maximize")
+    for trees in (5, 20_000, 6):
+        study.enqueue_trial({"n_estimators": trees})
+    run = objective.make_objective(plan.problem(), trial_timeout=spec.trial_timeout)
+    try:
+        study.optimize(run, n_trials=3, catch=(objective.TrialError,))
+    finally:
+        run.close()
+    first, slow, after = study.get_trials()
+    assert slow.state == optuna.trial.TrialState.FAIL
+    assert slow.user_attrs["fail_reason"] == (
+        "Stopped at the trial time limit: this trial ran for 1 s (the spec's trial_timeout) and "
+        "finished 0 of 2 folds. Raise trial_timeout, or narrow this model's search space (such as "
+        "a smaller C, fewer trees or smaller layers) so that one trial fits in it.")
+    assert 1.0 <= (slow.datetime_complete - slow.datetime_start).total_seconds() < 3.0
+    for done in (first, after):
+        assert done.state == optuna.trial.TrialState.COMPLETE
+        assert len(done.user_attrs["fold_scores"]) == 2
