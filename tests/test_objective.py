@@ -504,3 +504,21 @@ def test_a_trial_past_its_time_limit_is_killed_and_the_study_goes_on(tmp_path) -
     for done in (first, after):
         assert done.state == optuna.trial.TrialState.COMPLETE
         assert len(done.user_attrs["fold_scores"]) == 2
+
+
+def test_a_neighbour_range_past_the_fold_size_is_cut_by_default_and_refused_when_given() -> None:
+    """k-NN's default n_neighbors (up to 50) is cut to the rows a fold trains on; a range the
+    user gives is refused before launch, naming the largest it may be."""
+    frame = _small_table("numeric", "classification")
+    base = {"name": "knn", "dataset": "t.csv", "target": "y", "model": "k_nearest_neighbors",
+            "strategy": "random", "n_trials": 2, "cv": {"folds": 2}, "seed": 0}
+    plan = runner.plan_study(parse_spec(base), data=(frame, None))
+    fold_rows = min(len(train) for train, _ in plan.problem().splits)
+    assert plan.spaces["k_nearest_neighbors"]["n_neighbors"].high == fold_rows < 50
+    objective.smoke_check(plan)  # the cut default runs
+    given = parse_spec({**base, "space": {"n_neighbors": {"type": "int", "low": 1, "high": 50}}})
+    plan = runner.plan_study(given, data=(frame, None))
+    assert plan.spaces["k_nearest_neighbors"]["n_neighbors"].high == 50  # the user's range stays
+    with pytest.raises(SpecError, match=rf"^Model 'k_nearest_neighbors': n_neighbors goes up to 50, but "
+                       rf"a CV fold trains on only {fold_rows} rows .*Lower its upper end to at most {fold_rows}"):
+        objective.smoke_check(plan)
