@@ -1,7 +1,7 @@
-"""Run every benchmark of issue 6 and print one table: ``python -m bench`` / ``make bench``.
+"""Run every benchmark and print one table: ``python -m bench`` / ``make bench``.
 
 Options: ``--quick`` (fewer repeats, no 50k study, 30-trial pruning runs), ``--only NAME``
-(reading, tuning, pruning, memory; repeatable), ``--markdown FILE`` (also write the table),
+(reading, tuning, pruning, memory, cli; repeatable), ``--markdown FILE`` (also write the table),
 ``--strict`` (exit 1 when a target is missed).
 Studies are generated into a temporary directory and deleted afterwards.
 """
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import optuna
 
-from bench import memory, pruning, reading, tuning
+from bench import cli_run, memory, pruning, reading, tuning
 from bench.common import Report, machine
 
-SUITES = {"reading": reading, "memory": memory, "tuning": tuning, "pruning": pruning}
+SUITES = {"reading": reading, "memory": memory, "tuning": tuning, "pruning": pruning, "cli": cli_run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,13 +7,16 @@ no traceback.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
+import math
 import os
 import signal
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
@@ -24,7 +27,8 @@ EXIT_USER_ERROR = 2
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
+    """A value for a person: ``-`` for no value (None, NaN), floats rounded."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
@@ -38,8 +42,40 @@ def _bar(done: int, total: int | None, width: int = 30) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
 
 
+class _Progress:
+    """The progress line of ``hpdash run``: redrawn in place at most every 0.5 s on a
+    terminal, a new line at most every 5 s otherwise (a log file or CI output)."""
+
+    def __init__(self, study: Any, tty: bool) -> None:
+        self.study, self.tty = study, tty
+        self.interval = 0.5 if tty else 5.0
+        self.last = time.monotonic()
+
+    def __call__(self, force: bool = False) -> None:
+        from hpdash import runner
+
+        now = time.monotonic()
+        if not force and now - self.last < self.interval:
+            return
+        self.last = now
+        status = runner.study_status(self.study)
+        line = f"{_bar(status.done, status.budget)} best {_fmt(status.best_value)}"
+        print(("\r" if self.tty else "") + line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def end(self) -> None:
+        self(force=True)
+        if self.tty:
+            print(file=sys.stderr)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    """Create a study from a spec, run it in worker processes, print a summary."""
+    """Create a study from a spec, run it, print a summary.
+
+    One worker runs in this process (``runner.run_here``): no second Python to start.
+    Several run as worker processes. Exit codes: 0 when trials completed, 1 when a worker
+    failed or no trial completed (the reasons are printed), 130 after Ctrl-C (the running
+    trials stop at their next fold and are given back; ``hpdash resume`` finishes the budget).
+    """
     from hpdash import runner
     from hpdash.spec import load_spec
 
@@ -48,35 +84,107 @@ def cmd_run(args: argparse.Namespace) -> int:
         spec = spec.replace(workers=args.workers)
     if args.name:
         spec = spec.replace(name=args.name)
-    study = runner.create_study(spec, args.storage)
+    runner.check_worker_count(spec.workers)
+    plan = runner.plan_study(spec)  # everything checked on the real data before anything is written
+    # The pre-launch smoke fit: one fold of each model on a sample of the training part.
+    # A model that fails it (or would run past the time limits) is a SpecError: exit 2.
+    from hpdash import objective
+
+    for message in objective.smoke_check(plan).messages():
+        print(message, file=sys.stderr)
+    study = runner.create_study(spec, args.storage, plan=plan)
     print(f"Study {spec.name!r}: {spec.strategy} search over {', '.join(spec.models)}, "
           f"storage {config.storage_url(args.storage)}", file=sys.stderr)
-    procs = runner.launch_workers(spec.name, args.storage, spec.workers)
-    tty = sys.stderr.isatty()
-
-    def poll() -> None:
-        status = runner.study_status(study)
-        line = f"{_bar(status.done, status.budget)} best {_fmt(status.best_value)}"
-        print(("\r" if tty else "") + line, end="" if tty else "\n", file=sys.stderr, flush=True)
-
-    try:
-        codes = runner.wait_for(procs, poll, interval=0.5 if tty else 5.0)
-    except KeyboardInterrupt:
-        print("\nStopping: the running trials end at their next fold.", file=sys.stderr)
-        runner.stop_study(spec.name, args.storage)
-        runner.wait_for(procs)
-        return 130
-    if tty:
-        print(file=sys.stderr)
-    if any(codes):
-        status = runner.study_status(study)
-        print(f"A worker failed: {status.error or 'see ' + str(runner.workers_log_dir())}", file=sys.stderr)
-        return 1
+    progress = _Progress(study, sys.stderr.isatty())
+    if spec.workers == 1:
+        # The plan's data are the stored study's when its recorded SHA-256 is the plan's.
+        same_data = study.user_attrs.get(runner.DATASET_ATTR) == plan.dataset_sha256
+        code = _run_here(spec.name, args.storage, progress, plan.problem() if same_data else None)
+    else:
+        code = _run_workers(spec.name, args.storage, spec.workers, progress)
+    if code:
+        return code
     _print_summary(spec.name, args.storage)
+    status = runner.study_status(study)
+    if status.complete == 0:
+        print(f"No trial completed{': ' + status.error if status.error else ''}. "
+              "See the failure reasons above (`hpdash show STUDY` lists them all).", file=sys.stderr)
+        return 1
     return 0
 
 
-def _print_summary(name: str, storage: str | None) -> None:
+def _run_here(name: str, storage: str | None, progress: _Progress, problem: Any) -> int:
+    """Run the study's one worker in this process. The first Ctrl-C asks it to stop at the
+    next fold boundary (the trial is given back, as ``hpdash stop`` does); a second one
+    stops at once."""
+    from hpdash import runner
+
+    stop = threading.Event()
+
+    def on_interrupt(_signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        # os.write, not print: a signal handler may run in the middle of a print
+        os.write(2, b"\nStopping: the running trial ends at its next fold (Ctrl-C again stops at once).\n")
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    _freeze_startup_objects()
+    try:
+        runner.run_here(name, storage, stop_event=stop, progress=progress, problem=problem)
+    except KeyboardInterrupt:
+        print("Stopped at once: the trial that was running failed and is not given back.", file=sys.stderr)
+        return 130
+    except HpdashError as exc:
+        print(f"A worker failed: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug, not a user error: the traceback is for a bug report
+        traceback.print_exc()
+        print(f"A worker failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    progress.end()
+    return 130 if stop.is_set() else 0
+
+
+def _freeze_startup_objects() -> None:
+    """Before the trials of a process that ends with this command: move the objects alive
+    now (about 150k from the imports of scikit-learn, pandas, Optuna and SQLAlchemy, and the
+    study's data, all kept until the process ends) out of the cyclic garbage collector's
+    generations, so the collections the fits trigger do not walk them again and again
+    (0.27 s to 0.12 s of collections over the 30 fits of bench/cli_run.py). No ``gc.collect``
+    first: it costs as much as it saves, and the little cyclic garbage left by the imports
+    is only kept until the process exits. Not done when ``main`` was called with an
+    ``argv`` (from another program, which keeps running)."""
+    if _PROCESS_ENTRY:
+        gc.freeze()
+
+
+def _run_workers(name: str, storage: str | None, workers: int, progress: _Progress) -> int:
+    """Run the study in ``workers`` worker processes and wait for them (waking when they
+    exit, not on a timer). Ctrl-C asks them to stop at their next fold."""
+    from hpdash import runner
+
+    procs = runner.launch_workers(name, storage, workers)
+    try:
+        codes = runner.wait_for(procs, progress, interval=progress.interval)
+    except KeyboardInterrupt:
+        print("\nStopping: the running trials end at their next fold.", file=sys.stderr)
+        runner.stop_study(name, storage)
+        runner.wait_for(procs)
+        return 130
+    progress.end()
+    if any(codes):
+        status = runner.study_status(runner.load_study(name, storage))
+        print(f"A worker failed: {status.error or 'see ' + str(runner.workers_log_dir())}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_summary(name: str, storage: str | None, reasons: int | None = 5) -> None:
+    """State, trial counts, failure reasons (the ``reasons`` commonest, None: all), best
+    trial and refit of a study."""
     from hpdash import export_model, results, runner
 
     study = runner.load_study(name, storage)
@@ -84,7 +192,17 @@ def _print_summary(name: str, storage: str | None) -> None:
     summary = results.study_summary(study)
     print(f"study:      {name}")
     print(f"state:      {status.state}")
+    if status.error:
+        print(f"error:      {status.error}")
     print(f"trials:     {summary['n_complete']} complete, {summary['n_pruned']} pruned, {summary['n_fail']} failed")
+    failures = runner.failure_reasons(study) if summary["n_fail"] else []
+    for i, (reason, count) in enumerate(failures if reasons is None else failures[:reasons]):
+        print(f"{'failures:' if i == 0 else '':11} {count} x {reason}")
+    if reasons is not None and len(failures) > reasons:
+        print(f"{'':11} ... and {len(failures) - reasons} other reason(s): `hpdash show {name}` lists them all")
+    if summary["best_trial_number"] is None:
+        print("best CV:    - (no trial completed)")
+        return
     print(f"best CV:    {_fmt(summary['best_value'])} (trial {summary['best_trial_number']}, {study.user_attrs.get('hpdash.metric')})")
     print(f"best params: {json.dumps(summary['best_params'], default=str)}")
     refit = runner.refit_info(study)
@@ -96,6 +214,7 @@ def _print_summary(name: str, storage: str | None) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     from hpdash import runner
 
+    _freeze_startup_objects()
     n = runner.run_worker(args.study, args.storage, worker_index=args.worker_index)
     print(f"worker finished {n} trial(s) of {args.study}", file=sys.stderr)
     return 0
@@ -143,7 +262,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     study = runner.load_study(args.study, args.storage)
     print(runner.load_spec_of(study).to_yaml())
-    _print_summary(args.study, args.storage)
+    _print_summary(args.study, args.storage, reasons=None)
     if study.get_trials(deepcopy=False, states=(runner.TrialState.COMPLETE,)):
         best = study.best_trial
         print(f"fold scores: {[round(s, 4) for s in best.user_attrs.get('fold_scores', [])]}")
@@ -256,15 +375,25 @@ def _print_comparison(comparison: Any, analysis: Any) -> None:
     print(f"metric:     {comparison.metric} ({comparison.direction})")
     for study, note in comparison.grid_notes.items():
         print(f"grid:       {study}: {note}")
+    # A missing value (a NaN in a frame) prints as "-", as the report shows it; a pair no
+    # test separates favours no strategy (None, which a frame column may hold as NaN).
+    pairs = analysis.pairs.copy()
+    if "better" in pairs:
+        pairs["better"] = [None if _missing(b) else b for b in pairs["better"]]
     print()
-    print(compare.display_table(analysis.summary, analysis.ttt_summary).to_string(index=False))
+    print(compare.display_table(analysis.summary, analysis.ttt_summary).to_string(index=False, na_rep="-"))
     print()
     print(compare.target_text(analysis, comparison.metric))
-    print(compare.ttt_table(analysis.ttt_summary).to_string(index=False))
+    print(compare.ttt_table(analysis.ttt_summary).to_string(index=False, na_rep="-"))
     print()
-    print(compare.pairs_table(analysis.pairs).to_string(index=False))
+    print(compare.pairs_table(pairs).to_string(index=False, na_rep="-"))
     print()
     print(f"verdict:    {analysis.verdict.text}")
+
+
+def _missing(value: Any) -> bool:
+    """None or a float NaN (what pandas puts in a column for a missing value)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def cmd_refit(args: argparse.Namespace) -> int:
@@ -293,7 +422,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return 0
     codes = runner.wait_for(procs)
     _print_summary(args.study, args.storage)
-    return 1 if any(codes) else 0
+    return 1 if any(codes) or runner.study_status(runner.load_study(args.study, args.storage)).complete == 0 else 0
 
 
 def cmd_dataset_check(args: argparse.Namespace) -> int:
@@ -398,14 +527,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Whether ``main`` is the process's entry point (called without ``argv``).
+_PROCESS_ENTRY = False
+#: What a shell reports for a process ended by SIGPIPE (128 + 13), as `yes | head` ends.
+EXIT_BROKEN_PIPE = 141
+#: Commands whose process ends once the command returns: nothing left to tear down, so they
+#: end through ``exit_now`` when ``main`` is the process's entry point.
+PROCESS_COMMANDS = ("run", "worker")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code."""
+    """Entry point; returns the process exit code.
+
+    With ``argv`` None, ``main`` is the process's entry point (``python -m hpdash``, the
+    ``hpdash`` script): ``run`` and ``worker`` then end the process through ``exit_now``.
+    Output to a closed pipe (``hpdash list | head``) ends the command quietly with
+    ``EXIT_BROKEN_PIPE``, as other command-line tools end.
+    """
+    global _PROCESS_ENTRY
     args = build_parser().parse_args(argv)
+    _PROCESS_ENTRY = argv is None
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
     except HpdashError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        code = EXIT_USER_ERROR
+    except BrokenPipeError:
+        # Whatever is still buffered goes nowhere: point stdout at /dev/null, so the
+        # interpreter's own flush at exit does not fail on the closed pipe again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        code = EXIT_BROKEN_PIPE
+    if argv is None and args.command in PROCESS_COMMANDS:
+        exit_now(code)
+    return code
 
 
 if __name__ == "__main__":

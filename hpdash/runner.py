@@ -6,8 +6,10 @@ any machine needs only the study name and the storage URL. See docs/ARCHITECTURE
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -67,13 +69,19 @@ def _now() -> float:
 # --------------------------------------------------------------------------------------------
 @dataclass
 class Plan:
-    """A validated spec with its data, task, metric and concrete search spaces."""
+    """A validated spec with its data, task, metric and concrete search spaces.
+
+    ``split`` is the holdout split of the evaluation protocol (X_train, X_test, y_train,
+    y_test), made and checked by :func:`plan_study`, so a worker given this plan
+    (:meth:`problem`) fits exactly what was checked.
+    """
 
     spec: StudySpec
     prepared: datasets.PreparedData
     spaces: dict[str, space.SearchSpace]
     metric: str
     dataset_sha256: str | None
+    split: tuple[Any, Any, Any, Any] | None = None
 
     @property
     def task(self) -> str:
@@ -81,6 +89,22 @@ class Plan:
 
     def grid(self) -> list[dict[str, Any]]:
         return space.grid_points(self.spaces, self.spec.grid_points)
+
+    def problem(self) -> objective.Problem:
+        """The worker's view of this plan: the holdout split and the CV folds of its
+        training part, computed once."""
+        spec, prepared = self.spec, self.prepared
+        X_train, X_test, y_train, y_test = self.split or _holdout(spec, prepared)
+        cv = objective.make_cv(prepared.task, spec.folds, spec.repeats, spec.seed)
+        try:
+            splits = list(cv.split(X_train, y_train))
+        except ValueError as exc:  # plan_study checked the sizes; this is scikit-learn's word
+            raise DatasetError(f"Cannot make {spec.folds} CV folds from the training part: {exc}") from exc
+        return objective.Problem(
+            task=prepared.task, metric=self.metric, X_train=X_train, y_train=y_train, X_test=X_test,
+            y_test=y_test, numeric=prepared.numeric, categorical=prepared.categorical, splits=splits,
+            seed=spec.seed, spaces=self.spaces, pos_label=spec.pos_label,
+        )
 
 
 def resolve_spaces(spec: StudySpec, task: str) -> dict[str, space.SearchSpace]:
@@ -109,19 +133,126 @@ def _n_classes(prepared: datasets.PreparedData) -> int | None:
 
 
 def plan_study(spec: StudySpec, data: Any = None) -> Plan:
-    """Load and check the dataset, the models, the space, the metric and the strategy.
+    """Load and check the dataset, the models, the space, the metric, the strategy, the
+    budget, and the evaluation protocol on the real data: the holdout split and the CV folds
+    of its training part (``check_protocol``), so a study that cannot be evaluated is refused
+    here, before any worker starts, not by its workers.
 
     ``data`` may carry an already loaded frame (the UI has it) to avoid reading twice.
     """
     strategies.check_strategy(spec.strategy)
+    check_budget(spec.n_trials)
     frame, sha = data if data is not None else datasets.load_dataset(spec.dataset)
-    prepared = datasets.prepare(frame, spec.target, task=spec.task, folds=spec.folds)
+    prepared = datasets.prepare(frame, spec.target, task=spec.task, folds=spec.folds,
+                                keep_columns=spec.keep_columns)
     spaces = resolve_spaces(spec, prepared.task)
-    metric = objective.resolve_metric(spec.metric, prepared.task, _n_classes(prepared))
+    # The metric with the target and the models together: the task, two-class metrics, the
+    # positive class, and the probabilities or decision scores the scorer needs.
+    metric = objective.check_metric(spec.metric, prepared.task, prepared.y, spaces, spec.pos_label)
     plan = Plan(spec, prepared, spaces, metric, sha)
     if spec.strategy == "grid":
-        space.check_grid_size(sum(space.grid_size(s, spec.grid_points) for s in spaces.values()))
+        size = space.total_grid_size(spaces, spec.grid_points)
+        space.check_grid_size(size, detail=space.grid_size_detail(spaces, spec.grid_points))
+        check_budget(size if spec.n_trials is None else min(spec.n_trials, size))
+    plan.split = check_protocol(spec, prepared)
+    plan.spaces = fit_default_spaces(spec, plan)
     return plan
+
+
+def fit_default_spaces(spec: StudySpec, plan: Plan) -> dict[str, space.SearchSpace]:
+    """The plan's spaces, with a registry default that the table cannot run cut to fit it:
+    a row-bounded hyperparameter (k-NN's ``n_neighbors``, up to 50 by default) gets the rows
+    the smallest CV fold trains on as its upper end. A space the spec gives is left as it is
+    (``objective.smoke_check`` refuses it, saying what to lower)."""
+    raw = spec.space or {}
+    bounded = {key: models.get_family(key).row_bounded for key in plan.spaces
+               if not (raw.get(key) if len(spec.models) > 1 else raw)}
+    bounded = {key: names for key, names in bounded.items() if names}
+    if not bounded or plan.split is None:
+        return plan.spaces
+    X_train, _, y_train, _ = plan.split
+    cv = objective.make_cv(plan.prepared.task, spec.folds, spec.repeats, spec.seed)
+    fold_rows = min(len(train) for train, _ in cv.split(X_train, y_train))
+    spaces = dict(plan.spaces)
+    for key, names in bounded.items():
+        changed = dict(spaces[key])
+        for name in names:
+            hp = changed.get(name)
+            if hp is not None and hp.type == "int" and hp.high > fold_rows >= hp.low:
+                changed[name] = dataclasses.replace(hp, high=fold_rows)
+        spaces[key] = changed
+    return spaces
+
+
+def check_budget(n_trials: int | None) -> None:
+    """SpecError when a study's trial budget is over ``config.max_trials()`` (every trial is
+    a slot row written when the study is created, and a cross-validated fit)."""
+    limit = config.max_trials()
+    if n_trials is not None and n_trials > limit:
+        raise SpecError(
+            f"The budget is {n_trials:,} trials, more than the limit of {limit:,} trials per study "
+            f"(HPDASH_MAX_TRIALS). Ask for {limit:,} or fewer (a time budget, 'timeout', can "
+            "bound a long search instead), or raise HPDASH_MAX_TRIALS."
+        )
+
+
+def _holdout(spec: StudySpec, prepared: datasets.PreparedData) -> tuple[Any, Any, Any, Any]:
+    return objective.holdout_split(prepared.X, prepared.y, prepared.task, spec.test_size, spec.seed)
+
+
+def check_protocol(spec: StudySpec, prepared: datasets.PreparedData) -> tuple[Any, Any, Any, Any]:
+    """Make the holdout split and check that the CV splitter can cut its training part;
+    returns the split (X_train, X_test, y_train, y_test), or raises SpecError naming the sizes
+    and the fix.
+
+    Classification: the stratified holdout needs a row of every class on each side, and
+    every class needs at least ``folds`` rows in the training part, so that every CV fold
+    tests every class (``datasets.prepare`` asks the same of the whole table; the holdout
+    takes its share first). Regression: the training part needs at least ``folds`` rows.
+    """
+    n = len(prepared.y)
+    folds, test_size = spec.folds, spec.test_size
+    n_test = math.ceil(test_size * n)
+    n_train = n - n_test
+    fixes = "use fewer CV folds ('cv: {folds: N}'), a smaller test_size, or a table with more rows"
+    if prepared.task == "classification":
+        counts = prepared.y.astype(str).value_counts()
+        k = len(counts)
+        if n_test < k:
+            smallest = math.ceil(100 * k / n) / 100
+            raise SpecError(
+                f"The holdout of test_size {test_size:g} is {n_test} row(s) of {n}, fewer than the "
+                f"{k} classes of the target {spec.target!r}: the stratified holdout needs a row "
+                f"of every class. Use a test_size of at least {smallest:g}, or a table with more rows."
+            )
+        if n_train < k:
+            raise SpecError(
+                f"The training part left by test_size {test_size:g} is {n_train} row(s) of {n}, "
+                f"fewer than the {k} classes of the target {spec.target!r}. Use a smaller test_size."
+            )
+    elif n_train < folds:
+        raise SpecError(
+            f"The training part left by test_size {test_size:g} is {n_train} row(s) of {n}, too "
+            f"few for {folds} CV folds: {fixes}."
+        )
+    split = _holdout(spec, prepared)
+    if prepared.task == "classification":
+        train_counts = split[2].astype(str).value_counts()
+        rare = train_counts[train_counts < folds]
+        if len(rare):
+            listed = ", ".join(f"{c!r} ({m} row{'s' if m != 1 else ''})" for c, m in rare.head(5).items())
+            more = f" and {len(rare) - 5} more" if len(rare) > 5 else ""
+            most = int(train_counts.min())
+            fewer = f"use at most {most} CV folds, " if most >= 2 else ""
+            which = "class" if len(rare) == 1 else "classes"
+            has = "has" if len(rare) == 1 else "have"
+            raise SpecError(
+                f"After the holdout (test_size {test_size:g}), {which} {listed}{more} of the target "
+                f"{spec.target!r} {has} fewer rows in the training part than the {folds} CV folds, "
+                "so some folds would not test it (StratifiedKFold needs every class in every "
+                f"fold): {fewer}use a smaller test_size, or add rows of {'that class' if len(rare) == 1 else 'those classes'}."
+            )
+    return split
 
 
 def stored_dataset_ref(dataset: Any, dataset_sha256: Any) -> str:
@@ -160,21 +291,7 @@ def load_problem(spec: StudySpec, dataset_sha256: str | None) -> objective.Probl
     """
     ref = stored_dataset_ref(spec.dataset, dataset_sha256)
     expected = None if ref.startswith("sklearn:") else ref
-    plan = plan_study(spec, data=datasets.load_dataset(ref, expected_sha256=expected))
-    prepared, spaces, metric = plan.prepared, plan.spaces, plan.metric
-    X_train, X_test, y_train, y_test = objective.holdout_split(
-        prepared.X, prepared.y, prepared.task, spec.test_size, spec.seed
-    )
-    cv = objective.make_cv(prepared.task, spec.folds, spec.repeats, spec.seed)
-    try:
-        splits = list(cv.split(X_train, y_train))
-    except ValueError as exc:
-        raise DatasetError(f"Cannot make {spec.folds} CV folds from the training part: {exc}") from exc
-    return objective.Problem(
-        task=prepared.task, metric=metric, X_train=X_train, y_train=y_train, X_test=X_test,
-        y_test=y_test, numeric=prepared.numeric, categorical=prepared.categorical, splits=splits,
-        seed=spec.seed, spaces=spaces,
-    )
+    return plan_study(spec, data=datasets.load_dataset(ref, expected_sha256=expected)).problem()
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,8 +303,11 @@ def study_exists(name: str, storage: str | None = None) -> bool:
     return name in names
 
 
-def _ingest_dataset(spec: StudySpec) -> str | None:
-    """Store a dataset given by path in the content-addressed store; return its SHA-256."""
+def _ingest_dataset(spec: StudySpec, checked_sha256: str | None = None) -> str | None:
+    """Store a dataset given by path in the content-addressed store; return its SHA-256.
+
+    ``checked_sha256``: the SHA-256 of bytes a plan already prepared with this spec; bytes
+    with that hash are stored without preparing them again."""
     ref = spec.dataset
     if ref.startswith("sklearn:"):
         return None
@@ -198,23 +318,33 @@ def _ingest_dataset(spec: StudySpec) -> str | None:
     path = Path(ref)
     if not path.is_file():
         raise DatasetError(f"Dataset file not found: {ref}")
-    stored = datasets.store_dataset(path.read_bytes(), path.name, target=spec.target, task=spec.task, folds=spec.folds)
+    data = path.read_bytes()
+    checked = checked_sha256 is not None and datasets.sha256_bytes(data) == checked_sha256
+    stored = datasets.store_dataset(
+        data, path.name, target=None if checked else spec.target, task=spec.task, folds=spec.folds,
+        keep_columns=spec.keep_columns,
+    )
     return stored.sha256
 
 
-def create_study(spec: StudySpec, storage: str | None = None) -> optuna.Study:
+def create_study(spec: StudySpec, storage: str | None = None, *, plan: Plan | None = None) -> optuna.Study:
     """Validate ``spec``, store its dataset, create the Optuna study and its budget slots.
 
-    The study row, its user attrs and its budget slots are written in one transaction
-    (``storage.create_budgeted_study``): a crash part way leaves no study, never one without
-    its budget.
+    ``plan``: ``plan_study(spec)`` made by the caller (the CLI plans, then checks, then
+    creates); it is used when the stored dataset is the one it was made from, so the data
+    are not read and checked twice. The study row, its user attrs and its budget slots are
+    written in one transaction (``storage.create_budgeted_study``): a crash part way leaves
+    no study, never one without its budget.
     """
     access.require_writable("create a study")
     check_name(spec.name)
-    if study_exists(spec.name, storage):
+    store = open_storage(storage, heartbeat=False)  # one storage for the check and the creation
+    if spec.name in optuna.get_all_study_names(storage=store):
         raise SpecError(f"A study named {spec.name!r} already exists. Pick another name, or resume that study.")
-    sha = _ingest_dataset(spec)
-    plan = plan_study(spec, data=datasets.load_dataset(sha or spec.dataset))
+    planned = plan is not None and plan.spec == spec
+    sha = _ingest_dataset(spec, plan.dataset_sha256 if planned else None)
+    if not planned or plan.dataset_sha256 != sha:
+        plan = plan_study(spec, data=datasets.load_dataset(sha or spec.dataset))
     budget_attrs, slots = _budget_slots(plan)
     user_attrs = {
         SPEC_ATTR: spec.to_dict(),
@@ -224,11 +354,12 @@ def create_study(spec: StudySpec, storage: str | None = None) -> optuna.Study:
         "hpdash.space": {k: space.space_to_dict(s) for k, s in plan.spaces.items()},
         "hpdash.created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         STATE_ATTR: "created",
+        strategies.SAMPLER_ATTR: strategies.sampler_record(spec),
         **budget_attrs,
     }
     try:
         return create_budgeted_study(
-            open_storage(storage, heartbeat=False), spec.name,
+            store, spec.name,
             "maximize",  # scikit-learn scorers are "greater is better"
             user_attrs, slots,
             sampler=strategies.make_sampler(spec.strategy, spec.seed),
@@ -321,14 +452,31 @@ def _worker_key() -> str:
     return f"{WORKER_PREFIX}{socket.gethostname()}.{os.getpid()}"
 
 
-def run_worker(name: str, storage: str | None = None, worker_index: int = 0) -> int:
+def run_worker(
+    name: str,
+    storage: str | None = None,
+    worker_index: int = 0,
+    *,
+    stop_event: threading.Event | None = None,
+    progress: Callable[[], None] | None = None,
+    problem: objective.Problem | None = None,
+) -> int:
     """Run trials of study ``name`` until the budget is spent, time is up or a stop is asked.
 
-    Returns the number of trials this worker finished. Installs a SIGTERM handler: the
-    current trial stops at its next fold boundary and its slot is given back.
+    Returns the number of trials this worker finished. Installs a SIGTERM handler (in the
+    main thread): the current trial stops at its next fold boundary and its slot is given
+    back. A study whose first ``fail_fast_trials`` trials all fail is stopped as ``failed``
+    with the commonest reason in ``hpdash.error`` (see ``fail_fast_verdict``).
+
+    For a worker that runs in its caller's process (``run_here``): ``stop_event`` is the
+    caller's stop (Ctrl-C sets it); when it was set, the stop flag is written as
+    ``stop_study`` writes it, so the study ends ``stopped`` and resumes where it stopped.
+    ``progress`` is called after each trial, in this thread. ``problem``: the caller's
+    ``plan_study(spec).problem()`` for this study, instead of loading the data again.
     """
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _install_trial_log_filter()
     store = open_storage(storage)  # one storage for the whole worker (opening one costs 40-140 ms)
     plain = load_study(name, storage, store=store)
     spec = load_spec_of(plain)
@@ -337,14 +485,17 @@ def run_worker(name: str, storage: str | None = None, worker_index: int = 0) -> 
     study = WorkerStudy(
         study_name=name,
         storage=store,
-        # Each worker gets its own seed stream, or parallel random workers would repeat points.
-        sampler=strategies.make_sampler(spec.strategy, spec.seed + worker_index),
+        # Each worker gets its own seed stream (derived from the study seed and the worker
+        # index), or parallel workers would repeat points, and the study's start-up trials.
+        sampler=strategies.sampler_for(spec, worker_index),
         pruner=strategies.make_pruner(spec.pruner, spec.folds * spec.repeats),
     )
     study.claim_attrs = {"worker": _worker_name()}
-    stop_event = threading.Event()
+    user_stop = stop_event
+    stop_event = stop_event or threading.Event()
+    previous_sigterm = None
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
+        previous_sigterm = signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
     key = _worker_key()
     info = {"pid": os.getpid(), "host": socket.gethostname(), "index": worker_index,
             "started": _now(), "last_seen": _now(), "status": "running"}
@@ -363,41 +514,59 @@ def run_worker(name: str, storage: str | None = None, worker_index: int = 0) -> 
     beater = threading.Thread(target=beat, daemon=True)
     beater.start()
     count = _TrialCount()
-    problem: objective.Problem | None = None
+    budget = plain.user_attrs.get(BUDGET_ATTR)
+    fail_fast = _FailFast(fail_fast_trials(budget))
 
     def counted(func: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
-        """Count this worker's trials and stop after one when a stop was asked. Done in the
-        objective, not in an Optuna callback: Optuna re-reads each finished trial from the
-        storage for its callbacks (one read a trial we do not need)."""
+        """Count this worker's trials, stop after one when a stop was asked, and stop the
+        study when its first trials all failed. Done in the objective, not in an Optuna
+        callback: Optuna re-reads each finished trial from the storage for its callbacks (one
+        read a trial we do not need)."""
 
         def run(trial: optuna.Trial) -> float:
             count.current = trial
+            failure: str | None = None
             try:
                 return func(trial)
+            except (optuna.TrialPruned, objective.StopRequested):
+                raise
+            except Exception as exc:
+                failure = str(trial.user_attrs.get("fail_reason") or f"{type(exc).__name__}: {exc}")
+                raise
             finally:
                 count.done += 1
+                if failure is not None and fail_fast.check(study, trial.number, failure):
+                    info["status"] = "failed"
+                    study.stop()
                 # The beat thread reads the stop flag every WORKER_BEAT_SECONDS (and SIGTERM
                 # sets the event at once): no storage read per trial here.
                 if stop_event.is_set():
                     study.stop()
+                if progress is not None:
+                    progress()
 
         return run
 
+    trial_objective: objective.Objective | None = None
     try:
-        problem = load_problem(spec, plain.user_attrs.get(DATASET_ATTR))
+        if problem is None:
+            problem = load_problem(spec, plain.user_attrs.get(DATASET_ATTR))
         started = float(plain.user_attrs.get(STARTED_ATTR) or _now())
         timeout = None if spec.timeout is None else max(0.0, spec.timeout - (_now() - started))
         if timeout == 0.0:
             return 0
+        # With a trial_timeout each trial's CV runs in a child process killed at the limit.
+        trial_objective = objective.make_objective(problem, stop_event, spec.trial_timeout)
         _optimize_until_no_work(
             study,
-            counted(_with_slot_return(study, objective.make_objective(problem, stop_event))),
+            counted(_with_slot_return(study, trial_objective)),
             timeout=timeout,
             stop_event=stop_event,
             budgeted=budgeted,
             count=count,
         )
-        info["status"] = "stopped" if stop_event.is_set() else "done"
+        if info["status"] != "failed":
+            info["status"] = "stopped" if stop_event.is_set() else "done"
     except Exception as exc:
         info["status"] = "failed"
         message = str(exc) if isinstance(exc, HpdashError) else f"{type(exc).__name__}: {exc}"
@@ -408,13 +577,155 @@ def run_worker(name: str, storage: str | None = None, worker_index: int = 0) -> 
                         name, message)
         raise
     finally:
+        if trial_objective is not None:
+            trial_objective.close()  # ends the trials' child process, if it has one
         beat_stop.set()
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
         record = {**info, "trials": count.done, "last_seen": _now(), "ended": _now()}
         if count.dropped:
             record["dropped"] = count.dropped
         study.set_user_attr(key, record)
+        if user_stop is not None and user_stop.is_set() and not study.user_attrs.get(STOP_ATTR):
+            study.set_user_attr(STOP_ATTR, True)  # the caller's stop, recorded as stop_study does
         _settle_state(study, problem)
     return count.done
+
+
+class _TrialLogFilter(logging.Filter):
+    """Drops Optuna's "Trial N failed ..." warnings (with their traceback) for a trial the
+    user stopped (``objective.StopRequested``): a stop is no error, its slot is given back
+    (``_with_slot_return``) and the trial's ``fail_reason`` says so. Warnings of trials that
+    really failed pass, without the traceback for an ``objective.TrialError`` (a time limit,
+    an error in the trials' child process): its message is the whole reason, and the
+    traceback would only show hpdash's own frames.
+
+    Optuna logs two records for a failed trial (``optuna.study._optimize._log_failed_trial``):
+    the error with its ``exc_info``, then "Trial N failed with value ...", which has none and
+    is recognised by its trial number.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stopped: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        message = record.getMessage()
+        if isinstance(exc, objective.StopRequested):
+            number = re.match(r"Trial (\d+) ", message)
+            if number:
+                self._stopped.add(int(number.group(1)))
+            return False
+        if isinstance(exc, objective.TrialError):
+            record.exc_info, record.exc_text = None, None
+            return True
+        number = re.match(r"Trial (\d+) failed with value ", message)
+        if number and int(number.group(1)) in self._stopped:
+            self._stopped.discard(int(number.group(1)))
+            return False
+        return True
+
+
+#: The logger of Optuna's trial loop, which reports failed trials.
+_OPTIMIZE_LOGGER = "optuna.study._optimize"
+
+
+def _install_trial_log_filter() -> None:
+    """Install ``_TrialLogFilter`` on Optuna's trial-loop logger, once per process (a filter
+    on a logger applies to the records created on it)."""
+    logger = logging.getLogger(_OPTIMIZE_LOGGER)
+    if not any(isinstance(f, _TrialLogFilter) for f in logger.filters):
+        logger.addFilter(_TrialLogFilter())
+
+
+#: A study stops as ``failed`` when this many of its first trials (or its whole budget, if
+#: smaller) all failed: enough to see that the failure is the setup's, not one unlucky
+#: combination's (an algorithm-selection study of 4 models gives each about 2 tries).
+FAIL_FAST_TRIALS = 10
+#: What a trial stopped by the user is failed with; its slot is given back, so it is no
+#: failure of the setup.
+STOPPED_REASON = "stopped by the user before it finished; resume runs it again"
+
+
+def fail_fast_trials(budget: int | None) -> int:
+    """How many first trials must all fail to stop a study: ``min(10, budget)``."""
+    return FAIL_FAST_TRIALS if budget is None else max(1, min(FAIL_FAST_TRIALS, int(budget)))
+
+
+def fail_fast_verdict(
+    trials: list[optuna.trial.FrozenTrial], n: int, current: tuple[int, str] | None = None
+) -> tuple[bool | None, list[tuple[str, int]]]:
+    """Whether the study's first ``n`` trials all failed.
+
+    ``trials``: the study's trials; ``current``: ``(number, reason)`` of a trial that has
+    just failed but is not written FAIL yet. Trials that were given back (stopped by the
+    user) or retried after their worker died (a FAIL with no reason that another trial
+    retries) are no verdict on the setup and are skipped. Returns ``(verdict, reasons)``:
+    True when the first ``n`` counted trials are all FAIL (``reasons``: the reasons with
+    their counts, commonest first), False once one of them succeeded or was pruned (it never
+    changes after that), None while some of them are still to finish.
+    """
+    retried = {t.system_attrs.get("failed_trial") for t in trials}
+    counted: list[tuple[TrialState, str | None]] = []
+    for t in sorted(trials, key=lambda t: t.number):
+        if len(counted) == n:
+            break
+        state, reason = t.state, t.user_attrs.get("fail_reason")
+        if current is not None and t.number == current[0]:
+            state, reason = TrialState.FAIL, current[1]
+        if state == TrialState.FAIL and (reason == STOPPED_REASON or (reason is None and t.number in retried)):
+            continue
+        counted.append((state, reason))
+    if any(state in (TrialState.COMPLETE, TrialState.PRUNED) for state, _ in counted):
+        return False, []
+    if len(counted) < n or any(state != TrialState.FAIL for state, _ in counted):
+        return None, []
+    tally: dict[str, int] = {}
+    for _, reason in counted:
+        key = str(reason) if reason else "failed (no reason recorded)"
+        tally[key] = tally.get(key, 0) + 1
+    return True, sorted(tally.items(), key=lambda item: (-item[1], item[0]))
+
+
+class _FailFast:
+    """A worker's fail-fast check: run after each failed trial until the verdict is known."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.settled = False  # a first trial succeeded: the study is not failing as a whole
+
+    def check(self, study: optuna.Study, number: int, reason: str) -> bool:
+        """True when this failure completes a first ``n`` that all failed; the study is then
+        marked ``failed`` (never over ``finished``) with the commonest reason."""
+        if self.settled:
+            return False
+        verdict, reasons = fail_fast_verdict(study.get_trials(deepcopy=False), self.n, (number, reason))
+        if verdict is False:
+            self.settled = True
+        if not verdict:
+            return False
+        top, times = reasons[0]
+        message = (
+            f"The first {self.n} trial(s) all failed, so the study was stopped. Commonest reason "
+            f"({times} of {self.n}): {top}"
+        )
+        if len(reasons) > 1:
+            message += f" (and {len(reasons) - 1} other reason(s): see the Trials table or `hpdash show`)"
+        set_study_user_attr_unless(study, STATE_ATTR, "failed", unless=("finished",),
+                                   extra={ERROR_ATTR: message})
+        return True
+
+
+def failure_reasons(study: optuna.Study) -> list[tuple[str, int]]:
+    """The FAIL trials' reasons with their counts, commonest first (``"failed (no reason
+    recorded)"`` for a trial without one)."""
+    tally: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        reason = t.user_attrs.get("fail_reason")
+        key = str(reason) if reason else "failed (no reason recorded)"
+        tally[key] = tally.get(key, 0) + 1
+    return sorted(tally.items(), key=lambda item: (-item[1], item[0]))
 
 
 @dataclass
@@ -458,6 +769,8 @@ def _optimize_until_no_work(
     poll = min(1.0, float(heartbeat_interval()))
     wait = FIRST_WAIT_SECONDS
     while True:
+        if stop_event.is_set():
+            return  # stopped before a trial was claimed (e.g. Ctrl-C while the data loaded)
         remaining = None if deadline is None else deadline - _now()
         if remaining is not None and remaining <= 0:
             return
@@ -518,7 +831,7 @@ def _with_slot_return(study: optuna.Study, func: Callable[[optuna.Trial], float]
         try:
             return func(trial)
         except objective.StopRequested:
-            trial.set_user_attr("fail_reason", "stopped by the user before it finished; resume runs it again")
+            trial.set_user_attr("fail_reason", STOPPED_REASON)
             study.add_trial(optuna.trial.create_trial(
                 state=TrialState.WAITING,
                 system_attrs={"fixed_params": dict(trial.params), "hpdash_slot": True},
@@ -606,10 +919,7 @@ def launch_workers(name: str, storage: str | None = None, workers: int = 1) -> l
     """
     access.require_writable("launch workers")
     check_worker_count(workers)
-    study = load_study(name, storage)
-    study.set_user_attr(STOP_ATTR, False)
-    study.set_user_attr(STATE_ATTR, "running")
-    study.set_user_attr(STARTED_ATTR, _now())
+    _mark_launched(load_study(name, storage))
     url = config.storage_url(storage)
     env = {**os.environ, "HPDASH_DATA_DIR": str(config.data_dir()), "HPDASH_STORAGE": url}
     procs = []
@@ -622,6 +932,33 @@ def launch_workers(name: str, storage: str | None = None, workers: int = 1) -> l
                 start_new_session=True,
             ))
     return procs
+
+
+def _mark_launched(study: optuna.Study) -> None:
+    """Record a launch: no stop asked, running since now, and no error of an earlier run."""
+    study.set_user_attr(STOP_ATTR, False)
+    study.set_user_attr(STATE_ATTR, "running")
+    study.set_user_attr(STARTED_ATTR, _now())
+    if study.user_attrs.get(ERROR_ATTR) is not None:
+        study.set_user_attr(ERROR_ATTR, None)
+
+
+def run_here(
+    name: str,
+    storage: str | None = None,
+    *,
+    stop_event: threading.Event | None = None,
+    progress: Callable[[], None] | None = None,
+    problem: objective.Problem | None = None,
+) -> int:
+    """Launch study ``name`` with one worker that is this process: ``run_worker`` after the
+    launch record ``launch_workers`` writes, without starting a second Python (its imports
+    and storage opening cost about as much as the trials of a small study). For one worker
+    asked from the command line; the dashboard always starts detached workers, which
+    outlive the page. Returns the number of trials run; see ``run_worker`` for the rest."""
+    access.require_writable("launch workers")
+    _mark_launched(load_study(name, storage))
+    return run_worker(name, storage, 0, stop_event=stop_event, progress=progress, problem=problem)
 
 
 def workers_of(study: optuna.Study) -> list[dict[str, Any]]:
@@ -847,11 +1184,23 @@ def refit_info(study: optuna.Study) -> dict[str, Any] | None:
 
 
 def wait_for(procs: list[subprocess.Popen], poll: Callable[[], None] | None = None, interval: float = 0.5) -> list[int]:
-    """Wait for worker processes, calling ``poll`` every ``interval`` seconds."""
-    while any(p.poll() is None for p in procs):
-        if poll:
-            poll()
-        time.sleep(interval)
+    """Wait for worker processes, calling ``poll`` every ``interval`` seconds and once more
+    at the end; returns their exit codes.
+
+    Waits on the processes themselves (``Popen.wait`` with a timeout), so it returns as
+    soon as the last one exits, whatever ``interval`` is: a long interval only spaces the
+    calls to ``poll``.
+    """
+    deadline = time.monotonic() + interval
+    for proc in procs:
+        while True:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                break
+            except subprocess.TimeoutExpired:
+                if poll:
+                    poll()
+                deadline = time.monotonic() + interval
     if poll:
         poll()
     return [p.returncode for p in procs]

@@ -178,3 +178,201 @@ def test_queue_runs_a_created_experiment(tmp_path: Path, monkeypatch: pytest.Mon
     assert progress.queue["ended"] and progress.queue["error"] is None and progress.queue["parallel"] == 1
     again = hpdash("queue", "q", env_dir=data)  # nothing left to start: ends at once
     assert again.returncode == 0 and "q-random-s0: not started, it is already finished" in again.stderr
+
+
+# ------------------------------------------------------------------------------ run: one process, exit codes
+def _env(data: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "HPDASH_DATA_DIR": str(data), **extra}
+    env.pop("HPDASH_STORAGE", None)
+    return env
+
+
+def _write_spec(tmp_path: Path, **spec) -> Path:
+    base = {"name": "cli", "dataset": "sklearn:iris", "target": "target", "model": "k_nearest_neighbors",
+            "strategy": "random", "n_trials": 3, "cv": {"folds": 3}}
+    path = tmp_path / f"{spec.get('name', 'cli')}.yaml"
+    path.write_text(yaml.safe_dump({**base, **spec}))
+    return path
+
+
+def _study(data: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{data / 'hpdash.db'}")
+
+
+@pytest.mark.slow
+def test_run_with_one_worker_runs_the_trials_in_its_own_process(tmp_path: Path) -> None:
+    """No second Python for one worker: every trial and the worker record are the `hpdash run`
+    process's own; without a terminal the progress is plain lines and the summary follows."""
+    data = tmp_path / "d"
+    proc = subprocess.Popen([sys.executable, "-m", "hpdash", "run", str(_write_spec(tmp_path, name="solo"))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(data), cwd=ROOT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "\r" not in err and "[##############################] 3/3 best" in err
+    assert "state:      finished" in out and "holdout" in out
+    study = _study(data, "solo")
+    workers = [v for k, v in study.user_attrs.items() if k.startswith("hpdash.worker.")]
+    assert [w["pid"] for w in workers] == [proc.pid] and workers[0]["status"] == "done"
+    assert {t.user_attrs["worker"].rsplit(":", 1)[1] for t in study.get_trials()} == {str(proc.pid)}
+    assert not (data / "workers").exists() or not list((data / "workers").iterdir())  # no worker log
+
+
+@pytest.mark.slow
+def test_run_with_two_workers_starts_worker_processes(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    spec = _write_spec(tmp_path, name="duo", n_trials=4, workers=2)
+    proc = subprocess.Popen([sys.executable, "-m", "hpdash", "run", str(spec)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env(data, HPDASH_MAX_WORKERS="2"), cwd=ROOT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    study = _study(data, "duo")
+    pids = {v["pid"] for k, v in study.user_attrs.items() if k.startswith("hpdash.worker.")}
+    assert len(pids) == 2 and proc.pid not in pids
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 4
+
+
+FAILING_SPACE = {"solver": {"type": "categorical", "choices": ["lbfgs"]},
+                 "penalty": {"type": "categorical", "choices": ["l1"]},
+                 "C": {"type": "float", "low": 0.1, "high": 10.0, "log": True}}
+
+
+def _no_study(data: Path, name: str) -> bool:
+    db = data / "hpdash.db"
+    return not db.exists() or name not in optuna.get_all_study_names(f"sqlite:///{db}")
+
+
+def test_run_refuses_a_model_that_fails_its_smoke_fit_and_writes_nothing(tmp_path: Path) -> None:
+    """A space every trial of which would fail (lbfgs cannot fit an l1 penalty) is refused by
+    the pre-launch smoke fit: exit 2, a message naming the model, the error and the fix, and no
+    study in the storage."""
+    data = tmp_path / "d"
+    spec = _write_spec(tmp_path, name="refused", model="logistic_regression", n_trials=12, space=FAILING_SPACE)
+    run = hpdash("run", str(spec), env_dir=data)
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr and run.stdout == ""
+    assert "Model 'logistic_regression' failed its trial fit before launch" in run.stderr
+    assert "l1" in run.stderr and "Change its search space, pick another metric or remove the model." in run.stderr
+    assert _no_study(data, "refused")
+
+
+#: A random forest whose smoke fit (the first choice: 1 tree) takes milliseconds, while every
+#: other choice (3,000+ trees) runs past a 0.5 s trial_timeout: the study passes the checks
+#: before launch and every trial fails in the worker, killed at the limit.
+TIMED_OUT_SPACE = {"n_estimators": {"type": "categorical", "choices": [1, *range(3000, 3200)]}}
+
+
+@pytest.mark.slow
+def test_run_exits_1_when_no_trial_completed_and_show_lists_the_reasons(tmp_path: Path) -> None:
+    """Every trial fails in the worker: the study stops after the first 10 as `failed`, `run`
+    exits 1 and says why, and `show` prints each failure reason with its count."""
+    data = tmp_path / "d"
+    spec = _write_spec(tmp_path, name="doomed", model="random_forest", n_trials=12, trial_timeout=0.5,
+                       space=TIMED_OUT_SPACE)
+    run = hpdash("run", str(spec), env_dir=data)
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    assert "No trial completed: The first 10 trial(s) all failed, so the study was stopped." in run.stderr
+    assert "state:      failed" in run.stdout and "0 complete, 0 pruned, 10 failed" in run.stdout
+    assert "failures:   10 x Stopped at the trial time limit: this trial ran for 0.5 s" in run.stdout
+    assert "best CV:    - (no trial completed)" in run.stdout
+    study = _study(data, "doomed")
+    states = [t.state for t in study.get_trials()]
+    assert states.count(optuna.trial.TrialState.FAIL) == 10 and states.count(optuna.trial.TrialState.WAITING) == 2
+    # The seeded sampler drew no 1-tree forest among them (the only choice that fits in time).
+    assert all(t.params["n_estimators"] >= 3000 for t in study.get_trials() if t.params)
+    shown = hpdash("show", "doomed", env_dir=data)
+    assert shown.returncode == 0, shown.stderr
+    assert "failures:   10 x Stopped at the trial time limit" in shown.stdout and "Raise trial_timeout" in shown.stdout
+    assert "error:      The first 10 trial(s) all failed" in shown.stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_run_at_a_fold_and_resume_finishes_it(tmp_path: Path) -> None:
+    """SIGINT to `hpdash run` (one worker, in its own process): the running trial stops at its
+    next fold and is given back, the exit code is 130, the study is `stopped`, and `resume`
+    finishes the exact budget."""
+    import signal
+    import time
+
+    data = tmp_path / "d"
+    spec = _write_spec(tmp_path, name="interrupted", model="random_forest", n_trials=12,
+                       space={"n_estimators": {"type": "int", "low": 50, "high": 60}})
+    proc = subprocess.Popen([sys.executable, "-m", "hpdash", "run", str(spec)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env(data), cwd=ROOT)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        db = data / "hpdash.db"
+        if db.exists() and "interrupted" in optuna.get_all_study_names(f"sqlite:///{db}"):
+            if _study(data, "interrupted").get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+                break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Stopping: the running trial ends at its next fold" in err and "Traceback" not in err
+    assert "failed with" not in err  # a stop is no failure: Optuna's warning for it is dropped
+    study = _study(data, "interrupted")
+    assert study.user_attrs["hpdash.state"] == "stopped" and study.user_attrs["hpdash.stop"] is True
+    states = [t.state for t in study.get_trials()]
+    complete = states.count(optuna.trial.TrialState.COMPLETE)
+    assert 1 <= complete < 12 and complete + states.count(optuna.trial.TrialState.WAITING) == 12
+    # the cut trial is failed with the stop as its reason, and its slot given back
+    assert all(t.user_attrs.get("fail_reason", "").startswith("stopped by the user")
+               for t in study.get_trials(states=(optuna.trial.TrialState.FAIL,)))
+    resumed = hpdash("resume", "interrupted", env_dir=data)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(_study(data, "interrupted").get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 12
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`hpdash list | head` where head has gone: no BrokenPipeError traceback, the exit code a
+    shell gives a command ended by SIGPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    try:
+        done = subprocess.run([sys.executable, "-m", "hpdash", "list"], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, env=_env(tmp_path / "d"), cwd=ROOT, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141, done.stderr
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr and done.stderr == ""
+
+
+def test_progress_without_a_terminal_prints_a_line_at_most_every_5_s(data_dir, capsys, monkeypatch) -> None:
+    """`hpdash run` into a log file: plain lines (no carriage return), none more often than
+    every 5 s however often a trial ends, and always a last one."""
+    from hpdash import cli, runner
+    from hpdash.spec import parse_spec
+
+    study = runner.create_study(parse_spec({"name": "p", "dataset": "sklearn:iris", "target": "target",
+                                            "model": "k_nearest_neighbors", "n_trials": 3, "cv": {"folds": 3}}))
+    clock = [1000.0]
+    monkeypatch.setattr(cli.time, "monotonic", lambda: clock[0])
+    progress = cli._Progress(study, tty=False)
+    for step in (1.0, 2.0, 2.5, 1.0):  # trials ending after 1, 3, 5.5 and 6.5 s
+        clock[0] += step
+        progress()
+    progress.end()
+    lines = capsys.readouterr().err.split("\n")
+    assert lines == ["[..............................] 0/3 best -"] * 2 + [""], lines
+
+
+def test_values_print_as_dash_never_nan() -> None:
+    import pandas as pd
+
+    from hpdash import cli
+
+    assert [cli._fmt(v) for v in (None, float("nan"), 0.5, 3)] == ["-", "-", "0.5000", "3"]
+    assert cli._missing(float("nan")) and cli._missing(None) and not cli._missing("tpe")
+    assert "NaN" not in pd.DataFrame({"p": [float("nan"), 0.5]}).to_string(index=False, na_rep="-")
+
+
+@pytest.mark.slow
+def test_compare_prints_no_nan() -> None:
+    """Where the HTML report shows "-" (no test, no winner), the terminal does too."""
+    import re
+
+    exp = shared_experiment()
+    assert exp.returncode == 0, exp.stderr[-3000:]
+    assert not re.search(r"\bnan\b", exp.stdout, re.IGNORECASE), exp.stdout
+    assert "favours" in exp.stdout

@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpdash import config, results, runner
+from hpdash import config, results, runner, strategies
 from hpdash.errors import SpecError, StudyNotFoundError
 from hpdash.spec import parse_spec
 
@@ -338,8 +338,10 @@ KILL_SCRIPT = textwrap.dedent("""
         print(f"created {i}", flush=True)
 """)
 KILL_BUDGET = 5000
+#: Every user attr a created (never launched) random-search study has: the spec and what was
+#: resolved from it, the sampler that will run, its state and its budget.
 STUDY_ATTRS = {runner.SPEC_ATTR, runner.DATASET_ATTR, "hpdash.task", "hpdash.metric", "hpdash.space",
-               "hpdash.created_at", runner.STATE_ATTR, runner.BUDGET_ATTR}
+               "hpdash.created_at", runner.STATE_ATTR, strategies.SAMPLER_ATTR, runner.BUDGET_ATTR}
 
 
 def test_a_killed_creation_leaves_no_half_created_study(data_dir) -> None:
@@ -385,7 +387,7 @@ def test_a_killed_creation_leaves_no_half_created_study(data_dir) -> None:
     assert len(names) >= 4
     for name in names:
         study = runner.load_study(name)
-        assert STUDY_ATTRS <= set(study.user_attrs), (name, sorted(study.user_attrs))
+        assert set(study.user_attrs) == STUDY_ATTRS, (name, sorted(study.user_attrs))
         assert study.user_attrs[runner.BUDGET_ATTR] == KILL_BUDGET and study.user_attrs[runner.STATE_ATTR] == "created"
         trials = study.get_trials(deepcopy=False)
         assert [t.number for t in trials] == list(range(KILL_BUDGET)), name
@@ -434,3 +436,202 @@ def test_launch_refuses_more_workers_than_the_cap(data_dir, monkeypatch) -> None
     monkeypatch.delenv("HPDASH_MAX_WORKERS")
     assert config.max_workers() == config.usable_cpus()
     assert runner.wait_for(runner.resume_study("capped", workers=1)) == [0]
+
+
+# -- fail fast and say why ------------------------------------------------------------------
+#: Every trial fails: lbfgs cannot fit an l1 penalty.
+ALWAYS_FAILS = {"model": "logistic_regression",
+                "space": {"solver": {"type": "categorical", "choices": ["lbfgs"]},
+                          "penalty": {"type": "categorical", "choices": ["l1"]},
+                          "C": {"type": "float", "low": 0.1, "high": 10.0, "log": True}}}
+
+
+def test_a_study_whose_first_ten_trials_all_fail_stops_as_failed(data_dir) -> None:
+    """15 trials asked, each failing: the worker stops after the first 10, the study is
+    `failed` with the commonest reason and its count, and the other 5 slots are left."""
+    study = _run(_spec(name="doomed", n_trials=15, **ALWAYS_FAILS))
+    states = [t.state for t in study.get_trials()]
+    assert states.count(TrialState.FAIL) == 10 and states.count(TrialState.WAITING) == 5, states
+    status = runner.study_status(study)
+    assert status.state == "failed", status
+    assert status.error.startswith("The first 10 trial(s) all failed, so the study was stopped. "
+                                   "Commonest reason (10 of 10): ValueError: "), status.error
+    assert "l1" in status.error and "lbfgs" in status.error
+    reasons = runner.failure_reasons(study)
+    assert len(reasons) == 1 and reasons[0][1] == 10 and reasons[0][0] in status.error
+    assert runner.refit_info(study) is None
+    assert [w["status"] for w in runner.workers_of(study)] == ["failed"]
+
+
+def test_fail_fast_counts_a_small_budget_whole_and_spares_a_study_that_works(data_dir) -> None:
+    """min(10, budget): 3 failing trials of 3 fail the study; a grid where half the points
+    work runs to the end and finishes, its failures listed with their counts."""
+    small = _run(_spec(name="doomed-small", n_trials=3, **ALWAYS_FAILS))
+    assert runner.study_status(small).state == "failed"
+    assert "The first 3 trial(s) all failed" in runner.study_status(small).error
+    space = {**ALWAYS_FAILS["space"], "solver": {"type": "categorical", "choices": ["lbfgs", "saga"]}}
+    mixed = _run(_spec(name="half-works", model="logistic_regression", strategy="grid", n_trials=None,
+                       grid_points=3, space=space))
+    status = runner.study_status(mixed)
+    assert status.state == "finished" and status.error is None and status.complete == 3
+    assert [count for _, count in runner.failure_reasons(mixed)] == [3]
+
+
+def _frozen(number: int, state: TrialState, reason: str | None = None, retries: int | None = None):
+    trial = optuna.trial.create_trial(
+        state=state, value=0.5 if state == TrialState.COMPLETE else None,
+        user_attrs={"fail_reason": reason} if reason else {},
+        system_attrs={"failed_trial": retries} if retries is not None else {})
+    trial.number = number
+    return trial
+
+
+def test_fail_fast_verdict_skips_stopped_and_retried_trials() -> None:
+    FAIL, COMPLETE, RUNNING = TrialState.FAIL, TrialState.COMPLETE, TrialState.RUNNING
+    three_failed = [_frozen(i, FAIL, "ValueError: a" if i else "ValueError: b") for i in range(3)]
+    assert runner.fail_fast_verdict(three_failed, 3) == (True, [("ValueError: a", 2), ("ValueError: b", 1)])
+    assert runner.fail_fast_verdict(three_failed, 4) == (None, [])  # not enough trials yet
+    # the trial failing now, not written FAIL yet, counts with its reason
+    now = three_failed[:2] + [_frozen(2, RUNNING)]
+    assert runner.fail_fast_verdict(now, 3) == (None, [])
+    assert runner.fail_fast_verdict(now, 3, current=(2, "ValueError: a"))[0] is True
+    # one success among the first n: never a failed study
+    assert runner.fail_fast_verdict([_frozen(0, COMPLETE)] + three_failed[1:], 3) == (False, [])
+    # a trial stopped by the user, or failed as stale and retried, is no verdict on the setup
+    stopped = [_frozen(0, FAIL, runner.STOPPED_REASON)] + [_frozen(i, FAIL, "ValueError: a") for i in (1, 2)]
+    assert runner.fail_fast_verdict(stopped, 3) == (None, [])
+    stale = [_frozen(0, FAIL), _frozen(1, FAIL, "ValueError: a"), _frozen(2, FAIL, "ValueError: a", retries=0),
+             _frozen(3, FAIL, "ValueError: a")]
+    assert runner.fail_fast_verdict(stale, 3) == (True, [("ValueError: a", 3)])
+    assert runner.fail_fast_verdict([_frozen(0, FAIL)], 1) == (True, [("failed (no reason recorded)", 1)])
+    assert [runner.fail_fast_trials(b) for b in (None, 1, 3, 10, 500)] == [10, 1, 3, 10, 10]
+
+
+# -- one worker in the caller's process -----------------------------------------------------
+def test_run_here_runs_the_study_in_this_process(data_dir) -> None:
+    """No second process: the trials are this process's, no worker log is written, progress
+    is called after each trial, and the study finishes with its refit."""
+    import os
+
+    spec = _spec(name="here", n_trials=3)
+    plan = runner.plan_study(spec)
+    runner.create_study(spec, plan=plan)
+    calls = []
+    assert runner.run_here("here", progress=lambda: calls.append(1), problem=plan.problem()) == 3
+    study = runner.load_study("here")
+    assert runner.study_status(study).state == "finished" and runner.refit_info(study) is not None
+    assert {t.user_attrs["worker"].split(":")[1] for t in study.get_trials()} == {str(os.getpid())}
+    assert [w["pid"] for w in runner.workers_of(study)] == [os.getpid()]
+    assert len(calls) == 3 and not list(runner.workers_log_dir().iterdir())
+
+
+def test_a_stop_asked_in_this_process_is_recorded_and_resumable(data_dir) -> None:
+    """The caller's stop (what Ctrl-C sets in `hpdash run`) before a trial is claimed: no trial
+    runs, the stop flag is written as `hpdash stop` writes it, the study is `stopped`, and a
+    resume finishes the budget."""
+    import threading
+
+    runner.create_study(_spec(name="interrupted", n_trials=3))
+    stop = threading.Event()
+    stop.set()
+    assert runner.run_here("interrupted", stop_event=stop) == 0
+    study = runner.load_study("interrupted")
+    assert study.user_attrs[runner.STOP_ATTR] is True and runner.study_status(study).state == "stopped"
+    assert [t.state for t in study.get_trials()] == [TrialState.WAITING] * 3
+    assert runner.wait_for(runner.resume_study("interrupted")) == [0]
+    status = runner.study_status(runner.load_study("interrupted"))
+    assert status.state == "finished" and status.complete == 3
+
+
+def test_wait_for_returns_when_the_processes_exit_not_after_the_interval() -> None:
+    """With an hour's interval, a process that ends at once is waited for, not slept after:
+    ``poll`` runs only its final time (a fixed sleep would have polled before sleeping)."""
+    import subprocess
+    import sys
+
+    calls = []
+    procs = [subprocess.Popen([sys.executable, "-c", "pass"]), subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])]
+    assert runner.wait_for(procs, lambda: calls.append(1), interval=3600) == [0, 3]
+    assert calls == [1]
+
+
+# -- the protocol checked on the real data, and keep_columns --------------------------------
+def test_the_protocol_is_checked_on_the_training_part_before_anything_is_created(data_dir) -> None:
+    """Folds that a class of the training part cannot fill, a holdout smaller than the
+    classes, a training part smaller than the folds, a budget over the limit: SpecErrors with
+    the sizes and the fix from plan_study, and create_study writes nothing."""
+    cases = [
+        (dict(cv={"folds": 45}), "classes 'setosa' (40 rows), 'versicolor' (40 rows), 'virginica' (40 rows) of the "
+                                  "target 'target' have fewer rows in the training part than the 45 CV folds"),
+        (dict(test_size=0.01), "The holdout of test_size 0.01 is 2 row(s) of 150, fewer than the 3 classes"),
+        (dict(dataset="sklearn:diabetes", model="ridge", metric="r2", test_size=0.89, cv={"folds": 50}),
+         "The training part left by test_size 0.89 is 48 row(s) of 442, too few for 50 CV folds"),
+        (dict(n_trials=10_001), "The budget is 10,001 trials, more than the limit of 10,000 trials per study"),
+    ]
+    for change, message in cases:
+        with pytest.raises(SpecError) as refused:
+            runner.plan_study(_spec(name="refused", **change))
+        assert message in str(refused.value), str(refused.value)
+        with pytest.raises(SpecError):
+            runner.create_study(_spec(name="refused", **change))
+        assert not runner.study_exists("refused")
+    # the limit is a setting; at the limit is fine
+    assert runner.plan_study(_spec(name="ok", n_trials=10_000)).spec.n_trials == 10_000
+
+
+def test_keep_columns_reaches_the_workers(data_dir, tmp_path) -> None:
+    """A free-text column is dropped by default, and kept (one-hot encoded) by every part of
+    a study when the spec names it: the plan, the stored copy's workers, the refit."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    words = ["quick", "slow", "red", "blue", "noted", "checked"]
+    frame = pd.DataFrame({"x": rng.normal(size=60).round(3),
+                          "comment": [f"{words[i % 6]} {words[(i * 5) % 6]} visit {i} was fine" for i in range(60)],
+                          "label": ["yes", "no"] * 30})
+    path = tmp_path / "visits.csv"
+    frame.to_csv(path, index=False)
+    spec = _spec(name="kept", dataset=str(path), target="label", n_trials=2)
+    assert "comment" not in runner.plan_study(spec).prepared.X.columns
+    kept = spec.replace(keep_columns=["comment"])
+    assert "comment" in runner.plan_study(kept).prepared.categorical
+    study = _run(kept)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
+    problem = runner.load_problem(runner.load_spec_of(study), study.user_attrs[runner.DATASET_ATTR])
+    assert "comment" in problem.categorical
+
+
+def test_trial_log_filter_drops_user_stops_and_keeps_real_failures() -> None:
+    """Optuna's "Trial N failed" warnings in a worker: none for a trial the user stopped, the
+    line without a traceback for a trial error hpdash worded (a time limit), the line with its
+    traceback for an estimator's error."""
+    import logging
+
+    from hpdash import objective
+
+    runner._install_trial_log_filter()
+    runner._install_trial_log_filter()  # once per process, however many workers run in it
+    optimize_logger = logging.getLogger("optuna.study._optimize")
+    assert sum(isinstance(f, runner._TrialLogFilter) for f in optimize_logger.filters) == 1
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("optuna").addHandler(handler)
+    errors = [objective.StopRequested(), objective.TrialTimeout("Stopped at the trial time limit"),
+              ValueError("bad C")]
+
+    def fail(trial: optuna.Trial) -> float:
+        trial.suggest_float("x", 0.0, 1.0)
+        raise errors[trial.number]
+
+    try:
+        optuna.create_study().optimize(fail, n_trials=3, catch=(Exception,))
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
+    records = [r for r in records if r.name == "optuna.study._optimize"]
+    messages = [(r.getMessage().split(" because")[0].split(" with")[0], r.exc_info is not None) for r in records]
+    assert messages == [("Trial 1 failed", False), ("Trial 1 failed", False),
+                        ("Trial 2 failed", True), ("Trial 2 failed", False)], messages
+    assert "Stopped at the trial time limit" in records[0].getMessage() and "bad C" in records[2].getMessage()
+
