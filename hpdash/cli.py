@@ -92,6 +92,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     for message in objective.smoke_check(plan).messages():
         print(message, file=sys.stderr)
+    from hpdash import strategies
+
+    for warning in (strategies.startup_warning(spec), strategies.conditional_warning(spec)):
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     study = runner.create_study(spec, args.storage, plan=plan)
     print(f"Study {spec.name!r}: {spec.strategy} search over {', '.join(spec.models)}, "
           f"storage {config.storage_url(args.storage)}", file=sys.stderr)

@@ -376,3 +376,16 @@ def test_compare_prints_no_nan() -> None:
     assert exp.returncode == 0, exp.stderr[-3000:]
     assert not re.search(r"\bnan\b", exp.stdout, re.IGNORECASE), exp.stdout
     assert "favours" in exp.stdout
+
+
+@pytest.mark.slow
+def test_run_warns_when_the_start_up_phase_covers_the_budget(tmp_path: Path) -> None:
+    """TPE with 3 trials and 3 start-up trials is random search: `hpdash run` says so, with
+    the fix, before the trials (and still runs them)."""
+    data = tmp_path / "d"
+    spec = _write_spec(tmp_path, name="tpe-random", strategy="tpe", startup_trials=3)
+    run = hpdash("run", str(spec), env_dir=data)
+    assert run.returncode == 0, run.stderr
+    assert ("warning: TPE would run 3 trial(s) at random: startup_trials (3 random trials) covers "
+            "the whole budget of 3") in run.stderr
+    assert run.stderr.index("warning: TPE") < run.stderr.index("Study 'tpe-random'")
