@@ -135,6 +135,10 @@ class ModelFamily:
     #: rows of the training part the pre-launch smoke fit uses at most (small for models
     #: whose cost explodes with rows: their time on more rows is extrapolated)
     smoke_rows: int = 1000
+    #: (parameter, count): an ensemble whose members are fitted independently, so its fit and
+    #: predict times grow linearly with their number: the smoke fit fits at most ``count``
+    #: members and scales its times up (a forest's trees, not its rows, are its cost)
+    smoke_members: tuple[str, int] | None = None
     #: estimator parameters that hpdash sets from the data, never searched
     data_params: tuple[str, ...] = ()
     #: hyperparameter -> what bounds it by the rows a CV fold trains on (checked before launch)
@@ -470,6 +474,7 @@ _FAMILIES: tuple[ModelFamily, ...] = (
         regressor=RandomForestRegressor,
         spaces=_both(_FOREST_SPACE),
         labels=_FOREST_LABELS,
+        smoke_members=("n_estimators", 10),
     ),
     ModelFamily(
         key="extra_trees",
@@ -479,6 +484,7 @@ _FAMILIES: tuple[ModelFamily, ...] = (
         regressor=ExtraTreesRegressor,
         spaces=_both(_FOREST_SPACE),
         labels=_FOREST_LABELS,
+        smoke_members=("n_estimators", 10),
     ),
     ModelFamily(
         key="hist_gradient_boosting",

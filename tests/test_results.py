@@ -679,3 +679,11 @@ def test_trials_cache_progress_on_postgresql(pg_url: str) -> None:  # noqa: F811
         cache = results.TrialsCache(study)
         assert cache.progress() == results.study_progress(study)
         results.rdb_storage(study).engine.dispose()
+
+
+def test_alembic_pin_is_what_optuna_stamps_a_new_storage(tmp_path: Path) -> None:
+    """A storage Optuna creates itself carries exactly the pinned schema and revision, so
+    `storage.open_storage` may skip Optuna's script-reading check for it."""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    engine = optuna.storages.RDBStorage(url).engine
+    assert results.schema_version(engine) == (results.OPTUNA_SCHEMA_VERSION, results.OPTUNA_ALEMBIC_REVISION)

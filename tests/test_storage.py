@@ -582,3 +582,16 @@ def test_a_trial_failed_as_stale_is_never_finished_or_written_by_its_late_worker
     own = study.ask()
     study.tell(own, 1.0)
     assert not taken_over(own)
+
+
+def test_a_storage_of_another_schema_gets_optunas_own_check(tmp_path) -> None:
+    """open_storage skips Optuna's schema check only for the pinned schema: an older one is
+    refused with Optuna's message (upgrade the storage), not opened."""
+    from hpdash.errors import StorageError
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    open_storage(url).engine.dispose()
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'v3.0.0.a'")
+    with pytest.raises(StorageError, match="optuna storage upgrade"):
+        open_storage(url)
