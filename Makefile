@@ -30,8 +30,10 @@ run: install
 	$(BIN)/python -m hpdash init
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
-# Two test processes, each taking whole files (module fixtures such as servers stay shared).
-TEST_PROCESSES ?= 2
+# Three test processes, each taking whole files (module fixtures such as servers stay
+# shared): most tests wait on worker processes, servers and a browser, so three keep two
+# cores busy.
+TEST_PROCESSES ?= 3
 
 test: install-dev
 	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
