@@ -128,10 +128,6 @@ def resolve_spaces(spec: StudySpec, task: str) -> dict[str, space.SearchSpace]:
     return spaces
 
 
-def _n_classes(prepared: datasets.PreparedData) -> int | None:
-    return int(prepared.y.nunique()) if prepared.task == "classification" else None
-
-
 def plan_study(spec: StudySpec, data: Any = None) -> Plan:
     """Load and check the dataset, the models, the space, the metric, the strategy, the
     budget, and the evaluation protocol on the real data: the holdout split and the CV folds
