@@ -106,7 +106,7 @@ def test_upload_launch_watch_and_review(page, browser, empty_server, tmp_path) -
     assert headers[:3] == ["name", "role", "examples"], headers
     element_screenshot(roles, "datasets-roles")
 
-    # 2. configure: random forest, N_TRIALS trials, 5 folds
+    # 2. configure: random forest, N_TRIALS trials, 3 folds
     page.get_by_role("button", name="New study with this dataset").click()
     page.get_by_text("1 · Data").wait_for()
     wait_ready(page)
@@ -118,7 +118,7 @@ def test_upload_launch_watch_and_review(page, browser, empty_server, tmp_path) -
     page.keyboard.press("Enter")
     page.keyboard.press("Escape")
     wait_ready(page)
-    for label, value in (("Trials (0 = no trial limit)", str(N_TRIALS)), ("CV folds", "5")):
+    for label, value in (("Trials (0 = no trial limit)", str(N_TRIALS)), ("CV folds", "3")):
         box = page.get_by_label(label)
         box.fill(value)
         box.press("Enter")
