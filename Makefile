@@ -30,10 +30,10 @@ run: install
 	$(BIN)/python -m hpdash init
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
-# Four test processes, each taking whole files (module fixtures such as servers stay
-# shared): most tests wait on worker processes, servers and a browser, and with three the
-# two cores were idle a third of the time.
-TEST_PROCESSES ?= 4
+# Three test processes, each taking whole files (module fixtures such as servers stay
+# shared): most tests wait on worker processes, servers and a browser, so three keep two
+# cores busy (four made every test slower: 20 min of tests against 18.5).
+TEST_PROCESSES ?= 3
 
 test: install-dev
 	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)

@@ -192,6 +192,7 @@ def test_datasets_roles_and_grid_form(page, plots_server) -> None:
     page.keyboard.press("Enter")
     wait_ready(page, timeout=60)
     no_exception(page)
+    # the strategy's rerun sets Trials to 0 and says so (waited for: a busy server is slow)
+    page.get_by_text("Grid search runs the whole grid").first.wait_for(timeout=60_000)
     assert page.get_by_label("Trials (0 = the whole grid)").input_value() == "0"
-    page.get_by_text("Grid search runs the whole grid").first.wait_for()
     screenshot(page, "new-study-grid")

@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,28 +153,47 @@ def _attack(url: str, index: int, note_widgets: list[Widget], out: list) -> None
         session.close()
 
 
+#: Fresh servers attacked at the same time (each on its own port, each a whole round).
+SERVERS_AT_ONCE = 2
+
+
+def _attack_fresh_server(data_dir: Path, note_widgets: Any) -> list[list[dict]]:
+    """One round: a fresh server, SESSIONS raw sessions opened together the moment its port
+    accepts connections; what each session received."""
+    proc, url, log = _start_raw_server(data_dir)
+    results: list[list[list[dict]]] = [[] for _ in range(SESSIONS)]
+    try:
+        threads = [threading.Thread(target=_attack, args=(url, i, note_widgets, results[i]))
+                   for i in range(SESSIONS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    finally:
+        _stop(proc, log)
+    return results
+
+
 def test_fresh_server_gives_nothing_to_concurrent_sessions_before_sign_in(secret_data) -> None:
+    """ROUNDS fresh servers (SERVERS_AT_ONCE at a time), SESSIONS raw sessions on each before
+    anyone signs in: none gets a study name, a note or a trial, and nothing is written."""
+    from concurrent.futures import ThreadPoolExecutor
+
     data_dir, note_widgets = secret_data
     before = _fingerprint(data_dir)
-    for round_ in range(ROUNDS):
-        proc, url, log = _start_raw_server(data_dir)
-        results: list[list[list[dict]]] = [[] for _ in range(SESSIONS)]
-        try:
-            threads = [threading.Thread(target=_attack, args=(url, i, note_widgets, results[i]))
-                       for i in range(SESSIONS)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(120)
-        finally:
-            _stop(proc, log)
-        for i, runs in enumerate(results):
-            assert runs, f"round {round_}, session {i}: no script run answered"
-            sent = text_of(runs)
-            assert "password-protected" in sent, f"round {round_}, session {i}: no sign-in form"
-            for secret in _secrets(data_dir):
-                assert secret not in sent, f"round {round_}, session {i} received {secret!r}"
-        assert _fingerprint(data_dir) == before, f"round {round_}: something was written"
+    secrets = _secrets(data_dir)
+    for first in range(0, ROUNDS, SERVERS_AT_ONCE):
+        rounds = range(first, min(ROUNDS, first + SERVERS_AT_ONCE))
+        with ThreadPoolExecutor(len(rounds)) as pool:
+            outcomes = list(pool.map(lambda _: _attack_fresh_server(data_dir, note_widgets), rounds))
+        for round_, results in zip(rounds, outcomes):
+            for i, runs in enumerate(results):
+                assert runs, f"round {round_}, session {i}: no script run answered"
+                sent = text_of(runs)
+                assert "password-protected" in sent, f"round {round_}, session {i}: no sign-in form"
+                for secret in secrets:
+                    assert secret not in sent, f"round {round_}, session {i} received {secret!r}"
+        assert _fingerprint(data_dir) == before, f"rounds {list(rounds)}: something was written"
 
 
 # ------------------------------------------------------------------------------ uploads and media
