@@ -154,16 +154,20 @@ def _run_here(name: str, storage: str | None, progress: _Progress, problem: Any)
 
 
 def _freeze_startup_objects() -> None:
-    """Before the trials of a process that ends with this command: move the objects alive
-    now (about 150k from the imports of scikit-learn, pandas, Optuna and SQLAlchemy, and the
-    study's data, all kept until the process ends) out of the cyclic garbage collector's
-    generations, so the collections the fits trigger do not walk them again and again
-    (0.27 s to 0.12 s of collections over the 30 fits of bench/cli_run.py). No ``gc.collect``
-    first: it costs as much as it saves, and the little cyclic garbage left by the imports
-    is only kept until the process exits. Not done when ``main`` was called with an
-    ``argv`` (from another program, which keeps running)."""
+    """End the start-up of a process that ends with this command (``run``, ``worker``).
+
+    ``main`` turned the cyclic garbage collector off for the start-up: the imports of
+    scikit-learn, pandas, Optuna and SQLAlchemy create about a million objects that all live
+    until the process ends, and the collections they trigger only walk them. Here those
+    objects (and the study's data) move out of the collector's generations (``gc.freeze``),
+    so the collections that the fits trigger do not walk them again and again, and the
+    collector is turned back on. No ``gc.collect`` first: it costs as much as it saves, and
+    the little cyclic garbage left by the imports is only kept until the process exits.
+    Nothing is done when ``main`` was called with an ``argv`` (from another program, which
+    keeps running). The measurements are in docs/PERFORMANCE.md ("hpdash run start-up")."""
     if _PROCESS_ENTRY:
         gc.freeze()
+        gc.enable()
 
 
 def _run_workers(name: str, storage: str | None, workers: int, progress: _Progress) -> int:
@@ -171,6 +175,7 @@ def _run_workers(name: str, storage: str | None, workers: int, progress: _Progre
     exit, not on a timer). Ctrl-C asks them to stop at their next fold."""
     from hpdash import runner
 
+    _freeze_startup_objects()  # this process only waits from here on
     procs = runner.launch_workers(name, storage, workers)
     try:
         codes = runner.wait_for(procs, progress, interval=progress.interval)
@@ -552,6 +557,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     global _PROCESS_ENTRY
     args = build_parser().parse_args(argv)
     _PROCESS_ENTRY = argv is None
+    if _PROCESS_ENTRY and args.command in PROCESS_COMMANDS:
+        gc.disable()  # for the start-up only: see _freeze_startup_objects, which turns it on
     try:
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush

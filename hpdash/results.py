@@ -51,6 +51,8 @@ from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from hpdash.storage import OPTUNA_ALEMBIC_REVISION, OPTUNA_SCHEMA_VERSION, schema_version
+
 PARAM_PREFIX = "params_"
 
 #: The fixed columns of ``trials_frame``, in order; ``params_<name>`` columns follow them.
@@ -480,10 +482,8 @@ def fold_scores_frame(trial: FrozenTrial) -> pd.DataFrame:
 # Fast reader: Optuna's RDB tables through SQLAlchemy Core
 # ============================================================================================
 
-#: The Optuna RDB schema the fast reader understands (Optuna 4.x-5.0: ``version_info`` says 12,
-#: ``alembic_version`` says v3.2.0.a). Any other version -> warning + Optuna API fallback.
-OPTUNA_SCHEMA_VERSION = 12
-OPTUNA_ALEMBIC_REVISION = "v3.2.0.a"
+# The Optuna RDB schema the fast reader understands: ``storage.OPTUNA_SCHEMA_VERSION`` and
+# ``storage.OPTUNA_ALEMBIC_REVISION``. Any other version -> warning + Optuna API fallback.
 
 #: Trial user attrs that ``trials_frame`` uses (the others are not read on the fast path).
 _FRAME_ATTRS = ("cv_std", "fit_time", "score_time", "fold_scores", "fail_reason", "pruned_at_fold")
@@ -504,21 +504,6 @@ def rdb_storage(study: optuna.Study) -> RDBStorage | None:
     storage: Any = study._storage
     storage = getattr(storage, "_backend", storage)
     return storage if isinstance(storage, RDBStorage) else None
-
-
-def schema_version(engine: sqlalchemy.engine.Engine) -> tuple[int | None, str | None]:
-    """``(version_info.schema_version, alembic_version.version_num)`` of a storage."""
-    with engine.connect() as conn:
-        try:
-            schema = conn.execute(sqlalchemy.text("SELECT schema_version FROM version_info")).scalar()
-        except sqlalchemy.exc.DBAPIError:
-            conn.rollback()
-            schema = None
-        try:
-            revision = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar()
-        except sqlalchemy.exc.DBAPIError:
-            revision = None
-    return (None if schema is None else int(schema)), revision
 
 
 def schema_supported(engine: sqlalchemy.engine.Engine) -> bool:

@@ -22,6 +22,8 @@ import functools
 import json
 import os
 import sqlite3
+import threading
+import time
 import weakref
 from pathlib import Path
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ import sqlalchemy
 import sqlalchemy.dialects.sqlite
 from optuna.trial import FrozenTrial, TrialState
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._rdb import storage as optuna_rdb_storage
 
 from hpdash import config
 from hpdash.errors import StorageError
@@ -73,6 +76,53 @@ def grace_period() -> int:
     return value
 
 
+#: The Optuna RDB schema hpdash's SQL is written for (Optuna 4.x-5.0: ``version_info`` says 12,
+#: ``alembic_version`` says v3.2.0.a); tests/test_results.py checks it against the installed Optuna.
+OPTUNA_SCHEMA_VERSION = 12
+OPTUNA_ALEMBIC_REVISION = "v3.2.0.a"
+
+
+def schema_version(engine: sqlalchemy.engine.Engine) -> tuple[int | None, str | None]:
+    """``(version_info.schema_version, alembic_version.version_num)`` of a storage."""
+    with engine.connect() as conn:
+        try:
+            schema = conn.execute(sqlalchemy.text("SELECT schema_version FROM version_info")).scalar()
+        except sqlalchemy.exc.DBAPIError:
+            conn.rollback()
+            schema = None
+        try:
+            revision = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar()
+        except sqlalchemy.exc.DBAPIError:
+            revision = None
+    return (None if schema is None else int(schema)), revision
+
+
+class _StampedVersionManager(optuna_rdb_storage._VersionManager):
+    """Optuna's version manager, minus the alembic import for a storage already stamped.
+
+    ``RDBStorage.__init__`` always builds a ``_VersionManager``, whose ``_init_alembic`` asks
+    alembic whether ``alembic_version`` holds a revision and stamps one if not; even with
+    ``skip_compatibility_check`` that imports alembic (about 0.1-0.2 s of a fresh process's
+    start-up). One plain SELECT answers the same question; a storage without a revision still
+    goes through Optuna's own code, which stamps it.
+    """
+
+    def _init_alembic(self) -> None:
+        with self.engine.connect() as conn:
+            try:
+                stamped = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar()
+            except sqlalchemy.exc.DBAPIError:
+                stamped = None
+        if stamped is None:
+            super()._init_alembic()
+
+
+# Optuna has no hook for its version manager: ``RDBStorage.__init__`` reads the module's
+# ``_VersionManager`` name at call time, so WorkerRDBStorage swaps it in for the duration of
+# its own ``__init__`` only, under this lock.
+_VERSION_MANAGER_SWAP = threading.Lock()
+
+
 class BudgetExhausted(Exception):
     """Raised inside ``Study.ask`` when no budget slot is left: the worker stops."""
 
@@ -100,6 +150,15 @@ class WorkerRDBStorage(RDBStorage):
     #: ``_CachedStorage`` calls the backend's ``_create_new_trial`` directly, so that is the
     #: method we guard (tested in tests/test_storage.py against the pinned Optuna version).
     budgeted: bool = False
+
+    def __init__(self, url: str, *args: Any, **kwargs: Any) -> None:
+        with _VERSION_MANAGER_SWAP:
+            original = optuna_rdb_storage._VersionManager
+            optuna_rdb_storage._VersionManager = _StampedVersionManager
+            try:
+                super().__init__(url, *args, **kwargs)
+            finally:
+                optuna_rdb_storage._VersionManager = original
 
     @property
     def _core(self) -> bool:
@@ -788,11 +847,23 @@ def _prepare_sqlite(url: str) -> dict[str, Any]:
     """Create the SQLite file in WAL mode and return engine kwargs with a busy timeout."""
     path = Path(url[len("sqlite:///"):])
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-    except sqlite3.Error as exc:
-        raise StorageError(f"Cannot open the SQLite storage at {path}: {exc}") from exc
+    # Changing the journal mode needs the file to itself, and SQLite answers "database is
+    # locked" at once (no busy wait) while another process changes it or creates a table in
+    # a new file: try again for a while. The mode is stored in the file, so a file already
+    # in WAL mode is only read.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
+    while True:
+        try:
+            with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT) as conn:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise StorageError(f"Cannot open the SQLite storage at {path}: {exc}") from exc
+            time.sleep(0.05)
+        except sqlite3.Error as exc:
+            raise StorageError(f"Cannot open the SQLite storage at {path}: {exc}") from exc
     return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
 
 
@@ -816,13 +887,7 @@ def open_storage(url: str | None = None, *, budgeted: bool = False, heartbeat: b
             "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=1),
         }
     try:
-        # Optuna's schema check reads alembic's migration scripts (0.1-0.3 s in a fresh
-        # process); two SELECTs of the pinned schema answer it for a storage hpdash knows, and
-        # any other storage is opened again with Optuna's own check (and its message).
-        storage = WorkerRDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=True, **kwargs)
-        if not _schema_is_pinned(storage.engine):
-            storage.engine.dispose()
-            storage = WorkerRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        storage = _open_rdb(url, engine_kwargs, kwargs)
     except (optuna.exceptions.StorageInternalError, ValueError, ImportError) as exc:
         raise StorageError(f"Cannot open the study storage {redact(url)}: {exc}") from exc
     except Exception as exc:  # SQLAlchemy connection errors have many types
@@ -836,15 +901,50 @@ def open_storage(url: str | None = None, *, budgeted: bool = False, heartbeat: b
     return storage
 
 
+def _open_rdb(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]) -> WorkerRDBStorage:
+    """The storage at ``url``, its tables created if need be.
+
+    Optuna's schema check reads alembic's migration scripts (0.1-0.3 s in a fresh process);
+    two SELECTs of the pinned schema answer it for a storage hpdash knows, and any other
+    storage is opened again with Optuna's own check (and its message).
+
+    Optuna creates missing tables one ``CREATE TABLE`` at a time, so two processes opening a
+    new database at once (a ``hpdash run`` and a dashboard, two workers) can both try to
+    create a table; the loser gets "already exists". The tables are then there, so opening
+    again succeeds.
+    """
+    for attempt in range(_CREATION_ATTEMPTS):
+        try:
+            storage = WorkerRDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=True, **kwargs)
+            break
+        except sqlalchemy.exc.DBAPIError as exc:
+            if attempt == _CREATION_ATTEMPTS - 1 or not _lost_creation_race(exc):
+                raise
+            time.sleep(0.02 * (attempt + 1))
+    if not _schema_is_pinned(storage.engine):
+        storage.engine.dispose()
+        storage = WorkerRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    return storage
+
+
+#: Each attempt creates the tables still missing, so a process loses at most one race per
+#: table (Optuna has 12); in practice two or three attempts are enough.
+_CREATION_ATTEMPTS = 13
+
+
+def _lost_creation_race(exc: sqlalchemy.exc.DBAPIError) -> bool:
+    """Whether ``exc`` says another process created the same table or type first."""
+    text = str(exc.orig).lower()
+    return "already exists" in text or "duplicate key" in text or "unique constraint failed" in text
+
+
 _ENGINES: weakref.WeakSet[sqlalchemy.engine.Engine] = weakref.WeakSet()
 
 
 def _schema_is_pinned(engine: sqlalchemy.engine.Engine) -> bool:
     """Whether the storage has exactly the Optuna schema hpdash is pinned to (and that
     ``tests/test_results.py`` checks against the installed Optuna)."""
-    from hpdash import results
-
-    return results.schema_version(engine) == (results.OPTUNA_SCHEMA_VERSION, results.OPTUNA_ALEMBIC_REVISION)
+    return schema_version(engine) == (OPTUNA_SCHEMA_VERSION, OPTUNA_ALEMBIC_REVISION)
 
 
 def close_all() -> None:

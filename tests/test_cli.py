@@ -9,6 +9,8 @@ import optuna
 import pytest
 import yaml
 
+from hpdash.storage import open_storage
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -302,7 +304,8 @@ def test_ctrl_c_stops_the_run_at_a_fold_and_resume_finishes_it(tmp_path: Path) -
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         db = data / "hpdash.db"
-        if db.exists() and "interrupted" in optuna.get_all_study_names(f"sqlite:///{db}"):
+        # hpdash's open_storage, not Optuna's: it may be creating the tables of this new file
+        if db.exists() and "interrupted" in optuna.get_all_study_names(open_storage(f"sqlite:///{db}", heartbeat=False)):
             if _study(data, "interrupted").get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
                 break
         time.sleep(0.2)

@@ -595,3 +595,39 @@ def test_a_storage_of_another_schema_gets_optunas_own_check(tmp_path) -> None:
         conn.execute("UPDATE alembic_version SET version_num = 'v3.0.0.a'")
     with pytest.raises(StorageError, match="optuna storage upgrade"):
         open_storage(url)
+
+
+def test_a_new_storage_is_stamped_without_importing_alembic_once_it_is(tmp_path) -> None:
+    """A new database gets Optuna's alembic stamp (through Optuna's own code); a stamped one
+    is opened without importing alembic (one SELECT answers whether it is stamped)."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    code = ("import sys; from hpdash.storage import open_storage, schema_version; "
+            f"s = open_storage({url!r}, heartbeat=False); "
+            "print(schema_version(s.engine), 'alembic' in sys.modules)")
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert first.stdout.strip() == "(12, 'v3.2.0.a') True", first.stdout
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert again.stdout.strip() == "(12, 'v3.2.0.a') False", again.stdout
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_processes_opening_a_new_storage_at_once_all_succeed(tmp_path, request, backend) -> None:
+    """Six processes open one new database at the same moment (a run, a dashboard and
+    workers started together): Optuna creates its tables one at a time, so some of them
+    lose a CREATE TABLE race; every one of them still opens the storage."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'race.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    start = time.time() + 4  # every process has imported hpdash by then
+    code = ("import time; from hpdash.storage import open_storage; "
+            f"time.sleep(max(0.0, {start} - time.time())); "
+            f"open_storage({url!r}, heartbeat=False); print('opened')")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(6)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err.splitlines()[-1] for _, err in results if err]
+    assert all(out.strip() == "opened" for out, _ in results)

@@ -292,9 +292,14 @@ def test_model_download_is_served_only_to_a_live_signed_in_session(secret_data, 
         page = context.new_page()
         page.set_default_timeout(30_000)
         page.goto(f"{server.url}/study?study={STUDY}")
+        # The form's first script run on a fresh server must be over before typing, or the
+        # click can land on a form that the run is still replacing.
+        page.get_by_label("Password", exact=True).wait_for()
+        wait_ready(page)
         page.get_by_label("Password", exact=True).fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
-        page.get_by_role("button", name="Download the model (joblib)").wait_for()
+        wait_ready(page, timeout=60)
+        page.get_by_role("button", name="Download the model (joblib)").wait_for(timeout=60_000)
         wait_ready(page)
         with page.expect_download() as info:
             page.get_by_role("button", name="Download the model (joblib)").click()
