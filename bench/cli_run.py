@@ -65,12 +65,15 @@ def make_table(path: Path, n_rows: int = N_ROWS) -> Path:
     import pandas as pd
     from sklearn.datasets import make_classification
 
-    X, y = make_classification(n_samples=n_rows, n_features=12, n_informative=6, n_redundant=2,
-                               flip_y=0.05, random_state=0)
+    X, y = make_classification(
+        n_samples=n_rows, n_features=12, n_informative=6, n_redundant=2, flip_y=0.05, random_state=0
+    )
     frame = pd.DataFrame(X.round(4), columns=[f"x{i}" for i in range(12)])
     rng = np.random.default_rng(0)
     levels = np.array(["north", "south", "east", "west"])
-    frame["region"] = np.where(rng.random(n_rows) < 0.7, levels[y * 2 + (X[:, 0] > 0)], levels[rng.integers(0, 4, n_rows)])
+    frame["region"] = np.where(
+        rng.random(n_rows) < 0.7, levels[y * 2 + (X[:, 0] > 0)], levels[rng.integers(0, 4, n_rows)]
+    )
     frame.loc[rng.random(n_rows) < 0.02, "x3"] = np.nan
     frame["label"] = np.where(y == 1, "yes", "no")
     frame.to_csv(path, index=False)
@@ -84,8 +87,7 @@ def _env(data_dir: Path) -> dict[str, str]:
 
 def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO,
-                          stdin=subprocess.DEVNULL, timeout=600)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, stdin=subprocess.DEVNULL, timeout=600)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{cmd[:4]} exited {done.returncode}:\n{done.stderr[-3000:]}")
@@ -108,8 +110,7 @@ def run(report: Report, workdir: Path, quick: bool = False) -> None:
     data = make_table(root / "table.csv")
     data_dir = root / "data"
     env = _env(data_dir)
-    subprocess.run([sys.executable, "-m", "hpdash", "init"], check=True, env=env, cwd=REPO,
-                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "hpdash", "init"], check=True, env=env, cwd=REPO, capture_output=True)
     url = f"sqlite:///{data_dir / 'hpdash.db'}"
 
     def baseline(i: int) -> dict[str, Any]:
@@ -143,13 +144,19 @@ def run(report: Report, workdir: Path, quick: bool = False) -> None:
     wall = statistics.median(r["wall"] for r in runs)
     gs_wall = statistics.median(g["wall"] for g in gs)
     ratio = statistics.median(r["wall"] / r["baseline"] for r in runs)
-    report.add(f"hpdash run, 6-point RF grid, {N_ROWS} rows, 1 worker, no terminal (scores == GridSearchCV: {same})",
-               fmt_s(wall), f"{fmt_s(gs_wall)} GridSearchCV(n_jobs=1, refit=True) script",
-               f"{ratio:.2f}x", f"<= {TARGET_RATIO:.2f}x", ratio <= TARGET_RATIO and same)
+    report.add(
+        f"hpdash run, 6-point RF grid, {N_ROWS} rows, 1 worker, no terminal (scores == GridSearchCV: {same})",
+        fmt_s(wall),
+        f"{fmt_s(gs_wall)} GridSearchCV(n_jobs=1, refit=True) script",
+        f"{ratio:.2f}x",
+        f"<= {TARGET_RATIO:.2f}x",
+        ratio <= TARGET_RATIO and same,
+    )
     report.notes.append(
         "hpdash run against the mean of the GridSearchCV script runs just before and after it: "
         + ", ".join(f"{r['wall']:.2f}/{r['baseline']:.2f} s" for r in runs)
-        + f"; ratio of the medians {wall / gs_wall:.2f}x.")
+        + f"; ratio of the medians {wall / gs_wall:.2f}x."
+    )
 
 
 if __name__ == "__main__":  # python -m bench.cli_run [--quick]: this benchmark alone

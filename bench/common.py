@@ -70,8 +70,10 @@ class Report:
 
 def machine() -> str:
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
-    return (f"{platform.platform()}, Python {platform.python_version()}, "
-            f"{os.cpu_count()} CPUs, load average at start {load[0]:.2f}")
+    return (
+        f"{platform.platform()}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs, load average at start {load[0]:.2f}"
+    )
 
 
 def fmt_s(seconds: float) -> str:

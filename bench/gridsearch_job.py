@@ -21,8 +21,9 @@ def main(job_path: str, out_path: str) -> None:
     from sklearn.model_selection import GridSearchCV
 
     job = joblib.load(job_path)
-    search = GridSearchCV(job["pipeline"], {"model": job["candidates"]}, cv=job["splits"],
-                          scoring=job["metric"], n_jobs=1, refit=True)
+    search = GridSearchCV(
+        job["pipeline"], {"model": job["candidates"]}, cv=job["splits"], scoring=job["metric"], n_jobs=1, refit=True
+    )
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -30,8 +31,7 @@ def main(job_path: str, out_path: str) -> None:
     fit_seconds = time.perf_counter() - start
     joblib.dump(search.best_estimator_, out_path + ".joblib")
     with open(out_path, "w") as fh:
-        json.dump({"fit_seconds": fit_seconds,
-                   "scores": [float(s) for s in search.cv_results_["mean_test_score"]]}, fh)
+        json.dump({"fit_seconds": fit_seconds, "scores": [float(s) for s in search.cv_results_["mean_test_score"]]}, fh)
 
 
 if __name__ == "__main__":

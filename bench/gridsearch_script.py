@@ -39,11 +39,21 @@ def main(data_path: str, out_path: str) -> None:
     categorical = [c for c in X.columns if X[c].dtype == object or str(X[c].dtype) == "str"]
     numeric = [c for c in X.columns if c not in categorical]
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
-    preprocess = ColumnTransformer([
-        ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric),
-        ("categorical", Pipeline([("impute", SimpleImputer(strategy="most_frequent")),
-                                  ("onehot", OneHotEncoder(handle_unknown="ignore"))]), categorical),
-    ])
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric),
+            (
+                "categorical",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="most_frequent")),
+                        ("onehot", OneHotEncoder(handle_unknown="ignore")),
+                    ]
+                ),
+                categorical,
+            ),
+        ]
+    )
     pipeline = Pipeline([("preprocess", preprocess), ("model", RandomForestClassifier(random_state=0))])
     cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
     search = GridSearchCV(pipeline, GRID, cv=cv, scoring="accuracy", n_jobs=1, refit=True)
@@ -52,11 +62,15 @@ def main(data_path: str, out_path: str) -> None:
         search.fit(X_train, y_train)
     holdout = float(search.score(X_test, y_test))
     joblib.dump(search.best_estimator_, out_path + ".joblib")
-    points = [{"n_estimators": p["model__n_estimators"], "max_depth": p["model__max_depth"]}
-              for p in search.cv_results_["params"]]
+    points = [
+        {"n_estimators": p["model__n_estimators"], "max_depth": p["model__max_depth"]}
+        for p in search.cv_results_["params"]
+    ]
     with open(out_path, "w") as fh:
-        json.dump({"points": points, "scores": [float(s) for s in search.cv_results_["mean_test_score"]],
-                   "holdout": holdout}, fh)
+        json.dump(
+            {"points": points, "scores": [float(s) for s in search.cv_results_["mean_test_score"]], "holdout": holdout},
+            fh,
+        )
 
 
 if __name__ == "__main__":

@@ -43,11 +43,22 @@ def run(report: Report, workdir: Path, quick: bool = False) -> None:
 
     path = workdir / "study10000.db"
     url = make_study(path, 10000) if not path.exists() else f"sqlite:///{path}"
-    out = subprocess.run([sys.executable, "-m", "bench.memory", url], capture_output=True,
-                         text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.memory", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     peak, current = (int(x) for x in out.stdout.split()[-2:])
-    report.add("memory: process with a 10k-trial study page built", fmt_mb(peak) + " peak",
-               fmt_mb(current) + " after", "-", "< 600 MB", peak < 600e6)
+    report.add(
+        "memory: process with a 10k-trial study page built",
+        fmt_mb(peak) + " peak",
+        fmt_mb(current) + " after",
+        "-",
+        "< 600 MB",
+        peak < 600e6,
+    )
 
 
 if __name__ == "__main__":

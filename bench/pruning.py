@@ -28,11 +28,20 @@ from bench.common import Report, fmt_s
 
 # Histogram gradient boosting (about 1 s per 5-fold trial here) with a learning rate range
 # whose low end is hopeless (majority-class accuracy): the kind of region pruning is for.
-SPEC = {"dataset": "sklearn:breast_cancer", "target": "target", "model": "hist_gradient_boosting",
-        "strategy": "tpe", "n_trials": 60, "cv": {"folds": 5}, "seed": 0,
-        "space": {"learning_rate": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
-                  "max_iter": {"type": "int", "low": 30, "high": 150},
-                  "max_depth": {"type": "int", "low": 2, "high": 8}}}
+SPEC = {
+    "dataset": "sklearn:breast_cancer",
+    "target": "target",
+    "model": "hist_gradient_boosting",
+    "strategy": "tpe",
+    "n_trials": 60,
+    "cv": {"folds": 5},
+    "seed": 0,
+    "space": {
+        "learning_rate": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
+        "max_iter": {"type": "int", "low": 30, "high": 150},
+        "max_depth": {"type": "int", "low": 2, "high": 8},
+    },
+}
 
 
 def _run(workdir: Path, pruner: str, n_trials: int, rep: int = 0) -> dict[str, Any]:
@@ -51,8 +60,13 @@ def _run(workdir: Path, pruner: str, n_trials: int, rep: int = 0) -> dict[str, A
     trials = study.get_trials(deepcopy=False)
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     folds_run = sum(len(t.intermediate_values) for t in trials)
-    return {"wall": wall, "best": study.best_value, "pruned": len(pruned),
-            "folds": folds_run, "all_folds": len(trials) * spec.folds}
+    return {
+        "wall": wall,
+        "best": study.best_value,
+        "pruned": len(pruned),
+        "folds": folds_run,
+        "all_folds": len(trials) * spec.folds,
+    }
 
 
 def run(report: Report, workdir: Path, quick: bool = False) -> None:
@@ -75,8 +89,9 @@ def run(report: Report, workdir: Path, quick: bool = False) -> None:
             if len({(r["best"], r["pruned"], r["folds"]) for r in s}) > 1:
                 report.notes.append(f"pruning {p}: the runs differ: {s}")
         walls = {p: ", ".join(f"{r['wall']:.1f}" for r in s) for p, s in samples.items()}
-        report.notes.append(f"pruning, no pruner: {n} trials, best CV {base['best']:.4f}; wall "
-                            f"times (s) of each run: {walls}")
+        report.notes.append(
+            f"pruning, no pruner: {n} trials, best CV {base['best']:.4f}; wall times (s) of each run: {walls}"
+        )
         held: list[str] = []
         for pruner, r in runs.items():
             r["cut"] = 1 - r["wall"] / base["wall"]
@@ -85,17 +100,31 @@ def run(report: Report, workdir: Path, quick: bool = False) -> None:
                 held.append(pruner)
         # The target is for fold-level pruning, "median or Wilcoxon": it holds when one
         # of them both cuts the time and keeps the score. Each one's numbers are shown below.
-        report.add(f"pruning, {n}-trial TPE: median or Wilcoxon cuts >= 30% and keeps the best "
-                   "CV within 0.5%", ", ".join(held) or "neither", "-", "-",
-                   ">= 30% less and <= 0.5% worse", bool(held))
+        report.add(
+            f"pruning, {n}-trial TPE: median or Wilcoxon cuts >= 30% and keeps the best CV within 0.5%",
+            ", ".join(held) or "neither",
+            "-",
+            "-",
+            ">= 30% less and <= 0.5% worse",
+            bool(held),
+        )
         for pruner, r in runs.items():
-            report.add(f"pruning {pruner}, {n}-trial TPE ({r['pruned']} pruned, "
-                       f"{r['folds']}/{r['all_folds']} folds fitted)", fmt_s(r["wall"]),
-                       f"{fmt_s(base['wall'])} no pruner", f"{r['cut']:.0%} less time",
-                       ">= 30% less (one of the two)", None if held else r["cut"] >= 0.30)
-            report.add(f"pruning {pruner}: best CV {r['best']:.4f} vs {base['best']:.4f}",
-                       f"{r['best']:.4f}", f"{base['best']:.4f}", f"{r['gap']:+.2%} worse",
-                       "<= 0.5% worse (one of the two)", None if held else r["gap"] <= 0.005)
+            report.add(
+                f"pruning {pruner}, {n}-trial TPE ({r['pruned']} pruned, {r['folds']}/{r['all_folds']} folds fitted)",
+                fmt_s(r["wall"]),
+                f"{fmt_s(base['wall'])} no pruner",
+                f"{r['cut']:.0%} less time",
+                ">= 30% less (one of the two)",
+                None if held else r["cut"] >= 0.30,
+            )
+            report.add(
+                f"pruning {pruner}: best CV {r['best']:.4f} vs {base['best']:.4f}",
+                f"{r['best']:.4f}",
+                f"{base['best']:.4f}",
+                f"{r['gap']:+.2%} worse",
+                "<= 0.5% worse (one of the two)",
+                None if held else r["gap"] <= 0.005,
+            )
     finally:
         if threads is None:
             os.environ.pop("OMP_NUM_THREADS", None)

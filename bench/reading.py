@@ -18,13 +18,13 @@ from typing import Any
 import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
-from optuna.trial import TrialState, create_trial
 
 # Imported here, not inside optuna_page: importing them the first time records Optuna's
 # optional-import failures (optuna._imports.try_import) with their tracebacks, and those hold
 # the importing frame. Done inside optuna_page, that kept its 10k FrozenTrials and figures
 # alive for the rest of the run (320k objects), which slowed every later measurement by 20-30%.
 from optuna.study import _dataframe  # noqa: F401  (what trials_dataframe imports lazily)
+from optuna.trial import TrialState, create_trial
 from optuna.visualization import (
     plot_optimization_history,
     plot_parallel_coordinate,
@@ -59,8 +59,7 @@ def hpdash_page(url: str, importance: str = "cold") -> dict[str, Any]:
     logs = cache.log_params()
     direction = summary["direction"]
     conv = plots.convergence_figure(frame, direction=direction, metric="accuracy")
-    par = plots.parallel_coordinates_figure(frame, direction=direction, log_params=logs,
-                                            metric="accuracy")
+    par = plots.parallel_coordinates_figure(frame, direction=direction, log_params=logs, metric="accuracy")
     figs = [("convergence", conv), ("parallel", par)]
     if importance == "background":
         data = plots.importance_data_async(study, source=cache)
@@ -69,8 +68,12 @@ def hpdash_page(url: str, importance: str = "cold") -> dict[str, Any]:
     else:
         figs.append(("importance", plots.importance_figure(plots.importance_data(study, source=cache))))
     sizes = {name: len(fig.to_json()) for name, fig in figs}
-    return {"rows": len(frame), "sizes": sizes, "parallel_note": plots.downsampling_note(par),
-            "convergence_note": plots.downsampling_note(conv)}
+    return {
+        "rows": len(frame),
+        "sizes": sizes,
+        "parallel_note": plots.downsampling_note(par),
+        "convergence_note": plots.downsampling_note(conv),
+    }
 
 
 def optuna_page(url: str) -> dict[str, Any]:
@@ -79,9 +82,11 @@ def optuna_page(url: str) -> dict[str, Any]:
     frame = study.trials_dataframe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        figs = {"convergence": plot_optimization_history(study),
-                "parallel": plot_parallel_coordinate(study),
-                "importance": plot_param_importances(study)}
+        figs = {
+            "convergence": plot_optimization_history(study),
+            "parallel": plot_parallel_coordinate(study),
+            "importance": plot_param_importances(study),
+        }
     return {"rows": len(frame), "sizes": {k: len(f.to_json()) for k, f in figs.items()}}
 
 
@@ -97,33 +102,60 @@ def run(report: Report, workdir: Path, quick: bool = False) -> None:
     for n in (1000, 10000):
         reps_base = 3 if n <= 1000 else (1 if quick else 2)
         url = urls[n]
-        base, _ = median_time(lambda url=url: optuna.load_study(study_name=NAME, storage=url)
-                              .trials_dataframe(), reps_base)
+        base, _ = median_time(
+            lambda url=url: optuna.load_study(study_name=NAME, storage=url).trials_dataframe(), reps_base
+        )
         fast, _ = median_time(lambda url=url: results.trials_frame(_load(url)), 7, warmup=1)
-        report.add(f"read trials, {n:,} trials", fmt_s(fast), f"{fmt_s(base)} trials_dataframe",
-                   f"{base / fast:.1f}x faster", "informational", None)
+        report.add(
+            f"read trials, {n:,} trials",
+            fmt_s(fast),
+            f"{fmt_s(base)} trials_dataframe",
+            f"{base / fast:.1f}x faster",
+            "informational",
+            None,
+        )
 
     # --- study page data ------------------------------------------------------------------
     n = 10000
     base, base_page = median_time(lambda: optuna_page(urls[n]), 1)
     cold, page = median_time(lambda: hpdash_page(urls[n], "cold"), 5, warmup=1)
     warm, _ = median_time(lambda: hpdash_page(urls[n], "cached"), 5, warmup=1)
-    report.add("page data 10k (importance cached)", fmt_s(warm), fmt_s(base),
-               f"{base / warm:.1f}x faster", "<= 1.0 s and >= 15x", warm <= 1.0 and base / warm >= 15)
-    report.add("page data 10k (importance computed)", fmt_s(cold), fmt_s(base),
-               f"{base / cold:.1f}x faster", "<= 1.0 s and >= 15x", cold <= 1.0 and base / cold >= 15)
+    report.add(
+        "page data 10k (importance cached)",
+        fmt_s(warm),
+        fmt_s(base),
+        f"{base / warm:.1f}x faster",
+        "<= 1.0 s and >= 15x",
+        warm <= 1.0 and base / warm >= 15,
+    )
+    report.add(
+        "page data 10k (importance computed)",
+        fmt_s(cold),
+        fmt_s(base),
+        f"{base / cold:.1f}x faster",
+        "<= 1.0 s and >= 15x",
+        cold <= 1.0 and base / cold >= 15,
+    )
     total = sum(page["sizes"].values())
     base_total = sum(base_page["sizes"].values())
-    report.add("figure JSON 10k (conv+parcoords+importance)", fmt_mb(total), fmt_mb(base_total),
-               f"{base_total / total:.1f}x smaller", "<= 1.5 MB", total <= 1.5e6)
+    report.add(
+        "figure JSON 10k (conv+parcoords+importance)",
+        fmt_mb(total),
+        fmt_mb(base_total),
+        f"{base_total / total:.1f}x smaller",
+        "<= 1.5 MB",
+        total <= 1.5e6,
+    )
     report.notes.append(f"10k figure sizes, hpdash: {page['sizes']}; Optuna: {base_page['sizes']}")
     if page["parallel_note"]:
         report.notes.append("parallel coordinates at 10k: " + page["parallel_note"]["text"])
     if page["convergence_note"]:
         report.notes.append("convergence at 10k: " + page["convergence_note"]["text"])
     if 50000 in urls:
+
         def first_open() -> None:
             hpdash_page(urls[50000], "background")
+
         background50 = []
         for _ in range(3):
             start = time.perf_counter()
@@ -135,22 +167,27 @@ def run(report: Report, workdir: Path, quick: bool = False) -> None:
         background50_s = statistics.median(background50)
         cold50, _ = median_time(lambda: hpdash_page(urls[50000], "cold"), 3)
         warm50, page50 = median_time(lambda: hpdash_page(urls[50000], "cached"), 3, warmup=1)
-        report.add("page data 50k (importance cached)", fmt_s(warm50), "-", "-", "<= 4 s",
-                   warm50 <= 4.0)
-        report.add("page data 50k, first open (importance in the background, as the page does)",
-                   fmt_s(background50_s), "-", "-", "<= 4 s", background50_s <= 4.0)
-        report.add("page data 50k, importance computed in line", fmt_s(cold50), "-", "-",
-                   "informational", None)
-        report.add("figure JSON 50k", fmt_mb(sum(page50["sizes"].values())), "-", "-",
-                   "informational", None)
+        report.add("page data 50k (importance cached)", fmt_s(warm50), "-", "-", "<= 4 s", warm50 <= 4.0)
+        report.add(
+            "page data 50k, first open (importance in the background, as the page does)",
+            fmt_s(background50_s),
+            "-",
+            "-",
+            "<= 4 s",
+            background50_s <= 4.0,
+        )
+        report.add("page data 50k, importance computed in line", fmt_s(cold50), "-", "-", "informational", None)
+        report.add("figure JSON 50k", fmt_mb(sum(page50["sizes"].values())), "-", "-", "informational", None)
 
     # --- importance -----------------------------------------------------------------------
     study = _load(urls[n])
+
     def optuna_importance() -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             s = optuna.load_study(study_name=NAME, storage=urls[n])
             return get_param_importances(s, evaluator=PedAnovaImportanceEvaluator())
+
     base_imp, _ = median_time(optuna_importance, 1)
 
     def on_page_trials() -> float:
@@ -167,13 +204,30 @@ def run(report: Report, workdir: Path, quick: bool = False) -> None:
     cold_imp, _ = median_time(lambda: plots.importance_data(study, use_cache=False), 5, warmup=1)
     plots.importance_data(study)
     hit_imp, _ = median_time(lambda: plots.importance_data(_load(urls[n])), 7)
-    report.add("importance 10k, PED-ANOVA computed on the page's trials", fmt_s(page_imp),
-               fmt_s(base_imp), f"{base_imp / page_imp:.1f}x faster", "<= 0.5 s", page_imp <= 0.5)
-    report.add("importance 10k, PED-ANOVA computed with its own read of the trials",
-               fmt_s(cold_imp), fmt_s(base_imp), f"{base_imp / cold_imp:.1f}x faster",
-               "informational", None)
-    report.add("importance 10k, cache hit (same completed count)", fmt_s(hit_imp), fmt_s(base_imp),
-               f"{base_imp / hit_imp:.0f}x faster", "<= 0.5 s", hit_imp <= 0.5)
+    report.add(
+        "importance 10k, PED-ANOVA computed on the page's trials",
+        fmt_s(page_imp),
+        fmt_s(base_imp),
+        f"{base_imp / page_imp:.1f}x faster",
+        "<= 0.5 s",
+        page_imp <= 0.5,
+    )
+    report.add(
+        "importance 10k, PED-ANOVA computed with its own read of the trials",
+        fmt_s(cold_imp),
+        fmt_s(base_imp),
+        f"{base_imp / cold_imp:.1f}x faster",
+        "informational",
+        None,
+    )
+    report.add(
+        "importance 10k, cache hit (same completed count)",
+        fmt_s(hit_imp),
+        fmt_s(base_imp),
+        f"{base_imp / hit_imp:.0f}x faster",
+        "<= 0.5 s",
+        hit_imp <= 0.5,
+    )
 
     # --- live polling ---------------------------------------------------------------------
     live = workdir / "live.db"
@@ -194,9 +248,14 @@ def run(report: Report, workdir: Path, quick: bool = False) -> None:
         running.set_user_attr("fold_scores", [0.8, 0.81, 0.82, 0.8, 0.79])
         running.set_user_attr("cv_std", 0.01)
         study.tell(running, 0.8 + 0.001 * i)
-        study.add_trial(create_trial(state=TrialState.PRUNED, params={"max_depth": 3},
-                                     distributions={"max_depth": dists["max_depth"]},
-                                     user_attrs={"pruned_at_fold": 1}))
+        study.add_trial(
+            create_trial(
+                state=TrialState.PRUNED,
+                params={"max_depth": 3},
+                distributions={"max_depth": dists["max_depth"]},
+                user_attrs={"pruned_at_fold": 1},
+            )
+        )
         running = study.ask(dists)
         start = time.perf_counter()
         frame = cache.refresh()
@@ -209,14 +268,23 @@ def run(report: Report, workdir: Path, quick: bool = False) -> None:
     assert frame.equals(results.trials_frame(study)), "incremental frame != full read"
     poll = sorted(t for t, _ in polls)[len(polls) // 2]
     changed = sorted(c for _, c in polls)[len(polls) // 2]
-    report.add(f"live poll at 10k ({changed} changed trials/poll)", fmt_s(poll),
-               f"{fmt_s(full)} full re-read", f"{full / poll:.0f}x cheaper", "<= 50 ms",
-               poll <= 0.05)
+    report.add(
+        f"live poll at 10k ({changed} changed trials/poll)",
+        fmt_s(poll),
+        f"{fmt_s(full)} full re-read",
+        f"{full / poll:.0f}x cheaper",
+        "<= 50 ms",
+        poll <= 0.05,
+    )
     header_s = statistics.median(header)
-    report.add("live header poll at 10k (refresh + study status from the cache)", fmt_s(header_s),
-               f"{fmt_s(aggregate)} status by aggregate SQL",
-               f"{aggregate / header_s:.1f}x " + ("cheaper" if header_s < aggregate else "(costs more)"),
-               "<= 50 ms", header_s <= 0.05)
+    report.add(
+        "live header poll at 10k (refresh + study status from the cache)",
+        fmt_s(header_s),
+        f"{fmt_s(aggregate)} status by aggregate SQL",
+        f"{aggregate / header_s:.1f}x " + ("cheaper" if header_s < aggregate else "(costs more)"),
+        "<= 50 ms",
+        header_s <= 0.05,
+    )
     report.notes.append(f"TrialsCache first refresh (full read) at 10k: {fmt_s(first)}")
 
 

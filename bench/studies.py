@@ -53,8 +53,11 @@ def _sample(rng: np.random.Generator) -> dict[str, float]:
 
 def _score(p: dict[str, float], rng: np.random.Generator) -> float:
     return float(
-        0.9 - 0.1 * abs(p["max_depth"] - 12) / 20 - 0.05 * abs(p["max_features"] - 0.4)
-        - 0.02 * (p["criterion"] == 0) - 0.01 * np.log10(p["ccp_alpha"] * 1e6) / 5
+        0.9
+        - 0.1 * abs(p["max_depth"] - 12) / 20
+        - 0.05 * abs(p["max_features"] - 0.4)
+        - 0.02 * (p["criterion"] == 0)
+        - 0.01 * np.log10(p["ccp_alpha"] * 1e6) / 5
         + rng.normal(0, 0.01)
     )
 
@@ -78,24 +81,39 @@ def make_study(path: Path, n_trials: int, seed: int = 0, name: str = "bench") ->
         u = rng.uniform()
         state = "COMPLETE" if u < 0.85 else ("PRUNED" if u < 0.95 else "FAIL")
         start = t0 + dt.timedelta(seconds=2 * number)
-        trials.append({"trial_id": trial_id, "number": number, "study_id": study_id,
-                       "state": optuna.trial.TrialState[state],
-                       "datetime_start": start,
-                       "datetime_complete": start + dt.timedelta(seconds=float(rng.uniform(1, 3)))})
+        trials.append(
+            {
+                "trial_id": trial_id,
+                "number": number,
+                "study_id": study_id,
+                "state": optuna.trial.TrialState[state],
+                "datetime_start": start,
+                "datetime_complete": start + dt.timedelta(seconds=float(rng.uniform(1, 3))),
+            }
+        )
         p = _sample(rng)
         for k, v in p.items():
             if k == "class_weight" and p["max_depth"] > 28:
                 continue  # a conditional-looking gap: some trials lack a param
-            params.append({"trial_id": trial_id, "param_name": k, "param_value": v,
-                           "distribution_json": dist_json[k]})
+            params.append({"trial_id": trial_id, "param_name": k, "param_value": v, "distribution_json": dist_json[k]})
         score = _score(p, rng)
         folds = [score + float(rng.normal(0, 0.02)) for _ in range(FOLDS)]
         if state == "COMPLETE":
-            values.append({"trial_id": trial_id, "objective": 0, "value": float(np.mean(folds)),
-                           "value_type": models.TrialValueModel.TrialValueType.FINITE})
-            user = {"fold_scores": folds, "cv_mean": float(np.mean(folds)),
-                    "cv_std": float(np.std(folds)), "fit_time": float(rng.uniform(0.1, 2)),
-                    "score_time": float(rng.uniform(0.01, 0.1))}
+            values.append(
+                {
+                    "trial_id": trial_id,
+                    "objective": 0,
+                    "value": float(np.mean(folds)),
+                    "value_type": models.TrialValueModel.TrialValueType.FINITE,
+                }
+            )
+            user = {
+                "fold_scores": folds,
+                "cv_mean": float(np.mean(folds)),
+                "cv_std": float(np.std(folds)),
+                "fit_time": float(rng.uniform(0.1, 2)),
+                "score_time": float(rng.uniform(0.01, 0.1)),
+            }
             reported = folds
         elif state == "PRUNED":
             user = {"pruned_at_fold": 1}
@@ -106,9 +124,14 @@ def make_study(path: Path, n_trials: int, seed: int = 0, name: str = "bench") ->
         for k, v in user.items():
             attrs.append({"trial_id": trial_id, "key": k, "value_json": json.dumps(v)})
         for step, v in enumerate(reported):
-            inter.append({"trial_id": trial_id, "step": step, "intermediate_value": v,
-                          "intermediate_value_type":
-                              models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE})
+            inter.append(
+                {
+                    "trial_id": trial_id,
+                    "step": step,
+                    "intermediate_value": v,
+                    "intermediate_value_type": models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE,
+                }
+            )
     with storage.engine.begin() as conn:
         conn.execute(models.TrialModel.__table__.insert(), trials)
         conn.execute(models.TrialValueModel.__table__.insert(), values)

@@ -32,11 +32,18 @@ import optuna
 from bench.common import Report, fmt_s
 
 # Random forest on breast cancer: a 5-fold fit takes about 0.3-0.6 s here. 7 x 7 = 49 points.
-SPACE = {"n_estimators": {"type": "int", "low": 20, "high": 50},
-         "max_depth": {"type": "int", "low": 2, "high": 8}}
-BASE_SPEC = {"dataset": "sklearn:breast_cancer", "target": "target", "model": "random_forest",
-             "strategy": "grid", "grid_points": 7, "n_trials": None, "space": SPACE,
-             "cv": {"folds": 5}, "seed": 0}
+SPACE = {"n_estimators": {"type": "int", "low": 20, "high": 50}, "max_depth": {"type": "int", "low": 2, "high": 8}}
+BASE_SPEC = {
+    "dataset": "sklearn:breast_cancer",
+    "target": "target",
+    "model": "random_forest",
+    "strategy": "grid",
+    "grid_points": 7,
+    "n_trials": None,
+    "space": SPACE,
+    "cv": {"folds": 5},
+    "seed": 0,
+}
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -53,9 +60,14 @@ def _write_job(spec_raw: dict[str, Any], workdir: Path) -> tuple[Path, list[dict
     problem = runner.load_problem(spec, None)
     points = runner.plan_study(spec).grid()
     key = spec.models[0]
-    job = {"X": problem.X_train, "y": problem.y_train, "splits": problem.splits,
-           "metric": problem.metric, "pipeline": problem.pipeline(key, {}),
-           "candidates": [models.make_estimator(key, problem.task, p, seed=spec.seed) for p in points]}
+    job = {
+        "X": problem.X_train,
+        "y": problem.y_train,
+        "splits": problem.splits,
+        "metric": problem.metric,
+        "pipeline": problem.pipeline(key, {}),
+        "candidates": [models.make_estimator(key, problem.task, p, seed=spec.seed) for p in points],
+    }
     path = workdir / "gridsearch-job.joblib"
     joblib.dump(job, path)
     return path, points
@@ -63,12 +75,19 @@ def _write_job(spec_raw: dict[str, Any], workdir: Path) -> tuple[Path, list[dict
 
 def _grid_search(job: Path, points: list[dict[str, Any]], out: Path) -> dict[str, Any]:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "bench.gridsearch_job", str(job), str(out)],
-                   check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    subprocess.run(
+        [sys.executable, "-m", "bench.gridsearch_job", str(job), str(out)],
+        check=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     wall = time.perf_counter() - start
     result = json.loads(out.read_text())
-    return {"wall": wall, "fit": result["fit_seconds"],
-            "scores": {_key(p): s for p, s in zip(points, result["scores"])}}
+    return {
+        "wall": wall,
+        "fit": result["fit_seconds"],
+        "scores": {_key(p): s for p, s in zip(points, result["scores"])},
+    }
 
 
 def _hpdash(spec_raw: dict[str, Any], workdir: Path, name: str, workers: int) -> dict[str, Any]:
@@ -94,10 +113,16 @@ def _hpdash(spec_raw: dict[str, Any], workdir: Path, name: str, workers: int) ->
     folds = spec.folds * spec.repeats
     compute = [folds * (t.user_attrs["fit_time"] + t.user_attrs["score_time"]) for t in trials]
     durations = [t.duration.total_seconds() for t in trials]
-    return {"wall": wall, "created": created, "startup": first, "tail": tail, "n": len(trials),
-            "compute": sum(compute),
-            "in_trial_overhead": statistics.median(d - c for d, c in zip(durations, compute)),
-            "scores": {_key(t.params): float(t.value) for t in trials}}
+    return {
+        "wall": wall,
+        "created": created,
+        "startup": first,
+        "tail": tail,
+        "n": len(trials),
+        "compute": sum(compute),
+        "in_trial_overhead": statistics.median(d - c for d, c in zip(durations, compute)),
+        "scores": {_key(t.params): float(t.value) for t in trials},
+    }
 
 
 def _trivial_overhead(workdir: Path, n: int) -> dict[str, float]:
@@ -177,30 +202,53 @@ def run(report: Report, workdir: Path, quick: bool = False) -> None:
         wall = statistics.median(x["wall"] for x in runs)
         ratio = statistics.median(x["wall"] / x["baseline"] for x in runs)
         same = all(np.isclose(x["scores"][k], reference[k]) for x in runs for k in reference)
-        report.add(f"grid study {n} pts, {label} (scores == GridSearchCV: {same})", fmt_s(wall),
-                   f"{fmt_s(gs_wall)} GridSearchCV(n_jobs=1) process", f"{ratio:.2f}x",
-                   f"<= {bound:.2f}x", ratio <= bound and same)
+        report.add(
+            f"grid study {n} pts, {label} (scores == GridSearchCV: {same})",
+            fmt_s(wall),
+            f"{fmt_s(gs_wall)} GridSearchCV(n_jobs=1) process",
+            f"{ratio:.2f}x",
+            f"<= {bound:.2f}x",
+            ratio <= bound and same,
+        )
         report.notes.append(
             f"grid study, {label}: each run against the mean of the GridSearchCV runs just before "
-            f"and after it: " + ", ".join(f"{x['wall']:.1f}/{x['baseline']:.1f} s" for x in runs))
+            f"and after it: " + ", ".join(f"{x['wall']:.1f}/{x['baseline']:.1f} s" for x in runs)
+        )
     wall1 = statistics.median(x["wall"] for x in one)
-    report.add(f"grid study {n} pts, 1 worker vs GridSearchCV's search alone", fmt_s(wall1),
-               f"{fmt_s(gs_fit)} search only (imports, data, refit excluded)",
-               f"{wall1 / gs_fit:.2f}x", "informational", None)
+    report.add(
+        f"grid study {n} pts, 1 worker vs GridSearchCV's search alone",
+        fmt_s(wall1),
+        f"{fmt_s(gs_fit)} search only (imports, data, refit excluded)",
+        f"{wall1 / gs_fit:.2f}x",
+        "informational",
+        None,
+    )
     run1 = sorted(one, key=lambda x: x["wall"])[len(one) // 2]
     per_trial = (run1["wall"] - run1["startup"] - run1["tail"] - run1["compute"]) / run1["n"]
-    report.add("grid study, 1 worker: storage + Optuna per trial", f"{per_trial * 1000:.0f} ms",
-               f"{run1['compute'] / run1['n'] * 1000:.0f} ms CV compute per trial",
-               f"{per_trial / (run1['compute'] / run1['n']):.1%}", "informational", None)
+    report.add(
+        "grid study, 1 worker: storage + Optuna per trial",
+        f"{per_trial * 1000:.0f} ms",
+        f"{run1['compute'] / run1['n'] * 1000:.0f} ms CV compute per trial",
+        f"{per_trial / (run1['compute'] / run1['n']):.1%}",
+        "informational",
+        None,
+    )
     report.notes.append(
         f"1 worker: {run1['startup']:.1f} s from launch to the first trial (process start, imports, "
         f"study and data loading), {run1['tail']:.1f} s from the last trial to exit (refit, save); "
         f"{run1['in_trial_overhead'] * 1000:.0f} ms median inside a trial beyond the CV compute; "
         f"creating the study took {run1['created']:.2f} s. GridSearchCV process: "
-        f"{gs_wall - gs_fit:.1f} s outside the search (start-up, imports, data, refit, save).")
+        f"{gs_wall - gs_fit:.1f} s outside the search (start-up, imports, data, refit, save)."
+    )
     costs = _trivial_overhead(workdir, 20 if quick else 60)
-    report.add("storage cost per trial, trivial objective: hpdash worker path", fmt_s(costs["hpdash"]),
-               f"{fmt_s(costs['optuna'])} Optuna API, same SQLite", f"{costs['optuna'] / costs['hpdash']:.1f}x cheaper",
-               "informational", None)
-    report.add("storage cost per trial, trivial objective: in memory", fmt_s(costs["memory"]), "-", "-",
-               "informational", None)
+    report.add(
+        "storage cost per trial, trivial objective: hpdash worker path",
+        fmt_s(costs["hpdash"]),
+        f"{fmt_s(costs['optuna'])} Optuna API, same SQLite",
+        f"{costs['optuna'] / costs['hpdash']:.1f}x cheaper",
+        "informational",
+        None,
+    )
+    report.add(
+        "storage cost per trial, trivial objective: in memory", fmt_s(costs["memory"]), "-", "-", "informational", None
+    )

@@ -23,8 +23,8 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import Any, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from hpdash.errors import AccessDeniedError, ReadOnlyError
 
@@ -103,8 +103,7 @@ class AttemptThrottle:
     Thread-safe: one instance serves every session of the server process.
     """
 
-    def __init__(self, limits: Mapping[str, tuple[int, float]],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, limits: Mapping[str, tuple[int, float]], clock: Callable[[], float] = time.monotonic) -> None:
         self._limits = dict(limits)
         self._clock = clock
         self._failures: dict[tuple[str, str], deque[float]] = {}
@@ -183,8 +182,9 @@ class SignIns:
         with self._lock:
             return session_id in self._by_session
 
-    def client_allowed(self, client_token: str | None, session_active: Callable[[str], bool],
-                       session_id: str | None = None) -> bool:
+    def client_allowed(
+        self, client_token: str | None, session_active: Callable[[str], bool], session_id: str | None = None
+    ) -> bool:
         """Whether a request carrying ``client_token`` comes from a browser with a live,
         signed-in session (that session, when ``session_id`` is given). Sessions that are no
         longer active are forgotten on the way."""

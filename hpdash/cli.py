@@ -17,8 +17,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, NoReturn
 
 from hpdash import config
 from hpdash.errors import HpdashError
@@ -98,8 +99,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
     study = runner.create_study(spec, args.storage, plan=plan)
-    print(f"Study {spec.name!r}: {spec.strategy} search over {', '.join(spec.models)}, "
-          f"storage {config.storage_url(args.storage)}", file=sys.stderr)
+    print(
+        f"Study {spec.name!r}: {spec.strategy} search over {', '.join(spec.models)}, "
+        f"storage {config.storage_url(args.storage)}",
+        file=sys.stderr,
+    )
     progress = _Progress(study, sys.stderr.isatty())
     if spec.workers == 1:
         # The plan's data are the stored study's when its recorded SHA-256 is the plan's.
@@ -112,8 +116,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_summary(spec.name, args.storage)
     status = runner.study_status(study)
     if status.complete == 0:
-        print(f"No trial completed{': ' + status.error if status.error else ''}. "
-              "See the failure reasons above (`hpdash show STUDY` lists them all).", file=sys.stderr)
+        print(
+            f"No trial completed{': ' + status.error if status.error else ''}. "
+            "See the failure reasons above (`hpdash show STUDY` lists them all).",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -213,7 +220,9 @@ def _print_summary(name: str, storage: str | None, reasons: int | None = 5) -> N
     if summary["best_trial_number"] is None:
         print("best CV:    - (no trial completed)")
         return
-    print(f"best CV:    {_fmt(summary['best_value'])} (trial {summary['best_trial_number']}, {study.user_attrs.get('hpdash.metric')})")
+    print(
+        f"best CV:    {_fmt(summary['best_value'])} (trial {summary['best_trial_number']}, {study.user_attrs.get('hpdash.metric')})"
+    )
     print(f"best params: {json.dumps(summary['best_params'], default=str)}")
     refit = runner.refit_info(study)
     if refit:
@@ -313,9 +322,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     workers = experiments.check_workers(args.workers or 1)
     experiments.parallel_limit(workers, args.parallel)  # refuse a bad --parallel before creating anything
     exp = experiments.create_experiment(spec.replace(workers=workers), args.strategies, args.repeats, args.storage)
-    print(f"Experiment {exp.name!r}: {', '.join(exp.strategies)} x {exp.repeats} seed(s) "
-          f"({len(exp.runs)} studies, {spec.n_trials if spec.n_trials is not None else 'time-budget'} trials each), "
-          f"storage {config.storage_url(args.storage)}", file=sys.stderr)
+    print(
+        f"Experiment {exp.name!r}: {', '.join(exp.strategies)} x {exp.repeats} seed(s) "
+        f"({len(exp.runs)} studies, {spec.n_trials if spec.n_trials is not None else 'time-budget'} trials each), "
+        f"storage {config.storage_url(args.storage)}",
+        file=sys.stderr,
+    )
     started = time.time()
     last = [0.0]
 
@@ -347,7 +359,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         Path(args.report).write_text(report.experiment_html(comparison, analysis), encoding="utf-8")
         print(f"wrote {args.report}", file=sys.stderr)
     if any(codes):
-        print(f"{sum(1 for c in codes if c)} worker(s) failed: see {experiments.runner.workers_log_dir()}", file=sys.stderr)
+        print(
+            f"{sum(1 for c in codes if c)} worker(s) failed: see {experiments.runner.workers_log_dir()}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -365,13 +380,17 @@ def cmd_queue(args: argparse.Namespace) -> int:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         print(f"{stamp} queue {args.experiment}: {text}", file=sys.stderr, flush=True)
 
-    say(f"pid {os.getpid()}, {args.workers} worker(s) per study, at most "
-        f"{experiments.parallel_limit(experiments.check_workers(args.workers))} studies at once")
+    say(
+        f"pid {os.getpid()}, {args.workers} worker(s) per study, at most "
+        f"{experiments.parallel_limit(experiments.check_workers(args.workers))} studies at once"
+    )
     try:
         codes = experiments.run_queue(args.experiment, args.storage, args.workers, halt=halt, say=say)
     except KeyboardInterrupt:
-        say("interrupted: no further study starts; the running ones go on (stop them with "
-            "`python -m hpdash stop STUDY`, or the Compare page)")
+        say(
+            "interrupted: no further study starts; the running ones go on (stop them with "
+            "`python -m hpdash stop STUDY`, or the Compare page)"
+        )
         return 130
     failed = sum(1 for c in codes if c)
     say(f"done: {len(codes)} worker(s) ended, {failed} with an error")
@@ -410,7 +429,9 @@ def cmd_refit(args: argparse.Namespace) -> int:
     from hpdash import runner
 
     result = runner.refit(args.study, args.storage)
-    print(f"holdout {result.metric}: {result.holdout_score:.4f}  (CV {result.cv_score:.4f}, trial {result.trial_number})")
+    print(
+        f"holdout {result.metric}: {result.holdout_score:.4f}  (CV {result.cv_score:.4f}, trial {result.trial_number})"
+    )
     print(f"model: {result.path}  sha256 {result.sha256}")
     return 0
 
@@ -455,10 +476,10 @@ def cmd_dataset_check(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     """Create the data directory, the storage and the catalogue (used by `make run`)."""
+    import optuna
+
     from hpdash.storage import open_storage
     from hpdash.store import Catalogue
-
-    import optuna
 
     optuna.get_all_study_names(storage=open_storage(args.storage, heartbeat=False))
     Catalogue(config.catalogue_path(args.storage))
@@ -485,9 +506,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", parents=[common], help="list studies")
     p.set_defaults(func=cmd_list)
-    for name, func, text in (("show", cmd_show, "show a study's spec and result"),
-                             ("refit", cmd_refit, "refit the best trial on the training part"),
-                             ("stop", cmd_stop, "ask a running study to stop")):
+    for name, func, text in (
+        ("show", cmd_show, "show a study's spec and result"),
+        ("refit", cmd_refit, "refit the best trial on the training part"),
+        ("stop", cmd_stop, "ask a running study to stop"),
+    ):
         p = sub.add_parser(name, parents=[common], help=text)
         p.add_argument("study")
         p.set_defaults(func=func)
@@ -505,20 +528,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("compare", parents=[common],
-                       help="run an experiment: several strategies x several seeds, same budget")
+    p = sub.add_parser(
+        "compare", parents=[common], help="run an experiment: several strategies x several seeds, same budget"
+    )
     p.add_argument("spec", help="spec file; its name is the experiment ID, its seed the first seed")
     p.add_argument("--strategies", default="grid,random,tpe,gp", help="comma-separated (default: grid,random,tpe,gp)")
     p.add_argument("--repeats", type=int, default=3, help="seeds per strategy (default 3)")
     p.add_argument("--workers", type=int, help="worker processes per study (default 1)")
-    p.add_argument("--parallel", type=int,
-                   help="studies running at once (default: HPDASH_MAX_WORKERS, i.e. the CPUs, / workers)")
+    p.add_argument(
+        "--parallel", type=int, help="studies running at once (default: HPDASH_MAX_WORKERS, i.e. the CPUs, / workers)"
+    )
     p.add_argument("--name", help="override the spec's name (the experiment ID)")
     p.add_argument("--report", help="also write the HTML report to this file")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("queue", parents=[common],
-                       help="run a created experiment's studies a few at a time (what the New study page starts)")
+    p = sub.add_parser(
+        "queue",
+        parents=[common],
+        help="run a created experiment's studies a few at a time (what the New study page starts)",
+    )
     p.add_argument("experiment", help="experiment ID")
     p.add_argument("--workers", type=int, default=1, help="worker processes per study (default 1)")
     p.set_defaults(func=cmd_queue)

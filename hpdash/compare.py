@@ -72,8 +72,14 @@ ALPHA = 0.05
 LEVEL = 0.95
 TIME_POINTS = 101
 EXACT_LIMIT = 20_000  # Mann-Whitney is exact (all permutations) up to this many arrangements
-STRATEGY_LABELS: dict[str, str] = {"grid": "Grid", "random": "Random", "tpe": "TPE", "gp": "GP",
-                                   "cmaes": "CMA-ES", "qmc": "QMC"}
+STRATEGY_LABELS: dict[str, str] = {
+    "grid": "Grid",
+    "random": "Random",
+    "tpe": "TPE",
+    "gp": "GP",
+    "cmaes": "CMA-ES",
+    "qmc": "QMC",
+}
 METRIC_BEST = "best_cv"
 METRIC_TTT = "trials_to_target"
 
@@ -106,7 +112,7 @@ def curves(frame: pd.DataFrame, x: str = "trial", direction: str = "maximize") -
         raise ValueError(f"x must be 'trial' or 'elapsed_s', not {x!r}")
     columns = ["study", "strategy", "seed", "trial", "elapsed_s", "value", "best"]
     parts = []
-    for study, rows in frame.groupby("study", sort=False):
+    for _study, rows in frame.groupby("study", sort=False):
         done = rows.loc[rows["state"].isin(FINISHED)].sort_values("number", kind="stable").copy()
         done["trial"] = np.arange(1, len(done) + 1, dtype="int64")
         value = done["value"].astype("float64").where(done["state"] == "COMPLETE")
@@ -150,8 +156,9 @@ def t_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float, 
     return (mean, sd, mean - half, mean + half, n)
 
 
-def bands(curve_frame: pd.DataFrame, x: str = "trial", level: float = LEVEL,
-          grid: Sequence[float] | None = None) -> pd.DataFrame:
+def bands(
+    curve_frame: pd.DataFrame, x: str = "trial", level: float = LEVEL, grid: Sequence[float] | None = None
+) -> pd.DataFrame:
     """Mean best-so-far and its ``level`` t-interval per strategy on a common x grid.
 
     Columns: strategy, x, n, mean, std, lo, hi. ``grid`` defaults to 1..max trial, or
@@ -180,15 +187,15 @@ def bands(curve_frame: pd.DataFrame, x: str = "trial", level: float = LEVEL,
         for j, point in enumerate(points):
             mean, sd, lo, hi, n = t_interval(stacked[:, j], level)
             if n:
-                rows.append({"strategy": strategy, "x": float(point), "n": n, "mean": mean,
-                             "std": sd, "lo": lo, "hi": hi})
+                rows.append(
+                    {"strategy": strategy, "x": float(point), "n": n, "mean": mean, "std": sd, "lo": lo, "hi": hi}
+                )
     return pd.DataFrame(rows, columns=columns)
 
 
 # ------------------------------------------------------------------------------ target
-def default_target(frame: pd.DataFrame, direction: str = "maximize",
-                   fraction: float = DEFAULT_FRACTION) -> float:
-    """"Within (1 - fraction) of the best score seen", sign-safe (see the module docstring)."""
+def default_target(frame: pd.DataFrame, direction: str = "maximize", fraction: float = DEFAULT_FRACTION) -> float:
+    """ "Within (1 - fraction) of the best score seen", sign-safe (see the module docstring)."""
     values = frame.loc[frame["state"] == "COMPLETE", "value"].astype("float64")
     values = values[np.isfinite(values)]
     if values.empty:
@@ -204,13 +211,17 @@ def time_to_target(frame: pd.DataFrame, target: float, direction: str = "maximiz
     for study, run in curves(frame, "trial", direction).groupby("study", sort=False):
         hit = run.loc[_reaches(run["value"], target, direction)] if math.isfinite(target) else run.iloc[0:0]
         reached = not hit.empty
-        out.append({
-            "study": study, "strategy": run["strategy"].iloc[0], "seed": run["seed"].iloc[0],
-            "reached": reached,
-            "trials": float(hit["trial"].min()) if reached else math.nan,
-            "seconds": float(hit["elapsed_s"].min()) if reached else math.nan,
-            "n_trials": int(run["trial"].max()),
-        })
+        out.append(
+            {
+                "study": study,
+                "strategy": run["strategy"].iloc[0],
+                "seed": run["seed"].iloc[0],
+                "reached": reached,
+                "trials": float(hit["trial"].min()) if reached else math.nan,
+                "seconds": float(hit["elapsed_s"].min()) if reached else math.nan,
+                "n_trials": int(run["trial"].max()),
+            }
+        )
     return pd.DataFrame(out, columns=["study", "strategy", "seed", "reached", "trials", "seconds", "n_trials"])
 
 
@@ -220,20 +231,28 @@ def time_to_target_summary(ttt: pd.DataFrame) -> pd.DataFrame:
     for strategy in _strategy_order(ttt):
         g = ttt.loc[ttt["strategy"] == strategy]
         hit = g.loc[g["reached"].astype(bool)]
-        rows.append({
-            "strategy": strategy, "runs": len(g), "reached": len(hit), "share": len(hit) / len(g) if len(g) else math.nan,
-            "trials_mean": hit["trials"].mean() if len(hit) else math.nan,
-            "trials_std": hit["trials"].std(ddof=1) if len(hit) > 1 else math.nan,
-            "seconds_mean": hit["seconds"].mean() if len(hit) else math.nan,
-            "seconds_std": hit["seconds"].std(ddof=1) if len(hit) > 1 else math.nan,
-        })
-    return pd.DataFrame(rows, columns=["strategy", "runs", "reached", "share", "trials_mean", "trials_std",
-                                       "seconds_mean", "seconds_std"])
+        rows.append(
+            {
+                "strategy": strategy,
+                "runs": len(g),
+                "reached": len(hit),
+                "share": len(hit) / len(g) if len(g) else math.nan,
+                "trials_mean": hit["trials"].mean() if len(hit) else math.nan,
+                "trials_std": hit["trials"].std(ddof=1) if len(hit) > 1 else math.nan,
+                "seconds_mean": hit["seconds"].mean() if len(hit) else math.nan,
+                "seconds_std": hit["seconds"].std(ddof=1) if len(hit) > 1 else math.nan,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=["strategy", "runs", "reached", "share", "trials_mean", "trials_std", "seconds_mean", "seconds_std"],
+    )
 
 
 # ------------------------------------------------------------------------------ runs, ranks, summary
-def final_runs(frame: pd.DataFrame, holdout: Mapping[str, float | None] | None = None,
-               direction: str = "maximize") -> pd.DataFrame:
+def final_runs(
+    frame: pd.DataFrame, holdout: Mapping[str, float | None] | None = None, direction: str = "maximize"
+) -> pd.DataFrame:
     """Per run: study, strategy, seed, best (best COMPLETE value), holdout, n_complete."""
     rows = []
     holdout = holdout or {}
@@ -242,9 +261,16 @@ def final_runs(frame: pd.DataFrame, holdout: Mapping[str, float | None] | None =
         values = values[np.isfinite(values)]
         best = (values.max() if direction == "maximize" else values.min()) if len(values) else math.nan
         h = holdout.get(str(study))
-        rows.append({"study": study, "strategy": run["strategy"].iloc[0], "seed": run["seed"].iloc[0],
-                     "best": float(best), "holdout": math.nan if h is None else float(h),
-                     "n_complete": len(values)})
+        rows.append(
+            {
+                "study": study,
+                "strategy": run["strategy"].iloc[0],
+                "seed": run["seed"].iloc[0],
+                "best": float(best),
+                "holdout": math.nan if h is None else float(h),
+                "n_complete": len(values),
+            }
+        )
     return pd.DataFrame(rows, columns=["study", "strategy", "seed", "best", "holdout", "n_complete"])
 
 
@@ -264,14 +290,21 @@ def summary_table(runs: pd.DataFrame, direction: str = "maximize") -> pd.DataFra
     rows = []
     for strategy in _strategy_order(ranked):
         g = ranked.loc[ranked["strategy"] == strategy]
-        rows.append({
-            "strategy": strategy, "runs": len(g),
-            "best_mean": g["best"].mean(), "best_std": g["best"].std(ddof=1) if g["best"].notna().sum() > 1 else math.nan,
-            "holdout_mean": g["holdout"].mean(), "holdout_n": int(g["holdout"].notna().sum()),
-            "mean_rank": g["rank"].mean(), "wins": int(g["win"].sum()),
-        })
-    table = pd.DataFrame(rows, columns=["strategy", "runs", "best_mean", "best_std", "holdout_mean",
-                                        "holdout_n", "mean_rank", "wins"])
+        rows.append(
+            {
+                "strategy": strategy,
+                "runs": len(g),
+                "best_mean": g["best"].mean(),
+                "best_std": g["best"].std(ddof=1) if g["best"].notna().sum() > 1 else math.nan,
+                "holdout_mean": g["holdout"].mean(),
+                "holdout_n": int(g["holdout"].notna().sum()),
+                "mean_rank": g["rank"].mean(),
+                "wins": int(g["win"].sum()),
+            }
+        )
+    table = pd.DataFrame(
+        rows, columns=["strategy", "runs", "best_mean", "best_std", "holdout_mean", "holdout_n", "mean_rank", "wins"]
+    )
     return table.sort_values(["mean_rank", "strategy"], kind="stable").reset_index(drop=True)
 
 
@@ -327,8 +360,7 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def pairwise_tests(runs: pd.DataFrame, ttt: pd.DataFrame | None = None,
-                   direction: str = "maximize") -> pd.DataFrame:
+def pairwise_tests(runs: pd.DataFrame, ttt: pd.DataFrame | None = None, direction: str = "maximize") -> pd.DataFrame:
     """Mann-Whitney for every pair of strategies on best CV and on trials to target.
 
     Columns: metric, a, b, n_a, n_b, u, p, p_holm, better (the strategy the data favour, by U;
@@ -353,8 +385,19 @@ def pairwise_tests(runs: pd.DataFrame, ttt: pd.DataFrame | None = None,
             if not math.isnan(u) and u != balanced:
                 a_larger = u > balanced
                 better = a if a_larger == higher_better else b
-            family.append({"metric": metric, "a": a, "b": b, "n_a": int(xa.size), "n_b": int(xb.size),
-                           "u": u, "p": p, "better": better, "min_p": min_p_value(int(xa.size), int(xb.size))})
+            family.append(
+                {
+                    "metric": metric,
+                    "a": a,
+                    "b": b,
+                    "n_a": int(xa.size),
+                    "n_b": int(xb.size),
+                    "u": u,
+                    "p": p,
+                    "better": better,
+                    "min_p": min_p_value(int(xa.size), int(xb.size)),
+                }
+            )
         for row, adj in zip(family, holm([r["p"] for r in family])):
             row["p_holm"] = adj
         rows += family
@@ -408,8 +451,14 @@ def _seeds_phrase(runs: pd.DataFrame) -> str:
     return f"{lo} seed{'s' if lo != 1 else ''}" if lo == hi else f"{lo}-{hi} seeds per strategy"
 
 
-def verdict(runs: pd.DataFrame, pairs: pd.DataFrame, ttt_summary: pd.DataFrame | None = None,
-            direction: str = "maximize", alpha: float = ALPHA, digits: int = 4) -> Verdict:
+def verdict(
+    runs: pd.DataFrame,
+    pairs: pd.DataFrame,
+    ttt_summary: pd.DataFrame | None = None,
+    direction: str = "maximize",
+    alpha: float = ALPHA,
+    digits: int = 4,
+) -> Verdict:
     """The verdict text: only differences whose Holm-adjusted p is below ``alpha`` are stated."""
     if runs.empty or runs["strategy"].nunique() < 2:
         return Verdict("Nothing to compare: an experiment needs at least two strategies.")
@@ -424,19 +473,25 @@ def verdict(runs: pd.DataFrame, pairs: pd.DataFrame, ttt_summary: pd.DataFrame |
         worse = row.b if row.better == row.a else row.a
         if row.metric == METRIC_TTT and ttt_rows is not None:
             good, bad = ttt_rows.loc[row.better], ttt_rows.loc[worse]
-            sentences.append(f"{label(row.better)} reached the target {_ttt_phrase(good.to_dict())}, "
-                             f"{label(worse)} {_ttt_phrase(bad.to_dict())} ({_p(row.p_holm)}).")
+            sentences.append(
+                f"{label(row.better)} reached the target {_ttt_phrase(good.to_dict())}, "
+                f"{label(worse)} {_ttt_phrase(bad.to_dict())} ({_p(row.p_holm)})."
+            )
         elif row.metric == METRIC_BEST:
             good, bad = summary.loc[row.better], summary.loc[worse]
-            sentences.append(f"{label(row.better)} found better final CV scores than {label(worse)}: "
-                             f"{_pm(good['best_mean'], good['best_std'], digits)} vs "
-                             f"{_pm(bad['best_mean'], bad['best_std'], digits)} ({_p(row.p_holm)}).")
+            sentences.append(
+                f"{label(row.better)} found better final CV scores than {label(worse)}: "
+                f"{_pm(good['best_mean'], good['best_std'], digits)} vs "
+                f"{_pm(bad['best_mean'], bad['best_std'], digits)} ({_p(row.p_holm)})."
+            )
         else:
             continue
         claims.append(Claim(row.metric, row.better, worse, float(row.p_holm)))
     n_pairs = int((pairs["metric"] == METRIC_BEST).sum())
-    method = (f"Two-sided Mann-Whitney tests across seeds, Holm-adjusted over {n_pairs} pair"
-              f"{'s' if n_pairs != 1 else ''} per measure; a difference is stated only when p < {alpha:g}.")
+    method = (
+        f"Two-sided Mann-Whitney tests across seeds, Holm-adjusted over {n_pairs} pair"
+        f"{'s' if n_pairs != 1 else ''} per measure; a difference is stated only when p < {alpha:g}."
+    )
     if claims:
         return Verdict(" ".join(sentences) + " " + method, claims)
     smallest = float(pairs["p_holm"].min()) if not pairs.empty else 1.0
@@ -444,8 +499,10 @@ def verdict(runs: pd.DataFrame, pairs: pd.DataFrame, ttt_summary: pd.DataFrame |
     floor = float(pairs["min_p"].min()) if not pairs.empty else 1.0
     if floor >= alpha / max(1, n_pairs):
         need = seeds_needed(alpha / max(1, n_pairs))
-        text += (f" With this many seeds the test cannot go below p = {floor:.2g}; it needs at least "
-                 f"{need} seeds per strategy to show a difference at the {alpha:g} level.")
+        text += (
+            f" With this many seeds the test cannot go below p = {floor:.2g}; it needs at least "
+            f"{need} seeds per strategy to show a difference at the {alpha:g} level."
+        )
     return Verdict(text + " " + method, [])
 
 
@@ -502,13 +559,19 @@ def _metric_of(study: optuna.Study) -> str | None:
     return spec.get("metric") if isinstance(spec, dict) else None
 
 
-def _build(title: str, runs: list[experiments.ExperimentRun], studies: dict[str, optuna.Study],
-           spec: StudySpec | None, experiment: str | None = None) -> Comparison:
+def _build(
+    title: str,
+    runs: list[experiments.ExperimentRun],
+    studies: dict[str, optuna.Study],
+    spec: StudySpec | None,
+    experiment: str | None = None,
+) -> Comparison:
     directions = {results.study_summary(s)["direction"] for s in studies.values()}
     metrics = {_metric_of(s) for s in studies.values()}
     if len(directions) > 1:
-        raise SpecError("These studies do not share a direction (some maximize, some minimize), "
-                        "so their scores cannot be compared.")
+        raise SpecError(
+            "These studies do not share a direction (some maximize, some minimize), so their scores cannot be compared."
+        )
     if len(metrics) > 1:
         shown = ", ".join(sorted(str(m) for m in metrics))
         raise SpecError(f"These studies use different metrics ({shown}), so their scores cannot be compared.")
@@ -523,9 +586,18 @@ def _build(title: str, runs: list[experiments.ExperimentRun], studies: dict[str,
             spec_of = study.user_attrs.get(runner.SPEC_ATTR) or {}
             notes[run.study] = experiments.grid_note(grid, spec_of.get("n_trials"), run.seed)
     frame = experiment_frame((studies[r.study], r.strategy, r.seed) for r in runs)
-    return Comparison(title=title, frame=frame, runs=runs, direction=directions.pop() if directions else "maximize",
-                      metric=metrics.pop() if metrics else None, spec=spec, holdout=holdout,
-                      grid_notes=notes, studies=studies, experiment=experiment)
+    return Comparison(
+        title=title,
+        frame=frame,
+        runs=runs,
+        direction=directions.pop() if directions else "maximize",
+        metric=metrics.pop() if metrics else None,
+        spec=spec,
+        holdout=holdout,
+        grid_notes=notes,
+        studies=studies,
+        experiment=experiment,
+    )
 
 
 def load_experiment_comparison(name: str, storage: str | None = None) -> Comparison:
@@ -568,9 +640,15 @@ class Analysis:
     verdict: Verdict
 
 
-def analyse(frame: pd.DataFrame, holdout: Mapping[str, float | None] | None = None,
-            direction: str = "maximize", target: float | None = None,
-            fraction: float = DEFAULT_FRACTION, alpha: float = ALPHA, level: float = LEVEL) -> Analysis:
+def analyse(
+    frame: pd.DataFrame,
+    holdout: Mapping[str, float | None] | None = None,
+    direction: str = "maximize",
+    target: float | None = None,
+    fraction: float = DEFAULT_FRACTION,
+    alpha: float = ALPHA,
+    level: float = LEVEL,
+) -> Analysis:
     """All statistics of an experiment frame. ``target`` overrides the default target."""
     ct, cs = curves(frame, "trial", direction), curves(frame, "elapsed_s", direction)
     goal = target if target is not None else default_target(frame, direction, fraction)
@@ -579,9 +657,17 @@ def analyse(frame: pd.DataFrame, holdout: Mapping[str, float | None] | None = No
     runs = final_runs(frame, holdout, direction)
     pairs = pairwise_tests(runs, ttt, direction)
     return Analysis(
-        curves_trial=ct, curves_time=cs, bands_trial=bands(ct, "trial", level), bands_time=bands(cs, "elapsed_s", level),
-        target=goal, fraction=None if target is not None else fraction, ttt=ttt, ttt_summary=ttt_sum, runs=runs,
-        summary=summary_table(runs, direction), pairs=pairs,
+        curves_trial=ct,
+        curves_time=cs,
+        bands_trial=bands(ct, "trial", level),
+        bands_time=bands(cs, "elapsed_s", level),
+        target=goal,
+        fraction=None if target is not None else fraction,
+        ttt=ttt,
+        ttt_summary=ttt_sum,
+        runs=runs,
+        summary=summary_table(runs, direction),
+        pairs=pairs,
         verdict=verdict(runs, pairs, ttt_sum, direction, alpha),
     )
 
@@ -591,9 +677,11 @@ def target_text(analysis: Analysis, metric: str | None = None) -> str:
     if analysis.fraction is None:
         return f"Target {metric or 'score'} {analysis.target:.4g} (set by hand)."
     pct = (1 - analysis.fraction) * 100
-    return (f"Target {metric or 'score'} {analysis.target:.4g}: within {pct:g}% of the best score seen in the "
-            f"experiment (best − {1 - analysis.fraction:.2g}·|best| when maximizing, so it also works for "
-            "negative scores such as neg_rmse).")
+    return (
+        f"Target {metric or 'score'} {analysis.target:.4g}: within {pct:g}% of the best score seen in the "
+        f"experiment (best − {1 - analysis.fraction:.2g}·|best| when maximizing, so it also works for "
+        "negative scores such as neg_rmse)."
+    )
 
 
 def log_params_of(comparison: Comparison) -> set[str]:
@@ -625,42 +713,60 @@ def importance_by_strategy(comparison: Comparison, method: str = "ped_anova") ->
         stacked = pd.concat(parts).groupby("param")["importance"].sum() / len(parts)
         total = stacked.sum()
         for param, value in stacked.sort_values(ascending=False).items():
-            rows.append({"strategy": strategy, "param": param,
-                         "importance": float(value / total) if total else 0.0, "studies": len(parts)})
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "param": param,
+                    "importance": float(value / total) if total else 0.0,
+                    "studies": len(parts),
+                }
+            )
     return pd.DataFrame(rows, columns=["strategy", "param", "importance", "studies"])
 
 
 def display_table(summary: pd.DataFrame, ttt_summary: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     """The summary and time-to-target tables merged for people (text cells, one row per strategy)."""
     merged = summary.merge(ttt_summary.drop(columns=["runs"]), on="strategy", how="left")
-    return pd.DataFrame({
-        "strategy": [label(s) for s in merged["strategy"]],
-        "runs": merged["runs"],
-        "best CV (mean ± std)": [_pm(m, s, digits) for m, s in zip(merged["best_mean"], merged["best_std"])],
-        "holdout (mean)": ["-" if math.isnan(h) else f"{h:.{digits}f}" for h in merged["holdout_mean"]],
-        "mean rank": merged["mean_rank"].round(2),
-        "wins": merged["wins"],
-    })
+    return pd.DataFrame(
+        {
+            "strategy": [label(s) for s in merged["strategy"]],
+            "runs": merged["runs"],
+            "best CV (mean ± std)": [_pm(m, s, digits) for m, s in zip(merged["best_mean"], merged["best_std"])],
+            "holdout (mean)": ["-" if math.isnan(h) else f"{h:.{digits}f}" for h in merged["holdout_mean"]],
+            "mean rank": merged["mean_rank"].round(2),
+            "wins": merged["wins"],
+        }
+    )
 
 
 def ttt_table(ttt_summary: pd.DataFrame) -> pd.DataFrame:
     """The time-to-target table for people."""
-    return pd.DataFrame({
-        "strategy": [label(s) for s in ttt_summary["strategy"]],
-        "reached": [f"{r}/{n} ({r / n:.0%})" if n else "-" for r, n in zip(ttt_summary["reached"], ttt_summary["runs"])],
-        "trials (mean ± std)": [_pm(m, s, 1) for m, s in zip(ttt_summary["trials_mean"], ttt_summary["trials_std"])],
-        "seconds (mean ± std)": [_pm(m, s, 1, " s") for m, s in zip(ttt_summary["seconds_mean"], ttt_summary["seconds_std"])],
-    })
+    return pd.DataFrame(
+        {
+            "strategy": [label(s) for s in ttt_summary["strategy"]],
+            "reached": [
+                f"{r}/{n} ({r / n:.0%})" if n else "-" for r, n in zip(ttt_summary["reached"], ttt_summary["runs"])
+            ],
+            "trials (mean ± std)": [
+                _pm(m, s, 1) for m, s in zip(ttt_summary["trials_mean"], ttt_summary["trials_std"])
+            ],
+            "seconds (mean ± std)": [
+                _pm(m, s, 1, " s") for m, s in zip(ttt_summary["seconds_mean"], ttt_summary["seconds_std"])
+            ],
+        }
+    )
 
 
 def pairs_table(pairs: pd.DataFrame) -> pd.DataFrame:
     """The pairwise tests for people."""
     names = {METRIC_BEST: "best CV", METRIC_TTT: "trials to target"}
-    return pd.DataFrame({
-        "measure": [names.get(m, m) for m in pairs["metric"]],
-        "pair": [f"{label(a)} vs {label(b)}" for a, b in zip(pairs["a"], pairs["b"])],
-        "favours": ["-" if b is None else label(b) for b in pairs["better"]],
-        "p": pairs["p"].round(4),
-        "p (Holm)": pairs["p_holm"].round(4),
-        "smallest possible p": pairs["min_p"].round(4),
-    })
+    return pd.DataFrame(
+        {
+            "measure": [names.get(m, m) for m in pairs["metric"]],
+            "pair": [f"{label(a)} vs {label(b)}" for a, b in zip(pairs["a"], pairs["b"])],
+            "favours": ["-" if b is None else label(b) for b in pairs["better"]],
+            "p": pairs["p"].round(4),
+            "p (Holm)": pairs["p_holm"].round(4),
+            "smallest possible p": pairs["min_p"].round(4),
+        }
+    )

@@ -57,7 +57,7 @@ def catalogue_path(storage: str | None = None) -> Path:
     """
     url = storage_url(storage)
     if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///"):])
+        return Path(url[len("sqlite:///") :])
     return default_db_path()
 
 
@@ -94,8 +94,10 @@ def _positive_int_env(name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise SpecError(f"{name} must be a whole number, got {raw!r}. Set it to a number such as "
-                        f"{default}, or unset it for the default ({default}).") from None
+        raise SpecError(
+            f"{name} must be a whole number, got {raw!r}. Set it to a number such as "
+            f"{default}, or unset it for the default ({default})."
+        ) from None
     return max(1, value)
 
 

@@ -22,10 +22,11 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import TYPE_CHECKING, Iterator, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -47,13 +48,11 @@ SAMPLES: dict[str, str] = {
     "sklearn:iris": "Iris flowers: 150 rows, 4 numeric features, 3 species (classification)",
     "sklearn:wine": "Wine cultivars: 178 rows, 13 numeric features, 3 classes (classification)",
     "sklearn:breast_cancer": (
-        "Breast cancer (Wisconsin): 569 rows, 30 numeric features, malignant/benign "
-        "(classification)"
+        "Breast cancer (Wisconsin): 569 rows, 30 numeric features, malignant/benign (classification)"
     ),
     "sklearn:digits": "Handwritten digits: 1,797 rows, 64 pixel features, 10 classes (classification)",
     "sklearn:diabetes": (
-        "Diabetes progression: 442 rows, 10 numeric features, disease progression after one "
-        "year (regression)"
+        "Diabetes progression: 442 rows, 10 numeric features, disease progression after one year (regression)"
     ),
 }
 
@@ -97,13 +96,11 @@ _DATE_RES = (
 )
 _MAGIC = (
     (b"\x1f\x8b", "a gzip archive", "unpack it first and upload the CSV or Parquet file inside"),
-    (b"PK\x03\x04", "a zip archive (or an Excel .xlsx workbook)",
-     "unpack it first, or export the sheet as CSV"),
+    (b"PK\x03\x04", "a zip archive (or an Excel .xlsx workbook)", "unpack it first, or export the sheet as CSV"),
     (b"BZh", "a bzip2 archive", "unpack it first and upload the file inside"),
     (b"\xfd7zXZ\x00", "an xz archive", "unpack it first and upload the file inside"),
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive", "unpack it first and upload the file inside"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Excel (.xls) or other Office file",
-     "export the sheet as CSV"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Excel (.xls) or other Office file", "export the sheet as CSV"),
     (b"%PDF", "a PDF document", "export the table as CSV"),
 )
 
@@ -235,8 +232,7 @@ def _env_limit(name: str, default: int) -> int:
         ) from None
     if value < 1:
         raise DatasetError(
-            f"{name} must be at least 1, got {value}: raise it, or unset it for the default "
-            f"({default:,})."
+            f"{name} must be at least 1, got {value}: raise it, or unset it for the default ({default:,})."
         )
     return value
 
@@ -287,9 +283,7 @@ def _base_filename(filename: str) -> str:
 def _check_task(task: str) -> str:
     """Validate a task name: ``auto``, ``classification`` or ``regression``."""
     if task not in ("auto", *TASKS):
-        raise SpecError(
-            f"Unknown task {task!r}: use 'classification', 'regression' or 'auto'."
-        )
+        raise SpecError(f"Unknown task {task!r}: use 'classification', 'regression' or 'auto'.")
     return task
 
 
@@ -308,9 +302,7 @@ def read_table(data: bytes, filename: str, max_bytes: int | None = None) -> pd.D
     return _read(data, filename, config.max_upload_bytes() if max_bytes is None else max_bytes)[0]
 
 
-def _read(
-    data: bytes, filename: str, max_bytes: int | None, *, limits: bool = True
-) -> tuple[pd.DataFrame, str]:
+def _read(data: bytes, filename: str, max_bytes: int | None, *, limits: bool = True) -> tuple[pd.DataFrame, str]:
     """:func:`read_table` that also returns the format; ``max_bytes=None`` means no size limit,
     ``limits=False`` no row, cell or decoded-size limit (a stored dataset, checked when it was
     uploaded)."""
@@ -342,13 +334,11 @@ def _read(
         if b"\x00" not in data[:4096]:
             hint = " It looks like text: if it is a CSV file, rename it to .csv."
         raise DatasetError(
-            f"{display} is not a valid Parquet file (it does not start with the PAR1 magic "
-            f"bytes).{hint}"
+            f"{display} is not a valid Parquet file (it does not start with the PAR1 magic bytes).{hint}"
         )
     if not is_parquet and ext not in CSV_EXTENSIONS and ext != "":
         raise DatasetError(
-            f"Unsupported file type {ext!r} ({display}). Upload a CSV (.csv, .tsv, .txt) or a "
-            "Parquet (.parquet) file."
+            f"Unsupported file type {ext!r} ({display}). Upload a CSV (.csv, .tsv, .txt) or a Parquet (.parquet) file."
         )
 
     if is_parquet:
@@ -450,9 +440,7 @@ def _read_csv(data: bytes, display: str, limits: bool = True) -> pd.DataFrame:
         )
     text, encoding = _decode(data, display)
     if not text or text.isspace():
-        raise DatasetError(
-            f"{display} contains only whitespace. Upload a file with a header row and data rows."
-        )
+        raise DatasetError(f"{display} contains only whitespace. Upload a file with a header row and data rows.")
     delim = _sniff_delimiter(text)
     header, header_line = _header(text, delim)
     # A blank first header is what R's write.csv and pandas' to_csv write for a row index:
@@ -523,7 +511,9 @@ def _drop_row_index(df: pd.DataFrame, header: list[str], display: str) -> tuple[
     first = _index_start(column, n)
     if first is None:
         raise _blank_header_error(
-            [1], len(header), display,
+            [1],
+            len(header),
+            display,
             " Its values are not a row index (0..n-1 or 1..n, what R's write.csv and pandas' "
             "to_csv write under an empty header), so hpdash does not know what it holds: "
             "give it a name, or re-save the file without it (pandas: index=False; R: "
@@ -587,9 +577,7 @@ def _raw_first_line(text: str) -> tuple[list[str], int]:
     return [first.strip().splitlines()[0].strip()], 1
 
 
-def _parse_error(
-    exc: Exception, text: str, delim: str, n_header: int, header_line: int, display: str
-) -> DatasetError:
+def _parse_error(exc: Exception, text: str, delim: str, n_header: int, header_line: int, display: str) -> DatasetError:
     """Turn a pandas/csv parsing failure into a message that names the line."""
     msg = str(exc)
     eof = re.search(r"EOF inside string starting at row (\d+)", msg)
@@ -597,7 +585,7 @@ def _parse_error(
         line = int(eof.group(1)) + 1
         return DatasetError(
             f"{display}: a quoted value starting on line {line} is never closed (unbalanced "
-            "double quote \"). Close the quote or remove the stray quote character."
+            'double quote "). Close the quote or remove the stray quote character.'
         )
     m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
     if m:
@@ -628,9 +616,7 @@ def _decimal_commas(df: pd.DataFrame) -> pd.DataFrame:
     """Semicolon CSVs often use decimal commas: turn ``"1,5"`` columns into floats."""
     for col in df.columns:
         s = df[col]
-        if pd.api.types.is_numeric_dtype(s) or not (
-            pd.api.types.is_string_dtype(s) or pd.api.types.is_object_dtype(s)
-        ):
+        if pd.api.types.is_numeric_dtype(s) or not (pd.api.types.is_string_dtype(s) or pd.api.types.is_object_dtype(s)):
             continue
         values = s.dropna().astype(str).str.strip()
         if values.empty or not values.str.contains(",", regex=False).any():
@@ -733,9 +719,7 @@ def _too_big_decoded(what: str, display: str) -> DatasetError:
     )
 
 
-def _check_parquet_limits(
-    data: bytes, schema: pa.Schema, metadata: pq.FileMetaData, display: str
-) -> None:
+def _check_parquet_limits(data: bytes, schema: pa.Schema, metadata: pq.FileMetaData, display: str) -> None:
     """Refuse a Parquet file too big to decode, before any of its data pages are read in full.
 
     From the footer: the declared rows against :func:`max_rows`, rows x columns against
@@ -763,9 +747,14 @@ def _check_parquet_limits(
     def is_text(t: pa.DataType) -> bool:
         if pa.types.is_dictionary(t):
             t = t.value_type
-        return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
-                or pa.types.is_large_binary(t) or pa.types.is_string_view(t)
-                or pa.types.is_binary_view(t))
+        return (
+            pa.types.is_string(t)
+            or pa.types.is_large_string(t)
+            or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t)
+            or pa.types.is_string_view(t)
+            or pa.types.is_binary_view(t)
+        )
 
     def fixed_width(t: pa.DataType) -> int:
         try:
@@ -859,8 +848,7 @@ def _check_columns(names: list[str], display: str, row_index: bool = False) -> N
             dups.append(n)
     if dups:
         raise DatasetError(
-            f"{display} has duplicate column names: {_names(dups)}. Rename the columns so each "
-            "name appears once."
+            f"{display} has duplicate column names: {_names(dups)}. Rename the columns so each name appears once."
         )
 
 
@@ -874,9 +862,7 @@ def _check_shape(df: pd.DataFrame, display: str, limits: bool = True) -> None:
     if limits and df.shape[0] * df.shape[1] > max_cells():
         raise _too_many_cells(df.shape[0], df.shape[1], display)
     if df.shape[0] == 0:
-        raise DatasetError(
-            f"{display} has a header but no data rows. Upload a table with at least {MIN_ROWS} rows."
-        )
+        raise DatasetError(f"{display} has a header but no data rows. Upload a table with at least {MIN_ROWS} rows.")
     if df.shape[0] < MIN_ROWS:
         raise DatasetError(
             f"{display} has only {df.shape[0]} data row; hpdash needs at least {MIN_ROWS} (and "
@@ -894,13 +880,11 @@ def load_sample(name: str) -> pd.DataFrame:
     """
     key = name if name.startswith("sklearn:") else f"sklearn:{name}"
     if key not in SAMPLES:
-        raise DatasetError(
-            f"Unknown sample dataset {name!r}. Available: {', '.join(SAMPLES)}."
-        )
+        raise DatasetError(f"Unknown sample dataset {name!r}. Available: {', '.join(SAMPLES)}.")
     return _load_sample_cached(key.split(":", 1)[1]).copy()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_sample_cached(short: str) -> pd.DataFrame:
     from sklearn import datasets as skd
 
@@ -944,11 +928,7 @@ def infer_task(y: pd.Series) -> TaskName:
         return "classification"
     arr = values.to_numpy(dtype=float)
     n_unique = int(pd.unique(arr).size)
-    if (
-        _integer_valued(arr)
-        and n_unique <= MAX_CLASSES_FOR_INFERENCE
-        and (n_unique <= 2 or n_unique <= 0.5 * arr.size)
-    ):
+    if _integer_valued(arr) and n_unique <= MAX_CLASSES_FOR_INFERENCE and (n_unique <= 2 or n_unique <= 0.5 * arr.size):
         return "classification"
     return "regression"
 
@@ -1007,9 +987,7 @@ def _parse_dates(s: pd.Series, kind: dict[str, bool]) -> pd.Series:
         except (ValueError, TypeError):
             out = None
         if out is None or not pd.api.types.is_datetime64_any_dtype(out):
-            out = pd.to_datetime(
-                text, errors="coerce", format="mixed", dayfirst=kind["dayfirst"], utc=True
-            )
+            out = pd.to_datetime(text, errors="coerce", format="mixed", dayfirst=kind["dayfirst"], utc=True)
     return _naive(out)
 
 
@@ -1040,10 +1018,7 @@ def _classify(s: pd.Series, n_rows: int) -> tuple[str, str | None]:
         if n_unique == n_rows and n_non_null == n_rows and _integer_valued(arr):
             consecutive = float(arr.max() - arr.min()) == n_rows - 1
             if _ID_NAME_RE.search(str(s.name)) or (consecutive and n_rows >= MIN_ROWS_FOR_ID):
-                return "dropped", (
-                    f"ID-like (a different integer on every row: "
-                    f"{int(arr.min())}…{int(arr.max())})"
-                )
+                return "dropped", (f"ID-like (a different integer on every row: {int(arr.min())}…{int(arr.max())})")
         return "numeric", None
     if isinstance(s.dtype, pd.CategoricalDtype):
         return "categorical", None
@@ -1055,9 +1030,7 @@ def _classify(s: pd.Series, n_rows: int) -> tuple[str, str | None]:
     mean_len = float(text.str.len().mean())
     mean_words = float(text.str.split().str.len().mean())
     if n_unique > 10 and n_unique > 0.5 * n_non_null and (mean_len >= 30 or mean_words >= 4):
-        return "dropped", (
-            f"free text ({n_unique} distinct values, {mean_len:.0f} characters on average)"
-        )
+        return "dropped", (f"free text ({n_unique} distinct values, {mean_len:.0f} characters on average)")
     if n_unique == n_rows and n_rows >= MIN_ROWS_FOR_ID:
         return "dropped", "ID-like (a different value on every row)"
     if n_unique > HIGH_CARDINALITY_MIN and n_unique > 0.5 * n_non_null:
@@ -1112,9 +1085,7 @@ def _clean_target(df: pd.DataFrame, target: str, task: str) -> tuple[pd.Series, 
         available = [str(c) for c in df.columns]
         close = difflib.get_close_matches(str(target), available, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise DatasetError(
-            f"Target column {target!r} not found.{hint} Available columns: {_names(available)}."
-        )
+        raise DatasetError(f"Target column {target!r} not found.{hint} Available columns: {_names(available)}.")
     raw = df[target]
     missing = int(raw.isna().sum())
     y = raw.dropna()
@@ -1128,8 +1099,7 @@ def _clean_target(df: pd.DataFrame, target: str, task: str) -> tuple[pd.Series, 
         n_inf = int(np.isinf(arr).sum())
         if n_inf:
             raise DatasetError(
-                f"Target column {target!r} contains {n_inf} infinite value(s) (inf/-inf). "
-                "Replace or remove those rows."
+                f"Target column {target!r} contains {n_inf} infinite value(s) (inf/-inf). Replace or remove those rows."
             )
     if task == "auto":
         task_name = infer_task(y)
@@ -1172,13 +1142,13 @@ def _distribution(y: pd.Series, task: TaskName) -> pd.DataFrame:
     if len(edges) > 31:
         edges = np.histogram_bin_edges(values, bins=30)
     counts, edges = np.histogram(values, bins=edges)
-    return pd.DataFrame(
-        {"bin_left": edges[:-1], "bin_right": edges[1:], "count": counts.astype("int64")}
-    )
+    return pd.DataFrame({"bin_left": edges[:-1], "bin_right": edges[1:], "count": counts.astype("int64")})
 
 
 def profile_table(
-    df: pd.DataFrame, target: str | None = None, task: str = "auto",
+    df: pd.DataFrame,
+    target: str | None = None,
+    task: str = "auto",
     keep_columns: list[str] | None = None,
 ) -> DatasetProfile:
     """Profile a table: column roles with drop reasons, and (with a target) task and distribution.
@@ -1206,12 +1176,19 @@ def profile_table(
     columns: list[ColumnInfo] = []
     row_index = (df.attrs.get("source") or {}).get("row_index")
     if row_index:
-        columns.append(ColumnInfo(
-            name="(column 1, no header)", dtype=str(row_index["dtype"]), role="dropped",
-            reason=row_index["reason"], missing_share=0.0, n_unique=n_rows,
-            examples=[str(row_index["first"]), str(row_index["first"] + 1), "…"],
-            default_reason=row_index["reason"], in_frame=False,
-        ))
+        columns.append(
+            ColumnInfo(
+                name="(column 1, no header)",
+                dtype=str(row_index["dtype"]),
+                role="dropped",
+                reason=row_index["reason"],
+                missing_share=0.0,
+                n_unique=n_rows,
+                examples=[str(row_index["first"]), str(row_index["first"] + 1), "…"],
+                default_reason=row_index["reason"],
+                in_frame=False,
+            )
+        )
     not_keepable: list[str] = []
     for col in df.columns:
         s = df[col]
@@ -1296,7 +1273,10 @@ def _datetime_parts(s: pd.Series, name: str) -> pd.DataFrame:
 
 
 def prepare(
-    df: pd.DataFrame, target: str, task: str = "auto", folds: int = 5,
+    df: pd.DataFrame,
+    target: str,
+    task: str = "auto",
+    folds: int = 5,
     keep_columns: list[str] | None = None,
 ) -> PreparedData:
     """Features and target for the evaluation protocol, or a :class:`DatasetError`.
@@ -1314,9 +1294,7 @@ def prepare(
     profile = profile_table(df, target, task, keep_columns=keep_columns)
     y, task_name, missing = _clean_target(df, target, task)
     keep = df[target].notna()
-    dropped_note = (
-        f" after dropping {missing} row(s) with a missing target" if missing else ""
-    )
+    dropped_note = f" after dropping {missing} row(s) with a missing target" if missing else ""
     n = len(y)
     if task_name == "classification":
         counts = y.astype(str).value_counts()
@@ -1345,15 +1323,13 @@ def prepare(
         )
     in_frame = [info for info in profile.columns if info.in_frame]
     features = [
-        (key, info)
-        for key, info in zip(df.columns, in_frame)
-        if info.role in ("numeric", "categorical", "datetime")
+        (key, info) for key, info in zip(df.columns, in_frame) if info.role in ("numeric", "categorical", "datetime")
     ]
     if not features:
         dropped = [f"{c.name!r} ({c.reason})" for c in profile.dropped()]
         why = f" Dropped: {'; '.join(dropped[:8])}." if dropped else ""
         keepable = [c.name for c in profile.overridable()]
-        fix = (f", or keep one of {_names(keepable)} with the spec's keep_columns" if keepable else "")
+        fix = f", or keep one of {_names(keepable)} with the spec's keep_columns" if keepable else ""
         raise DatasetError(
             f"No usable feature column left besides the target {target!r}.{why} Add feature "
             f"columns (numbers, categories or dates) to the table{fix}."
@@ -1382,12 +1358,9 @@ def prepare(
     if len(set(X.columns)) != X.shape[1]:
         dup = X.columns[X.columns.duplicated()].tolist()
         raise DatasetError(
-            f"Expanding date columns created names that already exist: {_names(dup)}. Rename "
-            "those columns."
+            f"Expanding date columns created names that already exist: {_names(dup)}. Rename those columns."
         )
-    return PreparedData(
-        X=X, y=y_out, task=task_name, numeric=numeric, categorical=categorical, profile=profile
-    )
+    return PreparedData(X=X, y=y_out, task=task_name, numeric=numeric, categorical=categorical, profile=profile)
 
 
 # -- content-addressed store ----------------------------------------------------------------
@@ -1439,7 +1412,7 @@ def check_learnable(df: pd.DataFrame, display: str) -> None:
             useful.append(str(name))
     if len(useful) >= 2:
         return
-    have = (f"only {_names(useful)} varies" if useful else "no column varies")
+    have = f"only {_names(useful)} varies" if useful else "no column varies"
     raise DatasetError(
         f"{display} cannot be used for a study: {have}, and a study needs a target and at least "
         f"one feature column that vary."
@@ -1606,8 +1579,19 @@ GENERIC_TARGET_NAMES = ("target", "label", "labels", "class", "outcome", "respon
 #: diagnosis, second; churn tables: churn). Names that are as often a feature elsewhere
 #: (income, salary, age) are left out: the last-column rule finds them where they are targets.
 DOMAIN_TARGET_NAMES = (
-    "species", "price", "sale_price", "saleprice", "mpg", "miles_per_gallon", "survived",
-    "median_house_value", "medhouseval", "medv", "quality", "diagnosis", "churn",
+    "species",
+    "price",
+    "sale_price",
+    "saleprice",
+    "mpg",
+    "miles_per_gallon",
+    "survived",
+    "median_house_value",
+    "medhouseval",
+    "medv",
+    "quality",
+    "diagnosis",
+    "churn",
 )
 #: Coordinate names: ``y`` beside ``x`` (or ``z``) is a coordinate or a width, not a target
 #: (the diamonds table has x, y and z, the sizes of the stone).

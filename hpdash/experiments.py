@@ -47,8 +47,8 @@ from hpdash import access, config, runner, space
 from hpdash.errors import HpdashError, SpecError, StorageError, StudyNotFoundError
 from hpdash.spec import STRATEGIES, StudySpec, check_name, parse_spec
 from hpdash.storage import open_storage, redact
-from hpdash.strategies import check_comparison
 from hpdash.store import Catalogue
+from hpdash.strategies import check_comparison
 
 DEFAULT_STRATEGIES: tuple[str, ...] = ("grid", "random", "tpe", "gp")
 DEFAULT_REPEATS = 3
@@ -95,7 +95,11 @@ def parse_strategies(value: str | Sequence[str] | None) -> list[str]:
     """``"grid,random,tpe"`` or a list -> a checked list without duplicates, in given order."""
     if value is None:
         return list(DEFAULT_STRATEGIES)
-    items = [s.strip().lower() for s in value.split(",")] if isinstance(value, str) else [str(s).strip().lower() for s in value]
+    items = (
+        [s.strip().lower() for s in value.split(",")]
+        if isinstance(value, str)
+        else [str(s).strip().lower() for s in value]
+    )
     items = [s for s in items if s]
     if not items:
         raise SpecError("Pick at least one strategy to compare.")
@@ -107,8 +111,9 @@ def parse_strategies(value: str | Sequence[str] | None) -> list[str]:
     return items
 
 
-def plan_experiment(spec: StudySpec, strategies: Sequence[str] | str | None = None,
-                    repeats: int = DEFAULT_REPEATS) -> list[StudySpec]:
+def plan_experiment(
+    spec: StudySpec, strategies: Sequence[str] | str | None = None, repeats: int = DEFAULT_REPEATS
+) -> list[StudySpec]:
     """The study specs of an experiment: one per (strategy, seed), same budget and protocol.
 
     Raises ``SpecError`` for bad strategies, repeats or a budget that is not the same for all,
@@ -120,15 +125,15 @@ def plan_experiment(spec: StudySpec, strategies: Sequence[str] | str | None = No
     if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= MAX_REPEATS:
         raise SpecError(f"Repeats must be a whole number from 1 to {MAX_REPEATS}, got {repeats!r}.")
     if spec.n_trials is None and spec.timeout is None:
-        raise SpecError("An experiment needs the same budget for every strategy: set 'n_trials' "
-                        "(and/or 'timeout').")
+        raise SpecError("An experiment needs the same budget for every strategy: set 'n_trials' (and/or 'timeout').")
     n_studies = len(chosen) * repeats
     cap = config.max_experiment_studies()
     if n_studies > cap:
         raise SpecError(
             f"This experiment would create {len(chosen)} strategies x {repeats} repeats = {n_studies} "
             f"studies, over the limit of {cap} studies per experiment (HPDASH_MAX_EXPERIMENT_STUDIES). "
-            "Pick fewer strategies or repeats, or raise HPDASH_MAX_EXPERIMENT_STUDIES.")
+            "Pick fewer strategies or repeats, or raise HPDASH_MAX_EXPERIMENT_STUDIES."
+        )
     _check_trial_total(spec, chosen, repeats)
     # Each strategy's package, and no two strategies that would run the same random trials
     # (a model-based one still in its start-up phase for the whole budget, against random).
@@ -136,8 +141,7 @@ def plan_experiment(spec: StudySpec, strategies: Sequence[str] | str | None = No
     specs = []
     for strategy in chosen:
         for seed in range(spec.seed, spec.seed + repeats):
-            specs.append(spec.replace(name=study_name(spec.name, strategy, seed),
-                                      strategy=strategy, seed=seed))
+            specs.append(spec.replace(name=study_name(spec.name, strategy, seed), strategy=strategy, seed=seed))
     return specs
 
 
@@ -163,7 +167,8 @@ def _check_trial_total(spec: StudySpec, chosen: list[str], repeats: int) -> None
         f"This experiment would run {total:,} trials in all ({len(chosen) * repeats} studies; trials per "
         f"study {parts}; x {repeats} repeats), over the limit of {cap:,} trials per experiment "
         "(HPDASH_MAX_EXPERIMENT_TRIALS). Lower n_trials, pick fewer strategies or repeats, or "
-        "raise HPDASH_MAX_EXPERIMENT_TRIALS.")
+        "raise HPDASH_MAX_EXPERIMENT_TRIALS."
+    )
 
 
 def check_workers(workers: Any) -> int:
@@ -176,7 +181,8 @@ def check_workers(workers: Any) -> int:
             f"{workers} worker processes per study is over this machine's limit of {cap} "
             "(HPDASH_MAX_WORKERS, default: the CPUs this process may use). Use at most "
             f"{cap} workers per study; the experiment runs fewer studies at once instead. Raise "
-            "HPDASH_MAX_WORKERS only if the machine has the cores for it.")
+            "HPDASH_MAX_WORKERS only if the machine has the cores for it."
+        )
     return workers
 
 
@@ -193,7 +199,8 @@ def parallel_limit(workers: int, parallel: int | None = None) -> int:
         raise SpecError(
             f"{parallel} studies at once x {workers} worker(s) each = {parallel * workers} worker "
             f"processes, over this machine's limit of {cap} (HPDASH_MAX_WORKERS). Use --parallel "
-            f"{max(1, cap // workers)} or fewer, or leave it out for that default.")
+            f"{max(1, cap // workers)} or fewer, or leave it out for that default."
+        )
     return parallel
 
 
@@ -206,13 +213,17 @@ def grid_note(grid_order: dict[str, Any] | None, n_trials: int | None, seed: int
     seeded = f" (seed {seed})" if seed is not None else ""
     order = grid_order.get("order", "seeded random permutation")
     if grid_order.get("cut"):
-        return (f"The grid has {size} points, more than the budget of {budget} trials: the points are "
-                f"visited in a {order}{seeded} and the first {budget} are run, so this grid study "
-                f"covers a random {budget}/{size} subset of the grid.")
+        return (
+            f"The grid has {size} points, more than the budget of {budget} trials: the points are "
+            f"visited in a {order}{seeded} and the first {budget} are run, so this grid study "
+            f"covers a random {budget}/{size} subset of the grid."
+        )
     if n_trials is not None and size < n_trials:
-        return (f"The grid has {size} points, fewer than the budget of {n_trials} trials: every point "
-                f"is run once (in a {order}{seeded}) and the study stops after {size} trials; its "
-                "best-so-far stays flat after that.")
+        return (
+            f"The grid has {size} points, fewer than the budget of {n_trials} trials: every point "
+            f"is run once (in a {order}{seeded}) and the study stops after {size} trials; its "
+            "best-so-far stays flat after that."
+        )
     return f"The grid has {size} points, all run once, in a {order}{seeded}."
 
 
@@ -221,8 +232,12 @@ def experiment_exists(name: str, storage: str | None = None) -> bool:
     return Catalogue(config.catalogue_path(storage)).get_experiment(name) is not None
 
 
-def create_experiment(spec: StudySpec, strategies: Sequence[str] | str | None = None,
-                      repeats: int = DEFAULT_REPEATS, storage: str | None = None) -> Experiment:
+def create_experiment(
+    spec: StudySpec,
+    strategies: Sequence[str] | str | None = None,
+    repeats: int = DEFAULT_REPEATS,
+    storage: str | None = None,
+) -> Experiment:
     """Create the S x R studies (with their budget slots) and record the experiment.
 
     Everything is checked before anything is created: the ID, the size caps, the workers per
@@ -251,8 +266,12 @@ def create_experiment(spec: StudySpec, strategies: Sequence[str] | str | None = 
     chosen = parse_strategies(strategies)
     runs = [ExperimentRun(s.name, s.strategy, s.seed) for s in specs]
     Catalogue(config.catalogue_path(storage)).add_experiment(
-        {"name": spec.name, "spec_json": json.dumps(spec.to_dict()), "strategies": json.dumps(chosen),
-         "repeats": repeats},
+        {
+            "name": spec.name,
+            "spec_json": json.dumps(spec.to_dict()),
+            "strategies": json.dumps(chosen),
+            "repeats": repeats,
+        },
         [{"experiment": spec.name, "study": r.study, "strategy": r.strategy, "seed": r.seed} for r in runs],
     )
     return load_experiment(spec.name, storage)
@@ -274,8 +293,14 @@ def load_experiment(name: str, storage: str | None = None) -> Experiment:
     order = {s: i for i, s in enumerate(chosen)}
     runs = [ExperimentRun(r["study"], r["strategy"], int(r["seed"])) for r in catalogue.experiment_studies(name)]
     runs.sort(key=lambda r: (order.get(r.strategy, len(order)), r.seed))
-    return Experiment(name=name, spec=parse_spec(json.loads(row["spec_json"])), strategies=chosen,
-                      repeats=int(row["repeats"]), runs=runs, created_at=row.get("created_at"))
+    return Experiment(
+        name=name,
+        spec=parse_spec(json.loads(row["spec_json"])),
+        strategies=chosen,
+        repeats=int(row["repeats"]),
+        runs=runs,
+        created_at=row.get("created_at"),
+    )
 
 
 def _interleaved(experiment: Experiment) -> list[ExperimentRun]:
@@ -334,10 +359,18 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _run_queue(experiment: Experiment, storage: str | None, workers: int, limit: int, *,
-               poll: Callable[[], None] | None = None, interval: float = 0.5,
-               tick: Callable[[], None] | None = None, halt: threading.Event | None = None,
-               say: Callable[[str], None] | None = None) -> list[int]:
+def _run_queue(
+    experiment: Experiment,
+    storage: str | None,
+    workers: int,
+    limit: int,
+    *,
+    poll: Callable[[], None] | None = None,
+    interval: float = 0.5,
+    tick: Callable[[], None] | None = None,
+    halt: threading.Event | None = None,
+    say: Callable[[str], None] | None = None,
+) -> list[int]:
     """The queue's loop: keep up to ``limit`` studies running, each with ``workers`` worker
     processes, until none is left to start and none runs. Before each launch the study's own
     state and stop flag and the experiment's stop request are read again, so a stopped study
@@ -380,8 +413,10 @@ def _run_queue(experiment: Experiment, storage: str | None, workers: int, limit:
                     say(f"{run.study}: not started, it was deleted")
                     continue
                 active.append((run.study, group))
-                say(f"{run.study}: started {workers} worker(s) ({len(active)} of at most {limit} running, "
-                    f"{len(pending)} queued)")
+                say(
+                    f"{run.study}: started {workers} worker(s) ({len(active)} of at most {limit} running, "
+                    f"{len(pending)} queued)"
+                )
                 # launch_workers clears the study's stop flag; a stop of the whole experiment
                 # that came in meanwhile is in the catalogue, so it is honoured here.
                 if _stop_requested(catalogue, experiment.name):
@@ -403,9 +438,17 @@ def _run_queue(experiment: Experiment, storage: str | None, workers: int, limit:
     return codes
 
 
-def run_queue(name: str, storage: str | None = None, workers: int = 1, parallel: int | None = None,
-              *, poll: Callable[[], None] | None = None, interval: float = 0.5,
-              halt: threading.Event | None = None, say: Callable[[str], None] | None = None) -> list[int]:
+def run_queue(
+    name: str,
+    storage: str | None = None,
+    workers: int = 1,
+    parallel: int | None = None,
+    *,
+    poll: Callable[[], None] | None = None,
+    interval: float = 0.5,
+    halt: threading.Event | None = None,
+    say: Callable[[str], None] | None = None,
+) -> list[int]:
     """Run the experiment's studies in this process, at most ``parallel_limit(workers,
     parallel)`` at a time, and wait until none is left to start and none runs.
 
@@ -427,11 +470,21 @@ def run_queue(name: str, storage: str | None = None, workers: int = 1, parallel:
         raise SpecError(
             f"Experiment {name!r} is already being run by queue process {row.get('pid')} on "
             f"{row.get('host')}. Wait for it to end (the Compare page shows its progress), or "
-            "stop the experiment first.")
+            "stop the experiment first."
+        )
     now = time.time()
     started = row["started"] if own and row.get("started") and row.get("ended") is None else now
-    catalogue.set_experiment_queue(name, pid=pid, host=host, started=started, last_seen=now, ended=None,
-                                   error=None, workers=workers, parallel=limit)
+    catalogue.set_experiment_queue(
+        name,
+        pid=pid,
+        host=host,
+        started=started,
+        last_seen=now,
+        ended=None,
+        error=None,
+        workers=workers,
+        parallel=limit,
+    )
     say = say or (lambda _text: None)
     beat = [now]
 
@@ -451,8 +504,9 @@ def run_queue(name: str, storage: str | None = None, workers: int = 1, parallel:
             say(f"could not record the end of the queue: {exc}")
 
     try:
-        codes = _run_queue(experiment, storage, workers, limit, poll=poll, interval=interval, tick=tick,
-                           halt=halt, say=say)
+        codes = _run_queue(
+            experiment, storage, workers, limit, poll=poll, interval=interval, tick=tick, halt=halt, say=say
+        )
     except BaseException as exc:
         finish(_describe(exc))
         raise
@@ -461,9 +515,14 @@ def run_queue(name: str, storage: str | None = None, workers: int = 1, parallel:
     return codes
 
 
-def run_experiment(name: str, storage: str | None = None, workers: int = 1,
-                   parallel: int | None = None, poll: Callable[[], None] | None = None,
-                   interval: float = 0.5) -> list[int]:
+def run_experiment(
+    name: str,
+    storage: str | None = None,
+    workers: int = 1,
+    parallel: int | None = None,
+    poll: Callable[[], None] | None = None,
+    interval: float = 0.5,
+) -> list[int]:
     """Run every study of the experiment to its end and wait (the CLI's headless mode).
 
     At most ``parallel`` studies run at the same time (default: ``config.max_workers()``
@@ -490,12 +549,22 @@ def launch_experiment(name: str, storage: str | None = None, workers: int = 1) -
     if queue_alive(row):
         raise SpecError(
             f"Experiment {name!r} is already being run by queue process {row.get('pid')} on "  # type: ignore[union-attr]
-            f"{row.get('host')}. Wait for it to end, or stop the experiment first.")  # type: ignore[union-attr]
+            f"{row.get('host')}. Wait for it to end, or stop the experiment first."
+        )  # type: ignore[union-attr]
     url = config.storage_url(storage)
     log_path = queue_log_path(name)
-    catalogue.set_experiment_queue(name, pid=None, host=socket.gethostname(), started=time.time(),
-                                   last_seen=None, ended=None, error=None, workers=workers,
-                                   parallel=limit, log=str(log_path))
+    catalogue.set_experiment_queue(
+        name,
+        pid=None,
+        host=socket.gethostname(),
+        started=time.time(),
+        last_seen=None,
+        ended=None,
+        error=None,
+        workers=workers,
+        parallel=limit,
+        log=str(log_path),
+    )
     env = {**os.environ, "HPDASH_DATA_DIR": str(config.data_dir()), "HPDASH_STORAGE": url}
     command = [sys.executable, "-m", "hpdash", "queue", name, "--workers", str(workers)]
     if redact(url) == url:  # a URL with a password goes by the environment only, not into `ps`
@@ -504,13 +573,18 @@ def launch_experiment(name: str, storage: str | None = None, workers: int = 1) -
         with open(log_path, "ab") as out:
             proc = subprocess.Popen(
                 command,
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
                 start_new_session=True,
             )
     except OSError as exc:
-        message = (f"Could not start the queue process of experiment {name!r}: {exc.strerror or exc}. "
-                   f"Its studies are created; start them with: python -m hpdash queue {name} "
-                   f"--workers {workers}")
+        message = (
+            f"Could not start the queue process of experiment {name!r}: {exc.strerror or exc}. "
+            f"Its studies are created; start them with: python -m hpdash queue {name} "
+            f"--workers {workers}"
+        )
         catalogue.set_experiment_queue(name, ended=time.time(), error=message)
         raise StorageError(message) from exc
     catalogue.set_experiment_queue(name, pid=proc.pid)
@@ -548,10 +622,14 @@ class LaunchedExperiment:
         return self.processes[0]
 
 
-def compare_strategies(spec: StudySpec, strategies: Sequence[str] | str | None = DEFAULT_STRATEGIES,
-                       repeats: int = DEFAULT_REPEATS, workers: int = 1,
-                       storage: str | None = None) -> LaunchedExperiment:
-    """"Compare strategies" on the New study page: create the S x R studies and queue them.
+def compare_strategies(
+    spec: StudySpec,
+    strategies: Sequence[str] | str | None = DEFAULT_STRATEGIES,
+    repeats: int = DEFAULT_REPEATS,
+    workers: int = 1,
+    storage: str | None = None,
+) -> LaunchedExperiment:
+    """ "Compare strategies" on the New study page: create the S x R studies and queue them.
 
     ``spec.name`` becomes the experiment ID, ``spec.strategy`` is ignored and ``spec.seed`` is
     the first seed; every study records ``workers`` as its workers. One detached queue process
@@ -636,8 +714,7 @@ class ExperimentProgress:
         return self.queued > 0 and not self.queue_alive
 
 
-_PROGRESS_KEYS = (runner.STATE_ATTR, runner.STOP_ATTR, runner.STARTED_ATTR, runner.BUDGET_ATTR,
-                  runner.ERROR_ATTR)
+_PROGRESS_KEYS = (runner.STATE_ATTR, runner.STOP_ATTR, runner.STARTED_ATTR, runner.BUDGET_ATTR, runner.ERROR_ATTR)
 
 
 def _batch_attrs(store: Any, names: list[str]) -> dict[str, dict[str, Any]]:
@@ -650,8 +727,9 @@ def _batch_attrs(store: Any, names: list[str]) -> dict[str, dict[str, Any]]:
     ).bindparams(sqlalchemy.bindparam("keys", expanding=True), sqlalchemy.bindparam("names", expanding=True))
     out: dict[str, dict[str, Any]] = {}
     with store.engine.connect() as conn:
-        rows = conn.execute(query, {"keys": list(_PROGRESS_KEYS), "workers": f"{runner.WORKER_PREFIX}%",
-                                    "names": names}).all()
+        rows = conn.execute(
+            query, {"keys": list(_PROGRESS_KEYS), "workers": f"{runner.WORKER_PREFIX}%", "names": names}
+        ).all()
     for study, key, value in rows:
         attrs = out.setdefault(study, {})
         if key is not None:
@@ -682,8 +760,11 @@ def _progress_state(attrs: dict[str, Any], now: float) -> str:
         return "running"
     started = attrs.get(runner.STARTED_ATTR)
     # Workers take a few seconds to import and register after a launch.
-    if started is not None and now - float(started) < runner.WORKER_LOST_SECONDS and not any(
-            float(w.get("started", 0)) >= float(started) for w in workers):
+    if (
+        started is not None
+        and now - float(started) < runner.WORKER_LOST_SECONDS
+        and not any(float(w.get("started", 0)) >= float(started) for w in workers)
+    ):
         return "running"
     return "check trials"
 
@@ -718,15 +799,19 @@ def experiment_progress(name: str, storage: str | None = None, *, store: Any = N
                 budgeted = attrs[study].get(runner.BUDGET_ATTR) is not None
                 states[study] = "finished" if budgeted and not open_trials.get(study) else "lost"
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise StorageError(f"Could not read the progress of experiment {name!r} from "
-                           f"{redact(config.storage_url(storage))}: {exc}. Try again in a moment.") from exc
+        raise StorageError(
+            f"Could not read the progress of experiment {name!r} from "
+            f"{redact(config.storage_url(storage))}: {exc}. Try again in a moment."
+        ) from exc
     finally:
         if opened:
             store.engine.dispose()
-    errors = {study: str(attrs[study][runner.ERROR_ATTR]) for study, state in states.items()
-              if state == "failed" and attrs.get(study, {}).get(runner.ERROR_ATTR)}
-    return ExperimentProgress(name=name, states=states, errors=errors, queue=queue,
-                              queue_alive=queue_alive(queue))
+    errors = {
+        study: str(attrs[study][runner.ERROR_ATTR])
+        for study, state in states.items()
+        if state == "failed" and attrs.get(study, {}).get(runner.ERROR_ATTR)
+    }
+    return ExperimentProgress(name=name, states=states, errors=errors, queue=queue, queue_alive=queue_alive(queue))
 
 
 @dataclass
@@ -761,9 +846,14 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def experiment_budget(spec: StudySpec, strategies: Sequence[str] | str | None = None,
-                      repeats: int = DEFAULT_REPEATS, per_trial_s: float | None = None,
-                      parallel: int = 1, grid_size: int | None = None) -> ExperimentBudget:
+def experiment_budget(
+    spec: StudySpec,
+    strategies: Sequence[str] | str | None = None,
+    repeats: int = DEFAULT_REPEATS,
+    per_trial_s: float | None = None,
+    parallel: int = 1,
+    grid_size: int | None = None,
+) -> ExperimentBudget:
     """Trials per study and, given the time of one trial, the experiment's wall time.
 
     ``grid_size`` is the number of grid points (``space.grid_size`` summed over the models);

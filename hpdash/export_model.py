@@ -31,9 +31,10 @@ import hashlib
 import io
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from hpdash import config
 from hpdash.errors import SpecError, StorageError
@@ -95,12 +96,19 @@ def model_files(name: str) -> ModelFiles:
     path would resolve outside the models folder."""
     folder = config.models_dir().resolve()
     stem = file_stem(name)
-    files = ModelFiles(stem=stem, folder=folder, joblib=folder / f"{stem}.joblib",
-                       skops=folder / f"{stem}.skops", digest=folder / f"{stem}.joblib.sha256")
+    files = ModelFiles(
+        stem=stem,
+        folder=folder,
+        joblib=folder / f"{stem}.joblib",
+        skops=folder / f"{stem}.skops",
+        digest=folder / f"{stem}.joblib.sha256",
+    )
     for path in (files.joblib, files.skops, files.digest):
         if path.parent.resolve() != folder or path.name in ("", ".", ".."):
-            raise StorageError(f"The model file name {path.name!r} leaves {folder}; it was not used. "
-                               "Rename the study to letters, digits, '.', '_' and '-'.")
+            raise StorageError(
+                f"The model file name {path.name!r} leaves {folder}; it was not used. "
+                "Rename the study to letters, digits, '.', '_' and '-'."
+            )
     return files
 
 
@@ -140,8 +148,10 @@ def _write_atomic(target: Path, data: bytes) -> None:
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise StorageError(f"Could not write the model file {target}: {exc.strerror or exc}. "
-                           "Check that the disk has space and the data directory is writable.") from exc
+        raise StorageError(
+            f"Could not write the model file {target}: {exc.strerror or exc}. "
+            "Check that the disk has space and the data directory is writable."
+        ) from exc
 
 
 def _sha256(path: Path) -> str:
@@ -194,15 +204,20 @@ def save_skops(model: Any, path: str | Path) -> str:
 
 def _skops_current(files: ModelFiles) -> bool:
     """Whether the skops copy exists and is not older than the joblib file it was made from."""
-    return (_regular(files.skops, files.folder) and _regular(files.joblib, files.folder)
-            and files.skops.stat().st_mtime >= files.joblib.stat().st_mtime)
+    return (
+        _regular(files.skops, files.folder)
+        and _regular(files.joblib, files.folder)
+        and files.skops.stat().st_mtime >= files.joblib.stat().st_mtime
+    )
 
 
 def _joblib_file(name: str) -> ModelFiles:
     files = model_files(name)
     if not _regular(files.joblib, files.folder):
-        raise StorageError(f"The model file {files.joblib.name} of study {name!r} is missing from "
-                           f"{files.folder}. Refit to create it again.")
+        raise StorageError(
+            f"The model file {files.joblib.name} of study {name!r} is missing from "
+            f"{files.folder}. Refit to create it again."
+        )
     return files
 
 
@@ -218,12 +233,14 @@ def _verified_model(files: ModelFiles) -> Any:
     if expected is None:
         raise StorageError(
             f"The model file {files.joblib.name} has no digest file ({files.digest.name}) from "
-            "its refit, so it was not loaded. Refit the study to write both again.")
+            "its refit, so it was not loaded. Refit the study to write both again."
+        )
     if hashlib.sha256(data).hexdigest() != expected:
         raise StorageError(
             f"The model file {files.joblib.name} is not the one this study's refit wrote (its "
             f"SHA-256 differs from {files.digest.name}), so it was not loaded. Refit again to "
-            "make a new one.")
+            "make a new one."
+        )
     return joblib.load(io.BytesIO(data))
 
 
@@ -324,10 +341,22 @@ def model_downloads(name: str, refit_info: dict[str, Any] | None) -> list[dict[s
         return []
     skops_ready = _skops_current(files)
     return [
-        {"format": "skops", "path": str(files.skops), "file_name": files.skops.name, "ready": skops_ready,
-         "sha256": _sha256(files.skops) if skops_ready else None, "recorded_sha256": None,
-         "note": FORMATS["skops"]},
-        {"format": "joblib", "path": str(files.joblib), "file_name": files.joblib.name, "ready": True,
-         "sha256": recorded_digest(files), "recorded_sha256": refit_info.get("sha256"),
-         "note": FORMATS["joblib"]},
+        {
+            "format": "skops",
+            "path": str(files.skops),
+            "file_name": files.skops.name,
+            "ready": skops_ready,
+            "sha256": _sha256(files.skops) if skops_ready else None,
+            "recorded_sha256": None,
+            "note": FORMATS["skops"],
+        },
+        {
+            "format": "joblib",
+            "path": str(files.joblib),
+            "file_name": files.joblib.name,
+            "ready": True,
+            "sha256": recorded_digest(files),
+            "recorded_sha256": refit_info.get("sha256"),
+            "note": FORMATS["joblib"],
+        },
     ]

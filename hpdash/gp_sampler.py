@@ -170,7 +170,8 @@ class _Encoder:
         names = sorted(search_space)  # sorted: the same space gives the same dimensions
         model = search_space.get(MODEL_PARAM)
         self.model_choices: tuple[Any, ...] | None = (
-            tuple(model.choices) if isinstance(model, CategoricalDistribution) else None)
+            tuple(model.choices) if isinstance(model, CategoricalDistribution) else None
+        )
         owners = {c for c in self.model_choices or () if isinstance(c, str)}
         self.columns: list[_Column] = []
         start = 0
@@ -183,8 +184,9 @@ class _Encoder:
             start += column.width
         self.dims = start
         self.space = dict(search_space)
-        self._model_column = next((c for c in self.columns if c.name == MODEL_PARAM), None) \
-            if self.model_choices is not None else None
+        self._model_column = (
+            next((c for c in self.columns if c.name == MODEL_PARAM), None) if self.model_choices is not None else None
+        )
         self.blank = np.zeros(self.dims)
         for c in self.columns:
             if not c.categorical:
@@ -196,7 +198,7 @@ class _Encoder:
         c = self._model_column
         if c is None:
             return None
-        return np.argmax(X[:, c.start:c.start + c.width], axis=1)
+        return np.argmax(X[:, c.start : c.start + c.width], axis=1)
 
     def _active_rows(self, column: _Column, models: np.ndarray | None, n: int) -> np.ndarray:
         if column.owner is None or models is None:
@@ -234,8 +236,11 @@ class _Encoder:
                     except ValueError:  # not one of the choices: treated as unused
                         continue
                     X[i, c.start + index] = 1.0
-                elif isinstance(value, (int, float)) and not isinstance(value, bool) \
-                        and c.dist.low <= value <= c.dist.high:
+                elif (
+                    isinstance(value, (int, float))
+                    and not isinstance(value, bool)
+                    and c.dist.low <= value <= c.dist.high
+                ):
                     X[i, c.start] = _to_unit(c.dist, np.array([float(value)]))[0]
         return X
 
@@ -248,7 +253,7 @@ class _Encoder:
             if c.owner is not None and c.owner != model:
                 continue
             if c.categorical:
-                params[c.name] = c.dist.to_external_repr(int(np.argmax(x[c.start:c.start + c.width])))
+                params[c.name] = c.dist.to_external_repr(int(np.argmax(x[c.start : c.start + c.width])))
             else:
                 value = float(_to_value(c.dist, np.array([x[c.start]]))[0])
                 params[c.name] = int(round(value)) if isinstance(c.dist, IntDistribution) else value
@@ -289,11 +294,12 @@ class _Encoder:
 
 # ------------------------------------------------------------------------------ the surrogate
 def _fit_gp(X: np.ndarray, y: np.ndarray) -> GaussianProcessRegressor:
-    kernel = (ConstantKernel(1.0, (1e-2, 1e2))
-              * Matern(length_scale=np.full(X.shape[1], 0.5), length_scale_bounds=LENGTH_SCALE_BOUNDS, nu=2.5)
-              + WhiteKernel(1e-2, (1e-6, 1.0)))
-    gp = GaussianProcessRegressor(kernel=kernel, normalize_y=False, n_restarts_optimizer=FIT_RESTARTS,
-                                  random_state=FIT_RANDOM_STATE)
+    kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(
+        length_scale=np.full(X.shape[1], 0.5), length_scale_bounds=LENGTH_SCALE_BOUNDS, nu=2.5
+    ) + WhiteKernel(1e-2, (1e-6, 1.0))
+    gp = GaussianProcessRegressor(
+        kernel=kernel, normalize_y=False, n_restarts_optimizer=FIT_RESTARTS, random_state=FIT_RANDOM_STATE
+    )
     with warnings.catch_warnings():
         # A kernel hyperparameter at its bound (the length scale of a dimension that does not
         # matter at 100, the noise of an exact objective at 1e-6) is a fitted value, not a
@@ -341,7 +347,7 @@ class Surrogate:
         """Standardised posterior mean and std of the objective itself (noise removed)."""
         mean, std = self.gp.predict(X, return_std=True)
         noise = float(self.gp.kernel_.k2.noise_level)
-        return mean, np.sqrt(np.maximum(std ** 2 - noise, MIN_VARIANCE))
+        return mean, np.sqrt(np.maximum(std**2 - noise, MIN_VARIANCE))
 
     def _ei(self, X: np.ndarray) -> np.ndarray:
         mean, std = self._latent(X)
@@ -376,7 +382,9 @@ class Surrogate:
             if dims.size == 0:
                 continue
 
-            def negative_ei(z: np.ndarray, start: np.ndarray = start, dims: np.ndarray = dims) -> tuple[float, np.ndarray]:
+            def negative_ei(
+                z: np.ndarray, start: np.ndarray = start, dims: np.ndarray = dims
+            ) -> tuple[float, np.ndarray]:
                 # -EI and its forward-difference gradient from one prediction of d + 1 points:
                 # scipy's own finite differences would predict one point at a time.
                 X = np.tile(start, (dims.size + 1, 1))
@@ -386,8 +394,14 @@ class Surrogate:
                 values = -self._ei(X)
                 return float(values[0]), (values[1:] - values[0]) / steps
 
-            result = minimize(negative_ei, start[dims], jac=True, method="L-BFGS-B",
-                              bounds=[(0.0, 1.0)] * dims.size, options={"maxiter": REFINE_ITERATIONS})
+            result = minimize(
+                negative_ei,
+                start[dims],
+                jac=True,
+                method="L-BFGS-B",
+                bounds=[(0.0, 1.0)] * dims.size,
+                options={"maxiter": REFINE_ITERATIONS},
+            )
             x = start.copy()
             x[dims] = result.x
             x = enc.snap(x[None, :])[0]
@@ -400,8 +414,7 @@ class Surrogate:
 
 # ------------------------------------------------------------------------------ the sampler
 def _completed(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    return [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
-            and math.isfinite(t.value)]
+    return [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
 
 
 def _union_space(trials: Sequence[FrozenTrial]) -> dict[str, BaseDistribution]:
@@ -476,8 +489,9 @@ class GPSampler(optuna.samplers.BaseSampler):
             return {}
         return _union_space(completed)
 
-    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
         if not search_space:
             return {}
         self._raise_error_if_multi_objective(study)
@@ -486,22 +500,33 @@ class GPSampler(optuna.samplers.BaseSampler):
         if self._in_startup(completed):
             return {}
         encoder = _Encoder(search_space)
-        pending = [t for t in trials if t.state == TrialState.RUNNING and t.number != trial.number
-                   and encoder.is_complete(t.params)]
-        surrogate = _build(search_space, _fit_selection(completed, study.direction), pending,
-                           study.direction, self._seed, trial.number)
+        pending = [
+            t
+            for t in trials
+            if t.state == TrialState.RUNNING and t.number != trial.number and encoder.is_complete(t.params)
+        ]
+        surrogate = _build(
+            search_space, _fit_selection(completed, study.direction), pending, study.direction, self._seed, trial.number
+        )
         mean, std = surrogate.predict([surrogate.next_params])
-        record = {"fitted_on": surrogate.fitted_on, "pending": surrogate.pending, "seed": self._seed,
-                  "space": sorted(search_space), "mean": float(mean[0]), "std": float(std[0]),
-                  "expected_improvement": surrogate.next_expected_improvement}
+        record = {
+            "fitted_on": surrogate.fitted_on,
+            "pending": surrogate.pending,
+            "seed": self._seed,
+            "space": sorted(search_space),
+            "mean": float(mean[0]),
+            "std": float(std[0]),
+            "expected_improvement": surrogate.next_expected_improvement,
+        }
         # What Optuna's own samplers do to keep per-trial state (CmaEsSampler, QMCSampler):
         # Optuna has no public call for a sampler to write on the trial it samples.
         study._storage.set_trial_system_attr(trial._trial_id, GP_ATTR, record)
         self.last_surrogate = surrogate
         return surrogate.next_params
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
         return self._random.sample_independent(study, trial, param_name, param_distribution)
 
     def surrogate(self, study: optuna.Study, up_to: int | None = None) -> Surrogate | None:
@@ -523,8 +548,9 @@ class GPSampler(optuna.samplers.BaseSampler):
             earlier = [t for t in trials if t.number < k]
             space: dict[str, BaseDistribution] = {}
             for name in record["space"]:
-                space[name] = next(t.distributions[name] for t in [*fitted, *pending, *earlier]
-                                   if name in t.distributions)
+                space[name] = next(
+                    t.distributions[name] for t in [*fitted, *pending, *earlier] if name in t.distributions
+                )
             return _build(space, fitted, pending, study.direction, int(record["seed"]), k)
         completed = _completed([t for t in trials if t.number < k])
         if not completed:
@@ -535,8 +561,14 @@ class GPSampler(optuna.samplers.BaseSampler):
         return _build(space, _fit_selection(completed, study.direction), [], study.direction, self._seed, k)
 
 
-def _build(space: dict[str, BaseDistribution], fitted: list[FrozenTrial], pending: list[FrozenTrial],
-           direction: StudyDirection, seed: int, trial_number: int) -> Surrogate:
+def _build(
+    space: dict[str, BaseDistribution],
+    fitted: list[FrozenTrial],
+    pending: list[FrozenTrial],
+    direction: StudyDirection,
+    seed: int,
+    trial_number: int,
+) -> Surrogate:
     """Fit the GP on ``fitted`` (and ``pending`` at the worst value) and find its EI maximum."""
     # The GP's matrices are small (at most MAX_FIT_TRIALS rows): several BLAS threads only
     # contend with each other and with the other processes' fits, so the GP uses one.
@@ -544,8 +576,14 @@ def _build(space: dict[str, BaseDistribution], fitted: list[FrozenTrial], pendin
         return _build_unlimited(space, fitted, pending, direction, seed, trial_number)
 
 
-def _build_unlimited(space: dict[str, BaseDistribution], fitted: list[FrozenTrial], pending: list[FrozenTrial],
-                     direction: StudyDirection, seed: int, trial_number: int) -> Surrogate:
+def _build_unlimited(
+    space: dict[str, BaseDistribution],
+    fitted: list[FrozenTrial],
+    pending: list[FrozenTrial],
+    direction: StudyDirection,
+    seed: int,
+    trial_number: int,
+) -> Surrogate:
     encoder = _Encoder(space)
     sign = 1.0 if direction == StudyDirection.MAXIMIZE else -1.0
     y = sign * np.array([t.value for t in fitted], dtype=float)
@@ -557,8 +595,18 @@ def _build_unlimited(space: dict[str, BaseDistribution], fitted: list[FrozenTria
     X_obs = encoder.encode([t.params for t in fitted])
     X = np.vstack([X_obs, encoder.encode([t.params for t in pending])])
     y_fit = np.concatenate([y_obs, np.full(len(pending), y_obs.min())])
-    surrogate = Surrogate(space, _fit_gp(X, y_fit), [t.number for t in fitted], [t.number for t in pending],
-                          seed, trial_number, direction, y_mean, y_std, _encoder=encoder)
+    surrogate = Surrogate(
+        space,
+        _fit_gp(X, y_fit),
+        [t.number for t in fitted],
+        [t.number for t in pending],
+        seed,
+        trial_number,
+        direction,
+        y_mean,
+        y_std,
+        _encoder=encoder,
+    )
     surrogate.incumbent = float(surrogate._latent(X_obs)[0].max())
     surrogate._maximise(X_obs, y_obs)
     return surrogate

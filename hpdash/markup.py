@@ -45,9 +45,7 @@ _CONTROLS = {code: " " for code in (*range(0x00, 0x20), *range(0x7F, 0xA0), 0x20
 # Where the text pass of Streamlit's autolinks and emoji would start (its patterns use ASCII
 # \w): "www" before ".", "http"/"https" before "://", an address character before "@", and the
 # ":" opening ":name:".
-_LINK_STARTS = re.compile(
-    r"(?i)(?<=www)(?=\.)|(?<=http)(?=://)|(?<=https)(?=://)|(?<=[-.\w+])(?=@)", re.ASCII
-)
+_LINK_STARTS = re.compile(r"(?i)(?<=www)(?=\.)|(?<=http)(?=://)|(?<=https)(?=://)|(?<=[-.\w+])(?=@)", re.ASCII)
 _SHORTCODE_START = re.compile(r"(?<=:)(?=[\w+-][\w+-]*:)", re.ASCII)
 
 # Link targets a note may keep, checked on markdown-it's normalised URL (entities decoded,
@@ -84,8 +82,7 @@ def escape(text: Any) -> str:
         return ""
     plain = _LINK_STARTS.sub(WORD_JOINER, plain)
     plain = _SHORTCODE_START.sub(WORD_JOINER, plain)
-    body = "".join("\\" + ch if ch in _ASCII_PUNCTUATION and ch not in _PLAIN_INSIDE else ch
-                   for ch in plain)
+    body = "".join("\\" + ch if ch in _ASCII_PUNCTUATION and ch not in _PLAIN_INSIDE else ch for ch in plain)
     body = _LIST_START.sub(lambda m: m.group(1) + ("\\-" if m.group(2) else m.group(3) + "\\."), body, count=1)
     stripped = body.strip(" ")
     if not stripped:
@@ -206,6 +203,8 @@ def note_html(markdown_text: Any) -> str:
             token.children = _safe_inline(token.children, Token, as_text)
     html = md.renderer.render(tokens, md.options, env)
     if cut:
-        html += (f"<p><em>(The note is longer than {MAX_NOTE_CHARS:,} characters; only the "
-                 "first part is shown. Shorten it to see all of it.)</em></p>\n")
+        html += (
+            f"<p><em>(The note is longer than {MAX_NOTE_CHARS:,} characters; only the "
+            "first part is shown. Shorten it to see all of it.)</em></p>\n"
+        )
     return html

@@ -24,7 +24,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -204,10 +204,7 @@ KERNEL_NAMES: tuple[str, ...] = tuple(_KERNELS)
 
 def _kernel_entry(value: Any) -> tuple[tuple[str, ...], str, Callable[[], Kernel]]:
     if not isinstance(value, str) or value not in _KERNELS:
-        raise SpecError(
-            f"hyperparameter 'kernel': unknown kernel {value!r}; "
-            f"use one of: {', '.join(KERNEL_NAMES)}"
-        )
+        raise SpecError(f"hyperparameter 'kernel': unknown kernel {value!r}; use one of: {', '.join(KERNEL_NAMES)}")
     return _KERNELS[value]
 
 
@@ -254,9 +251,7 @@ def layers_from_text(value: Any) -> tuple[int, ...]:
     if not 1 <= len(sizes) <= MAX_LAYERS:
         raise SpecError(f"{where}: {value!r} has {len(sizes)} layers; use 1 to {MAX_LAYERS}")
     if any(not 1 <= size <= MAX_LAYER_SIZE for size in sizes):
-        raise SpecError(
-            f"{where}: {value!r} has a layer size outside 1..{MAX_LAYER_SIZE}"
-        )
+        raise SpecError(f"{where}: {value!r} has a layer size outside 1..{MAX_LAYER_SIZE}")
     return sizes
 
 
@@ -582,8 +577,7 @@ _FAMILIES: tuple[ModelFamily, ...] = (
     ModelFamily(
         key="gaussian_process",
         label="Gaussian process",
-        description="A kernel model with uncertainty; the kernel is chosen by name. "
-        "Slow above a few thousand rows.",
+        description="A kernel model with uncertainty; the kernel is chosen by name. Slow above a few thousand rows.",
         classifier=GaussianProcessClassifier,
         regressor=GaussianProcessRegressor,
         spaces={
@@ -640,9 +634,7 @@ def get_family(key: str) -> ModelFamily:
         return REGISTRY[key]
     except (KeyError, TypeError):
         hint = _did_you_mean(key, list(REGISTRY)) if isinstance(key, str) else ""
-        raise SpecError(
-            f"unknown model {key!r}{hint}; use one of: {', '.join(REGISTRY)}"
-        ) from None
+        raise SpecError(f"unknown model {key!r}{hint}; use one of: {', '.join(REGISTRY)}") from None
 
 
 def models_for_task(task: str) -> list[str]:
@@ -684,7 +676,7 @@ def parse_model_space(key: str, task: str, raw: Mapping[str, Any] | None) -> Sea
     return space
 
 
-@lru_cache(maxsize=None)
+@cache
 def estimator_params(cls: type) -> tuple[str, ...]:
     """The parameter names of an estimator class (from ``get_params()``), sorted."""
     return tuple(sorted(cls().get_params(deep=False)))
@@ -693,8 +685,7 @@ def estimator_params(cls: type) -> tuple[str, ...]:
 def _check_name(family: ModelFamily, cls: type, name: str) -> None:
     if name == SEEDED_PARAM:
         raise SpecError(
-            f"hyperparameter {SEEDED_PARAM!r} of model {family.key!r} cannot be searched; "
-            "it is set from the study seed"
+            f"hyperparameter {SEEDED_PARAM!r} of model {family.key!r} cannot be searched; it is set from the study seed"
         )
     if name in family.data_params:
         raise SpecError(
@@ -737,10 +728,7 @@ def validate_space(key: str, task: str, space: SearchSpace) -> None:
         _check_name(family, cls, name)
         converter = family.converters.get(name)
         if converter is not None and hp.type != "categorical":
-            raise SpecError(
-                f"hyperparameter {name!r} of model {key!r} must be categorical "
-                f"({converter.description})"
-            )
+            raise SpecError(f"hyperparameter {name!r} of model {key!r} must be categorical ({converter.description})")
         candidates = list(hp.choices or ()) if hp.type == "categorical" else [hp.low, hp.high]
         for value in candidates:
             if converter is not None:
@@ -757,9 +745,7 @@ def _converted(family: ModelFamily, cls: type, params: Mapping[str, Any]) -> dic
     return out
 
 
-def make_estimator(
-    key: str, task: str, params: Mapping[str, Any], seed: int | None = None
-) -> BaseEstimator:
+def make_estimator(key: str, task: str, params: Mapping[str, Any], seed: int | None = None) -> BaseEstimator:
     """A new, unfitted estimator: fixed params, then converted hyperparameters, then the seed.
 
     ``random_state=seed`` is set when the estimator has it and ``seed`` is not None.
@@ -824,8 +810,12 @@ def literal(value: Any) -> str:
 
 
 def estimator_code(
-    key: str, task: str, params: Mapping[str, Any], seed: int | None,
-    *, data_params: Mapping[str, Any] | None = None,
+    key: str,
+    task: str,
+    params: Mapping[str, Any],
+    seed: int | None,
+    *,
+    data_params: Mapping[str, Any] | None = None,
 ) -> tuple[list[str], str]:
     """Source that rebuilds ``make_estimator(key, task, params, seed)``.
 

@@ -20,9 +20,9 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import optuna
@@ -50,12 +50,27 @@ CLASSIFICATION = models.CLASSIFICATION
 REGRESSION = models.REGRESSION
 
 CLASSIFICATION_METRICS = (
-    "accuracy", "balanced_accuracy", "f1", "f1_macro", "f1_weighted", "precision_macro",
-    "recall_macro", "roc_auc", "roc_auc_ovr", "roc_auc_ovo", "neg_log_loss", "matthews_corrcoef",
+    "accuracy",
+    "balanced_accuracy",
+    "f1",
+    "f1_macro",
+    "f1_weighted",
+    "precision_macro",
+    "recall_macro",
+    "roc_auc",
+    "roc_auc_ovr",
+    "roc_auc_ovo",
+    "neg_log_loss",
+    "matthews_corrcoef",
 )
 REGRESSION_METRICS = (
-    "r2", "neg_mean_squared_error", "neg_root_mean_squared_error", "neg_mean_absolute_error",
-    "neg_median_absolute_error", "explained_variance", "neg_mean_absolute_percentage_error",
+    "r2",
+    "neg_mean_squared_error",
+    "neg_root_mean_squared_error",
+    "neg_mean_absolute_error",
+    "neg_median_absolute_error",
+    "explained_variance",
+    "neg_mean_absolute_percentage_error",
 )
 
 
@@ -99,12 +114,16 @@ def resolve_metric(metric: str, task: str, n_classes: int | None = None) -> str:
         return "accuracy" if task == "classification" else "r2"
     if metric in BINARY_ONLY_METRICS and n_classes is not None and n_classes > 2:
         alternative = {"roc_auc": "roc_auc_ovr", "f1": "f1_macro"}[metric]
-        raise SpecError(f"Metric {metric!r} works only for two classes, and this target has {n_classes}. Use {alternative!r} instead.")
+        raise SpecError(
+            f"Metric {metric!r} works only for two classes, and this target has {n_classes}. Use {alternative!r} instead."
+        )
     valid = metrics_for_task(task)
     if metric not in valid:
         other = "regression" if task == "classification" else "classification"
         if metric in metrics_for_task(other):
-            raise SpecError(f"Metric {metric!r} is for {other}, but this is a {task} task. Use one of: {', '.join(valid)}.")
+            raise SpecError(
+                f"Metric {metric!r} is for {other}, but this is a {task} task. Use one of: {', '.join(valid)}."
+            )
         raise SpecError(f"Unknown metric {metric!r}. For {task} use one of: {', '.join(valid)}.")
     return metric
 
@@ -131,7 +150,8 @@ def check_metric(
         return name
     resolve_pos_label(name, y, pos_label)
     spaces = (
-        dict(models_or_spaces) if isinstance(models_or_spaces, Mapping)
+        dict(models_or_spaces)
+        if isinstance(models_or_spaces, Mapping)
         else {key: models.default_space(key, task) for key in models_or_spaces}
     )
     needs = RESPONSE_METHODS.get(name)
@@ -149,9 +169,8 @@ def _describe_needs(needs: tuple[str, ...]) -> str:
 
 _RESPONSE_FIXES = {
     "svm": "or add probability: {type: categorical, choices: [true]} to svm's space (SVC then "
-           "calibrates probabilities with an internal 5-fold CV: fits take about 5 times longer)",
-    "sgd": "or keep only the losses that give probabilities (log_loss, modified_huber) in sgd's "
-           "space",
+    "calibrates probabilities with an internal 5-fold CV: fits take about 5 times longer)",
+    "sgd": "or keep only the losses that give probabilities (log_loss, modified_huber) in sgd's space",
 }
 
 
@@ -160,8 +179,7 @@ _RESPONSE_FIXES = {
 MAX_RESPONSE_COMBINATIONS = 512
 
 
-def _check_response(metric: str, needs: tuple[str, ...], key: str, task: str,
-                    model_space: space.SearchSpace) -> None:
+def _check_response(metric: str, needs: tuple[str, ...], key: str, task: str, model_space: space.SearchSpace) -> None:
     """``SpecError`` when model ``key`` lacks the method ``metric`` scores, for every
     configuration of its space or for some categorical choices of it.
 
@@ -174,8 +192,9 @@ def _check_response(metric: str, needs: tuple[str, ...], key: str, task: str,
     """
     fixed = {name: hp.low for name, hp in model_space.items() if hp.type != "categorical"}
     names = [name for name, hp in model_space.items() if hp.type == "categorical"]
-    combos = list(itertools.islice(
-        itertools.product(*(model_space[name].choices for name in names)), MAX_RESPONSE_COMBINATIONS))
+    combos = list(
+        itertools.islice(itertools.product(*(model_space[name].choices for name in names)), MAX_RESPONSE_COMBINATIONS)
+    )
     missing = []
     for combo in combos:
         estimator = models.make_estimator(key, task, {**fixed, **dict(zip(names, combo))})
@@ -185,8 +204,11 @@ def _check_response(metric: str, needs: tuple[str, ...], key: str, task: str,
         return
     cls = models.estimator_class(key, task).__name__
     alternatives = ", ".join(m for m in CLASSIFICATION_METRICS if m not in RESPONSE_METHODS)
-    fix = _RESPONSE_FIXES.get(key, "or use a model that gives probabilities (such as "
-                                   "logistic_regression, random_forest or hist_gradient_boosting)")
+    fix = _RESPONSE_FIXES.get(
+        key,
+        "or use a model that gives probabilities (such as "
+        "logistic_regression, random_forest or hist_gradient_boosting)",
+    )
     if len(missing) == len(combos):
         raise SpecError(
             f"Metric {metric!r} scores {_describe_needs(needs)}, which model {key!r} ({cls}) "
@@ -274,13 +296,15 @@ def metric_note(metric: str, y: pd.Series, pos_label: Any = None) -> str | None:
     label = resolve_pos_label(metric, y, pos_label)
     if label is None:
         if pos_label is not None:
-            return (f"pos_label {pos_label!r} is not used: metric {metric!r} does not single "
-                    "out one class.")
+            return f"pos_label {pos_label!r} is not used: metric {metric!r} does not single out one class."
         return None
     classes = sorted((_plain(c) for c in pd.unique(pd.Series(y).dropna())), key=str)
-    how = ("the spec's pos_label" if pos_label is not None
-           else f"picked by hpdash from the labels {_shown_classes(classes)}; set pos_label in "
-                "the spec to choose the other")
+    how = (
+        "the spec's pos_label"
+        if pos_label is not None
+        else f"picked by hpdash from the labels {_shown_classes(classes)}; set pos_label in "
+        "the spec to choose the other"
+    )
     return f"Metric {metric!r} scores class {label!r} as the positive one ({how})."
 
 
@@ -299,13 +323,17 @@ def _default_pos_label(pos_label: Any) -> bool:
 # --------------------------------------------------------------------------------------------
 # Splits and folds
 # --------------------------------------------------------------------------------------------
-def holdout_split(X: pd.DataFrame, y: pd.Series, task: str, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
+def holdout_split(
+    X: pd.DataFrame, y: pd.Series, task: str, test_size: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
     """``train_test_split`` as DESIGN.md states it (stratified for classification)."""
     stratify = y if task == "classification" else None
     try:
         return train_test_split(X, y, test_size=test_size, random_state=seed, stratify=stratify)
     except ValueError as exc:
-        raise SpecError(f"Cannot split off a holdout of {test_size:.0%}: {exc}. Use a smaller test fraction or more rows.") from exc
+        raise SpecError(
+            f"Cannot split off a holdout of {test_size:.0%}: {exc}. Use a smaller test fraction or more rows."
+        ) from exc
 
 
 def make_cv(task: str, folds: int, repeats: int, seed: int) -> Any:
@@ -328,8 +356,9 @@ def make_cv(task: str, folds: int, repeats: int, seed: int) -> Any:
 DEFAULT_MAX_BINS = 255
 
 
-def make_preprocessor(numeric: list[str], categorical: list[str], encoding: str = models.ONEHOT,
-                      max_categories: int = DEFAULT_MAX_BINS) -> ColumnTransformer:
+def make_preprocessor(
+    numeric: list[str], categorical: list[str], encoding: str = models.ONEHOT, max_categories: int = DEFAULT_MAX_BINS
+) -> ColumnTransformer:
     """Median-impute + scale numeric columns; categoricals as ``encoding`` says.
 
     ``ONEHOT``: most-frequent imputation, then a one-hot that ignores unknown categories (the
@@ -341,18 +370,27 @@ def make_preprocessor(numeric: list[str], categorical: list[str], encoding: str 
     numeric_steps = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
     if encoding == models.NATIVE:
         categorical_steps: Any = OrdinalEncoder(
-            handle_unknown="use_encoded_value", unknown_value=np.nan,
-            encoded_missing_value=np.nan, max_categories=max_categories,
+            handle_unknown="use_encoded_value",
+            unknown_value=np.nan,
+            encoded_missing_value=np.nan,
+            max_categories=max_categories,
         )
     elif encoding in (models.ONEHOT, models.DENSE_ONEHOT):
-        onehot = (OneHotEncoder(handle_unknown="ignore") if encoding == models.ONEHOT
-                  else OneHotEncoder(handle_unknown="ignore", sparse_output=False))
-        categorical_steps = Pipeline([
-            ("impute", SimpleImputer(strategy="most_frequent")),
-            ("onehot", onehot),
-        ])
+        onehot = (
+            OneHotEncoder(handle_unknown="ignore")
+            if encoding == models.ONEHOT
+            else OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+        )
+        categorical_steps = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="most_frequent")),
+                ("onehot", onehot),
+            ]
+        )
     else:
-        raise SpecError(f"unknown categorical encoding {encoding!r}; use one of: {', '.join(models.CATEGORICAL_INPUTS)}")
+        raise SpecError(
+            f"unknown categorical encoding {encoding!r}; use one of: {', '.join(models.CATEGORICAL_INPUTS)}"
+        )
     return ColumnTransformer(
         [("numeric", numeric_steps, numeric), ("categorical", categorical_steps, categorical)],
         remainder="drop",
@@ -383,10 +421,12 @@ def build_pipeline(estimator: BaseEstimator, numeric: list[str], categorical: li
     model: BaseEstimator = estimator
     if models.scales_target(estimator):
         model = TransformedTargetRegressor(regressor=estimator, transformer=StandardScaler())
-    return Pipeline([
-        ("preprocess", make_preprocessor(numeric, categorical, encoding, max_categories)),
-        ("model", model),
-    ])
+    return Pipeline(
+        [
+            ("preprocess", make_preprocessor(numeric, categorical, encoding, max_categories)),
+            ("model", model),
+        ]
+    )
 
 
 def model_param_prefix(pipeline: Pipeline) -> str:
@@ -448,18 +488,25 @@ class Problem:
 def make_problem(prepared: Any, spec: Any, spaces: Mapping[str, space.SearchSpace], metric: str) -> Problem:
     """A ``Problem`` from prepared data (``datasets.PreparedData``) and a ``StudySpec``: the
     holdout split, then the CV folds of the training part, as a worker computes them."""
-    X_train, X_test, y_train, y_test = holdout_split(
-        prepared.X, prepared.y, prepared.task, spec.test_size, spec.seed
-    )
+    X_train, X_test, y_train, y_test = holdout_split(prepared.X, prepared.y, prepared.task, spec.test_size, spec.seed)
     cv = make_cv(prepared.task, spec.folds, spec.repeats, spec.seed)
     try:
         splits = list(cv.split(X_train, y_train))
     except ValueError as exc:
         raise DatasetError(f"Cannot make {spec.folds} CV folds from the training part: {exc}") from exc
     return Problem(
-        task=prepared.task, metric=metric, X_train=X_train, y_train=y_train, X_test=X_test,
-        y_test=y_test, numeric=list(prepared.numeric), categorical=list(prepared.categorical),
-        splits=splits, seed=spec.seed, spaces=dict(spaces), pos_label=spec.pos_label,
+        task=prepared.task,
+        metric=metric,
+        X_train=X_train,
+        y_train=y_train,
+        X_test=X_test,
+        y_test=y_test,
+        numeric=list(prepared.numeric),
+        categorical=list(prepared.categorical),
+        splits=splits,
+        seed=spec.seed,
+        spaces=dict(spaces),
+        pos_label=spec.pos_label,
     )
 
 
@@ -502,7 +549,9 @@ class TrialTimeout(TrialError):
     """The trial ran past the spec's ``trial_timeout`` and its process was killed."""
 
 
-def _iter_folds(problem: Problem, model_key: str, params: Mapping[str, Any]) -> Iterator[tuple[int, float, float, float]]:
+def _iter_folds(
+    problem: Problem, model_key: str, params: Mapping[str, Any]
+) -> Iterator[tuple[int, float, float, float]]:
     """Fit and score one configuration fold by fold: ``(k, score, fit time, score time)``."""
     scorer = problem.scorer
     for k, (train_idx, test_idx) in enumerate(problem.splits):
@@ -604,8 +653,7 @@ class _TrialProcess:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["hpdash.objective"])
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_trial_process_main, args=(child, self._problem),
-                           name="hpdash-trial", daemon=True)
+        proc = ctx.Process(target=_trial_process_main, args=(child, self._problem), name="hpdash-trial", daemon=True)
         proc.start()
         child.close()
         self._proc, self._conn = proc, parent
@@ -647,8 +695,13 @@ class _TrialProcess:
                 pass  # the child is already gone; _reap collects its exit code
         self._reap()
 
-    def run(self, model_key: str, params: Mapping[str, Any], timeout: float,
-            on_fold: Callable[[int, float], None] | None = None) -> CVResult:
+    def run(
+        self,
+        model_key: str,
+        params: Mapping[str, Any],
+        timeout: float,
+        on_fold: Callable[[int, float], None] | None = None,
+    ) -> CVResult:
         """The trial's CV in the child, within ``timeout`` seconds; ``TrialTimeout`` past it,
         ``TrialError`` with the estimator's error or when the child dies."""
         if self._proc is None or not self._proc.is_alive():
@@ -704,8 +757,9 @@ class Objective:
     done with it (the child also ends with this process).
     """
 
-    def __init__(self, problem: Problem, stop_event: threading.Event | None = None,
-                 trial_timeout: float | None = None) -> None:
+    def __init__(
+        self, problem: Problem, stop_event: threading.Event | None = None, trial_timeout: float | None = None
+    ) -> None:
         self.problem = problem
         self.stop_event = stop_event
         self.trial_timeout = trial_timeout
@@ -772,8 +826,9 @@ class Objective:
         return result.mean
 
 
-def make_objective(problem: Problem, stop_event: threading.Event | None = None,
-                   trial_timeout: float | None = None) -> Objective:
+def make_objective(
+    problem: Problem, stop_event: threading.Event | None = None, trial_timeout: float | None = None
+) -> Objective:
     """The Optuna objective of ``problem`` (see ``Objective``); ``trial_timeout`` in seconds
     bounds each trial (``spec.trial_timeout``)."""
     return Objective(problem, stop_event, trial_timeout)
@@ -816,8 +871,7 @@ class SmokeFit:
         if self.rows < self.fold_rows:
             family = models.get_family(self.model)
             growth = _GROWTH.get(family.fit_exponent, f"as rows^{family.fit_exponent:g}")
-            measured += (f" of the {self.fold_rows:,} a CV fold trains on (its fit time grows "
-                         f"{growth})")
+            measured += f" of the {self.fold_rows:,} a CV fold trains on (its fit time grows {growth})"
         return measured
 
 
@@ -898,7 +952,11 @@ def _check_row_bounds(spaces: Mapping[str, space.SearchSpace], task: str, fold_r
             hp = model_space.get(name)
             if hp is None:
                 continue
-            values = [v for v in (hp.choices or ()) if isinstance(v, (int, float))] if hp.type == "categorical" else [hp.high]
+            values = (
+                [v for v in (hp.choices or ()) if isinstance(v, (int, float))]
+                if hp.type == "categorical"
+                else [hp.high]
+            )
             if values and max(values) > fold_rows:
                 raise SpecError(
                     f"Model {key!r}: {name} goes up to {max(values):g}, but a CV fold trains on "
@@ -928,8 +986,9 @@ def smoke_check(plan: Any, *, max_rows: int | None = None) -> SmokeReport:
     task = prepared.task
     metric = check_metric(plan.metric, task, prepared.y, plan.spaces, spec.pos_label)
     split = getattr(plan, "split", None)  # the plan's holdout split, when it made one
-    X_train, _, y_train, _ = split if split is not None else holdout_split(
-        prepared.X, prepared.y, task, spec.test_size, spec.seed)
+    X_train, _, y_train, _ = (
+        split if split is not None else holdout_split(prepared.X, prepared.y, task, spec.test_size, spec.seed)
+    )
     X_train = X_train.copy()  # one block per dtype: fast row selection (see Problem)
     cv = make_cv(task, spec.folds, spec.repeats, spec.seed)
     try:
@@ -981,14 +1040,28 @@ def smoke_check(plan: Any, *, max_rows: int | None = None) -> SmokeReport:
         # an ensemble fitted with fewer members: its times scale with their number
         fit_s, score_s = (fitted - start) * members, (scored - fitted) * members
         growth = len(train_idx) / len(fit_idx)
-        fold_s = (fit_s * growth ** family.fit_exponent
-                  + score_s * (len(test_idx) / len(score_idx)) * growth ** family.predict_exponent)
-        fit = SmokeFit(key, params, len(fit_idx), len(train_idx), len(score_idx), len(test_idx),
-                       fit_s, score_s, fold_s, fold_s * folds)
+        fold_s = (
+            fit_s * growth**family.fit_exponent
+            + score_s * (len(test_idx) / len(score_idx)) * growth**family.predict_exponent
+        )
+        fit = SmokeFit(
+            key,
+            params,
+            len(fit_idx),
+            len(train_idx),
+            len(score_idx),
+            len(test_idx),
+            fit_s,
+            score_s,
+            fold_s,
+            fold_s * folds,
+        )
         report.fits[key] = fit
-        estimate = (f"Model {key!r}: one trial ({folds} fold{'s' if folds != 1 else ''}) "
-                    f"{'would take' if fit.trial_s > limit else 'will take'} about "
-                    f"{_format_seconds(fit.trial_s)}: {fit.describe()}")
+        estimate = (
+            f"Model {key!r}: one trial ({folds} fold{'s' if folds != 1 else ''}) "
+            f"{'would take' if fit.trial_s > limit else 'will take'} about "
+            f"{_format_seconds(fit.trial_s)}: {fit.describe()}"
+        )
         if fit.trial_s > limit:
             raise SpecError(f"{estimate}. That is above {limit_name}. {limit_fix}")
         if fit.trial_s > WARN_TRIAL_SECONDS:
@@ -1000,19 +1073,30 @@ def _trial_limit(spec: Any) -> tuple[float, str, str]:
     """The longest a trial may be estimated to take before launch, how to name it, and how
     to lift it."""
     fix_model = "Remove the model, narrow its search space, or use fewer rows or folds"
-    limits = [(MAX_TRIAL_SECONDS,
-               f"the {_format_seconds(MAX_TRIAL_SECONDS)} hpdash allows a trial when the spec "
-               "sets no trial_timeout",
-               f"{fix_model}; or set trial_timeout (seconds) above the estimate to run it anyway.")]
+    limits = [
+        (
+            MAX_TRIAL_SECONDS,
+            f"the {_format_seconds(MAX_TRIAL_SECONDS)} hpdash allows a trial when the spec sets no trial_timeout",
+            f"{fix_model}; or set trial_timeout (seconds) above the estimate to run it anyway.",
+        )
+    ]
     if spec.trial_timeout is not None:
-        limits = [(float(spec.trial_timeout),
-                   f"the spec's trial_timeout of {_format_seconds(float(spec.trial_timeout))}, "
-                   "so every trial would be stopped",
-                   f"{fix_model}; or raise trial_timeout above the estimate.")]
+        limits = [
+            (
+                float(spec.trial_timeout),
+                f"the spec's trial_timeout of {_format_seconds(float(spec.trial_timeout))}, "
+                "so every trial would be stopped",
+                f"{fix_model}; or raise trial_timeout above the estimate.",
+            )
+        ]
     if spec.timeout is not None and float(spec.timeout) < limits[0][0]:
-        limits = [(float(spec.timeout),
-                   f"the study's whole time budget (timeout: {_format_seconds(float(spec.timeout))})",
-                   f"{fix_model}; or raise timeout.")]
+        limits = [
+            (
+                float(spec.timeout),
+                f"the study's whole time budget (timeout: {_format_seconds(float(spec.timeout))})",
+                f"{fix_model}; or raise timeout.",
+            )
+        ]
     return limits[0]
 
 
@@ -1026,11 +1110,15 @@ def _categorical_source(encoding: str, max_categories: int) -> str:
     """Source of ``make_preprocessor``'s categorical step for ``encoding`` (the test suite
     checks that it builds the same objects)."""
     if encoding == models.NATIVE:
-        return ('OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan, '
-                f"encoded_missing_value=np.nan, max_categories={max_categories})")
+        return (
+            'OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan, '
+            f"encoded_missing_value=np.nan, max_categories={max_categories})"
+        )
     dense = ", sparse_output=False" if encoding == models.DENSE_ONEHOT else ""
-    return ('Pipeline([("impute", SimpleImputer(strategy="most_frequent")), '
-            f'("onehot", OneHotEncoder(handle_unknown="ignore"{dense}))])')
+    return (
+        'Pipeline([("impute", SimpleImputer(strategy="most_frequent")), '
+        f'("onehot", OneHotEncoder(handle_unknown="ignore"{dense}))])'
+    )
 
 
 def reproduce_snippet(spec: Mapping[str, Any], problem: Problem, model_key: str, params: Mapping[str, Any]) -> str:
@@ -1053,7 +1141,8 @@ def reproduce_snippet(spec: Mapping[str, Any], problem: Problem, model_key: str,
     cv_name = type(make_cv(problem.task, folds, repeats, problem.seed)).__name__
     cv_args = (
         f"n_splits={folds}, n_repeats={repeats}, random_state={problem.seed}"
-        if repeats > 1 else f"n_splits={folds}, shuffle=True, random_state={problem.seed}"
+        if repeats > 1
+        else f"n_splits={folds}, shuffle=True, random_state={problem.seed}"
     )
     stratify = "y" if problem.task == "classification" else "None"
     compose = "ColumnTransformer, TransformedTargetRegressor" if scaled else "ColumnTransformer"
@@ -1064,8 +1153,11 @@ def reproduce_snippet(spec: Mapping[str, Any], problem: Problem, model_key: str,
         "import pandas as pd",
         f"from sklearn.compose import {compose}",
         "from sklearn.impute import SimpleImputer",
-        *([f"from sklearn.metrics import {POS_LABEL_METRICS[problem.metric].__name__}, make_scorer"]
-          if custom_scorer else []),
+        *(
+            [f"from sklearn.metrics import {POS_LABEL_METRICS[problem.metric].__name__}, make_scorer"]
+            if custom_scorer
+            else []
+        ),
         f"from sklearn.model_selection import {cv_name}, cross_val_score, train_test_split",
         "from sklearn.pipeline import Pipeline",
         f"from sklearn.preprocessing import {encoders}",

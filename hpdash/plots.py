@@ -52,7 +52,6 @@ from scipy.interpolate import griddata
 from scipy.spatial import QhullError
 
 from hpdash import results as _results
-from hpdash.space import MODEL_PARAM, SEPARATOR
 from hpdash.results import (
     PARAM_PREFIX,
     fold_scores_frame,
@@ -61,6 +60,7 @@ from hpdash.results import (
     param_name,
     running_best,
 )
+from hpdash.space import MODEL_PARAM, SEPARATOR
 
 NO_COMPLETED = "No completed trials yet"
 MISSING_LABEL = "(none)"  # a conditional param the trial did not use, or a None choice
@@ -87,6 +87,7 @@ def display_states(frame: pd.DataFrame) -> pd.Series:
     reasons = frame["fail_reason"].astype("string").fillna("")
     stopped = (states == "FAIL") & reasons.str.startswith(_results.STOPPED_REASON_PREFIX)
     return states.where(~stopped.to_numpy(dtype=bool), STOPPED_STATE)
+
 
 #: Importance methods: key -> one-line plain-English explanation (for the UI).
 IMPORTANCE_METHODS: dict[str, str] = {
@@ -192,9 +193,7 @@ class _Axis:
             order = _category_order(series)
             offset = 1 if has_missing else 0
             codes = {v: i + offset for i, v in enumerate(order)}
-            self.values = np.array(
-                [np.nan if m else codes[v] for v, m in zip(series, missing)], dtype="float64"
-            )
+            self.values = np.array([np.nan if m else codes[v] for v, m in zip(series, missing)], dtype="float64")
             if has_missing:
                 self.values[missing] = 0.0
             self.tickvals = [float(i) for i in range(len(order) + offset)]
@@ -245,9 +244,7 @@ def _value_title(metric: str | None) -> str:
 # --------------------------------------------------------------------------- convergence
 
 
-def convergence_data(
-    frame: pd.DataFrame, x: str = "number", direction: str = "maximize"
-) -> pd.DataFrame:
+def convergence_data(frame: pd.DataFrame, x: str = "number", direction: str = "maximize") -> pd.DataFrame:
     """COMPLETE trials in the order of ``x`` with the running best value.
 
     Columns: number, elapsed_s, value, best_so_far. With ``x="elapsed_s"`` the running best
@@ -291,8 +288,7 @@ def convergence_figure(
         corners = improved | improved.shift(-1, fill_value=False)
         corners.iloc[-1] = True
         line = data.loc[corners]
-        data, note = downsample_trials(
-            data, max_markers, direction, must_keep=data.loc[improved, "number"].tolist())
+        data, note = downsample_trials(data, max_markers, direction, must_keep=data.loc[improved, "number"].tolist())
         data = data.sort_values([x, "number"], kind="stable")
     fig = go.Figure()
     fig.add_trace(
@@ -325,8 +321,15 @@ def convergence_figure(
     if note is not None:
         note = {**note, "text": note["text"] + " The best-so-far line is exact."}
         fig.add_annotation(
-            text=note["text"], showarrow=False, xref="paper", yref="paper", x=0, y=1.0,
-            xanchor="left", yanchor="bottom", font={"size": 11, "color": "#555"},
+            text=note["text"],
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0,
+            y=1.0,
+            xanchor="left",
+            yanchor="bottom",
+            font={"size": 11, "color": "#555"},
         )
     fig.update_layout(meta={"downsampling": note or {"downsampled": False}})
     return fig
@@ -380,8 +383,14 @@ def downsample_trials(
         f"scores, {'≤' if ascending else '≥'} {cutoff:.4g}) plus a random sample of the rest, "
         "stratified by score."
     )
-    note = {"downsampled": True, "shown": len(kept), "total": total, "kept_best": n_best,
-            "best_cutoff": cutoff, "text": text}
+    note = {
+        "downsampled": True,
+        "shown": len(kept),
+        "total": total,
+        "kept_best": n_best,
+        "best_cutoff": cutoff,
+        "text": text,
+    }
     return kept, note
 
 
@@ -396,9 +405,16 @@ def _add_note(fig: go.Figure, note: dict[str, Any] | None, below_px: float | Non
     fig.update_layout(meta=meta)
     if note:
         fig.add_annotation(
-            text=note["text"], showarrow=False, xref="paper", yref="paper", x=0,
-            y=-0.12 if below_px is None else 0, yshift=0 if below_px is None else -below_px,
-            xanchor="left", yanchor="top", font={"size": 11, "color": "#555"},
+            text=note["text"],
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0,
+            y=-0.12 if below_px is None else 0,
+            yshift=0 if below_px is None else -below_px,
+            xanchor="left",
+            yanchor="top",
+            font={"size": 11, "color": "#555"},
         )
         if below_px is None:
             fig.update_layout(margin={"b": 60})
@@ -519,8 +535,7 @@ def _rotated_extent(width: float, height: float, degrees: float) -> tuple[float,
     return width * math.cos(a) + height * math.sin(a), width * math.sin(a) + height * math.cos(a)
 
 
-def _parcoords_layout(titles: list[str], first_ticks: list[str], first_range_text: float,
-                      note: bool) -> dict[str, Any]:
+def _parcoords_layout(titles: list[str], first_ticks: list[str], first_range_text: float, note: bool) -> dict[str, Any]:
     """Margins, height and title angle so that no axis title, tick label or range number runs
     into another or out of the figure at ``PARCOORDS_WIDTH``.
 
@@ -534,8 +549,7 @@ def _parcoords_layout(titles: list[str], first_ticks: list[str], first_range_tex
     line = 1.3 * label
     widths = [text_width(t, label) for t in titles]
     n = len(titles)
-    left = max(24.0, max((text_width(t, tick) for t in first_ticks), default=0.0) + 14,
-               first_range_text / 2 + 4)
+    left = max(24.0, max((text_width(t, tick) for t in first_ticks), default=0.0) + 14, first_range_text / 2 + 4)
 
     def spacing(width: float, right: float) -> float:
         return (width - left - right) / max(n - 1, 1)
@@ -566,8 +580,7 @@ def _parcoords_layout(titles: list[str], first_ticks: list[str], first_range_tex
     bottom = 30 + (40 if note else 0)
     return {
         "angle": -angle,
-        "margin": {"l": math.ceil(left), "r": math.ceil(right), "t": math.ceil(top),
-                   "b": bottom, "pad": 0},
+        "margin": {"l": math.ceil(left), "r": math.ceil(right), "t": math.ceil(top), "b": bottom, "pad": 0},
         "height": math.ceil(top) + PARCOORDS_AXIS_HEIGHT + bottom,
     }
 
@@ -642,8 +655,7 @@ def parallel_coordinates_figure(
         dimensions.append(dim)
     values = shown["value"].to_numpy(dtype="float64")
     all_values = data["value"].to_numpy(dtype="float64")
-    score_dim: dict[str, Any] = {"label": _value_title(metric), "values": values,
-                                 "tickformat": ".4~g"}
+    score_dim: dict[str, Any] = {"label": _value_title(metric), "values": values, "tickformat": ".4~g"}
     full_titles.append(_value_title(metric))
     # The score axis and the colours span every trial's score (also when downsampled); one
     # score alone gets a small range around it, not Plotly's default of +-50%.
@@ -679,15 +691,28 @@ def parallel_coordinates_figure(
                 "reversescale": direction == "minimize",
                 "showscale": True,
                 # The title runs along the bar: a metric name is too long to sit above it.
-                "colorbar": {"title": {"text": _value_title(metric), "side": "right"},
-                             "thickness": 14, "x": 1.0, "xpad": 16, "len": 1.0},
+                "colorbar": {
+                    "title": {"text": _value_title(metric), "side": "right"},
+                    "thickness": 14,
+                    "x": 1.0,
+                    "xpad": 16,
+                    "len": 1.0,
+                },
                 **line_range,
             },
         )
     )
     fig.update_layout(
-        title={"text": title, "x": 0, "xanchor": "left", "xref": "paper",
-               "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 12}},
+        title={
+            "text": title,
+            "x": 0,
+            "xanchor": "left",
+            "xref": "paper",
+            "y": 1,
+            "yref": "container",
+            "yanchor": "top",
+            "pad": {"t": 12},
+        },
         margin=layout["margin"],
         height=layout["height"],
         meta={"parcoords_titles": shortened},
@@ -835,8 +860,7 @@ def importance_data_async(
         future = _IMPORTANCE_PENDING.get(key)
         if future is None:
             # The trials are taken now, in the caller's thread, so they match the key's count.
-            future = _IMPORTANCE_POOL.submit(
-                _compute_importance, study, method, seed, _trials_of(source))
+            future = _IMPORTANCE_POOL.submit(_compute_importance, study, method, seed, _trials_of(source))
             _IMPORTANCE_PENDING[key] = future
     if not future.done():
         return None
@@ -855,9 +879,7 @@ def _compute_importance(
     study: optuna.Study, method: str, seed: int, completed: list[FrozenTrial] | None = None
 ) -> pd.DataFrame:
     """Importances over ``completed`` (the COMPLETE trials; read from the study when None)."""
-    empty = pd.DataFrame(
-        {"param": pd.Series([], dtype="str"), "importance": pd.Series([], dtype="float64")}
-    )
+    empty = pd.DataFrame({"param": pd.Series([], dtype="str"), "importance": pd.Series([], dtype="float64")})
     if completed is None:
         completed = _results.completed_trials(study)
     trials = [t for t in completed if t.value is not None and math.isfinite(t.value)]
@@ -866,8 +888,7 @@ def _compute_importance(
     if not _some_param_varies(trials):
         return empty
     evaluator: optuna.importance.BaseImportanceEvaluator = (
-        PedAnovaImportanceEvaluator() if method == "ped_anova"
-        else FanovaImportanceEvaluator(seed=seed)
+        PedAnovaImportanceEvaluator() if method == "ped_anova" else FanovaImportanceEvaluator(seed=seed)
     )
     view = _results.TrialsView(trials, study.direction)
     # PED-ANOVA takes a fraction of a second: the GC is paused for it (see gc_paused). Not for
@@ -879,9 +900,7 @@ def _compute_importance(
         importances = get_param_importances(view, evaluator=evaluator)  # type: ignore[arg-type]
     if not importances:
         return empty
-    data = pd.DataFrame(
-        {"param": list(importances), "importance": [float(v) for v in importances.values()]}
-    )
+    data = pd.DataFrame({"param": list(importances), "importance": [float(v) for v in importances.values()]})
     data = data.sort_values(["importance", "param"], ascending=[False, True], kind="stable")
     return data.reset_index(drop=True)
 
@@ -974,9 +993,7 @@ def slice_figure(
         )
     elif name in log_params or column in log_params:
         xaxis["type"] = "log"
-    fig.update_layout(
-        title={"text": title}, xaxis=xaxis, yaxis={"title": {"text": _value_title(metric)}}
-    )
+    fig.update_layout(title={"text": title}, xaxis=xaxis, yaxis={"title": {"text": _value_title(metric)}})
     return fig
 
 
@@ -1078,22 +1095,26 @@ def _grid(axis: _Axis, n: int = 50) -> np.ndarray:
     return np.linspace(axis.range[0], axis.range[1], n)
 
 
-def _best_per_cell(points: np.ndarray, values: np.ndarray, gx: np.ndarray, gy: np.ndarray,
-                   direction: str) -> tuple[np.ndarray, np.ndarray]:
+def _best_per_cell(
+    points: np.ndarray, values: np.ndarray, gx: np.ndarray, gy: np.ndarray, direction: str
+) -> tuple[np.ndarray, np.ndarray]:
     """The best value in each cell of the contour grid, placed at the cell's grid node.
 
     The interpolation input for many trials: Delaunay triangulation of thousands of points,
     many of them on a few lines (a categorical axis), took seconds; one point per grid cell
     draws the same map, since the contour is only evaluated on that grid.
     """
+
     def nearest(v: np.ndarray, grid: np.ndarray) -> np.ndarray:
         mids = (grid[1:] + grid[:-1]) / 2
         return np.searchsorted(mids, v)
 
     cells = pd.DataFrame({"ix": nearest(points[:, 0], gx), "iy": nearest(points[:, 1], gy), "value": values})
     best = cells.groupby(["ix", "iy"])["value"].agg("min" if direction == "minimize" else "max").reset_index()
-    return (np.column_stack([gx[best["ix"].to_numpy()], gy[best["iy"].to_numpy()]]),
-            best["value"].to_numpy(dtype="float64"))
+    return (
+        np.column_stack([gx[best["ix"].to_numpy()], gy[best["iy"].to_numpy()]]),
+        best["value"].to_numpy(dtype="float64"),
+    )
 
 
 def contour_figure(
@@ -1180,7 +1201,11 @@ def contour_figure(
     if not enough:
         fig.add_annotation(
             text="A contour needs at least two distinct values of each hyperparameter",
-            showarrow=False, xref="paper", yref="paper", x=0.5, y=1.05,
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=1.05,
         )
     return _add_note(fig, note)
 
@@ -1243,8 +1268,7 @@ def timeline_figure(frame: pd.DataFrame, now: pd.Timestamp | None = None) -> go.
                 marker={"color": color},
                 customdata=np.column_stack([part["start_s"], part["end_s"]]),
                 hovertemplate=(
-                    "Trial %{y}<br>%{customdata[0]:.1f}s to %{customdata[1]:.1f}s"
-                    "<extra>" + state + "</extra>"
+                    "Trial %{y}<br>%{customdata[0]:.1f}s to %{customdata[1]:.1f}s<extra>" + state + "</extra>"
                 ),
             )
         )
@@ -1274,9 +1298,7 @@ def _fold_data(trial_or_frame: FrozenTrial | pd.DataFrame) -> tuple[pd.DataFrame
     return pd.DataFrame({"fold": [], "score": []}), "Score per fold"
 
 
-def fold_scores_figure(
-    trial_or_frame: FrozenTrial | pd.DataFrame, metric: str | None = None
-) -> go.Figure:
+def fold_scores_figure(trial_or_frame: FrozenTrial | pd.DataFrame, metric: str | None = None) -> go.Figure:
     """Each CV fold's score as a point, with a dashed line at their mean.
 
     Takes a trial, a ``fold_scores_frame`` (fold, score) or a one-row trials frame.
@@ -1299,8 +1321,11 @@ def fold_scores_figure(
     )
     mean = float(data["score"].mean())
     fig.add_hline(
-        y=mean, line_dash="dash", line_color="#08519c",
-        annotation_text=f"mean {mean:.4g}", annotation_position="top left",
+        y=mean,
+        line_dash="dash",
+        line_color="#08519c",
+        annotation_text=f"mean {mean:.4g}",
+        annotation_position="top left",
     )
     fig.update_layout(
         title={"text": title},
@@ -1316,8 +1341,12 @@ def fold_scores_figure(
 # frame (trials of every study with ``study``, ``strategy`` and ``seed`` columns).
 
 STRATEGY_COLORS: dict[str, str] = {
-    "grid": "#7f7f7f", "random": "#ff7f0e", "tpe": "#1f77b4", "gp": "#2ca02c",
-    "cmaes": "#9467bd", "qmc": "#8c564b",
+    "grid": "#7f7f7f",
+    "random": "#ff7f0e",
+    "tpe": "#1f77b4",
+    "gp": "#2ca02c",
+    "cmaes": "#9467bd",
+    "qmc": "#8c564b",
 }
 _EXTRA_COLORS = ["#e377c2", "#17becf", "#bcbd22", "#d62728"]
 COMPARE_X_TITLES: dict[str, str] = {"trial": "Trials used", "elapsed_s": "Wall-clock time (s)"}
@@ -1337,7 +1366,7 @@ def _label(strategy: str) -> str:
 
 def _rgba(hex_color: str, alpha: float) -> str:
     h = hex_color.lstrip("#")
-    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
     return f"rgba({r},{g},{b},{alpha})"
 
 
@@ -1367,27 +1396,52 @@ def band_figure(
         color = strategy_color(strategy, i)
         name = _label(strategy)
         if curves is not None and not curves.empty:
-            for study, run in curves.loc[curves["strategy"] == strategy].dropna(subset=["best"]).groupby("study", sort=False):
-                fig.add_trace(go.Scatter(
-                    x=run[x], y=run["best"], mode="lines", legendgroup=strategy, showlegend=False,
-                    line={"shape": "hv", "color": _rgba(color, 0.35), "width": 1},
-                    name=plain(study), hovertemplate=f"{plain(study)}<br>%{{y:.4g}}<extra></extra>",
-                ))
+            for study, run in (
+                curves.loc[curves["strategy"] == strategy].dropna(subset=["best"]).groupby("study", sort=False)
+            ):
+                fig.add_trace(
+                    go.Scatter(
+                        x=run[x],
+                        y=run["best"],
+                        mode="lines",
+                        legendgroup=strategy,
+                        showlegend=False,
+                        line={"shape": "hv", "color": _rgba(color, 0.35), "width": 1},
+                        name=plain(study),
+                        hovertemplate=f"{plain(study)}<br>%{{y:.4g}}<extra></extra>",
+                    )
+                )
         b = bands.loc[bands["strategy"] == strategy]
         ci = b.dropna(subset=["lo", "hi"])
         if not ci.empty:
-            fig.add_trace(go.Scatter(
-                x=list(ci["x"]) + list(ci["x"][::-1]), y=list(ci["hi"]) + list(ci["lo"][::-1]),
-                fill="toself", fillcolor=_rgba(color, 0.18), line={"width": 0, "shape": "hv"},
-                legendgroup=strategy, showlegend=False, hoverinfo="skip", name=f"{name} {level:.0%} band",
-            ))
-        fig.add_trace(go.Scatter(
-            x=b["x"], y=b["mean"], mode="lines", name=name, legendgroup=strategy,
-            line={"shape": "hv", "color": color, "width": 2.5},
-            customdata=np.stack([b["n"], b["lo"], b["hi"]], axis=-1),
-            hovertemplate=(f"{name}: mean %{{y:.4g}}<br>{level:.0%} CI [%{{customdata[1]:.4g}}, "
-                           "%{customdata[2]:.4g}]<br>runs %{customdata[0]}<extra></extra>"),
-        ))
+            fig.add_trace(
+                go.Scatter(
+                    x=list(ci["x"]) + list(ci["x"][::-1]),
+                    y=list(ci["hi"]) + list(ci["lo"][::-1]),
+                    fill="toself",
+                    fillcolor=_rgba(color, 0.18),
+                    line={"width": 0, "shape": "hv"},
+                    legendgroup=strategy,
+                    showlegend=False,
+                    hoverinfo="skip",
+                    name=f"{name} {level:.0%} band",
+                )
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=b["x"],
+                y=b["mean"],
+                mode="lines",
+                name=name,
+                legendgroup=strategy,
+                line={"shape": "hv", "color": color, "width": 2.5},
+                customdata=np.stack([b["n"], b["lo"], b["hi"]], axis=-1),
+                hovertemplate=(
+                    f"{name}: mean %{{y:.4g}}<br>{level:.0%} CI [%{{customdata[1]:.4g}}, "
+                    "%{customdata[2]:.4g}]<br>runs %{customdata[0]}<extra></extra>"
+                ),
+            )
+        )
     fig.update_layout(
         title={"text": title},
         xaxis={"title": {"text": COMPARE_X_TITLES.get(x, x)}},
@@ -1409,8 +1463,13 @@ def edf_data(frame: pd.DataFrame) -> pd.DataFrame:
         n = values.size
         rows.append(pd.DataFrame({"strategy": strategy, "value": values, "fraction": np.arange(1, n + 1) / n}))
     if not rows:
-        return pd.DataFrame({"strategy": pd.Series([], dtype="object"), "value": pd.Series([], dtype="float64"),
-                             "fraction": pd.Series([], dtype="float64")})
+        return pd.DataFrame(
+            {
+                "strategy": pd.Series([], dtype="object"),
+                "value": pd.Series([], dtype="float64"),
+                "fraction": pd.Series([], dtype="float64"),
+            }
+        )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -1426,11 +1485,16 @@ def edf_figure(frame: pd.DataFrame, metric: str | None = None, direction: str = 
     fig = go.Figure()
     for i, strategy in enumerate(_strategies(data)):
         d = data.loc[data["strategy"] == strategy]
-        fig.add_trace(go.Scatter(
-            x=d["value"], y=d["fraction"], mode="lines", name=_label(strategy),
-            line={"shape": "hv", "color": strategy_color(strategy, i), "width": 2},
-            hovertemplate="%{x:.4g}: %{y:.0%} of trials at or below<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=d["value"],
+                y=d["fraction"],
+                mode="lines",
+                name=_label(strategy),
+                line={"shape": "hv", "color": strategy_color(strategy, i), "width": 2},
+                hovertemplate="%{x:.4g}: %{y:.0%} of trials at or below<extra></extra>",
+            )
+        )
     better = "right" if direction == "maximize" else "left"
     fig.update_layout(
         title={"text": title},
@@ -1441,8 +1505,9 @@ def edf_figure(frame: pd.DataFrame, metric: str | None = None, direction: str = 
     return fig
 
 
-def runs_box_figure(runs: pd.DataFrame, column: str = "best", metric: str | None = None,
-                    title: str | None = None) -> go.Figure:
+def runs_box_figure(
+    runs: pd.DataFrame, column: str = "best", metric: str | None = None, title: str | None = None
+) -> go.Figure:
     """Box plus every run as a point, per strategy, of ``runs[column]`` (``best`` or ``holdout``)."""
     what = "final best CV score" if column == "best" else "holdout score of the final model"
     title = title or f"{what[0].upper()}{what[1:]} per strategy"
@@ -1453,15 +1518,22 @@ def runs_box_figure(runs: pd.DataFrame, column: str = "best", metric: str | None
     fig = go.Figure()
     for i, strategy in enumerate(_strategies(data)):
         d = data.loc[data["strategy"] == strategy]
-        fig.add_trace(go.Box(
-            y=d[column], name=_label(strategy), boxpoints="all", jitter=0.4, pointpos=0,
-            marker={"color": strategy_color(strategy, i), "size": 9},
-            line={"color": strategy_color(strategy, i)},
-            customdata=np.stack([d["seed"].astype(str), d["study"].astype(str)], axis=-1),
-            hovertemplate="%{customdata[1]} (seed %{customdata[0]})<br>%{y:.4g}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Box(
+                y=d[column],
+                name=_label(strategy),
+                boxpoints="all",
+                jitter=0.4,
+                pointpos=0,
+                marker={"color": strategy_color(strategy, i), "size": 9},
+                line={"color": strategy_color(strategy, i)},
+                customdata=np.stack([d["seed"].astype(str), d["study"].astype(str)], axis=-1),
+                hovertemplate="%{customdata[1]} (seed %{customdata[0]})<br>%{y:.4g}<extra></extra>",
+            )
+        )
     fig.update_layout(
-        title={"text": title}, showlegend=False,
+        title={"text": title},
+        showlegend=False,
         yaxis={"title": {"text": _value_title(metric)}},
         xaxis={"title": {"text": "Strategy"}},
     )
@@ -1504,25 +1576,45 @@ def placement_figure(
     if data.empty:
         return message_figure(NO_COMPLETED, title)
     strategies = _strategies(data)
-    fig = make_subplots(rows=1, cols=len(strategies), shared_yaxes=True,
-                        subplot_titles=[_label(s) for s in strategies], horizontal_spacing=0.03)
+    fig = make_subplots(
+        rows=1,
+        cols=len(strategies),
+        shared_yaxes=True,
+        subplot_titles=[_label(s) for s in strategies],
+        horizontal_spacing=0.03,
+    )
     lo, hi = float(data["value"].min()), float(data["value"].max())
     x_cat, y_cat = _is_categorical(data[xc]), _is_categorical(data[yc])
     for i, strategy in enumerate(strategies, start=1):
         d = data.loc[data["strategy"] == strategy]
-        fig.add_trace(go.Scatter(
-            x=d[xc].astype(str) if x_cat else d[xc], y=d[yc].astype(str) if y_cat else d[yc], mode="markers",
-            name=_label(strategy), showlegend=False,
-            customdata=np.stack([d["seed"].astype(str), d["number"].astype(str)], axis=-1),
-            hovertemplate=(f"seed %{{customdata[0]}}, trial %{{customdata[1]}}<br>{param_name(xc)}=%{{x}}<br>"
-                           f"{param_name(yc)}=%{{y}}<br>score %{{marker.color:.4g}}<extra></extra>"),
-            marker={"color": d["value"], "coloraxis": "coloraxis", "size": 8, "opacity": 0.85,
-                    "line": {"color": "#333", "width": 0.5}},
-        ), row=1, col=i)
+        fig.add_trace(
+            go.Scatter(
+                x=d[xc].astype(str) if x_cat else d[xc],
+                y=d[yc].astype(str) if y_cat else d[yc],
+                mode="markers",
+                name=_label(strategy),
+                showlegend=False,
+                customdata=np.stack([d["seed"].astype(str), d["number"].astype(str)], axis=-1),
+                hovertemplate=(
+                    f"seed %{{customdata[0]}}, trial %{{customdata[1]}}<br>{param_name(xc)}=%{{x}}<br>"
+                    f"{param_name(yc)}=%{{y}}<br>score %{{marker.color:.4g}}<extra></extra>"
+                ),
+                marker={
+                    "color": d["value"],
+                    "coloraxis": "coloraxis",
+                    "size": 8,
+                    "opacity": 0.85,
+                    "line": {"color": "#333", "width": 0.5},
+                },
+            ),
+            row=1,
+            col=i,
+        )
         xaxis: dict[str, Any] = {"title": {"text": param_name(xc)}}
         if x_cat:
-            xaxis.update(type="category", categoryorder="array",
-                         categoryarray=[str(v) for v in _category_order(data[xc])])
+            xaxis.update(
+                type="category", categoryorder="array", categoryarray=[str(v) for v in _category_order(data[xc])]
+            )
         elif param_name(xc) in log_params:
             xaxis["type"] = "log"
         fig.update_xaxes(row=1, col=i, **xaxis)
@@ -1534,8 +1626,13 @@ def placement_figure(
     fig.update_yaxes(row=1, col=1, **yaxis)
     fig.update_layout(
         title={"text": title},
-        coloraxis={"colorscale": COLORSCALE, "reversescale": direction == "minimize", "cmin": lo, "cmax": hi,
-                   "colorbar": {"title": {"text": _value_title(metric)}}},
+        coloraxis={
+            "colorscale": COLORSCALE,
+            "reversescale": direction == "minimize",
+            "cmin": lo,
+            "cmax": hi,
+            "colorbar": {"title": {"text": _value_title(metric)}},
+        },
     )
     return fig
 
@@ -1549,13 +1646,19 @@ def importance_comparison_figure(data: pd.DataFrame, method: str = "ped_anova") 
     fig = go.Figure()
     for i, strategy in enumerate(_strategies(data)):
         d = data.loc[data["strategy"] == strategy].set_index("param").reindex(order)
-        fig.add_trace(go.Bar(
-            x=d["importance"], y=order, orientation="h", name=_label(strategy),
-            marker={"color": strategy_color(strategy, i)},
-            hovertemplate=f"{_label(strategy)}: %{{y}} %{{x:.3f}}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Bar(
+                x=d["importance"],
+                y=order,
+                orientation="h",
+                name=_label(strategy),
+                marker={"color": strategy_color(strategy, i)},
+                hovertemplate=f"{_label(strategy)}: %{{y}} %{{x:.3f}}<extra></extra>",
+            )
+        )
     fig.update_layout(
-        title={"text": title}, barmode="group",
+        title={"text": title},
+        barmode="group",
         xaxis={"title": {"text": "Importance (sums to 1 per strategy; mean over its seeds)"}},
         yaxis={"title": {"text": "Hyperparameter"}},
         legend=LEGEND_BELOW,

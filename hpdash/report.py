@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,7 +102,7 @@ padding:.8rem 1rem;border-left:4px solid #1f77b4} .note{color:#444} .figure{marg
 
 
 def _now_text() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _e(text: Any) -> str:
@@ -111,10 +111,17 @@ def _e(text: Any) -> str:
 
 def figure_div(fig: go.Figure, div_id: str) -> str:
     """One figure as a ``<div>`` plus the script that draws it with the inlined plotly.js."""
-    return '<div class="figure">' + pio.to_html(
-        fig, full_html=False, include_plotlyjs=False, div_id=div_id,
-        config={"displaylogo": False, "responsive": True},
-    ) + "</div>"
+    return (
+        '<div class="figure">'
+        + pio.to_html(
+            fig,
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=div_id,
+            config={"displaylogo": False, "responsive": True},
+        )
+        + "</div>"
+    )
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -127,10 +134,10 @@ def html_page(title: str, sections: list[str], subtitle: str = "") -> str:
 
     meta = f"Made {_now_text()} by hpdash {__version__}" + (f" · {_e(subtitle)}" if subtitle else "")
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{_e(title)}</title><style>{_CSS}</style>"
-        f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body>"
-        f"<h1>{_e(title)}</h1><p class=\"meta\">{meta}</p>" + "\n".join(sections) + "</body></html>"
+        f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
+        f'<h1>{_e(title)}</h1><p class="meta">{meta}</p>' + "\n".join(sections) + "</body></html>"
     )
 
 
@@ -152,14 +159,18 @@ def study_html(study: optuna.Study) -> str:
         "trials": f"{summary['n_complete']} complete, {summary['n_pruned']} pruned, {summary['n_fail']} failed",
         "strategy": spec.strategy if spec else "-",
         "metric": metric or "-",
-        "best CV score": "-" if summary["best_value"] is None else f"{summary['best_value']:.4f} (trial {summary['best_trial_number']})",
+        "best CV score": "-"
+        if summary["best_value"] is None
+        else f"{summary['best_value']:.4f} (trial {summary['best_trial_number']})",
         "best hyperparameters": json.dumps(summary["best_params"], default=str),
         "holdout score of the final model": f"{refit['holdout_score']:.4f}" if refit else "not refit",
     }
     sections = ["<h2>Summary</h2>", _table(pd.DataFrame({"": list(rows), "value": list(rows.values())}))]
     grid = study.user_attrs.get(runner.GRID_ATTR)
     if grid:
-        sections.append(f"<h2>Grid order</h2><p class=\"note\">{_e(experiments.grid_note(grid, spec.n_trials if spec else None, spec.seed if spec else None))}</p>")
+        sections.append(
+            f'<h2>Grid order</h2><p class="note">{_e(experiments.grid_note(grid, spec.n_trials if spec else None, spec.seed if spec else None))}</p>'
+        )
     figs = [
         plots.convergence_figure(frame, "number", direction, "Best so far vs trials", metric),
         plots.convergence_figure(frame, "elapsed_s", direction, "Best so far vs wall-clock time", metric),
@@ -169,14 +180,15 @@ def study_html(study: optuna.Study) -> str:
     ]
     sections.append("<h2>Figures</h2>")
     sections += [figure_div(f, f"fig-{i}") for i, f in enumerate(figs)]
-    sections.append(f"<p class=\"note\">Importance method: {_e(plots.IMPORTANCE_METHODS['ped_anova'])}</p>")
+    sections.append(f'<p class="note">Importance method: {_e(plots.IMPORTANCE_METHODS["ped_anova"])}</p>')
     if spec is not None:
         sections.append(f"<h2>Spec</h2><pre>{_e(spec.to_yaml())}</pre>")
     return html_page(f"Study {study.study_name}", sections, subtitle=f"direction: {direction}")
 
 
-def experiment_html(comparison: "Comparison", analysis: "Analysis | None" = None,
-                    importance_method: str = "ped_anova") -> str:
+def experiment_html(
+    comparison: Comparison, analysis: Analysis | None = None, importance_method: str = "ped_anova"
+) -> str:
     """The HTML report of an experiment: verdict, tables, comparison figures, grid order, spec."""
     from hpdash import compare, plots
 
@@ -185,19 +197,26 @@ def experiment_html(comparison: "Comparison", analysis: "Analysis | None" = None
     params = plots.default_placement_params(c.frame)
     logs = compare.log_params_of(c)
     sections = [
-        "<h2>Verdict</h2>", f"<p class=\"verdict\">{_e(a.verdict.text)}</p>",
-        "<h2>Summary</h2>", _table(compare.display_table(a.summary, a.ttt_summary)),
-        "<p class=\"note\">Best CV: mean ± std over seeds of each run's best cross-validated score. Holdout: the "
+        "<h2>Verdict</h2>",
+        f'<p class="verdict">{_e(a.verdict.text)}</p>',
+        "<h2>Summary</h2>",
+        _table(compare.display_table(a.summary, a.ttt_summary)),
+        '<p class="note">Best CV: mean ± std over seeds of each run\'s best cross-validated score. Holdout: the '
         "refit final model scored once on the holdout part. Rank: within each seed (1 = best, ties share). "
         "Wins: seeds where the strategy ranked first (ties count for each).</p>",
-        "<h2>Time to target</h2>", f"<p class=\"note\">{_e(compare.target_text(a, c.metric))} Mean ± std over the runs "
+        "<h2>Time to target</h2>",
+        f'<p class="note">{_e(compare.target_text(a, c.metric))} Mean ± std over the runs '
         "that reached it; trials count the budget used, seconds run from the study's first trial start.</p>",
         _table(compare.ttt_table(a.ttt_summary)),
-        "<h2>Pairwise tests</h2>", _table(compare.pairs_table(a.pairs)),
+        "<h2>Pairwise tests</h2>",
+        _table(compare.pairs_table(a.pairs)),
     ]
     if c.grid_notes:
-        sections.append("<h2>Grid order</h2><ul>" + "".join(
-            f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in c.grid_notes.items()) + "</ul>")
+        sections.append(
+            "<h2>Grid order</h2><ul>"
+            + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in c.grid_notes.items())
+            + "</ul>"
+        )
     figs = [
         plots.band_figure(a.bands_trial, a.curves_trial, "trial", c.metric),
         plots.band_figure(a.bands_time, a.curves_time, "elapsed_s", c.metric),
@@ -207,15 +226,28 @@ def experiment_html(comparison: "Comparison", analysis: "Analysis | None" = None
     ]
     if len(params) == 2:
         figs.append(plots.placement_figure(c.frame, params[0], params[1], logs, c.metric, c.direction))
-    figs.append(plots.importance_comparison_figure(compare.importance_by_strategy(c, importance_method), importance_method))
+    figs.append(
+        plots.importance_comparison_figure(compare.importance_by_strategy(c, importance_method), importance_method)
+    )
     sections.append("<h2>Figures</h2>")
     sections += [figure_div(f, f"fig-{i}") for i, f in enumerate(figs)]
-    sections.append(f"<p class=\"note\">Importance method: {_e(plots.IMPORTANCE_METHODS[importance_method])}</p>")
-    sections.append("<h2>Studies</h2>" + _table(pd.DataFrame({
-        "study": [r.study for r in c.runs], "strategy": [compare.label(r.strategy) for r in c.runs],
-        "seed": [r.seed for r in c.runs],
-        "best CV": [None if pd.isna(b) else round(float(b), 4) for b in a.runs.set_index("study").reindex([r.study for r in c.runs])["best"]],
-    })))
+    sections.append(f'<p class="note">Importance method: {_e(plots.IMPORTANCE_METHODS[importance_method])}</p>')
+    sections.append(
+        "<h2>Studies</h2>"
+        + _table(
+            pd.DataFrame(
+                {
+                    "study": [r.study for r in c.runs],
+                    "strategy": [compare.label(r.strategy) for r in c.runs],
+                    "seed": [r.seed for r in c.runs],
+                    "best CV": [
+                        None if pd.isna(b) else round(float(b), 4)
+                        for b in a.runs.set_index("study").reindex([r.study for r in c.runs])["best"]
+                    ],
+                }
+            )
+        )
+    )
     if c.spec is not None:
         sections.append(f"<h2>Spec</h2><pre>{_e(c.spec.to_yaml())}</pre>")
     subtitle = f"metric: {c.metric or 'score'} ({c.direction})"

@@ -101,9 +101,7 @@ def _direction(study: optuna.Study) -> str:
 def _read_trials(study: optuna.Study) -> list[FrozenTrial]:
     """All trials except WAITING ones, by number."""
     trials = study.get_trials(deepcopy=False)
-    return sorted(
-        (t for t in trials if t.state != TrialState.WAITING), key=lambda t: t.number
-    )
+    return sorted((t for t in trials if t.state != TrialState.WAITING), key=lambda t: t.number)
 
 
 def _float_or_nan(value: Any) -> float:
@@ -190,7 +188,6 @@ def gc_paused() -> Iterator[None]:
                 gc.enable()
 
 
-
 _frozen = False  # freeze_startup_objects() has run in this process
 
 
@@ -255,17 +252,13 @@ def _finalize(base: pd.DataFrame, direction: str) -> pd.DataFrame:
     frame = frame.sort_values("number", kind="stable").reset_index(drop=True)
     for column in ("datetime_start", "datetime_complete"):
         frame[column] = pd.to_datetime(frame[column]).astype("datetime64[us]")
-    frame["duration_s"] = (
-        frame["datetime_complete"] - frame["datetime_start"]
-    ).dt.total_seconds()
+    frame["duration_s"] = (frame["datetime_complete"] - frame["datetime_start"]).dt.total_seconds()
     t0 = frame["datetime_start"].min()
     frame["elapsed_s"] = (frame["datetime_complete"] - t0).dt.total_seconds()
     frame["best_so_far"] = running_best(frame["value"], direction)
     frame["is_best"] = False
     if frame["value"].notna().any():
-        best_index = (
-            frame["value"].idxmax() if direction == "maximize" else frame["value"].idxmin()
-        )
+        best_index = frame["value"].idxmax() if direction == "maximize" else frame["value"].idxmin()
         frame.loc[best_index, "is_best"] = True
 
     for column in BASE_COLUMNS:
@@ -373,10 +366,12 @@ def _summary_sql(engine: sqlalchemy.engine.Engine, study_id: int, direction: str
     """``study_summary`` without ``metric`` by three small queries (fast path)."""
     order = "DESC" if direction == "maximize" else "ASC"
     with engine.connect() as conn:
-        counts = dict(conn.execute(
-            sqlalchemy.text("SELECT state, COUNT(*) FROM trials WHERE study_id = :sid GROUP BY state"),
-            {"sid": study_id},
-        ).all())
+        counts = dict(
+            conn.execute(
+                sqlalchemy.text("SELECT state, COUNT(*) FROM trials WHERE study_id = :sid GROUP BY state"),
+                {"sid": study_id},
+            ).all()
+        )
         best = conn.execute(
             sqlalchemy.text(
                 "SELECT t.trial_id, t.number, v.value, v.value_type FROM trials t "
@@ -423,38 +418,56 @@ def study_progress(study: optuna.Study) -> dict[str, Any]:
     if fast is not None:
         engine, study_id = fast
         with engine.connect() as conn:
-            retries = conn.execute(sqlalchemy.text(
-                "SELECT COUNT(DISTINCT a.value_json) FROM trial_system_attributes a "
-                "JOIN trials t ON t.trial_id = a.trial_id "
-                "WHERE t.study_id = :sid AND a.key = 'failed_trial'"), {"sid": study_id}).scalar()
-            stopped = conn.execute(sqlalchemy.text(
-                "SELECT COUNT(*) FROM trial_user_attributes a JOIN trials t ON t.trial_id = a.trial_id "
-                "WHERE t.study_id = :sid AND t.state = 'FAIL' AND a.key = 'fail_reason' "
-                "AND a.value_json LIKE :prefix"),
-                {"sid": study_id, "prefix": f'"{STOPPED_REASON_PREFIX}%'}).scalar()
-            first, last = conn.execute(sqlalchemy.text(
-                "SELECT MIN(datetime_start), MAX(datetime_complete) FROM trials WHERE study_id = :sid"),
-                {"sid": study_id}).one()
+            retries = conn.execute(
+                sqlalchemy.text(
+                    "SELECT COUNT(DISTINCT a.value_json) FROM trial_system_attributes a "
+                    "JOIN trials t ON t.trial_id = a.trial_id "
+                    "WHERE t.study_id = :sid AND a.key = 'failed_trial'"
+                ),
+                {"sid": study_id},
+            ).scalar()
+            stopped = conn.execute(
+                sqlalchemy.text(
+                    "SELECT COUNT(*) FROM trial_user_attributes a JOIN trials t ON t.trial_id = a.trial_id "
+                    "WHERE t.study_id = :sid AND t.state = 'FAIL' AND a.key = 'fail_reason' "
+                    "AND a.value_json LIKE :prefix"
+                ),
+                {"sid": study_id, "prefix": f'"{STOPPED_REASON_PREFIX}%'},
+            ).scalar()
+            first, last = conn.execute(
+                sqlalchemy.text("SELECT MIN(datetime_start), MAX(datetime_complete) FROM trials WHERE study_id = :sid"),
+                {"sid": study_id},
+            ).one()
 
         def utc(value: Any) -> datetime.datetime | None:  # Optuna stores naive UTC
             if value is None:
                 return None
             if isinstance(value, str):
                 value = datetime.datetime.fromisoformat(value)
-            return value.replace(tzinfo=datetime.timezone.utc)
+            return value.replace(tzinfo=UTC)
 
-        return {**summary, "n_replaced": int(retries or 0) + int(stopped or 0),
-                "first_start": utc(first), "last_complete": utc(last)}
+        return {
+            **summary,
+            "n_replaced": int(retries or 0) + int(stopped or 0),
+            "first_start": utc(first),
+            "last_complete": utc(last),
+        }
     trials = study.get_trials(deepcopy=False)
     retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
     replaced = sum(
-        1 for t in trials if t.state == TrialState.FAIL
+        1
+        for t in trials
+        if t.state == TrialState.FAIL
         and (t.number in retried or str(t.user_attrs.get("fail_reason", "")).startswith(STOPPED_REASON_PREFIX))
     )
-    starts = [t.datetime_start.astimezone(datetime.timezone.utc) for t in trials if t.datetime_start]
-    ends = [t.datetime_complete.astimezone(datetime.timezone.utc) for t in trials if t.datetime_complete]
-    return {**summary, "n_replaced": replaced, "first_start": min(starts, default=None),
-            "last_complete": max(ends, default=None)}
+    starts = [t.datetime_start.astimezone(UTC) for t in trials if t.datetime_start]
+    ends = [t.datetime_complete.astimezone(UTC) for t in trials if t.datetime_complete]
+    return {
+        **summary,
+        "n_replaced": replaced,
+        "first_start": min(starts, default=None),
+        "last_complete": max(ends, default=None),
+    }
 
 
 def fold_scores_frame(trial: FrozenTrial) -> pd.DataFrame:
@@ -566,7 +579,7 @@ def _local_to_utc(value: Any) -> datetime.datetime | None:
     """A frame datetime (naive local time, as Optuna's FrozenTrials carry) as aware UTC."""
     if value is None or pd.isna(value):
         return None
-    return pd.Timestamp(value).to_pydatetime().astimezone(datetime.timezone.utc)
+    return pd.Timestamp(value).to_pydatetime().astimezone(UTC)
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
@@ -656,7 +669,8 @@ def read_raw(
             conn,
             "SELECT t.trial_id, t.number, t.state, t.datetime_start, t.datetime_complete "
             "FROM trials t WHERE t.study_id = :sid" + waiting + "{ids} ORDER BY t.number",
-            study_id, trial_ids,
+            study_id,
+            trial_ids,
         )
         raw = RawTrials(trials=trials)
         if not trials:
@@ -667,14 +681,16 @@ def read_raw(
             "SELECT v.trial_id, v.value, v.value_type FROM trial_values v "
             "JOIN trials t ON t.trial_id = v.trial_id "
             "WHERE t.study_id = :sid AND v.objective = 0" + waiting + "{ids}",
-            study_id, ids,
+            study_id,
+            ids,
         )
         # Distribution JSON is long and usually one per param: fetch it once per param when so.
         dists = _select(
             conn,
             "SELECT DISTINCT p.param_name, p.distribution_json FROM trial_params p "
             "JOIN trials t ON t.trial_id = p.trial_id WHERE t.study_id = :sid" + waiting + "{ids}",
-            study_id, ids,
+            study_id,
+            ids,
         )
         raw.distributions = [tuple(d) for d in dists]
         names = [d[0] for d in dists]
@@ -685,7 +701,8 @@ def read_raw(
                 "SELECT p.trial_id, p.param_name, p.param_value "
                 "FROM trial_params p JOIN trials t ON t.trial_id = p.trial_id "
                 "WHERE t.study_id = :sid" + waiting + "{ids} ORDER BY p.param_id",
-                study_id, ids,
+                study_id,
+                ids,
             )
             raw.params, raw.param_dists = rows, by_name
         else:
@@ -694,13 +711,13 @@ def read_raw(
                 "SELECT p.trial_id, p.param_name, p.param_value, p.distribution_json "
                 "FROM trial_params p JOIN trials t ON t.trial_id = p.trial_id "
                 "WHERE t.study_id = :sid" + waiting + "{ids} ORDER BY p.param_id",
-                study_id, ids,
+                study_id,
+                ids,
             )
         if user_attr_keys is None or user_attr_keys:
             sql = (
                 "SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a "
-                "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = :sid"
-                + waiting + keys_sql + "{ids}"
+                "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = :sid" + waiting + keys_sql + "{ids}"
             )
             extra = None if user_attr_keys is None else {"keys": list(user_attr_keys)}
             raw.user_attrs = _select(conn, sql, study_id, ids, extra)
@@ -709,7 +726,8 @@ def read_raw(
                 conn,
                 "SELECT a.trial_id, a.key, a.value_json FROM trial_system_attributes a "
                 "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = :sid" + waiting + "{ids}",
-                study_id, ids,
+                study_id,
+                ids,
             )
         if intermediate:
             raw.intermediate = _select(
@@ -717,7 +735,8 @@ def read_raw(
                 "SELECT i.trial_id, i.step, i.intermediate_value, i.intermediate_value_type "
                 "FROM trial_intermediate_values i JOIN trials t ON t.trial_id = i.trial_id "
                 "WHERE t.study_id = :sid" + waiting + "{ids}",
-                study_id, ids,
+                study_id,
+                ids,
             )
     return raw
 
@@ -781,7 +800,10 @@ def _external(dist: BaseDistribution, internal: np.ndarray) -> np.ndarray:
 
 
 def _param_series(
-    raw: RawTrials, pos: dict[int, int], n: int, index: pd.Index,
+    raw: RawTrials,
+    pos: dict[int, int],
+    n: int,
+    index: pd.Index,
     types: dict[str, set[type]] | None = None,
 ) -> dict[str, pd.Series]:
     """``params_<name>`` columns in external representation (NaN where a trial lacks the param).
@@ -825,7 +847,10 @@ def _param_series(
 
 
 def _param_series_by_row(
-    raw: RawTrials, pos: dict[int, int], n: int, index: pd.Index,
+    raw: RawTrials,
+    pos: dict[int, int],
+    n: int,
+    index: pd.Index,
     types: dict[str, set[type]] | None = None,
 ) -> dict[str, pd.Series]:
     """``_param_series`` one row at a time: any mix of distributions per name."""
@@ -925,8 +950,16 @@ def read_trials_dataframe(study: optuna.Study, include_intermediate: bool = True
     values as ``study.trials_dataframe(attrs=...)`` with those attrs. Falls back to Optuna's
     API when the storage is not an RDB storage with the pinned schema.
     """
-    attrs = ["number", "value", "datetime_start", "datetime_complete", "duration", "params",
-             "user_attrs", "system_attrs"]
+    attrs = [
+        "number",
+        "value",
+        "datetime_start",
+        "datetime_complete",
+        "duration",
+        "params",
+        "user_attrs",
+        "system_attrs",
+    ]
     if include_intermediate:
         attrs.append("intermediate_values")
     attrs.append("state")
@@ -934,8 +967,14 @@ def read_trials_dataframe(study: optuna.Study, include_intermediate: bool = True
     if fast is None:
         return study.trials_dataframe(attrs=tuple(attrs))
     engine, study_id = fast
-    raw = read_raw(engine, study_id, include_waiting=True, user_attr_keys=None,
-                   system_attrs=True, intermediate=include_intermediate)
+    raw = read_raw(
+        engine,
+        study_id,
+        include_waiting=True,
+        user_attr_keys=None,
+        system_attrs=True,
+        intermediate=include_intermediate,
+    )
     if not raw.trials:
         return pd.DataFrame()
     n = len(raw.trials)
@@ -961,9 +1000,7 @@ def read_trials_dataframe(study: optuna.Study, include_intermediate: bool = True
         cols_i: dict[int, list[Any]] = {}
         for trial_id, step, stored, value_type in raw.intermediate:
             cols_i.setdefault(int(step), [math.nan] * n)[pos[trial_id]] = _stored_value(stored, value_type)
-        groups["intermediate"] = {
-            f"intermediate_values_{k}": _inferred(v, index) for k, v in cols_i.items()
-        }
+        groups["intermediate"] = {f"intermediate_values_{k}": _inferred(v, index) for k, v in cols_i.items()}
     data: dict[str, Any] = {
         "number": pd.Series([r[1] for r in raw.trials], index=index),
         "value": _inferred(value, index),
@@ -1042,9 +1079,7 @@ class TrialsCache:
         low = min([self._max_id + 1, *self._open])
         with engine.connect() as conn:
             window = conn.execute(
-                sqlalchemy.text(
-                    "SELECT trial_id, state FROM trials WHERE study_id = :sid AND trial_id >= :low"
-                ),
+                sqlalchemy.text("SELECT trial_id, state FROM trials WHERE study_id = :sid AND trial_id >= :low"),
                 {"sid": study_id, "low": low},
             ).all()
         changed: list[int] = []
@@ -1083,8 +1118,7 @@ class TrialsCache:
         self._distributions.update(raw.distributions)
         if any(r[2] == "COMPLETE" for r in raw.trials):
             with self._complete_lock:
-                self._complete_raws.append(
-                    RawTrials(raw.trials, raw.values, raw.params, param_dists=raw.param_dists))
+                self._complete_raws.append(RawTrials(raw.trials, raw.values, raw.params, param_dists=raw.param_dists))
 
     def log_params(self) -> set[str]:
         """``log_params(study)`` for the trials of the last ``refresh``, from the distributions
@@ -1140,11 +1174,14 @@ class TrialsCache:
         if self._max_id > self._retries_read_to:
             high = self._max_id  # the trials this frame knows: same snapshot as the counts
             with engine.connect() as conn:
-                rows = conn.execute(sqlalchemy.text(
-                    "SELECT a.value_json FROM trial_system_attributes a "
-                    "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = :sid "
-                    "AND t.trial_id > :low AND t.trial_id <= :high AND a.key = 'failed_trial'"),
-                    {"sid": study_id, "low": self._retries_read_to, "high": high}).all()
+                rows = conn.execute(
+                    sqlalchemy.text(
+                        "SELECT a.value_json FROM trial_system_attributes a "
+                        "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = :sid "
+                        "AND t.trial_id > :low AND t.trial_id <= :high AND a.key = 'failed_trial'"
+                    ),
+                    {"sid": study_id, "low": self._retries_read_to, "high": high},
+                ).all()
             self._retried.update(row[0] for row in rows)
             self._retries_read_to = high
         if self._from_frame is None or self._from_frame[0] is not frame:
@@ -1171,8 +1208,10 @@ class TrialsCache:
             trial_id = int(self._base["trial_id"].to_numpy()[numbers == best_number][0])
             if self._best_params is None or self._best_params[0] != trial_id:
                 raw = read_raw(engine, study_id, [trial_id], user_attr_keys=())
-                self._best_params = (trial_id, {
-                    name: _distribution(dj).to_external_repr(v) for _, name, v, dj in raw.param_rows()})
+                self._best_params = (
+                    trial_id,
+                    {name: _distribution(dj).to_external_repr(v) for _, name, v, dj in raw.param_rows()},
+                )
             best_params = self._best_params[1]
         metric = self._metric
         if metric is None:
@@ -1215,9 +1254,7 @@ class TrialsCache:
         types = self._seen_types.get(column, set())
         if series.dtype == "object":
             return pd.Series(series.tolist(), index=series.index)
-        only_ints = bool(types) and all(
-            issubclass(t, (int, np.integer)) and not issubclass(t, bool) for t in types
-        )
+        only_ints = bool(types) and all(issubclass(t, (int, np.integer)) and not issubclass(t, bool) for t in types)
         if series.dtype == "float64" and only_ints and not series.isna().any():
             return series.astype("int64")
         return series
@@ -1235,10 +1272,13 @@ def completed_count(study: optuna.Study) -> int:
         return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     engine, study_id = fast
     with engine.connect() as conn:
-        return int(conn.execute(
-            sqlalchemy.text("SELECT COUNT(*) FROM trials WHERE study_id = :sid AND state = 'COMPLETE'"),
-            {"sid": study_id},
-        ).scalar() or 0)
+        return int(
+            conn.execute(
+                sqlalchemy.text("SELECT COUNT(*) FROM trials WHERE study_id = :sid AND state = 'COMPLETE'"),
+                {"sid": study_id},
+            ).scalar()
+            or 0
+        )
 
 
 @gc_paused()
@@ -1250,8 +1290,7 @@ def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
     """
     fast = _fast_source(study)
     if fast is None:
-        return sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                      key=lambda t: t.number)
+        return sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
     engine, study_id = fast
     return _completed_from_raw(read_raw(engine, study_id, user_attr_keys=()))
 
@@ -1262,9 +1301,7 @@ def _completed_from_raw(raw: RawTrials) -> list[FrozenTrial]:
     Trials with the same param names share one distributions dict: treat it as read-only.
     """
     values = {tid: _stored_value(v, vt) for tid, v, vt in raw.values}
-    params: dict[int, dict[str, Any]] = {
-        r[0]: {} for r in raw.trials if r[2] == "COMPLETE" and r[0] in values
-    }
+    params: dict[int, dict[str, Any]] = {r[0]: {} for r in raw.trials if r[2] == "COMPLETE" and r[0] in values}
     groups = _param_groups(raw)
     if groups is None:
         by_trial: dict[int, dict[str, BaseDistribution]] = {}
@@ -1289,16 +1326,26 @@ def _completed_from_raw(raw: RawTrials) -> list[FrozenTrial]:
             if found is None:
                 found = shared[names] = {name: by_name[name] for name in names}
             return found
+
     out = []
     for trial_id, number, _, _, _ in raw.trials:
         if trial_id not in params:
             continue
-        out.append(FrozenTrial(
-            number=number, state=TrialState.COMPLETE, value=values[trial_id],
-            datetime_start=None, datetime_complete=None, params=params[trial_id],
-            distributions=distributions_of(trial_id) or {}, user_attrs={}, system_attrs={},
-            intermediate_values={}, trial_id=trial_id,
-        ))
+        out.append(
+            FrozenTrial(
+                number=number,
+                state=TrialState.COMPLETE,
+                value=values[trial_id],
+                datetime_start=None,
+                datetime_complete=None,
+                params=params[trial_id],
+                distributions=distributions_of(trial_id) or {},
+                user_attrs={},
+                system_attrs={},
+                intermediate_values={},
+                trial_id=trial_id,
+            )
+        )
     return out
 
 

@@ -19,10 +19,11 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import optuna
@@ -101,9 +102,18 @@ class Plan:
         except ValueError as exc:  # plan_study checked the sizes; this is scikit-learn's word
             raise DatasetError(f"Cannot make {spec.folds} CV folds from the training part: {exc}") from exc
         return objective.Problem(
-            task=prepared.task, metric=self.metric, X_train=X_train, y_train=y_train, X_test=X_test,
-            y_test=y_test, numeric=prepared.numeric, categorical=prepared.categorical, splits=splits,
-            seed=spec.seed, spaces=self.spaces, pos_label=spec.pos_label,
+            task=prepared.task,
+            metric=self.metric,
+            X_train=X_train,
+            y_train=y_train,
+            X_test=X_test,
+            y_test=y_test,
+            numeric=prepared.numeric,
+            categorical=prepared.categorical,
+            splits=splits,
+            seed=spec.seed,
+            spaces=self.spaces,
+            pos_label=spec.pos_label,
         )
 
 
@@ -139,8 +149,7 @@ def plan_study(spec: StudySpec, data: Any = None) -> Plan:
     strategies.check_strategy(spec.strategy)
     check_budget(spec.n_trials)
     frame, sha = data if data is not None else datasets.load_dataset(spec.dataset)
-    prepared = datasets.prepare(frame, spec.target, task=spec.task, folds=spec.folds,
-                                keep_columns=spec.keep_columns)
+    prepared = datasets.prepare(frame, spec.target, task=spec.task, folds=spec.folds, keep_columns=spec.keep_columns)
     spaces = resolve_spaces(spec, prepared.task)
     # The metric with the target and the models together: the task, two-class metrics, the
     # positive class, and the probabilities or decision scores the scorer needs.
@@ -161,8 +170,11 @@ def fit_default_spaces(spec: StudySpec, plan: Plan) -> dict[str, space.SearchSpa
     the smallest CV fold trains on as its upper end. A space the spec gives is left as it is
     (``objective.smoke_check`` refuses it, saying what to lower)."""
     raw = spec.space or {}
-    bounded = {key: models.get_family(key).row_bounded for key in plan.spaces
-               if not (raw.get(key) if len(spec.models) > 1 else raw)}
+    bounded = {
+        key: models.get_family(key).row_bounded
+        for key in plan.spaces
+        if not (raw.get(key) if len(spec.models) > 1 else raw)
+    }
     bounded = {key: names for key, names in bounded.items() if names}
     if not bounded or plan.split is None:
         return plan.spaces
@@ -317,7 +329,11 @@ def _ingest_dataset(spec: StudySpec, checked_sha256: str | None = None) -> str |
     data = path.read_bytes()
     checked = checked_sha256 is not None and datasets.sha256_bytes(data) == checked_sha256
     stored = datasets.store_dataset(
-        data, path.name, target=None if checked else spec.target, task=spec.task, folds=spec.folds,
+        data,
+        path.name,
+        target=None if checked else spec.target,
+        task=spec.task,
+        folds=spec.folds,
         keep_columns=spec.keep_columns,
     )
     return stored.sha256
@@ -348,21 +364,25 @@ def create_study(spec: StudySpec, storage: str | None = None, *, plan: Plan | No
         "hpdash.task": plan.task,
         "hpdash.metric": plan.metric,
         "hpdash.space": {k: space.space_to_dict(s) for k, s in plan.spaces.items()},
-        "hpdash.created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "hpdash.created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         STATE_ATTR: "created",
         strategies.SAMPLER_ATTR: strategies.sampler_record(spec),
         **budget_attrs,
     }
     try:
         return create_budgeted_study(
-            store, spec.name,
+            store,
+            spec.name,
             "maximize",  # scikit-learn scorers are "greater is better"
-            user_attrs, slots,
+            user_attrs,
+            slots,
             sampler=strategies.make_sampler(spec.strategy, spec.seed),
             pruner=strategies.make_pruner(spec.pruner, spec.folds * spec.repeats),
         )
     except optuna.exceptions.DuplicatedStudyError:
-        raise SpecError(f"A study named {spec.name!r} already exists. Pick another name, or resume that study.") from None
+        raise SpecError(
+            f"A study named {spec.name!r} already exists. Pick another name, or resume that study."
+        ) from None
 
 
 def _budget_slots(plan: Plan) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -379,8 +399,12 @@ def _budget_slots(plan: Plan) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         budget = len(points) if spec.n_trials is None else min(spec.n_trials, len(points))
         # What study.enqueue_trial(point) stores for each point.
         slots = [{"fixed_params": points[int(i)]} for i in order[:budget]]
-        grid = {"grid_size": len(points), "budget": budget, "order": "seeded random permutation",
-                "cut": budget < len(points)}
+        grid = {
+            "grid_size": len(points),
+            "budget": budget,
+            "order": "seeded random permutation",
+            "cut": budget < len(points),
+        }
         return {GRID_ATTR: grid, BUDGET_ATTR: budget}, slots
     if spec.n_trials is None:
         return {BUDGET_ATTR: None}, []
@@ -403,7 +427,9 @@ def load_study(name: str, storage: str | None = None, *, store: Any = None, **st
     try:
         return optuna.load_study(study_name=name, storage=store)
     except KeyError as exc:
-        raise StudyNotFoundError(f"No study named {name!r} in {config.storage_url(storage)}. It may have been deleted.") from exc
+        raise StudyNotFoundError(
+            f"No study named {name!r} in {config.storage_url(storage)}. It may have been deleted."
+        ) from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -493,8 +519,14 @@ def run_worker(
     if threading.current_thread() is threading.main_thread():
         previous_sigterm = signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
     key = _worker_key()
-    info = {"pid": os.getpid(), "host": socket.gethostname(), "index": worker_index,
-            "started": _now(), "last_seen": _now(), "status": "running"}
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "index": worker_index,
+        "started": _now(),
+        "last_seen": _now(),
+        "status": "running",
+    }
     study.set_user_attr(key, info)
     beat_stop = threading.Event()
 
@@ -567,10 +599,10 @@ def run_worker(
         info["status"] = "failed"
         message = str(exc) if isinstance(exc, HpdashError) else f"{type(exc).__name__}: {exc}"
         # One conditional write: a study another worker already finished stays finished.
-        if not set_study_user_attr_unless(study, STATE_ATTR, "failed", unless=("finished",),
-                                          extra={ERROR_ATTR: message}):
-            log.warning("Study %s is already finished, so this worker's error is not recorded on it: %s",
-                        name, message)
+        if not set_study_user_attr_unless(
+            study, STATE_ATTR, "failed", unless=("finished",), extra={ERROR_ATTR: message}
+        ):
+            log.warning("Study %s is already finished, so this worker's error is not recorded on it: %s", name, message)
         raise
     finally:
         if trial_objective is not None:
@@ -708,8 +740,7 @@ class _FailFast:
         )
         if len(reasons) > 1:
             message += f" (and {len(reasons) - 1} other reason(s): see the Trials table or `hpdash show`)"
-        set_study_user_attr_unless(study, STATE_ATTR, "failed", unless=("finished",),
-                                   extra={ERROR_ATTR: message})
+        set_study_user_attr_unless(study, STATE_ATTR, "failed", unless=("finished",), extra={ERROR_ATTR: message})
         return True
 
 
@@ -792,7 +823,9 @@ def _optimize_until_no_work(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
-            open_states = {t.state for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))}
+            open_states = {
+                t.state for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+            }
             if TrialState.WAITING in open_states:
                 break  # a retry slot (or a given-back slot) appeared: run it
             if TrialState.RUNNING not in open_states:
@@ -813,7 +846,9 @@ def _drop_taken_over(count: _TrialCount) -> None:
     log.warning(
         "Trial %d was failed as stale by another worker while this worker was away (no heartbeat "
         "for longer than the grace period, HPDASH_GRACE_PERIOD): this worker's result for it is "
-        "dropped (its retry, if it has one left, counts instead), and the worker carries on.", trial.number)
+        "dropped (its retry, if it has one left, counts instead), and the worker carries on.",
+        trial.number,
+    )
 
 
 def _with_slot_return(study: optuna.Study, func: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
@@ -828,10 +863,12 @@ def _with_slot_return(study: optuna.Study, func: Callable[[optuna.Trial], float]
             return func(trial)
         except objective.StopRequested:
             trial.set_user_attr("fail_reason", STOPPED_REASON)
-            study.add_trial(optuna.trial.create_trial(
-                state=TrialState.WAITING,
-                system_attrs={"fixed_params": dict(trial.params), "hpdash_slot": True},
-            ))
+            study.add_trial(
+                optuna.trial.create_trial(
+                    state=TrialState.WAITING,
+                    system_attrs={"fixed_params": dict(trial.params), "hpdash_slot": True},
+                )
+            )
             study.stop()
             raise
 
@@ -889,8 +926,11 @@ def _worker_logs(name: str) -> list[Path]:
     """The worker log files of study ``name`` (exactly ``<stem>-<digits>.log``)."""
     pattern = re.compile(re.escape(export_model.file_stem(name)) + r"-[0-9]+\.log")
     folder = workers_log_dir()
-    return [folder / entry.name for entry in os.scandir(folder)
-            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)]
+    return [
+        folder / entry.name
+        for entry in os.scandir(folder)
+        if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
+    ]
 
 
 def check_worker_count(workers: int) -> int:
@@ -922,11 +962,16 @@ def launch_workers(name: str, storage: str | None = None, workers: int = 1) -> l
     for i in range(workers):
         log_path = worker_log_path(name, i)
         with open(log_path, "ab") as out:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "hpdash", "worker", name, "--storage", url, "--worker-index", str(i)],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                start_new_session=True,
-            ))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "hpdash", "worker", name, "--storage", url, "--worker-index", str(i)],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    start_new_session=True,
+                )
+            )
     return procs
 
 
@@ -1088,15 +1133,23 @@ def study_status(study: optuna.Study, cache: results.TrialsCache | None = None) 
     first, last = progress["first_start"], progress["last_complete"]
     elapsed = None
     if first is not None:
-        end = last if state != "running" and last is not None else datetime.now(timezone.utc)
+        end = last if state != "running" and last is not None else datetime.now(UTC)
         elapsed = max(0.0, (end - first).total_seconds())
     eta = None
     if state == "running" and budget and done and elapsed:
         eta = elapsed / done * max(0, budget - done)
     return StudyStatus(
-        name=study.study_name, state=state, done=done, complete=progress["n_complete"], running=running,
-        budget=budget, best_value=best, workers_alive=workers_alive,
-        started_at=float(started_at) if started_at else None, elapsed_s=elapsed, eta_s=eta,
+        name=study.study_name,
+        state=state,
+        done=done,
+        complete=progress["n_complete"],
+        running=running,
+        budget=budget,
+        best_value=best,
+        workers_alive=workers_alive,
+        started_at=float(started_at) if started_at else None,
+        elapsed_s=elapsed,
+        eta_s=eta,
         error=attrs.get(ERROR_ATTR),
     )
 
@@ -1143,8 +1196,9 @@ def refit(name: str, storage: str | None = None, study: optuna.Study | None = No
     return _refit(name, storage, study)
 
 
-def _refit(name: str, storage: str | None = None, study: optuna.Study | None = None,
-           problem: objective.Problem | None = None) -> RefitResult:
+def _refit(
+    name: str, storage: str | None = None, study: optuna.Study | None = None, problem: objective.Problem | None = None
+) -> RefitResult:
     """``refit`` without the read-only check: a worker finishing its study always refits
     (with its ``problem``: the same spec and dataset, already loaded)."""
     study = study or load_study(name, storage)
@@ -1165,9 +1219,16 @@ def _refit(name: str, storage: str | None = None, study: optuna.Study | None = N
     # copy is made on first download (export_model.ensure_skops).
     path, sha = export_model.save_joblib(name, pipe)
     result = RefitResult(
-        study=name, trial_number=best.number, model=model_key, params=params, metric=problem.metric,
-        cv_score=float(best.value), holdout_score=holdout, path=str(path), sha256=sha,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        study=name,
+        trial_number=best.number,
+        model=model_key,
+        params=params,
+        metric=problem.metric,
+        cv_score=float(best.value),
+        holdout_score=holdout,
+        path=str(path),
+        sha256=sha,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     study.set_user_attr(REFIT_ATTR, json.loads(json.dumps(result.to_dict(), default=str)))
     return result

@@ -59,9 +59,7 @@ _SIGNIFICANT_DIGITS = 12
 
 def _is_number(value: Any) -> bool:
     """True for real numbers (int, float, numpy numbers), False for bool and everything else."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
-    )
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _is_plain_choice(value: Any) -> bool:
@@ -120,13 +118,9 @@ class Hyperparameter:
         name = _check_name(self.name)
         where = f"hyperparameter {name!r}"
         if self.type not in TYPES:
-            raise SpecError(
-                f"{where}: unknown type {self.type!r}; use one of: {', '.join(TYPES)}"
-            )
+            raise SpecError(f"{where}: unknown type {self.type!r}; use one of: {', '.join(TYPES)}")
         if self.label not in LABELS:
-            raise SpecError(
-                f"{where}: unknown label {self.label!r}; use one of: {', '.join(LABELS)}"
-            )
+            raise SpecError(f"{where}: unknown label {self.label!r}; use one of: {', '.join(LABELS)}")
         if not isinstance(self.log, (bool, np.bool_)):
             raise SpecError(f"{where}: 'log' must be true or false, not {self.log!r}")
         object.__setattr__(self, "log", bool(self.log))
@@ -141,9 +135,7 @@ class Hyperparameter:
         if self.low is not None or self.high is not None:
             raise SpecError(f"{where}: a categorical hyperparameter takes 'choices', not low/high")
         choices = self.choices
-        if choices is None or isinstance(choices, (str, bytes, Mapping)) or not isinstance(
-            choices, Sequence
-        ):
+        if choices is None or isinstance(choices, (str, bytes, Mapping)) or not isinstance(choices, Sequence):
             raise SpecError(f"{where}: 'choices' must be a list of values")
         if len(choices) == 0:
             raise SpecError(f"{where}: 'choices' is empty; give at least one value")
@@ -171,9 +163,7 @@ class Hyperparameter:
 
     def _check_range(self, where: str) -> None:
         if self.choices is not None:
-            raise SpecError(
-                f"{where}: {_a(self.type)} hyperparameter takes low/high, not 'choices'"
-            )
+            raise SpecError(f"{where}: {_a(self.type)} hyperparameter takes low/high, not 'choices'")
         if self.low is None or self.high is None:
             missing = " and ".join(k for k in ("low", "high") if getattr(self, k) is None)
             raise SpecError(f"{where}: {_a(self.type)} range needs {missing}")
@@ -185,9 +175,7 @@ class Hyperparameter:
         if self.type == "int":
             for key, value in (("low", low), ("high", high)):
                 if not float(value).is_integer():
-                    raise SpecError(
-                        f"{where}: an int range needs whole-number bounds; '{key}' is {value!r}"
-                    )
+                    raise SpecError(f"{where}: an int range needs whole-number bounds; '{key}' is {value!r}")
             low, high = int(low), int(high)
         else:
             low, high = float(low), float(high)
@@ -244,9 +232,7 @@ def _parse_entry(name: str, entry: Any, default_label: str) -> Hyperparameter:
     _check_name(name)
     where = f"hyperparameter {name!r}"
     if not isinstance(entry, Mapping):
-        raise SpecError(
-            f"{where}: expected a mapping such as {{type: float, low: 0.001, high: 1, log: true}}"
-        )
+        raise SpecError(f"{where}: expected a mapping such as {{type: float, low: 0.001, high: 1, log: true}}")
     if "type" not in entry:
         raise SpecError(f"{where}: missing 'type' (one of: {', '.join(TYPES)})")
     kind = entry["type"]
@@ -263,8 +249,7 @@ def _parse_entry(name: str, entry: Any, default_label: str) -> Hyperparameter:
         )
     label = entry.get("label", default_label)
     if kind == "categorical":
-        return Hyperparameter(name=name, type="categorical", choices=entry.get("choices"),
-                              label=label)
+        return Hyperparameter(name=name, type="categorical", choices=entry.get("choices"), label=label)
     return Hyperparameter(
         name=name,
         type=kind,
@@ -283,14 +268,10 @@ def parse_space(raw: Mapping[str, Any], labels: Mapping[str, str] | None = None)
     """
     if not isinstance(raw, Mapping):
         raise SpecError(
-            "the search space must be a mapping from hyperparameter name to its entry, "
-            f"not {type(raw).__name__}"
+            f"the search space must be a mapping from hyperparameter name to its entry, not {type(raw).__name__}"
         )
     labels = labels or {}
-    return {
-        name: _parse_entry(name, entry, labels.get(name, DEFAULT_LABEL))
-        for name, entry in raw.items()
-    }
+    return {name: _parse_entry(name, entry, labels.get(name, DEFAULT_LABEL)) for name, entry in raw.items()}
 
 
 def space_to_dict(space: SearchSpace) -> dict[str, dict[str, Any]]:
@@ -313,10 +294,7 @@ def grid_values(hp: Hyperparameter, points: int) -> list[Any]:
     if hp.type == "categorical":
         return list(hp.choices or ())
     if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 2:
-        raise SpecError(
-            f"hyperparameter {hp.name!r}: grid search needs at least 2 points per range, "
-            f"not {points!r}"
-        )
+        raise SpecError(f"hyperparameter {hp.name!r}: grid search needs at least 2 points per range, not {points!r}")
     points = int(points)
     low, high = float(hp.low), float(hp.high)
     raw = np.geomspace(low, high, points) if hp.log else np.linspace(low, high, points)
@@ -398,9 +376,7 @@ def suggest(trial: optuna.Trial, spaces: Mapping[str, SearchSpace]) -> tuple[str
     return model, params
 
 
-def grid_points(
-    spaces: Mapping[str, SearchSpace], points: int, limit: int | None = None
-) -> list[dict[str, Any]]:
+def grid_points(spaces: Mapping[str, SearchSpace], points: int, limit: int | None = None) -> list[dict[str, Any]]:
     """Every grid combination as an Optuna param dict, in a deterministic order.
 
     Models in the given order, then the cartesian product of each model's grid (hyperparameters
@@ -433,8 +409,6 @@ def decode_params(params: Mapping[str, Any], models: Sequence[str]) -> tuple[str
         raise SpecError(f"the trial has no '{MODEL_PARAM}' parameter to say which model it used")
     model = params[MODEL_PARAM]
     if model not in models:
-        raise SpecError(
-            f"the trial used model {model!r}, which is not one of: {', '.join(models)}"
-        )
+        raise SpecError(f"the trial used model {model!r}, which is not one of: {', '.join(models)}")
     prefix = f"{model}{SEPARATOR}"
-    return model, {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+    return model, {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import re
 import reprlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -86,7 +87,7 @@ class StudySpec:
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
-    def replace(self, **changes: Any) -> "StudySpec":
+    def replace(self, **changes: Any) -> StudySpec:
         """A validated copy with some fields changed."""
         return parse_spec({**self.to_dict(), **changes})
 
@@ -137,9 +138,7 @@ def parse_spec(raw: Mapping[str, Any]) -> StudySpec:
     known = {f.name for f in fields(StudySpec)}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise SpecError(
-            f"Unknown spec key(s): {', '.join(map(str, unknown))}. Valid keys: {', '.join(sorted(known))}."
-        )
+        raise SpecError(f"Unknown spec key(s): {', '.join(map(str, unknown))}. Valid keys: {', '.join(sorted(known))}.")
     for key in ("name", "dataset", "target", "model"):
         if raw.get(key) in (None, "", []):
             raise SpecError(f"The spec needs '{key}'.")
@@ -183,8 +182,9 @@ def parse_spec(raw: Mapping[str, Any]) -> StudySpec:
             raise SpecError(f"'trial_timeout' must be a positive number of seconds or null, got {_shown(t)}.")
     label = data["pos_label"]
     if label is not None and (not isinstance(label, (str, int, bool)) or isinstance(label, float)):
-        raise SpecError(f"'pos_label' must be one class of the target (text, a whole number or "
-                        f"true/false), got {_shown(label)}.")
+        raise SpecError(
+            f"'pos_label' must be one class of the target (text, a whole number or true/false), got {_shown(label)}."
+        )
     keep = data["keep_columns"]
     if keep is not None:
         if not isinstance(keep, list) or not all(isinstance(c, str) and c for c in keep):
@@ -205,9 +205,7 @@ def parse_spec(raw: Mapping[str, Any]) -> StudySpec:
     if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not 0 < ts < 0.9:
         raise SpecError(f"'test_size' must be a fraction between 0 and 0.9, got {_shown(ts)}.")
     if not isinstance(data["metric"], str):
-        raise SpecError(
-            f"'metric' must be a scikit-learn scorer name or 'auto', got {_shown(data['metric'])}."
-        )
+        raise SpecError(f"'metric' must be a scikit-learn scorer name or 'auto', got {_shown(data['metric'])}.")
     if data["space"] is not None and not isinstance(data["space"], Mapping):
         raise SpecError("'space' must map hyperparameter names to their ranges.")
     return StudySpec(**data)

@@ -25,17 +25,17 @@ import sqlite3
 import threading
 import time
 import weakref
-from pathlib import Path
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import optuna
 import sqlalchemy
 import sqlalchemy.dialects.sqlite
-from optuna.trial import FrozenTrial, TrialState
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._rdb import storage as optuna_rdb_storage
+from optuna.trial import FrozenTrial, TrialState
 
 from hpdash import config
 from hpdash.errors import StorageError
@@ -205,8 +205,10 @@ class WorkerRDBStorage(RDBStorage):
         sql = _statements(self.engine.name)
         try:
             with self.engine.begin() as conn:
-                finished = conn.execute(sql.finish, {"finished_id": trial_id, "new_state": state,
-                                                     "now": datetime.now(timezone.utc).replace(tzinfo=None)})
+                finished = conn.execute(
+                    sql.finish,
+                    {"finished_id": trial_id, "new_state": state, "now": datetime.now(UTC).replace(tzinfo=None)},
+                )
                 if finished.rowcount != 1:
                     # Missing (KeyError) or already finished (UpdateFinishedTrialError), as Optuna.
                     self._updatable(conn, sql.state_and_study, trial_id)
@@ -264,29 +266,40 @@ class WorkerRDBStorage(RDBStorage):
         self.check_trial_is_updatable(trial_id, row.state)
         return row
 
-    def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
-                         distribution: Any, previous_distribution: Any) -> None:
+    def _set_trial_param(
+        self, trial_id: int, param_name: str, param_value_internal: float, distribution: Any, previous_distribution: Any
+    ) -> None:
         """Optuna's write of one suggested param, in SQL Core (0.3 ms against 1.1 ms through
         the ORM here): check the trial is running and the distribution matches the study's
         earlier ones for this name, then insert. Equality with Optuna's is tested."""
         if not self._core:
-            return super()._set_trial_param(trial_id, param_name, param_value_internal, distribution,
-                                            previous_distribution)
+            return super()._set_trial_param(
+                trial_id, param_name, param_value_internal, distribution, previous_distribution
+            )
         sql = _statements(self.engine.name)
         with self.engine.begin() as conn:
             row = self._updatable(conn, sql.state_and_study, trial_id)
             if previous_distribution is None:
-                earlier = conn.execute(sql.earlier_distribution, {"study_id": row.study_id, "name": param_name}).scalar()
+                earlier = conn.execute(
+                    sql.earlier_distribution, {"study_id": row.study_id, "name": param_name}
+                ).scalar()
                 if earlier is not None:
                     previous_distribution = optuna.distributions.json_to_distribution(earlier)
             if previous_distribution is not None:
                 optuna.distributions.check_distribution_compatibility(previous_distribution, distribution)
-            conn.execute(sql.insert_param, {
-                "trial_id": trial_id, "param_name": param_name, "param_value": param_value_internal,
-                "distribution_json": optuna.distributions.distribution_to_json(distribution)})
+            conn.execute(
+                sql.insert_param,
+                {
+                    "trial_id": trial_id,
+                    "param_name": param_name,
+                    "param_value": param_value_internal,
+                    "distribution_json": optuna.distributions.distribution_to_json(distribution),
+                },
+            )
 
-    def set_trial_user_attrs(self, trial_id: int, attrs: dict[str, Any],
-                             intermediate_values: dict[int, float] | None = None) -> None:
+    def set_trial_user_attrs(
+        self, trial_id: int, attrs: dict[str, Any], intermediate_values: dict[int, float] | None = None
+    ) -> None:
         """Write several user attrs (and intermediate values) of a running trial in one
         transaction: a state check and two multi-row upserts, in SQL Core. Optuna's API
         commits each key on its own, an ORM round trip plus a commit each (bench/tuning.py
@@ -320,8 +333,14 @@ class WorkerRDBStorage(RDBStorage):
                     rows = []
                     for step, value in values:
                         stored, kind = rdb.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
-                        rows.append({"trial_id": trial_id, "step": step, "intermediate_value": stored,
-                                     "intermediate_value_type": kind})
+                        rows.append(
+                            {
+                                "trial_id": trial_id,
+                                "step": step,
+                                "intermediate_value": stored,
+                                "intermediate_value_type": kind,
+                            }
+                        )
                     conn.execute(sql.upsert_steps, rows)
                 if attrs:
                     conn.execute(sql.upsert_user_attrs, _attr_rows(trial_id, attrs))
@@ -348,12 +367,17 @@ class WorkerRDBStorage(RDBStorage):
             return
         with _create_scoped_session(self.scoped_session, True) as session:
             rdb.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-            base = session.query(sqlalchemy.func.count(rdb.TrialModel.trial_id)).filter(
-                rdb.TrialModel.study_id == study_id).scalar() or 0
+            base = (
+                session.query(sqlalchemy.func.count(rdb.TrialModel.trial_id))
+                .filter(rdb.TrialModel.study_id == study_id)
+                .scalar()
+                or 0
+            )
             _add_slots(session, study_id, base, system_attrs)
 
-    def create_study_with_slots(self, study_name: str, direction: Any, user_attrs: dict[str, Any],
-                                slot_system_attrs: list[dict[str, Any]]) -> int:
+    def create_study_with_slots(
+        self, study_name: str, direction: Any, user_attrs: dict[str, Any], slot_system_attrs: list[dict[str, Any]]
+    ) -> int:
         """Create a study with its direction, all its user attrs and all its budget slots
         (WAITING trials with these system attrs, numbered from 0) in one transaction; return
         its id. A process killed part way leaves no study at all, never one without its budget.
@@ -371,13 +395,18 @@ class WorkerRDBStorage(RDBStorage):
             direction = StudyDirection[str(direction).upper()]
         try:
             with _create_scoped_session(self.scoped_session) as session:
-                study = rdb.StudyModel(study_name=study_name,
-                                       directions=[rdb.StudyDirectionModel(objective=0, direction=direction)])
+                study = rdb.StudyModel(
+                    study_name=study_name, directions=[rdb.StudyDirectionModel(objective=0, direction=direction)]
+                )
                 session.add(study)
                 session.flush()  # assigns the study id; an existing name fails here
                 study_id = int(study.study_id)
-                session.add_all([rdb.StudyUserAttributeModel(study_id=study_id, key=key, value_json=json.dumps(value))
-                                 for key, value in user_attrs.items()])
+                session.add_all(
+                    [
+                        rdb.StudyUserAttributeModel(study_id=study_id, key=key, value_json=json.dumps(value))
+                        for key, value in user_attrs.items()
+                    ]
+                )
                 _add_slots(session, study_id, 0, slot_system_attrs)
         except sqlalchemy.exc.IntegrityError:
             raise optuna.exceptions.DuplicatedStudyError(
@@ -385,8 +414,9 @@ class WorkerRDBStorage(RDBStorage):
             ) from None
         return study_id
 
-    def set_study_user_attr_unless(self, study_id: int, key: str, value: Any, unless: tuple[Any, ...],
-                                   extra: dict[str, Any] | None = None) -> bool:
+    def set_study_user_attr_unless(
+        self, study_id: int, key: str, value: Any, unless: tuple[Any, ...], extra: dict[str, Any] | None = None
+    ) -> bool:
         """Set the study user attr ``key`` to ``value`` (and the ``extra`` attrs with it) in one
         transaction, unless its current value is one of ``unless``; True when written.
 
@@ -400,8 +430,9 @@ class WorkerRDBStorage(RDBStorage):
             "WHERE study_id = :s AND key = :k AND value_json NOT IN :blocked"
         ).bindparams(sqlalchemy.bindparam("blocked", expanding=True))
         with self.engine.begin() as conn:
-            changed = conn.execute(update, {"new": json.dumps(value), "s": study_id, "k": key,
-                                            "blocked": blocked}).rowcount
+            changed = conn.execute(
+                update, {"new": json.dumps(value), "s": study_id, "k": key, "blocked": blocked}
+            ).rowcount
             if not changed:
                 current = conn.execute(
                     sqlalchemy.text("SELECT value_json FROM study_user_attributes WHERE study_id = :s AND key = :k"),
@@ -412,7 +443,9 @@ class WorkerRDBStorage(RDBStorage):
                 _insert_study_user_attr(conn, study_id, key, value)
             for extra_key, extra_value in (extra or {}).items():
                 done = conn.execute(
-                    sqlalchemy.text("UPDATE study_user_attributes SET value_json = :new WHERE study_id = :s AND key = :k"),
+                    sqlalchemy.text(
+                        "UPDATE study_user_attributes SET value_json = :new WHERE study_id = :s AND key = :k"
+                    ),
                     {"new": json.dumps(extra_value), "s": study_id, "k": extra_key},
                 ).rowcount
                 if not done:
@@ -426,8 +459,10 @@ class WorkerRDBStorage(RDBStorage):
         new = json.dumps(value)
         with self.engine.begin() as conn:
             changed = conn.execute(
-                sqlalchemy.text("UPDATE study_user_attributes SET value_json = :new "
-                                "WHERE study_id = :s AND key = :k AND value_json != :new"),
+                sqlalchemy.text(
+                    "UPDATE study_user_attributes SET value_json = :new "
+                    "WHERE study_id = :s AND key = :k AND value_json != :new"
+                ),
                 {"new": new, "s": study_id, "k": key},
             ).rowcount
             if changed:
@@ -514,8 +549,9 @@ class WorkerRDBStorage(RDBStorage):
         ids = sorted(i for i in trial_ids if i <= greater_than)
         if len(ids) > _MAX_IDS:  # far beyond a worker's usual few running trials
             return super()._get_trials(study_id, None, set(ids), greater_than)
-        return self._read(sql.study_trials, {"study_id": study_id, "ids": ids, "gt": greater_than},
-                          must_exist=sql.study_exists)
+        return self._read(
+            sql.study_trials, {"study_id": study_id, "ids": ids, "gt": greater_than}, must_exist=sql.study_exists
+        )
 
     def _read(self, queries: tuple[Any, ...], key: dict[str, Any], must_exist: Any = None) -> list[FrozenTrial]:
         """FrozenTrials from the six queries of ``_statements`` (trials, then their values,
@@ -546,21 +582,34 @@ class WorkerRDBStorage(RDBStorage):
             for trial_id, key_, text in attr_rows:
                 by_trial[trial_id][part][key_] = json.loads(text)
         for trial_id, step, value, kind in step_rows:
-            by_trial[trial_id]["steps"][step] = rdb.TrialIntermediateValueModel.stored_repr_to_intermediate_value(value, kind)
+            by_trial[trial_id]["steps"][step] = rdb.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
+                value, kind
+            )
         out = []
         for r in trial_rows:
             got = by_trial[r.trial_id]
             values = [got["values"][k] for k in sorted(got["values"])] or None
-            out.append(FrozenTrial(
-                number=r.number, state=r.state, value=None, values=values,
-                datetime_start=_utc_to_local(r.datetime_start), datetime_complete=_utc_to_local(r.datetime_complete),
-                params=got["params"], distributions=got["dists"], user_attrs=got["user"],
-                system_attrs=got["system"], intermediate_values=got["steps"], trial_id=r.trial_id,
-            ))
+            out.append(
+                FrozenTrial(
+                    number=r.number,
+                    state=r.state,
+                    value=None,
+                    values=values,
+                    datetime_start=_utc_to_local(r.datetime_start),
+                    datetime_complete=_utc_to_local(r.datetime_complete),
+                    params=got["params"],
+                    distributions=got["dists"],
+                    user_attrs=got["user"],
+                    system_attrs=got["system"],
+                    intermediate_values=got["steps"],
+                    trial_id=r.trial_id,
+                )
+            )
         return out
 
-    def _get_trials(self, study_id: int, states: Any, included_trial_ids: set[int],
-                    trial_id_greater_than: int) -> list[Any]:
+    def _get_trials(
+        self, study_id: int, states: Any, included_trial_ids: set[int], trial_id_greater_than: int
+    ) -> list[Any]:
         """Optuna's trial read, without re-reading WAITING trials that are still WAITING.
 
         Optuna's cache re-reads every unfinished trial in full (params and four kinds of
@@ -598,15 +647,21 @@ def _add_slots(session: Any, study_id: int, base: int, system_attrs: list[dict[s
     the rows Optuna's ``add_trial(create_trial(state=WAITING, system_attrs=...))`` stores."""
     from optuna.storages._rdb import models as rdb
 
-    trials = [rdb.TrialModel(study_id=study_id, number=base + i, state=TrialState.WAITING,
-                             datetime_start=None, datetime_complete=None)
-              for i in range(len(system_attrs))]
+    trials = [
+        rdb.TrialModel(
+            study_id=study_id, number=base + i, state=TrialState.WAITING, datetime_start=None, datetime_complete=None
+        )
+        for i in range(len(system_attrs))
+    ]
     session.add_all(trials)
     session.flush()  # assigns the trial ids
-    session.add_all([
-        rdb.TrialSystemAttributeModel(trial_id=trial.trial_id, key=key, value_json=json.dumps(value))
-        for trial, attrs in zip(trials, system_attrs) for key, value in attrs.items()
-    ])
+    session.add_all(
+        [
+            rdb.TrialSystemAttributeModel(trial_id=trial.trial_id, key=key, value_json=json.dumps(value))
+            for trial, attrs in zip(trials, system_attrs)
+            for key, value in attrs.items()
+        ]
+    )
 
 
 def _insert_study_user_attr(conn: sqlalchemy.engine.Connection, study_id: int, key: str, value: Any) -> None:
@@ -619,24 +674,27 @@ def _insert_study_user_attr(conn: sqlalchemy.engine.Connection, study_id: int, k
 
 def _utc_to_local(value: datetime | None) -> datetime | None:
     """Stored naive UTC to naive local time, as Optuna's ``TrialModel.datetime_start`` does."""
-    return None if value is None else value.replace(tzinfo=timezone.utc).astimezone().replace(tzinfo=None)
+    return None if value is None else value.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
 
 
 def _move_state(conn: sqlalchemy.engine.Connection, trial_id: int, state: TrialState) -> bool:
     """WAITING -> RUNNING (with the start time) or RUNNING -> FAIL (with the end time), only
     from that state: one conditional UPDATE, so of racing workers exactly one succeeds."""
     before, column = ("WAITING", "datetime_start") if state == TrialState.RUNNING else ("RUNNING", "datetime_complete")
-    return conn.execute(
-        sqlalchemy.text(
-            # Literals, not parameters: PostgreSQL's state column is an enum type. Both come
-            # from the fixed set above, never from input.
-            f"UPDATE trials SET state = '{state.name}', {column} = :now "
-            f"WHERE trial_id = :trial_id AND state = '{before}'"
-        ),
-        # Naive UTC: Optuna's TrialModel setter converts its datetime.now() to naive UTC
-        # before storing; raw SQL bypasses that setter, so we convert here.
-        {"now": datetime.now(timezone.utc).replace(tzinfo=None), "trial_id": trial_id},
-    ).rowcount == 1
+    return (
+        conn.execute(
+            sqlalchemy.text(
+                # Literals, not parameters: PostgreSQL's state column is an enum type. Both come
+                # from the fixed set above, never from input.
+                f"UPDATE trials SET state = '{state.name}', {column} = :now "
+                f"WHERE trial_id = :trial_id AND state = '{before}'"
+            ),
+            # Naive UTC: Optuna's TrialModel setter converts its datetime.now() to naive UTC
+            # before storing; raw SQL bypasses that setter, so we convert here.
+            {"now": datetime.now(UTC).replace(tzinfo=None), "trial_id": trial_id},
+        ).rowcount
+        == 1
+    )
 
 
 def _dialect(engine_name: str) -> Any:
@@ -688,18 +746,32 @@ def _statements(dialect_name: str) -> _Statements:
 
     def reads(where: Any) -> tuple[Any, ...]:
         """The trials matching ``where`` (on the trials table), then their child rows."""
+
         def children(table: Any, order: Any, *columns: Any) -> Any:
-            return (select(table.c.trial_id, *columns).join(trials, trials.c.trial_id == table.c.trial_id)
-                    .where(where).order_by(order))
+            return (
+                select(table.c.trial_id, *columns)
+                .join(trials, trials.c.trial_id == table.c.trial_id)
+                .where(where)
+                .order_by(order)
+            )
+
         return (
-            select(trials.c.trial_id, trials.c.number, trials.c.state, trials.c.datetime_start,
-                   trials.c.datetime_complete).where(where).order_by(trials.c.trial_id),
+            select(
+                trials.c.trial_id, trials.c.number, trials.c.state, trials.c.datetime_start, trials.c.datetime_complete
+            )
+            .where(where)
+            .order_by(trials.c.trial_id),
             children(values, values.c.trial_value_id, values.c.objective, values.c.value, values.c.value_type),
             children(params, params.c.param_id, params.c.param_name, params.c.param_value, params.c.distribution_json),
             children(user, user.c.trial_user_attribute_id, user.c.key, user.c.value_json),
             children(system, system.c.trial_system_attribute_id, system.c.key, system.c.value_json),
-            children(steps, steps.c.trial_intermediate_value_id, steps.c.step, steps.c.intermediate_value,
-                     steps.c.intermediate_value_type),
+            children(
+                steps,
+                steps.c.trial_intermediate_value_id,
+                steps.c.step,
+                steps.c.intermediate_value,
+                steps.c.intermediate_value_type,
+            ),
         )
 
     def upsert(table: Any, keys: tuple[str, ...], **values: Any) -> Any:
@@ -711,7 +783,8 @@ def _statements(dialect_name: str) -> _Statements:
             insert = insert.values(**values)
         return insert.on_conflict_do_update(
             index_elements=[table.c[k] for k in keys],
-            set_={c.name: insert.excluded[c.name] for c in table.c if c.name not in keys and not c.primary_key})
+            set_={c.name: insert.excluded[c.name] for c in table.c if c.name not in keys and not c.primary_key},
+        )
 
     upsert_values = upsert_user_attrs = upsert_steps = beat = None
     if dialect_name in _CORE_DIALECTS:
@@ -721,15 +794,20 @@ def _statements(dialect_name: str) -> _Statements:
         beat = upsert(beats, ("trial_id",), trial_id=trial_id, heartbeat=sqlalchemy.func.current_timestamp())
     return _Statements(
         one_trial=reads(trials.c.trial_id == trial_id),
-        study_trials=reads(sqlalchemy.and_(
-            trials.c.study_id == bind("study_id"),
-            sqlalchemy.or_(trials.c.trial_id.in_(bind("ids", expanding=True)), trials.c.trial_id > bind("gt")))),
-        study_exists=select(rdb.StudyModel.__table__.c.study_id)
-        .where(rdb.StudyModel.__table__.c.study_id == bind("study_id")),
+        study_trials=reads(
+            sqlalchemy.and_(
+                trials.c.study_id == bind("study_id"),
+                sqlalchemy.or_(trials.c.trial_id.in_(bind("ids", expanding=True)), trials.c.trial_id > bind("gt")),
+            )
+        ),
+        study_exists=select(rdb.StudyModel.__table__.c.study_id).where(
+            rdb.StudyModel.__table__.c.study_id == bind("study_id")
+        ),
         state_and_study=select(trials.c.state, trials.c.study_id).where(trials.c.trial_id == trial_id),
         earlier_distribution=select(params.c.distribution_json)
         .join(trials, trials.c.trial_id == params.c.trial_id)
-        .where(trials.c.study_id == bind("study_id"), params.c.param_name == bind("name")).limit(1),
+        .where(trials.c.study_id == bind("study_id"), params.c.param_name == bind("name"))
+        .limit(1),
         insert_param=sqlalchemy.insert(params),
         # Only a trial that is not finished yet (Optuna's check_trial_is_updatable), decided by
         # the UPDATE itself.
@@ -763,8 +841,9 @@ def claim_study_user_attr(study: optuna.Study, key: str, value: Any) -> bool:
     return True
 
 
-def set_study_user_attr_unless(study: optuna.Study, key: str, value: Any, unless: tuple[Any, ...],
-                               extra: dict[str, Any] | None = None) -> bool:
+def set_study_user_attr_unless(
+    study: optuna.Study, key: str, value: Any, unless: tuple[Any, ...], extra: dict[str, Any] | None = None
+) -> bool:
     """``study.set_user_attr(key, value)`` (and each of ``extra``) unless the attr's current
     value is one of ``unless``; True when written. Atomic on an hpdash storage
     (``WorkerRDBStorage.set_study_user_attr_unless``); on any other storage a read and writes,
@@ -780,9 +859,16 @@ def set_study_user_attr_unless(study: optuna.Study, key: str, value: Any, unless
     return True
 
 
-def create_budgeted_study(storage: Any, study_name: str, direction: str, user_attrs: dict[str, Any],
-                          slot_system_attrs: list[dict[str, Any]], *, sampler: Any = None,
-                          pruner: Any = None) -> optuna.Study:
+def create_budgeted_study(
+    storage: Any,
+    study_name: str,
+    direction: str,
+    user_attrs: dict[str, Any],
+    slot_system_attrs: list[dict[str, Any]],
+    *,
+    sampler: Any = None,
+    pruner: Any = None,
+) -> optuna.Study:
     """Create a study with its user attrs and its budget slots (WAITING trials with these
     system attrs) and return it with ``sampler`` and ``pruner``.
 
@@ -796,8 +882,9 @@ def create_budgeted_study(storage: Any, study_name: str, direction: str, user_at
     if isinstance(backend, WorkerRDBStorage):
         backend.create_study_with_slots(study_name, direction, user_attrs, slot_system_attrs)
         return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
-    study = optuna.create_study(storage=storage, study_name=study_name, direction=direction,
-                                sampler=sampler, pruner=pruner)
+    study = optuna.create_study(
+        storage=storage, study_name=study_name, direction=direction, sampler=sampler, pruner=pruner
+    )
     for key, value in user_attrs.items():
         study.set_user_attr(key, value)
     for attrs in slot_system_attrs:
@@ -815,8 +902,9 @@ def taken_over(trial: optuna.Trial) -> bool:
     return False
 
 
-def set_trial_user_attrs(trial: optuna.Trial, attrs: dict[str, Any],
-                         intermediate_values: dict[int, float] | None = None) -> None:
+def set_trial_user_attrs(
+    trial: optuna.Trial, attrs: dict[str, Any], intermediate_values: dict[int, float] | None = None
+) -> None:
     """``trial.set_user_attr`` (and ``trial.report``) for many keys: one transaction on an
     hpdash storage, one call per key on any other."""
     backend = getattr(trial.storage, "_backend", trial.storage)
@@ -845,7 +933,7 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 def _prepare_sqlite(url: str) -> dict[str, Any]:
     """Create the SQLite file in WAL mode and return engine kwargs with a busy timeout."""
-    path = Path(url[len("sqlite:///"):])
+    path = Path(url[len("sqlite:///") :])
     path.parent.mkdir(parents=True, exist_ok=True)
     # Changing the journal mode needs the file to itself, and SQLite answers "database is
     # locked" at once (no busy wait) while another process changes it or creates a table in

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,18 +45,40 @@ EXPERIMENT_QUEUE = "hpdash_experiment_queue"
 #: The catalogue's tables: columns (sqlite-utils types) and primary key, as sqlite-utils has
 #: always created them, so files made by earlier versions open unchanged.
 TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
-    DATASETS: ({"sha256": str, "name": str, "filename": str, "format": str, "size_bytes": int,
-                "n_rows": int, "n_cols": int, "created_at": str}, "sha256"),
+    DATASETS: (
+        {
+            "sha256": str,
+            "name": str,
+            "filename": str,
+            "format": str,
+            "size_bytes": int,
+            "n_rows": int,
+            "n_cols": int,
+            "created_at": str,
+        },
+        "sha256",
+    ),
     NOTES: ({"study": str, "text": str, "updated_at": str}, "study"),
-    EXPERIMENTS: ({"name": str, "spec_json": str, "strategies": str, "repeats": int,
-                   "created_at": str}, "name"),
-    EXPERIMENT_STUDIES: ({"experiment": str, "study": str, "strategy": str, "seed": int},
-                         ("experiment", "study")),
+    EXPERIMENTS: ({"name": str, "spec_json": str, "strategies": str, "repeats": int, "created_at": str}, "name"),
+    EXPERIMENT_STUDIES: ({"experiment": str, "study": str, "strategy": str, "seed": int}, ("experiment", "study")),
     # The process that runs an experiment's studies a few at a time (hpdash.experiments):
     # times are Unix seconds; stop_requested is set by stop_experiment.
-    EXPERIMENT_QUEUE: ({"experiment": str, "pid": int, "host": str, "started": float,
-                        "last_seen": float, "ended": float, "workers": int, "parallel": int,
-                        "log": str, "stop_requested": float, "error": str}, "experiment"),
+    EXPERIMENT_QUEUE: (
+        {
+            "experiment": str,
+            "pid": int,
+            "host": str,
+            "started": float,
+            "last_seen": float,
+            "ended": float,
+            "workers": int,
+            "parallel": int,
+            "log": str,
+            "stop_requested": float,
+            "error": str,
+        },
+        "experiment",
+    ),
 }
 
 #: How long one statement waits for a lock inside SQLite (its busy handler) before it fails.
@@ -77,7 +99,7 @@ _PREPARE_LOCK = threading.Lock()
 
 def now_iso() -> str:
     """The current UTC time as an ISO-8601 string (what the catalogue stores)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def is_lock_error(exc: BaseException) -> bool:
@@ -88,8 +110,7 @@ def is_lock_error(exc: BaseException) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _retry(action: Callable[[], T], fail: Callable[[sqlite3.Error], StorageError],
-           budget_s: float | None = None) -> T:
+def _retry(action: Callable[[], T], fail: Callable[[sqlite3.Error], StorageError], budget_s: float | None = None) -> T:
     """Run ``action``; retry lock errors with a growing, jittered pause for ``budget_s``
     seconds in all (default ``RETRY_SECONDS``). Any other SQLite error, or a lock error once
     the time is spent, becomes ``fail(exc)``."""
@@ -110,9 +131,11 @@ def _lock_hint(exc: sqlite3.Error) -> str:
     """The fix to suggest after ``exc``: only lock errors get one (others say what they are)."""
     if not is_lock_error(exc):
         return ""
-    return (f" It stayed locked for {RETRY_SECONDS:.0f} s while other processes (study workers) "
-            "wrote to the same file. Try again in a moment; if it keeps happening, run fewer "
-            "workers at once (HPDASH_MAX_WORKERS) or use a PostgreSQL storage (HPDASH_STORAGE).")
+    return (
+        f" It stayed locked for {RETRY_SECONDS:.0f} s while other processes (study workers) "
+        "wrote to the same file. Try again in a moment; if it keeps happening, run fewer "
+        "workers at once (HPDASH_MAX_WORKERS) or use a PostgreSQL storage (HPDASH_STORAGE)."
+    )
 
 
 class Catalogue:
@@ -127,15 +150,18 @@ class Catalogue:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"Cannot open the catalogue at {self.path}: cannot create its folder "
-                               f"({exc.strerror or exc}). Check that the data directory is writable.") from exc
+            raise StorageError(
+                f"Cannot open the catalogue at {self.path}: cannot create its folder "
+                f"({exc.strerror or exc}). Check that the data directory is writable."
+            ) from exc
 
         def fail_open(exc: sqlite3.Error) -> StorageError:
             return StorageError(f"Cannot open the catalogue at {self.path}: {exc}.{_lock_hint(exc)}")
 
         try:
-            self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                        check_same_thread=False)
+            self.conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.Error as exc:
             raise fail_open(exc) from exc
         self.db = sqlite_utils.Database(self.conn)
@@ -186,15 +212,16 @@ class Catalogue:
         with self._lock:
             self.conn.close()
 
-    def __enter__(self) -> "Catalogue":
+    def __enter__(self) -> Catalogue:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
     # -- reads and writes -----------------------------------------------------------------
-    def _rows(self, table: str, where: str | None = None, params: Iterable[Any] = (),
-              order_by: str | None = None) -> list[dict[str, Any]]:
+    def _rows(
+        self, table: str, where: str | None = None, params: Iterable[Any] = (), order_by: str | None = None
+    ) -> list[dict[str, Any]]:
         """The rows of ``table`` matching ``where`` (its own read transaction), retrying lock
         errors."""
         args = list(params)
@@ -203,8 +230,10 @@ class Catalogue:
             with self._lock:
                 return list(self.db.table(table).rows_where(where, args, order_by=order_by))
 
-        return _retry(lambda: self._healing(read), lambda exc: StorageError(
-            f"Could not read the catalogue at {self.path}: {exc}.{_lock_hint(exc)}"))
+        return _retry(
+            lambda: self._healing(read),
+            lambda exc: StorageError(f"Could not read the catalogue at {self.path}: {exc}.{_lock_hint(exc)}"),
+        )
 
     @contextmanager
     def _transaction_unretried(self) -> Iterator[sqlite3.Connection]:
@@ -232,8 +261,10 @@ class Catalogue:
             with self._transaction_unretried():
                 action()
 
-        _retry(lambda: self._healing(attempt), lambda exc: StorageError(
-            f"Could not write to the catalogue at {self.path}: {exc}.{_lock_hint(exc)}"))
+        _retry(
+            lambda: self._healing(attempt),
+            lambda exc: StorageError(f"Could not write to the catalogue at {self.path}: {exc}.{_lock_hint(exc)}"),
+        )
 
     def _upsert(self, table: str, row: dict[str, Any]) -> None:
         self.db.table(table).upsert(row, pk=TABLES[table][1])

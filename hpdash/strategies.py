@@ -51,9 +51,11 @@ CMAES_HINT = (
 )
 #: Study user attr: which sampler class runs the study, with its start-up trials and seed rule.
 SAMPLER_ATTR = "hpdash.sampler"
-STARTUP_RULE = ("min(10, max(1, n_trials // 4)) random trials (10 with a time budget only): a "
-                "quarter of the budget explores at random, at most 10 (Optuna's default, enough "
-                "for the spaces hpdash offers), and at least the one trial a model needs to start")
+STARTUP_RULE = (
+    "min(10, max(1, n_trials // 4)) random trials (10 with a time budget only): a "
+    "quarter of the budget explores at random, at most 10 (Optuna's default, enough "
+    "for the spaces hpdash offers), and at least the one trial a model needs to start"
+)
 
 
 def torch_available() -> bool:
@@ -133,8 +135,10 @@ def startup_warning(spec: StudySpec) -> str | None:
         return None
     if spec.startup_trials is not None:
         given = f"startup_trials ({startup} random trials)"
-        fix = (f"Set startup_trials below {n} (or leave it unset: the default start-up phase for "
-               f"{n} trials is {default_startup_trials(n)}), or raise n_trials above {startup}.")
+        fix = (
+            f"Set startup_trials below {n} (or leave it unset: the default start-up phase for "
+            f"{n} trials is {default_startup_trials(n)}), or raise n_trials above {startup}."
+        )
     else:
         given = f"the default start-up phase ({startup} random trials)"
         fix = f"Set startup_trials below {n}, or raise n_trials above {startup}."
@@ -227,12 +231,17 @@ class _FailureReason:
         except Exception as exc:
             if isinstance(exc, ImportError):
                 fix = missing_dependency(self.strategy) or (
-                    "Install the missing package (`pip install -r requirements.txt`), or pick another strategy.")
+                    "Install the missing package (`pip install -r requirements.txt`), or pick another strategy."
+                )
             else:
-                fix = ("The sampler failed, not the model or the data: pick another strategy, and report "
-                       "this with the study's spec.")
-            message = (f"The {self.strategy} strategy's sampler failed while choosing this trial's "
-                       f"hyperparameters: {type(exc).__name__}: {exc}. {fix}")[:2000]
+                fix = (
+                    "The sampler failed, not the model or the data: pick another strategy, and report "
+                    "this with the study's spec."
+                )
+            message = (
+                f"The {self.strategy} strategy's sampler failed while choosing this trial's "
+                f"hyperparameters: {type(exc).__name__}: {exc}. {fix}"
+            )[:2000]
             # Optuna has no public call for a sampler to write on the trial it samples; its own
             # samplers use the storage the same way.
             study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", message)
@@ -246,8 +255,9 @@ class _FailureReason:
         with self._reason_on_failure(study, trial):
             return super().sample_relative(study, trial, search_space)  # type: ignore[misc]
 
-    def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str,
-                           param_distribution: Any) -> Any:
+    def sample_independent(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str, param_distribution: Any
+    ) -> Any:
         with self._reason_on_failure(study, trial):
             return super().sample_independent(study, trial, param_name, param_distribution)  # type: ignore[misc]
 
@@ -277,8 +287,9 @@ class GPSampler(_FailureReason, gp_sampler.GPSampler):
     trial's fail_reason."""
 
 
-def make_sampler(strategy: str, seed: int, n_startup_trials: int = 10,
-                 study_seed: int | None = None) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    strategy: str, seed: int, n_startup_trials: int = 10, study_seed: int | None = None
+) -> optuna.samplers.BaseSampler:
     """A seeded sampler for ``strategy`` (see ``_make_sampler``), without experimental-API noise.
 
     ``study_seed``: the study's own seed where it differs from this sampler's ``seed`` (a
@@ -306,7 +317,10 @@ def _make_sampler(strategy: str, seed: int, n_startup_trials: int, study_seed: i
         # multivariate TPE handles correlated hyperparameters; group=True handles the
         # conditional spaces of algorithm selection. constant_liar spreads parallel workers.
         return TPESampler(
-            seed=seed, n_startup_trials=n_startup_trials, multivariate=True, group=True,
+            seed=seed,
+            n_startup_trials=n_startup_trials,
+            multivariate=True,
+            group=True,
             constant_liar=True,
         )
     if strategy == "gp":
@@ -318,16 +332,22 @@ def _make_sampler(strategy: str, seed: int, n_startup_trials: int, study_seed: i
     # Workers of one study share one scrambled Sobol sequence (Optuna hands out its points in
     # order through the storage), so the scramble uses the study's seed, the same in every
     # worker; the first trial, drawn before the search space is known, uses the worker's.
-    return QMCSampler(seed=study_seed, qmc_type="sobol", scramble=True, warn_independent_sampling=False,
-                      independent_sampler=RandomSampler(seed=seed))
+    return QMCSampler(
+        seed=study_seed,
+        qmc_type="sobol",
+        scramble=True,
+        warn_independent_sampling=False,
+        independent_sampler=RandomSampler(seed=seed),
+    )
 
 
 def sampler_for(spec: StudySpec, worker_index: int = 0) -> optuna.samplers.BaseSampler:
     """The sampler worker ``worker_index`` of a study runs: the spec's strategy, the worker's
     own seed (``worker_seed``) and the study's start-up trials (``startup_trials_of``)."""
     startup = startup_trials_of(spec)
-    return make_sampler(spec.strategy, worker_seed(spec.seed, worker_index),
-                        10 if startup is None else startup, study_seed=spec.seed)
+    return make_sampler(
+        spec.strategy, worker_seed(spec.seed, worker_index), 10 if startup is None else startup, study_seed=spec.seed
+    )
 
 
 def sampler_class_name(sampler: optuna.samplers.BaseSampler) -> str:

@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import optuna
 import pandas as pd
 import yaml
 
-from hpdash import config, datasets, models, objective, runner, space, strategies
+from hpdash import config, datasets, models, objective, runner, space
 from hpdash.errors import HpdashError, SpecError
 from hpdash.spec import NAME_PATTERN, StudySpec, load_yaml_text, parse_spec
 from hpdash.storage import open_storage, redact
@@ -31,23 +32,46 @@ EDITOR_COLUMNS = ["hyperparameter", "type", "low", "high", "log", "choices", "la
 QUICK_STARTS: dict[str, tuple[str, dict[str, Any]]] = {
     "iris-random-forest": (
         "Tune a random forest on iris (TPE, 10 trials)",
-        {"dataset": "sklearn:iris", "target": "target", "model": "random_forest",
-         "strategy": "tpe", "n_trials": 10, "cv": {"folds": 3, "repeats": 1}},
+        {
+            "dataset": "sklearn:iris",
+            "target": "target",
+            "model": "random_forest",
+            "strategy": "tpe",
+            "n_trials": 10,
+            "cv": {"folds": 3, "repeats": 1},
+        },
     ),
     "wine-knn-grid": (
         "Grid-search k-NN on wine (grid, 3 points)",
-        {"dataset": "sklearn:wine", "target": "target", "model": "k_nearest_neighbors",
-         "strategy": "grid", "n_trials": None, "grid_points": 3, "cv": {"folds": 3, "repeats": 1}},
+        {
+            "dataset": "sklearn:wine",
+            "target": "target",
+            "model": "k_nearest_neighbors",
+            "strategy": "grid",
+            "n_trials": None,
+            "grid_points": 3,
+            "cv": {"folds": 3, "repeats": 1},
+        },
     ),
     "diabetes-ridge-random": (
         "Random search for ridge on diabetes (random, 15 trials)",
-        {"dataset": "sklearn:diabetes", "target": "target", "model": "ridge",
-         "strategy": "random", "n_trials": 15, "cv": {"folds": 3, "repeats": 1}},
+        {
+            "dataset": "sklearn:diabetes",
+            "target": "target",
+            "model": "ridge",
+            "strategy": "random",
+            "n_trials": 15,
+            "cv": {"folds": 3, "repeats": 1},
+        },
     ),
 }
 
 STATE_ICONS = {
-    "created": "⚪", "running": "🔵", "finished": "🟢", "stopped": "🟠", "failed": "🔴",
+    "created": "⚪",
+    "running": "🔵",
+    "finished": "🟢",
+    "stopped": "🟠",
+    "failed": "🔴",
     "worker lost": "🟣",
 }
 
@@ -130,19 +154,42 @@ def _parse_time(value: Any) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(float(value), tz=timezone.utc)
+        return datetime.fromtimestamp(float(value), tz=UTC)
     try:
         return datetime.fromisoformat(str(value))
     except ValueError:
         return None
 
 
-STUDY_COLUMNS = ["name", "dataset", "model", "strategy", "state", "done", "budget",
-                 "progress", "best", "metric", "started", "duration_s", "link"]
+STUDY_COLUMNS = [
+    "name",
+    "dataset",
+    "model",
+    "strategy",
+    "state",
+    "done",
+    "budget",
+    "progress",
+    "best",
+    "metric",
+    "started",
+    "duration_s",
+    "link",
+]
 #: The Studies page's table: the study, its state, progress, best score and metric first (on
 #: screen at 1400 px), then what it ran (strategy, model, dataset) and when.
-STUDIES_TABLE_COLUMNS = ["link", "state", "progress", "best", "metric", "strategy", "model",
-                         "dataset", "started", "duration_s"]
+STUDIES_TABLE_COLUMNS = [
+    "link",
+    "state",
+    "progress",
+    "best",
+    "metric",
+    "strategy",
+    "model",
+    "dataset",
+    "started",
+    "duration_s",
+]
 
 
 def studies_frame(storage: str | None = None) -> pd.DataFrame:
@@ -158,21 +205,23 @@ def studies_frame(storage: str | None = None) -> pd.DataFrame:
         status = runner.study_status(study)
         started = _parse_time(attrs.get(runner.STARTED_ATTR)) or _parse_time(attrs.get("hpdash.created_at"))
         ref = attrs.get(runner.DATASET_ATTR) or spec.get("dataset")
-        rows.append({
-            "name": frozen.study_name,
-            "dataset": dataset_label(ref, catalogue) if spec else "–",
-            "model": model_label(spec["model"]) if spec.get("model") else "–",
-            "strategy": spec.get("strategy", "–"),
-            "state": status.state,
-            "done": status.done,
-            "budget": status.budget,
-            "progress": f"{status.done}/{status.budget if status.budget is not None else '?'}",
-            "best": status.best_value,
-            "metric": attrs.get("hpdash.metric") or spec.get("metric", "–"),
-            "started": started,
-            "duration_s": status.elapsed_s,
-            "link": study_url(frozen.study_name),
-        })
+        rows.append(
+            {
+                "name": frozen.study_name,
+                "dataset": dataset_label(ref, catalogue) if spec else "–",
+                "model": model_label(spec["model"]) if spec.get("model") else "–",
+                "strategy": spec.get("strategy", "–"),
+                "state": status.state,
+                "done": status.done,
+                "budget": status.budget,
+                "progress": f"{status.done}/{status.budget if status.budget is not None else '?'}",
+                "best": status.best_value,
+                "metric": attrs.get("hpdash.metric") or spec.get("metric", "–"),
+                "started": started,
+                "duration_s": status.elapsed_s,
+                "link": study_url(frozen.study_name),
+            }
+        )
     frame = pd.DataFrame(rows, columns=STUDY_COLUMNS)
     if not frame.empty:
         frame["started"] = pd.to_datetime(frame["started"], utc=True)
@@ -187,8 +236,9 @@ def study_url(name: str) -> str:
     return f"/study?study={quote(name)}"
 
 
-def filter_studies(frame: pd.DataFrame, search: str = "", states: list[str] | None = None,
-                   strategies: list[str] | None = None) -> pd.DataFrame:
+def filter_studies(
+    frame: pd.DataFrame, search: str = "", states: list[str] | None = None, strategies: list[str] | None = None
+) -> pd.DataFrame:
     """Rows whose name, dataset or model contains ``search`` (case-insensitive), in the states
     and strategies given (all when empty)."""
     out = frame
@@ -221,15 +271,35 @@ def datasets_frame(storage: str | None = None) -> pd.DataFrame:
     rows = []
     for row in catalogue.list_datasets():
         used = studies_using_dataset(row["sha256"], storage)
-        rows.append({
-            "name": row["name"], "filename": row["filename"], "format": row["format"],
-            "rows": row["n_rows"], "columns": row["n_cols"],
-            "size_kb": round(row["size_bytes"] / 1024, 1), "added": row["created_at"],
-            "used_by": ", ".join(used), "file_present": datasets.find_stored(row["sha256"]) is not None,
-            "sha256": row["sha256"],
-        })
-    return pd.DataFrame(rows, columns=["name", "filename", "format", "rows", "columns", "size_kb",
-                                       "added", "used_by", "file_present", "sha256"])
+        rows.append(
+            {
+                "name": row["name"],
+                "filename": row["filename"],
+                "format": row["format"],
+                "rows": row["n_rows"],
+                "columns": row["n_cols"],
+                "size_kb": round(row["size_bytes"] / 1024, 1),
+                "added": row["created_at"],
+                "used_by": ", ".join(used),
+                "file_present": datasets.find_stored(row["sha256"]) is not None,
+                "sha256": row["sha256"],
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "name",
+            "filename",
+            "format",
+            "rows",
+            "columns",
+            "size_kb",
+            "added",
+            "used_by",
+            "file_present",
+            "sha256",
+        ],
+    )
 
 
 def unique_study_name(base: str, storage: str | None = None) -> str:
@@ -307,18 +377,24 @@ def parse_choices(text: Any) -> list[Any]:
 
 def space_editor_frame(search_space: space.SearchSpace | Mapping[str, Any]) -> pd.DataFrame:
     """A search space as the rows of the editable table (one row per hyperparameter)."""
-    parsed = search_space if all(isinstance(v, space.Hyperparameter) for v in search_space.values()) \
+    parsed = (
+        search_space
+        if all(isinstance(v, space.Hyperparameter) for v in search_space.values())
         else space.parse_space(search_space)
+    )
     rows = []
     for name, hp in parsed.items():
-        rows.append({
-            "hyperparameter": name, "type": hp.type,
-            "low": None if hp.low is None else float(hp.low),
-            "high": None if hp.high is None else float(hp.high),
-            "log": bool(hp.log),
-            "choices": format_choices(hp.choices) if hp.type == "categorical" else "",
-            "label": hp.label,
-        })
+        rows.append(
+            {
+                "hyperparameter": name,
+                "type": hp.type,
+                "low": None if hp.low is None else float(hp.low),
+                "high": None if hp.high is None else float(hp.high),
+                "log": bool(hp.log),
+                "choices": format_choices(hp.choices) if hp.type == "categorical" else "",
+                "label": hp.label,
+            }
+        )
     frame = pd.DataFrame(rows, columns=EDITOR_COLUMNS)
     frame["low"] = frame["low"].astype("float64")
     frame["high"] = frame["high"].astype("float64")
@@ -327,8 +403,11 @@ def space_editor_frame(search_space: space.SearchSpace | Mapping[str, Any]) -> p
 
 
 def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or \
-        (isinstance(value, str) and not value.strip())
+    return (
+        value is None
+        or (isinstance(value, float) and math.isnan(value))
+        or (isinstance(value, str) and not value.strip())
+    )
 
 
 def _bound(value: Any, kind: str, name: str, which: str) -> Any:
@@ -390,8 +469,14 @@ def grid_preview_frame(spaces: Mapping[str, space.SearchSpace], points: int) -> 
     rows = []
     for model_key, sp in spaces.items():
         for name, values in space.grid(sp, points).items():
-            rows.append({"model": model_key, "hyperparameter": name, "n_values": len(values),
-                         "values": ", ".join(format_value(v) for v in values)})
+            rows.append(
+                {
+                    "model": model_key,
+                    "hyperparameter": name,
+                    "n_values": len(values),
+                    "values": ", ".join(format_value(v) for v in values),
+                }
+            )
     return pd.DataFrame(rows, columns=["model", "hyperparameter", "n_values", "values"])
 
 
@@ -416,11 +501,15 @@ class RuntimeEstimate:
         else:
             measured = f"one fit took {format_duration(self.fit_s)}"
         if self.total_s is None:
-            text = (f"One trial takes about {format_duration(self.per_trial_s)} "
-                    f"(the time budget decides how many run): {measured}.")
+            text = (
+                f"One trial takes about {format_duration(self.per_trial_s)} "
+                f"(the time budget decides how many run): {measured}."
+            )
         else:
-            text = (f"About {format_duration(self.total_s)} for {self.n_trials} trial(s): "
-                    f"{measured}, one trial about {format_duration(self.per_trial_s)}.")
+            text = (
+                f"About {format_duration(self.total_s)} for {self.n_trials} trial(s): "
+                f"{measured}, one trial about {format_duration(self.per_trial_s)}."
+            )
         return " ".join([text, *self.notes, *self.warnings])
 
 
@@ -443,8 +532,9 @@ def estimate_runtime(plan: runner.Plan) -> RuntimeEstimate:
         total = per_trial * n_trials / max(1, spec.workers) + 2.0  # + worker start-up
         if spec.timeout is not None:
             total = min(total, float(spec.timeout))
-    return RuntimeEstimate(report.fit_s, per_trial, n_trials, total, tuple(report.notes),
-                           tuple(report.warnings), report)
+    return RuntimeEstimate(
+        report.fit_s, per_trial, n_trials, total, tuple(report.notes), tuple(report.warnings), report
+    )
 
 
 # -------------------------------------------------------------------------------- study page
@@ -463,27 +553,29 @@ def trials_table(frame: pd.DataFrame, model: str | list[str] | None = None) -> p
     params = [c for c in frame.columns if c.startswith("params_")]
     model_param = "params_" + space.MODEL_PARAM
     selection = model_param in params and (model is None or not isinstance(model, str))
-    out = pd.DataFrame({
-        "trial": frame["number"],
-        "state": display_states(frame) if len(frame) else frame["state"],
-        "value": frame["value"],
-    })
+    out = pd.DataFrame(
+        {
+            "trial": frame["number"],
+            "state": display_states(frame) if len(frame) else frame["state"],
+            "value": frame["value"],
+        }
+    )
     if selection:
         out["model"] = frame[model_param].astype("object")
-        keys = list(model) if isinstance(model, list) else sorted(
-            {str(m) for m in frame[model_param].dropna()})
+        keys = list(model) if isinstance(model, list) else sorted({str(m) for m in frame[model_param].dropna()})
         rank = {k: i for i, k in enumerate(keys)}
 
         def group(column: str) -> int:
-            head, sep, _ = column[len("params_"):].partition(space.SEPARATOR)
+            head, sep, _ = column[len("params_") :].partition(space.SEPARATOR)
             return rank.get(head, len(rank)) if sep else len(rank)
 
         params = sorted((c for c in params if c != model_param), key=group)
     elif isinstance(model, str) or (isinstance(model, list) and len(model) == 1):
         out["model"] = model if isinstance(model, str) else model[0]
     for column in params:
-        out[column[len("params_"):]] = frame[column].map(
-            lambda v: json.dumps(v) if isinstance(v, (list, dict)) else round_significant(v))
+        out[column[len("params_") :]] = frame[column].map(
+            lambda v: json.dumps(v) if isinstance(v, (list, dict)) else round_significant(v)
+        )
     out["cv_std"] = frame["cv_std"]
     out["duration_s"] = frame["duration_s"]
     reasons = [trial_reason(r) for r in frame.to_dict("records")]
@@ -536,9 +628,11 @@ def study_dataset_problem(study: optuna.Study) -> str | None:
     if datasets.find_stored(ref) is None:
         row = Catalogue().get_dataset(ref)
         name = f"{row['name']!r} " if row else ""
-        return (f"The dataset file of this study ({name}SHA-256 {ref[:12]}…) is missing from "
-                f"{config.datasets_dir()}. The trials below are intact, but refitting and the "
-                "reproduce snippet need the data: upload the same file again on the Datasets page.")
+        return (
+            f"The dataset file of this study ({name}SHA-256 {ref[:12]}…) is missing from "
+            f"{config.datasets_dir()}. The trials below are intact, but refitting and the "
+            "reproduce snippet need the data: upload the same file again on the Datasets page."
+        )
     return None
 
 
@@ -552,10 +646,8 @@ def best_params_frame(params: Mapping[str, Any], models: list[str] | None = None
     """
     model = best_model(params, models)
     prefix = f"{model}{space.SEPARATOR}" if model is not None else ""
-    shown = {k.removeprefix(prefix): v for k, v in params.items()
-             if not (model is not None and k == space.MODEL_PARAM)}
-    return pd.DataFrame({"hyperparameter": list(shown),
-                         "value": [format_value(v) for v in shown.values()]})
+    shown = {k.removeprefix(prefix): v for k, v in params.items() if not (model is not None and k == space.MODEL_PARAM)}
+    return pd.DataFrame({"hyperparameter": list(shown), "value": [format_value(v) for v in shown.values()]})
 
 
 def best_model(params: Mapping[str, Any], models: list[str] | None = None) -> str | None:
@@ -584,14 +676,29 @@ def spec_form_defaults() -> dict[str, Any]:
     ``n_trials`` is for sampling strategies; picking grid search sets the form's trials to 0,
     the whole grid (``GRID_WHOLE``). ``startup_trials`` None is hpdash's small-budget rule.
     """
-    return {"strategy": "tpe", "n_trials": 20, "timeout": None, "folds": 5, "repeats": 1,
-            "test_size": 0.2, "seed": 0, "pruner": "none", "workers": 1, "grid_points": 5,
-            "metric": "auto", "task": "auto", "startup_trials": None, "trial_timeout": None,
-            "pos_label": None, "keep_columns": None}
+    return {
+        "strategy": "tpe",
+        "n_trials": 20,
+        "timeout": None,
+        "folds": 5,
+        "repeats": 1,
+        "test_size": 0.2,
+        "seed": 0,
+        "pruner": "none",
+        "workers": 1,
+        "grid_points": 5,
+        "metric": "auto",
+        "task": "auto",
+        "startup_trials": None,
+        "trial_timeout": None,
+        "pos_label": None,
+        "keep_columns": None,
+    }
 
 
 #: The form's trials under grid search: 0 runs every grid point once.
 GRID_WHOLE = 0
+
 
 def form_trials_after_strategy_change(old: str | None, new: str, n_trials: int) -> int:
     """The form's trials when the strategy changes from ``old`` to ``new``: the whole grid
@@ -610,8 +717,10 @@ def grid_budget_text(total: int, n_trials: int | None, estimate_s: float | None 
     time_part = f", about {format_duration(estimate_s)}" if estimate_s is not None else ""
     if n_trials is None or n_trials >= total:
         return f"Grid search runs the whole grid: all {total:,} combinations once{time_part}."
-    return (f"Grid search runs {n_trials:,} of the {total:,} combinations (a seeded random "
-            f"subset){time_part}. Set Trials to 0 to run the whole grid.")
+    return (
+        f"Grid search runs {n_trials:,} of the {total:,} combinations (a seeded random "
+        f"subset){time_part}. Set Trials to 0 to run the whole grid."
+    )
 
 
 # -------------------------------------------------------------------------------- target and columns
@@ -681,9 +790,11 @@ def target_missing_note(profile: datasets.DatasetProfile) -> str | None:
     if not n or profile.target is None:
         return None
     kept = profile.n_rows - n
-    return (f"{n:,} of {profile.n_rows:,} rows have no value in the target {profile.target!r}: "
-            f"they are dropped before the holdout split and the CV, so studies learn from "
-            f"{kept:,} rows.")
+    return (
+        f"{n:,} of {profile.n_rows:,} rows have no value in the target {profile.target!r}: "
+        f"they are dropped before the holdout split and the CV, so studies learn from "
+        f"{kept:,} rows."
+    )
 
 
 def dataset_choices(storage: str | None = None) -> dict[str, str]:

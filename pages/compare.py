@@ -22,16 +22,20 @@ try:
     else:
         recorded = experiments.list_experiments()
         if not recorded:
-            st.info("No experiments yet. Launch one with **Compare strategies** on the New study "
-                    "page, or `python -m hpdash compare SPEC.yaml`; or pick studies to compare.",
-                    icon=":material/info:")
-        mode = st.radio("Compare", ["An experiment", "Hand-picked studies"], horizontal=True,
-                        index=0 if recorded else 1)
+            st.info(
+                "No experiments yet. Launch one with **Compare strategies** on the New study "
+                "page, or `python -m hpdash compare SPEC.yaml`; or pick studies to compare.",
+                icon=":material/info:",
+            )
+        mode = st.radio(
+            "Compare", ["An experiment", "Hand-picked studies"], horizontal=True, index=0 if recorded else 1
+        )
         if mode == "An experiment":
             if not recorded:
                 st.stop()
-            pick = st.selectbox("Experiment", [r["name"] for r in recorded], index=None,
-                                placeholder="Choose an experiment")
+            pick = st.selectbox(
+                "Experiment", [r["name"] for r in recorded], index=None, placeholder="Choose an experiment"
+            )
             if pick:
                 st.query_params["experiment"] = pick
                 st.rerun()
@@ -45,9 +49,13 @@ except HpdashError as exc:
     common.show_error(exc)
     st.stop()
 
-st.caption(common.md(f"{comparison.title} · {len(comparison.runs)} studies · strategies "
-                     f"{', '.join(compare.label(s) for s in comparison.strategies)} · metric "
-                     f"{comparison.metric or 'score'} ({comparison.direction})"))
+st.caption(
+    common.md(
+        f"{comparison.title} · {len(comparison.runs)} studies · strategies "
+        f"{', '.join(compare.label(s) for s in comparison.strategies)} · metric "
+        f"{comparison.metric or 'score'} ({comparison.direction})"
+    )
+)
 
 if experiment_id:
     try:
@@ -66,11 +74,15 @@ if experiment_id:
         parts = [f"{now.count(state)} {state}" for state in experiments.PROGRESS_STATES if now.count(state)]
         st.progress(now.finished / max(1, now.total), text=" · ".join(parts) or "no studies")
         if now.stalled:
-            st.warning("Some studies are queued but the queue process is gone (the machine "
-                       "restarted?). Relaunch the queue from the command line: "
-                       f"{common.code('python -m hpdash queue ' + experiment_id)}.", icon=":material/pause_circle:")
-        if active and (now.counts != shown_at[1] or not now.active
-                       or time.monotonic() - shown_at[0] > PLOTS_REFRESH_SECONDS):
+            st.warning(
+                "Some studies are queued but the queue process is gone (the machine "
+                "restarted?). Relaunch the queue from the command line: "
+                f"{common.code('python -m hpdash queue ' + experiment_id)}.",
+                icon=":material/pause_circle:",
+            )
+        if active and (
+            now.counts != shown_at[1] or not now.active or time.monotonic() - shown_at[0] > PLOTS_REFRESH_SECONDS
+        ):
             st.rerun()
 
     queue_header()
@@ -81,24 +93,32 @@ else:
         if st.button("Refresh", icon=":material/refresh:"):
             st.rerun()
 if comparison.frame.empty or not (comparison.frame["state"] == "COMPLETE").any():
-    st.info("No completed trials yet: the plots appear as soon as the first trials finish.",
-            icon=":material/hourglass_top:")
+    st.info(
+        "No completed trials yet: the plots appear as soon as the first trials finish.", icon=":material/hourglass_top:"
+    )
     st.stop()
 
 default_target = compare.default_target(comparison.frame, comparison.direction)
-target = st.number_input("Target score", value=float(default_target), format="%.4f",
-                         help="Default: within 1% of the best score seen in the experiment "
-                              "(sign-safe, so it works for negative scores such as neg_rmse).")
-analysis = compare.analyse(comparison.frame, comparison.holdout, comparison.direction,
-                           target=None if target == float(default_target) else float(target))
+target = st.number_input(
+    "Target score",
+    value=float(default_target),
+    format="%.4f",
+    help="Default: within 1% of the best score seen in the experiment "
+    "(sign-safe, so it works for negative scores such as neg_rmse).",
+)
+analysis = compare.analyse(
+    comparison.frame,
+    comparison.holdout,
+    comparison.direction,
+    target=None if target == float(default_target) else float(target),
+)
 
 st.subheader("Verdict")
 st.info(common.md(analysis.verdict.text), icon=":material/balance:")
 st.subheader("Summary")
 st.dataframe(compare.display_table(analysis.summary, analysis.ttt_summary), hide_index=True)
 st.subheader("Time to target")
-st.caption(common.md(compare.target_text(analysis, comparison.metric))
-           + " Mean ± std over the runs that reached it.")
+st.caption(common.md(compare.target_text(analysis, comparison.metric)) + " Mean ± std over the runs that reached it.")
 st.dataframe(compare.ttt_table(analysis.ttt_summary), hide_index=True)
 with st.expander("Pairwise tests"):
     st.dataframe(compare.pairs_table(analysis.pairs), hide_index=True)
@@ -123,23 +143,37 @@ if len(params) >= 2 and len(defaults) == 2:
     x_param = cx.selectbox("x", params, index=params.index(defaults[0]))
     y_param = cy.selectbox("y", params, index=params.index(defaults[1]))
     logs = compare.log_params_of(comparison)
-    st.plotly_chart(plots.placement_figure(comparison.frame, x_param, y_param, logs, metric,
-                                           comparison.direction), key="placement")
+    st.plotly_chart(
+        plots.placement_figure(comparison.frame, x_param, y_param, logs, metric, comparison.direction), key="placement"
+    )
 else:
     st.caption("Sample placement needs two hyperparameters.")
 
 st.subheader("Hyperparameter importance")
 method = st.selectbox("Method", list(plots.IMPORTANCE_METHODS), format_func=plots.IMPORTANCE_LABELS.get)
 st.caption(plots.IMPORTANCE_METHODS[method])
-st.plotly_chart(plots.importance_comparison_figure(compare.importance_by_strategy(comparison, method), method),
-                key="importance")
+st.plotly_chart(
+    plots.importance_comparison_figure(compare.importance_by_strategy(comparison, method), method), key="importance"
+)
 
 st.subheader("Reports")
 stem = experiment_id or "comparison"
-st.download_button("Download every trial (CSV)", report.experiment_csv(comparison.frame),
-                   file_name=f"{stem}-trials.csv", mime="text/csv", icon=":material/download:")
+st.download_button(
+    "Download every trial (CSV)",
+    report.experiment_csv(comparison.frame),
+    file_name=f"{stem}-trials.csv",
+    mime="text/csv",
+    icon=":material/download:",
+)
 if st.button("Build the HTML report", icon=":material/description:"):
-    st.download_button("Download the HTML report", report.experiment_html(comparison, analysis),
-                       file_name=f"{stem}-report.html", mime="text/html", icon=":material/download:")
-st.caption("Studies: " + " · ".join(common.md(f"{r.study} ({compare.label(r.strategy)}, seed {r.seed})")
-                                       for r in comparison.runs))
+    st.download_button(
+        "Download the HTML report",
+        report.experiment_html(comparison, analysis),
+        file_name=f"{stem}-report.html",
+        mime="text/html",
+        icon=":material/download:",
+    )
+st.caption(
+    "Studies: "
+    + " · ".join(common.md(f"{r.study} ({compare.label(r.strategy)}, seed {r.seed})") for r in comparison.runs)
+)

@@ -9,15 +9,19 @@ from hpdash.ui import common
 common.guard_page()
 
 st.title("Datasets")
-st.caption("Upload a CSV or Parquet table, or explore a bundled sample. hpdash stores each "
-           "upload once, named by the SHA-256 of its bytes, so studies can find it again.")
+st.caption(
+    "Upload a CSV or Parquet table, or explore a bundled sample. hpdash stores each "
+    "upload once, named by the SHA-256 of its bytes, so studies can find it again."
+)
 
 # ------------------------------------------------------------------------------ upload
 with st.container(border=True):
     st.subheader("Add a dataset")
     uploaded = st.file_uploader(
-        "Upload a CSV or Parquet file", type=["csv", "tsv", "txt", "parquet", "pq"],
-        key="ds_upload", help="Comma, semicolon, tab or pipe separated; first row is the header.",
+        "Upload a CSV or Parquet file",
+        type=["csv", "tsv", "txt", "parquet", "pq"],
+        key="ds_upload",
+        help="Comma, semicolon, tab or pipe separated; first row is the header.",
         disabled=common.read_only(),
     )
     if uploaded is not None and st.session_state.get("ds_upload_id") != uploaded.file_id:
@@ -32,8 +36,10 @@ with st.container(border=True):
             st.session_state["ds_pick"] = stored.sha256
             common.load_frame.clear()
             st.session_state["ds_upload_result"] = (
-                "ok", f"Stored **{common.md(stored.name)}**: {stored.n_rows:,} rows × {stored.n_cols} "
-                      f"columns (SHA-256 `{stored.sha256[:12]}…`). Explore it below.")
+                "ok",
+                f"Stored **{common.md(stored.name)}**: {stored.n_rows:,} rows × {stored.n_cols} "
+                f"columns (SHA-256 `{stored.sha256[:12]}…`). Explore it below.",
+            )
     result = st.session_state.get("ds_upload_result") if uploaded is not None else None
     if result and result[0] == "error":
         st.error(common.md(result[1]), icon=":material/block:")
@@ -46,8 +52,10 @@ if st.session_state.get("ds_pick") not in choices:
     st.session_state.pop("ds_pick", None)
 stored_rows = views.datasets_frame()
 if stored_rows.empty:
-    st.info("No uploaded datasets yet. Upload a table above, or explore one of the bundled "
-            "samples below.", icon=":material/info:")
+    st.info(
+        "No uploaded datasets yet. Upload a table above, or explore one of the bundled samples below.",
+        icon=":material/info:",
+    )
 
 st.subheader("Explore a dataset")
 ref = st.selectbox("Dataset", list(choices), format_func=choices.get, key="ds_pick")
@@ -60,13 +68,19 @@ except HpdashError as exc:
 columns = [str(c) for c in frame.columns]
 c1, c2 = st.columns(2)
 guess = views.default_target(columns)
-target = c1.selectbox("Target column (what the model predicts)", columns,
-                      index=columns.index(guess) if guess in columns else 0,
-                      key=f"ds_target_{ref}")
-task = c2.radio("Task", ["auto", "classification", "regression"], horizontal=True,
-                key=f"ds_task_{ref}",
-                help="auto: a text target or a few whole-number values is classification, "
-                     "anything else regression.")
+target = c1.selectbox(
+    "Target column (what the model predicts)",
+    columns,
+    index=columns.index(guess) if guess in columns else 0,
+    key=f"ds_target_{ref}",
+)
+task = c2.radio(
+    "Task",
+    ["auto", "classification", "regression"],
+    horizontal=True,
+    key=f"ds_task_{ref}",
+    help="auto: a text target or a few whole-number values is classification, anything else regression.",
+)
 
 try:
     base = common.profile(ref, target, task)
@@ -79,10 +93,13 @@ keepable = views.keepable_columns(base)
 keep: list[str] = []
 if keepable:
     keep = st.multiselect(
-        "Keep as features although hpdash would drop them", list(keepable), key=f"ds_keep_{ref}",
+        "Keep as features although hpdash would drop them",
+        list(keepable),
+        key=f"ds_keep_{ref}",
         format_func=lambda c: f"{c}: {keepable[c]}",
         help="ID-like and text columns with many distinct values are dropped by default: one-hot "
-             "encoding them makes a column per value. Keep one when it does carry signal.")
+        "encoding them makes a column per value. Keep one when it does carry signal.",
+    )
 prof = base
 if keep and base.target is not None:
     try:
@@ -107,10 +124,8 @@ if ready:
     except HpdashError as exc:
         common.show_error(exc)
         ready = False
-if st.button("New study with this dataset →", type="primary", disabled=not ready,
-             key="ds_new_study"):
-    common.prefill_new_study({"dataset": ref, "target": target, "task": task,
-                              "keep_columns": keep or None})
+if st.button("New study with this dataset →", type="primary", disabled=not ready, key="ds_new_study"):
+    common.prefill_new_study({"dataset": ref, "target": target, "task": task, "keep_columns": keep or None})
 
 tab_preview, tab_columns, tab_target = st.tabs(["Preview", "Columns and roles", "Target distribution"])
 with tab_preview:
@@ -119,14 +134,16 @@ with tab_preview:
 with tab_columns:
     # Name, role and examples first; "why dropped" last, and only when a column is dropped.
     st.dataframe(
-        views.columns_table(prof), width="stretch", hide_index=True,
+        views.columns_table(prof),
+        width="stretch",
+        hide_index=True,
         column_config={
             "name": st.column_config.TextColumn("name", width="medium"),
             "role": st.column_config.TextColumn("role", width="small"),
             "examples": st.column_config.TextColumn("examples", width="medium"),
-            "missing_share": st.column_config.ProgressColumn("missing", format="percent",
-                                                             min_value=0.0, max_value=1.0,
-                                                             width="small"),
+            "missing_share": st.column_config.ProgressColumn(
+                "missing", format="percent", min_value=0.0, max_value=1.0, width="small"
+            ),
             "n_unique": st.column_config.NumberColumn("distinct values", width="small"),
             "dtype": st.column_config.TextColumn("dtype", width="small"),
             "reason": st.column_config.TextColumn("why dropped", width="large"),
@@ -138,8 +155,9 @@ with tab_columns:
         for col in dropped:
             st.markdown(f"- {common.code(col.name)}: {common.md(col.reason)}")
     else:
-        st.caption("Every column is used (numbers are imputed and scaled, categories one-hot "
-                   "encoded, dates split into parts).")
+        st.caption(
+            "Every column is used (numbers are imputed and scaled, categories one-hot encoded, dates split into parts)."
+        )
 with tab_target:
     dist = prof.target_distribution
     if dist.empty:
@@ -157,17 +175,21 @@ st.subheader("Your uploaded datasets")
 if stored_rows.empty:
     st.caption("Nothing uploaded yet.")
 else:
-    st.dataframe(stored_rows.drop(columns=["sha256"]), width="stretch", hide_index=True,
-                 column_config={"file_present": st.column_config.CheckboxColumn("file present")})
+    st.dataframe(
+        stored_rows.drop(columns=["sha256"]),
+        width="stretch",
+        hide_index=True,
+        column_config={"file_present": st.column_config.CheckboxColumn("file present")},
+    )
     names = dict(zip(stored_rows["sha256"], stored_rows["name"]))
     col_pick, col_btn = st.columns([3, 1], vertical_alignment="bottom")
-    victim = col_pick.selectbox("Delete a dataset", list(names),
-                                format_func=lambda s: f"{names[s]} ({s[:8]})", key="ds_delete_pick")
+    victim = col_pick.selectbox(
+        "Delete a dataset", list(names), format_func=lambda s: f"{names[s]} ({s[:8]})", key="ds_delete_pick"
+    )
     users = views.studies_using_dataset(victim)
     if users:
         col_btn.button("Delete", disabled=True, key="ds_delete_disabled")
-        st.caption(f"Used by {len(users)} studies ({common.md(', '.join(users[:5]))}); delete those "
-                   "studies first.")
+        st.caption(f"Used by {len(users)} studies ({common.md(', '.join(users[:5]))}); delete those studies first.")
     else:
         confirm = st.checkbox(f"Yes, delete {common.md(names[victim])} and its file", key="ds_delete_confirm")
         if col_btn.button("Delete", disabled=not confirm or common.read_only(), key="ds_delete"):

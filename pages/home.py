@@ -40,8 +40,7 @@ with left:
 
 with right:
     st.subheader("Quick start")
-    st.caption("One click creates a small study on a bundled sample dataset, starts it, and "
-               "opens its live page.")
+    st.caption("One click creates a small study on a bundled sample dataset, starts it, and opens its live page.")
     for key, (label, _) in views.QUICK_STARTS.items():
         if st.button(label, key=f"quick_{key}", width="stretch", disabled=common.read_only()):
             try:
@@ -68,10 +67,12 @@ with right:
             common.study_link(
                 row["name"],
                 label=f"{row['name']} · {common.state_badge(row['state'])} · {row['progress']} "
-                      f"trials · best {views.format_score(row['best'])}",
+                f"trials · best {views.format_score(row['best'])}",
             )
         st.page_link(common.PAGE_STUDIES, label="All studies", icon=":material/list_alt:")
 
 st.divider()
-st.caption(f"Storage in use: {common.code(views.storage_label())}. Other Optuna tools (optuna-dashboard, "
-           "`optuna.load_study`) can open it as is.")
+st.caption(
+    f"Storage in use: {common.code(views.storage_label())}. Other Optuna tools (optuna-dashboard, "
+    "`optuna.load_study`) can open it as is."
+)

@@ -16,11 +16,19 @@ defaults = views.spec_form_defaults()
 state.setdefault("ns_space_version", 0)
 state.setdefault("ns_space_init", {})
 for _key, _value in {
-    "ns_task": "auto", "ns_strategy": defaults["strategy"], "ns_grid_points": defaults["grid_points"],
-    "ns_n_trials": defaults["n_trials"], "ns_timeout_min": 0.0, "ns_workers": defaults["workers"],
-    "ns_folds": defaults["folds"], "ns_repeats": defaults["repeats"],
-    "ns_test_size": defaults["test_size"], "ns_seed": defaults["seed"], "ns_pruner": "none",
-    "ns_trial_timeout": 0.0, "ns_startup_auto": True,
+    "ns_task": "auto",
+    "ns_strategy": defaults["strategy"],
+    "ns_grid_points": defaults["grid_points"],
+    "ns_n_trials": defaults["n_trials"],
+    "ns_timeout_min": 0.0,
+    "ns_workers": defaults["workers"],
+    "ns_folds": defaults["folds"],
+    "ns_repeats": defaults["repeats"],
+    "ns_test_size": defaults["test_size"],
+    "ns_seed": defaults["seed"],
+    "ns_pruner": "none",
+    "ns_trial_timeout": 0.0,
+    "ns_startup_auto": True,
 }.items():
     state.setdefault(_key, _value)  # widgets below take their value from these keys
 state.setdefault("ns_strategy_prev", state["ns_strategy"])
@@ -30,7 +38,8 @@ def on_strategy_change() -> None:
     """Grid search defaults to the whole grid (Trials 0); leaving it restores a trial budget."""
     new = state["ns_strategy"]
     state["ns_n_trials"] = views.form_trials_after_strategy_change(
-        state.get("ns_strategy_prev"), new, int(state.get("ns_n_trials") or 0))
+        state.get("ns_strategy_prev"), new, int(state.get("ns_n_trials") or 0)
+    )
     state["ns_strategy_prev"] = new
 
 
@@ -41,10 +50,19 @@ def on_startup_change() -> None:
 
 def apply_prefill(values: dict) -> None:
     """Copy prefill values (from the Datasets page or an uploaded spec) into the form keys."""
-    mapping = {"dataset": "ns_dataset", "target": "ns_target", "task": "ns_task",
-               "metric": "ns_metric", "strategy": "ns_strategy", "grid_points": "ns_grid_points",
-               "seed": "ns_seed", "pruner": "ns_pruner", "workers": "ns_workers",
-               "test_size": "ns_test_size", "name": "ns_name"}
+    mapping = {
+        "dataset": "ns_dataset",
+        "target": "ns_target",
+        "task": "ns_task",
+        "metric": "ns_metric",
+        "strategy": "ns_strategy",
+        "grid_points": "ns_grid_points",
+        "seed": "ns_seed",
+        "pruner": "ns_pruner",
+        "workers": "ns_workers",
+        "test_size": "ns_test_size",
+        "name": "ns_name",
+    }
     for field, key in mapping.items():
         if values.get(field) is not None:
             state[key] = values[field]
@@ -80,14 +98,17 @@ if common.PREFILL_KEY in state:
 
 # ------------------------------------------------------------------------------ spec upload
 with st.expander("Start from a spec file (YAML)"):
-    spec_file = st.file_uploader("Upload a spec to prefill the form", type=["yaml", "yml", "json"],
-                                 key="ns_spec_upload")
+    spec_file = st.file_uploader(
+        "Upload a spec to prefill the form", type=["yaml", "yml", "json"], key="ns_spec_upload"
+    )
     if spec_file is not None and state.get("ns_spec_upload_id") != spec_file.file_id:
         state["ns_spec_upload_id"] = spec_file.file_id
         try:
             if spec_file.size > MAX_YAML_CHARS:
-                raise SpecError(f"the file is {spec_file.size:,} bytes; a spec may have at most "
-                                f"{MAX_YAML_CHARS:,}. A spec lists settings, not data.")
+                raise SpecError(
+                    f"the file is {spec_file.size:,} bytes; a spec may have at most "
+                    f"{MAX_YAML_CHARS:,}. A spec lists settings, not data."
+                )
             # Always text (never a path on the server), through the bounded YAML loader.
             loaded = load_spec_text(spec_file.getvalue().decode("utf-8", errors="replace"))
             values = loaded.to_dict()
@@ -96,7 +117,8 @@ with st.expander("Start from a spec file (YAML)"):
             if values["dataset"] not in views.dataset_choices():
                 raise SpecError(
                     f"its dataset {values['dataset']!r} is not a bundled sample or an uploaded "
-                    "dataset. Upload the table on the Datasets page, then pick it below.")
+                    "dataset. Upload the table on the Datasets page, then pick it below."
+                )
             apply_prefill(values)
             state["ns_spec_message"] = ("ok", f"Loaded spec {loaded.name!r}. Check the form below.")
         except (HpdashError, OSError) as exc:
@@ -112,8 +134,7 @@ choices = views.dataset_choices()
 if state.get("ns_dataset") not in choices:
     state.pop("ns_dataset", None)
 if len(choices) == len(datasets.SAMPLES):
-    st.caption("No uploaded datasets yet: pick a bundled sample, or upload a table on the "
-               "Datasets page.")
+    st.caption("No uploaded datasets yet: pick a bundled sample, or upload a table on the Datasets page.")
 c1, c2, c3 = st.columns([2, 1, 1])
 ref = c1.selectbox("Dataset", list(choices), format_func=choices.get, key="ns_dataset")
 try:
@@ -141,10 +162,13 @@ keepable = views.keepable_columns(base_profile)
 if keepable:
     state["ns_keep_columns"] = [c for c in state.get("ns_keep_columns") or [] if c in keepable]
     keep_columns = st.multiselect(
-        "Keep as features although hpdash would drop them", list(keepable), key="ns_keep_columns",
+        "Keep as features although hpdash would drop them",
+        list(keepable),
+        key="ns_keep_columns",
         format_func=lambda c: f"{c}: {keepable[c]}",
         help="Dropped by default: one-hot encoding a column of names or free text makes a column "
-             "per value. Keep one when it does carry signal (the spec's keep_columns).")
+        "per value. Keep one when it does carry signal (the spec's keep_columns).",
+    )
 else:
     keep_columns = []
 
@@ -161,11 +185,19 @@ elif state["ns_models"] and not all(m in model_opts for m in state["ns_models"])
     state["ns_models"] = [m for m in state["ns_models"] if m in model_opts] or [next(iter(model_opts))]
 c1, c2 = st.columns([2, 1])
 model_keys = c1.multiselect(
-    "Model(s)", list(model_opts), format_func=model_opts.get, key="ns_models",
-    help="Pick several to let the search choose the algorithm too (algorithm selection).")
-metric = c2.selectbox("Metric", metric_opts, key="ns_metric",
-                      format_func=lambda m: f"auto ({'accuracy' if task == 'classification' else 'r2'})" if m == "auto" else m,
-                      help="Only scikit-learn scorers valid for this task. Greater is better.")
+    "Model(s)",
+    list(model_opts),
+    format_func=model_opts.get,
+    key="ns_models",
+    help="Pick several to let the search choose the algorithm too (algorithm selection).",
+)
+metric = c2.selectbox(
+    "Metric",
+    metric_opts,
+    key="ns_metric",
+    format_func=lambda m: f"auto ({'accuracy' if task == 'classification' else 'r2'})" if m == "auto" else m,
+    help="Only scikit-learn scorers valid for this task. Greater is better.",
+)
 # Binary metrics such as f1 on text or true/false labels need the positive class named.
 classes = views.target_classes(frame, target) if task == "classification" else []
 pos_label = None
@@ -173,17 +205,25 @@ if views.needs_pos_label(metric, classes):
     if state.get("ns_pos_label") not in classes:
         state["ns_pos_label"] = views.default_pos_label(frame, target)
     pos_label = c2.selectbox(
-        "Positive class", classes, key="ns_pos_label", format_func=str,
+        "Positive class",
+        classes,
+        key="ns_pos_label",
+        format_func=str,
         help=f"{metric} scores one class as the positive one; the labels here are "
-             f"{', '.join(map(str, classes))}. Proposed: a conventional positive name, else the rarer class.")
+        f"{', '.join(map(str, classes))}. Proposed: a conventional positive name, else the rarer class.",
+    )
 if len(model_keys) > 1:
-    st.info("Algorithm selection: every trial first picks a model, then that model's "
-            "hyperparameters.", icon=":material/shuffle:")
+    st.info(
+        "Algorithm selection: every trial first picks a model, then that model's hyperparameters.",
+        icon=":material/shuffle:",
+    )
 
 # ------------------------------------------------------------------------------ space
 st.subheader("3 · Search space")
-st.caption("One row per hyperparameter. float/int: low, high and log scale; categorical: "
-           "choices separated by commas. Add or delete rows freely.")
+st.caption(
+    "One row per hyperparameter. float/int: low, high and log scale; categorical: "
+    "choices separated by commas. Add or delete rows freely."
+)
 if st.button("Reset to defaults", key="ns_reset_space"):
     state["ns_space_init"] = {}
     state["ns_space_version"] += 1
@@ -198,20 +238,27 @@ editor_config = {
     "high": st.column_config.NumberColumn("high", format="%g"),
     "log": st.column_config.CheckboxColumn("log"),
     "choices": st.column_config.TextColumn("choices"),
-    "label": st.column_config.SelectboxColumn("label", options=list(space.LABELS),
-                                              help="Does it shape the model, or control the learning process?"),
+    "label": st.column_config.SelectboxColumn(
+        "label", options=list(space.LABELS), help="Does it shape the model, or control the learning process?"
+    ),
 }
 for key in model_keys:
     init = state["ns_space_init"].get(key)
     try:
         initial = views.space_editor_frame(
-            models.parse_model_space(key, task, init) if init else models.default_space(key, task))
+            models.parse_model_space(key, task, init) if init else models.default_space(key, task)
+        )
     except HpdashError:
         initial = views.space_editor_frame(models.default_space(key, task))
     st.markdown(f"**{model_opts[key]}** (`{key}`) — {models.REGISTRY[key].description}")
-    edited = st.data_editor(initial, key=f"ns_space_{key}_{task}_{state['ns_space_version']}",
-                            num_rows="dynamic", hide_index=True, width="stretch",
-                            column_config=editor_config)
+    edited = st.data_editor(
+        initial,
+        key=f"ns_space_{key}_{task}_{state['ns_space_version']}",
+        num_rows="dynamic",
+        hide_index=True,
+        width="stretch",
+        column_config=editor_config,
+    )
     try:
         spaces_raw[key] = views.space_from_editor(edited)
         if not spaces_raw[key]:
@@ -223,64 +270,112 @@ for key in model_keys:
 # ------------------------------------------------------------------------------ strategy
 st.subheader("4 · Strategy, budget and protocol")
 c1, c2, c3 = st.columns(3)
-strategy = c1.selectbox("Strategy", list(STRATEGY_LABELS), format_func=STRATEGY_LABELS.get,
-                        key="ns_strategy", on_change=on_strategy_change)
+strategy = c1.selectbox(
+    "Strategy", list(STRATEGY_LABELS), format_func=STRATEGY_LABELS.get, key="ns_strategy", on_change=on_strategy_change
+)
 missing_package = strategies.missing_dependency(strategy)
 if missing_package:
     c1.warning(common.md(missing_package))
-grid_points = c1.number_input("Grid points per range", 2, 50,
-                              key="ns_grid_points", disabled=strategy != "grid",
-                              help="Grid search splits each float/int range into this many values.")
+grid_points = c1.number_input(
+    "Grid points per range",
+    2,
+    50,
+    key="ns_grid_points",
+    disabled=strategy != "grid",
+    help="Grid search splits each float/int range into this many values.",
+)
 n_trials = c2.number_input(
     "Trials" + (" (0 = the whole grid)" if strategy == "grid" else " (0 = no trial limit)"),
-    0, 100_000, key="ns_n_trials")
+    0,
+    100_000,
+    key="ns_n_trials",
+)
 trials_note = c2.empty()  # the grid's size and time, once the spec is checked below
-timeout_min = c2.number_input("Time limit in minutes (0 = none)", 0.0, 10_000.0, step=1.0,
-                              key="ns_timeout_min")
+timeout_min = c2.number_input("Time limit in minutes (0 = none)", 0.0, 10_000.0, step=1.0, key="ns_timeout_min")
 model_based = strategy in strategies.MODEL_BASED
 startup_default = strategies.default_startup_trials(int(n_trials) or None)
 if state["ns_startup_auto"] or "ns_startup_trials" not in state:
     state["ns_startup_trials"] = startup_default
 startup_trials = c1.number_input(
-    "Start-up trials (random, before the model)", 0, 100_000, key="ns_startup_trials",
-    on_change=on_startup_change, disabled=not model_based,
+    "Start-up trials (random, before the model)",
+    0,
+    100_000,
+    key="ns_startup_trials",
+    on_change=on_startup_change,
+    disabled=not model_based,
     help="TPE, GP and CMA-ES sample at random for this many trials, then from their model. "
-         + f"hpdash's default for this budget: {startup_default} ({strategies.STARTUP_RULE}).")
+    + f"hpdash's default for this budget: {startup_default} ({strategies.STARTUP_RULE}).",
+)
 if model_based and not state["ns_startup_auto"]:
     c1.caption(f"Default for this budget: {startup_default}.")
 max_workers = config.max_workers()
 if state["ns_workers"] > max_workers:
     state["ns_workers"] = max_workers
-workers = c2.number_input("Worker processes", 1, max_workers, key="ns_workers",
-                          help="Parallel processes sharing the study through the database. This "
-                               f"machine allows at most {max_workers} per launch "
-                               "(HPDASH_MAX_WORKERS, default: its CPUs).")
+workers = c2.number_input(
+    "Worker processes",
+    1,
+    max_workers,
+    key="ns_workers",
+    help="Parallel processes sharing the study through the database. This "
+    f"machine allows at most {max_workers} per launch "
+    "(HPDASH_MAX_WORKERS, default: its CPUs).",
+)
 folds = c3.number_input("CV folds", 2, 50, key="ns_folds")
 repeats = c3.number_input("CV repeats", 1, 20, key="ns_repeats")
-test_size = c3.slider("Holdout test fraction", 0.05, 0.5, step=0.05,
-                      key="ns_test_size", help="Kept aside, never used in the search; the final "
-                      "model is scored on it once.")
+test_size = c3.slider(
+    "Holdout test fraction",
+    0.05,
+    0.5,
+    step=0.05,
+    key="ns_test_size",
+    help="Kept aside, never used in the search; the final model is scored on it once.",
+)
 c1, c2, c3 = st.columns(3)
 seed = c1.number_input("Seed", 0, 2**32 - 1, key="ns_seed")
 trial_timeout = c3.number_input(
-    "Time limit per trial in seconds (0 = none)", 0.0, 1_000_000.0, step=10.0, key="ns_trial_timeout",
-    help="A trial still running after this long fails with that reason, so one slow fit cannot "
-         "hold up the study.")
-pruner = c2.selectbox("Pruner", list(PRUNER_LABELS), format_func=PRUNER_LABELS.get, key="ns_pruner",
-                      help="Stops clearly bad trials after a few CV folds.")
+    "Time limit per trial in seconds (0 = none)",
+    0.0,
+    1_000_000.0,
+    step=10.0,
+    key="ns_trial_timeout",
+    help="A trial still running after this long fails with that reason, so one slow fit cannot hold up the study.",
+)
+pruner = c2.selectbox(
+    "Pruner",
+    list(PRUNER_LABELS),
+    format_func=PRUNER_LABELS.get,
+    key="ns_pruner",
+    help="Stops clearly bad trials after a few CV folds.",
+)
 auto_name = views.unique_study_name(views.default_study_name(ref, model_keys or "model", strategy))
-name = c3.text_input("Study name", key="ns_name", placeholder=auto_name,
-                     help="Letters, digits, '.', '_' or '-'. Leave empty for the suggested name.").strip() or auto_name
+name = (
+    c3.text_input(
+        "Study name",
+        key="ns_name",
+        placeholder=auto_name,
+        help="Letters, digits, '.', '_' or '-'. Leave empty for the suggested name.",
+    ).strip()
+    or auto_name
+)
 
 # ------------------------------------------------------------------------------ validate
 raw = {
-    "name": name, "dataset": ref, "target": target, "task": task_choice,
+    "name": name,
+    "dataset": ref,
+    "target": target,
+    "task": task_choice,
     "model": model_keys[0] if len(model_keys) == 1 else list(model_keys),
     "space": (spaces_raw.get(model_keys[0]) if len(model_keys) == 1 else spaces_raw) if model_keys else None,
-    "strategy": strategy, "grid_points": int(grid_points),
-    "n_trials": int(n_trials) or None, "timeout": float(timeout_min) * 60 or None,
-    "cv": {"folds": int(folds), "repeats": int(repeats)}, "metric": metric,
-    "test_size": float(test_size), "seed": int(seed), "pruner": pruner, "workers": int(workers),
+    "strategy": strategy,
+    "grid_points": int(grid_points),
+    "n_trials": int(n_trials) or None,
+    "timeout": float(timeout_min) * 60 or None,
+    "cv": {"folds": int(folds), "repeats": int(repeats)},
+    "metric": metric,
+    "test_size": float(test_size),
+    "seed": int(seed),
+    "pruner": pruner,
+    "workers": int(workers),
     "startup_trials": None if state["ns_startup_auto"] or not model_based else int(startup_trials),
     "trial_timeout": float(trial_timeout) or None,
     "pos_label": pos_label,
@@ -312,21 +407,26 @@ if plan is not None:
     except HpdashError as exc:  # a model that fails its smoke fit cannot launch
         errors.append(str(exc))
     except Exception as exc:  # a bug, not the user's: still shown, and still no launch
-        errors.append(f"The smoke fit failed unexpectedly ({type(exc).__name__}: {exc}); "
-                      "please report this with the spec.")
+        errors.append(
+            f"The smoke fit failed unexpectedly ({type(exc).__name__}: {exc}); please report this with the spec."
+        )
     for warning in (strategies.startup_warning(spec), strategies.conditional_warning(spec)):
         if warning:
             st.warning(common.md(warning), icon=":material/casino:")
     with grid_box.expander(f"Grid preview: {total:,} combinations", expanded=strategy == "grid"):
-        st.dataframe(views.grid_preview_frame(plan.spaces, spec.grid_points), hide_index=True,
-                     width="stretch",
-                     column_config={"model": st.column_config.TextColumn(width="small"),
-                                    "hyperparameter": st.column_config.TextColumn(width="small"),
-                                    "n_values": st.column_config.NumberColumn("values", width="small"),
-                                    "values": st.column_config.TextColumn("grid values", width="large")})
+        st.dataframe(
+            views.grid_preview_frame(plan.spaces, spec.grid_points),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "model": st.column_config.TextColumn(width="small"),
+                "hyperparameter": st.column_config.TextColumn(width="small"),
+                "n_values": st.column_config.NumberColumn("values", width="small"),
+                "values": st.column_config.TextColumn("grid values", width="large"),
+            },
+        )
         if strategy == "grid":
-            grid_text = views.grid_budget_text(
-                total, spec.n_trials, estimate.total_s if estimate is not None else None)
+            grid_text = views.grid_budget_text(total, spec.n_trials, estimate.total_s if estimate is not None else None)
             st.caption(grid_text)
             trials_note.caption(grid_text)
         else:
@@ -336,11 +436,22 @@ for message in errors:
     st.error(common.md(message), icon=":material/warning:")
 
 c1, c2 = st.columns([1, 1])
-launch = c1.button("Launch study", type="primary", disabled=plan is None or bool(errors) or common.read_only(), key="ns_launch",
-                   width="stretch")
+launch = c1.button(
+    "Launch study",
+    type="primary",
+    disabled=plan is None or bool(errors) or common.read_only(),
+    key="ns_launch",
+    width="stretch",
+)
 if spec is not None:
-    c2.download_button("Download spec (YAML)", spec.to_yaml(), file_name=f"{spec.name}.yaml",
-                       mime="application/x-yaml", key="ns_download_spec", width="stretch")
+    c2.download_button(
+        "Download spec (YAML)",
+        spec.to_yaml(),
+        file_name=f"{spec.name}.yaml",
+        mime="application/x-yaml",
+        key="ns_download_spec",
+        width="stretch",
+    )
 if launch and spec is not None and not errors:
     try:
         with st.spinner("Creating the study and starting its workers…"):
@@ -354,9 +465,13 @@ if launch and spec is not None and not errors:
 # ------------------------------------------------------------------------------ compare strategies
 with st.expander("Compare strategies: the same problem and budget, several strategies and seeds"):
     offered = strategies.available_strategies()
-    chosen = st.multiselect("Strategies", offered, key="ns_cmp_strategies",
-                            default=[s for s in experiments.DEFAULT_STRATEGIES if s in offered],
-                            format_func=STRATEGY_LABELS.get)
+    chosen = st.multiselect(
+        "Strategies",
+        offered,
+        key="ns_cmp_strategies",
+        default=[s for s in experiments.DEFAULT_STRATEGIES if s in offered],
+        format_func=STRATEGY_LABELS.get,
+    )
     for absent in (s for s in STRATEGY_LABELS if s not in offered):
         st.caption(common.md(strategies.missing_dependency(absent) or ""))
     comparison_error = None
@@ -366,26 +481,38 @@ with st.expander("Compare strategies: the same problem and budget, several strat
         except SpecError as exc:
             comparison_error = str(exc)
             st.error(common.md(comparison_error), icon=":material/warning:")
-    n_repeats = st.number_input("Repeats (seeds per strategy)", 1, experiments.MAX_REPEATS,
-                                experiments.DEFAULT_REPEATS, key="ns_cmp_repeats")
+    n_repeats = st.number_input(
+        "Repeats (seeds per strategy)", 1, experiments.MAX_REPEATS, experiments.DEFAULT_REPEATS, key="ns_cmp_repeats"
+    )
     if plan is not None and chosen:
         per_trial = estimate.per_trial_s if estimate is not None else None
         at_once = experiments.parallel_limit(spec.workers)
         budget = experiments.experiment_budget(
-            spec, chosen, int(n_repeats), per_trial_s=per_trial,
-            parallel=at_once, grid_size=experiments.grid_size_of(spec))
-        st.info(f"Experiment {common.md(repr(spec.name))}: {budget.describe()}. Every study gets the same "
-                "trial budget; seeds run from the form's seed upwards. A grid smaller than the "
-                "budget runs every point once; a larger one runs a seeded random subset.",
-                icon=":material/balance:")
-        st.caption(f"The studies run through a queue, {at_once} at a time with {spec.workers} "
-                   f"worker(s) each: this machine allows {config.max_workers()} worker processes "
-                   f"at once (HPDASH_MAX_WORKERS); an experiment may have at most "
-                   f"{config.max_experiment_studies()} studies and "
-                   f"{config.max_experiment_trials():,} trials in all.")
-    go = st.button("Launch comparison", key="ns_cmp_launch",
-                   disabled=plan is None or not chosen or bool(errors) or comparison_error is not None
-                   or common.read_only())
+            spec,
+            chosen,
+            int(n_repeats),
+            per_trial_s=per_trial,
+            parallel=at_once,
+            grid_size=experiments.grid_size_of(spec),
+        )
+        st.info(
+            f"Experiment {common.md(repr(spec.name))}: {budget.describe()}. Every study gets the same "
+            "trial budget; seeds run from the form's seed upwards. A grid smaller than the "
+            "budget runs every point once; a larger one runs a seeded random subset.",
+            icon=":material/balance:",
+        )
+        st.caption(
+            f"The studies run through a queue, {at_once} at a time with {spec.workers} "
+            f"worker(s) each: this machine allows {config.max_workers()} worker processes "
+            f"at once (HPDASH_MAX_WORKERS); an experiment may have at most "
+            f"{config.max_experiment_studies()} studies and "
+            f"{config.max_experiment_trials():,} trials in all."
+        )
+    go = st.button(
+        "Launch comparison",
+        key="ns_cmp_launch",
+        disabled=plan is None or not chosen or bool(errors) or comparison_error is not None or common.read_only(),
+    )
     if go and spec is not None and not errors and comparison_error is None:
         try:
             with st.spinner("Creating the studies and starting their queue…"):

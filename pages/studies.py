@@ -17,8 +17,10 @@ except HpdashError as exc:
     st.stop()
 
 if frame.empty:
-    st.info("No studies yet. Start one from the Home page's quick starts, or configure one "
-            "on the New study page.", icon=":material/info:")
+    st.info(
+        "No studies yet. Start one from the Home page's quick starts, or configure one on the New study page.",
+        icon=":material/info:",
+    )
     st.page_link(common.PAGE_NEW, label="New study", icon=":material/rocket_launch:")
     st.stop()
 
@@ -34,7 +36,8 @@ table = shown.assign(state=shown["state"].map(common.state_badge))
 # best score and metric; what it ran on after.
 st.dataframe(
     table[views.STUDIES_TABLE_COLUMNS],
-    hide_index=True, width="stretch",
+    hide_index=True,
+    width="stretch",
     column_config={
         "link": st.column_config.LinkColumn("study", display_text=r"/study\?study=(.*)", width="medium"),
         "state": st.column_config.TextColumn("state", width=90),
@@ -54,7 +57,9 @@ row = frame[frame["name"] == name].iloc[0]
 running = row["state"] == "running"
 with c2:
     common.study_link(name, label="Open", icon=":material/monitoring:")
-if c3.button("Stop", disabled=not running or common.read_only(), key="st_stop", help="Running trials end at their next fold."):
+if c3.button(
+    "Stop", disabled=not running or common.read_only(), key="st_stop", help="Running trials end at their next fold."
+):
     try:
         runner.stop_study(name)
     except HpdashError as exc:
@@ -62,8 +67,12 @@ if c3.button("Stop", disabled=not running or common.read_only(), key="st_stop", 
     else:
         st.toast(f"Asked {common.md(name)} to stop.")
         st.rerun()
-if c4.button("Resume", disabled=common.read_only() or row["state"] not in ("stopped", "worker lost", "created"),
-             key="st_resume", help="Start workers again on the remaining budget."):
+if c4.button(
+    "Resume",
+    disabled=common.read_only() or row["state"] not in ("stopped", "worker lost", "created"),
+    key="st_resume",
+    help="Start workers again on the remaining budget.",
+):
     try:
         runner.resume_study(name)
     except HpdashError as exc:
@@ -76,8 +85,10 @@ if c5.button("Delete…", key="st_delete", disabled=common.read_only()):
 pending = st.session_state.get("st_pending_delete")
 if pending and pending in set(frame["name"]):
     with st.container(border=True):
-        st.warning(f"Delete study **{common.md(pending)}**, its trials, its note and its refit model? "
-                   "This cannot be undone.", icon=":material/delete:")
+        st.warning(
+            f"Delete study **{common.md(pending)}**, its trials, its note and its refit model? This cannot be undone.",
+            icon=":material/delete:",
+        )
         y, n = st.columns(2)
         if y.button(f"Yes, delete {common.md(pending)}", type="primary", key="st_delete_yes"):
             try:

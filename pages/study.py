@@ -27,8 +27,10 @@ if not name:
         common.show_error(exc)
         st.stop()
     if not names:
-        st.info("No studies yet. Start one from the Home page, or configure one on the New "
-                "study page.", icon=":material/info:")
+        st.info(
+            "No studies yet. Start one from the Home page, or configure one on the New study page.",
+            icon=":material/info:",
+        )
         st.page_link(common.PAGE_NEW, label="New study", icon=":material/rocket_launch:")
         st.stop()
     pick = st.selectbox("Open a study", names, index=None, placeholder="Choose a study")
@@ -43,8 +45,11 @@ try:
     live = common.live_study(study)
 except StudyNotFoundError:
     st.title("Study")
-    st.warning(f"There is no study named **{common.md(name)}** in {common.code(views.storage_label())}. It may have "
-               "been deleted, or the link points at another database.", icon=":material/search_off:")
+    st.warning(
+        f"There is no study named **{common.md(name)}** in {common.code(views.storage_label())}. It may have "
+        "been deleted, or the link points at another database.",
+        icon=":material/search_off:",
+    )
     st.page_link(common.PAGE_STUDIES, label="Browse all studies", icon=":material/list_alt:")
     st.stop()
 except HpdashError as exc:
@@ -60,10 +65,13 @@ metric = study.user_attrs.get("hpdash.metric") or "score"
 st.title(common.md(name))
 if spec is not None:
     ref = study.user_attrs.get(runner.DATASET_ATTR) or spec.dataset
-    st.caption(f"{common.md(views.model_label(spec.model))} on **{common.md(views.dataset_label(ref))}** · "
-               f"target {common.code(spec.target)} · {common.md(spec.strategy)} search · metric {common.md(metric)} · "
-               f"{spec.folds}-fold CV" + (f" × {spec.repeats}" if spec.repeats > 1 else "")
-               + f" · holdout {spec.test_size:g} · seed {spec.seed}")
+    st.caption(
+        f"{common.md(views.model_label(spec.model))} on **{common.md(views.dataset_label(ref))}** · "
+        f"target {common.code(spec.target)} · {common.md(spec.strategy)} search · metric {common.md(metric)} · "
+        f"{spec.folds}-fold CV"
+        + (f" × {spec.repeats}" if spec.repeats > 1 else "")
+        + f" · holdout {spec.test_size:g} · seed {spec.seed}"
+    )
 else:
     st.caption("This study was not created by hpdash: plots only.")
 
@@ -103,8 +111,10 @@ def live_header() -> None:
     if status.error:
         st.error(f"The study failed: {common.md(status.error)}", icon=":material/error:")
     elif status.state == "worker lost":
-        st.warning("No worker is running this study any more, but budget is left. Resume it "
-                   "from the Studies page.", icon=":material/person_off:")
+        st.warning(
+            "No worker is running this study any more, but budget is left. Resume it from the Studies page.",
+            icon=":material/person_off:",
+        )
     if initial_state in ("running", "created") and status.state not in ("running", "created"):
         st.rerun()  # finished: redraw the whole page with the final plots and the refit
     # While it runs, redraw the plots below when new trials have finished (at most every
@@ -121,20 +131,24 @@ direction = summary["direction"]
 logs = live.log_params()
 
 if frame.empty:
-    st.info("No trial has finished yet. The plots appear here as trials complete; this page "
-            "updates by itself.", icon=":material/hourglass_top:")
+    st.info(
+        "No trial has finished yet. The plots appear here as trials complete; this page updates by itself.",
+        icon=":material/hourglass_top:",
+    )
 elif summary["n_complete"] == 0 and summary["n_fail"]:
     reasons = views.fail_summary(frame)
-    st.error("Every finished trial failed, so there is nothing to plot. Most common reasons:\n\n"
-             + "\n".join(f"- {count} × {common.md(reason)}" for reason, count in reasons), icon=":material/error:")
+    st.error(
+        "Every finished trial failed, so there is nothing to plot. Most common reasons:\n\n"
+        + "\n".join(f"- {count} × {common.md(reason)}" for reason, count in reasons),
+        icon=":material/error:",
+    )
 elif summary["n_complete"] == 1:
     st.info("Only one trial has completed: the plots need more trials to show a trend.", icon=":material/info:")
 
 
 def show_importance(imp: common.Importance, method: str) -> None:
     if imp.error is not None:  # importance can fail on odd spaces; say so instead of a traceback
-        st.warning(f"Importance could not be computed with {plots.IMPORTANCE_LABELS[method]}: "
-                   f"{common.md(imp.error)}")
+        st.warning(f"Importance could not be computed with {plots.IMPORTANCE_LABELS[method]}: {common.md(imp.error)}")
     elif imp.data is not None:
         st.plotly_chart(plots.importance_figure(imp.data, method=method), key="fig_importance")
         if not imp.current:
@@ -155,13 +169,19 @@ def importance_poll(method: str, seed: int) -> None:
 # Figures and tables are built once per change of the trials (``live.memo``): a widget rerun
 # or a poll that found nothing new does not rebuild them.
 params = [results.param_name(c) for c in results.param_columns(frame)]
-tabs = st.tabs(["Convergence", "Parallel coordinates", "Importance", "Slice", "Contour",
-                "Timeline", "Trials"])
+tabs = st.tabs(["Convergence", "Parallel coordinates", "Importance", "Slice", "Contour", "Timeline", "Trials"])
 with tabs[0]:
-    x = st.radio("x axis", ["number", "elapsed_s"], horizontal=True, key="conv_x",
-                 format_func={"number": "Trial number", "elapsed_s": "Elapsed time"}.get)
-    st.plotly_chart(live.memo(("convergence", x), lambda: plots.convergence_figure(
-        frame, x=x, direction=direction, metric=metric)), key="fig_convergence")
+    x = st.radio(
+        "x axis",
+        ["number", "elapsed_s"],
+        horizontal=True,
+        key="conv_x",
+        format_func={"number": "Trial number", "elapsed_s": "Elapsed time"}.get,
+    )
+    st.plotly_chart(
+        live.memo(("convergence", x), lambda: plots.convergence_figure(frame, x=x, direction=direction, metric=metric)),
+        key="fig_convergence",
+    )
 with tabs[1]:
     # Algorithm selection: each model's trials on its own hyperparameters (a line of another
     # model has no value on them), the best trial's model first; "all models" puts the model
@@ -173,22 +193,36 @@ with tabs[1]:
         if state.get("parallel_model") not in options:
             state["parallel_model"] = options[0]
         lines_of = st.radio(
-            "Lines of", options, horizontal=True, key="parallel_model",
+            "Lines of",
+            options,
+            horizontal=True,
+            key="parallel_model",
             format_func=lambda m: "all models" if m == ALL_MODELS else m + (" (best)" if m == study_models[0] else ""),
-            help="One model's trials on its own hyperparameters, or every trial with the model axis first.")
+            help="One model's trials on its own hyperparameters, or every trial with the model axis first.",
+        )
     model_filter = None if lines_of in (None, ALL_MODELS) else lines_of
-    parallel = live.memo(("parallel", model_filter), lambda: plots.parallel_coordinates_figure(
-        frame, direction=direction, log_params=logs, metric=metric, model=model_filter))
+    parallel = live.memo(
+        ("parallel", model_filter),
+        lambda: plots.parallel_coordinates_figure(
+            frame, direction=direction, log_params=logs, metric=metric, model=model_filter
+        ),
+    )
     st.plotly_chart(parallel, key="fig_parallel")
-    st.caption("One line per completed trial; darker lines score better. Drag along an axis "
-               "to filter.")
+    st.caption("One line per completed trial; darker lines score better. Drag along an axis to filter.")
     shortened = (parallel.layout.meta or {}).get("parcoords_titles") if isinstance(parallel.layout.meta, dict) else None
     if shortened:
-        st.caption("Shortened axis titles: " + "; ".join(
-            f"{common.code(short)} is {common.code(full)}" for short, full in shortened.items()))
+        st.caption(
+            "Shortened axis titles: "
+            + "; ".join(f"{common.code(short)} is {common.code(full)}" for short, full in shortened.items())
+        )
 with tabs[2]:
-    method = st.radio("Method", list(plots.IMPORTANCE_METHODS), horizontal=True, key="imp_method",
-                      format_func=plots.IMPORTANCE_LABELS.get)
+    method = st.radio(
+        "Method",
+        list(plots.IMPORTANCE_METHODS),
+        horizontal=True,
+        key="imp_method",
+        format_func=plots.IMPORTANCE_LABELS.get,
+    )
     st.caption(plots.IMPORTANCE_METHODS[method])
     importance_seed = spec.seed if spec else 0
     # Computed in a background thread (fANOVA can take half a minute): never blocks the page.
@@ -200,8 +234,10 @@ with tabs[2]:
 with tabs[3]:
     if params:
         p = st.selectbox("Hyperparameter", params, key="slice_param")
-        st.plotly_chart(live.memo(("slice", p), lambda: plots.slice_figure(
-            frame, p, log_params=logs, metric=metric)), key="fig_slice")
+        st.plotly_chart(
+            live.memo(("slice", p), lambda: plots.slice_figure(frame, p, log_params=logs, metric=metric)),
+            key="fig_slice",
+        )
     else:
         st.info("No hyperparameters recorded yet.")
 with tabs[4]:
@@ -210,7 +246,9 @@ with tabs[4]:
         # importance is known (plots.default_contour_params); a pair the user picked stays.
         pair = plots.default_contour_params(frame, importance.data, direction) or (params[0], params[1])
         auto = state.get("contour_auto")
-        if state.get("contour_x") not in params or (auto is not None and (state.get("contour_x"), state.get("contour_y")) == auto):
+        if state.get("contour_x") not in params or (
+            auto is not None and (state.get("contour_x"), state.get("contour_y")) == auto
+        ):
             state["contour_x"], state["contour_y"] = pair
             state["contour_auto"] = pair
         c1, c2 = st.columns(2)
@@ -219,8 +257,13 @@ with tabs[4]:
         if state.get("contour_y") not in y_options:
             state["contour_y"] = y_options[0]
         py_ = c2.selectbox("y", y_options, key="contour_y")
-        st.plotly_chart(live.memo(("contour", px_, py_), lambda: plots.contour_figure(
-            frame, px_, py_, direction=direction, log_params=logs, metric=metric)), key="fig_contour")
+        st.plotly_chart(
+            live.memo(
+                ("contour", px_, py_),
+                lambda: plots.contour_figure(frame, px_, py_, direction=direction, log_params=logs, metric=metric),
+            ),
+            key="fig_contour",
+        )
     else:
         st.info("A contour plot needs at least two hyperparameters.")
 with tabs[5]:
@@ -229,20 +272,33 @@ with tabs[6]:
     if frame.empty:
         st.caption("No trials yet.")
     else:
-        table = live.memo(("trials_table",), lambda: views.trials_table(
-            frame, spec.model if spec is not None else None))
-        st.dataframe(table, hide_index=True, width="stretch",
-                     column_config={"trial": st.column_config.NumberColumn(width="small"),
-                                    "value": st.column_config.NumberColumn(metric, format="%.4f"),
-                                    "cv_std": st.column_config.NumberColumn(format="%.4f"),
-                                    "duration_s": st.column_config.NumberColumn("duration (s)", format="%.2f"),
-                                    "reason": st.column_config.TextColumn(width="large")})
+        table = live.memo(
+            ("trials_table",), lambda: views.trials_table(frame, spec.model if spec is not None else None)
+        )
+        st.dataframe(
+            table,
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "trial": st.column_config.NumberColumn(width="small"),
+                "value": st.column_config.NumberColumn(metric, format="%.4f"),
+                "cv_std": st.column_config.NumberColumn(format="%.4f"),
+                "duration_s": st.column_config.NumberColumn("duration (s)", format="%.2f"),
+                "reason": st.column_config.TextColumn(width="large"),
+            },
+        )
         if (table["state"] == plots.STOPPED_STATE).any():
-            st.caption("STOPPED: stopped by the user before it finished; resuming the study runs "
-                       "its hyperparameters again.")
+            st.caption(
+                "STOPPED: stopped by the user before it finished; resuming the study runs its hyperparameters again."
+            )
     # The CSV is made on click (callable data), not on every rerun: 10k trials take ~0.4 s.
-    st.download_button("Download trials (CSV)", partial(report.trials_csv, frame),
-                       file_name=f"{name}-trials.csv", mime="text/csv", key="dl_trials")
+    st.download_button(
+        "Download trials (CSV)",
+        partial(report.trials_csv, frame),
+        file_name=f"{name}-trials.csv",
+        mime="text/csv",
+        key="dl_trials",
+    )
 
 # ------------------------------------------------------------------------------ best trial
 st.subheader("Best trial")
@@ -257,9 +313,15 @@ else:
         chosen = views.best_model(best.params, study_keys)
         if chosen is not None:
             st.markdown(f"Model: **{common.md(views.model_label(chosen))}** ({common.code(chosen)})")
-        st.dataframe(views.best_params_frame(best.params, study_keys), hide_index=True, width="stretch",
-                     column_config={"hyperparameter": st.column_config.TextColumn(width="medium"),
-                                    "value": st.column_config.TextColumn(width="medium")})
+        st.dataframe(
+            views.best_params_frame(best.params, study_keys),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "hyperparameter": st.column_config.TextColumn(width="medium"),
+                "value": st.column_config.TextColumn(width="medium"),
+            },
+        )
     with c2:
         st.plotly_chart(plots.fold_scores_figure(best, metric=metric), key="fig_folds")
 
@@ -277,22 +339,29 @@ if refit:
     for item in downloads:
         # The skops copy is made on first click (callable data): see hpdash/export_model.py.
         data = partial(export_model.joblib_bytes if item["format"] == "joblib" else export_model.skops_bytes, name)
-        st.download_button(f"Download the model ({item['format']})", data,
-                           file_name=item["file_name"], mime="application/octet-stream",
-                           key=f"dl_model_{item['format']}")
-        digest = (f"SHA-256 `{item['sha256']}`." if item["sha256"] else "Made from the joblib file on first download."
-                  if item["format"] == "skops" else "No digest file from its refit: refit again.")
+        st.download_button(
+            f"Download the model ({item['format']})",
+            data,
+            file_name=item["file_name"],
+            mime="application/octet-stream",
+            key=f"dl_model_{item['format']}",
+        )
+        digest = (
+            f"SHA-256 `{item['sha256']}`."
+            if item["sha256"]
+            else "Made from the joblib file on first download."
+            if item["format"] == "skops"
+            else "No digest file from its refit: refit again."
+        )
         st.caption(f"{item['note']} {digest}")
     if not downloads:
         st.warning(f"The model file {export_model.model_files(name).joblib.name} is missing. Refit to create it again.")
 elif refit_error:
     st.warning(f"The automatic refit failed: {refit_error}")
 else:
-    st.caption("The best hyperparameters are refit on the whole training part and scored once "
-               "on the holdout part.")
+    st.caption("The best hyperparameters are refit on the whole training part and scored once on the holdout part.")
 if summary["best_trial_number"] is not None and spec is not None:
-    if st.button("Refit the best model now" if not refit else "Refit again", key="refit",
-                 disabled=common.read_only()):
+    if st.button("Refit the best model now" if not refit else "Refit again", key="refit", disabled=common.read_only()):
         try:
             with st.spinner("Refitting the best hyperparameters…"):
                 runner.refit(name)
@@ -319,8 +388,14 @@ if note:
 else:
     st.caption("No notes yet.")
 with st.expander("Edit notes (Markdown)"):
-    text = st.text_area("Notes", value=note, key=f"note_{name}", height=150,
-                        label_visibility="collapsed", max_chars=markup.MAX_NOTE_CHARS)
+    text = st.text_area(
+        "Notes",
+        value=note,
+        key=f"note_{name}",
+        height=150,
+        label_visibility="collapsed",
+        max_chars=markup.MAX_NOTE_CHARS,
+    )
     if st.button("Save notes", key="save_note", disabled=common.read_only()):
         try:
             catalogue.set_note(name, text)

@@ -42,21 +42,34 @@ def make_odd_studies(storage: str | None = None) -> dict[str, str]:
     from hpdash import config, datasets, runner
     from hpdash.spec import parse_spec
 
-    base = {"dataset": "sklearn:iris", "target": "target", "model": "k_nearest_neighbors",
-            "strategy": "random", "cv": {"folds": 3}, "seed": 0}
+    base = {
+        "dataset": "sklearn:iris",
+        "target": "target",
+        "model": "k_nearest_neighbors",
+        "strategy": "random",
+        "cv": {"folds": 3},
+        "seed": 0,
+    }
     csv = datasets.load_sample("iris").to_csv(index=False).encode()
     stored = datasets.store_dataset(csv, "flowers.csv")
     specs = {
         "finished": {**base, "name": "iris-knn-finished", "n_trials": 6},
         "one_trial": {**base, "name": "iris-tree-one", "model": "decision_tree", "n_trials": 1},
         "zero_trials": {**base, "name": "iris-zero-trials", "n_trials": 5},
-        "all_failed": {**base, "name": "iris-all-failed", "model": "logistic_regression",
-                       "strategy": "grid", "n_trials": None, "grid_points": 2,
-                       "space": {"solver": {"type": "categorical", "choices": ["lbfgs"]},
-                                 "penalty": {"type": "categorical", "choices": ["l1"]},
-                                 "C": {"type": "float", "low": 0.1, "high": 10.0, "log": True}}},
-        "missing_data": {**base, "name": "flowers-missing-data", "dataset": stored.sha256,
-                         "n_trials": 2},
+        "all_failed": {
+            **base,
+            "name": "iris-all-failed",
+            "model": "logistic_regression",
+            "strategy": "grid",
+            "n_trials": None,
+            "grid_points": 2,
+            "space": {
+                "solver": {"type": "categorical", "choices": ["lbfgs"]},
+                "penalty": {"type": "categorical", "choices": ["l1"]},
+                "C": {"type": "float", "low": 0.1, "high": 10.0, "log": True},
+            },
+        },
+        "missing_data": {**base, "name": "flowers-missing-data", "dataset": stored.sha256, "n_trials": 2},
     }
     procs = []
     for key, raw in specs.items():
@@ -77,8 +90,15 @@ def odd_studies_factory():
 
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="session")

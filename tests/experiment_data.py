@@ -25,8 +25,14 @@ STRATEGIES = ("grid", "random", "tpe")
 REPEATS = 2
 N_TRIALS = 10
 SPEC = {
-    "name": NAME, "dataset": "sklearn:iris", "target": "target", "model": "k_nearest_neighbors",
-    "n_trials": N_TRIALS, "cv": {"folds": 3}, "seed": 0, "metric": "accuracy",
+    "name": NAME,
+    "dataset": "sklearn:iris",
+    "target": "target",
+    "model": "k_nearest_neighbors",
+    "n_trials": N_TRIALS,
+    "cv": {"folds": 3},
+    "seed": 0,
+    "metric": "accuracy",
 }
 
 
@@ -58,9 +64,28 @@ def shared_experiment() -> SharedExperiment:
     env = {**os.environ, "HPDASH_DATA_DIR": str(data)}
     env.pop("HPDASH_STORAGE", None)
     done = subprocess.run(
-        [sys.executable, "-m", "hpdash", "compare", str(spec), "--strategies", ",".join(STRATEGIES),
-         "--repeats", str(REPEATS), "--workers", "1", "--report", str(report)],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "hpdash",
+            "compare",
+            str(spec),
+            "--strategies",
+            ",".join(STRATEGIES),
+            "--repeats",
+            str(REPEATS),
+            "--workers",
+            "1",
+            "--report",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+        check=False,
     )
-    return SharedExperiment(NAME, data, f"sqlite:///{data / 'hpdash.db'}", report, done.returncode,
-                            done.stdout, done.stderr)
+    return SharedExperiment(
+        NAME, data, f"sqlite:///{data / 'hpdash.db'}", report, done.returncode, done.stdout, done.stderr
+    )

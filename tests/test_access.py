@@ -12,15 +12,25 @@ from hpdash.errors import AccessDeniedError, HpdashError, ReadOnlyError
 from hpdash.spec import parse_spec
 from hpdash.store import Catalogue
 
-SPEC = {"name": "ro-study", "dataset": "sklearn:iris", "target": "target", "model": "k_nearest_neighbors",
-        "strategy": "random", "n_trials": 3, "cv": {"folds": 3}}
+SPEC = {
+    "name": "ro-study",
+    "dataset": "sklearn:iris",
+    "target": "target",
+    "model": "k_nearest_neighbors",
+    "strategy": "random",
+    "n_trials": 3,
+    "cv": {"folds": 3},
+}
 
 
 def _fingerprint(data_dir):
     with sqlite3.connect(f"file:{data_dir / 'hpdash.db'}?mode=ro", uri=True) as conn:
         dump = hashlib.sha256("\n".join(conn.iterdump()).encode()).hexdigest()
-    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in data_dir.rglob("*")
-             if p.is_file() and not p.name.startswith("hpdash.db")}
+    files = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in data_dir.rglob("*")
+        if p.is_file() and not p.name.startswith("hpdash.db")
+    }
     return dump, files
 
 
@@ -46,7 +56,9 @@ WRITES = {
     "delete a dataset": lambda s: datasets.delete_stored(s.sha256),
     "change the catalogue": lambda s: Catalogue().set_note("ro-study", "overwritten"),
     "change the catalogue ": lambda s: Catalogue().delete_note("ro-study"),
-    "change the catalogue  ": lambda s: Catalogue().add_experiment({"name": "e", "spec_json": "{}", "strategies": "", "repeats": 1}, []),
+    "change the catalogue  ": lambda s: Catalogue().add_experiment(
+        {"name": "e", "spec_json": "{}", "strategies": "", "repeats": 1}, []
+    ),
 }
 
 
@@ -68,8 +80,15 @@ def test_read_only_refuses_every_write_and_changes_nothing(shared, data_dir, mon
 
 
 def test_read_only_flag_values(monkeypatch) -> None:
-    for value, expected in [("1", True), ("true", True), ("YES", True), ("0", False), ("", False), ("off", False),
-                            ("ture", True)]:  # a typo fails closed
+    for value, expected in [
+        ("1", True),
+        ("true", True),
+        ("YES", True),
+        ("0", False),
+        ("", False),
+        ("off", False),
+        ("ture", True),
+    ]:  # a typo fails closed
         monkeypatch.setenv("HPDASH_READ_ONLY", value)
         assert access.read_only() is expected, value
     monkeypatch.delenv("HPDASH_READ_ONLY")

@@ -7,17 +7,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from app_text import shown
+from streamlit.testing.v1 import AppTest
 
 from hpdash import datasets, runner, strategies
 
 ROOT = Path(__file__).resolve().parents[1]
 # The Streamlit script app.py serves (app.py itself is the ASGI app around it).
 APP = str(ROOT / "hpdash" / "ui" / "main.py")
-PAGES = ["pages/home.py", "pages/datasets.py", "pages/new_study.py", "pages/studies.py",
-         "pages/study.py"]
+PAGES = ["pages/home.py", "pages/datasets.py", "pages/new_study.py", "pages/studies.py", "pages/study.py"]
 TIMEOUT = 60
 
 
@@ -84,6 +82,7 @@ def test_sidebar_shows_storage(data_dir) -> None:
 
 # (The server's start-up freeze of its imports is tested in tests/test_server.py.)
 
+
 def test_deleted_study_link_is_explained(data_dir) -> None:
     at = _app("pages/study.py", study="gone-study")
     _no_exception(at)
@@ -133,7 +132,9 @@ def test_dataset_used_by_a_study_cannot_be_deleted(populated_dir) -> None:
 
 
 def test_unused_dataset_can_be_deleted(data_dir) -> None:
-    stored = datasets.store_dataset(b"a,b,y\n" + b"".join(f"{i},{i%3},{i%2}\n".encode() for i in range(30)), "t.csv")
+    stored = datasets.store_dataset(
+        b"a,b,y\n" + b"".join(f"{i},{i % 3},{i % 2}\n".encode() for i in range(30)), "t.csv"
+    )
     at = _app("pages/datasets.py")
     at.checkbox(key="ds_delete_confirm").check().run()
     at.button(key="ds_delete").click().run()
@@ -277,8 +278,18 @@ def test_studies_table_filters_and_delete(populated_dir) -> None:
 def test_studies_delete_with_confirmation(data_dir) -> None:
     from hpdash.spec import parse_spec
 
-    runner.create_study(parse_spec({"name": "to-delete", "dataset": "sklearn:iris", "target": "target",
-                                    "model": "decision_tree", "n_trials": 2, "cv": {"folds": 3}}))
+    runner.create_study(
+        parse_spec(
+            {
+                "name": "to-delete",
+                "dataset": "sklearn:iris",
+                "target": "target",
+                "model": "decision_tree",
+                "n_trials": 2,
+                "cv": {"folds": 3},
+            }
+        )
+    )
     at = _app("pages/studies.py")
     at.button(key="st_delete").click().run()
     assert any("cannot be undone" in w.value for w in at.warning)
@@ -344,7 +355,11 @@ def test_compare_strategies_launches_an_experiment(data_dir) -> None:
     _no_exception(at)
     exp = experiments.load_experiment("apptest-cmp")
     assert sorted(r.study for r in exp.runs) == [
-        "apptest-cmp-random-s0", "apptest-cmp-random-s1", "apptest-cmp-tpe-s0", "apptest-cmp-tpe-s1"]
+        "apptest-cmp-random-s0",
+        "apptest-cmp-random-s1",
+        "apptest-cmp-tpe-s0",
+        "apptest-cmp-tpe-s1",
+    ]
     for run in exp.runs:
         runner.stop_study(run.study)
 
@@ -434,8 +449,14 @@ def test_study_page_new_cache_for_a_recreated_study(data_dir) -> None:
     """A study deleted and re-created under the same name gets a new TrialsCache."""
     from hpdash.spec import parse_spec
 
-    raw = {"name": "again", "dataset": "sklearn:iris", "target": "target",
-           "model": "decision_tree", "n_trials": 2, "cv": {"folds": 3}}
+    raw = {
+        "name": "again",
+        "dataset": "sklearn:iris",
+        "target": "target",
+        "model": "decision_tree",
+        "n_trials": 2,
+        "cv": {"folds": 3},
+    }
     runner.create_study(parse_spec(raw))
     at = _app("pages/study.py", study="again")
     _no_exception(at)
@@ -465,8 +486,11 @@ def test_importance_requests_do_not_queue_up(monkeypatch: pytest.MonkeyPatch) ->
             raise ValueError("boom")
         return pd.DataFrame({"param": ["x"], "importance": [1.0]}) if state["count"] in state["ready"] else None
 
-    monkeypatch.setattr(common.plots, "importance_cache_key",
-                        lambda study, method, seed, source=None: ("url", 1, method, seed, state["count"]))
+    monkeypatch.setattr(
+        common.plots,
+        "importance_cache_key",
+        lambda study, method, seed, source=None: ("url", 1, method, seed, state["count"]),
+    )
     monkeypatch.setattr(common.plots, "importance_data_async", fake_async)
     monkeypatch.setattr(common, "_clock", lambda: state["now"])
     live = common.LiveStudy(identity=(), cache=None)
@@ -606,9 +630,18 @@ def selection_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HPDASH_DATA_DIR", str(path))
         mp.delenv("HPDASH_STORAGE", raising=False)
-        spec = parse_spec({"name": "iris-select", "dataset": "sklearn:iris", "target": "target",
-                           "model": ["k_nearest_neighbors", "decision_tree"], "strategy": "random",
-                           "n_trials": 12, "cv": {"folds": 3}, "seed": 1})
+        spec = parse_spec(
+            {
+                "name": "iris-select",
+                "dataset": "sklearn:iris",
+                "target": "target",
+                "model": ["k_nearest_neighbors", "decision_tree"],
+                "strategy": "random",
+                "n_trials": 12,
+                "cv": {"folds": 3},
+                "seed": 1,
+            }
+        )
         runner.create_study(spec)
         runner.wait_for(runner.launch_workers(spec.name, None, 1))
         import optuna
@@ -618,9 +651,14 @@ def selection_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
 
         study = runner.load_study(spec.name)
         done = study.get_trials(states=[TrialState.COMPLETE])[0]
-        study.add_trial(create_trial(
-            state=TrialState.FAIL, params=done.params, distributions=done.distributions,
-            user_attrs={"fail_reason": results.STOPPED_REASON_PREFIX + " before it finished; resume runs it again"}))
+        study.add_trial(
+            create_trial(
+                state=TrialState.FAIL,
+                params=done.params,
+                distributions=done.distributions,
+                user_attrs={"fail_reason": results.STOPPED_REASON_PREFIX + " before it finished; resume runs it again"},
+            )
+        )
         assert isinstance(study, optuna.Study)
     return path, spec.name
 
@@ -673,11 +711,21 @@ def test_a_model_that_fails_its_smoke_fit_cannot_launch(data_dir) -> None:
     from hpdash.spec import parse_spec
     from hpdash.ui import common
 
-    spec = parse_spec({"name": "doomed", "dataset": "sklearn:iris", "target": "target", "model": "logistic_regression",
-                       "strategy": "random", "n_trials": 5,
-                       "space": {"solver": {"type": "categorical", "choices": ["lbfgs"]},
-                                 "penalty": {"type": "categorical", "choices": ["l1"]},
-                                 "C": {"type": "float", "low": 0.1, "high": 10.0, "log": True}}})
+    spec = parse_spec(
+        {
+            "name": "doomed",
+            "dataset": "sklearn:iris",
+            "target": "target",
+            "model": "logistic_regression",
+            "strategy": "random",
+            "n_trials": 5,
+            "space": {
+                "solver": {"type": "categorical", "choices": ["lbfgs"]},
+                "penalty": {"type": "categorical", "choices": ["l1"]},
+                "C": {"type": "float", "low": 0.1, "high": 10.0, "log": True},
+            },
+        }
+    )
     at.session_state[common.PREFILL_KEY] = spec.to_dict()
     at.run()
     _no_exception(at)

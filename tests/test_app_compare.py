@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from app_text import shown
 from experiment_data import NAME, shared_experiment
 from streamlit.testing.v1 import AppTest
-
-from app_text import shown
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "compare.py")
@@ -48,9 +47,16 @@ def test_experiment_page_shows_every_view(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("HPDASH_STORAGE", raising=False)
     at = _page(experiment=NAME)
     assert not at.exception, [e.value for e in at.exception]
-    assert [s.value for s in at.subheader] == ["Verdict", "Summary", "Time to target", "Convergence",
-                                               "Final scores", "Sample placement", "Hyperparameter importance",
-                                               "Reports"]
+    assert [s.value for s in at.subheader] == [
+        "Verdict",
+        "Summary",
+        "Time to target",
+        "Convergence",
+        "Final scores",
+        "Sample placement",
+        "Hyperparameter importance",
+        "Reports",
+    ]
     assert at.info[0].value.startswith("No significant difference with 2 seeds")
     assert len(at.get("plotly_chart")) == 7
     summary = at.dataframe[0].value

@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def hpdash(*args: str, env_dir: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HPDASH_DATA_DIR": str(env_dir)}
     env.pop("HPDASH_STORAGE", None)
-    return subprocess.run([sys.executable, "-m", "hpdash", *args], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "hpdash", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300
+    )
 
 
 @pytest.mark.slow
@@ -115,7 +116,9 @@ def test_export_and_compare_user_errors(tmp_path: Path) -> None:
     data = tmp_path / "d"
     neither = hpdash("export", "--out", str(tmp_path / "x.csv"), env_dir=data)
     assert neither.returncode == 2 and "--experiment" in neither.stderr and "Traceback" not in neither.stderr
-    missing = hpdash("export", "--experiment", "nope", "--format", "html", "--out", str(tmp_path / "x.html"), env_dir=data)
+    missing = hpdash(
+        "export", "--experiment", "nope", "--format", "html", "--out", str(tmp_path / "x.html"), env_dir=data
+    )
     assert missing.returncode == 2 and "No experiment with ID 'nope'" in missing.stderr
     spec = tmp_path / "s.yaml"
     spec.write_text("name: e\ndataset: sklearn:iris\ntarget: target\nmodel: k_nearest_neighbors\nn_trials: 3\n")
@@ -126,8 +129,10 @@ def test_export_and_compare_user_errors(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ caps / queue
 def _spec_file(tmp_path: Path, name: str = "e", n_trials: int = 3) -> Path:
     spec = tmp_path / f"{name}.yaml"
-    spec.write_text(f"name: {name}\ndataset: sklearn:iris\ntarget: target\nmodel: k_nearest_neighbors\n"
-                    f"n_trials: {n_trials}\ncv:\n  folds: 3\n")
+    spec.write_text(
+        f"name: {name}\ndataset: sklearn:iris\ntarget: target\nmodel: k_nearest_neighbors\n"
+        f"n_trials: {n_trials}\ncv:\n  folds: 3\n"
+    )
     return spec
 
 
@@ -190,8 +195,15 @@ def _env(data: Path, **extra: str) -> dict[str, str]:
 
 
 def _write_spec(tmp_path: Path, **spec) -> Path:
-    base = {"name": "cli", "dataset": "sklearn:iris", "target": "target", "model": "k_nearest_neighbors",
-            "strategy": "random", "n_trials": 3, "cv": {"folds": 3}}
+    base = {
+        "name": "cli",
+        "dataset": "sklearn:iris",
+        "target": "target",
+        "model": "k_nearest_neighbors",
+        "strategy": "random",
+        "n_trials": 3,
+        "cv": {"folds": 3},
+    }
     path = tmp_path / f"{spec.get('name', 'cli')}.yaml"
     path.write_text(yaml.safe_dump({**base, **spec}))
     return path
@@ -206,8 +218,14 @@ def test_run_with_one_worker_runs_the_trials_in_its_own_process(tmp_path: Path) 
     """No second Python for one worker: every trial and the worker record are the `hpdash run`
     process's own; without a terminal the progress is plain lines and the summary follows."""
     data = tmp_path / "d"
-    proc = subprocess.Popen([sys.executable, "-m", "hpdash", "run", str(_write_spec(tmp_path, name="solo"))],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(data), cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpdash", "run", str(_write_spec(tmp_path, name="solo"))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(data),
+        cwd=ROOT,
+    )
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "\r" not in err and "[##############################] 3/3 best" in err
@@ -223,8 +241,14 @@ def test_run_with_one_worker_runs_the_trials_in_its_own_process(tmp_path: Path) 
 def test_run_with_two_workers_starts_worker_processes(tmp_path: Path) -> None:
     data = tmp_path / "d"
     spec = _write_spec(tmp_path, name="duo", n_trials=4, workers=2)
-    proc = subprocess.Popen([sys.executable, "-m", "hpdash", "run", str(spec)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env(data, HPDASH_MAX_WORKERS="2"), cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpdash", "run", str(spec)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(data, HPDASH_MAX_WORKERS="2"),
+        cwd=ROOT,
+    )
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     study = _study(data, "duo")
@@ -233,9 +257,11 @@ def test_run_with_two_workers_starts_worker_processes(tmp_path: Path) -> None:
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 4
 
 
-FAILING_SPACE = {"solver": {"type": "categorical", "choices": ["lbfgs"]},
-                 "penalty": {"type": "categorical", "choices": ["l1"]},
-                 "C": {"type": "float", "low": 0.1, "high": 10.0, "log": True}}
+FAILING_SPACE = {
+    "solver": {"type": "categorical", "choices": ["lbfgs"]},
+    "penalty": {"type": "categorical", "choices": ["l1"]},
+    "C": {"type": "float", "low": 0.1, "high": 10.0, "log": True},
+}
 
 
 def _no_study(data: Path, name: str) -> bool:
@@ -268,8 +294,9 @@ def test_run_exits_1_when_no_trial_completed_and_show_lists_the_reasons(tmp_path
     """Every trial fails in the worker: the study stops after the first 10 as `failed`, `run`
     exits 1 and says why, and `show` prints each failure reason with its count."""
     data = tmp_path / "d"
-    spec = _write_spec(tmp_path, name="doomed", model="random_forest", n_trials=12, trial_timeout=0.5,
-                       space=TIMED_OUT_SPACE)
+    spec = _write_spec(
+        tmp_path, name="doomed", model="random_forest", n_trials=12, trial_timeout=0.5, space=TIMED_OUT_SPACE
+    )
     run = hpdash("run", str(spec), env_dir=data)
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stderr
@@ -297,15 +324,28 @@ def test_ctrl_c_stops_the_run_at_a_fold_and_resume_finishes_it(tmp_path: Path) -
     import time
 
     data = tmp_path / "d"
-    spec = _write_spec(tmp_path, name="interrupted", model="random_forest", n_trials=12,
-                       space={"n_estimators": {"type": "int", "low": 50, "high": 60}})
-    proc = subprocess.Popen([sys.executable, "-m", "hpdash", "run", str(spec)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env(data), cwd=ROOT)
+    spec = _write_spec(
+        tmp_path,
+        name="interrupted",
+        model="random_forest",
+        n_trials=12,
+        space={"n_estimators": {"type": "int", "low": 50, "high": 60}},
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpdash", "run", str(spec)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(data),
+        cwd=ROOT,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         db = data / "hpdash.db"
         # hpdash's open_storage, not Optuna's: it may be creating the tables of this new file
-        if db.exists() and "interrupted" in optuna.get_all_study_names(open_storage(f"sqlite:///{db}", heartbeat=False)):
+        if db.exists() and "interrupted" in optuna.get_all_study_names(
+            open_storage(f"sqlite:///{db}", heartbeat=False)
+        ):
             if _study(data, "interrupted").get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
                 break
         time.sleep(0.2)
@@ -320,8 +360,10 @@ def test_ctrl_c_stops_the_run_at_a_fold_and_resume_finishes_it(tmp_path: Path) -
     complete = states.count(optuna.trial.TrialState.COMPLETE)
     assert 1 <= complete < 12 and complete + states.count(optuna.trial.TrialState.WAITING) == 12
     # the cut trial is failed with the stop as its reason, and its slot given back
-    assert all(t.user_attrs.get("fail_reason", "").startswith("stopped by the user")
-               for t in study.get_trials(states=(optuna.trial.TrialState.FAIL,)))
+    assert all(
+        t.user_attrs.get("fail_reason", "").startswith("stopped by the user")
+        for t in study.get_trials(states=(optuna.trial.TrialState.FAIL,))
+    )
     resumed = hpdash("resume", "interrupted", env_dir=data)
     assert resumed.returncode == 0, resumed.stderr
     assert len(_study(data, "interrupted").get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 12
@@ -333,8 +375,15 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before anything is written
     try:
-        done = subprocess.run([sys.executable, "-m", "hpdash", "list"], stdout=write_end, stderr=subprocess.PIPE,
-                              text=True, env=_env(tmp_path / "d"), cwd=ROOT, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "hpdash", "list"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(tmp_path / "d"),
+            cwd=ROOT,
+            timeout=120,
+        )
     finally:
         os.close(write_end)
     assert done.returncode == 141, done.stderr
@@ -347,8 +396,18 @@ def test_progress_without_a_terminal_prints_a_line_at_most_every_5_s(data_dir, c
     from hpdash import cli, runner
     from hpdash.spec import parse_spec
 
-    study = runner.create_study(parse_spec({"name": "p", "dataset": "sklearn:iris", "target": "target",
-                                            "model": "k_nearest_neighbors", "n_trials": 3, "cv": {"folds": 3}}))
+    study = runner.create_study(
+        parse_spec(
+            {
+                "name": "p",
+                "dataset": "sklearn:iris",
+                "target": "target",
+                "model": "k_nearest_neighbors",
+                "n_trials": 3,
+                "cv": {"folds": 3},
+            }
+        )
+    )
     clock = [1000.0]
     monkeypatch.setattr(cli.time, "monotonic", lambda: clock[0])
     progress = cli._Progress(study, tty=False)
@@ -389,6 +448,7 @@ def test_run_warns_when_the_start_up_phase_covers_the_budget(tmp_path: Path) -> 
     spec = _write_spec(tmp_path, name="tpe-random", strategy="tpe", startup_trials=3)
     run = hpdash("run", str(spec), env_dir=data)
     assert run.returncode == 0, run.stderr
-    assert ("warning: TPE would run 3 trial(s) at random: startup_trials (3 random trials) covers "
-            "the whole budget of 3") in run.stderr
+    assert (
+        "warning: TPE would run 3 trial(s) at random: startup_trials (3 random trials) covers the whole budget of 3"
+    ) in run.stderr
     assert run.stderr.index("warning: TPE") < run.stderr.index("Study 'tpe-random'")

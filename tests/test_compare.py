@@ -14,16 +14,30 @@ from scipy import stats
 from hpdash import compare
 
 
-def run(strategy: str, seed: int, values: Sequence[float | None], elapsed: Sequence[float] | None = None,
-        states: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def run(
+    strategy: str,
+    seed: int,
+    values: Sequence[float | None],
+    elapsed: Sequence[float] | None = None,
+    states: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
     """Rows of one study: trial k has value values[k] (None = FAIL), completes at elapsed[k]."""
     elapsed = elapsed if elapsed is not None else [float(k + 1) for k in range(len(values))]
     rows = []
     for k, v in enumerate(values):
         state = states[k] if states else ("FAIL" if v is None else "COMPLETE")
-        rows.append({"study": f"exp-{strategy}-s{seed}", "strategy": strategy, "seed": seed, "number": k,
-                     "state": state, "value": math.nan if v is None or state != "COMPLETE" else float(v),
-                     "elapsed_s": float(elapsed[k]), "params_x": float(k)})
+        rows.append(
+            {
+                "study": f"exp-{strategy}-s{seed}",
+                "strategy": strategy,
+                "seed": seed,
+                "number": k,
+                "state": state,
+                "value": math.nan if v is None or state != "COMPLETE" else float(v),
+                "elapsed_s": float(elapsed[k]),
+                "params_x": float(k),
+            }
+        )
     return rows
 
 
@@ -98,13 +112,16 @@ def test_band_on_time_grid() -> None:
 
 
 # ------------------------------------------------------------------------------ target
-@pytest.mark.parametrize(("values", "direction", "expected"), [
-    ([0.5, 0.8], "maximize", 0.792),  # 99% of a positive score
-    ([-60.0, -50.0], "maximize", -50.5),  # neg_rmse: an RMSE within 1% of the best RMSE
-    ([50.0, 60.0], "minimize", 50.5),
-    ([-1.0, -2.0], "minimize", -1.98),
-    ([0.0, -1.0], "maximize", 0.0),
-])
+@pytest.mark.parametrize(
+    ("values", "direction", "expected"),
+    [
+        ([0.5, 0.8], "maximize", 0.792),  # 99% of a positive score
+        ([-60.0, -50.0], "maximize", -50.5),  # neg_rmse: an RMSE within 1% of the best RMSE
+        ([50.0, 60.0], "minimize", 50.5),
+        ([-1.0, -2.0], "minimize", -1.98),
+        ([0.0, -1.0], "maximize", 0.0),
+    ],
+)
 def test_default_target_is_sign_safe(values: list[float], direction: str, expected: float) -> None:
     target = compare.default_target(frame(run("tpe", 0, values)), direction)
     assert target == pytest.approx(expected)
@@ -125,7 +142,13 @@ def test_time_to_target_trials_seconds_and_never_reached() -> None:
     never = ttt.loc["exp-random-s0"]
     assert not never["reached"] and math.isnan(never["trials"]) and math.isnan(never["seconds"])
     summary = compare.time_to_target_summary(compare.time_to_target(f, 0.95)).set_index("strategy")
-    assert summary.loc["tpe", ["runs", "reached", "share", "trials_mean", "seconds_mean"]].tolist() == [2, 2, 1.0, 2.0, 2.0]
+    assert summary.loc["tpe", ["runs", "reached", "share", "trials_mean", "seconds_mean"]].tolist() == [
+        2,
+        2,
+        1.0,
+        2.0,
+        2.0,
+    ]
     assert summary.loc["tpe", "trials_std"] == pytest.approx(math.sqrt(2))
     assert summary.loc["random", ["reached", "share", "trials_mean"]].tolist() == [1, 0.5, 2.0]
     assert math.isnan(summary.loc["random", "trials_std"])  # one reaching run has no spread
@@ -141,8 +164,14 @@ def test_time_to_target_ties_and_nobody_reaches() -> None:
 
 # ------------------------------------------------------------------------------ summary
 def test_ranks_and_wins_with_ties() -> None:
-    f = frame(run("grid", 0, [0.9]), run("random", 0, [0.9]), run("tpe", 0, [0.8]),
-              run("grid", 1, [0.7]), run("random", 1, [0.8]), run("tpe", 1, [0.95]))
+    f = frame(
+        run("grid", 0, [0.9]),
+        run("random", 0, [0.9]),
+        run("tpe", 0, [0.8]),
+        run("grid", 1, [0.7]),
+        run("random", 1, [0.8]),
+        run("tpe", 1, [0.95]),
+    )
     runs = compare.final_runs(f, holdout={"exp-tpe-s0": 0.5, "exp-tpe-s1": 0.7})
     ranked = compare.ranks(runs).set_index("study")
     assert ranked.loc[["exp-grid-s0", "exp-random-s0", "exp-tpe-s0"], "rank"].tolist() == [1.5, 1.5, 3.0]
@@ -197,7 +226,9 @@ def test_verdict_states_a_supported_difference() -> None:
     assert "TPE reached the target in 3.5 ± 1.3 trials, Random did not reach it in any of its 4 runs (p = 0.03)" in text
     assert "TPE found better final CV scores than Random" in text
     assert {(c.metric, c.better, c.worse) for c in a.verdict.claims} == {
-        (compare.METRIC_TTT, "tpe", "random"), (compare.METRIC_BEST, "tpe", "random")}
+        (compare.METRIC_TTT, "tpe", "random"),
+        (compare.METRIC_BEST, "tpe", "random"),
+    }
     assert "No significant difference" not in text
 
 
@@ -235,12 +266,17 @@ def test_verdict_never_claims_what_the_test_does_not_support(seed: int) -> None:
     strategies = ["grid", "random", "tpe", "gp"][: int(rng.integers(2, 5))]
     n = int(rng.integers(2, 8))
     shift = {s: float(rng.normal(0, 0.3)) for s in strategies}
-    runs_ = [run(s, k, list(rng.normal(shift[s], 0.2, size=int(rng.integers(3, 12))))) for s in strategies for k in range(n)]
+    runs_ = [
+        run(s, k, list(rng.normal(shift[s], 0.2, size=int(rng.integers(3, 12))))) for s in strategies for k in range(n)
+    ]
     a = compare.analyse(frame(*runs_))
     pairs = a.pairs.set_index(["metric", "a", "b"])
     for claim in a.verdict.claims:
-        key = (claim.metric, claim.better, claim.worse) if (claim.metric, claim.better, claim.worse) in pairs.index \
+        key = (
+            (claim.metric, claim.better, claim.worse)
+            if (claim.metric, claim.better, claim.worse) in pairs.index
             else (claim.metric, claim.worse, claim.better)
+        )
         assert pairs.loc[key, "p_holm"] < compare.ALPHA and pairs.loc[key, "better"] == claim.better
         assert claim.p == pytest.approx(pairs.loc[key, "p_holm"])
     supported = int((a.pairs["p_holm"] < compare.ALPHA).sum())

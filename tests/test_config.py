@@ -20,10 +20,13 @@ def test_max_workers_defaults_to_the_usable_cpus(monkeypatch: pytest.MonkeyPatch
     assert config.max_workers() == 7
 
 
-@pytest.mark.parametrize(("func", "env", "default"), [
-    (config.max_experiment_studies, "HPDASH_MAX_EXPERIMENT_STUDIES", 60),
-    (config.max_experiment_trials, "HPDASH_MAX_EXPERIMENT_TRIALS", 100_000),
-])
+@pytest.mark.parametrize(
+    ("func", "env", "default"),
+    [
+        (config.max_experiment_studies, "HPDASH_MAX_EXPERIMENT_STUDIES", 60),
+        (config.max_experiment_trials, "HPDASH_MAX_EXPERIMENT_TRIALS", 100_000),
+    ],
+)
 def test_experiment_caps(func, env: str, default: int, monkeypatch: pytest.MonkeyPatch) -> None:
     assert func() == default
     monkeypatch.setenv(env, "")
@@ -33,6 +36,9 @@ def test_experiment_caps(func, env: str, default: int, monkeypatch: pytest.Monke
     monkeypatch.setenv(env, "0")
     assert func() == 1  # a cap is at least 1, as HPDASH_MAX_WORKERS
     monkeypatch.setenv(env, "lots")
-    with pytest.raises(SpecError, match=rf"{env} must be a whole number, got 'lots'. Set it to a number such as "
-                                        rf"{default}, or unset it"):
+    with pytest.raises(
+        SpecError,
+        match=rf"{env} must be a whole number, got 'lots'. Set it to a number such as "
+        rf"{default}, or unset it",
+    ):
         func()

@@ -16,9 +16,10 @@ import dataclasses
 import functools
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import optuna
@@ -187,15 +188,21 @@ def case_id(case: tuple[str, str, str]) -> str:
 # --------------------------------------------------------------------------------------------
 REFUSALS: dict[tuple[str, str, str], str] = {
     # MLP's early stopping holds out 10% of a fold's 3 training rows: nothing to hold out.
-    ("mlp", CLASSIFICATION, "near_fold_limit"):
-        r"^Model 'mlp' failed its trial fit before launch \(MLPClassifier with .* on 3 rows of the "
-        r"training part, scored with accuracy\): ValueError: The least populated classes in y have "
-        r"only 1 member, which is too few\..*Change its search space, pick another metric or "
-        r"remove the model\.$",
-    ("mlp", REGRESSION, "near_fold_limit"):
-        r"^Model 'mlp' failed its trial fit before launch \(MLPRegressor with .* on 3 rows of the "
-        r"training part, scored with r2\): ValueError: The validation set is too small\..*Change "
-        r"its search space, pick another metric or remove the model\.$",
+    (
+        "mlp",
+        CLASSIFICATION,
+        "near_fold_limit",
+    ): r"^Model 'mlp' failed its trial fit before launch \(MLPClassifier with .* on 3 rows of the "
+    r"training part, scored with accuracy\): ValueError: The least populated classes in y have "
+    r"only 1 member, which is too few\..*Change its search space, pick another metric or "
+    r"remove the model\.$",
+    (
+        "mlp",
+        REGRESSION,
+        "near_fold_limit",
+    ): r"^Model 'mlp' failed its trial fit before launch \(MLPRegressor with .* on 3 rows of the "
+    r"training part, scored with r2\): ValueError: The validation set is too small\..*Change "
+    r"its search space, pick another metric or remove the model\.$",
 }
 
 
@@ -238,19 +245,21 @@ def _spec(models_: str | list[str], task: str, shape: str) -> Any:
         capped = _space(models_, task)
     else:
         capped = {key: _space(key, task) for key in models_ if key in CAPS} or None
-    return parse_spec({
-        "space": capped,
-        "name": name.replace("_", "-"),
-        "dataset": f"{shape}.csv",
-        "target": "target",
-        "task": task,
-        "model": models_,
-        "strategy": "random",
-        "n_trials": TRIALS,
-        "cv": {"folds": FOLDS},
-        "seed": SEED,
-        **SHAPE_BY_NAME[shape].spec,
-    })
+    return parse_spec(
+        {
+            "space": capped,
+            "name": name.replace("_", "-"),
+            "dataset": f"{shape}.csv",
+            "target": "target",
+            "task": task,
+            "model": models_,
+            "strategy": "random",
+            "n_trials": TRIALS,
+            "cv": {"folds": FOLDS},
+            "seed": SEED,
+            **SHAPE_BY_NAME[shape].spec,
+        }
+    )
 
 
 @functools.cache
@@ -259,8 +268,9 @@ def shape_plan(task: str, shape: str) -> runner.Plan:
     selection): the table is prepared and its protocol checked once, not once per family
     (preparing the 500-column table takes longer than any of its fits). Cached: callers
     copy what they change (``family_plan``)."""
-    return runner.plan_study(_spec(list(models.models_for_task(task)), task, shape),
-                             data=(SHAPE_BY_NAME[shape].build(task), None))
+    return runner.plan_study(
+        _spec(list(models.models_for_task(task)), task, shape), data=(SHAPE_BY_NAME[shape].build(task), None)
+    )
 
 
 def family_plan(plan: runner.Plan, key: str) -> runner.Plan:
@@ -281,7 +291,9 @@ def run_case(plan: runner.Plan, storage: Any) -> Outcome:
     except SpecError as exc:
         return Outcome(case, [], str(exc), time.perf_counter() - start)
     study = optuna.create_study(
-        study_name=plan.spec.name, storage=storage, direction="maximize",
+        study_name=plan.spec.name,
+        storage=storage,
+        direction="maximize",
         sampler=optuna.samplers.RandomSampler(seed=SEED),
     )
     # A failing trial is recorded as FAIL (and fails the case), not raised.
@@ -336,8 +348,10 @@ def size_line() -> str:
 
 def result_line(outcomes: dict[tuple[str, str, str], Outcome]) -> str:
     results = [outcome.result for outcome in outcomes.values()]
-    return (f"{results.count('complete')} complete, {results.count('refused')} refused before "
-            f"launch with a reason, {results.count('failed')} failed")
+    return (
+        f"{results.count('complete')} complete, {results.count('refused')} refused before "
+        f"launch with a reason, {results.count('failed')} failed"
+    )
 
 
 def render_table(outcomes: dict[tuple[str, str, str], Outcome]) -> str:
@@ -419,8 +433,10 @@ def test_the_shapes_are_what_they_say() -> None:
 def test_a_family_plan_is_what_plan_study_makes() -> None:
     """The matrix plans each table once for all families; a family's plan cut from it equals
     ``runner.plan_study`` of that family's own spec."""
-    for key, task, shape in [("hist_gradient_boosting", CLASSIFICATION, "categorical_100_levels_missing"),
-                             ("svm", REGRESSION, "numeric")]:
+    for key, task, shape in [
+        ("hist_gradient_boosting", CLASSIFICATION, "categorical_100_levels_missing"),
+        ("svm", REGRESSION, "numeric"),
+    ]:
         cut = family_plan(shape_plan(task, shape), key)
         own = runner.plan_study(cut.spec, data=(SHAPE_BY_NAME[shape].build(task), None))
         assert (cut.spec, cut.spaces, cut.metric, cut.task) == (own.spec, own.spaces, own.metric, own.task)
@@ -432,8 +448,7 @@ def test_a_family_plan_is_what_plan_study_makes() -> None:
 def test_matrix_result_is_printed_and_recorded(matrix, record_property) -> None:
     """Every case conforms, the summary reaches the terminal (tests/conftest.py prints it,
     also under pytest-xdist), and docs/CONFORMANCE.md records this very result."""
-    summary = (f"Conformance matrix: {size_line()}: {result_line(matrix.outcomes)} "
-               f"({matrix.seconds:.0f} s)")
+    summary = f"Conformance matrix: {size_line()}: {result_line(matrix.outcomes)} ({matrix.seconds:.0f} s)"
     record_property(SUMMARY_KEY, summary)
     assert result_line(matrix.outcomes).endswith(" 0 failed"), summary
     # every case's study holds its trials in the real SQLite file

@@ -60,29 +60,69 @@ UPLOAD_CASES: dict[str, tuple[str, list[str] | None]] = {
     "ten_thousand_columns.csv": ("label", ["has 10,001 columns; the limit is 2,000"]),
     "huge_cell.csv": ("label", None),
     "over_size_limit.csv": ("label", ["over the upload limit of 8.0 MB", "HPDASH_MAX_UPLOAD_MB"]),
-    "over_row_limit.csv": ("label", ["over_row_limit.csv has up to 1,001 data rows (counted 1,002 lines",
-                                     "the limit is 1,000 rows", "a sample of the rows", "HPDASH_MAX_ROWS"]),
-    "over_cell_limit.csv": ("label", ["over_cell_limit.csv has up to 600 data rows", "x 6 columns = 3,600 cells",
-                                      "the limit is 3,000 cells", "HPDASH_MAX_CELLS"]),
-    "over_cell_limit.parquet": ("label", ["has 200 rows x 10 columns = 2,000 cells; the limit is 1,000 cells",
-                                          "HPDASH_MAX_CELLS"]),
-    "five_million_rows.parquet": ("label", ["five_million_rows.parquet has 5,000,000 data rows; the limit is "
-                                            "1,000,000 rows", "a sample of the rows", "HPDASH_MAX_ROWS"]),
-    "repeated_text_bomb.parquet": ("label", ["would take more than 1000.0 MB decoded (column 'text'",
-                                             "more than the 762.9 MB", "HPDASH_MAX_CELLS"]),
-    "compressed_text_bomb.parquet": ("label", ["declares 20.0 MB of uncompressed data", "more than the 15.3 MB",
-                                               "HPDASH_MAX_CELLS"]),
+    "over_row_limit.csv": (
+        "label",
+        [
+            "over_row_limit.csv has up to 1,001 data rows (counted 1,002 lines",
+            "the limit is 1,000 rows",
+            "a sample of the rows",
+            "HPDASH_MAX_ROWS",
+        ],
+    ),
+    "over_cell_limit.csv": (
+        "label",
+        [
+            "over_cell_limit.csv has up to 600 data rows",
+            "x 6 columns = 3,600 cells",
+            "the limit is 3,000 cells",
+            "HPDASH_MAX_CELLS",
+        ],
+    ),
+    "over_cell_limit.parquet": (
+        "label",
+        ["has 200 rows x 10 columns = 2,000 cells; the limit is 1,000 cells", "HPDASH_MAX_CELLS"],
+    ),
+    "five_million_rows.parquet": (
+        "label",
+        [
+            "five_million_rows.parquet has 5,000,000 data rows; the limit is 1,000,000 rows",
+            "a sample of the rows",
+            "HPDASH_MAX_ROWS",
+        ],
+    ),
+    "repeated_text_bomb.parquet": (
+        "label",
+        ["would take more than 1000.0 MB decoded (column 'text'", "more than the 762.9 MB", "HPDASH_MAX_CELLS"],
+    ),
+    "compressed_text_bomb.parquet": (
+        "label",
+        ["declares 20.0 MB of uncompressed data", "more than the 15.3 MB", "HPDASH_MAX_CELLS"],
+    ),
     "missing_target.csv": ("no_such_column", ["no_such_column"]),
     "r_write_csv.csv": ("label", None),
     "pandas_index.csv": ("label", None),
-    "huge_regression_target.csv": ("y", ["Target column 'y' has 10 value(s) larger in magnitude than 1e+150 "
-                                         "(up to 1e+308)", "overflow 64-bit floats", "Rescale the target"]),
-    "parquet_index_clash.parquet": ("label", ["stores a row index named 'a' and also a column of that name",
-                                              "df.to_parquet(path, index=False)"]),
+    "huge_regression_target.csv": (
+        "y",
+        [
+            "Target column 'y' has 10 value(s) larger in magnitude than 1e+150 (up to 1e+308)",
+            "overflow 64-bit floats",
+            "Rescale the target",
+        ],
+    ),
+    "parquet_index_clash.parquet": (
+        "label",
+        ["stores a row index named 'a' and also a column of that name", "df.to_parquet(path, index=False)"],
+    ),
 }
 
-BASE = {"dataset": "sklearn:iris", "target": "target", "model": "k_nearest_neighbors", "strategy": "random",
-        "n_trials": 5, "cv": {"folds": 3}}
+BASE = {
+    "dataset": "sklearn:iris",
+    "target": "target",
+    "model": "k_nearest_neighbors",
+    "strategy": "random",
+    "n_trials": 5,
+    "cv": {"folds": 3},
+}
 SPEC_CASES: dict[str, tuple[dict | str, list[str]]] = {
     "unknown_key": ({"learning_rate": 0.1}, ["Unknown spec key(s): learning_rate"]),
     "wrong_type_trials": ({"n_trials": "ten"}, ["'n_trials' must be a whole number, got 'ten'"]),
@@ -91,14 +131,22 @@ SPEC_CASES: dict[str, tuple[dict | str, list[str]]] = {
     "negative_budget": ({"n_trials": -5}, ["'n_trials' must be between 1 and 100000, got -5"]),
     "negative_timeout": ({"timeout": -1}, ["'timeout' must be a positive number of seconds"]),
     "no_budget": ({"n_trials": None}, ["Set a budget"]),
-    "low_gt_high": ({"space": {"n_neighbors": {"type": "int", "low": 9, "high": 3}}},
-                    ["'n_neighbors': low (9) must be less than high (3)"]),
-    "log_with_zero": ({"space": {"n_neighbors": {"type": "int", "low": 0, "high": 10, "log": True}}},
-                      ["log-scaled range needs low > 0, but low is 0"]),
-    "log_with_zero_float": ({"model": "svm", "space": {"C": {"type": "float", "low": 0.0, "high": 10, "log": True}}},
-                            ["'C': a log-scaled range needs low > 0"]),
-    "grid_explodes": ({"strategy": "grid", "n_trials": None, "grid_points": 1000, "model": "random_forest"},
-                      ["more than the limit of 10,000"]),
+    "low_gt_high": (
+        {"space": {"n_neighbors": {"type": "int", "low": 9, "high": 3}}},
+        ["'n_neighbors': low (9) must be less than high (3)"],
+    ),
+    "log_with_zero": (
+        {"space": {"n_neighbors": {"type": "int", "low": 0, "high": 10, "log": True}}},
+        ["log-scaled range needs low > 0, but low is 0"],
+    ),
+    "log_with_zero_float": (
+        {"model": "svm", "space": {"C": {"type": "float", "low": 0.0, "high": 10, "log": True}}},
+        ["'C': a log-scaled range needs low > 0"],
+    ),
+    "grid_explodes": (
+        {"strategy": "grid", "n_trials": None, "grid_points": 1000, "model": "random_forest"},
+        ["more than the limit of 10,000"],
+    ),
     "unknown_model": ({"model": "deep_magic"}, ["unknown model 'deep_magic'"]),
     "model_not_text": ({"model": 42}, ["'model' must be a registry key or a list of keys, got 42"]),
     "regressor_for_classification": ({"model": "linear_regression"}, ["linear_regression"]),
@@ -114,31 +162,58 @@ SPEC_CASES: dict[str, tuple[dict | str, list[str]]] = {
     "missing_target_column": ({"target": "nope"}, ["nope"]),
     "timeout_inf_value": ({"timeout": float("inf")}, ["'timeout' must be a positive number of seconds"]),
     # YAML text (the spec above plus these lines, as load_spec reads an upload or a file)
-    "alias_bomb": ("n_trials: [&l0 [" + ", ".join(["lol"] * 9) + "], "
-                   + ", ".join(f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)) + "]\n",
-                   ["expands to more than 100,000 values", "the limit is 100,000"]),
-    "deep_nesting": ("space: " + "[" * 10_000 + "]" * 10_000 + "\n",
-                     ["more than 50 levels deep", "the limit is 50"]),
+    "alias_bomb": (
+        "n_trials: [&l0 ["
+        + ", ".join(["lol"] * 9)
+        + "], "
+        + ", ".join(f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9))
+        + "]\n",
+        ["expands to more than 100,000 values", "the limit is 100,000"],
+    ),
+    "deep_nesting": ("space: " + "[" * 10_000 + "]" * 10_000 + "\n", ["more than 50 levels deep", "the limit is 50"]),
     "huge_document": ("metric: auto\n" + "# padding\n" * 110_000, ["characters long; the limit is 1,000,000"]),
     "timeout_inf": ("timeout: .inf\n", ["not finite at 'timeout': .inf"]),
     "n_trials_nan": ("n_trials: .nan\n", ["not finite at 'n_trials': .nan"]),
     # work that would never end or blow up: refused with the sizes, before anything is written
-    "million_choices": ({"space": {"weights": {"type": "categorical", "choices": list(range(1_000_000))}}},
-                        ["hyperparameter 'weights': 1,000,000 choices, more than the limit of 1,000 per "
-                         "hyperparameter (HPDASH_MAX_CHOICES)"]),
-    "grid_100k_points": ({"model": "random_forest", "strategy": "grid", "n_trials": None, "grid_points": 1000,
-                          "space": {"n_estimators": {"type": "int", "low": 10, "high": 2000},
-                                    "max_depth": {"type": "int", "low": 1, "high": 100}}},
-                         ["the grid has 100,000 points (random_forest: n_estimators 1,000 x max_depth 100 = "
-                          "100,000), more than the limit of 10,000"]),
-    "budget_100k": ({"n_trials": 100_000}, ["The budget is 100,000 trials, more than the limit of 10,000 trials "
-                                            "per study (HPDASH_MAX_TRIALS)"]),
+    "million_choices": (
+        {"space": {"weights": {"type": "categorical", "choices": list(range(1_000_000))}}},
+        [
+            "hyperparameter 'weights': 1,000,000 choices, more than the limit of 1,000 per "
+            "hyperparameter (HPDASH_MAX_CHOICES)"
+        ],
+    ),
+    "grid_100k_points": (
+        {
+            "model": "random_forest",
+            "strategy": "grid",
+            "n_trials": None,
+            "grid_points": 1000,
+            "space": {
+                "n_estimators": {"type": "int", "low": 10, "high": 2000},
+                "max_depth": {"type": "int", "low": 1, "high": 100},
+            },
+        },
+        [
+            "the grid has 100,000 points (random_forest: n_estimators 1,000 x max_depth 100 = "
+            "100,000), more than the limit of 10,000"
+        ],
+    ),
+    "budget_100k": (
+        {"n_trials": 100_000},
+        ["The budget is 100,000 trials, more than the limit of 10,000 trials per study (HPDASH_MAX_TRIALS)"],
+    ),
     # checked too late before: the protocol on the real training part
-    "fifty_folds": ({"cv": {"folds": 50}}, ["have fewer rows in the training part than the 50 CV folds",
-                                            "use at most 40 CV folds"]),
-    "holdout_too_small_for_classes": ({"test_size": 0.01}, [
-        "The holdout of test_size 0.01 is 2 row(s) of 150, fewer than the 3 classes of the target 'target'",
-        "Use a test_size of at least 0.02"]),
+    "fifty_folds": (
+        {"cv": {"folds": 50}},
+        ["have fewer rows in the training part than the 50 CV folds", "use at most 40 CV folds"],
+    ),
+    "holdout_too_small_for_classes": (
+        {"test_size": 0.01},
+        [
+            "The holdout of test_size 0.01 is 2 row(s) of 150, fewer than the 3 classes of the target 'target'",
+            "Use a test_size of at least 0.02",
+        ],
+    ),
 }
 YAML_CASES = {
     "not_a_mapping": ("- a\n- b", ["A spec must be a mapping"]),
@@ -172,11 +247,16 @@ def _db_dump(path: Path) -> str:
 
 
 def _state(root: Path) -> tuple[str, dict[str, str], int]:
-    files = {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-             for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith("hpdash.db")}
+    files = {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.startswith("hpdash.db")
+    }
     with sqlite3.connect(f"file:{root / 'hpdash.db'}?mode=ro", uri=True) as conn:
-        rows = sum(conn.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0]
-                   for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        rows = sum(
+            conn.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0]
+            for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        )
     return _db_dump(root / "hpdash.db"), files, rows
 
 
@@ -227,7 +307,7 @@ def test_usable_odd_uploads_are_accepted(data_dir, monkeypatch) -> None:
     monkeypatch.setenv("HPDASH_MAX_UPLOAD_MB", str(MAX_MB))
     emoji = datasets.store_dataset(_upload_bytes("emoji_rtl_columns.csv"), "emoji.csv", target="label")
     frame, _ = datasets.load_dataset(emoji.sha256)
-    assert list(frame.columns) == ["\U0001F600 smile", "\u05e9\u05dc\u05d5\u05dd", "label"]
+    assert list(frame.columns) == ["\U0001f600 smile", "\u05e9\u05dc\u05d5\u05dd", "label"]
     prepared = datasets.prepare(frame, "label", folds=3)
     assert prepared.task == "classification" and prepared.X.shape[1] == 2
 
@@ -255,7 +335,9 @@ def test_formula_cells_are_neutralised_in_csv_export() -> None:
 
     from hpdash.report import trials_csv
 
-    frame = pd.DataFrame({"param_cmd": ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "\tx", "ok"], "value": [1.0, -2.0, 3, 4, 5, 6]})
+    frame = pd.DataFrame(
+        {"param_cmd": ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "\tx", "ok"], "value": [1.0, -2.0, 3, 4, 5, 6]}
+    )
     text = trials_csv(frame).decode()
     for cell in ("'=1+1", "'+SUM(A1)", "'-2+3", "'@cmd", "ok"):
         assert cell in text

@@ -125,81 +125,173 @@ MALFORMED: list[tuple[str, bytes, str, str | None, dict[str, str], str]] = [
     ("no_header", b"5.1,3.5,0\n4.9,3.0,1\n4.7,3.2,0\n", "data.csv", None, {}, "has no header row"),
     ("nul_bytes", b"a,b\n1,\x002\n3,4\n", "data.csv", None, {}, "binary data (a NUL byte at byte 6)"),
     ("control_chars", bytes(range(1, 32)) * 50, "data.csv", None, {}, "control characters"),
-    ("gzip_renamed", gzip.compress(b"a,b\n1,2\n3,4\n"), "data.csv", None, {},
-     "looks like a gzip archive, not a CSV or Parquet table; unpack it first"),
+    (
+        "gzip_renamed",
+        gzip.compress(b"a,b\n1,2\n3,4\n"),
+        "data.csv",
+        None,
+        {},
+        "looks like a gzip archive, not a CSV or Parquet table; unpack it first",
+    ),
     ("zip_renamed", zip_bytes(), "data.csv", None, {}, "looks like a zip archive"),
     ("bzip2_renamed", bz2.compress(b"a,b\n1,2\n3,4\n"), "data.csv", None, {}, "bzip2 archive"),
-    ("old_excel", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100, "data.csv", None, {},
-     "old Excel (.xls)"),
+    ("old_excel", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100, "data.csv", None, {}, "old Excel (.xls)"),
     ("unsupported_ext", b"a,b\n1,2\n3,4\n", "data.json", None, {}, "Unsupported file type '.json'"),
     ("xlsx_ext", b"a,b\n1,2\n3,4\n", "book.xlsx", None, {}, "is a spreadsheet (.xlsx)"),
-    ("parquet_ext_csv_content", b"a,b\n1,2\n3,4\n", "data.parquet", None, {},
-     "rename it to .csv"),
-    ("broken_parquet", truncated_parquet(), "data.parquet", None, {},
-     "is not a readable Parquet file"),
+    ("parquet_ext_csv_content", b"a,b\n1,2\n3,4\n", "data.parquet", None, {}, "rename it to .csv"),
+    ("broken_parquet", truncated_parquet(), "data.parquet", None, {}, "is not a readable Parquet file"),
     ("nested_parquet", nested_parquet(), "data.parquet", None, {}, "nested Parquet column(s)"),
-    ("duplicate_parquet_columns", duplicate_parquet(), "data.parquet", None, {},
-     "duplicate column names: 'a'"),
-    ("ragged_row", b"a,b,c\n1,2,3\n4,5,6,7\n8,9,10\n", "data.csv", None, {},
-     "line 3 has 4 fields but the header has 3"),
-    ("ragged_every_row", b"a,b\n1,2,3\n4,5,6\n", "data.csv", None, {},
-     "line 2 has 3 fields but the header has 2"),
-    ("unclosed_quote", b'a,b,c\n1,2,3\n4,"oops,6\n7,8,9\n', "data.csv", None, {},
-     "quoted value starting on line 3 is never closed"),
-    ("duplicate_columns", b"a,b,a\n1,2,3\n4,5,6\n", "data.csv", None, {},
-     "duplicate column names: 'a'"),
-    ("duplicate_after_trim", b"a,b,a  \n1,2,3\n4,5,6\n", "data.csv", None, {},
-     "duplicate column names: 'a'"),
+    ("duplicate_parquet_columns", duplicate_parquet(), "data.parquet", None, {}, "duplicate column names: 'a'"),
+    (
+        "ragged_row",
+        b"a,b,c\n1,2,3\n4,5,6,7\n8,9,10\n",
+        "data.csv",
+        None,
+        {},
+        "line 3 has 4 fields but the header has 3",
+    ),
+    ("ragged_every_row", b"a,b\n1,2,3\n4,5,6\n", "data.csv", None, {}, "line 2 has 3 fields but the header has 2"),
+    (
+        "unclosed_quote",
+        b'a,b,c\n1,2,3\n4,"oops,6\n7,8,9\n',
+        "data.csv",
+        None,
+        {},
+        "quoted value starting on line 3 is never closed",
+    ),
+    ("duplicate_columns", b"a,b,a\n1,2,3\n4,5,6\n", "data.csv", None, {}, "duplicate column names: 'a'"),
+    ("duplicate_after_trim", b"a,b,a  \n1,2,3\n4,5,6\n", "data.csv", None, {}, "duplicate column names: 'a'"),
     # a blank first header over values that are not a row index (0..n-1, 1..n): still refused
-    ("blank_column_name", b",a,b\n5,1,2\n7,3,4\n", "data.csv", None, {},
-     "column 1 of 3 has no name"),
-    ("trailing_delimiter", b"a,b,\n1,2,\n3,4,\n", "data.csv", None, {},
-     "delimiter at the end of every line"),
-    ("too_many_columns_default", wide_csv(2001), "wide.csv", None, {},
-     "has 2,001 columns; the limit is 2,000"),
-    ("too_many_columns_env", b"a,b,c,d\n1,2,3,4\n5,6,7,8\n", "data.csv", None,
-     {"HPDASH_MAX_COLUMNS": "3"}, "has 4 columns; the limit is 3"),
-    ("too_many_columns_parquet", parquet_bytes(pd.DataFrame({c: [1, 2] for c in "abcd"})),
-     "data.parquet", None, {"HPDASH_MAX_COLUMNS": "3"}, "has 4 columns; the limit is 3"),
-    ("over_row_limit_csv", b"a,b\n1,2\n3,4\n5,6\n7,8\n", "data.csv", None, {"HPDASH_MAX_ROWS": "3"},
-     "data.csv has up to 4 data rows (counted 5 lines, header included); the limit is 3 rows. "
-     "Upload a sample of the rows, or raise HPDASH_MAX_ROWS."),
-    ("over_row_limit_cr_only", b"a,b\r1,2\r3,4\r5,6\r7,8", "data.csv", None,
-     {"HPDASH_MAX_ROWS": "3"}, "has up to 4 data rows (counted 5 lines"),
-    ("over_cell_limit_csv", b"a,b,c\n1,2,3\n4,5,6\n7,8,9\n", "data.csv", None,
-     {"HPDASH_MAX_CELLS": "8"}, "has up to 3 data rows (counted 4 lines, header included) x 3 "
-     "columns = 9 cells; the limit is 8 cells. Upload a sample of the rows or fewer columns, or "
-     "raise HPDASH_MAX_CELLS."),
-    ("over_row_limit_parquet", parquet_bytes(pd.DataFrame({"a": range(5), "b": range(5)})),
-     "data.parquet", None, {"HPDASH_MAX_ROWS": "4"},
-     "data.parquet has 5 data rows; the limit is 4 rows. Upload a sample of the rows, or raise "
-     "HPDASH_MAX_ROWS."),
-    ("over_cell_limit_parquet", parquet_bytes(pd.DataFrame({"a": range(5), "b": range(5)})),
-     "data.parquet", None, {"HPDASH_MAX_CELLS": "9"},
-     "data.parquet has 5 rows x 2 columns = 10 cells; the limit is 9 cells."),
-    ("bad_row_limit_variable", b"a,b\n1,2\n3,4\n", "data.csv", None, {"HPDASH_MAX_ROWS": "lots"},
-     "HPDASH_MAX_ROWS must be a whole number, got 'lots'"),
+    ("blank_column_name", b",a,b\n5,1,2\n7,3,4\n", "data.csv", None, {}, "column 1 of 3 has no name"),
+    ("trailing_delimiter", b"a,b,\n1,2,\n3,4,\n", "data.csv", None, {}, "delimiter at the end of every line"),
+    ("too_many_columns_default", wide_csv(2001), "wide.csv", None, {}, "has 2,001 columns; the limit is 2,000"),
+    (
+        "too_many_columns_env",
+        b"a,b,c,d\n1,2,3,4\n5,6,7,8\n",
+        "data.csv",
+        None,
+        {"HPDASH_MAX_COLUMNS": "3"},
+        "has 4 columns; the limit is 3",
+    ),
+    (
+        "too_many_columns_parquet",
+        parquet_bytes(pd.DataFrame({c: [1, 2] for c in "abcd"})),
+        "data.parquet",
+        None,
+        {"HPDASH_MAX_COLUMNS": "3"},
+        "has 4 columns; the limit is 3",
+    ),
+    (
+        "over_row_limit_csv",
+        b"a,b\n1,2\n3,4\n5,6\n7,8\n",
+        "data.csv",
+        None,
+        {"HPDASH_MAX_ROWS": "3"},
+        "data.csv has up to 4 data rows (counted 5 lines, header included); the limit is 3 rows. "
+        "Upload a sample of the rows, or raise HPDASH_MAX_ROWS.",
+    ),
+    (
+        "over_row_limit_cr_only",
+        b"a,b\r1,2\r3,4\r5,6\r7,8",
+        "data.csv",
+        None,
+        {"HPDASH_MAX_ROWS": "3"},
+        "has up to 4 data rows (counted 5 lines",
+    ),
+    (
+        "over_cell_limit_csv",
+        b"a,b,c\n1,2,3\n4,5,6\n7,8,9\n",
+        "data.csv",
+        None,
+        {"HPDASH_MAX_CELLS": "8"},
+        "has up to 3 data rows (counted 4 lines, header included) x 3 "
+        "columns = 9 cells; the limit is 8 cells. Upload a sample of the rows or fewer columns, or "
+        "raise HPDASH_MAX_CELLS.",
+    ),
+    (
+        "over_row_limit_parquet",
+        parquet_bytes(pd.DataFrame({"a": range(5), "b": range(5)})),
+        "data.parquet",
+        None,
+        {"HPDASH_MAX_ROWS": "4"},
+        "data.parquet has 5 data rows; the limit is 4 rows. Upload a sample of the rows, or raise HPDASH_MAX_ROWS.",
+    ),
+    (
+        "over_cell_limit_parquet",
+        parquet_bytes(pd.DataFrame({"a": range(5), "b": range(5)})),
+        "data.parquet",
+        None,
+        {"HPDASH_MAX_CELLS": "9"},
+        "data.parquet has 5 rows x 2 columns = 10 cells; the limit is 9 cells.",
+    ),
+    (
+        "bad_row_limit_variable",
+        b"a,b\n1,2\n3,4\n",
+        "data.csv",
+        None,
+        {"HPDASH_MAX_ROWS": "lots"},
+        "HPDASH_MAX_ROWS must be a whole number, got 'lots'",
+    ),
     ("header_only", b"a,b,c\n", "data.csv", None, {}, "has a header but no data rows"),
     ("one_row", b"a,b\n1,2\n", "data.csv", None, {}, "has only 1 data row"),
     ("single_column", b"a\n1\n2\n3\n", "data.csv", None, {}, "has only one column ('a')"),
-    ("over_size_limit", b"a,b\n" + b"123456,654321\n" * 200, "big.csv", None,
-     {"HPDASH_MAX_UPLOAD_MB": "0.001"}, "is 2.7 KB, over the upload limit of 1.0 KB"),
-    ("target_not_found", BALANCED.encode(), "data.csv", "yy", {},
-     "Target column 'yy' not found. Did you mean 'y'? Available columns: 'x1', 'x2', 'y'"),
-    ("target_all_missing", table(12, lambda i: "").encode(), "data.csv", "y", {},
-     "Target column 'y' is missing on every row"),
-    ("target_inf", table(12, lambda i: "inf" if i == 3 else i * 1.5).encode(), "data.csv", "y",
-     {}, "contains 1 infinite value(s)"),
-    ("single_class", table(12, lambda i: "only").encode(), "data.csv", "y", {},
-     "has a single class ('only')"),
-    ("rare_class", table(22, lambda i: "c" if i < 2 else "ab"[i % 2]).encode(), "data.csv", "y",
-     {}, "class 'c' (2 rows) has fewer rows than the 5 CV folds"),
-    ("too_few_rows_for_folds", table(6, lambda i: i * 1.37).encode(), "data.csv", "y", {},
-     "too few for 5-fold cross-validation"),
-    ("no_usable_feature",
-     ("id,const,y\n" + "".join(f"{i},same,{'ab'[i % 2]}\n" for i in range(1, 13))).encode(),
-     "data.csv", "y", {}, "No usable feature column left besides the target 'y'. Dropped: 'id' "
-     "(ID-like"),
+    (
+        "over_size_limit",
+        b"a,b\n" + b"123456,654321\n" * 200,
+        "big.csv",
+        None,
+        {"HPDASH_MAX_UPLOAD_MB": "0.001"},
+        "is 2.7 KB, over the upload limit of 1.0 KB",
+    ),
+    (
+        "target_not_found",
+        BALANCED.encode(),
+        "data.csv",
+        "yy",
+        {},
+        "Target column 'yy' not found. Did you mean 'y'? Available columns: 'x1', 'x2', 'y'",
+    ),
+    (
+        "target_all_missing",
+        table(12, lambda i: "").encode(),
+        "data.csv",
+        "y",
+        {},
+        "Target column 'y' is missing on every row",
+    ),
+    (
+        "target_inf",
+        table(12, lambda i: "inf" if i == 3 else i * 1.5).encode(),
+        "data.csv",
+        "y",
+        {},
+        "contains 1 infinite value(s)",
+    ),
+    ("single_class", table(12, lambda i: "only").encode(), "data.csv", "y", {}, "has a single class ('only')"),
+    (
+        "rare_class",
+        table(22, lambda i: "c" if i < 2 else "ab"[i % 2]).encode(),
+        "data.csv",
+        "y",
+        {},
+        "class 'c' (2 rows) has fewer rows than the 5 CV folds",
+    ),
+    (
+        "too_few_rows_for_folds",
+        table(6, lambda i: i * 1.37).encode(),
+        "data.csv",
+        "y",
+        {},
+        "too few for 5-fold cross-validation",
+    ),
+    (
+        "no_usable_feature",
+        ("id,const,y\n" + "".join(f"{i},same,{'ab'[i % 2]}\n" for i in range(1, 13))).encode(),
+        "data.csv",
+        "y",
+        {},
+        "No usable feature column left besides the target 'y'. Dropped: 'id' (ID-like",
+    ),
 ]
 
 
@@ -416,13 +508,9 @@ def mixed_frame(n: int = 40) -> pd.DataFrame:
             "code": [f"K{i:04d}X" for i in range(n)],
             "constant": ["same"] * n,
             "empty": [np.nan] * n,
-            "comment": [
-                f"{words[i % 8]} {words[(i * 3) % 8]} was noted on visit number {i}" for i in range(n)
-            ],
+            "comment": [f"{words[i % 8]} {words[(i * 3) % 8]} was noted on visit number {i}" for i in range(n)],
             "signup": pd.date_range("2020-01-01", periods=n, freq="7D").strftime("%Y-%m-%d"),
-            "seen_at": pd.date_range("2021-03-01 08:30", periods=n, freq="5h").strftime(
-                "%Y-%m-%dT%H:%M:%S"
-            ),
+            "seen_at": pd.date_range("2021-03-01 08:30", periods=n, freq="5h").strftime("%Y-%m-%dT%H:%M:%S"),
             "visit": pd.date_range("2022-01-10", periods=n, freq="D").strftime("%d/%m/%Y"),
             "stamp": pd.date_range("2019-05-01", periods=n, freq="D"),
             "color": [["red", "green", "blue"][i % 3] if i % 10 else None for i in range(n)],
@@ -474,9 +562,7 @@ def test_columns_frame() -> None:
     """columns_frame has one row per column with the documented fields."""
     profile = profile_table(mixed_frame(), target="label")
     frame = profile.columns_frame()
-    assert frame.columns.tolist() == [
-        "name", "dtype", "role", "reason", "missing_share", "n_unique", "examples"
-    ]
+    assert frame.columns.tolist() == ["name", "dtype", "role", "reason", "missing_share", "n_unique", "examples"]
     assert len(frame) == profile.n_cols == 15
     assert frame.set_index("name").loc["constant", "examples"] == "same"
 
@@ -495,7 +581,10 @@ def test_prepare_expands_datetimes_and_drops_columns() -> None:
     assert "signup_hour" not in X.columns and "stamp_hour" not in X.columns
     assert "seen_at_hour" in X.columns
     assert X.loc[0, ["signup_year", "signup_month", "signup_day", "signup_dayofweek"]].tolist() == [
-        2020, 1, 1, 2  # 2020-01-01 was a Wednesday
+        2020,
+        1,
+        1,
+        2,  # 2020-01-01 was a Wednesday
     ]
     assert X.loc[1, "seen_at_hour"] == 13  # 08:30 + 5 h
     assert X.loc[0, ["visit_year", "visit_month", "visit_day"]].tolist() == [2022, 1, 10]  # day first
@@ -509,9 +598,7 @@ def test_prepare_expands_datetimes_and_drops_columns() -> None:
 
 def test_missing_target_rows_are_dropped_and_counted() -> None:
     """Rows without a target are dropped (not rejected) and counted in the profile."""
-    df = pd.DataFrame(
-        {"x": np.sin(np.arange(30.0)), "y": [np.nan if i % 6 == 0 else "ab"[i % 2] for i in range(30)]}
-    )
+    df = pd.DataFrame({"x": np.sin(np.arange(30.0)), "y": [np.nan if i % 6 == 0 else "ab"[i % 2] for i in range(30)]})
     prepared = prepare(df, "y")
     assert prepared.profile.n_target_missing_dropped == 5
     assert prepared.profile.n_rows == 30
@@ -562,16 +649,16 @@ def test_prepared_data_fits_the_protocol_pipeline() -> None:
     prepared = prepare(mixed_frame(60), "label")
     pre = ColumnTransformer(
         [
-            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
-             prepared.numeric),
-            ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"),
-                                  OneHotEncoder(handle_unknown="ignore")), prepared.categorical),
+            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), prepared.numeric),
+            (
+                "cat",
+                make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
+                prepared.categorical,
+            ),
         ]
     )
     pipe = Pipeline([("pre", pre), ("model", LogisticRegression(max_iter=500))])
-    scores = cross_val_score(
-        pipe, prepared.X, prepared.y, cv=StratifiedKFold(5, shuffle=True, random_state=0)
-    )
+    scores = cross_val_score(pipe, prepared.X, prepared.y, cv=StratifiedKFold(5, shuffle=True, random_state=0))
     assert len(scores) == 5 and np.isfinite(scores).all()
 
 
@@ -617,11 +704,11 @@ def test_parquet_types_become_features() -> None:
     n = 12
     t = pa.table(
         {
-            "price": pa.array([decimal.Decimal("1.50"), None, decimal.Decimal("2.25")] * 4,
-                              pa.decimal128(10, 2)),
+            "price": pa.array([decimal.Decimal("1.50"), None, decimal.Decimal("2.25")] * 4, pa.decimal128(10, 2)),
             "day": pa.array([dtm.date(2020, 1, (i * 5) % 28 + 1) for i in range(n)], pa.date32()),
-            "at": pa.array([dtm.datetime(2020, 1, 1, (i * 5) % 24) for i in range(n)],
-                           pa.timestamp("us", tz="Europe/Paris")),
+            "at": pa.array(
+                [dtm.datetime(2020, 1, 1, (i * 5) % 24) for i in range(n)], pa.timestamp("us", tz="Europe/Paris")
+            ),
             "kind": pa.array(["a", "b", "c"] * 4).dictionary_encode(),
             "y": pa.array(["p", "q"] * 6),
         }
@@ -631,8 +718,7 @@ def test_parquet_types_become_features() -> None:
     df = read_table(buf.getvalue(), "types.parquet")
     prepared = prepare(df, "y", folds=3)
     roles = {c.name: c.role for c in prepared.profile.columns}
-    assert roles == {"price": "numeric", "day": "datetime", "at": "datetime",
-                     "kind": "categorical", "y": "target"}
+    assert roles == {"price": "numeric", "day": "datetime", "at": "datetime", "kind": "categorical", "y": "target"}
     X = prepared.X
     assert X["price"].iloc[0] == 1.5 and np.isnan(X["price"].iloc[1]) and X["price"].iloc[2] == 2.25
     assert X.loc[2, ["day_year", "day_month", "day_day"]].tolist() == [2020, 1, 11]
@@ -690,8 +776,10 @@ def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
         datasets.max_columns()
 
 
-@pytest.mark.parametrize("data, lines", [(b"a\nb\n", 2), (b"a\nb", 2), (b"a\r\nb\r\n", 2),
-                                         (b"a\rb\r", 2), (b"a\r\n\rb", 3), (b"a", 1), (b"\n\n", 2)])
+@pytest.mark.parametrize(
+    "data, lines",
+    [(b"a\nb\n", 2), (b"a\nb", 2), (b"a\r\nb\r\n", 2), (b"a\rb\r", 2), (b"a\r\n\rb", 3), (b"a", 1), (b"\n\n", 2)],
+)
 def test_line_count_is_taken_on_the_bytes(data: bytes, lines: int) -> None:
     assert datasets._count_lines(data) == lines
 
@@ -731,9 +819,7 @@ def test_parquet_text_is_counted_decoded(monkeypatch: pytest.MonkeyPatch) -> Non
         read_table(plain, "plain.parquet")
 
 
-def test_stored_datasets_are_loaded_without_the_upload_limits(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_stored_datasets_are_loaded_without_the_upload_limits(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     stored = store_dataset(BALANCED.encode(), "balanced.csv", target="y")
     monkeypatch.setenv("HPDASH_MAX_ROWS", "5")
     frame, sha = datasets.load_dataset(stored.sha256)
@@ -760,7 +846,9 @@ def reset_peak():
                 return int(line.split()[1]) / 1024
 '''
 
-_MEASURE = PEAK_HELPERS + """
+_MEASURE = (
+    PEAK_HELPERS
+    + """
 import json, sys
 from pathlib import Path
 import pyarrow.compute, pyarrow.parquet  # imported before the baseline: not part of the read
@@ -776,6 +864,7 @@ except DatasetError as exc:
     message, shape = str(exc), None
 print(json.dumps({"message": message, "shape": shape, "mb": peak_mb() - before}))
 """
+)
 
 
 def _measure(path: Path, **env: str) -> dict:
@@ -786,8 +875,14 @@ def _measure(path: Path, **env: str) -> dict:
     if not Path("/proc/self/clear_refs").exists():
         pytest.skip("peak memory is read from Linux's /proc/self/status")
     run_env = {k: v for k, v in os.environ.items() if not k.startswith("HPDASH_MAX_")}
-    out = subprocess.run([sys.executable, "-c", _MEASURE, str(path)], capture_output=True, text=True,
-                         timeout=300, env={**run_env, **env}, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**run_env, **env},
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -833,8 +928,9 @@ def r_write_csv(frame: pd.DataFrame) -> bytes:
     names 1..n under an empty header ("")."""
     lines = ['"",' + ",".join(f'"{c}"' for c in frame.columns)]
     for i, row in enumerate(frame.itertuples(index=False), start=1):
-        lines.append(f'"{i}",' + ",".join("NA" if pd.isna(v) else f'"{v}"' if isinstance(v, str) else str(v)
-                                           for v in row))
+        lines.append(
+            f'"{i}",' + ",".join("NA" if pd.isna(v) else f'"{v}"' if isinstance(v, str) else str(v) for v in row)
+        )
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -845,23 +941,28 @@ def car_table(n: int = 406) -> pd.DataFrame:
     makes = ["chevrolet", "ford", "plymouth", "amc", "dodge", "toyota", "datsun", "buick", "honda", "vw"]
     names = [f"{makes[i % 311 % 10]} m{i % 311} {['deluxe', 'custom', 'sw', 'gl'][i % 311 % 4]}" for i in range(n)]
     weight = rng.normal(3000, 800, n).round()
-    return pd.DataFrame({
-        "Name": names,
-        "Miles_per_Gallon": (60 - weight / 100 + rng.normal(0, 3, n)).round(1),
-        "Cylinders": rng.choice([4, 6, 8], n),
-        "Horsepower": np.where(rng.random(n) < 0.02, np.nan, rng.normal(100, 30, n).round()),
-        "Weight_in_lbs": weight,
-        "Year": [f"19{70 + i % 13}-01-01" for i in range(n)],
-        "Origin": rng.choice(["USA", "Europe", "Japan"], n),
-    })
+    return pd.DataFrame(
+        {
+            "Name": names,
+            "Miles_per_Gallon": (60 - weight / 100 + rng.normal(0, 3, n)).round(1),
+            "Cylinders": rng.choice([4, 6, 8], n),
+            "Horsepower": np.where(rng.random(n) < 0.02, np.nan, rng.normal(100, 30, n).round()),
+            "Weight_in_lbs": weight,
+            "Year": [f"19{70 + i % 13}-01-01" for i in range(n)],
+            "Origin": rng.choice(["USA", "Europe", "Japan"], n),
+        }
+    )
 
 
 def test_r_and_pandas_row_index_columns_are_dropped_with_their_reason(data_dir: Path) -> None:
     """A first column with a blank header holding 1..n (R's write.csv) or 0..n-1 (pandas'
     to_csv with its index, also shuffled) is read, dropped as a row index, and shown as such."""
     cars = car_table()
-    for data, first in ((r_write_csv(cars), 1), (cars.to_csv().encode(), 0),
-                        (cars.sample(frac=1.0, random_state=0).to_csv().encode(), 0)):
+    for data, first in (
+        (r_write_csv(cars), 1),
+        (cars.to_csv().encode(), 0),
+        (cars.sample(frac=1.0, random_state=0).to_csv().encode(), 0),
+    ):
         frame = read_table(data, "cars.csv")
         assert list(frame.columns) == list(cars.columns) and len(frame) == len(cars)
         assert frame.attrs["source"]["row_index"]["first"] == first
@@ -946,8 +1047,10 @@ def test_high_cardinality_text_is_dropped_and_can_be_kept() -> None:
     profile = profile_table(cars, "Miles_per_Gallon")
     name = next(c for c in profile.columns if c.name == "Name")
     assert name.role == "dropped" and name.overridable and not name.kept
-    assert name.reason == ("high-cardinality text (311 distinct values in 406 rows: one-hot encoding would "
-                           "make 311 columns, most of them for one or two rows)")
+    assert name.reason == (
+        "high-cardinality text (311 distinct values in 406 rows: one-hot encoding would "
+        "make 311 columns, most of them for one or two rows)"
+    )
     assert [c.name for c in profile.overridable()] == ["Name"] and profile.kept() == []
     origin = next(c for c in profile.columns if c.name == "Origin")
     assert origin.role == "categorical" and not origin.overridable
@@ -967,14 +1070,19 @@ def test_high_cardinality_text_is_dropped_and_can_be_kept() -> None:
     assert "car_id" in both.numeric and "Origin" in both.categorical
     # a category with many rows per value is no name: kept by default
     regions = cars.assign(Dealer=[f"dealer {i % 150}" for i in range(len(cars))])
-    assert next(c for c in profile_table(regions, "Miles_per_Gallon").columns if c.name == "Dealer").role == "categorical"
+    assert (
+        next(c for c in profile_table(regions, "Miles_per_Gallon").columns if c.name == "Dealer").role == "categorical"
+    )
 
 
-@pytest.mark.parametrize(("keep", "message"), [
-    (["Nmae"], "'keep_columns' names 1 column(s) the table does not have: 'Nmae' (did you mean 'Name'?)"),
-    (["Miles_per_Gallon"], "'keep_columns' names the target column 'Miles_per_Gallon'"),
-    (["same"], "'keep_columns' names column(s) that hold nothing a model can learn from: 'same' (constant"),
-])
+@pytest.mark.parametrize(
+    ("keep", "message"),
+    [
+        (["Nmae"], "'keep_columns' names 1 column(s) the table does not have: 'Nmae' (did you mean 'Name'?)"),
+        (["Miles_per_Gallon"], "'keep_columns' names the target column 'Miles_per_Gallon'"),
+        (["same"], "'keep_columns' names column(s) that hold nothing a model can learn from: 'same' (constant"),
+    ],
+)
 def test_keep_columns_that_cannot_be_kept_are_spec_errors(keep: list[str], message: str) -> None:
     cars = car_table().assign(same="x")
     with pytest.raises(SpecError) as refused:
@@ -990,34 +1098,89 @@ def test_no_usable_feature_suggests_keep_columns() -> None:
 
 
 # -- the target guess -------------------------------------------------------------------------
-@pytest.mark.parametrize(("columns", "expected"), [
-    # the bundled samples: their target is called target
-    (list(load_sample("iris").columns), "target"),
-    (list(load_sample("diabetes").columns), "target"),
-    (list(load_sample("breast_cancer").columns), "target"),
-    # conventional public tables
-    (["Name", "Miles_per_Gallon", "Cylinders", "Displacement", "Horsepower", "Weight_in_lbs",
-      "Acceleration", "Year", "Origin"], "Miles_per_Gallon"),
-    (["mpg", "cylinders", "displacement", "horsepower", "weight", "acceleration", "model year",
-      "origin", "car name"], "mpg"),
-    (["carat", "cut", "color", "clarity", "depth", "table", "price", "x", "y", "z"], "price"),
-    (["PassengerId", "Survived", "Pclass", "Name", "Sex", "Age", "SibSp", "Parch", "Ticket", "Fare",
-      "Cabin", "Embarked"], "Survived"),
-    (["species", "island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g",
-      "sex", "year"], "species"),
-    (["longitude", "latitude", "housing_median_age", "total_rooms", "population", "median_income",
-      "median_house_value", "ocean_proximity"], "median_house_value"),
-    (["id", "diagnosis", "radius_mean", "texture_mean"], "diagnosis"),
-    (["age", "job", "marital", "education", "balance", "y"], "y"),  # bank marketing: y, no x
-    (["Date", "Location", "MinTemp", "MaxTemp", "Rainfall", "RainToday", "RainTomorrow"], "RainTomorrow"),
-    (["date", "precipitation", "temp_max", "temp_min", "wind", "weather"], "weather"),
-    (["Pregnancies", "Glucose", "BMI", "Age", "Outcome"], "Outcome"),
-    (["fixed acidity", "volatile acidity", "alcohol", "quality", "colour"], "quality"),
-    (["a", "Species", "b"], "Species"),
-    (["a", "b"], "b"),
-    (["x", "y"], "y"),  # a coordinate pair: y only as the last column
-    ([], None),
-])
+@pytest.mark.parametrize(
+    ("columns", "expected"),
+    [
+        # the bundled samples: their target is called target
+        (list(load_sample("iris").columns), "target"),
+        (list(load_sample("diabetes").columns), "target"),
+        (list(load_sample("breast_cancer").columns), "target"),
+        # conventional public tables
+        (
+            [
+                "Name",
+                "Miles_per_Gallon",
+                "Cylinders",
+                "Displacement",
+                "Horsepower",
+                "Weight_in_lbs",
+                "Acceleration",
+                "Year",
+                "Origin",
+            ],
+            "Miles_per_Gallon",
+        ),
+        (
+            [
+                "mpg",
+                "cylinders",
+                "displacement",
+                "horsepower",
+                "weight",
+                "acceleration",
+                "model year",
+                "origin",
+                "car name",
+            ],
+            "mpg",
+        ),
+        (["carat", "cut", "color", "clarity", "depth", "table", "price", "x", "y", "z"], "price"),
+        (
+            [
+                "PassengerId",
+                "Survived",
+                "Pclass",
+                "Name",
+                "Sex",
+                "Age",
+                "SibSp",
+                "Parch",
+                "Ticket",
+                "Fare",
+                "Cabin",
+                "Embarked",
+            ],
+            "Survived",
+        ),
+        (
+            ["species", "island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"],
+            "species",
+        ),
+        (
+            [
+                "longitude",
+                "latitude",
+                "housing_median_age",
+                "total_rooms",
+                "population",
+                "median_income",
+                "median_house_value",
+                "ocean_proximity",
+            ],
+            "median_house_value",
+        ),
+        (["id", "diagnosis", "radius_mean", "texture_mean"], "diagnosis"),
+        (["age", "job", "marital", "education", "balance", "y"], "y"),  # bank marketing: y, no x
+        (["Date", "Location", "MinTemp", "MaxTemp", "Rainfall", "RainToday", "RainTomorrow"], "RainTomorrow"),
+        (["date", "precipitation", "temp_max", "temp_min", "wind", "weather"], "weather"),
+        (["Pregnancies", "Glucose", "BMI", "Age", "Outcome"], "Outcome"),
+        (["fixed acidity", "volatile acidity", "alcohol", "quality", "colour"], "quality"),
+        (["a", "Species", "b"], "Species"),
+        (["a", "b"], "b"),
+        (["x", "y"], "y"),  # a coordinate pair: y only as the last column
+        ([], None),
+    ],
+)
 def test_target_guess_on_realistic_column_lists(columns: list[str], expected: str | None) -> None:
     from hpdash import views
 
@@ -1025,12 +1188,17 @@ def test_target_guess_on_realistic_column_lists(columns: list[str], expected: st
     assert views.default_target(columns) == expected
 
 
-@pytest.mark.parametrize(("columns", "message"), [
-    ({"x": [1.0, 2.0, 3.0, 4.0], "same": ["k"] * 4, "blank": [None] * 4},
-     "only 'x' varies, and a study needs a target and at least one feature column that vary. "
-     "Dropped: 'same' (constant (only value: 'k')); 'blank' (all missing)."),
-    ({"same": [7] * 4, "blank": [None] * 4}, "no column varies"),
-])
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        (
+            {"x": [1.0, 2.0, 3.0, 4.0], "same": ["k"] * 4, "blank": [None] * 4},
+            "only 'x' varies, and a study needs a target and at least one feature column that vary. "
+            "Dropped: 'same' (constant (only value: 'k')); 'blank' (all missing).",
+        ),
+        ({"same": [7] * 4, "blank": [None] * 4}, "no column varies"),
+    ],
+)
 def test_an_upload_without_a_feature_is_rejected_and_stores_nothing(data_dir, columns, message) -> None:
     from hpdash import datasets as ds
     from hpdash.store import Catalogue

@@ -22,26 +22,38 @@ from hpdash.store import Catalogue
 
 
 def _spec(**change):
-    base = {"name": "iris-exp", "dataset": "sklearn:iris", "target": "target", "model": "k_nearest_neighbors",
-            "n_trials": 6, "cv": {"folds": 3}, "seed": 7}
+    base = {
+        "name": "iris-exp",
+        "dataset": "sklearn:iris",
+        "target": "target",
+        "model": "k_nearest_neighbors",
+        "n_trials": 6,
+        "cv": {"folds": 3},
+        "seed": 7,
+    }
     return parse_spec({**base, **change})
 
 
 def test_plan_names_seeds_and_same_budget() -> None:
     specs = experiments.plan_experiment(_spec(), "grid, random,TPE", 3)
-    assert [s.name for s in specs] == [f"iris-exp-{st}-s{seed}" for st in ("grid", "random", "tpe") for seed in (7, 8, 9)]
+    assert [s.name for s in specs] == [
+        f"iris-exp-{st}-s{seed}" for st in ("grid", "random", "tpe") for seed in (7, 8, 9)
+    ]
     assert {s.n_trials for s in specs} == {6} and {s.cv["folds"] for s in specs} == {3}
     assert [s.strategy for s in specs[:4]] == ["grid", "grid", "grid", "random"]
     assert experiments.parse_strategies(None) == ["grid", "random", "tpe", "gp"]
 
 
-@pytest.mark.parametrize(("strategies", "repeats", "message"), [
-    ("grid,magic", 2, "Unknown strategy 'magic'"),
-    ("tpe,tpe", 2, "listed twice"),
-    (" , ", 2, "at least one strategy"),
-    ("tpe", 0, "Repeats must be"),
-    ("tpe", 21, "Repeats must be"),
-])
+@pytest.mark.parametrize(
+    ("strategies", "repeats", "message"),
+    [
+        ("grid,magic", 2, "Unknown strategy 'magic'"),
+        ("tpe,tpe", 2, "listed twice"),
+        (" , ", 2, "at least one strategy"),
+        ("tpe", 0, "Repeats must be"),
+        ("tpe", 21, "Repeats must be"),
+    ],
+)
 def test_plan_rejects(strategies: str, repeats: int, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         experiments.plan_experiment(_spec(), strategies, repeats)
@@ -53,16 +65,22 @@ def test_plan_needs_a_budget() -> None:
 
 
 def test_grid_notes() -> None:
-    cut = experiments.grid_note({"grid_size": 20, "budget": 10, "order": "seeded random permutation", "cut": True}, 10, 3)
+    cut = experiments.grid_note(
+        {"grid_size": 20, "budget": 10, "order": "seeded random permutation", "cut": True}, 10, 3
+    )
     assert "20 points, more than the budget of 10" in cut and "seed 3" in cut and "10/20 subset" in cut
-    small = experiments.grid_note({"grid_size": 4, "budget": 4, "order": "seeded random permutation", "cut": False}, 10, 0)
+    small = experiments.grid_note(
+        {"grid_size": 4, "budget": 4, "order": "seeded random permutation", "cut": False}, 10, 0
+    )
     assert "fewer than the budget of 10" in small and "stops after 4 trials" in small
     assert "all run once" in experiments.grid_note({"grid_size": 10, "budget": 10, "cut": False}, 10)
     assert experiments.grid_note(None, 10) == ""
 
 
 def test_budget_in_trials_and_wall_time() -> None:
-    b = experiments.experiment_budget(_spec(n_trials=10), "grid,random,tpe", 3, per_trial_s=0.5, parallel=2, grid_size=4)
+    b = experiments.experiment_budget(
+        _spec(n_trials=10), "grid,random,tpe", 3, per_trial_s=0.5, parallel=2, grid_size=4
+    )
     assert b.per_study == {"grid": 4, "random": 10, "tpe": 10}
     assert b.studies == 9 and b.total_trials == (4 + 10 + 10) * 3
     assert b.total_s == pytest.approx(72 * 0.5 / 2)
@@ -74,10 +92,15 @@ def test_create_records_studies_and_catalogue(data_dir) -> None:
     assert exp.study_names == ["iris-exp-grid-s7", "iris-exp-grid-s8", "iris-exp-random-s7", "iris-exp-random-s8"]
     rows = Catalogue(config.catalogue_path()).experiment_studies("iris-exp")
     assert {(r["study"], r["strategy"], r["seed"]) for r in rows} == {
-        ("iris-exp-grid-s7", "grid", 7), ("iris-exp-grid-s8", "grid", 8),
-        ("iris-exp-random-s7", "random", 7), ("iris-exp-random-s8", "random", 8)}
+        ("iris-exp-grid-s7", "grid", 7),
+        ("iris-exp-grid-s8", "grid", 8),
+        ("iris-exp-random-s7", "random", 7),
+        ("iris-exp-random-s8", "random", 8),
+    }
     listed = experiments.list_experiments()
-    assert listed[0]["name"] == "iris-exp" and listed[0]["strategies"] == ["grid", "random"] and listed[0]["repeats"] == 2
+    assert (
+        listed[0]["name"] == "iris-exp" and listed[0]["strategies"] == ["grid", "random"] and listed[0]["repeats"] == 2
+    )
     grid = runner.load_study("iris-exp-grid-s8")
     order = grid.user_attrs[runner.GRID_ATTR]
     # k-NN's default grid (20 points) is smaller than the 30-trial budget: every point once
@@ -126,8 +149,10 @@ def test_shared_experiment_ran_every_study_with_the_same_budget() -> None:
     grid = runner.load_study(f"{NAME}-grid-s1", exp.storage).user_attrs[runner.GRID_ATTR]
     assert grid["cut"] and grid["budget"] == N_TRIALS and grid["grid_size"] == 20
     # two grid seeds visit different subsets of the grid
-    params = [{json.dumps(t.params, sort_keys=True) for t in runner.load_study(f"{NAME}-grid-s{s}", exp.storage).get_trials()}
-              for s in (0, 1)]
+    params = [
+        {json.dumps(t.params, sort_keys=True) for t in runner.load_study(f"{NAME}-grid-s{s}", exp.storage).get_trials()}
+        for s in (0, 1)
+    ]
     assert params[0] != params[1]
 
 
@@ -164,16 +189,22 @@ def test_a_comparison_of_tpe_that_would_be_random_search_is_refused(data_dir) ->
 
 def test_a_comparison_with_a_missing_package_is_refused(data_dir, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "cmaes", None)  # `import cmaes` fails, as without the package
-    with pytest.raises(SpecError, match=r"`cmaes` package, which is not installed. Install it with "
-                                        r"`pip install -r requirements.txt`"):
+    with pytest.raises(
+        SpecError,
+        match=r"`cmaes` package, which is not installed. Install it with "
+        r"`pip install -r requirements.txt`",
+    ):
         experiments.create_experiment(_spec(), "random,cmaes", 1)
     _nothing_created()
 
 
 def test_workers_over_the_cap_are_refused_before_anything_is_created(data_dir, monkeypatch) -> None:
     monkeypatch.setenv("HPDASH_MAX_WORKERS", "2")
-    with pytest.raises(SpecError, match=r"3 worker processes per study is over this machine's limit of 2 "
-                                        r"\(HPDASH_MAX_WORKERS.*Use at most 2 workers per study"):
+    with pytest.raises(
+        SpecError,
+        match=r"3 worker processes per study is over this machine's limit of 2 "
+        r"\(HPDASH_MAX_WORKERS.*Use at most 2 workers per study",
+    ):
         experiments.compare_strategies(_spec(), "random,tpe", 1, workers=3)
     _nothing_created()
     with pytest.raises(SpecError, match="3 worker processes per study .* limit of 2"):
@@ -190,8 +221,11 @@ def test_run_experiment_refuses_workers_or_parallel_over_the_cap(data_dir, monke
     exp = experiments.create_experiment(_spec(), "random", 1)
     with pytest.raises(SpecError, match="3 worker processes per study .* limit of 2"):
         experiments.run_experiment(exp.name, workers=3)
-    with pytest.raises(SpecError, match=r"3 studies at once x 1 worker\(s\) each = 3 worker processes, over "
-                                        r"this machine's limit of 2 \(HPDASH_MAX_WORKERS\). Use --parallel 2"):
+    with pytest.raises(
+        SpecError,
+        match=r"3 studies at once x 1 worker\(s\) each = 3 worker processes, over "
+        r"this machine's limit of 2 \(HPDASH_MAX_WORKERS\). Use --parallel 2",
+    ):
         experiments.run_experiment(exp.name, workers=1, parallel=3)
     with pytest.raises(SpecError, match="3 worker processes per study"):
         experiments.launch_experiment(exp.name, workers=3)
@@ -205,12 +239,17 @@ def test_run_experiment_refuses_workers_or_parallel_over_the_cap(data_dir, monke
 
 def test_too_many_studies_are_refused(data_dir, monkeypatch) -> None:
     """5 strategies x 20 repeats (the 6,400-process click) is over the default of 60 studies."""
-    with pytest.raises(SpecError, match=r"5 strategies x 20 repeats = 100 studies, over the limit of 60 "
-                                        r"studies per experiment \(HPDASH_MAX_EXPERIMENT_STUDIES\)"):
+    with pytest.raises(
+        SpecError,
+        match=r"5 strategies x 20 repeats = 100 studies, over the limit of 60 "
+        r"studies per experiment \(HPDASH_MAX_EXPERIMENT_STUDIES\)",
+    ):
         experiments.compare_strategies(_spec(), "grid,random,tpe,cmaes,qmc", 20)
     _nothing_created()
     monkeypatch.setenv("HPDASH_MAX_EXPERIMENT_STUDIES", "3")
-    with pytest.raises(SpecError, match="2 strategies x 2 repeats = 4 studies, over the limit of 3 .*fewer strategies or repeats"):
+    with pytest.raises(
+        SpecError, match="2 strategies x 2 repeats = 4 studies, over the limit of 3 .*fewer strategies or repeats"
+    ):
         experiments.create_experiment(_spec(), "random,tpe", 2)
     _nothing_created()
     assert len(experiments.plan_experiment(_spec(), "random,tpe,grid", 1)) == 3
@@ -219,9 +258,12 @@ def test_too_many_studies_are_refused(data_dir, monkeypatch) -> None:
 def test_too_many_trials_are_refused(data_dir, monkeypatch) -> None:
     """The sum of every study's trial budget; a grid counts its own size when smaller."""
     monkeypatch.setenv("HPDASH_MAX_EXPERIMENT_TRIALS", "20")
-    with pytest.raises(SpecError, match=r"would run 24 trials in all \(4 studies; trials per study random: 6, "
-                                        r"tpe: 6; x 2 repeats\), over the limit of 20 trials per experiment "
-                                        r"\(HPDASH_MAX_EXPERIMENT_TRIALS\). Lower n_trials"):
+    with pytest.raises(
+        SpecError,
+        match=r"would run 24 trials in all \(4 studies; trials per study random: 6, "
+        r"tpe: 6; x 2 repeats\), over the limit of 20 trials per experiment "
+        r"\(HPDASH_MAX_EXPERIMENT_TRIALS\). Lower n_trials",
+    ):
         experiments.create_experiment(_spec(), "random,tpe", 2)
     _nothing_created()
     # k-NN's default grid has 20 points: grid 20 + random 30 = 50 trials, not 60.
@@ -254,8 +296,15 @@ def test_progress_of_a_created_experiment_in_one_storage_open(data_dir, monkeypa
     progress = experiments.experiment_progress(exp.name)
     assert len(opened) == 1
     assert progress.total == 6 and (progress.queued, progress.stopped, progress.missing) == (4, 1, 1)
-    assert progress.counts == {"queued": 4, "running": 0, "finished": 0, "stopped": 1, "failed": 0,
-                               "lost": 0, "missing": 1}
+    assert progress.counts == {
+        "queued": 4,
+        "running": 0,
+        "finished": 0,
+        "stopped": 1,
+        "failed": 0,
+        "lost": 0,
+        "missing": 1,
+    }
     assert progress.states[exp.study_names[0]] == "stopped"
     assert progress.queue is None and not progress.queue_alive
     assert progress.stalled and not progress.active
@@ -271,9 +320,10 @@ def test_progress_running_failed_and_lost(data_dir) -> None:
     alive, failed, lost = (runner.load_study(n) for n in exp.study_names)
     alive.set_user_attr(runner.STATE_ATTR, "running")
     alive.set_user_attr(runner.STARTED_ATTR, now - 100)
-    alive.set_user_attr(f"{runner.WORKER_PREFIX}{socket.gethostname()}.{os.getpid()}",
-                        {"pid": os.getpid(), "host": socket.gethostname(), "started": now - 99,
-                         "last_seen": now, "status": "running"})
+    alive.set_user_attr(
+        f"{runner.WORKER_PREFIX}{socket.gethostname()}.{os.getpid()}",
+        {"pid": os.getpid(), "host": socket.gethostname(), "started": now - 99, "last_seen": now, "status": "running"},
+    )
     failed.set_user_attr(runner.STATE_ATTR, "failed")
     failed.set_user_attr(runner.ERROR_ATTR, "dataset missing")
     lost.set_user_attr(runner.STATE_ATTR, "running")
@@ -289,9 +339,12 @@ def test_queue_alive_from_its_record() -> None:
     host, now = socket.gethostname(), time.time()
     assert not experiments.queue_alive(None)
     assert experiments.queue_alive({"pid": os.getpid(), "host": host, "started": now, "last_seen": now, "ended": None})
-    assert not experiments.queue_alive({"pid": os.getpid(), "host": host, "started": now, "last_seen": now, "ended": now})
-    assert not experiments.queue_alive({"pid": os.getpid(), "host": host, "started": now - 100, "last_seen": now - 60,
-                                        "ended": None})
+    assert not experiments.queue_alive(
+        {"pid": os.getpid(), "host": host, "started": now, "last_seen": now, "ended": now}
+    )
+    assert not experiments.queue_alive(
+        {"pid": os.getpid(), "host": host, "started": now - 100, "last_seen": now - 60, "ended": None}
+    )
     dead = _pid_that_exited()
     assert not experiments.queue_alive({"pid": dead, "host": host, "started": now, "last_seen": now, "ended": None})
     # before its first beat the start counts; another host is judged by its beats alone
@@ -308,8 +361,9 @@ def _pid_that_exited() -> int:
 def test_a_second_queue_is_refused_while_one_runs(data_dir) -> None:
     exp = experiments.create_experiment(_spec(n_trials=2), "random", 1)
     catalogue = Catalogue(config.catalogue_path())
-    catalogue.set_experiment_queue(exp.name, pid=os.getppid(), host=socket.gethostname(), started=time.time(),
-                                   last_seen=time.time(), ended=None)
+    catalogue.set_experiment_queue(
+        exp.name, pid=os.getppid(), host=socket.gethostname(), started=time.time(), last_seen=time.time(), ended=None
+    )
     with pytest.raises(SpecError, match=f"'{exp.name}' is already being run by queue process {os.getppid()}"):
         experiments.launch_experiment(exp.name)
     with pytest.raises(SpecError, match="already being run by queue process .*stop the experiment first"):

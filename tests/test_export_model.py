@@ -20,8 +20,11 @@ def _sha(path: Path) -> str:
 
 def _files_under(root: Path) -> dict[str, str]:
     """Every file under ``root`` with its SHA-256 (SQLite's side files left out)."""
-    return {str(p.relative_to(root)): _sha(p) for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.name.endswith(("-wal", "-shm", ".db"))}
+    return {
+        str(p.relative_to(root)): _sha(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.endswith(("-wal", "-shm", ".db"))
+    }
 
 
 class Payload:
@@ -38,9 +41,18 @@ class Payload:
 @pytest.fixture
 def victim(data_dir):
     """A finished, refit study ``victim`` (real worker process)."""
-    spec = parse_spec({"name": "victim", "dataset": "sklearn:iris", "target": "target",
-                       "model": "k_nearest_neighbors", "strategy": "random", "n_trials": 3,
-                       "cv": {"folds": 3}, "seed": 0})
+    spec = parse_spec(
+        {
+            "name": "victim",
+            "dataset": "sklearn:iris",
+            "target": "target",
+            "model": "k_nearest_neighbors",
+            "strategy": "random",
+            "n_trials": 3,
+            "cv": {"folds": 3},
+            "seed": 0,
+        }
+    )
     runner.create_study(spec)
     assert runner.wait_for(runner.launch_workers("victim", None, 1)) == [0]
     study = runner.load_study("victim")
@@ -52,9 +64,22 @@ def test_model_files_are_named_from_the_study_name_inside_the_models_folder(data
     folder = config.models_dir().resolve()
     files = export_model.model_files("iris-knn.v2_x")
     assert (files.joblib, files.skops, files.digest) == (
-        folder / "iris-knn.v2_x.joblib", folder / "iris-knn.v2_x.skops", folder / "iris-knn.v2_x.joblib.sha256")
-    unsafe = ["../../etc/passwd", "a/b", "/abs/olute", "..", "", "-starts-with-dash", "x" * 101, "tab\there",
-              "nul\x00byte", "ünï"]
+        folder / "iris-knn.v2_x.joblib",
+        folder / "iris-knn.v2_x.skops",
+        folder / "iris-knn.v2_x.joblib.sha256",
+    )
+    unsafe = [
+        "../../etc/passwd",
+        "a/b",
+        "/abs/olute",
+        "..",
+        "",
+        "-starts-with-dash",
+        "x" * 101,
+        "tab\there",
+        "nul\x00byte",
+        "ünï",
+    ]
     stems = set()
     for name in unsafe:
         files = export_model.model_files(name)
@@ -124,7 +149,9 @@ def test_skops_conversion_unpickles_only_what_the_digest_file_vouches_for(victim
     # 1. The record names a crafted pickle outside the models folder, with its real SHA-256.
     crafted = tmp_path / "crafted.joblib"
     joblib.dump(Payload(marker), crafted)
-    victim.set_user_attr(runner.REFIT_ATTR, {**runner.refit_info(victim), "path": str(crafted), "sha256": _sha(crafted)})
+    victim.set_user_attr(
+        runner.REFIT_ATTR, {**runner.refit_info(victim), "path": str(crafted), "sha256": _sha(crafted)}
+    )
     path, digest = export_model.ensure_skops("victim")  # made from the study's own file
     assert path == own.skops and digest == _sha(own.skops) and not marker.exists()
     own.skops.unlink()
@@ -150,7 +177,11 @@ def test_skops_conversion_unpickles_only_what_the_digest_file_vouches_for(victim
     # A new refit writes a model and its digest file again, and converts.
     runner.refit("victim")
     assert own.joblib.read_bytes() != crafted.read_bytes()
-    assert export_model.recorded_digest(own) == _sha(own.joblib) == runner.refit_info(runner.load_study("victim"))["sha256"]
+    assert (
+        export_model.recorded_digest(own)
+        == _sha(own.joblib)
+        == runner.refit_info(runner.load_study("victim"))["sha256"]
+    )
     assert own.digest.read_text() == f"{_sha(own.joblib)}  victim.joblib\n"
     export_model.ensure_skops("victim")
     assert not marker.exists()

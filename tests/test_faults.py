@@ -38,12 +38,23 @@ def fast_heartbeats(monkeypatch):
 def _slow_spec(name: str, n_trials: int, workers: int = 1):
     """Trials of about a second each (a random forest on breast cancer), so a kill lands
     mid-trial, after a fold score is written live (folds of 0.25 s or more, objective.py)."""
-    return parse_spec({
-        "name": name, "dataset": "sklearn:breast_cancer", "target": "target", "model": "random_forest",
-        "strategy": "random", "n_trials": n_trials, "cv": {"folds": 3}, "seed": 0, "workers": workers,
-        "space": {"n_estimators": {"type": "int", "low": 180, "high": 220},
-                  "max_depth": {"type": "int", "low": 2, "high": 8}},
-    })
+    return parse_spec(
+        {
+            "name": name,
+            "dataset": "sklearn:breast_cancer",
+            "target": "target",
+            "model": "random_forest",
+            "strategy": "random",
+            "n_trials": n_trials,
+            "cv": {"folds": 3},
+            "seed": 0,
+            "workers": workers,
+            "space": {
+                "n_estimators": {"type": "int", "low": 180, "high": 220},
+                "max_depth": {"type": "int", "low": 2, "high": 8},
+            },
+        }
+    )
 
 
 def _logs(name: str) -> str:
@@ -62,21 +73,33 @@ def _wait(cond, timeout: float, what: str, interval: float = 0.1):
 
 def _snapshot(study) -> dict[int, tuple]:
     return {
-        t.number: (t.value, json.dumps(t.params, sort_keys=True), tuple(t.user_attrs["fold_scores"]),
-                   t.datetime_start, t.datetime_complete)
+        t.number: (
+            t.value,
+            json.dumps(t.params, sort_keys=True),
+            tuple(t.user_attrs["fold_scores"]),
+            t.datetime_start,
+            t.datetime_complete,
+        )
         for t in study.get_trials(states=(TrialState.COMPLETE,))
     }
 
 
 def _kill_mid_trial(study, proc, min_complete: int):
     """SIGKILL ``proc`` while it runs a trial after ``min_complete`` trials; return that trial."""
+
     def ready():
         trials = study.get_trials(deepcopy=False)
         done = sum(t.state == TrialState.COMPLETE for t in trials)
         # a trial of *this* process (with two workers the other one may be mid-trial instead)
-        running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
-                   and str(t.user_attrs.get("worker", "")).endswith(f":{proc.pid}")]
+        running = [
+            t
+            for t in trials
+            if t.state == TrialState.RUNNING
+            and t.intermediate_values
+            and str(t.user_attrs.get("worker", "")).endswith(f":{proc.pid}")
+        ]
         return done >= min_complete and running
+
     _wait(ready, 90, f"{min_complete} COMPLETE trials and one mid-trial (a fold reported)", 0.05)
     before = _snapshot(study)
     os.kill(proc.pid, signal.SIGKILL)
@@ -116,8 +139,11 @@ def test_sigkill_mid_trial_then_resume_finishes_budget(data_dir, fast_heartbeats
 
     procs = runner.resume_study(spec.name, workers=1)
     # the stale trial is failed once the grace period has passed (plus worker start-up)
-    failed = _wait(lambda: study._storage.get_trial(victim._trial_id).state == TrialState.FAIL, GRACE + 30,
-                   "the killed trial to be failed by the heartbeat check")
+    failed = _wait(
+        lambda: study._storage.get_trial(victim._trial_id).state == TrialState.FAIL,
+        GRACE + 30,
+        "the killed trial to be failed by the heartbeat check",
+    )
     assert failed
     # not failed before the grace period: the last beat came at most INTERVAL before the kill
     assert time.time() - killed_at >= GRACE - INTERVAL
@@ -135,9 +161,11 @@ def test_sigkill_one_of_two_workers_the_survivor_retries(data_dir, fast_heartbea
     before, killed_at = _kill_mid_trial(study, procs[0], 2)
     running = study.get_trials(states=(TrialState.RUNNING,))
     assert running  # at least the killed worker's trial
+
     # the survivor keeps going; the dead trial turns FAIL soon after the grace period
     def some_stale_failed():
         return [t for t in study.get_trials(states=(TrialState.FAIL,))]
+
     failed = _wait(some_stale_failed, GRACE + 15, "the dead worker's trial to be failed")
     assert time.time() - killed_at <= GRACE + 15
     assert runner.wait_for(procs[1:]) == [0], _logs(spec.name)
@@ -146,9 +174,17 @@ def test_sigkill_one_of_two_workers_the_survivor_retries(data_dir, fast_heartbea
 
 
 def _trial_record(trial) -> tuple:
-    return (trial.number, trial.state, trial.values, json.dumps(trial.params, sort_keys=True),
-            json.dumps(trial.user_attrs, sort_keys=True), json.dumps(trial.system_attrs, sort_keys=True),
-            trial.intermediate_values, trial.datetime_start, trial.datetime_complete)
+    return (
+        trial.number,
+        trial.state,
+        trial.values,
+        json.dumps(trial.params, sort_keys=True),
+        json.dumps(trial.user_attrs, sort_keys=True),
+        json.dumps(trial.system_attrs, sort_keys=True),
+        trial.intermediate_values,
+        trial.datetime_start,
+        trial.datetime_complete,
+    )
 
 
 def test_a_worker_paused_past_the_grace_period_never_flips_a_finished_study(data_dir, fast_heartbeats) -> None:
@@ -163,23 +199,32 @@ def test_a_worker_paused_past_the_grace_period_never_flips_a_finished_study(data
 
     def mid_trial():
         trials = study.get_trials(deepcopy=False)
-        mine = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
-                and str(t.user_attrs.get("worker", "")).endswith(f":{paused.pid}")]
+        mine = [
+            t
+            for t in trials
+            if t.state == TrialState.RUNNING
+            and t.intermediate_values
+            and str(t.user_attrs.get("worker", "")).endswith(f":{paused.pid}")
+        ]
         return sum(t.state == TrialState.COMPLETE for t in trials) >= 1 and mine
 
     _wait(mid_trial, 90, "a COMPLETE trial and the first worker mid-trial (a fold reported)", 0.05)
     os.kill(paused.pid, signal.SIGSTOP)
     try:
-        (victim,) = [t for t in study.get_trials(states=(TrialState.RUNNING,))
-                     if t.user_attrs.get("worker", "").endswith(f":{paused.pid}")]
+        (victim,) = [
+            t
+            for t in study.get_trials(states=(TrialState.RUNNING,))
+            if t.user_attrs.get("worker", "").endswith(f":{paused.pid}")
+        ]
         assert other.wait(240) == 0, _logs(spec.name)  # the survivor retried it and finished
         finished = runner.load_study(spec.name)
         assert finished.user_attrs[runner.STATE_ATTR] == "finished", _logs(spec.name)
         refit = runner.refit_info(finished)
         assert refit is not None, finished.user_attrs.get(runner.REFIT_ATTR)
         model = config.models_dir() / "late.joblib"
-        files_before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes())
-                        for p in config.models_dir().iterdir()}
+        files_before = {
+            p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in config.models_dir().iterdir()
+        }
         before = [_trial_record(t) for t in finished.get_trials()]
         assert model.name in files_before and "late.joblib.sha256" in files_before
     finally:
@@ -200,8 +245,9 @@ def test_a_worker_paused_past_the_grace_period_never_flips_a_finished_study(data
     # Nothing the late worker computed was written over anything, and no refit ran again.
     assert [_trial_record(t) for t in trials] == before
     assert runner.refit_info(study) == refit
-    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes())
-            for p in config.models_dir().iterdir()} == files_before
+    assert {
+        p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in config.models_dir().iterdir()
+    } == files_before
     # The late worker said so, counted only the trials it finished, and ended cleanly.
     late = [w for w in runner.workers_of(study) if w["pid"] == paused.pid]
     assert len(late) == 1 and late[0]["status"] == "done" and late[0]["dropped"] == 1, late
@@ -215,9 +261,14 @@ def test_stop_mid_trial_ends_cleanly(data_dir) -> None:
     runner.create_study(spec)
     procs = runner.launch_workers(spec.name, None, 1)
     study = runner.load_study(spec.name)
-    _wait(lambda: any(t.state == TrialState.RUNNING and t.intermediate_values for t in study.get_trials(deepcopy=False))
-          and sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)) >= 1,
-          90, "a trial in the middle of its folds")
+    _wait(
+        lambda: (
+            any(t.state == TrialState.RUNNING and t.intermediate_values for t in study.get_trials(deepcopy=False))
+            and sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)) >= 1
+        ),
+        90,
+        "a trial in the middle of its folds",
+    )
     stopped_at = time.time()
     runner.stop_study(spec.name)
     assert runner.wait_for(procs) == [0], _logs(spec.name)
@@ -358,7 +409,9 @@ def test_read_only_storage_gives_clear_error_and_keeps_data(populated, action) -
         assert "Could not save wine.csv" in result["message"] and "read-only" in result["message"], result
     else:
         assert "catalogue" in result["message"] and str(db) in result["message"], result
-        assert "readonly" in result["message"] or "read-only" in result["message"] or "unable to open" in result["message"], result
+        assert (
+            "readonly" in result["message"] or "read-only" in result["message"] or "unable to open" in result["message"]
+        ), result
     assert _files_fingerprint(populated) == files
     assert _db_fingerprint(db) == dump
     from hpdash.store import Catalogue

@@ -44,8 +44,11 @@ def _bowl_studies() -> dict[int, tuple[optuna.Study, GPSampler, optuna.Study]]:
     out = {}
     for seed in SEEDS:
         sampler = GPSampler(seed=seed, n_startup_trials=STARTUP)
-        out[seed] = (_run(sampler, _bowl, N_TRIALS), sampler,
-                     _run(optuna.samplers.RandomSampler(seed=seed), _bowl, N_TRIALS))
+        out[seed] = (
+            _run(sampler, _bowl, N_TRIALS),
+            sampler,
+            _run(optuna.samplers.RandomSampler(seed=seed), _bowl, N_TRIALS),
+        )
     return out
 
 
@@ -116,6 +119,7 @@ def test_surrogate_of_a_past_trial_is_the_gp_that_chose_it() -> None:
 def test_same_seed_repeats_and_direction_is_respected() -> None:
     """The same seed gives the same trials; minimising f and maximising -f are one search
     (the objective is turned into a maximisation inside); another seed starts elsewhere."""
+
     def negated(trial: optuna.Trial) -> float:
         return -_bowl(trial)
 
@@ -141,7 +145,7 @@ def _mixed(trial: optuna.Trial) -> float:
     depth = trial.suggest_int("depth", 2, 10)
     kind = trial.suggest_categorical("kind", ["bad", "good", "worse"])
     penalty = {"bad": 2.0, "good": 0.0, "worse": 4.0}[kind]
-    return -(math.log10(c) - 1) ** 2 - 0.5 * (math.log2(n) - 3) ** 2 - 0.1 * (depth - 6) ** 2 - penalty
+    return -((math.log10(c) - 1) ** 2) - 0.5 * (math.log2(n) - 3) ** 2 - 0.1 * (depth - 6) ** 2 - penalty
 
 
 def test_int_log_and_categorical_hyperparameters() -> None:
@@ -176,7 +180,7 @@ def test_encoding_of_int_log_step_and_categorical() -> None:
     assert enc.dims == 1 + 1 + 1 + 3 + 1
     ints = gp_sampler._to_unit(space["n"], np.array([1.0, 2.0, 3.0, 4.0]))
     np.testing.assert_allclose(ints, [0.125, 0.375, 0.625, 0.875])
-    np.testing.assert_allclose(gp_sampler._to_unit(space["lr"], np.array([1e-4, 10 ** -2.5, 1e-1])), [0, 0.5, 1])
+    np.testing.assert_allclose(gp_sampler._to_unit(space["lr"], np.array([1e-4, 10**-2.5, 1e-1])), [0, 0.5, 1])
     np.testing.assert_array_equal(gp_sampler._to_value(space["n"], np.array([0.0, 0.26, 0.5, 1.0])), [1, 2, 3, 4])
     np.testing.assert_allclose(gp_sampler._to_value(space["f"], np.array([0.0, 0.3, 0.55, 1.0])), [0, 0.25, 0.5, 1.0])
     params = {"n": 3, "lr": 3e-3, "f": 0.75, "k": "b", "m": 17}
@@ -225,7 +229,7 @@ def test_conditional_space_of_algorithm_selection() -> None:
     row = enc.encode([{"model": "a", "a__x": 0.2}])[0]
     b_y = next(c for c in enc.columns if c.name == "b__y")
     b_k = next(c for c in enc.columns if c.name == "b__k")
-    assert row[b_y.start] == gp_sampler.INACTIVE and row[b_k.start:b_k.start + b_k.width].sum() == 0
+    assert row[b_y.start] == gp_sampler.INACTIVE and row[b_k.start : b_k.start + b_k.width].sum() == 0
 
 
 def test_a_model_no_trial_has_used_is_proposed_with_random_hyperparameters() -> None:
@@ -237,7 +241,12 @@ def test_a_model_no_trial_has_used_is_proposed_with_random_hyperparameters() -> 
     study.optimize(_selection, n_trials=2)
     surrogate = gp_sampler._build(
         {"model": CategoricalDistribution(["a", "b"]), "a__x": FloatDistribution(0.0, 1.0)},
-        study.trials, [], study.direction, seed=3, trial_number=2)
+        study.trials,
+        [],
+        study.direction,
+        seed=3,
+        trial_number=2,
+    )
     assert set(surrogate.next_params) in ({"model", "a__x"}, {"model"})
     study.optimize(_selection, n_trials=6)
     b_trials = [t for t in study.trials if t.params["model"] == "b"]

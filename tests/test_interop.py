@@ -11,11 +11,11 @@ from wsgiref.util import setup_testing_defaults
 import joblib
 import pytest
 from optuna.trial import TrialState
+from pg_helpers import pg_url  # noqa: F401  (fixture)
 
 from hpdash import config, export_model, runner
 from hpdash.errors import StorageError
 from hpdash.spec import parse_spec
-from pg_helpers import pg_url  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +29,17 @@ def _get(app, path: str) -> tuple[str, dict]:
 
 
 def _run_study(name: str, storage: str | None, n_trials: int = 4):
-    spec = parse_spec({"name": name, "dataset": "sklearn:iris", "target": "target", "model": "k_nearest_neighbors",
-                       "strategy": "random", "n_trials": n_trials, "cv": {"folds": 3}})
+    spec = parse_spec(
+        {
+            "name": name,
+            "dataset": "sklearn:iris",
+            "target": "target",
+            "model": "k_nearest_neighbors",
+            "strategy": "random",
+            "n_trials": n_trials,
+            "cv": {"folds": 3},
+        }
+    )
     runner.create_study(spec, storage)
     assert runner.wait_for(runner.launch_workers(name, storage, 1)) == [0]
     return runner.load_study(name, storage)

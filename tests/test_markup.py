@@ -59,8 +59,33 @@ def parse_html(fragment: str) -> _Html:
 
 
 # -- notes ------------------------------------------------------------------------------------
-NOTE_TAGS = {"p", "a", "em", "strong", "code", "pre", "ul", "ol", "li", "blockquote", "hr", "br",
-             "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td", "s"}
+NOTE_TAGS = {
+    "p",
+    "a",
+    "em",
+    "strong",
+    "code",
+    "pre",
+    "ul",
+    "ol",
+    "li",
+    "blockquote",
+    "hr",
+    "br",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "s",
+}
 SAFE_HREF = re.compile(r"^(https?://[^\s/?#\\]+|mailto:\S+)", re.IGNORECASE)
 REL = "nofollow noopener noreferrer"
 
@@ -94,14 +119,14 @@ PAYLOADS = [
     "[x][1]\n\n[1]: javascript:alert(1)",
     "[x][1]\n\n[1]: <javascript:alert(1)>",
     "[1]\n\n[1]: data:text/html,hi",
-    "[x]\n\n[x]: vbscript:msgbox(1) \"title\"",
+    '[x]\n\n[x]: vbscript:msgbox(1) "title"',
     "<javascript:alert(1)>",
     "<JAVASCRIPT:alert(1)>",
     "<data:text/html,hi>",
     "<vbscript:msgbox(1)>",
     "<file:///etc/passwd>",
     "![img](http://evil.example/x.png)",
-    "![img](https://evil.example/x.png \"title\")",
+    '![img](https://evil.example/x.png "title")',
     "![](http://evil.example/x.png)",
     "![img](javascript:alert(1))",
     "![img](data:image/png;base64,iVBORw0KGgo=)",
@@ -110,22 +135,22 @@ PAYLOADS = [
     "[![img](http://evil.example/x.png)](javascript:alert(1))",
     "![![inner](http://evil.example/a.png)](http://evil.example/b.png)",
     "<img src=x onerror=alert(1)>",
-    "<IMG SRC=\"javascript:alert(1)\">",
+    '<IMG SRC="javascript:alert(1)">',
     "<script>alert(1)</script>",
     "<scr<script>ipt>alert(1)</script>",
     "<svg onload=alert(1)>",
-    "<iframe src=\"http://evil.example\"></iframe>",
-    "<a href=\"javascript:alert(1)\">x</a>",
+    '<iframe src="http://evil.example"></iframe>',
+    '<a href="javascript:alert(1)">x</a>',
     "<style>body{display:none}</style>",
     "<details open ontoggle=alert(1)>",
     "<!-- comment --><b>bold</b>",
     "<div>\n\n*x*\n\n</div>",
-    "[a](javascript:alert(1) \"t\")[b](http://ok.example)",
+    '[a](javascript:alert(1) "t")[b](http://ok.example)',
     "[[nested](javascript:alert(1))](http://ok.example)",
     "[x[y](javascript:alert(1))z](http://ok.example)",
-    "[x](<http://ok.example> \"onmouseover=alert(1)\")",
-    "[x](http://ok.example\" onmouseover=\"alert(1))",
-    "[x](http://ok.example/\"><script>alert(1)</script>)",
+    '[x](<http://ok.example> "onmouseover=alert(1)")',
+    '[x](http://ok.example" onmouseover="alert(1))',
+    '[x](http://ok.example/"><script>alert(1)</script>)',
     "`<script>alert(1)</script>`",
     "```\n<script>alert(1)</script>\n```",
     "    <script>alert(1)</script>",
@@ -173,17 +198,25 @@ def test_note_payloads_render_without_unsafe_markup(payload: str) -> None:
 
 
 def test_unsafe_links_are_text_and_safe_links_stay() -> None:
-    for payload in ("[x](javascript:alert(1))", "[x][1]\n\n[1]: javascript:alert(1)",
-                    "<javascript:alert(1)>", "[x](data:text/html,hi)", "[x](/relative)",
-                    "[x](&#106;avascript:alert(1))", "[x](JaVaScRiPt:alert(1))"):
+    for payload in (
+        "[x](javascript:alert(1))",
+        "[x][1]\n\n[1]: javascript:alert(1)",
+        "<javascript:alert(1)>",
+        "[x](data:text/html,hi)",
+        "[x](/relative)",
+        "[x](&#106;avascript:alert(1))",
+        "[x](JaVaScRiPt:alert(1))",
+    ):
         parsed = check_note_html(note_html(payload))
         assert [t for t, _ in parsed.tags if t == "a"] == [], payload
         assert "x" in "".join(parsed.text) or "javascript" in "".join(parsed.text)
-    for payload, href in (("[docs](https://example.com/a?b=1)", "https://example.com/a?b=1"),
-                          ("<http://example.com>", "http://example.com"),
-                          ("[mail](mailto:team@example.com)", "mailto:team@example.com"),
-                          ("<team@example.com>", "mailto:team@example.com"),
-                          ("[r][1]\n\n[1]: https://example.com", "https://example.com")):
+    for payload, href in (
+        ("[docs](https://example.com/a?b=1)", "https://example.com/a?b=1"),
+        ("<http://example.com>", "http://example.com"),
+        ("[mail](mailto:team@example.com)", "mailto:team@example.com"),
+        ("<team@example.com>", "mailto:team@example.com"),
+        ("[r][1]\n\n[1]: https://example.com", "https://example.com"),
+    ):
         parsed = check_note_html(note_html(payload))
         links = [a for t, a in parsed.tags if t == "a"]
         assert len(links) == 1 and html.unescape(links[0]["href"]) == href, payload
@@ -192,11 +225,13 @@ def test_unsafe_links_are_text_and_safe_links_stay() -> None:
 def test_images_are_never_embedded() -> None:
     """An image becomes its alt text (its address as text when it has none): no <img>, and no
     link to the image's server either."""
-    for note, text in (("![a chart](https://example.com/c.png)", "a chart"),
-                       ("![](https://example.com/c.png)", "https://example.com/c.png"),
-                       ("![only *alt*](data:image/png;base64,AAAA)", "only alt"),
-                       ("![x](javascript:alert(1))", "x"),
-                       ("![img][ref]\n\n[ref]: http://evil.example/x.png", "img")):
+    for note, text in (
+        ("![a chart](https://example.com/c.png)", "a chart"),
+        ("![](https://example.com/c.png)", "https://example.com/c.png"),
+        ("![only *alt*](data:image/png;base64,AAAA)", "only alt"),
+        ("![x](javascript:alert(1))", "x"),
+        ("![img][ref]\n\n[ref]: http://evil.example/x.png", "img"),
+    ):
         parsed = check_note_html(note_html(note))
         assert [t for t, _ in parsed.tags] == ["p"], note
         assert "".join(parsed.text).strip() == text, note
@@ -213,8 +248,9 @@ def test_raw_html_is_text() -> None:
 
 
 def test_tables_strikethrough_and_markdown_are_kept() -> None:
-    out = note_html("# Findings\n\n**k** ~~5~~ 7, *fast*\n\n| k | score |\n|---|--:|\n| 7 | 0.97 |\n\n"
-                    "- one\n- two\n\n`code`")
+    out = note_html(
+        "# Findings\n\n**k** ~~5~~ 7, *fast*\n\n| k | score |\n|---|--:|\n| 7 | 0.97 |\n\n- one\n- two\n\n`code`"
+    )
     parsed = check_note_html(out)
     tags = [t for t, _ in parsed.tags]
     for tag in ("h1", "strong", "s", "em", "table", "th", "td", "ul", "li", "code"):
@@ -250,26 +286,109 @@ ASCII_PUNCTUATION = set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 CONTROLS = {c: " " for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
 
 HOSTILE = [
-    "", " ", "   ", "plain", "  lead and trail  ", "    indented code", "\tTab",
-    "*em* **strong** _u_ __uu__ ~~s~~ `code` ``x``", "\\*not em\\*", "trailing backslash\\", "\\",
-    "# heading", "###### h6", "- item", "+ item", "* item", "1. item", "1) item", "> quote",
-    "---", "***", "___", "===", "| a | b |", "|---|", "a | b", "[link](http://evil.example)",
-    "[x][1]", "[1]: http://evil.example", "![img](http://evil.example/x.png)", "![img]",
-    "<http://evil.example>", "<a@b.co>", "<b>bold</b>", "<img src=x onerror=alert(1)>",
-    "<script>alert(1)</script>", "<!-- c -->", "&amp; &lt; &#x27; &copy; &#32;", "&", "&#",
-    "www.evil.example", "WWW.EVIL.EXAMPLE/path", "xwww.evil.example", "(www.evil.example)",
-    "http://evil.example", "HTTPS://evil.example/a?b=c#d", "https://", "www.", "ftp://evil.example",
-    "see https://evil.example.", "mail me: a.b+c@evil.example", "a@b", "foo@bar.baz.",
-    "mailto:a@evil.example", "xmpp:a@evil.example", "javascript:alert(1)",
-    ":smile: :+1: :-1: :a:b:c: :: :", ":material/home: :material_home:", ":streamlit:",
-    ":red[danger] :blue-background[x] :rainbow[y]", "$x^2$", "$$\\int x$$", "\\$5 and $6",
-    "costs $5 and $10", "~tilde~", "^caret^", "a_b_c", "snake_case_name", "{curly}", "[^1]",
-    "line\nbreak", "crlf\r\nline", "cr\rline", "nul\x00byte", "esc\x1b[31mred", "bell\x07",
-    "del\x7f", "c1\x85nel", "u2028\u2028sep", "u2029\u2029para", "rtl\u202eoverride",
-    "zero\u200bwidth", f"joiner{WORD_JOINER}already", "emoji \U0001F600 \u05e9\u05dc\u05d5\u05dd",
-    "combining e\u0301", "nbsp\u00a0space", "fullwidth\uff0e\uff1a", "`", "``", "```",
-    "1\\. escaped", "<", ">", "\"quoted\"", "'single'", "a  b   c", "trailing two  ",
-    "=1+1", "+SUM(A1)", "@cmd", "%s %d {0}", "\\n literal", "x" * 500,
+    "",
+    " ",
+    "   ",
+    "plain",
+    "  lead and trail  ",
+    "    indented code",
+    "\tTab",
+    "*em* **strong** _u_ __uu__ ~~s~~ `code` ``x``",
+    "\\*not em\\*",
+    "trailing backslash\\",
+    "\\",
+    "# heading",
+    "###### h6",
+    "- item",
+    "+ item",
+    "* item",
+    "1. item",
+    "1) item",
+    "> quote",
+    "---",
+    "***",
+    "___",
+    "===",
+    "| a | b |",
+    "|---|",
+    "a | b",
+    "[link](http://evil.example)",
+    "[x][1]",
+    "[1]: http://evil.example",
+    "![img](http://evil.example/x.png)",
+    "![img]",
+    "<http://evil.example>",
+    "<a@b.co>",
+    "<b>bold</b>",
+    "<img src=x onerror=alert(1)>",
+    "<script>alert(1)</script>",
+    "<!-- c -->",
+    "&amp; &lt; &#x27; &copy; &#32;",
+    "&",
+    "&#",
+    "www.evil.example",
+    "WWW.EVIL.EXAMPLE/path",
+    "xwww.evil.example",
+    "(www.evil.example)",
+    "http://evil.example",
+    "HTTPS://evil.example/a?b=c#d",
+    "https://",
+    "www.",
+    "ftp://evil.example",
+    "see https://evil.example.",
+    "mail me: a.b+c@evil.example",
+    "a@b",
+    "foo@bar.baz.",
+    "mailto:a@evil.example",
+    "xmpp:a@evil.example",
+    "javascript:alert(1)",
+    ":smile: :+1: :-1: :a:b:c: :: :",
+    ":material/home: :material_home:",
+    ":streamlit:",
+    ":red[danger] :blue-background[x] :rainbow[y]",
+    "$x^2$",
+    "$$\\int x$$",
+    "\\$5 and $6",
+    "costs $5 and $10",
+    "~tilde~",
+    "^caret^",
+    "a_b_c",
+    "snake_case_name",
+    "{curly}",
+    "[^1]",
+    "line\nbreak",
+    "crlf\r\nline",
+    "cr\rline",
+    "nul\x00byte",
+    "esc\x1b[31mred",
+    "bell\x07",
+    "del\x7f",
+    "c1\x85nel",
+    "u2028\u2028sep",
+    "u2029\u2029para",
+    "rtl\u202eoverride",
+    "zero\u200bwidth",
+    f"joiner{WORD_JOINER}already",
+    "emoji \U0001f600 \u05e9\u05dc\u05d5\u05dd",
+    "combining e\u0301",
+    "nbsp\u00a0space",
+    "fullwidth\uff0e\uff1a",
+    "`",
+    "``",
+    "```",
+    "1\\. escaped",
+    "<",
+    ">",
+    '"quoted"',
+    "'single'",
+    "a  b   c",
+    "trailing two  ",
+    "=1+1",
+    "+SUM(A1)",
+    "@cmd",
+    "%s %d {0}",
+    "\\n literal",
+    "x" * 500,
 ]
 
 
@@ -333,18 +452,45 @@ def test_escaped_text_inside_bold_and_link_text_stays_text() -> None:
         assert parsed.tags[1][1]["href"] == "https://example.com"
 
 
-_ALPHABET = list("abcXYZ019 _-*+~`#>|!\\/:.@$%&;=?'\"()[]{}<>^\t\n\r\x00\x1b\u2028\u00e9\U0001F600")
-_PIECES = ["www.", "http://", "https://", "@", ":smile:", ":red[", "$", "$$", "![", "](", "<img ",
-           "<http://", "&#", "&amp;", "    ", "\n# ", "\n- ", "\n1. ", "\n> ", "```", "~~", "**",
-           "[1]: ", ":material/", "evil.example", "mailto:", "javascript:"]
+_ALPHABET = list("abcXYZ019 _-*+~`#>|!\\/:.@$%&;=?'\"()[]{}<>^\t\n\r\x00\x1b\u2028\u00e9\U0001f600")
+_PIECES = [
+    "www.",
+    "http://",
+    "https://",
+    "@",
+    ":smile:",
+    ":red[",
+    "$",
+    "$$",
+    "![",
+    "](",
+    "<img ",
+    "<http://",
+    "&#",
+    "&amp;",
+    "    ",
+    "\n# ",
+    "\n- ",
+    "\n1. ",
+    "\n> ",
+    "```",
+    "~~",
+    "**",
+    "[1]: ",
+    ":material/",
+    "evil.example",
+    "mailto:",
+    "javascript:",
+]
 
 
 def _random_strings(count: int, seed: int = 20240601) -> list[str]:
     rng = random.Random(seed)
     out = []
     for _ in range(count):
-        parts = [rng.choice(_PIECES) if rng.random() < 0.3 else rng.choice(_ALPHABET)
-                 for _ in range(rng.randint(0, 30))]
+        parts = [
+            rng.choice(_PIECES) if rng.random() < 0.3 else rng.choice(_ALPHABET) for _ in range(rng.randint(0, 30))
+        ]
         out.append("".join(parts))
     return out
 
@@ -357,16 +503,34 @@ def test_escape_round_trips_generated_strings() -> None:
 if HAVE_HYPOTHESIS:  # pragma: no cover - hypothesis is optional
 
     @hypothesis.settings(max_examples=300, deadline=None)
-    @hypothesis.given(hyp.text(alphabet=hyp.sampled_from(_ALPHABET + _PIECES), max_size=40)
-                      | hyp.text(max_size=40))
+    @hypothesis.given(hyp.text(alphabet=hyp.sampled_from(_ALPHABET + _PIECES), max_size=40) | hyp.text(max_size=40))
     def test_escape_round_trips_hypothesis(s: str) -> None:
         check_escape(s)
 
 
 # -- code ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("s", ["x", "`", "``", "a`b", "a``b`", "`starts", "ends`", " both ", "  ",
-                               "<script>alert(1)</script>", "[x](javascript:1)", "line\nbreak",
-                               "www.evil.example", ":material/home:", "$x$", "\\", "*a*"])
+@pytest.mark.parametrize(
+    "s",
+    [
+        "x",
+        "`",
+        "``",
+        "a`b",
+        "a``b`",
+        "`starts",
+        "ends`",
+        " both ",
+        "  ",
+        "<script>alert(1)</script>",
+        "[x](javascript:1)",
+        "line\nbreak",
+        "www.evil.example",
+        ":material/home:",
+        "$x$",
+        "\\",
+        "*a*",
+    ],
+)
 def test_code_shows_text_exactly(s: str) -> None:
     out = code(s)
     parsed = _rendered(out)
@@ -380,7 +544,7 @@ def test_code_of_nothing_is_nothing() -> None:
 
 
 # -- in a real browser ------------------------------------------------------------------------
-_BROWSER_APP = '''
+_BROWSER_APP = """
 import json, sys
 sys.path.insert(0, {root!r})
 import streamlit as st
@@ -400,7 +564,7 @@ for i, s in enumerate(cases):
         st.markdown(code(s))
 with st.container(key="unjoined"):  # the same escaping without the word joiners
     st.markdown(escape("www.evil.example http://evil.example a@evil.example").replace({wj!r}, ""))
-'''
+"""
 
 _PROBE = """(sel) => { const e = document.querySelector(sel);
     return {text: e.textContent, links: e.querySelectorAll('a').length,
@@ -421,22 +585,44 @@ def test_escape_and_code_in_streamlit(browser, tmp_path) -> None:
     from pathlib import Path
 
     cases = [s for s in HOSTILE if s.strip()] + [
-        "go to www.evil.example now", "mail a.b@evil.example", ":smile: :+1:", "$x^2$ math",
-        ":red[red] text", ":material/home: icon", "![img](http://127.0.0.1:9/x.png)"]
+        "go to www.evil.example now",
+        "mail a.b@evil.example",
+        ":smile: :+1:",
+        "$x^2$ math",
+        ":red[red] text",
+        ":material/home: icon",
+        "![img](http://127.0.0.1:9/x.png)",
+    ]
     (tmp_path / "cases.json").write_text(json.dumps(cases), encoding="utf-8")
     root = str(Path(__file__).resolve().parents[1])
     app = tmp_path / "app.py"
-    app.write_text(_BROWSER_APP.format(root=root, cases=str(tmp_path / "cases.json"), wj=WORD_JOINER),
-                   encoding="utf-8")
+    app.write_text(_BROWSER_APP.format(root=root, cases=str(tmp_path / "cases.json"), wj=WORD_JOINER), encoding="utf-8")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = open(tmp_path / "streamlit.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=root, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(app),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=root,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     context = None
     try:
         deadline = time.time() + 60
@@ -459,8 +645,10 @@ def test_escape_and_code_in_streamlit(browser, tmp_path) -> None:
             """(n) => { const boxes = [...document.querySelectorAll('[class*="st-key-"]')];
                 const emoji = boxes.filter(e => /st-key-emoji/.test(e.className));
                 return boxes.length >= 5 * n && boxes.every(e => e.textContent.trim() !== '')
-                    && emoji.every(e => e.textContent.trim().startsWith('\U0001F44D')); }""",
-            arg=len(cases), timeout=60_000)
+                    && emoji.every(e => e.textContent.trim().startsWith('\U0001f44d')); }""",
+            arg=len(cases),
+            timeout=60_000,
+        )
 
         def shown(text: str) -> str:
             return re.sub(r"\s+", " ", text.replace(WORD_JOINER, "")).strip()
@@ -472,7 +660,7 @@ def test_escape_and_code_in_streamlit(browser, tmp_path) -> None:
                 got = page.evaluate(_PROBE, f".st-key-{kind}{i}")
                 text = shown(got["text"])
                 if kind == "emoji":
-                    text = text.removeprefix("\U0001F44D").strip()
+                    text = text.removeprefix("\U0001f44d").strip()
                 if got["links"] or got["images"] or got["math"] or text != want:
                     problems.append((kind, case, text, got))
         assert problems == [], problems[:5]

@@ -39,10 +39,22 @@ def _one_thread():
     with threadpool_limits(limits=1):
         yield
 
+
 KEYS = [
-    "logistic_regression", "linear_regression", "ridge", "lasso", "elastic_net", "svm",
-    "k_nearest_neighbors", "decision_tree", "random_forest", "extra_trees",
-    "hist_gradient_boosting", "mlp", "sgd", "gaussian_process",
+    "logistic_regression",
+    "linear_regression",
+    "ridge",
+    "lasso",
+    "elastic_net",
+    "svm",
+    "k_nearest_neighbors",
+    "decision_tree",
+    "random_forest",
+    "extra_trees",
+    "hist_gradient_boosting",
+    "mlp",
+    "sgd",
+    "gaussian_process",
 ]
 PAIRS = [(key, task) for key in KEYS for task in models.REGISTRY[key].tasks]
 
@@ -105,8 +117,16 @@ def test_estimator_class_by_task() -> None:
 @pytest.mark.parametrize(
     ("key", "task", "message"),
     [
-        ("linear_regression", "classification", r"model 'linear_regression' is for regression only; it cannot be used for classification"),
-        ("logistic_regression", "regression", r"model 'logistic_regression' is for classification only; it cannot be used for regression"),
+        (
+            "linear_regression",
+            "classification",
+            r"model 'linear_regression' is for regression only; it cannot be used for classification",
+        ),
+        (
+            "logistic_regression",
+            "regression",
+            r"model 'logistic_regression' is for classification only; it cannot be used for regression",
+        ),
         ("lasso", "classification", r"is for regression only"),
         ("elastic_net", "classification", r"is for regression only"),
     ],
@@ -181,11 +201,18 @@ def test_labels_of_well_known_hyperparameters() -> None:
     assert label("logistic_regression", "C") == "learning process"
     assert label("sgd", "loss", "regression") == "learning process"
     assert models.default_space("sgd", "classification")["loss"].choices == ("hinge", "log_loss", "modified_huber")
-    assert models.default_space("sgd", "regression")["loss"].choices == ("squared_error", "huber", "epsilon_insensitive")
+    assert models.default_space("sgd", "regression")["loss"].choices == (
+        "squared_error",
+        "huber",
+        "epsilon_insensitive",
+    )
 
 
 def test_parse_model_space_uses_family_labels() -> None:
-    raw = {"n_estimators": {"type": "int", "low": 10, "high": 50}, "max_features": {"type": "float", "low": 0.2, "high": 1.0}}
+    raw = {
+        "n_estimators": {"type": "int", "low": 10, "high": 50},
+        "max_features": {"type": "float", "low": 0.2, "high": 1.0},
+    }
     space = models.parse_model_space("random_forest", "regression", raw)
     assert space["n_estimators"].label == "model shape"
     assert space["max_features"].label == "learning process"
@@ -210,13 +237,17 @@ def test_unknown_hyperparameter_is_named_with_valid_ones() -> None:
 
 def test_random_state_cannot_be_searched() -> None:
     space = parse_space({"random_state": {"type": "int", "low": 0, "high": 9}})
-    with pytest.raises(SpecError, match=r"'random_state' of model 'decision_tree' cannot be searched; it is set from the study seed"):
+    with pytest.raises(
+        SpecError, match=r"'random_state' of model 'decision_tree' cannot be searched; it is set from the study seed"
+    ):
         models.validate_space("decision_tree", "regression", space)
 
 
 def test_values_scikit_learn_rejects() -> None:
     bad_choice = parse_space({"criterion": {"type": "categorical", "choices": ["gini", "ginny"]}})
-    with pytest.raises(SpecError, match=r"hyperparameter 'criterion': 'ginny' is not accepted: The 'criterion' parameter"):
+    with pytest.raises(
+        SpecError, match=r"hyperparameter 'criterion': 'ginny' is not accepted: The 'criterion' parameter"
+    ):
         models.validate_space("decision_tree", "classification", bad_choice)
     bad_bound = parse_space({"max_features": {"type": "float", "low": 0.5, "high": 1.5}})
     with pytest.raises(SpecError, match=r"hyperparameter 'max_features': 1\.5 is not accepted"):
@@ -228,7 +259,10 @@ def test_values_scikit_learn_rejects() -> None:
 
 def test_validate_space_runs_converters_over_choices() -> None:
     bad_kernel = parse_space({"kernel": {"type": "categorical", "choices": ["rbf", "__import__('os')"]}})
-    with pytest.raises(SpecError, match=r"hyperparameter 'kernel': unknown kernel \"__import__\('os'\)\"; use one of: rbf, matern, rational_quadratic, dot_product_white"):
+    with pytest.raises(
+        SpecError,
+        match=r"hyperparameter 'kernel': unknown kernel \"__import__\('os'\)\"; use one of: rbf, matern, rational_quadratic, dot_product_white",
+    ):
         models.validate_space("gaussian_process", "regression", bad_kernel)
     bad_layers = parse_space({"hidden_layer_sizes": {"type": "categorical", "choices": ["64", "64;32"]}})
     with pytest.raises(SpecError, match=r"hyperparameter 'hidden_layer_sizes': '64;32' is not a list of layer sizes"):
@@ -423,18 +457,23 @@ def test_input_each_estimator_needs() -> None:
 
 
 def test_targets_standardised_for_the_models_that_need_it() -> None:
-    scaled = {key for key, task in PAIRS
-              if task == "regression" and models.scales_target(models.estimator_class(key, task))}
+    scaled = {
+        key for key, task in PAIRS if task == "regression" and models.scales_target(models.estimator_class(key, task))
+    }
     assert scaled == {"svm", "mlp", "sgd", "gaussian_process"}
     assert not models.scales_target(SVC())  # classification targets are labels
 
 
 def test_categorical_features_is_set_from_the_data_not_searched() -> None:
     space = parse_space({"categorical_features": {"type": "categorical", "choices": ["from_dtype"]}})
-    with pytest.raises(SpecError, match=r"hyperparameter 'categorical_features' of model "
-                       r"'hist_gradient_boosting' cannot be searched; hpdash sets it from the "
-                       r"column roles of the dataset"):
+    with pytest.raises(
+        SpecError,
+        match=r"hyperparameter 'categorical_features' of model "
+        r"'hist_gradient_boosting' cannot be searched; hpdash sets it from the "
+        r"column roles of the dataset",
+    ):
         models.validate_space("hist_gradient_boosting", "classification", space)
-    imports, code = models.estimator_code("hist_gradient_boosting", "regression", {"max_iter": 20}, 0,
-                                          data_params={"categorical_features": [2, 3]})
+    imports, code = models.estimator_code(
+        "hist_gradient_boosting", "regression", {"max_iter": 20}, 0, data_params={"categorical_features": [2, 3]}
+    )
     assert code == "HistGradientBoostingRegressor(categorical_features=[2, 3], max_iter=20, random_state=0)"

@@ -90,10 +90,12 @@ def test_metrics_by_task() -> None:
 
 def test_preprocessing_fits_inside_each_fold() -> None:
     """Mixed numeric/categorical data with gaps goes through the pipeline."""
-    frame = pd.DataFrame({
-        "num": [1.0, 2.0, np.nan, 4.0, 5.0, 6.0, 7.0, 8.0],
-        "cat": ["a", "b", None, "a", "b", "a", "c", "a"],
-    })
+    frame = pd.DataFrame(
+        {
+            "num": [1.0, 2.0, np.nan, 4.0, 5.0, 6.0, 7.0, 8.0],
+            "cat": ["a", "b", None, "a", "b", "a", "c", "a"],
+        }
+    )
     pre = objective.make_preprocessor(["num"], ["cat"])
     out = pre.fit_transform(frame.iloc[:6])
     assert out.shape == (6, 1 + 2)  # "c" is unseen in the first 6 rows
@@ -104,7 +106,9 @@ def test_cross_validate_reports_each_fold() -> None:
     spec = parse_spec({**GRID_SPEC, "strategy": "random", "n_trials": 2})
     problem = runner.load_problem(spec, None)
     seen: list[tuple[int, float]] = []
-    result = objective.cross_validate_params(problem, "decision_tree", {"max_depth": 3}, lambda k, s: seen.append((k, s)))
+    result = objective.cross_validate_params(
+        problem, "decision_tree", {"max_depth": 3}, lambda k, s: seen.append((k, s))
+    )
     assert [k for k, _ in seen] == [0, 1, 2, 3, 4]
     assert result.mean == pytest.approx(np.mean([s for _, s in seen]))
     assert len(result.fit_times) == 5 and all(t > 0 for t in result.fit_times)
@@ -122,14 +126,20 @@ def test_reproduce_snippet_runs_and_matches(data_dir) -> None:
     assert abs(scope["result"] - expected) < 1e-12
 
 
-@pytest.mark.parametrize("pruner, live_seconds, live_reports", [
-    ("none", 1e9, 0),     # fast trials, no pruner: every fold score is written with the results
-    ("none", 0.0, 5),     # slow folds: each score is written as soon as it is known
-    ("median", 1e9, 5),   # a pruner reads each fold's score at once
-])
-def test_fold_scores_reach_storage_live_only_when_needed(data_dir, tmp_path, monkeypatch, pruner, live_seconds, live_reports) -> None:
-    spec = parse_spec({**GRID_SPEC, "name": f"live-{pruner}-{live_reports}", "strategy": "random",
-                       "n_trials": 1, "pruner": pruner})
+@pytest.mark.parametrize(
+    "pruner, live_seconds, live_reports",
+    [
+        ("none", 1e9, 0),  # fast trials, no pruner: every fold score is written with the results
+        ("none", 0.0, 5),  # slow folds: each score is written as soon as it is known
+        ("median", 1e9, 5),  # a pruner reads each fold's score at once
+    ],
+)
+def test_fold_scores_reach_storage_live_only_when_needed(
+    data_dir, tmp_path, monkeypatch, pruner, live_seconds, live_reports
+) -> None:
+    spec = parse_spec(
+        {**GRID_SPEC, "name": f"live-{pruner}-{live_reports}", "strategy": "random", "n_trials": 1, "pruner": pruner}
+    )
     problem = runner.load_problem(spec, None)
     monkeypatch.setattr(objective, "LIVE_REPORT_SECONDS", live_seconds)
     reports = []  # fold steps written before the trial's results (which come with attrs)
@@ -173,15 +183,27 @@ def _small_table(kind: str, task: str) -> pd.DataFrame:
         frame = frame.assign(shade=shade, shop=shop)
         signal = x[:, 0] + (shade == "red") - (shop == "shop1")
     noisy = signal + rng.normal(scale=0.4, size=n)
-    frame["y"] = ((noisy > np.median(noisy)).astype(int) if task == "classification"
-                  else (3000.0 + 400.0 * noisy).round(2))
+    frame["y"] = (
+        (noisy > np.median(noisy)).astype(int) if task == "classification" else (3000.0 + 400.0 * noisy).round(2)
+    )
     return frame
 
 
 def _plan(key: str, task: str, kind: str, **change) -> runner.Plan:
-    spec = parse_spec({"name": f"eq-{key.replace('_', '-')}", "dataset": f"{kind}.csv", "target": "y",
-                       "task": task, "model": key, "strategy": "grid", "n_trials": None,
-                       "cv": {"folds": 2}, "seed": 0, **change})
+    spec = parse_spec(
+        {
+            "name": f"eq-{key.replace('_', '-')}",
+            "dataset": f"{kind}.csv",
+            "target": "y",
+            "task": task,
+            "model": key,
+            "strategy": "grid",
+            "n_trials": None,
+            "cv": {"folds": 2},
+            "seed": 0,
+            **change,
+        }
+    )
     return runner.plan_study(spec, data=(_small_table(kind, task), None))
 
 
@@ -196,13 +218,17 @@ def _grid_of(key: str, task: str, plan: runner.Plan) -> tuple[dict[str, Any], st
 
 #: k-NN's default n_neighbors reaches 50, more than these folds' rows; forests of 100 trees
 #: cost seconds here and test nothing fewer trees do not
-_FEW_TREES = {"space": {"n_estimators": {"type": "int", "low": 5, "high": 10},
-                        "max_depth": {"type": "int", "low": 2, "high": 20}}}
+_FEW_TREES = {
+    "space": {"n_estimators": {"type": "int", "low": 5, "high": 10}, "max_depth": {"type": "int", "low": 2, "high": 20}}
+}
 SMALL_SPACES = {
-    "k_nearest_neighbors": {"space": {
-        "n_neighbors": {"type": "int", "low": 1, "high": 10},
-        "weights": {"type": "categorical", "choices": ["uniform", "distance"]},
-        "p": {"type": "categorical", "choices": [1, 2]}}},
+    "k_nearest_neighbors": {
+        "space": {
+            "n_neighbors": {"type": "int", "low": 1, "high": 10},
+            "weights": {"type": "categorical", "choices": ["uniform", "distance"]},
+            "p": {"type": "categorical", "choices": [1, 2]},
+        }
+    },
     "random_forest": _FEW_TREES,
     "extra_trees": _FEW_TREES,
 }
@@ -225,22 +251,27 @@ def test_every_family_reproduces_gridsearchcv_and_its_snippet(key, task) -> None
         pipe = objective.build_pipeline(estimator, problem.numeric, problem.categorical)
         prefix = objective.model_param_prefix(pipe)
         # GridSearchCV takes estimator values (a kernel object, a tuple of layer sizes)
-        grid = {prefix + name: [models.make_estimator(key, task, {**base, name: v}).get_params()[name]
-                                for v in values]}
+        grid = {prefix + name: [models.make_estimator(key, task, {**base, name: v}).get_params()[name] for v in values]}
         with threadpool_limits(limits=1), warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            search = GridSearchCV(pipe, grid, cv=objective.make_cv(task, 2, 1, 0),
-                                  scoring=problem.scorer, refit=False, error_score="raise")
+            search = GridSearchCV(
+                pipe,
+                grid,
+                cv=objective.make_cv(task, 2, 1, 0),
+                scoring=problem.scorer,
+                refit=False,
+                error_score="raise",
+            )
             search.fit(problem.X_train, problem.y_train)
-            ours = [objective.cross_validate_params(problem, key, {**base, name: v}).fold_scores
-                    for v in values]
+            ours = [objective.cross_validate_params(problem, key, {**base, name: v}).fold_scores for v in values]
         theirs = [[search.cv_results_[f"split{k}_test_score"][i] for k in range(2)] for i in range(len(values))]
         assert ours == theirs, (kind, ours, theirs)
         assert list(search.cv_results_["mean_test_score"]) == [np.mean(s) for s in ours]
 
         model_step = pipe.named_steps["model"]
         assert isinstance(model_step, TransformedTargetRegressor) == (
-            task == "regression" and key in ("svm", "mlp", "sgd", "gaussian_process"))
+            task == "regression" and key in ("svm", "mlp", "sgd", "gaussian_process")
+        )
         if kind != "categorical":
             continue
         encoder = pipe.named_steps["preprocess"].transformers[1][1]
@@ -297,28 +328,66 @@ def test_response_methods_are_scikit_learns() -> None:
 YES_NO = pd.Series(["yes", "no", "no", "yes", "no", "no"] * 5)
 
 
-@pytest.mark.parametrize(("metric", "task", "y", "model_keys", "message"), [
-    ("neg_log_loss", "classification", YES_NO, ["svm"],
-     "Metric 'neg_log_loss' scores predicted probabilities (predict_proba), which model 'svm' (SVC) "
-     "does not give. Pick a metric that scores predicted classes (accuracy, balanced_accuracy, f1, "
-     "f1_macro, f1_weighted, precision_macro, recall_macro, matthews_corrcoef), or add probability: "
-     "{type: categorical, choices: [true]} to svm's space"),
-    ("roc_auc_ovr", "classification", YES_NO, ["ridge"],
-     "Metric 'roc_auc_ovr' scores predicted probabilities (predict_proba), which model 'ridge' "
-     "(RidgeClassifier) does not give. Pick a metric that scores predicted classes"),
-    ("neg_log_loss", "classification", YES_NO, ["sgd"],
-     "Metric 'neg_log_loss' scores predicted probabilities (predict_proba), which model 'sgd' "
-     "(SGDClassifier) does not give with loss='hinge' (its search space offers it). Remove that "
-     "choice from its space, or pick a metric that scores predicted classes"),
-    ("roc_auc", "classification", pd.Series([0, 1, 2] * 10), ["logistic_regression"],
-     "Metric 'roc_auc' works only for two classes, and this target has 3. Use 'roc_auc_ovr' instead."),
-    ("f1", "classification", pd.Series(["a", "b", "c"] * 10), ["logistic_regression"],
-     "Metric 'f1' works only for two classes, and this target has 3. Use 'f1_macro' instead."),
-    ("r2", "classification", YES_NO, ["logistic_regression"],
-     "Metric 'r2' is for regression, but this is a classification task. Use one of: accuracy,"),
-    ("accuracy", "regression", pd.Series(np.arange(30.0)), ["ridge"],
-     "Metric 'accuracy' is for classification, but this is a regression task. Use one of: r2,"),
-])
+@pytest.mark.parametrize(
+    ("metric", "task", "y", "model_keys", "message"),
+    [
+        (
+            "neg_log_loss",
+            "classification",
+            YES_NO,
+            ["svm"],
+            "Metric 'neg_log_loss' scores predicted probabilities (predict_proba), which model 'svm' (SVC) "
+            "does not give. Pick a metric that scores predicted classes (accuracy, balanced_accuracy, f1, "
+            "f1_macro, f1_weighted, precision_macro, recall_macro, matthews_corrcoef), or add probability: "
+            "{type: categorical, choices: [true]} to svm's space",
+        ),
+        (
+            "roc_auc_ovr",
+            "classification",
+            YES_NO,
+            ["ridge"],
+            "Metric 'roc_auc_ovr' scores predicted probabilities (predict_proba), which model 'ridge' "
+            "(RidgeClassifier) does not give. Pick a metric that scores predicted classes",
+        ),
+        (
+            "neg_log_loss",
+            "classification",
+            YES_NO,
+            ["sgd"],
+            "Metric 'neg_log_loss' scores predicted probabilities (predict_proba), which model 'sgd' "
+            "(SGDClassifier) does not give with loss='hinge' (its search space offers it). Remove that "
+            "choice from its space, or pick a metric that scores predicted classes",
+        ),
+        (
+            "roc_auc",
+            "classification",
+            pd.Series([0, 1, 2] * 10),
+            ["logistic_regression"],
+            "Metric 'roc_auc' works only for two classes, and this target has 3. Use 'roc_auc_ovr' instead.",
+        ),
+        (
+            "f1",
+            "classification",
+            pd.Series(["a", "b", "c"] * 10),
+            ["logistic_regression"],
+            "Metric 'f1' works only for two classes, and this target has 3. Use 'f1_macro' instead.",
+        ),
+        (
+            "r2",
+            "classification",
+            YES_NO,
+            ["logistic_regression"],
+            "Metric 'r2' is for regression, but this is a classification task. Use one of: accuracy,",
+        ),
+        (
+            "accuracy",
+            "regression",
+            pd.Series(np.arange(30.0)),
+            ["ridge"],
+            "Metric 'accuracy' is for classification, but this is a regression task. Use one of: r2,",
+        ),
+    ],
+)
 def test_wrong_metric_model_target_combinations_are_refused(metric, task, y, model_keys, message) -> None:
     with pytest.raises(SpecError) as refused:
         objective.check_metric(metric, task, y, model_keys)
@@ -329,7 +398,9 @@ def test_a_decision_score_metric_takes_models_without_probabilities() -> None:
     """roc_auc scores decision_function when there are no probabilities: SVC, RidgeClassifier
     and a hinge SGD are fine for it; SGD's probabilistic losses alone are fine for log loss."""
     assert objective.check_metric("roc_auc", "classification", YES_NO, ["svm", "ridge", "sgd"]) == "roc_auc"
-    probabilistic = {"sgd": space.parse_space({"loss": {"type": "categorical", "choices": ["log_loss", "modified_huber"]}})}
+    probabilistic = {
+        "sgd": space.parse_space({"loss": {"type": "categorical", "choices": ["log_loss", "modified_huber"]}})
+    }
     assert objective.check_metric("neg_log_loss", "classification", YES_NO, probabilistic) == "neg_log_loss"
     with_probability = {"svm": space.parse_space({"probability": {"type": "categorical", "choices": [True]}})}
     assert objective.check_metric("neg_log_loss", "classification", YES_NO, with_probability) == "neg_log_loss"
@@ -339,12 +410,14 @@ def test_pos_label_of_yes_no_labels_is_picked_shown_and_overridable() -> None:
     assert objective.resolve_pos_label("f1", YES_NO) == "yes"
     assert objective.metric_note("f1", YES_NO) == (
         "Metric 'f1' scores class 'yes' as the positive one (picked by hpdash from the labels "
-        "'no', 'yes'; set pos_label in the spec to choose the other).")
+        "'no', 'yes'; set pos_label in the spec to choose the other)."
+    )
     assert objective.resolve_pos_label("f1", YES_NO, "no") == "no"
     assert objective.resolve_pos_label("f1", YES_NO, True) == "yes"  # unquoted yes in YAML
     assert objective.resolve_pos_label("f1", YES_NO, " YES ") == "yes"
     assert objective.metric_note("f1", YES_NO, "no") == (
-        "Metric 'f1' scores class 'no' as the positive one (the spec's pos_label).")
+        "Metric 'f1' scores class 'no' as the positive one (the spec's pos_label)."
+    )
     assert objective.resolve_pos_label("accuracy", YES_NO, "no") is None
     assert "is not used" in objective.metric_note("accuracy", YES_NO, "no")
     assert objective.resolve_pos_label("f1", pd.Series([0, 1] * 5)) == 1
@@ -356,7 +429,8 @@ def test_pos_label_of_yes_no_labels_is_picked_shown_and_overridable() -> None:
     assert str(refused.value) == (
         "pos_label 'maybe' is not a class of the target (classes: 'no', 'yes'). Set pos_label to "
         "one of them (in quotes for text, e.g. pos_label: 'yes': unquoted yes/no read as "
-        "true/false), or leave it out to let hpdash pick.")
+        "true/false), or leave it out to let hpdash pick."
+    )
 
 
 def test_the_positive_class_reaches_the_scorer_and_the_snippet() -> None:
@@ -366,9 +440,20 @@ def test_the_positive_class_reaches_the_scorer_and_the_snippet() -> None:
     frame["y"] = frame["y"].map({1: "yes", 0: "no"})
     scores = {}
     for label in (None, "no"):
-        spec = parse_spec({"name": "yes-no", "dataset": "t.csv", "target": "y", "model": "decision_tree",
-                           "strategy": "random", "n_trials": 1, "cv": {"folds": 2}, "metric": "f1",
-                           "pos_label": label, "seed": 0})
+        spec = parse_spec(
+            {
+                "name": "yes-no",
+                "dataset": "t.csv",
+                "target": "y",
+                "model": "decision_tree",
+                "strategy": "random",
+                "n_trials": 1,
+                "cv": {"folds": 2},
+                "metric": "f1",
+                "pos_label": label,
+                "seed": 0,
+            }
+        )
         plan = runner.plan_study(spec, data=(frame, None))
         problem = objective.make_problem(plan.prepared, spec, plan.spaces, plan.metric)
         assert problem.pos_label == (label or "yes")
@@ -388,14 +473,28 @@ def test_a_refused_metric_writes_nothing(data_dir) -> None:
     metric of the other task, a two-class metric on three classes, log loss from a model
     without probabilities, a positive class that is no label. create_study refuses them the
     same way and the storage holds no study afterwards."""
-    iris = {"name": "refused-metric", "dataset": "sklearn:iris", "target": "target", "model": "svm",
-            "strategy": "random", "n_trials": 2, "cv": {"folds": 2}}
-    cases = [({"metric": "r2"}, "Metric 'r2' is for regression"),
-             ({"metric": "roc_auc"}, "Metric 'roc_auc' works only for two classes"),
-             ({"metric": "neg_log_loss"}, "which model 'svm' (SVC) does not give"),
-             ({"metric": "neg_log_loss", "model": "sgd"}, "which model 'sgd' (SGDClassifier) does not give with loss='hinge'"),
-             ({"dataset": "sklearn:breast_cancer", "metric": "f1", "pos_label": "maybe"},
-              "pos_label 'maybe' is not a class of the target (classes: 'benign', 'malignant')")]
+    iris = {
+        "name": "refused-metric",
+        "dataset": "sklearn:iris",
+        "target": "target",
+        "model": "svm",
+        "strategy": "random",
+        "n_trials": 2,
+        "cv": {"folds": 2},
+    }
+    cases = [
+        ({"metric": "r2"}, "Metric 'r2' is for regression"),
+        ({"metric": "roc_auc"}, "Metric 'roc_auc' works only for two classes"),
+        ({"metric": "neg_log_loss"}, "which model 'svm' (SVC) does not give"),
+        (
+            {"metric": "neg_log_loss", "model": "sgd"},
+            "which model 'sgd' (SGDClassifier) does not give with loss='hinge'",
+        ),
+        (
+            {"dataset": "sklearn:breast_cancer", "metric": "f1", "pos_label": "maybe"},
+            "pos_label 'maybe' is not a class of the target (classes: 'benign', 'malignant')",
+        ),
+    ]
     for change, message in cases:
         spec = parse_spec({**iris, **change})
         with pytest.raises(SpecError) as refused:
@@ -423,15 +522,19 @@ def test_a_model_that_fails_its_smoke_fit_is_refused_with_its_error() -> None:
     """lbfgs cannot fit an l1 penalty (l1_ratio 1): the smoke fit's ValueError is the
     refusal's cause and its text is in the message, with the model, the configuration and
     the fix."""
-    space_ = {"solver": {"type": "categorical", "choices": ["lbfgs"]},
-              "l1_ratio": {"type": "categorical", "choices": [1.0]}}
+    space_ = {
+        "solver": {"type": "categorical", "choices": ["lbfgs"]},
+        "l1_ratio": {"type": "categorical", "choices": [1.0]},
+    }
     plan = _plan("logistic_regression", "classification", "numeric", strategy="random", n_trials=2, space=space_)
     with pytest.raises(SpecError) as refused:
         objective.smoke_check(plan)
     message = str(refused.value)
-    assert message.startswith("Model 'logistic_regression' failed its trial fit before launch "
-                              "(LogisticRegression with {'solver': 'lbfgs', 'l1_ratio': 1.0}, on 16 rows "
-                              "of the training part, scored with accuracy): ValueError: "), message
+    assert message.startswith(
+        "Model 'logistic_regression' failed its trial fit before launch "
+        "(LogisticRegression with {'solver': 'lbfgs', 'l1_ratio': 1.0}, on 16 rows "
+        "of the training part, scored with accuracy): ValueError: "
+    ), message
     assert "Solver lbfgs supports only 'l2' or None penalties, got l1 penalty." in message
     assert message.endswith("Change its search space, pick another metric or remove the model.")
     assert isinstance(refused.value.__cause__, ValueError)
@@ -447,16 +550,26 @@ def test_a_gaussian_process_on_too_many_rows_is_refused_or_warned_with_its_measu
     """The GP classifier is fitted on 100 rows of the 800 a fold trains on, and its cost
     extrapolated as rows³ (512 times): above the trial_timeout it is refused, above the
     warning threshold it is warned about, each time with the measured fit."""
-    base = {"name": "gp-big", "dataset": "t.csv", "target": "y", "model": "gaussian_process",
-            "strategy": "random", "n_trials": 2, "cv": {"folds": 2},
-            "space": {"kernel": {"type": "categorical", "choices": ["rbf"]}}}
+    base = {
+        "name": "gp-big",
+        "dataset": "t.csv",
+        "target": "y",
+        "model": "gaussian_process",
+        "strategy": "random",
+        "n_trials": 2,
+        "cv": {"folds": 2},
+        "space": {"kernel": {"type": "categorical", "choices": ["rbf"]}},
+    }
     frame = _many_rows(2000)
     plan = runner.plan_study(parse_spec({**base, "trial_timeout": 1.0}), data=(frame, None))
     with pytest.raises(SpecError) as refused:
         objective.smoke_check(plan)
     message = str(refused.value)
-    measured = re.search(r"one fold's fit took ([0-9.]+) s on 100 rows of the 800 a CV fold trains on "
-                         r"\(its fit time grows with rows³\)", message)
+    measured = re.search(
+        r"one fold's fit took ([0-9.]+) s on 100 rows of the 800 a CV fold trains on "
+        r"\(its fit time grows with rows³\)",
+        message,
+    )
     assert measured and float(measured.group(1)) > 0, message
     assert message.startswith("Model 'gaussian_process': one trial (2 folds) would take about "), message
     assert "That is above the spec's trial_timeout of 1.0 s, so every trial would be stopped." in message
@@ -466,7 +579,7 @@ def test_a_gaussian_process_on_too_many_rows_is_refused_or_warned_with_its_measu
     report = objective.smoke_check(runner.plan_study(parse_spec(base), data=(frame, None)))
     fit = report.fits["gaussian_process"]
     assert (fit.rows, fit.fold_rows) == (100, 800)
-    assert fit.trial_s >= 2 * fit.fit_s * 8 ** 3 > 0.5
+    assert fit.trial_s >= 2 * fit.fit_s * 8**3 > 0.5
     (warning,) = report.warnings
     assert warning.startswith("Model 'gaussian_process': one trial (2 folds) will take about ")
     assert "on 100 rows of the 800 a CV fold trains on (its fit time grows with rows³)" in warning
@@ -481,9 +594,19 @@ def test_a_trial_past_its_time_limit_is_killed_and_the_study_goes_on(tmp_path) -
     first small trial starts the trial process, whose imports are not part of a trial's
     time.)"""
     frame = _many_rows(400)
-    spec = parse_spec({"name": "bounded", "dataset": "t.csv", "target": "y", "model": "random_forest",
-                       "strategy": "random", "n_trials": 3, "cv": {"folds": 2}, "trial_timeout": 1.0,
-                       "space": {"n_estimators": {"type": "int", "low": 5, "high": 20_000}}})
+    spec = parse_spec(
+        {
+            "name": "bounded",
+            "dataset": "t.csv",
+            "target": "y",
+            "model": "random_forest",
+            "strategy": "random",
+            "n_trials": 3,
+            "cv": {"folds": 2},
+            "trial_timeout": 1.0,
+            "space": {"n_estimators": {"type": "int", "low": 5, "high": 20_000}},
+        }
+    )
     plan = runner.plan_study(spec, data=(frame, None))
     storage = open_storage(f"sqlite:///{tmp_path / 'bounded.db'}", heartbeat=False)
     study = optuna.create_study(storage=storage, direction="maximize")
@@ -499,7 +622,8 @@ def test_a_trial_past_its_time_limit_is_killed_and_the_study_goes_on(tmp_path) -
     assert slow.user_attrs["fail_reason"] == (
         "Stopped at the trial time limit: this trial ran for 1 s (the spec's trial_timeout) and "
         "finished 0 of 2 folds. Raise trial_timeout, or narrow this model's search space (such as "
-        "a smaller C, fewer trees or smaller layers) so that one trial fits in it.")
+        "a smaller C, fewer trees or smaller layers) so that one trial fits in it."
+    )
     assert 1.0 <= (slow.datetime_complete - slow.datetime_start).total_seconds() < 3.0
     for done in (first, after):
         assert done.state == optuna.trial.TrialState.COMPLETE
@@ -510,8 +634,16 @@ def test_a_neighbour_range_past_the_fold_size_is_cut_by_default_and_refused_when
     """k-NN's default n_neighbors (up to 50) is cut to the rows a fold trains on; a range the
     user gives is refused before launch, naming the largest it may be."""
     frame = _small_table("numeric", "classification")
-    base = {"name": "knn", "dataset": "t.csv", "target": "y", "model": "k_nearest_neighbors",
-            "strategy": "random", "n_trials": 2, "cv": {"folds": 2}, "seed": 0}
+    base = {
+        "name": "knn",
+        "dataset": "t.csv",
+        "target": "y",
+        "model": "k_nearest_neighbors",
+        "strategy": "random",
+        "n_trials": 2,
+        "cv": {"folds": 2},
+        "seed": 0,
+    }
     plan = runner.plan_study(parse_spec(base), data=(frame, None))
     fold_rows = min(len(train) for train, _ in plan.problem().splits)
     assert plan.spaces["k_nearest_neighbors"]["n_neighbors"].high == fold_rows < 50
@@ -519,6 +651,9 @@ def test_a_neighbour_range_past_the_fold_size_is_cut_by_default_and_refused_when
     given = parse_spec({**base, "space": {"n_neighbors": {"type": "int", "low": 1, "high": 50}}})
     plan = runner.plan_study(given, data=(frame, None))
     assert plan.spaces["k_nearest_neighbors"]["n_neighbors"].high == 50  # the user's range stays
-    with pytest.raises(SpecError, match=rf"^Model 'k_nearest_neighbors': n_neighbors goes up to 50, but "
-                       rf"a CV fold trains on only {fold_rows} rows .*Lower its upper end to at most {fold_rows}"):
+    with pytest.raises(
+        SpecError,
+        match=rf"^Model 'k_nearest_neighbors': n_neighbors goes up to 50, but "
+        rf"a CV fold trains on only {fold_rows} rows .*Lower its upper end to at most {fold_rows}",
+    ):
         objective.smoke_check(plan)

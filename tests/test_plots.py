@@ -19,7 +19,7 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState, create_trial
 
-from hpdash import plots, results
+from hpdash import compare, plots, results
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -49,8 +49,9 @@ def add(
         attrs = {"fold_scores": [value - 0.01, value, value + 0.01], "cv_std": 0.01}
     elif state == TrialState.FAIL:
         attrs = {"fail_reason": "boom"}
-    trial = create_trial(state=state, value=value, params=params,
-                         distributions={k: DISTS[k] for k in params}, user_attrs=attrs)
+    trial = create_trial(
+        state=state, value=value, params=params, distributions={k: DISTS[k] for k in params}, user_attrs=attrs
+    )
     trial.datetime_start = BASE + dt.timedelta(seconds=start_s)
     trial.datetime_complete = trial.datetime_start + dt.timedelta(seconds=seconds)
     study.add_trial(trial)
@@ -76,8 +77,12 @@ def mixed_study(direction: str = "maximize") -> optuna.Study:
 
 def conditional_study() -> optuna.Study:
     study = optuna.create_study(direction="maximize")
-    rows = [("random_forest", 4, None, 0.8), ("svc", None, 0.01, 0.6),
-            ("random_forest", 16, None, 0.85), ("svc", None, 100.0, 0.9)]
+    rows = [
+        ("random_forest", 4, None, 0.8),
+        ("svc", None, 0.01, 0.6),
+        ("random_forest", 16, None, 0.85),
+        ("svc", None, 100.0, 0.9),
+    ]
     for i, (model, depth, c, value) in enumerate(rows):
         params: dict[str, Any] = {"model": model}
         if depth is not None:
@@ -103,8 +108,7 @@ def importance_study() -> optuna.Study:
         trial.suggest_categorical("c", ["a", "b"])
         return 10 * x + 0.01 * y
 
-    study = optuna.create_study(direction="maximize",
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(objective, n_trials=60)
     return study
 
@@ -252,8 +256,7 @@ CHAR_EM = 0.6
 ASCENT, DESCENT = 0.95, 0.3  # of the font size, above and below the baseline
 
 
-def _rect(anchor: tuple[float, float], width: float, size: float, degrees: float,
-          align: str) -> np.ndarray:
+def _rect(anchor: tuple[float, float], width: float, size: float, degrees: float, align: str) -> np.ndarray:
     """Corners of a text box whose baseline starts (``start``) or is centred (``middle``) at
     ``anchor``, turned by ``degrees`` (SVG: negative turns upwards to the right)."""
     a = np.radians(degrees)
@@ -261,8 +264,9 @@ def _rect(anchor: tuple[float, float], width: float, size: float, degrees: float
     up = np.array([np.sin(a), -np.cos(a)])
     start = np.asarray(anchor) - (along * width / 2 if align == "middle" else 0)
     base = [start - up * DESCENT * size, start + along * width - up * DESCENT * size]
-    return np.array([base[0], base[1], base[1] + up * (ASCENT + DESCENT) * size,
-                     base[0] + up * (ASCENT + DESCENT) * size])
+    return np.array(
+        [base[0], base[1], base[1] + up * (ASCENT + DESCENT) * size, base[0] + up * (ASCENT + DESCENT) * size]
+    )
 
 
 def _overlap(p: np.ndarray, q: np.ndarray) -> bool:
@@ -309,6 +313,7 @@ def parcoords_boxes(fig: go.Figure, width: float) -> dict[str, list[tuple[str, n
 
 def ten_hyperparameter_frame() -> pd.DataFrame:
     """40 random trials over a random forest's 10 hyperparameters, names of every length."""
+
     def objective(trial: optuna.Trial) -> float:
         trial.suggest_categorical("criterion", ["gini", "entropy", "log_loss"])
         depth = trial.suggest_int("max_depth", 2, 32)
@@ -340,8 +345,12 @@ def test_parallel_coordinates_layout_has_no_overlapping_text(width: int, metric:
     titles = [box for _, box in boxes["titles"]]
     texts = [box for kind in boxes.values() for _, box in kind]
     # no two texts overlap (titles with titles, ticks and range numbers; ticks with ranges...)
-    overlaps = [(a, b) for i, (_, a) in enumerate(t for k in boxes.values() for t in k)
-                for j, (_, b) in enumerate(t for k in boxes.values() for t in k) if i < j and _overlap(a, b)]
+    overlaps = [
+        (a, b)
+        for i, (_, a) in enumerate(t for k in boxes.values() for t in k)
+        for j, (_, b) in enumerate(t for k in boxes.values() for t in k)
+        if i < j and _overlap(a, b)
+    ]
     assert not overlaps, len(overlaps)
     # everything is inside the figure: the first axis's ticks are not clipped at the left edge
     every = np.vstack(texts)
@@ -374,16 +383,22 @@ def test_parallel_coordinates_few_short_titles_stay_flat() -> None:
     fig = plots.parallel_coordinates_figure(results.trials_frame(mixed_study()), "maximize")
     assert fig.data[0].labelangle == 0
     titles = [box for _, box in parcoords_boxes(fig, plots.PARCOORDS_MIN_WIDTH)["titles"]]
-    assert not any(_overlap(a, b) for i, a in enumerate(titles) for b in titles[i + 1:])
+    assert not any(_overlap(a, b) for i, a in enumerate(titles) for b in titles[i + 1 :])
     assert np.vstack(titles)[:, 0].min() >= 0
 
 
 def test_parallel_coordinates_long_titles_and_ticks_are_shortened() -> None:
     long_name = "a_hyperparameter_with_a_name_much_longer_than_forty_characters"
     long_choice = "a_choice_with_a_very_long_name_indeed"
-    frame = pd.DataFrame({"number": [0, 1, 2], "state": "COMPLETE", "value": [0.1, 0.5, 0.9],
-                          f"params_{long_name}": [1.0, 2.0, 3.0],
-                          "params_kind": [long_choice, "b", "c"]})
+    frame = pd.DataFrame(
+        {
+            "number": [0, 1, 2],
+            "state": "COMPLETE",
+            "value": [0.1, 0.5, 0.9],
+            f"params_{long_name}": [1.0, 2.0, 3.0],
+            "params_kind": [long_choice, "b", "c"],
+        }
+    )
     fig = plots.parallel_coordinates_figure(frame)
     labels = [d.label for d in fig.data[0].dimensions]
     short = labels[0]
@@ -400,22 +415,33 @@ def selection_frame() -> pd.DataFrame:
     """Algorithm selection: random_forest (2 hyperparameters) and svc (2), 12 trials."""
     study = optuna.create_study(direction="maximize")
     rng = np.random.default_rng(3)
-    dists = {"model": CategoricalDistribution(["random_forest", "svc"]),
-             "random_forest__max_depth": IntDistribution(2, 32),
-             "random_forest__max_features": FloatDistribution(0.1, 1.0),
-             "svc__C": FloatDistribution(1e-3, 1e3, log=True),
-             "svc__kernel": CategoricalDistribution(["rbf", "sigmoid"])}
+    dists = {
+        "model": CategoricalDistribution(["random_forest", "svc"]),
+        "random_forest__max_depth": IntDistribution(2, 32),
+        "random_forest__max_features": FloatDistribution(0.1, 1.0),
+        "svc__C": FloatDistribution(1e-3, 1e3, log=True),
+        "svc__kernel": CategoricalDistribution(["rbf", "sigmoid"]),
+    }
     for i in range(12):
         if i % 3 == 0:
-            params = {"model": "svc", "svc__C": float(10 ** rng.uniform(-3, 3)),
-                      "svc__kernel": ["rbf", "sigmoid"][i % 2]}
+            params = {
+                "model": "svc",
+                "svc__C": float(10 ** rng.uniform(-3, 3)),
+                "svc__kernel": ["rbf", "sigmoid"][i % 2],
+            }
             value = 0.6 + 0.01 * i
         else:
-            params = {"model": "random_forest", "random_forest__max_depth": int(rng.integers(2, 33)),
-                      "random_forest__max_features": float(rng.uniform(0.1, 1.0))}
+            params = {
+                "model": "random_forest",
+                "random_forest__max_depth": int(rng.integers(2, 33)),
+                "random_forest__max_features": float(rng.uniform(0.1, 1.0)),
+            }
             value = 0.7 + 0.01 * i
-        study.add_trial(create_trial(state=TrialState.COMPLETE, value=value, params=params,
-                                     distributions={k: dists[k] for k in params}))
+        study.add_trial(
+            create_trial(
+                state=TrialState.COMPLETE, value=value, params=params, distributions={k: dists[k] for k in params}
+            )
+        )
     return results.trials_frame(study)
 
 
@@ -426,8 +452,14 @@ def test_parallel_coordinates_of_one_model_has_no_none_positions() -> None:
     assert plots.study_models(results.trials_frame(mixed_study())) == []
     every = plots.parallel_coordinates_figure(frame, log_params={"svc__C"})
     labels = [d.label for d in every.data[0].dimensions]
-    assert labels == ["model", "random_forest__max_depth", "random_forest__max_features",
-                      "svc__C (log)", "svc__kernel", "Score"]  # model first, then each model's group
+    assert labels == [
+        "model",
+        "random_forest__max_depth",
+        "random_forest__max_features",
+        "svc__C (log)",
+        "svc__kernel",
+        "Score",
+    ]  # model first, then each model's group
     rf = plots.parallel_coordinates_figure(frame, log_params={"svc__C"}, model="random_forest")
     dims = rf.data[0].dimensions
     assert [d.label for d in dims] == ["max_depth", "max_features", "Score"]
@@ -448,23 +480,34 @@ def test_default_contour_params_pick_numeric_hyperparameters_of_one_model() -> N
     assert plots.default_contour_params(frame) == ("random_forest__max_depth", "random_forest__max_features")
     # importance: svc's C is the most important, but svc has one numeric hyperparameter (its
     # kernel is a category), so the pair is random forest's two, the more important first
-    importance = pd.DataFrame({"param": ["svc__C", "model", "random_forest__max_features",
-                                         "random_forest__max_depth"],
-                               "importance": [0.5, 0.3, 0.15, 0.05]})
-    assert plots.default_contour_params(frame, importance) == ("random_forest__max_features",
-                                                               "random_forest__max_depth")
+    importance = pd.DataFrame(
+        {
+            "param": ["svc__C", "model", "random_forest__max_features", "random_forest__max_depth"],
+            "importance": [0.5, 0.3, 0.15, 0.05],
+        }
+    )
+    assert plots.default_contour_params(frame, importance) == (
+        "random_forest__max_features",
+        "random_forest__max_depth",
+    )
     mixed = results.trials_frame(mixed_study())
     assert plots.default_contour_params(mixed) == ("learning_rate", "max_depth")
-    ranked = pd.DataFrame({"param": ["criterion", "max_depth", "learning_rate"],
-                           "importance": [0.6, 0.3, 0.1]})
+    ranked = pd.DataFrame({"param": ["criterion", "max_depth", "learning_rate"], "importance": [0.6, 0.3, 0.1]})
     assert plots.default_contour_params(mixed, ranked) == ("max_depth", "learning_rate")
     one_numeric = mixed.drop(columns=["params_learning_rate"])
     assert plots.default_contour_params(one_numeric) == ("max_depth", "criterion")
     assert plots.default_contour_params(mixed[["number", "state", "value", "params_max_depth"]]) is None
     # a numeric choice of two values (k-NN's p) is nearly a category: ranges with more values first
-    knn = pd.DataFrame({"number": range(6), "state": "COMPLETE", "value": np.linspace(0, 1, 6),
-                        "params_p": [1, 2] * 3, "params_n_neighbors": [1, 3, 5, 8, 13, 21],
-                        "params_leaf_size": [10, 20, 30, 40, 50, 60]})
+    knn = pd.DataFrame(
+        {
+            "number": range(6),
+            "state": "COMPLETE",
+            "value": np.linspace(0, 1, 6),
+            "params_p": [1, 2] * 3,
+            "params_n_neighbors": [1, 3, 5, 8, 13, 21],
+            "params_leaf_size": [10, 20, 30, 40, 50, 60],
+        }
+    )
     assert plots.default_contour_params(knn) == ("n_neighbors", "leaf_size")
 
 
@@ -472,9 +515,13 @@ def test_stopped_trials_are_not_failures_in_the_timeline() -> None:
     study = optuna.create_study(direction="maximize")
     add(study, TrialState.COMPLETE, 0.5, p(4, 0.01, "gini"), 0, 1)
     add(study, TrialState.FAIL, None, p(8, 0.1, "gini"), 1, 1)  # fail_reason "boom"
-    trial = create_trial(state=TrialState.FAIL, value=None, params=p(2, 0.1, "gini"),
-                         distributions={k: DISTS[k] for k in p(2, 0.1, "gini")},
-                         user_attrs={"fail_reason": results.STOPPED_REASON_PREFIX + " before it finished"})
+    trial = create_trial(
+        state=TrialState.FAIL,
+        value=None,
+        params=p(2, 0.1, "gini"),
+        distributions={k: DISTS[k] for k in p(2, 0.1, "gini")},
+        user_attrs={"fail_reason": results.STOPPED_REASON_PREFIX + " before it finished"},
+    )
     trial.datetime_start = BASE + dt.timedelta(seconds=2)
     trial.datetime_complete = BASE + dt.timedelta(seconds=3)
     study.add_trial(trial)
@@ -483,16 +530,18 @@ def test_stopped_trials_are_not_failures_in_the_timeline() -> None:
     fig = plots.timeline_figure(frame)
     by_state = {t.name: t for t in fig.data}
     assert list(by_state["FAIL"].y) == [1] and list(by_state[plots.STOPPED_STATE].y) == [2]
-    assert by_state[plots.STOPPED_STATE].marker.color == plots.STATE_COLORS[plots.STOPPED_STATE] != plots.STATE_COLORS["FAIL"]
+    assert (
+        by_state[plots.STOPPED_STATE].marker.color
+        == plots.STATE_COLORS[plots.STOPPED_STATE]
+        != plots.STATE_COLORS["FAIL"]
+    )
 
 
 # ----------------------------------------------------------------- importance
 
 
 @pytest.mark.parametrize("method", ["ped_anova", "fanova"])
-def test_importance_ranks_the_param_that_matters(
-    importance_study: optuna.Study, method: str
-) -> None:
+def test_importance_ranks_the_param_that_matters(importance_study: optuna.Study, method: str) -> None:
     data = plots.importance_data(importance_study, method)
     assert list(data.columns) == ["param", "importance"]
     assert set(data["param"]) == {"x", "y", "c"}
@@ -524,7 +573,6 @@ def test_importance_empty_cases() -> None:
     assert set(plots.IMPORTANCE_METHODS) == {"ped_anova", "fanova"}
 
 
-
 def test_importance_needs_only_one_param_that_varies() -> None:
     study = optuna.create_study(direction="maximize")
     add(study, TrialState.COMPLETE, 0.5, p(4, 0.01, "gini"))
@@ -552,6 +600,7 @@ def test_importance_pauses_the_gc_for_ped_anova_only(monkeypatch: pytest.MonkeyP
     assert not plots.importance_data(study, "fanova", use_cache=False).empty
     assert seen == {"PedAnovaImportanceEvaluator": False, "FanovaImportanceEvaluator": True}
     assert gc.isenabled()
+
 
 def test_importance_with_conditional_params() -> None:
     study = conditional_study()
@@ -610,8 +659,7 @@ def test_contour_data_keeps_best_per_pair(direction: str) -> None:
 
 
 def test_contour_figure_on_grid() -> None:
-    fig = plots.contour_figure(grid_frame(), "max_depth", "criterion", "maximize",
-                               log_params={"max_depth"})
+    fig = plots.contour_figure(grid_frame(), "max_depth", "criterion", "maximize", log_params={"max_depth"})
     contour, points = fig.data
     assert isinstance(contour, go.Contour)
     assert len(points.x) == 6
@@ -631,8 +679,7 @@ def test_contour_random_points_and_degenerate_cases(frame: pd.DataFrame) -> None
     for _ in range(40):
         depth, lr = int(rng.integers(2, 33)), float(10 ** rng.uniform(-4, 0))
         add(study, TrialState.COMPLETE, depth / 32 - lr, p(depth, lr, "gini"))
-    fig = plots.contour_figure(results.trials_frame(study), "max_depth", "learning_rate",
-                               log_params={"learning_rate"})
+    fig = plots.contour_figure(results.trials_frame(study), "max_depth", "learning_rate", log_params={"learning_rate"})
     assert isinstance(fig.data[0], go.Contour) and len(fig.data[1].x) == 40
     # Points all on one line (one lr per depth): falls back to nearest, does not raise.
     line = optuna.create_study()
@@ -657,9 +704,15 @@ def test_contour_of_many_trials_interpolates_per_cell_and_samples_markers() -> N
     lr = 10 ** rng.uniform(-4, 0, n)
     gini = rng.integers(0, 2, n)
     value = -np.abs(np.log10(lr) + 2) + 0.5 * gini + rng.normal(0, 0.05, n)
-    frame = pd.DataFrame({"number": np.arange(n), "value": value, "state": "COMPLETE",
-                          "params_learning_rate": lr,
-                          "params_criterion": np.where(gini == 1, "gini", "entropy")})
+    frame = pd.DataFrame(
+        {
+            "number": np.arange(n),
+            "value": value,
+            "state": "COMPLETE",
+            "params_learning_rate": lr,
+            "params_criterion": np.where(gini == 1, "gini", "entropy"),
+        }
+    )
     fig = plots.contour_figure(frame, "learning_rate", "criterion", log_params={"learning_rate"})
     contour, points = fig.data
     z = np.asarray(contour.z, dtype=float)
@@ -734,20 +787,24 @@ def _big_frame(n: int, direction: str = "maximize") -> pd.DataFrame:
     """A trials frame of ``n`` COMPLETE trials with a float, a log int and a categorical."""
     rng = np.random.default_rng(1)
     value = rng.uniform(0, 1, n)
-    return pd.DataFrame({
-        "number": np.arange(n), "state": "COMPLETE", "value": value,
-        "elapsed_s": np.arange(n, dtype=float), "best_so_far": results.running_best(
-            pd.Series(value), direction),
-        "params_x": rng.uniform(0, 1, n), "params_n": rng.integers(1, 500, n),
-        "params_kind": rng.choice(["a", "b", "c"], n),
-    })
+    return pd.DataFrame(
+        {
+            "number": np.arange(n),
+            "state": "COMPLETE",
+            "value": value,
+            "elapsed_s": np.arange(n, dtype=float),
+            "best_so_far": results.running_best(pd.Series(value), direction),
+            "params_x": rng.uniform(0, 1, n),
+            "params_n": rng.integers(1, 500, n),
+            "params_kind": rng.choice(["a", "b", "c"], n),
+        }
+    )
 
 
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
 def test_parallel_coordinates_downsampling_keeps_the_best_and_says_so(direction: str) -> None:
     frame = _big_frame(3000, direction)
-    fig = plots.parallel_coordinates_figure(frame, direction=direction, log_params={"n"},
-                                            max_lines=500)
+    fig = plots.parallel_coordinates_figure(frame, direction=direction, log_params={"n"}, max_lines=500)
     note = plots.downsampling_note(fig)
     assert note is not None and note["shown"] == 500 and note["total"] == 3000
     assert note["kept_best"] == 50
@@ -759,8 +816,7 @@ def test_parallel_coordinates_downsampling_keeps_the_best_and_says_so(direction:
     assert set(best) <= set(shown)
     # The rest is a sample across the whole score range, not just the top.
     assert shown.min() < np.quantile(ranked, 0.1) and shown.max() > np.quantile(ranked, 0.9)
-    assert any("Showing 500 of 3,000" in a.text and "50 best" in a.text
-               for a in fig.layout.annotations)
+    assert any("Showing 500 of 3,000" in a.text and "50 best" in a.text for a in fig.layout.annotations)
     # Axes keep the range and the categories of every trial.
     kind = next(d for d in fig.data[0].dimensions if d["label"] == "kind")
     assert list(kind["ticktext"]) == ["a", "b", "c"]
@@ -799,21 +855,24 @@ def test_downsample_trials_is_deterministic() -> None:
 
 
 def _sqlite_study(tmp_path: Path, n: int) -> optuna.Study:
-    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'imp.db'}", direction="maximize",
-                                study_name="imp")
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'imp.db'}", direction="maximize", study_name="imp")
     rng = np.random.default_rng(0)
     dists = {"x": FloatDistribution(0, 1), "k": CategoricalDistribution(["a", "b"])}
-    study.add_trials([
-        create_trial(state=TrialState.COMPLETE, value=float(x + 0.01 * rng.normal()),
-                     params={"x": float(x), "k": str(rng.choice(["a", "b"]))}, distributions=dists)
-        for x in rng.uniform(0, 1, n)
-    ])
+    study.add_trials(
+        [
+            create_trial(
+                state=TrialState.COMPLETE,
+                value=float(x + 0.01 * rng.normal()),
+                params={"x": float(x), "k": str(rng.choice(["a", "b"]))},
+                distributions=dists,
+            )
+            for x in rng.uniform(0, 1, n)
+        ]
+    )
     return study
 
 
-def test_importance_cache_is_keyed_by_completed_count(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_importance_cache_is_keyed_by_completed_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     plots.clear_importance_cache()
     study = _sqlite_study(tmp_path, 30)
     calls: list[int] = []
@@ -830,12 +889,16 @@ def test_importance_cache_is_keyed_by_completed_count(
     pd.testing.assert_frame_equal(first, again)
     assert first["param"].iloc[0] == "x"
     # Same numbers as Optuna on the study itself.
-    expected = optuna.importance.get_param_importances(
-        study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+    expected = optuna.importance.get_param_importances(study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
     assert dict(zip(first["param"], first["importance"])) == pytest.approx(expected)
-    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5, params={"x": 0.5, "k": "a"},
-                                 distributions={"x": FloatDistribution(0, 1),
-                                                "k": CategoricalDistribution(["a", "b"])}))
+    study.add_trial(
+        create_trial(
+            state=TrialState.COMPLETE,
+            value=0.5,
+            params={"x": 0.5, "k": "a"},
+            distributions={"x": FloatDistribution(0, 1), "k": CategoricalDistribution(["a", "b"])},
+        )
+    )
     plots.importance_data(study)
     assert len(calls) == 2
 
@@ -849,15 +912,21 @@ def test_importance_from_the_page_trials_cache(tmp_path: Path) -> None:
     cache.refresh()
     from_cache = plots.importance_data(study, use_cache=False, source=cache)
     pd.testing.assert_frame_equal(from_cache, plots.importance_data(study, use_cache=False))
-    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5, params={"x": 0.5, "k": "a"},
-                                 distributions={"x": FloatDistribution(0, 1),
-                                                "k": CategoricalDistribution(["a", "b"])}))
+    study.add_trial(
+        create_trial(
+            state=TrialState.COMPLETE,
+            value=0.5,
+            params={"x": 0.5, "k": "a"},
+            distributions={"x": FloatDistribution(0, 1), "k": CategoricalDistribution(["a", "b"])},
+        )
+    )
     assert plots.importance_cache_key(study, "ped_anova", 0, cache)[-1] == 30
     assert plots.importance_cache_key(study, "ped_anova", 0)[-1] == 31
     cache.refresh()
     assert plots.importance_cache_key(study, "ped_anova", 0, cache)[-1] == 31
-    pd.testing.assert_frame_equal(plots.importance_data(study, source=cache),
-                                  plots.importance_data(study, use_cache=False))
+    pd.testing.assert_frame_equal(
+        plots.importance_data(study, source=cache), plots.importance_data(study, use_cache=False)
+    )
 
 
 def test_importance_async_computes_off_the_caller(tmp_path: Path) -> None:
@@ -883,9 +952,14 @@ def test_importance_async_from_the_page_trials_cache(tmp_path: Path, monkeypatch
     study = _sqlite_study(tmp_path, 30)
     cache = results.TrialsCache(study)
     cache.refresh()
-    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5, params={"x": 0.5, "k": "a"},
-                                 distributions={"x": FloatDistribution(0, 1),
-                                                "k": CategoricalDistribution(["a", "b"])}))
+    study.add_trial(
+        create_trial(
+            state=TrialState.COMPLETE,
+            value=0.5,
+            params={"x": 0.5, "k": "a"},
+            distributions={"x": FloatDistribution(0, 1), "k": CategoricalDistribution(["a", "b"])},
+        )
+    )
 
     def no_reads(study: optuna.Study) -> list:
         raise AssertionError("read the study again")
@@ -903,12 +977,12 @@ def test_importance_async_from_the_page_trials_cache(tmp_path: Path, monkeypatch
     monkeypatch.undo()
     on_30 = optuna.importance.get_param_importances(
         results.TrialsView(results.completed_trials(study)[:30], study.direction),
-        evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+        evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+    )
     assert dict(zip(result["param"], result["importance"])) == pytest.approx(on_30)
 
 
 # ------------------------------------------------------------------------------ strategy comparison
-from hpdash import compare
 
 
 def experiment_rows() -> pd.DataFrame:
@@ -917,9 +991,19 @@ def experiment_rows() -> pd.DataFrame:
     for strategy, seeds in (("grid", (0, 1)), ("tpe", (0, 1))):
         for seed in seeds:
             for k, value in enumerate([0.5 + seed / 10, 0.7, 0.62 if strategy == "tpe" else 0.55]):
-                rows.append({"study": f"e-{strategy}-s{seed}", "strategy": strategy, "seed": seed, "number": k,
-                             "state": "COMPLETE", "value": value, "elapsed_s": 1.0 + k,
-                             "params_max_depth": 2 + k, "params_criterion": ["gini", "entropy"][k % 2]})
+                rows.append(
+                    {
+                        "study": f"e-{strategy}-s{seed}",
+                        "strategy": strategy,
+                        "seed": seed,
+                        "number": k,
+                        "state": "COMPLETE",
+                        "value": value,
+                        "elapsed_s": 1.0 + k,
+                        "params_max_depth": 2 + k,
+                        "params_criterion": ["gini", "entropy"][k % 2],
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -936,7 +1020,9 @@ def test_band_figure_draws_runs_band_and_mean() -> None:
     assert fig.layout.xaxis.title.text == "Trials used" and "accuracy" in fig.layout.yaxis.title.text
     timed = plots.band_figure(compare.bands(compare.curves(f, "elapsed_s"), "elapsed_s"), x="elapsed_s")
     assert timed.layout.xaxis.title.text == "Wall-clock time (s)"
-    assert annotations(plots.band_figure(compare.bands(compare.curves(f.iloc[0:0], "trial"), "trial"))) == [plots.NO_COMPLETED]
+    assert annotations(plots.band_figure(compare.bands(compare.curves(f.iloc[0:0], "trial"), "trial"))) == [
+        plots.NO_COMPLETED
+    ]
 
 
 def test_edf_per_strategy() -> None:
@@ -970,8 +1056,14 @@ def test_placement_figure_one_panel_per_strategy() -> None:
 
 
 def test_importance_comparison_names_the_method() -> None:
-    data = pd.DataFrame({"strategy": ["grid", "grid", "tpe", "tpe"], "param": ["a", "b", "a", "b"],
-                         "importance": [0.9, 0.1, 0.4, 0.6], "studies": [2, 2, 2, 2]})
+    data = pd.DataFrame(
+        {
+            "strategy": ["grid", "grid", "tpe", "tpe"],
+            "param": ["a", "b", "a", "b"],
+            "importance": [0.9, 0.1, 0.4, 0.6],
+            "studies": [2, 2, 2, 2],
+        }
+    )
     fig = plots.importance_comparison_figure(data, "fanova")
     assert "fANOVA" in fig.layout.title.text and [t.name for t in fig.data] == ["Grid", "TPE"]
     assert list(fig.data[1].y) == ["b", "a"] and list(fig.data[1].x) == [0.6, 0.4]  # by mean importance
@@ -985,9 +1077,11 @@ def test_importance_thread_does_not_hold_up_exit() -> None:
     import subprocess
     import sys
 
-    code = ("import time; from hpdash import plots; "
-            "f = plots._IMPORTANCE_POOL.submit(time.sleep, 600); time.sleep(0.2); "
-            "print(f.running())")
+    code = (
+        "import time; from hpdash import plots; "
+        "f = plots._IMPORTANCE_POOL.submit(time.sleep, 600); time.sleep(0.2); "
+        "print(f.running())"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True"  # it was running, and the process still ended

@@ -42,7 +42,7 @@ def build_study() -> optuna.Study:
         trial.datetime_start = BASE + dt.timedelta(seconds=i)
         trial.datetime_complete = trial.datetime_start + dt.timedelta(seconds=1)
         study.add_trial(trial)
-    failed = create_trial(state=TrialState.FAIL, user_attrs={"fail_reason": "=HYPERLINK(\"x\")"})
+    failed = create_trial(state=TrialState.FAIL, user_attrs={"fail_reason": '=HYPERLINK("x")'})
     failed.datetime_start = failed.datetime_complete = BASE
     study.add_trial(failed)
     study.enqueue_trial({})
@@ -63,12 +63,11 @@ def test_rows_and_header(csv_rows: list[dict[str, Any]]) -> None:
 
 def test_formula_cells_are_neutralised(csv_rows: list[dict[str, Any]]) -> None:
     got = [r["params_criterion"] for r in csv_rows[: len(CHOICES)]]
-    assert got == ["gini", "'=1+2", "'+SUM(A1)", "'-cmd", "'@A1", "'\tx", "'\rx",
-                   "plain-dash", "ünïcode"]
-    assert csv_rows[-1]["fail_reason"] == "'=HYPERLINK(\"x\")"
+    assert got == ["gini", "'=1+2", "'+SUM(A1)", "'-cmd", "'@A1", "'\tx", "'\rx", "plain-dash", "ünïcode"]
+    assert csv_rows[-1]["fail_reason"] == '\'=HYPERLINK("x")'
     # Nothing in the file starts with a formula character any more, except numbers.
     for row in csv_rows:
-        for column, cell in row.items():
+        for cell in row.values():
             if cell and cell[0] in "=+-@\t\r":
                 float(cell)  # raises if a text cell slipped through
 
@@ -118,14 +117,21 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 
 def test_experiment_csv_has_strategy_and_seed_and_is_neutralised() -> None:
-    frame = pd.DataFrame({
-        "study": ["e-grid-s0", "e-tpe-s1"], "strategy": ["grid", "tpe"], "seed": [0, 1], "number": [0, 0],
-        "state": ["COMPLETE", "COMPLETE"], "value": [-0.5, -0.25], "params_kernel": ["=HYPERLINK(\"x\")", "rbf"],
-    })
+    frame = pd.DataFrame(
+        {
+            "study": ["e-grid-s0", "e-tpe-s1"],
+            "strategy": ["grid", "tpe"],
+            "seed": [0, 1],
+            "number": [0, 0],
+            "state": ["COMPLETE", "COMPLETE"],
+            "value": [-0.5, -0.25],
+            "params_kernel": ['=HYPERLINK("x")', "rbf"],
+        }
+    )
     rows = list(csv.DictReader(io.StringIO(report.experiment_csv(frame).decode("utf-8"))))
     assert list(rows[0])[:3] == ["study", "strategy", "seed"]
     assert [(r["strategy"], r["seed"]) for r in rows] == [("grid", "0"), ("tpe", "1")]
-    assert rows[0]["params_kernel"] == "'=HYPERLINK(\"x\")" and rows[0]["value"] == "-0.5"
+    assert rows[0]["params_kernel"] == '\'=HYPERLINK("x")' and rows[0]["value"] == "-0.5"
 
 
 def test_html_page_escapes_text_and_has_no_remote_script() -> None:
@@ -202,8 +208,10 @@ def _open_offline(browser: Any, path: Path) -> tuple[int, list[str], list[str]]:
             "[...document.querySelectorAll('.plotly-graph-div')].every(d => d.querySelector('.main-svg'))",
             timeout=30_000,
         )
-        drawn = page.evaluate("[...document.querySelectorAll('.plotly-graph-div')]"
-                              ".filter(d => d.querySelector('.main-svg') && d._fullLayout).length")
+        drawn = page.evaluate(
+            "[...document.querySelectorAll('.plotly-graph-div')]"
+            ".filter(d => d.querySelector('.main-svg') && d._fullLayout).length"
+        )
     finally:
         context.close()
     return drawn, aborted, errors

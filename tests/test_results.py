@@ -56,17 +56,27 @@ def add(
     if state == TrialState.COMPLETE:
         assert value is not None
         folds = [value - 0.02, value, value + 0.02]
-        attrs = {"fold_scores": folds, "cv_mean": value, "cv_std": float(np.std(folds)),
-                 "fit_time": 0.5, "score_time": 0.1}
+        attrs = {
+            "fold_scores": folds,
+            "cv_mean": value,
+            "cv_std": float(np.std(folds)),
+            "fit_time": 0.5,
+            "score_time": 0.1,
+        }
         inter = dict(enumerate(folds))
     elif state == TrialState.PRUNED:
         attrs = {"pruned_at_fold": 1}
         inter = {0: 0.3, 1: 0.2}
     elif state == TrialState.FAIL:
         attrs = {"fail_reason": "ValueError: bad combination"}
-    trial = create_trial(state=state, value=value, params=params,
-                         distributions={k: dists[k] for k in params},
-                         user_attrs=attrs, intermediate_values=inter)
+    trial = create_trial(
+        state=state,
+        value=value,
+        params=params,
+        distributions={k: dists[k] for k in params},
+        user_attrs=attrs,
+        intermediate_values=inter,
+    )
     trial.datetime_start = start
     trial.datetime_complete = start + dt.timedelta(seconds=seconds)
     study.add_trial(trial)
@@ -98,8 +108,7 @@ def test_waiting_excluded_and_sorted(study: optuna.Study) -> None:
     assert len(study.get_trials(deepcopy=False)) == 9
     assert frame["number"].tolist() == list(range(7))
     assert "WAITING" not in set(frame["state"])
-    assert frame["state"].tolist() == [
-        "FAIL", "COMPLETE", "PRUNED", "COMPLETE", "COMPLETE", "COMPLETE", "RUNNING"]
+    assert frame["state"].tolist() == ["FAIL", "COMPLETE", "PRUNED", "COMPLETE", "COMPLETE", "COMPLETE", "RUNNING"]
 
 
 def test_columns_and_params(study: optuna.Study) -> None:
@@ -151,9 +160,7 @@ def test_times(study: optuna.Study) -> None:
         ("minimize", [None, 0.7, 0.7, 0.7, 0.6, 0.6, 0.6], 4),
     ],
 )
-def test_best_so_far_both_directions(
-    direction: str, expected_best: list[float | None], best_number: int
-) -> None:
+def test_best_so_far_both_directions(direction: str, expected_best: list[float | None], best_number: int) -> None:
     study = build_study(direction)
     frame = results.trials_frame(study)
     assert nan_list(frame["best_so_far"]) == expected_best
@@ -178,9 +185,17 @@ def test_is_best_ties_take_lowest_number() -> None:
 def test_summary_counts(study: optuna.Study) -> None:
     summary = results.study_summary(study)
     assert summary == {
-        "n_trials": 7, "n_complete": 4, "n_pruned": 1, "n_fail": 1, "n_running": 1,
-        "n_waiting": 2, "best_value": 0.9, "best_params": TRIALS[5][2],
-        "best_trial_number": 5, "direction": "maximize", "metric": "accuracy",
+        "n_trials": 7,
+        "n_complete": 4,
+        "n_pruned": 1,
+        "n_fail": 1,
+        "n_running": 1,
+        "n_waiting": 2,
+        "best_value": 0.9,
+        "best_params": TRIALS[5][2],
+        "best_trial_number": 5,
+        "direction": "maximize",
+        "metric": "accuracy",
     }
 
 
@@ -204,12 +219,10 @@ def test_conditional_params_are_nan_where_unused() -> None:
         "svc__C": FloatDistribution(1e-3, 1e3, log=True),
     }
     study = optuna.create_study(direction="maximize")
-    add(study, TrialState.COMPLETE, 0.8,
-        {"model": "random_forest", "random_forest__max_depth": 4}, dists, BASE, 1)
+    add(study, TrialState.COMPLETE, 0.8, {"model": "random_forest", "random_forest__max_depth": 4}, dists, BASE, 1)
     add(study, TrialState.COMPLETE, 0.85, {"model": "svc", "svc__C": 10.0}, dists, BASE, 1)
     frame = results.trials_frame(study)
-    assert results.param_columns(frame) == [
-        "params_model", "params_random_forest__max_depth", "params_svc__C"]
+    assert results.param_columns(frame) == ["params_model", "params_random_forest__max_depth", "params_svc__C"]
     assert frame["params_model"].tolist() == ["random_forest", "svc"]
     assert frame.loc[0, "params_random_forest__max_depth"] == 4
     assert pd.isna(frame.loc[1, "params_random_forest__max_depth"])
@@ -224,8 +237,7 @@ def test_sqlite_storage_matches_in_memory(tmp_path: Path) -> None:
     columns = [c for c in on_disk.columns if c not in ("datetime_start", "datetime_complete")]
     # The RUNNING trial starts "now" in each study, so compare the finished ones.
     pd.testing.assert_frame_equal(on_disk.loc[:5, columns], in_memory.loc[:5, columns])
-    assert results.study_summary(optuna.load_study(study_name=None, storage=url))[
-        "n_waiting"] == 2
+    assert results.study_summary(optuna.load_study(study_name=None, storage=url))["n_waiting"] == 2
 
 
 def test_fold_scores_frame(study: optuna.Study) -> None:
@@ -251,8 +263,18 @@ def test_param_column_helpers() -> None:
 
 # ------------------------------------------------------------------ fast reader (issue 6)
 
-ALL_ATTRS = ("number", "value", "datetime_start", "datetime_complete", "duration", "params",
-             "user_attrs", "system_attrs", "intermediate_values", "state")
+ALL_ATTRS = (
+    "number",
+    "value",
+    "datetime_start",
+    "datetime_complete",
+    "duration",
+    "params",
+    "user_attrs",
+    "system_attrs",
+    "intermediate_values",
+    "state",
+)
 
 EVERY_DIST = {
     "f": FloatDistribution(-1.0, 1.0),
@@ -276,11 +298,16 @@ def _every_kind_study(storage: str, direction: str = "maximize") -> optuna.Study
     states = [TrialState.COMPLETE] * 6 + [TrialState.PRUNED, TrialState.FAIL]
     for i, state in enumerate(states):
         params = {
-            "f": float(rng.uniform(-1, 1)), "f_log": float(10 ** rng.uniform(-5, 0)),
-            "f_step": 0.25 * int(rng.integers(0, 5)), "i": int(rng.integers(-3, 31)),
-            "i_log": int(2 ** rng.integers(0, 11)), "i_step": 10 * int(rng.integers(0, 11)),
-            "cat_str": ["gini", "entropy"][i % 2], "cat_none": [None, "balanced"][i % 2],
-            "cat_bool": [True, False][i % 2], "cat_num": [1, 2.5, 10][i % 3],
+            "f": float(rng.uniform(-1, 1)),
+            "f_log": float(10 ** rng.uniform(-5, 0)),
+            "f_step": 0.25 * int(rng.integers(0, 5)),
+            "i": int(rng.integers(-3, 31)),
+            "i_log": int(2 ** rng.integers(0, 11)),
+            "i_step": 10 * int(rng.integers(0, 11)),
+            "cat_str": ["gini", "entropy"][i % 2],
+            "cat_none": [None, "balanced"][i % 2],
+            "cat_bool": [True, False][i % 2],
+            "cat_num": [1, 2.5, 10][i % 3],
         }
         if i == 3:  # a conditional param the trial did not use
             del params["cat_none"], params["i"]
@@ -290,18 +317,22 @@ def _every_kind_study(storage: str, direction: str = "maximize") -> optuna.Study
         if state == TrialState.COMPLETE:
             value = [0.5, 0.7, float("inf"), 0.2, 0.7, -0.1][i]
             folds = [0.1 * i, float("nan"), 0.3]
-            attrs.update(fold_scores=folds, cv_std=0.01 * i, fit_time=0.5, score_time=0.1,
-                         cv_mean=value)
+            attrs.update(fold_scores=folds, cv_std=0.01 * i, fit_time=0.5, score_time=0.1, cv_mean=value)
             inter = {0: 0.1 * i, 1: float("nan"), 2: float("inf")}
         elif state == TrialState.PRUNED:
             attrs.update(pruned_at_fold=1)
             inter = {0: 0.3, 1: -float("inf")}
         else:
             attrs.update(fail_reason="ValueError: bad combination")
-        trial = create_trial(state=state, value=value, params=params,
-                             distributions={k: EVERY_DIST[k] for k in params},
-                             user_attrs=attrs, system_attrs={"hpdash_slot": True},
-                             intermediate_values=inter)
+        trial = create_trial(
+            state=state,
+            value=value,
+            params=params,
+            distributions={k: EVERY_DIST[k] for k in params},
+            user_attrs=attrs,
+            system_attrs={"hpdash_slot": True},
+            intermediate_values=inter,
+        )
         trial.datetime_start = BASE + dt.timedelta(seconds=10 * i)
         trial.datetime_complete = trial.datetime_start + dt.timedelta(seconds=3 + i)
         study.add_trial(trial)
@@ -351,10 +382,8 @@ def test_fast_reader_with_a_param_of_several_distributions(tmp_path: Path) -> No
     values = [{"x": 0.25, "k": "b", "n": 3}, {"x": 4.0, "k": None, "n": 17}, {"x": 0.5, "k": "a"}]
     for i, params in enumerate(values):
         dists = {name: spaces[i % 2][name] for name in params}
-        study.add_trial(create_trial(state=TrialState.COMPLETE, value=float(i), params=params,
-                                     distributions=dists))
-    pd.testing.assert_frame_equal(results.read_trials_dataframe(study),
-                                  study.trials_dataframe(attrs=ALL_ATTRS))
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=float(i), params=params, distributions=dists))
+    pd.testing.assert_frame_equal(results.read_trials_dataframe(study), study.trials_dataframe(attrs=ALL_ATTRS))
     pd.testing.assert_frame_equal(results.trials_frame(study), results.trials_frame(study, fast=False))
     frame = results.trials_frame(study)
     assert frame["params_x"].tolist() == [0.25, 4.0, 0.5]
@@ -384,9 +413,7 @@ def test_param_columns_by_numpy_equal_row_by_row(tmp_path: Path) -> None:
     assert by_numpy["params_i"] == {int} and by_numpy["params_cat_num"] == {int, float}
 
 
-def test_completed_trials_equal_optuna_by_both_paths(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_completed_trials_equal_optuna_by_both_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """COMPLETE trials for importance: the same params, distributions and values as Optuna's
     own, whether built per column or (a param with two distributions) row by row."""
     study = _every_kind_study(f"sqlite:///{tmp_path / 'every.db'}")
@@ -402,7 +429,6 @@ def test_completed_trials_equal_optuna_by_both_paths(
     assert key(results.completed_trials(study)) == expected
 
 
-
 def test_freeze_startup_objects_freezes_once(monkeypatch: pytest.MonkeyPatch) -> None:
     import gc
 
@@ -416,6 +442,7 @@ def test_freeze_startup_objects_freezes_once(monkeypatch: pytest.MonkeyPatch) ->
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
 
 def test_gc_paused_nests_across_threads_and_restores() -> None:
     import gc
@@ -461,9 +488,7 @@ def _api_summary(study: optuna.Study) -> dict[str, Any]:
         results._fast_source = original  # type: ignore[assignment]
 
 
-def test_fast_reader_converts_utc_to_local_time_like_optuna(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_fast_reader_converts_utc_to_local_time_like_optuna(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import time as _time
 
     monkeypatch.setenv("TZ", "America/New_York")
@@ -472,10 +497,8 @@ def test_fast_reader_converts_utc_to_local_time_like_optuna(
         url = f"sqlite:///{tmp_path / 'tz.db'}"
         _every_kind_study(url)
         study = optuna.load_study(study_name="every", storage=url)
-        pd.testing.assert_frame_equal(results.read_trials_dataframe(study),
-                                      study.trials_dataframe(attrs=ALL_ATTRS))
-        pd.testing.assert_frame_equal(results.trials_frame(study),
-                                      results.trials_frame(study, fast=False))
+        pd.testing.assert_frame_equal(results.read_trials_dataframe(study), study.trials_dataframe(attrs=ALL_ATTRS))
+        pd.testing.assert_frame_equal(results.trials_frame(study), results.trials_frame(study, fast=False))
     finally:
         monkeypatch.undo()
         _time.tzset()
@@ -523,8 +546,15 @@ def test_trials_cache_reads_only_changes(tmp_path: Path) -> None:
 
     assert check().empty
     for i in range(4):
-        add(study, TrialState.COMPLETE, 0.5 + 0.1 * i, {"max_depth": 3 + i, "criterion": "gini"},
-            DISTS, BASE + dt.timedelta(seconds=i), 1)
+        add(
+            study,
+            TrialState.COMPLETE,
+            0.5 + 0.1 * i,
+            {"max_depth": 3 + i, "criterion": "gini"},
+            DISTS,
+            BASE + dt.timedelta(seconds=i),
+            1,
+        )
     check()
     assert cache.last_changed == 4
     check()
@@ -560,6 +590,7 @@ def test_trials_cache_reads_only_changes(tmp_path: Path) -> None:
 
 def _assert_same_completed(cache: results.TrialsCache, study: optuna.Study) -> None:
     """The cache's COMPLETE trials (for importance) equal a fresh read's, and so does the count."""
+
     def key(trials: list) -> list:
         return [(t.number, t._trial_id, t.value, t.params, t.distributions) for t in trials]
 
@@ -581,10 +612,8 @@ def test_fast_reader_on_postgresql(pg_url: str) -> None:  # noqa: F811
     _every_kind_study(pg_url)
     study = optuna.load_study(study_name="every", storage=pg_url)
     assert results.rdb_storage(study) is not None
-    pd.testing.assert_frame_equal(results.read_trials_dataframe(study),
-                                  study.trials_dataframe(attrs=ALL_ATTRS))
-    pd.testing.assert_frame_equal(results.trials_frame(study),
-                                  results.trials_frame(study, fast=False))
+    pd.testing.assert_frame_equal(results.read_trials_dataframe(study), study.trials_dataframe(attrs=ALL_ATTRS))
+    pd.testing.assert_frame_equal(results.trials_frame(study), results.trials_frame(study, fast=False))
     assert results.study_summary(study) == _api_summary(study)
     cache = results.TrialsCache(study)
     pd.testing.assert_frame_equal(cache.refresh(), results.trials_frame(study))
@@ -603,12 +632,21 @@ def _progress_study(storage) -> optuna.Study:
     dist = {"x": FloatDistribution(0, 1)}
     study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5, params={"x": 0.1}, distributions=dist))
     study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.7, params={"x": 0.2}, distributions=dist))
-    study.add_trial(create_trial(state=TrialState.FAIL, params={"x": 0.3}, distributions=dist,
-                                 user_attrs={"fail_reason": "stopped by the user before it finished"}))
+    study.add_trial(
+        create_trial(
+            state=TrialState.FAIL,
+            params={"x": 0.3},
+            distributions=dist,
+            user_attrs={"fail_reason": "stopped by the user before it finished"},
+        )
+    )
     study.add_trial(create_trial(state=TrialState.FAIL, params={"x": 0.4}, distributions=dist))
     study.add_trial(create_trial(state=TrialState.WAITING, system_attrs={"failed_trial": 3, "retry_history": [3]}))
-    study.add_trial(create_trial(state=TrialState.FAIL, params={"x": 0.5}, distributions=dist,
-                                 user_attrs={"fail_reason": "ValueError: bad"}))
+    study.add_trial(
+        create_trial(
+            state=TrialState.FAIL, params={"x": 0.5}, distributions=dist, user_attrs={"fail_reason": "ValueError: bad"}
+        )
+    )
     return study
 
 

@@ -1,8 +1,8 @@
 """Studies run by real worker processes on a real SQLite file."""
 
 import dataclasses
-import textwrap
 import hashlib
+import textwrap
 import time
 from pathlib import Path
 
@@ -126,8 +126,12 @@ def test_gp_strategy_runs(data_dir) -> None:
 
 
 def test_stop_then_resume_finishes_the_budget(data_dir) -> None:
-    spec = _spec(name="stoppable", model="random_forest", n_trials=30,
-                 space={"n_estimators": {"type": "int", "low": 50, "high": 60}})
+    spec = _spec(
+        name="stoppable",
+        model="random_forest",
+        n_trials=30,
+        space={"n_estimators": {"type": "int", "low": 50, "high": 60}},
+    )
     runner.create_study(spec)
     procs = runner.launch_workers("stoppable", None, 1)
     study = runner.load_study("stoppable")
@@ -209,8 +213,12 @@ def test_status_from_the_trials_cache_equals_aggregate_status(data_dir) -> None:
     status = _same_status(study, results.TrialsCache(study))
     assert status.state == "finished" and status.done == 6 and status.best_value is not None
 
-    spec = _spec(name="status-partial", model="random_forest", n_trials=20,
-                 space={"n_estimators": {"type": "int", "low": 50, "high": 60}})
+    spec = _spec(
+        name="status-partial",
+        model="random_forest",
+        n_trials=20,
+        space={"n_estimators": {"type": "int", "low": 50, "high": 60}},
+    )
     runner.create_study(spec)
     study = runner.load_study(spec.name)
     cache = results.TrialsCache(study)
@@ -317,8 +325,11 @@ def test_delete_study_deletes_only_what_the_study_owns(data_dir, tmp_path) -> No
     runner.delete_study("owner")
     assert not runner.study_exists("owner") and runner.study_exists("owner-0")
     assert decoys[0].read_text() == "do not delete" and decoys[1].is_file() and decoys[2].is_file()
-    assert sorted(p.name for p in config.models_dir().iterdir()) == ["owner-0.joblib", "owner-0.joblib.sha256",
-                                                                      "owner.joblib.x.tmp"]
+    assert sorted(p.name for p in config.models_dir().iterdir()) == [
+        "owner-0.joblib",
+        "owner-0.joblib.sha256",
+        "owner.joblib.x.tmp",
+    ]
     assert sorted(p.name for p in runner.workers_log_dir().iterdir()) == ["owner-0-0.log"]
     assert export_model.model_downloads("owner-0", runner.refit_info(runner.load_study("owner-0")))
 
@@ -340,8 +351,17 @@ KILL_SCRIPT = textwrap.dedent("""
 KILL_BUDGET = 5000
 #: Every user attr a created (never launched) random-search study has: the spec and what was
 #: resolved from it, the sampler that will run, its state and its budget.
-STUDY_ATTRS = {runner.SPEC_ATTR, runner.DATASET_ATTR, "hpdash.task", "hpdash.metric", "hpdash.space",
-               "hpdash.created_at", runner.STATE_ATTR, strategies.SAMPLER_ATTR, runner.BUDGET_ATTR}
+STUDY_ATTRS = {
+    runner.SPEC_ATTR,
+    runner.DATASET_ATTR,
+    "hpdash.task",
+    "hpdash.metric",
+    "hpdash.space",
+    "hpdash.created_at",
+    runner.STATE_ATTR,
+    strategies.SAMPLER_ATTR,
+    runner.BUDGET_ATTR,
+}
 
 
 def test_a_killed_creation_leaves_no_half_created_study(data_dir) -> None:
@@ -352,8 +372,8 @@ def test_a_killed_creation_leaves_no_half_created_study(data_dir) -> None:
     import os
     import random
     import select
-    import sqlite3
     import signal
+    import sqlite3
     import subprocess
     import sys
 
@@ -362,8 +382,9 @@ def test_a_killed_creation_leaves_no_half_created_study(data_dir) -> None:
     env = {**os.environ, "HPDASH_DATA_DIR": str(data_dir)}
     env.pop("HPDASH_STORAGE", None)
     for run in range(4):  # each child pays 2-3 s of imports, then about 2 s a study of 5,000 slots
-        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(run), str(KILL_BUDGET)],
-                                stdout=subprocess.PIPE, text=True, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILL_SCRIPT, str(run), str(KILL_BUDGET)], stdout=subprocess.PIPE, text=True, env=env
+        )
         lines = []
         try:
             assert proc.stdout.readline().strip() == "ready"
@@ -420,8 +441,11 @@ def test_resume_refuses_a_study_without_its_state_or_budget(data_dir) -> None:
 def test_launch_refuses_more_workers_than_the_cap(data_dir, monkeypatch) -> None:
     monkeypatch.setenv("HPDASH_MAX_WORKERS", "2")
     runner.create_study(_spec(name="capped", n_trials=3, workers=3))
-    for launch in (lambda: runner.launch_workers("capped", None, 3), lambda: runner.resume_study("capped"),
-                   lambda: runner.resume_study("capped", workers=5)):
+    for launch in (
+        lambda: runner.launch_workers("capped", None, 3),
+        lambda: runner.resume_study("capped"),
+        lambda: runner.resume_study("capped", workers=5),
+    ):
         with pytest.raises(SpecError) as refused:
             launch()
         message = str(refused.value)
@@ -440,10 +464,14 @@ def test_launch_refuses_more_workers_than_the_cap(data_dir, monkeypatch) -> None
 
 # -- fail fast and say why ------------------------------------------------------------------
 #: Every trial fails: lbfgs cannot fit an l1 penalty.
-ALWAYS_FAILS = {"model": "logistic_regression",
-                "space": {"solver": {"type": "categorical", "choices": ["lbfgs"]},
-                          "penalty": {"type": "categorical", "choices": ["l1"]},
-                          "C": {"type": "float", "low": 0.1, "high": 10.0, "log": True}}}
+ALWAYS_FAILS = {
+    "model": "logistic_regression",
+    "space": {
+        "solver": {"type": "categorical", "choices": ["lbfgs"]},
+        "penalty": {"type": "categorical", "choices": ["l1"]},
+        "C": {"type": "float", "low": 0.1, "high": 10.0, "log": True},
+    },
+}
 
 
 def test_a_study_whose_first_ten_trials_all_fail_stops_as_failed(data_dir) -> None:
@@ -454,8 +482,9 @@ def test_a_study_whose_first_ten_trials_all_fail_stops_as_failed(data_dir) -> No
     assert states.count(TrialState.FAIL) == 10 and states.count(TrialState.WAITING) == 5, states
     status = runner.study_status(study)
     assert status.state == "failed", status
-    assert status.error.startswith("The first 10 trial(s) all failed, so the study was stopped. "
-                                   "Commonest reason (10 of 10): ValueError: "), status.error
+    assert status.error.startswith(
+        "The first 10 trial(s) all failed, so the study was stopped. Commonest reason (10 of 10): ValueError: "
+    ), status.error
     assert "l1" in status.error and "lbfgs" in status.error
     reasons = runner.failure_reasons(study)
     assert len(reasons) == 1 and reasons[0][1] == 10 and reasons[0][0] in status.error
@@ -470,8 +499,11 @@ def test_fail_fast_counts_a_small_budget_whole_and_spares_a_study_that_works(dat
     assert runner.study_status(small).state == "failed"
     assert "The first 3 trial(s) all failed" in runner.study_status(small).error
     space = {**ALWAYS_FAILS["space"], "solver": {"type": "categorical", "choices": ["lbfgs", "saga"]}}
-    mixed = _run(_spec(name="half-works", model="logistic_regression", strategy="grid", n_trials=None,
-                       grid_points=3, space=space))
+    mixed = _run(
+        _spec(
+            name="half-works", model="logistic_regression", strategy="grid", n_trials=None, grid_points=3, space=space
+        )
+    )
     status = runner.study_status(mixed)
     assert status.state == "finished" and status.error is None and status.complete == 3
     assert [count for _, count in runner.failure_reasons(mixed)] == [3]
@@ -479,9 +511,11 @@ def test_fail_fast_counts_a_small_budget_whole_and_spares_a_study_that_works(dat
 
 def _frozen(number: int, state: TrialState, reason: str | None = None, retries: int | None = None):
     trial = optuna.trial.create_trial(
-        state=state, value=0.5 if state == TrialState.COMPLETE else None,
+        state=state,
+        value=0.5 if state == TrialState.COMPLETE else None,
         user_attrs={"fail_reason": reason} if reason else {},
-        system_attrs={"failed_trial": retries} if retries is not None else {})
+        system_attrs={"failed_trial": retries} if retries is not None else {},
+    )
     trial.number = number
     return trial
 
@@ -500,8 +534,12 @@ def test_fail_fast_verdict_skips_stopped_and_retried_trials() -> None:
     # a trial stopped by the user, or failed as stale and retried, is no verdict on the setup
     stopped = [_frozen(0, FAIL, runner.STOPPED_REASON)] + [_frozen(i, FAIL, "ValueError: a") for i in (1, 2)]
     assert runner.fail_fast_verdict(stopped, 3) == (None, [])
-    stale = [_frozen(0, FAIL), _frozen(1, FAIL, "ValueError: a"), _frozen(2, FAIL, "ValueError: a", retries=0),
-             _frozen(3, FAIL, "ValueError: a")]
+    stale = [
+        _frozen(0, FAIL),
+        _frozen(1, FAIL, "ValueError: a"),
+        _frozen(2, FAIL, "ValueError: a", retries=0),
+        _frozen(3, FAIL, "ValueError: a"),
+    ]
     assert runner.fail_fast_verdict(stale, 3) == (True, [("ValueError: a", 3)])
     assert runner.fail_fast_verdict([_frozen(0, FAIL)], 1) == (True, [("failed (no reason recorded)", 1)])
     assert [runner.fail_fast_trials(b) for b in (None, 1, 3, 10, 500)] == [10, 1, 3, 10, 10]
@@ -550,7 +588,10 @@ def test_wait_for_returns_when_the_processes_exit_not_after_the_interval() -> No
     import sys
 
     calls = []
-    procs = [subprocess.Popen([sys.executable, "-c", "pass"]), subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", "pass"]),
+        subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]),
+    ]
     assert runner.wait_for(procs, lambda: calls.append(1), interval=3600) == [0, 3]
     assert calls == [1]
 
@@ -561,11 +602,16 @@ def test_the_protocol_is_checked_on_the_training_part_before_anything_is_created
     classes, a training part smaller than the folds, a budget over the limit: SpecErrors with
     the sizes and the fix from plan_study, and create_study writes nothing."""
     cases = [
-        (dict(cv={"folds": 45}), "classes 'setosa' (40 rows), 'versicolor' (40 rows), 'virginica' (40 rows) of the "
-                                  "target 'target' have fewer rows in the training part than the 45 CV folds"),
+        (
+            dict(cv={"folds": 45}),
+            "classes 'setosa' (40 rows), 'versicolor' (40 rows), 'virginica' (40 rows) of the "
+            "target 'target' have fewer rows in the training part than the 45 CV folds",
+        ),
         (dict(test_size=0.01), "The holdout of test_size 0.01 is 2 row(s) of 150, fewer than the 3 classes"),
-        (dict(dataset="sklearn:diabetes", model="ridge", metric="r2", test_size=0.89, cv={"folds": 50}),
-         "The training part left by test_size 0.89 is 48 row(s) of 442, too few for 50 CV folds"),
+        (
+            dict(dataset="sklearn:diabetes", model="ridge", metric="r2", test_size=0.89, cv={"folds": 50}),
+            "The training part left by test_size 0.89 is 48 row(s) of 442, too few for 50 CV folds",
+        ),
         (dict(n_trials=10_001), "The budget is 10,001 trials, more than the limit of 10,000 trials per study"),
     ]
     for change, message in cases:
@@ -587,9 +633,13 @@ def test_keep_columns_reaches_the_workers(data_dir, tmp_path) -> None:
 
     rng = np.random.default_rng(0)
     words = ["quick", "slow", "red", "blue", "noted", "checked"]
-    frame = pd.DataFrame({"x": rng.normal(size=60).round(3),
-                          "comment": [f"{words[i % 6]} {words[(i * 5) % 6]} visit {i} was fine" for i in range(60)],
-                          "label": ["yes", "no"] * 30})
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=60).round(3),
+            "comment": [f"{words[i % 6]} {words[(i * 5) % 6]} visit {i} was fine" for i in range(60)],
+            "label": ["yes", "no"] * 30,
+        }
+    )
     path = tmp_path / "visits.csv"
     frame.to_csv(path, index=False)
     spec = _spec(name="kept", dataset=str(path), target="label", n_trials=2)
@@ -618,8 +668,7 @@ def test_trial_log_filter_drops_user_stops_and_keeps_real_failures() -> None:
     handler = logging.Handler()
     handler.emit = records.append
     logging.getLogger("optuna").addHandler(handler)
-    errors = [objective.StopRequested(), objective.TrialTimeout("Stopped at the trial time limit"),
-              ValueError("bad C")]
+    errors = [objective.StopRequested(), objective.TrialTimeout("Stopped at the trial time limit"), ValueError("bad C")]
 
     def fail(trial: optuna.Trial) -> float:
         trial.suggest_float("x", 0.0, 1.0)
@@ -631,7 +680,10 @@ def test_trial_log_filter_drops_user_stops_and_keeps_real_failures() -> None:
         logging.getLogger("optuna").removeHandler(handler)
     records = [r for r in records if r.name == "optuna.study._optimize"]
     messages = [(r.getMessage().split(" because")[0].split(" with")[0], r.exc_info is not None) for r in records]
-    assert messages == [("Trial 1 failed", False), ("Trial 1 failed", False),
-                        ("Trial 2 failed", True), ("Trial 2 failed", False)], messages
+    assert messages == [
+        ("Trial 1 failed", False),
+        ("Trial 1 failed", False),
+        ("Trial 2 failed", True),
+        ("Trial 2 failed", False),
+    ], messages
     assert "Stopped at the trial time limit" in records[0].getMessage() and "bad C" in records[2].getMessage()
-

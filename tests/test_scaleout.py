@@ -15,10 +15,10 @@ from collections import Counter
 import optuna
 import pytest
 from optuna.trial import TrialState
+from pg_helpers import pg_url  # noqa: F401  (fixture)
 
 from hpdash import runner
 from hpdash.spec import parse_spec
-from pg_helpers import pg_url  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -28,6 +28,7 @@ def _four_workers_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Four workers on any machine: more than a 2-core machine's default cap of one worker per
     CPU (HPDASH_MAX_WORKERS), on purpose, to race for slots."""
     monkeypatch.setenv("HPDASH_MAX_WORKERS", "4")
+
 
 N_TRIALS = 200
 WORKERS = 4
@@ -39,8 +40,17 @@ GRID_SPACE = {
 
 
 def _spec(**change):
-    base = {"name": "scale", "dataset": "sklearn:iris", "target": "target", "model": "k_nearest_neighbors",
-            "strategy": "random", "n_trials": N_TRIALS, "cv": {"folds": 2}, "seed": 0, "workers": WORKERS}
+    base = {
+        "name": "scale",
+        "dataset": "sklearn:iris",
+        "target": "target",
+        "model": "k_nearest_neighbors",
+        "strategy": "random",
+        "n_trials": N_TRIALS,
+        "cv": {"folds": 2},
+        "seed": 0,
+        "workers": WORKERS,
+    }
     return parse_spec({**base, **change})
 
 

@@ -24,8 +24,9 @@ def _call(scope: dict, cookie: str | None = None) -> tuple[list[dict], list[str]
 
     async def app(scope, receive, send):
         reached.append(scope["path"])
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/html; charset=utf-8")]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html; charset=utf-8")]}
+        )
         await send({"type": "http.response.body", "body": b"ok"})
 
     sent: list[dict] = []
@@ -39,8 +40,7 @@ def _call(scope: dict, cookie: str | None = None) -> tuple[list[dict], list[str]
     headers = list(scope.get("headers", []))
     if cookie is not None:
         headers.append((b"cookie", cookie.encode("latin-1")))
-    call = server.SignInGuard(app)({"type": "http", "method": "GET", **scope, "headers": headers},
-                                   receive, send)
+    call = server.SignInGuard(app)({"type": "http", "method": "GET", **scope, "headers": headers}, receive, send)
     # In a thread of its own: another test's event loop may still be running in this one.
     errors: list[BaseException] = []
     runner = threading.Thread(target=lambda: _run(call, errors))
@@ -80,9 +80,12 @@ def test_page_load_sets_an_httponly_client_cookie_once(signed_in) -> None:
 def test_uploads_only_from_a_signed_in_session_with_its_browser_cookie(signed_in) -> None:
     put = {"path": "/_stcore/upload_file/s1/f1", "method": "PUT"}
     assert _call(put, cookie="hpdash_client=tok")[1] == ["/_stcore/upload_file/s1/f1"]
-    for scope, cookie in [(put, None), (put, "hpdash_client=other"),
-                          ({**put, "path": "/_stcore/upload_file/s2/f1"}, "hpdash_client=tok"),
-                          ({**put, "path": "/_stcore/upload_file/"}, "hpdash_client=tok")]:
+    for scope, cookie in [
+        (put, None),
+        (put, "hpdash_client=other"),
+        ({**put, "path": "/_stcore/upload_file/s2/f1"}, "hpdash_client=tok"),
+        ({**put, "path": "/_stcore/upload_file/"}, "hpdash_client=tok"),
+    ]:
         sent, reached = _call(scope, cookie)
         assert reached == [] and sent[0]["status"] == 403, (scope, cookie)
         assert b"Sign in first" in sent[1]["body"]

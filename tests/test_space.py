@@ -58,10 +58,16 @@ def test_round_trip_through_spec_form() -> None:
     space = parse_space(RAW, labels={"max_depth": "model shape"})
     as_dict = space_to_dict(space)
     assert as_dict["max_depth"] == {
-        "type": "int", "low": 2, "high": 32, "log": False, "label": "model shape",
+        "type": "int",
+        "low": 2,
+        "high": 32,
+        "log": False,
+        "label": "model shape",
     }
     assert as_dict["criterion"] == {
-        "type": "categorical", "choices": ["gini", "entropy"], "label": "learning process",
+        "type": "categorical",
+        "choices": ["gini", "entropy"],
+        "label": "learning process",
     }
     assert parse_space(as_dict) == space
 
@@ -112,7 +118,10 @@ def test_lenient_but_safe_bounds() -> None:
         ({"type": "categorical", "choices": [{"a": 1}]}, r"is not plain data"),
         ({"type": "categorical", "choices": [float("nan")]}, r"is not plain data"),
         ({"type": "categorical", "choices": "gini"}, r"'choices' must be a list"),
-        ({"type": "categorical", "choices": ["a"], "log": True}, r"'log' applies to float and int ranges, not to categorical"),
+        (
+            {"type": "categorical", "choices": ["a"], "log": True},
+            r"'log' applies to float and int ranges, not to categorical",
+        ),
         ({"type": "float", "low": 0, "high": 1, "log": "yes"}, r"'log' must be true or false"),
         ("float 0..1", r"expected a mapping"),
     ],
@@ -207,7 +216,9 @@ def test_grid_and_grid_size() -> None:
         "criterion": ["gini", "entropy"],
     }
     assert grid_size(space, 3) == 3 * 3 * 3 * 2
-    small = parse_space({"k": {"type": "int", "low": 1, "high": 3}, "w": {"type": "categorical", "choices": ["u", "d"]}})
+    small = parse_space(
+        {"k": {"type": "int", "low": 1, "high": 3}, "w": {"type": "categorical", "choices": ["u", "d"]}}
+    )
     assert grid_size(small, 10) == 3 * 2  # de-duplicated ints count once
     assert grid_size({}, 5) == 1
 
@@ -217,8 +228,7 @@ def test_check_grid_size_message(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SpecError) as info:
         check_grid_size(12_345, limit=10_000)
     assert str(info.value) == (
-        "the grid has 12,345 points, more than the limit of 10,000; "
-        "use fewer points per range or fewer hyperparameters"
+        "the grid has 12,345 points, more than the limit of 10,000; use fewer points per range or fewer hyperparameters"
     )
     monkeypatch.setenv("HPDASH_GRID_LIMIT", "100")
     check_grid_size(100)
@@ -228,14 +238,18 @@ def test_check_grid_size_message(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # --- one model and algorithm selection -------------------------------------------------
 
-RF = parse_space({
-    "max_depth": {"type": "int", "low": 2, "high": 8},
-    "criterion": {"type": "categorical", "choices": ["gini", "entropy"]},
-})
-KNN = parse_space({
-    "n_neighbors": {"type": "int", "low": 1, "high": 50, "log": True},
-    "weights": {"type": "categorical", "choices": ["uniform", "distance"]},
-})
+RF = parse_space(
+    {
+        "max_depth": {"type": "int", "low": 2, "high": 8},
+        "criterion": {"type": "categorical", "choices": ["gini", "entropy"]},
+    }
+)
+KNN = parse_space(
+    {
+        "n_neighbors": {"type": "int", "low": 1, "high": 50, "log": True},
+        "weights": {"type": "categorical", "choices": ["uniform", "distance"]},
+    }
+)
 LOGREG = parse_space({"C": {"type": "float", "low": 0.01, "high": 100, "log": True}})
 
 
@@ -256,9 +270,15 @@ def test_grid_points_algorithm_selection() -> None:
     points = grid_points(spaces, 3)
     assert len(points) == total_grid_size(spaces, 3) == 6 + 6 + 3
     assert points == grid_points(spaces, 3)  # deterministic
-    assert [p[MODEL_PARAM] for p in points] == ["random_forest"] * 6 + ["k_nearest_neighbors"] * 6 + ["logistic_regression"] * 3
+    assert [p[MODEL_PARAM] for p in points] == ["random_forest"] * 6 + ["k_nearest_neighbors"] * 6 + [
+        "logistic_regression"
+    ] * 3
     assert points[0] == {"model": "random_forest", "random_forest__max_depth": 2, "random_forest__criterion": "gini"}
-    assert points[6] == {"model": "k_nearest_neighbors", "k_nearest_neighbors__n_neighbors": 1, "k_nearest_neighbors__weights": "uniform"}
+    assert points[6] == {
+        "model": "k_nearest_neighbors",
+        "k_nearest_neighbors__n_neighbors": 1,
+        "k_nearest_neighbors__weights": "uniform",
+    }
     assert points[-1] == {"model": "logistic_regression", "logistic_regression__C": 100.0}
     for point in points:  # each point holds only its own model's params
         model = point[MODEL_PARAM]
@@ -327,12 +347,18 @@ def test_enqueued_grid_points_come_back_exactly() -> None:
 
 def test_decode_params() -> None:
     models = ["random_forest", "k_nearest_neighbors"]
-    params = {"model": "k_nearest_neighbors", "k_nearest_neighbors__n_neighbors": 7, "k_nearest_neighbors__weights": "distance"}
+    params = {
+        "model": "k_nearest_neighbors",
+        "k_nearest_neighbors__n_neighbors": 7,
+        "k_nearest_neighbors__weights": "distance",
+    }
     assert decode_params(params, models) == ("k_nearest_neighbors", {"n_neighbors": 7, "weights": "distance"})
     assert decode_params({"C": 1.0}, ["logistic_regression"]) == ("logistic_regression", {"C": 1.0})
     with pytest.raises(SpecError, match="the trial has no 'model' parameter"):
         decode_params({"random_forest__max_depth": 3}, models)
-    with pytest.raises(SpecError, match=r"the trial used model 'svm', which is not one of: random_forest, k_nearest_neighbors"):
+    with pytest.raises(
+        SpecError, match=r"the trial used model 'svm', which is not one of: random_forest, k_nearest_neighbors"
+    ):
         decode_params({"model": "svm"}, models)
 
 

@@ -120,11 +120,15 @@ def billion_laughs(levels: int = 9, width: int = 9) -> str:
     [
         (SPEC_YAML + "# " + "x" * spec_module.MAX_YAML_CHARS, "characters long; the limit is 1,000,000"),
         ("a: " + "[" * 100_000 + "]" * 100_000, "more than 50 levels deep (at line 1); the limit is 50"),
-        ("".join("  " * i + f"k{i}:\n" for i in range(60)) + "  " * 60 + "v: 1\n",
-         "more than 50 levels deep (at line 51)"),
+        (
+            "".join("  " * i + f"k{i}:\n" for i in range(60)) + "  " * 60 + "v: 1\n",
+            "more than 50 levels deep (at line 51)",
+        ),
         (billion_laughs(), "the limit is 100,000"),
-        ("a: &a [" + ", ".join(["x"] * 2000) + "]\nb: [" + ", ".join(["*a"] * 49) + "]\n",
-         "expands to more than 100,000 values"),
+        (
+            "a: &a [" + ", ".join(["x"] * 2000) + "]\nb: [" + ", ".join(["*a"] * 49) + "]\n",
+            "expands to more than 100,000 values",
+        ),
         ("a: &a 1\nb: [" + ", ".join(["*a"] * 51) + "]\n", "more than 50 aliases (*name); the limit is 50"),
         ("a: [" + ", ".join(["1"] * 100_001) + "]\n", "has more than 100,000 values; the limit is 100,000"),
         ("a: &a [1, *a]\n", "alias *a refers to a value that contains it"),
@@ -133,18 +137,37 @@ def billion_laughs(levels: int = 9, width: int = 9) -> str:
         (SPEC_YAML + "timeout: -.inf\n", "not finite at 'timeout': -.inf"),
         (SPEC_YAML + "timeout: 1.0e+999\n", "not finite at 'timeout': .inf"),
         (SPEC_YAML + "n_trials: .nan\n", "not finite at 'n_trials': .nan"),
-        (SPEC_YAML + "space: {max_depth: {type: int, low: 1, high: .inf}}\n",
-         "not finite at 'space.max_depth.high'"),
-        (SPEC_YAML + "space: {criterion: {type: categorical, choices: [gini, .NaN]}}\n",
-         "not finite at 'space.criterion.choices[1]'"),
+        (SPEC_YAML + "space: {max_depth: {type: int, low: 1, high: .inf}}\n", "not finite at 'space.max_depth.high'"),
+        (
+            SPEC_YAML + "space: {criterion: {type: categorical, choices: [gini, .NaN]}}\n",
+            "not finite at 'space.criterion.choices[1]'",
+        ),
         (SPEC_YAML + "seed: " + "9" * 5000 + "\n", "cannot be read (Exceeds the limit (4300 digits)"),
         (SPEC_YAML + "seed: 2021-13-45\n", "cannot be read (month must be in 1..12)"),
         ("a: *nowhere\n", "not valid YAML"),
         ("a: 1\n---\nb: 2\n", "not valid YAML"),
     ],
-    ids=["huge", "deep_flow", "deep_block", "billion_laughs", "expanded_nodes", "many_aliases",
-         "many_values", "self_list", "self_map", "inf", "minus_inf", "overflow", "nan", "inf_in_space",
-         "nan_in_choices", "huge_int", "bad_date", "undefined_alias", "two_documents"],
+    ids=[
+        "huge",
+        "deep_flow",
+        "deep_block",
+        "billion_laughs",
+        "expanded_nodes",
+        "many_aliases",
+        "many_values",
+        "self_list",
+        "self_map",
+        "inf",
+        "minus_inf",
+        "overflow",
+        "nan",
+        "inf_in_space",
+        "nan_in_choices",
+        "huge_int",
+        "bad_date",
+        "undefined_alias",
+        "two_documents",
+    ],
 )
 def test_yaml_limits_are_spec_errors_that_name_them(text: str, message: str) -> None:
     with pytest.raises(SpecError) as err:
@@ -218,8 +241,7 @@ def test_alias_bomb_is_refused_in_bounded_memory_and_time() -> None:
     expanded), in a fresh process: refused in well under 2 s and 100 MB. Unbounded, the safe
     loader builds it cheaply (aliases share objects) but the error message's repr of the value
     expands it: gigabytes and minutes."""
-    levels = [f"&l0 [{', '.join(['lol'] * 9)}]"] + [
-        f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    levels = [f"&l0 [{', '.join(['lol'] * 9)}]"] + [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
     text = SPEC_YAML + "n_trials: [" + ", ".join(levels) + "]\n"
     from pathlib import Path
 

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 
 import optuna
 import pytest
+from pg_helpers import pg_url  # noqa: F401  (fixture)
 
 from hpdash.storage import BudgetExhausted, open_storage, redact
-from pg_helpers import pg_url  # noqa: F401  (fixture)
 
 
 def test_sqlite_file_is_wal(tmp_path) -> None:
@@ -102,8 +102,10 @@ def test_trial_user_attrs_written_together_read_back_through_optuna(tmp_path, hp
 
 
 def _frozen(trials: list) -> list[tuple]:
-    return [(t._trial_id, t.number, t.state, t.params, t.user_attrs, t.system_attrs,
-             t.intermediate_values, t.values) for t in trials]
+    return [
+        (t._trial_id, t.number, t.state, t.params, t.user_attrs, t.system_attrs, t.intermediate_values, t.values)
+        for t in trials
+    ]
 
 
 def test_trial_reads_equal_optunas_while_slots_are_claimed_and_finished(tmp_path) -> None:
@@ -119,8 +121,9 @@ def test_trial_reads_equal_optunas_while_slots_are_claimed_and_finished(tmp_path
     sid = study._study_id
 
     def same(included: set[int], greater_than: int) -> None:
-        assert _frozen(ours._get_trials(sid, None, included, greater_than)) == \
-            _frozen(plain._get_trials(sid, None, included, greater_than))
+        assert _frozen(ours._get_trials(sid, None, included, greater_than)) == _frozen(
+            plain._get_trials(sid, None, included, greater_than)
+        )
 
     ids = [t._trial_id for t in study.get_trials()]
     same(set(), -1)
@@ -210,8 +213,11 @@ def test_add_waiting_trials_stores_what_add_trial_stores(any_url: str) -> None:
     for how in ("optuna", "bulk"):
         name = f"slots-{how}-{time.time_ns()}"
         study = optuna.create_study(storage=open_storage(any_url, heartbeat=False), study_name=name)
-        study.add_trial(optuna.trial.create_trial(value=1.0, params={"x": 0.1},
-                                                  distributions={"x": optuna.distributions.FloatDistribution(0, 2)}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=1.0, params={"x": 0.1}, distributions={"x": optuna.distributions.FloatDistribution(0, 2)}
+            )
+        )
         if how == "optuna":
             for a in attrs:
                 study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, system_attrs=a))
@@ -220,14 +226,17 @@ def test_add_waiting_trials_stores_what_add_trial_stores(any_url: str) -> None:
         studies[how] = optuna.load_study(study_name=name, storage=open_storage(any_url, heartbeat=False))
 
     def rows(study: optuna.Study) -> list:
-        return [(t.number, t.state, t.datetime_start, t.datetime_complete, t.system_attrs, t.params)
-                for t in study.get_trials()]
+        return [
+            (t.number, t.state, t.datetime_start, t.datetime_complete, t.system_attrs, t.params)
+            for t in study.get_trials()
+        ]
 
     # The first trial (COMPLETE, made by create_trial) differs only by when it was made.
     assert rows(studies["bulk"])[1:] == rows(studies["optuna"])[1:]
     assert [t.number for t in studies["bulk"].get_trials()] == [0, 1, 2, 3]
-    worker = WorkerStudy(study_name=studies["bulk"].study_name,
-                         storage=open_storage(any_url, budgeted=True, heartbeat=False))
+    worker = WorkerStudy(
+        study_name=studies["bulk"].study_name, storage=open_storage(any_url, budgeted=True, heartbeat=False)
+    )
     first = worker.ask()
     assert first.number == 1 and worker._storage.get_trial(first._trial_id).system_attrs == {"hpdash_slot": True}
     second = worker.ask()
@@ -245,10 +254,14 @@ def test_claim_writes_the_workers_attrs_with_it(any_url: str) -> None:
     second = b.claim_waiting_trial(study._study_id, {"worker": "host:2"})
     assert first.user_attrs == {"worker": "host:1"} and second.user_attrs == {"worker": "host:2"}
     assert first.number == 0 and second.number == 1
-    seen = {t.number: (t.state, t.user_attrs) for t in optuna.load_study(
-        study_name=name, storage=open_storage(any_url, heartbeat=False)).get_trials()}
-    assert seen == {0: (optuna.trial.TrialState.RUNNING, {"worker": "host:1"}),
-                    1: (optuna.trial.TrialState.RUNNING, {"worker": "host:2"})}
+    seen = {
+        t.number: (t.state, t.user_attrs)
+        for t in optuna.load_study(study_name=name, storage=open_storage(any_url, heartbeat=False)).get_trials()
+    }
+    assert seen == {
+        0: (optuna.trial.TrialState.RUNNING, {"worker": "host:1"}),
+        1: (optuna.trial.TrialState.RUNNING, {"worker": "host:2"}),
+    }
     assert a.claim_waiting_trial(study._study_id, {"worker": "host:1"}) is None
 
 
@@ -256,24 +269,39 @@ def _every_kind_of_trial(study: optuna.Study) -> None:
     """Trials in every state, with every distribution type, value type and attr kind."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    dists = {"lr": FloatDistribution(1e-4, 1.0, log=True), "f": FloatDistribution(0.0, 1.0, step=0.25),
-             "n": IntDistribution(1, 9, step=2), "m": IntDistribution(1, 100, log=True),
-             "c": CategoricalDistribution(["a", None, True, 2.5])}
+    dists = {
+        "lr": FloatDistribution(1e-4, 1.0, log=True),
+        "f": FloatDistribution(0.0, 1.0, step=0.25),
+        "n": IntDistribution(1, 9, step=2),
+        "m": IntDistribution(1, 100, log=True),
+        "c": CategoricalDistribution(["a", None, True, 2.5]),
+    }
     params = {"lr": 0.01, "f": 0.5, "n": 3, "m": 10, "c": None}
     running = study.ask(dists)  # first: ask would run a WAITING trial
     running.report(0.125, 0)
     running.set_user_attr("worker", "host:1")
     state = optuna.trial.TrialState
-    for kind, value in [(state.COMPLETE, 0.5), (state.COMPLETE, float("inf")), (state.COMPLETE, float("-inf")),
-                        (state.PRUNED, None), (state.FAIL, None), (state.WAITING, None)]:
-        study.add_trial(optuna.trial.create_trial(
-            state=kind, value=value, params=params if kind != state.WAITING else {},
-            distributions=dists if kind != state.WAITING else {},
-            user_attrs={"fold_scores": [0.5, None], "nested": {"a": [1, "x"]}, "é": "ü"},
-            system_attrs={"fixed_params": {"n": 3}},
-            intermediate_values={0: 0.25, 1: float("nan"), 2: float("inf"), 3: float("-inf")}
-            if kind != state.WAITING else {},
-        ))
+    for kind, value in [
+        (state.COMPLETE, 0.5),
+        (state.COMPLETE, float("inf")),
+        (state.COMPLETE, float("-inf")),
+        (state.PRUNED, None),
+        (state.FAIL, None),
+        (state.WAITING, None),
+    ]:
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=kind,
+                value=value,
+                params=params if kind != state.WAITING else {},
+                distributions=dists if kind != state.WAITING else {},
+                user_attrs={"fold_scores": [0.5, None], "nested": {"a": [1, "x"]}, "é": "ü"},
+                system_attrs={"fixed_params": {"n": 3}},
+                intermediate_values={0: 0.25, 1: float("nan"), 2: float("inf"), 3: float("-inf")}
+                if kind != state.WAITING
+                else {},
+            )
+        )
 
 
 @pytest.mark.parametrize("tz", ["UTC", "Asia/Kolkata"])
@@ -287,17 +315,29 @@ def test_read_trial_equals_optunas_get_trial(any_url: str, monkeypatch, tz) -> N
     ours = open_storage(any_url, heartbeat=False)
     _every_kind_of_trial(optuna.create_study(storage=ours, study_name=name))
     multi = optuna.create_study(storage=ours, study_name=name + "-multi", directions=["maximize", "minimize"])
-    multi.add_trial(optuna.trial.create_trial(values=[1.0, float("-inf")], params={"x": 1.0},
-                                              distributions={"x": optuna.distributions.FloatDistribution(0, 2)}))
+    multi.add_trial(
+        optuna.trial.create_trial(
+            values=[1.0, float("-inf")],
+            params={"x": 1.0},
+            distributions={"x": optuna.distributions.FloatDistribution(0, 2)},
+        )
+    )
     plain = optuna.storages.RDBStorage(any_url)
-    ids = [t._trial_id for s in (name, name + "-multi")
-           for t in optuna.load_study(study_name=s, storage=plain).get_trials()]
+    ids = [
+        t._trial_id
+        for s in (name, name + "-multi")
+        for t in optuna.load_study(study_name=s, storage=plain).get_trials()
+    ]
     assert len(ids) == 8
-    running = [t for t in optuna.load_study(study_name=name, storage=plain).get_trials()
-               if t.state == optuna.trial.TrialState.RUNNING][0]
+    running = [
+        t
+        for t in optuna.load_study(study_name=name, storage=plain).get_trials()
+        if t.state == optuna.trial.TrialState.RUNNING
+    ][0]
     # hpdash's one-transaction writer (SQL Core upserts), read back both ways below
-    ours.set_trial_user_attrs(running._trial_id, {"worker": "host:2", "cv_mean": 0.5},
-                              {0: 0.75, 1: float("nan"), 2: float("-inf")})
+    ours.set_trial_user_attrs(
+        running._trial_id, {"worker": "host:2", "cv_mean": 0.5}, {0: 0.75, 1: float("nan"), 2: float("-inf")}
+    )
     assert plain.get_trial(running._trial_id).user_attrs == {"worker": "host:2", "cv_mean": 0.5}
     for trial_id in ids:
         mine, theirs = ours.read_trial(trial_id), plain.get_trial(trial_id)
@@ -314,8 +354,13 @@ def test_read_trial_equals_optunas_get_trial(any_url: str, monkeypatch, tz) -> N
     # Many trials at once, as Optuna's cache asks: by id, above a trial id, or both; the last
     # one past the longest id list read in SQL Core (Optuna's own read then answers).
     sid = optuna.load_study(study_name=name, storage=plain)._study_id
-    for included, above, max_ids in [(set(), -1, 500), (set(ids[:3]), ids[1], 500), (set(), ids[3], 500),
-                                      ({ids[0], ids[5]}, ids[6], 500), (set(ids[:3]), ids[5], 2)]:
+    for included, above, max_ids in [
+        (set(), -1, 500),
+        (set(ids[:3]), ids[1], 500),
+        (set(), ids[3], 500),
+        ({ids[0], ids[5]}, ids[6], 500),
+        (set(ids[:3]), ids[5], 2),
+    ]:
         monkeypatch.setattr("hpdash.storage._MAX_IDS", max_ids)
         mine, theirs = ours.read_trials(sid, included, above), plain._get_trials(sid, None, included, above)
         assert [t._trial_id for t in mine] == [t._trial_id for t in theirs] and mine
@@ -333,11 +378,18 @@ def _run_the_same_trials(storage: optuna.storages.BaseStorage, name: str) -> lis
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     study = optuna.create_study(storage=storage, study_name=name, sampler=optuna.samplers.RandomSampler(seed=0))
-    space = {"lr": FloatDistribution(1e-4, 1.0, log=True), "n": IntDistribution(1, 9, step=2),
-             "c": CategoricalDistribution(["a", None, True])}
+    space = {
+        "lr": FloatDistribution(1e-4, 1.0, log=True),
+        "n": IntDistribution(1, 9, step=2),
+        "c": CategoricalDistribution(["a", None, True]),
+    }
     outcomes = []
-    for value, state in [(0.5, optuna.trial.TrialState.COMPLETE), (float("inf"), optuna.trial.TrialState.COMPLETE),
-                         (None, optuna.trial.TrialState.PRUNED), (None, optuna.trial.TrialState.FAIL)]:
+    for value, state in [
+        (0.5, optuna.trial.TrialState.COMPLETE),
+        (float("inf"), optuna.trial.TrialState.COMPLETE),
+        (None, optuna.trial.TrialState.PRUNED),
+        (None, optuna.trial.TrialState.FAIL),
+    ]:
         trial = study.ask(space)
         trial.report(0.25, 0)
         study.tell(trial, value, state=state)
@@ -354,14 +406,20 @@ def _run_the_same_trials(storage: optuna.storages.BaseStorage, name: str) -> lis
         trial.suggest_int("lr", 1, 3)
     except Exception as exc:
         outcomes.append(type(exc).__name__)
-    for bad in (lambda: study._storage.set_trial_param(10**6, "x", 0.5, FloatDistribution(0, 1)),
-                lambda: study._storage.set_trial_state_values(10**6, optuna.trial.TrialState.COMPLETE, [1.0])):
+    for bad in (
+        lambda: study._storage.set_trial_param(10**6, "x", 0.5, FloatDistribution(0, 1)),
+        lambda: study._storage.set_trial_state_values(10**6, optuna.trial.TrialState.COMPLETE, [1.0]),
+    ):
         try:
             bad()
         except Exception as exc:
             outcomes.append(type(exc).__name__)
-    multi = optuna.create_study(storage=storage, study_name=name + "-multi", directions=["maximize", "minimize"],
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    multi = optuna.create_study(
+        storage=storage,
+        study_name=name + "-multi",
+        directions=["maximize", "minimize"],
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
     multi.tell(multi.ask({"x": FloatDistribution(0, 1)}), [1.0, float("-inf")])
     return outcomes
 
@@ -375,15 +433,22 @@ def test_finishing_and_param_writes_equal_optunas(any_url: str) -> None:
     ours = open_storage(any_url, heartbeat=False)
     assert type(ours) is WorkerRDBStorage
     plain = optuna.storages.RDBStorage(any_url)
-    assert _run_the_same_trials(ours, name + "-ours") == _run_the_same_trials(plain, name + "-plain") == [
-        "UpdateFinishedTrialError", "UpdateFinishedTrialError"] * 4 + ["ValueError", "KeyError", "KeyError"]
+    assert (
+        _run_the_same_trials(ours, name + "-ours")
+        == _run_the_same_trials(plain, name + "-plain")
+        == ["UpdateFinishedTrialError", "UpdateFinishedTrialError"] * 4 + ["ValueError", "KeyError", "KeyError"]
+    )
 
     def stored(study_name: str) -> list:
         trials = optuna.load_study(study_name=study_name, storage=plain).get_trials()
-        assert all(t.datetime_complete is None or abs((t.datetime_complete - datetime.now()).total_seconds()) < 60
-                   for t in trials)
-        return [(t.number, t.state, t.values, t.params, t.distributions, t.intermediate_values,
-                 t.datetime_complete is None) for t in trials]
+        assert all(
+            t.datetime_complete is None or abs((t.datetime_complete - datetime.now()).total_seconds()) < 60
+            for t in trials
+        )
+        return [
+            (t.number, t.state, t.values, t.params, t.distributions, t.intermediate_values, t.datetime_complete is None)
+            for t in trials
+        ]
 
     for suffix in ("", "-multi"):
         assert stored(name + "-ours" + suffix) == stored(name + "-plain" + suffix)
@@ -409,14 +474,20 @@ def test_heartbeats_and_stale_trials_agree_with_optuna(any_url: str) -> None:
     plain.record_heartbeat(theirs)
     with ours.engine.begin() as conn:
         now = conn.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar().replace(tzinfo=None)
-        conn.execute(sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = :t WHERE trial_id = :i"),
-                     {"t": now - timedelta(hours=1), "i": old})
+        conn.execute(
+            sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = :t WHERE trial_id = :i"),
+            {"t": now - timedelta(hours=1), "i": old},
+        )
         rows = conn.execute(sqlalchemy.text("SELECT trial_id FROM trial_heartbeats ORDER BY trial_id")).scalars().all()
     assert rows == [old, fresh, theirs]
     assert ours._get_stale_trial_ids(study._study_id) == plain._get_stale_trial_ids(study._study_id) == [old]
     time.sleep(2.2)  # now every beat is older than the grace period
     ours.record_heartbeat(fresh)
-    assert sorted(ours._get_stale_trial_ids(study._study_id)) == sorted(plain._get_stale_trial_ids(study._study_id)) == [old, theirs]
+    assert (
+        sorted(ours._get_stale_trial_ids(study._study_id))
+        == sorted(plain._get_stale_trial_ids(study._study_id))
+        == [old, theirs]
+    )
 
 
 def _study_rows(url: str, name: str) -> dict:
@@ -427,28 +498,38 @@ def _study_rows(url: str, name: str) -> dict:
     engine = sqlalchemy.create_engine(url)
     try:
         with engine.connect() as conn:
+
             def rows(sql: str, **params) -> list:
                 return [tuple(r) for r in conn.execute(sqlalchemy.text(sql), params).all()]
 
-            (study_id,) = conn.execute(sqlalchemy.text("SELECT study_id FROM studies WHERE study_name = :n"),
-                                       {"n": name}).one()
-            trials = rows("SELECT trial_id, number, state, datetime_start, datetime_complete FROM trials "
-                          "WHERE study_id = :s ORDER BY trial_id", s=study_id)
+            (study_id,) = conn.execute(
+                sqlalchemy.text("SELECT study_id FROM studies WHERE study_name = :n"), {"n": name}
+            ).one()
+            trials = rows(
+                "SELECT trial_id, number, state, datetime_start, datetime_complete FROM trials "
+                "WHERE study_id = :s ORDER BY trial_id",
+                s=study_id,
+            )
             number = {t[0]: t[1] for t in trials}
             ids = list(number) or [-1]
 
             def per_trial(table: str, columns: str) -> list:
-                found = conn.execute(sqlalchemy.text(
-                    f"SELECT trial_id, {columns} FROM {table} WHERE trial_id IN :ids"
-                ).bindparams(sqlalchemy.bindparam("ids", expanding=True)), {"ids": ids}).all()
+                found = conn.execute(
+                    sqlalchemy.text(f"SELECT trial_id, {columns} FROM {table} WHERE trial_id IN :ids").bindparams(
+                        sqlalchemy.bindparam("ids", expanding=True)
+                    ),
+                    {"ids": ids},
+                ).all()
                 return sorted((number[r[0]], *[str(v) for v in r[1:]]) for r in found)
 
             return {
                 "direction": rows("SELECT objective, direction FROM study_directions WHERE study_id = :s", s=study_id),
-                "user_attrs": sorted(rows("SELECT key, value_json FROM study_user_attributes WHERE study_id = :s",
-                                          s=study_id)),
-                "system_attrs": sorted(rows("SELECT key, value_json FROM study_system_attributes WHERE study_id = :s",
-                                            s=study_id)),
+                "user_attrs": sorted(
+                    rows("SELECT key, value_json FROM study_user_attributes WHERE study_id = :s", s=study_id)
+                ),
+                "system_attrs": sorted(
+                    rows("SELECT key, value_json FROM study_system_attributes WHERE study_id = :s", s=study_id)
+                ),
                 # numbers in creation order, from 0, and the same states and (empty) times
                 "trials": [(t[1], str(t[2]), t[3], t[4]) for t in trials],
                 "trial_system_attrs": per_trial("trial_system_attributes", "key, value_json"),
@@ -462,13 +543,25 @@ def _study_rows(url: str, name: str) -> dict:
         engine.dispose()
 
 
-_ATTRS = {"hpdash.spec": {"name": "x", "cv": {"folds": 3, "repeats": 1}, "space": None},
-          "hpdash.dataset_sha256": None, "hpdash.task": "classification", "hpdash.metric": "accuracy",
-          "hpdash.space": {"knn": {"k": {"type": "int", "low": 1, "high": 9}}}, "hpdash.created_at": "2024-01-01T00:00:00+00:00",
-          "hpdash.state": "created", "hpdash.grid_order": {"grid_size": 3, "budget": 3, "cut": False},
-          "hpdash.budget": 3, "unicode": "é ✓"}
-_SLOTS = [{"fixed_params": {"k": 1, "w": "uniform"}}, {"fixed_params": {"k": 5, "w": None}}, {"hpdash_slot": True},
-          {}, {"hpdash_slot": True, "fixed_params": {"k": 2.5}}]
+_ATTRS = {
+    "hpdash.spec": {"name": "x", "cv": {"folds": 3, "repeats": 1}, "space": None},
+    "hpdash.dataset_sha256": None,
+    "hpdash.task": "classification",
+    "hpdash.metric": "accuracy",
+    "hpdash.space": {"knn": {"k": {"type": "int", "low": 1, "high": 9}}},
+    "hpdash.created_at": "2024-01-01T00:00:00+00:00",
+    "hpdash.state": "created",
+    "hpdash.grid_order": {"grid_size": 3, "budget": 3, "cut": False},
+    "hpdash.budget": 3,
+    "unicode": "é ✓",
+}
+_SLOTS = [
+    {"fixed_params": {"k": 1, "w": "uniform"}},
+    {"fixed_params": {"k": 5, "w": None}},
+    {"hpdash_slot": True},
+    {},
+    {"hpdash_slot": True, "fixed_params": {"k": 2.5}},
+]
 
 
 def test_study_with_slots_in_one_transaction_stores_what_the_commits_did(any_url: str) -> None:
@@ -501,8 +594,9 @@ def test_study_with_slots_in_one_transaction_stores_what_the_commits_did(any_url
     # Read back through Optuna: what a worker and the UI see.
     again = optuna.load_study(study_name=f"new-{stamp}", storage=any_url)
     assert again.direction == StudyDirection.MAXIMIZE and again.user_attrs == _ATTRS
-    assert [(t.number, t.state, t.system_attrs) for t in again.get_trials()] == \
-        [(i, optuna.trial.TrialState.WAITING, a) for i, a in enumerate(_SLOTS)]
+    assert [(t.number, t.state, t.system_attrs) for t in again.get_trials()] == [
+        (i, optuna.trial.TrialState.WAITING, a) for i, a in enumerate(_SLOTS)
+    ]
     assert made.study_name == f"api-{stamp}" and made.user_attrs == _ATTRS
 
 
@@ -528,8 +622,9 @@ def test_study_with_slots_is_all_or_nothing(any_url: str) -> None:
 
     engine = sqlalchemy.create_engine(any_url)
     with engine.connect() as conn:  # no orphan trial rows either
-        orphans = conn.execute(sqlalchemy.text(
-            "SELECT count(*) FROM trials WHERE study_id NOT IN (SELECT study_id FROM studies)")).scalar()
+        orphans = conn.execute(
+            sqlalchemy.text("SELECT count(*) FROM trials WHERE study_id NOT IN (SELECT study_id FROM studies)")
+        ).scalar()
     engine.dispose()
     assert orphans == 0
 
@@ -574,9 +669,11 @@ def test_a_trial_failed_as_stale_is_never_finished_or_written_by_its_late_worker
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         late_store.set_trial_state_values(mine._trial_id, optuna.trial.TrialState.COMPLETE, [0.7])
     after = optuna.load_study(study_name=name, storage=any_url).trials[0]
-    assert (after.state, after.values, after.user_attrs, after.intermediate_values) == \
-        (before.state, before.values, before.user_attrs, before.intermediate_values) == \
-        (optuna.trial.TrialState.FAIL, None, {"fold_scores": [0.5]}, {0: 0.5})
+    assert (
+        (after.state, after.values, after.user_attrs, after.intermediate_values)
+        == (before.state, before.values, before.user_attrs, before.intermediate_values)
+        == (optuna.trial.TrialState.FAIL, None, {"fold_scores": [0.5]}, {0: 0.5})
+    )
     assert taken_over(mine)
     # A trial this storage finished itself is not "taken over".
     own = study.ask()
@@ -604,9 +701,11 @@ def test_a_new_storage_is_stamped_without_importing_alembic_once_it_is(tmp_path)
     import sys
 
     url = f"sqlite:///{tmp_path / 'new.db'}"
-    code = ("import sys; from hpdash.storage import open_storage, schema_version; "
-            f"s = open_storage({url!r}, heartbeat=False); "
-            "print(schema_version(s.engine), 'alembic' in sys.modules)")
+    code = (
+        "import sys; from hpdash.storage import open_storage, schema_version; "
+        f"s = open_storage({url!r}, heartbeat=False); "
+        "print(schema_version(s.engine), 'alembic' in sys.modules)"
+    )
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert first.stdout.strip() == "(12, 'v3.2.0.a') True", first.stdout
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -623,11 +722,15 @@ def test_processes_opening_a_new_storage_at_once_all_succeed(tmp_path, request, 
 
     url = f"sqlite:///{tmp_path / 'race.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
     start = time.time() + 4  # every process has imported hpdash by then
-    code = ("import time; from hpdash.storage import open_storage; "
-            f"time.sleep(max(0.0, {start} - time.time())); "
-            f"open_storage({url!r}, heartbeat=False); print('opened')")
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(6)]
+    code = (
+        "import time; from hpdash.storage import open_storage; "
+        f"time.sleep(max(0.0, {start} - time.time())); "
+        f"open_storage({url!r}, heartbeat=False); print('opened')"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
     results = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err.splitlines()[-1] for _, err in results if err]
     assert all(out.strip() == "opened" for out, _ in results)

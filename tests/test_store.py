@@ -28,9 +28,7 @@ from hpdash.datasets import (
 from hpdash.errors import DatasetError, StorageError
 from hpdash.store import Catalogue
 
-CSV = b"x1,x2,species\n" + b"".join(
-    f"{i * 0.37:.2f},{(i * 7) % 5},{'abc'[i % 3]}\n".encode() for i in range(30)
-)
+CSV = b"x1,x2,species\n" + b"".join(f"{i * 0.37:.2f},{(i * 7) % 5},{'abc'[i % 3]}\n".encode() for i in range(30))
 
 
 @pytest.fixture(autouse=True)
@@ -123,9 +121,7 @@ def test_load_dataset_by_sha_path_and_sample(data_dir: Path, tmp_path: Path) -> 
     assert none is None and iris.shape == (150, 5)
 
 
-def test_load_dataset_ignores_the_upload_limit(
-    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_load_dataset_ignores_the_upload_limit(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The upload limit guards uploads, not files a worker or the CLI reads."""
     path = tmp_path / "big.csv"
     path.write_bytes(CSV)
@@ -293,12 +289,30 @@ def test_catalogue_under_concurrent_sessions_processes_and_optuna_writes(data_di
     writers = []
     for tag in ("a", "b"):
         ready = tmp_path / f"ready-{tag}"
-        writers.append((ready, subprocess.Popen(
-            [sys.executable, "-c", OPTUNA_WRITER, url, tag, str(ready), str(stop)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)))
-    clients = [subprocess.Popen([sys.executable, "-c", CATALOGUE_CLIENT, str(path), f"p{j}", "40", str(go)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-               for j in range(3)]
+        writers.append(
+            (
+                ready,
+                subprocess.Popen(
+                    [sys.executable, "-c", OPTUNA_WRITER, url, tag, str(ready), str(stop)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env=env,
+                    cwd=ROOT,
+                ),
+            )
+        )
+    clients = [
+        subprocess.Popen(
+            [sys.executable, "-c", CATALOGUE_CLIENT, str(path), f"p{j}", "40", str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        for j in range(3)
+    ]
     try:
         deadline = time.time() + 120
         while not all(ready.exists() for ready, _ in writers):
@@ -375,11 +389,19 @@ def test_open_and_read_do_not_wait_for_a_writer(data_dir: Path) -> None:
         cat = Catalogue(path)
         assert cat.get_note("s") == "hello" and cat.list_experiments() == []
         assert time.monotonic() - started < 1.0
-        script = ("import sys, time; from hpdash.store import Catalogue; t = time.monotonic(); "
-                  "c = Catalogue(sys.argv[1]); assert c.get_note('s') == 'hello'; "
-                  "print(time.monotonic() - t)")
-        done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
-                              env=_client_env(data_dir), cwd=ROOT, timeout=60)
+        script = (
+            "import sys, time; from hpdash.store import Catalogue; t = time.monotonic(); "
+            "c = Catalogue(sys.argv[1]); assert c.get_note('s') == 'hello'; "
+            "print(time.monotonic() - t)"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(path)],
+            capture_output=True,
+            text=True,
+            env=_client_env(data_dir),
+            cwd=ROOT,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         assert float(done.stdout.strip()) < 1.0
     finally:
@@ -406,7 +428,9 @@ def test_a_write_waits_out_a_short_lock(data_dir: Path, monkeypatch: pytest.Monk
     assert Catalogue(path).get_note("s") == "after the lock"
 
 
-def test_a_lock_that_outlasts_the_retries_is_a_clear_storage_error(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lock_that_outlasts_the_retries_is_a_clear_storage_error(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The retries are bounded: past RETRY_SECONDS the write fails with a StorageError that
     names the file, the cause and the fix, and writes nothing."""
     from hpdash import store
@@ -434,13 +458,19 @@ def test_a_failed_write_is_rolled_back_whole(data_dir: Path) -> None:
     """add_experiment is one transaction: a failing study row leaves no experiment row."""
     cat = Catalogue()
     with pytest.raises(StorageError, match="no column named bogus"):
-        cat.add_experiment({"name": "e", "spec_json": "{}", "strategies": "[]", "repeats": 1},
-                           [{"experiment": "e", "study": "e-a", "strategy": "a", "seed": 0},
-                            {"experiment": "e", "study": "e-b", "strategy": "b", "seed": 0, "bogus": 1}])
+        cat.add_experiment(
+            {"name": "e", "spec_json": "{}", "strategies": "[]", "repeats": 1},
+            [
+                {"experiment": "e", "study": "e-a", "strategy": "a", "seed": 0},
+                {"experiment": "e", "study": "e-b", "strategy": "b", "seed": 0, "bogus": 1},
+            ],
+        )
     assert cat.get_experiment("e") is None and cat.experiment_studies("e") == []
     assert not cat.conn.in_transaction
-    cat.add_experiment({"name": "e", "spec_json": "{}", "strategies": "[]", "repeats": 1},
-                       [{"experiment": "e", "study": "e-a", "strategy": "a", "seed": 0}])
+    cat.add_experiment(
+        {"name": "e", "spec_json": "{}", "strategies": "[]", "repeats": 1},
+        [{"experiment": "e", "study": "e-a", "strategy": "a", "seed": 0}],
+    )
     assert cat.get_experiment("e")["repeats"] == 1 and len(cat.experiment_studies("e")) == 1
 
 

@@ -73,8 +73,9 @@ def test_unknown_pruner() -> None:
 def _fold_study(completed: list[list[float]]) -> optuna.Study:
     study = optuna.create_study(direction="maximize")
     for folds in completed:
-        study.add_trial(optuna.trial.create_trial(
-            value=sum(folds) / len(folds), intermediate_values=dict(enumerate(folds))))
+        study.add_trial(
+            optuna.trial.create_trial(value=sum(folds) / len(folds), intermediate_values=dict(enumerate(folds)))
+        )
     return study
 
 
@@ -149,9 +150,17 @@ SAMPLER_CLASSES = {
 def _tree_spec(strategy: str, **change):
     """A decision tree on iris (its default space: an int, a log-scaled int and a categorical),
     2 folds: a trial costs milliseconds. Grid: 3 points per range, 3 x 3 x 2 = 18 points."""
-    base = {"name": f"tree-{strategy}", "dataset": "sklearn:iris", "target": "target",
-            "model": "decision_tree", "strategy": strategy, "n_trials": None if strategy == "grid" else 15,
-            "grid_points": 3, "cv": {"folds": 2}, "seed": 0}
+    base = {
+        "name": f"tree-{strategy}",
+        "dataset": "sklearn:iris",
+        "target": "target",
+        "model": "decision_tree",
+        "strategy": strategy,
+        "n_trials": None if strategy == "grid" else 15,
+        "grid_points": 3,
+        "cv": {"folds": 2},
+        "seed": 0,
+    }
     return parse_spec({**base, **change})
 
 
@@ -183,8 +192,9 @@ def test_every_strategy_runs_15_trials_past_its_start_up_phase(data_dir, strateg
     spec = _tree_spec(strategy)
     study, trials, plan = _run_here(spec)
     assert len(trials) >= 15
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * len(trials), \
-        [t.user_attrs.get("fail_reason") for t in trials]
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * len(trials), [
+        t.user_attrs.get("fail_reason") for t in trials
+    ]
     assert runner.study_status(study).state == "finished"
     record = study.user_attrs[strategies.SAMPLER_ATTR]
     assert record["strategy"] == strategy and record["class"] == SAMPLER_CLASSES[strategy]
@@ -211,7 +221,8 @@ def test_every_strategy_runs_15_trials_past_its_start_up_phase(data_dir, strateg
 
 # ------------------------------------------------------------------------------ packages
 def test_a_missing_cmaes_package_is_refused_at_validation_with_the_install_command(
-        data_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """As on a machine without `cmaes`: `import cmaes` fails. The spec is refused when it is
     planned, with the command that installs it, and no study is created."""
     monkeypatch.setitem(sys.modules, "cmaes", None)
@@ -263,10 +274,13 @@ def test_a_sampler_that_cannot_import_fails_every_trial_with_the_reason(data_dir
     assert all("no reason recorded" not in r for r, _ in reasons)
 
 
-@pytest.mark.parametrize(("strategy", "target", "method"), [
-    ("gp", gp_sampler, "_build"),  # the GP fit, after its start-up trial
-    ("random", optuna.samplers.RandomSampler, "sample_independent"),
-])
+@pytest.mark.parametrize(
+    ("strategy", "target", "method"),
+    [
+        ("gp", gp_sampler, "_build"),  # the GP fit, after its start-up trial
+        ("random", optuna.samplers.RandomSampler, "sample_independent"),
+    ],
+)
 def test_any_sampler_exception_becomes_the_fail_reason(data_dir, monkeypatch, strategy, target, method) -> None:
     """A sampler raising in sample_relative (the GP fit) or sample_independent (every
     suggestion) fails the trial with a reason that names the strategy, the error and what
@@ -286,8 +300,16 @@ def test_any_sampler_exception_becomes_the_fail_reason(data_dir, monkeypatch, st
 
 # ------------------------------------------------------------------------------ start-up phase
 def _spec(**change):
-    base = {"name": "iris-tpe", "dataset": "sklearn:iris", "target": "target", "model": "k_nearest_neighbors",
-            "strategy": "tpe", "n_trials": 10, "cv": {"folds": 3}, "seed": 0}
+    base = {
+        "name": "iris-tpe",
+        "dataset": "sklearn:iris",
+        "target": "target",
+        "model": "k_nearest_neighbors",
+        "strategy": "tpe",
+        "n_trials": 10,
+        "cv": {"folds": 3},
+        "seed": 0,
+    }
     return parse_spec({**base, **change})
 
 
@@ -310,11 +332,15 @@ def test_default_start_up_trials_leave_small_budgets_to_the_model() -> None:
 
 def test_a_start_up_phase_that_covers_the_budget_is_warned_about_with_the_fix() -> None:
     warning = strategies.startup_warning(_spec(startup_trials=10))
-    assert warning.startswith("TPE would run 10 trial(s) at random: startup_trials (10 random trials) covers "
-                              "the whole budget of 10, so its model never chooses a trial and the study is "
-                              "random search.")
-    assert warning.endswith("Set startup_trials below 10 (or leave it unset: the default start-up phase for "
-                            "10 trials is 2), or raise n_trials above 10.")
+    assert warning.startswith(
+        "TPE would run 10 trial(s) at random: startup_trials (10 random trials) covers "
+        "the whole budget of 10, so its model never chooses a trial and the study is "
+        "random search."
+    )
+    assert warning.endswith(
+        "Set startup_trials below 10 (or leave it unset: the default start-up phase for "
+        "10 trials is 2), or raise n_trials above 10."
+    )
     gp = strategies.startup_warning(_spec(strategy="gp", n_trials=5, startup_trials=8))
     assert gp.startswith("GP would run 5 trial(s) at random") and "raise n_trials above 8" in gp
     for startup in (None, 0):  # one trial: no model can choose it
@@ -339,10 +365,14 @@ def test_a_comparison_against_random_search_in_disguise_is_refused() -> None:
     with pytest.raises(SpecError) as err:
         strategies.check_comparison(_spec(startup_trials=10), ["tpe", "random"])
     message = str(err.value)
-    assert message.startswith("This comparison would pit TPE and random against each other, but they "
-                              "would run exactly the same random trials with the same seeds")
-    assert message.endswith("Set startup_trials below 10 (or leave it unset: the default start-up phase for "
-                            "10 trials is 2), or raise n_trials above 10.")
+    assert message.startswith(
+        "This comparison would pit TPE and random against each other, but they "
+        "would run exactly the same random trials with the same seeds"
+    )
+    assert message.endswith(
+        "Set startup_trials below 10 (or leave it unset: the default start-up phase for "
+        "10 trials is 2), or raise n_trials above 10."
+    )
     with pytest.raises(SpecError, match="pit TPE and GP against each other"):
         strategies.check_comparison(_spec(startup_trials=10), ["tpe", "gp"])
     both = ["k_nearest_neighbors", "decision_tree"]
@@ -363,7 +393,7 @@ def test_worker_seeds_are_independent_across_repeats_and_workers() -> None:
     pairs = [(seed, worker) for seed in range(5) for worker in range(4)]
     seeds = {pair: strategies.worker_seed(*pair) for pair in pairs}
     assert len(set(seeds.values())) == 20 and len({s + w for s, w in pairs}) == 8
-    assert all(0 <= s < 2 ** 32 for s in seeds.values())
+    assert all(0 <= s < 2**32 for s in seeds.values())
     assert strategies.worker_seed(3, 2) == seeds[(3, 2)]  # a pure function: resumes repeat
 
     def draws(seed: int, worker: int) -> list[tuple[float, float]]:

@@ -38,24 +38,57 @@ def test_space_editor_round_trip() -> None:
 
 
 def test_space_editor_errors_name_the_row() -> None:
-    frame = pd.DataFrame([{"hyperparameter": "k", "type": "int", "low": 1.5, "high": 5.0,
-                           "log": False, "choices": "", "label": "model shape"}])
+    frame = pd.DataFrame(
+        [
+            {
+                "hyperparameter": "k",
+                "type": "int",
+                "low": 1.5,
+                "high": 5.0,
+                "log": False,
+                "choices": "",
+                "label": "model shape",
+            }
+        ]
+    )
     with pytest.raises(SpecError, match="'k'"):
         views.space_from_editor(frame)
-    frame = pd.DataFrame([{"hyperparameter": "c", "type": "categorical", "low": None,
-                           "high": None, "log": False, "choices": "", "label": None}])
+    frame = pd.DataFrame(
+        [
+            {
+                "hyperparameter": "c",
+                "type": "categorical",
+                "low": None,
+                "high": None,
+                "log": False,
+                "choices": "",
+                "label": None,
+            }
+        ]
+    )
     with pytest.raises(SpecError, match="choices"):
         views.space_from_editor(frame)
-    dup = pd.DataFrame([{"hyperparameter": "a", "type": "float", "low": 0.1, "high": 1.0,
-                         "log": False, "choices": "", "label": None}] * 2)
+    dup = pd.DataFrame(
+        [{"hyperparameter": "a", "type": "float", "low": 0.1, "high": 1.0, "log": False, "choices": "", "label": None}]
+        * 2
+    )
     with pytest.raises(SpecError, match="twice"):
         views.space_from_editor(dup)
 
 
 def test_grid_preview_and_runtime_estimate(data_dir) -> None:
-    spec = parse_spec({"name": "g", "dataset": "sklearn:iris", "target": "target",
-                       "model": "k_nearest_neighbors", "strategy": "grid", "n_trials": None,
-                       "grid_points": 3, "cv": {"folds": 3}})
+    spec = parse_spec(
+        {
+            "name": "g",
+            "dataset": "sklearn:iris",
+            "target": "target",
+            "model": "k_nearest_neighbors",
+            "strategy": "grid",
+            "n_trials": None,
+            "grid_points": 3,
+            "cv": {"folds": 3},
+        }
+    )
     plan = runner.plan_study(spec)
     preview = views.grid_preview_frame(plan.spaces, 3)
     assert set(preview.columns) == {"model", "hyperparameter", "n_values", "values"}
@@ -71,8 +104,18 @@ def test_grid_preview_and_runtime_estimate(data_dir) -> None:
 def test_studies_frame_empty_and_names(data_dir) -> None:
     frame = views.studies_frame()
     assert frame.empty and list(frame.columns) == views.STUDY_COLUMNS
-    runner.create_study(parse_spec({"name": "iris-a", "dataset": "sklearn:iris", "target": "target",
-                                    "model": "decision_tree", "n_trials": 3, "cv": {"folds": 3}}))
+    runner.create_study(
+        parse_spec(
+            {
+                "name": "iris-a",
+                "dataset": "sklearn:iris",
+                "target": "target",
+                "model": "decision_tree",
+                "n_trials": 3,
+                "cv": {"folds": 3},
+            }
+        )
+    )
     frame = views.studies_frame()
     assert frame.loc[0, "name"] == "iris-a" and frame.loc[0, "state"] == "created"
     assert frame.loc[0, "progress"] == "0/3" and frame.loc[0, "link"] == "/study?study=iris-a"
@@ -102,36 +145,70 @@ def _trials(study_rows) -> pd.DataFrame:
 
     from hpdash import results
 
-    dists = {"model": CategoricalDistribution(["k_nearest_neighbors", "random_forest"]),
-             "random_forest__max_depth": IntDistribution(2, 32),
-             "random_forest__max_features": FloatDistribution(0.1, 1.0),
-             "k_nearest_neighbors__n_neighbors": IntDistribution(1, 50)}
+    dists = {
+        "model": CategoricalDistribution(["k_nearest_neighbors", "random_forest"]),
+        "random_forest__max_depth": IntDistribution(2, 32),
+        "random_forest__max_features": FloatDistribution(0.1, 1.0),
+        "k_nearest_neighbors__n_neighbors": IntDistribution(1, 50),
+    }
     study = optuna.create_study(direction="maximize")
     for state, value, params, attrs in study_rows:
-        study.add_trial(create_trial(state=getattr(TrialState, state), value=value, params=params,
-                                     distributions={k: dists[k] for k in params}, user_attrs=attrs))
+        study.add_trial(
+            create_trial(
+                state=getattr(TrialState, state),
+                value=value,
+                params=params,
+                distributions={k: dists[k] for k in params},
+                user_attrs=attrs,
+            )
+        )
     return results.trials_frame(study)
 
 
 def test_trials_table_puts_what_matters_first() -> None:
     from hpdash import results
 
-    frame = _trials([
-        ("COMPLETE", 0.9, {"model": "random_forest", "random_forest__max_depth": 7,
-                           "random_forest__max_features": 0.31622776601683794}, {"cv_std": 0.01}),
-        ("COMPLETE", 0.8, {"model": "k_nearest_neighbors", "k_nearest_neighbors__n_neighbors": 5}, {}),
-        ("FAIL", None, {"model": "random_forest", "random_forest__max_depth": 3,
-                        "random_forest__max_features": 0.5},
-         {"fail_reason": results.STOPPED_REASON_PREFIX + " before it finished; resume runs it again"}),
-        ("FAIL", None, {"model": "k_nearest_neighbors", "k_nearest_neighbors__n_neighbors": 9},
-         {"fail_reason": "ValueError: boom"}),
-    ])
+    frame = _trials(
+        [
+            (
+                "COMPLETE",
+                0.9,
+                {
+                    "model": "random_forest",
+                    "random_forest__max_depth": 7,
+                    "random_forest__max_features": 0.31622776601683794,
+                },
+                {"cv_std": 0.01},
+            ),
+            ("COMPLETE", 0.8, {"model": "k_nearest_neighbors", "k_nearest_neighbors__n_neighbors": 5}, {}),
+            (
+                "FAIL",
+                None,
+                {"model": "random_forest", "random_forest__max_depth": 3, "random_forest__max_features": 0.5},
+                {"fail_reason": results.STOPPED_REASON_PREFIX + " before it finished; resume runs it again"},
+            ),
+            (
+                "FAIL",
+                None,
+                {"model": "k_nearest_neighbors", "k_nearest_neighbors__n_neighbors": 9},
+                {"fail_reason": "ValueError: boom"},
+            ),
+        ]
+    )
     table = views.trials_table(frame, ["k_nearest_neighbors", "random_forest"])
-    assert list(table.columns) == ["trial", "state", "value", "model",
-                                   "k_nearest_neighbors__n_neighbors", "random_forest__max_depth",
-                                   "random_forest__max_features", "cv_std", "duration_s", "reason"]
-    assert list(table["model"]) == ["random_forest", "k_nearest_neighbors", "random_forest",
-                                    "k_nearest_neighbors"]
+    assert list(table.columns) == [
+        "trial",
+        "state",
+        "value",
+        "model",
+        "k_nearest_neighbors__n_neighbors",
+        "random_forest__max_depth",
+        "random_forest__max_features",
+        "cv_std",
+        "duration_s",
+        "reason",
+    ]
+    assert list(table["model"]) == ["random_forest", "k_nearest_neighbors", "random_forest", "k_nearest_neighbors"]
     assert table.loc[0, "random_forest__max_features"] == 0.3162  # rounded, still a number
     # a trial the user stopped is "STOPPED" with its reason, a real failure stays FAIL
     assert list(table["state"]) == ["COMPLETE", "COMPLETE", "STOPPED", "FAIL"]
@@ -145,17 +222,26 @@ def test_trials_table_puts_what_matters_first() -> None:
 
 
 def test_best_params_and_grid_preview_are_rounded() -> None:
-    params = {"model": "hist_gradient_boosting", "hist_gradient_boosting__learning_rate": 0.0316227766017,
-              "hist_gradient_boosting__max_iter": 150}
+    params = {
+        "model": "hist_gradient_boosting",
+        "hist_gradient_boosting__learning_rate": 0.0316227766017,
+        "hist_gradient_boosting__max_iter": 150,
+    }
     table = views.best_params_frame(params, ["hist_gradient_boosting", "ridge"])
     assert views.best_model(params, ["hist_gradient_boosting", "ridge"]) == "hist_gradient_boosting"
-    assert table.to_dict("list") == {"hyperparameter": ["learning_rate", "max_iter"],
-                                     "value": ["0.03162", "150"]}
+    assert table.to_dict("list") == {"hyperparameter": ["learning_rate", "max_iter"], "value": ["0.03162", "150"]}
     plain = views.best_params_frame({"C": 1234.56789, "kernel": "rbf", "class_weight": None})
     assert list(plain["value"]) == ["1235", "rbf", "null"]
-    spaces = {"svm": models.parse_model_space("svm", "classification", {
-        "C": {"type": "float", "low": 0.001, "high": 1.0, "log": True},
-        "kernel": {"type": "categorical", "choices": ["rbf", "sigmoid"]}})}
+    spaces = {
+        "svm": models.parse_model_space(
+            "svm",
+            "classification",
+            {
+                "C": {"type": "float", "low": 0.001, "high": 1.0, "log": True},
+                "kernel": {"type": "categorical", "choices": ["rbf", "sigmoid"]},
+            },
+        )
+    }
     preview = views.grid_preview_frame(spaces, 5)
     assert preview.loc[0, "values"] == "0.001, 0.005623, 0.03162, 0.1778, 1"
     assert preview.loc[1, "values"] == "rbf, sigmoid"
@@ -181,9 +267,16 @@ def test_columns_table_and_missing_target_note() -> None:
 
 
 def test_positive_class_is_asked_for_text_labels_only() -> None:
-    frame = pd.DataFrame({"x": range(12), "subscribed": ["no"] * 8 + ["yes"] * 4,
-                          "flag": [True, False] * 6, "digit": [0, 1] * 6,
-                          "kind": ["a", "b", "c"] * 4, "outcome": ["cat"] * 5 + ["dog"] * 7})
+    frame = pd.DataFrame(
+        {
+            "x": range(12),
+            "subscribed": ["no"] * 8 + ["yes"] * 4,
+            "flag": [True, False] * 6,
+            "digit": [0, 1] * 6,
+            "kind": ["a", "b", "c"] * 4,
+            "outcome": ["cat"] * 5 + ["dog"] * 7,
+        }
+    )
     classes = views.target_classes(frame, "subscribed")
     assert classes == ["no", "yes"]
     assert views.needs_pos_label("f1", classes)
@@ -202,6 +295,7 @@ def test_grid_trials_follow_the_strategy() -> None:
     assert views.form_trials_after_strategy_change("grid", "random", 0) == default
     assert views.form_trials_after_strategy_change("grid", "random", 12) == 12
     assert views.form_trials_after_strategy_change("tpe", "random", 7) == 7
-    assert views.grid_budget_text(70, None, 95.0) == ("Grid search runs the whole grid: all 70 "
-                                                      "combinations once, about 1 min 35 s.")
+    assert views.grid_budget_text(70, None, 95.0) == (
+        "Grid search runs the whole grid: all 70 combinations once, about 1 min 35 s."
+    )
     assert "20 of the 70" in views.grid_budget_text(70, 20) and "Trials to 0" in views.grid_budget_text(70, 20)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import optuna
 import pandas as pd
@@ -268,22 +269,25 @@ def require_password() -> None:
         return
     st.title("hpdash")
     if not server.guarded() and not _under_app_test():
-        st.error("This dashboard is password-protected but was started without hpdash's "
-                 "server guard. Start it with `streamlit run app.py` (or `make run`).",
-                 icon=":material/lock:")
+        st.error(
+            "This dashboard is password-protected but was started without hpdash's "
+            "server guard. Start it with `streamlit run app.py` (or `make run`).",
+            icon=":material/lock:",
+        )
         st.stop()
     expected = access.configured_password(st.secrets)
     st.caption("This dashboard is password-protected.")
     with st.form("login"):
-        typed = st.text_input("Password", type="password", key="login_password",
-                              max_chars=access.MAX_PASSWORD_LENGTH)
+        typed = st.text_input("Password", type="password", key="login_password", max_chars=access.MAX_PASSWORD_LENGTH)
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         keys = _throttle_keys()
         wait = access.PASSWORD_THROTTLE.wait(keys)
         if wait > 0:
-            st.error(f"Too many wrong passwords from this browser or address. Try again in "
-                     f"{access.wait_text(wait)}.", icon=":material/lock_clock:")
+            st.error(
+                f"Too many wrong passwords from this browser or address. Try again in {access.wait_text(wait)}.",
+                icon=":material/lock_clock:",
+            )
             st.stop()
         try:
             if typed is not None and len(typed) > access.MAX_PASSWORD_LENGTH:
@@ -316,8 +320,10 @@ def sidebar() -> None:
     """The shared sidebar: which storage and data directory are in use."""
     with st.sidebar:
         if read_only():
-            st.info("Review-only dashboard: launching, stopping, deleting and editing are "
-                    "switched off.", icon=":material/visibility:")
+            st.info(
+                "Review-only dashboard: launching, stopping, deleting and editing are switched off.",
+                icon=":material/visibility:",
+            )
         st.caption("Storage in use")
         st.code(views.storage_label(), language=None, wrap_lines=True)
         st.caption(f"Data directory: {markup.code(config.data_dir())}")

@@ -100,8 +100,10 @@ class SignInGuard:
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start" and _is_html(message):
                 cookie = f"{CLIENT_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
-                message = {**message, "headers": [*message.get("headers", []),
-                                                  (b"set-cookie", cookie.encode("latin-1"))]}
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode("latin-1"))],
+                }
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
@@ -115,8 +117,10 @@ class SignInGuard:
                 return None
             parts = path.split("/")
             session_id = parts[3] if len(parts) > 3 else ""
-            if not (access.SIGN_INS.session_signed_in(session_id)
-                    and access.SIGN_INS.client_allowed(client_token, _session_active)):
+            if not (
+                access.SIGN_INS.session_signed_in(session_id)
+                and access.SIGN_INS.client_allowed(client_token, _session_active)
+            ):
                 return "Sign in first: uploads are accepted only from a signed-in session."
         elif path.startswith("/media/") and _auth_configured():
             if not access.SIGN_INS.client_allowed(client_token, _session_active):
@@ -129,7 +133,7 @@ def _strip_base(path: str) -> str:
 
     base = (config.get_option("server.baseUrlPath") or "").strip("/")
     if base and path.startswith(f"/{base}/"):
-        return path[len(base) + 1:]
+        return path[len(base) + 1 :]
     return path
 
 
@@ -142,9 +146,13 @@ def _is_html(message: Message) -> bool:
 
 async def _respond(send: Send, status: int, text: str) -> None:
     body = text.encode("utf-8")
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

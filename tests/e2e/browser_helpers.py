@@ -46,11 +46,27 @@ class Server:
         env.update(extra_env or {})
         self.log = open(data_dir.parent / "streamlit.log", "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-             "--server.port", str(self.port), "--server.address", "127.0.0.1",
-             "--server.headless", "true", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(ROOT / "app.py"),
+                "--server.port",
+                str(self.port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
+                "--server.fileWatcherType",
+                "none",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -74,8 +90,9 @@ class Server:
         self.log.close()
 
 
-def start_server(tmp_path_factory: pytest.TempPathFactory, name: str, setup=None,
-                 extra_env: dict[str, str] | None = None) -> Server:
+def start_server(
+    tmp_path_factory: pytest.TempPathFactory, name: str, setup=None, extra_env: dict[str, str] | None = None
+) -> Server:
     """A server over a fresh data dir, after ``setup()`` ran with that dir (and no extra env).
 
     ``extra_env`` is added to the server's environment only, e.g. ``HPDASH_READ_ONLY``.
@@ -108,7 +125,8 @@ def wait_ready(page, timeout: float = 30.0) -> None:
 
 def no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
-        '[data-testid="stException"]').first.inner_text()
+        '[data-testid="stException"]'
+    ).first.inner_text()
 
 
 def screenshot(page, name: str) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from browser_helpers import CHROMIUM
 
 if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install -y "
-                "chromium) to run the browser suite", allow_module_level=True)
+    pytest.skip(
+        f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install -y "
+        "chromium) to run the browser suite",
+        allow_module_level=True,
+    )
 
 
 @pytest.fixture
@@ -20,5 +22,3 @@ def page(browser):
     pg.set_default_timeout(30_000)
     yield pg
     context.close()
-
-

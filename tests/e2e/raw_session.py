@@ -41,12 +41,14 @@ class RawSession:
         headers = {"Origin": self.url}
         if self.cookie:
             headers["Cookie"] = self.cookie
-        self._connection = connect(ws_url, subprotocols=["streamlit"], additional_headers=headers,
-                                   open_timeout=20, max_size=None)
+        self._connection = connect(
+            ws_url, subprotocols=["streamlit"], additional_headers=headers, open_timeout=20, max_size=None
+        )
         self._ws = self._connection.__enter__()
 
-    def run(self, page: str = "", query: str = "", widgets: list[Widget] | None = None,
-            timeout: float = 30.0) -> list[dict[str, Any]]:
+    def run(
+        self, page: str = "", query: str = "", widgets: list[Widget] | None = None, timeout: float = 30.0
+    ) -> list[dict[str, Any]]:
         """Ask for one script run and return the messages until it finished (or ``timeout``)."""
         msg = BackMsg()
         msg.rerun_script.query_string = query
@@ -107,6 +109,5 @@ def widget_ids(messages: list[dict[str, Any]]) -> dict[str, str]:
 def sign_in(session: RawSession, password: str, page: str = "", query: str = "") -> list[dict[str, Any]]:
     """Fill in and submit the sign-in form the way the browser does; return the next run's messages."""
     ids = widget_ids(session.run(page, query))
-    widgets = [Widget(ids["Password"], "string_value", password),
-               Widget(ids["Sign in"], "trigger_value", True)]
+    widgets = [Widget(ids["Password"], "string_value", password), Widget(ids["Sign in"], "trigger_value", True)]
     return session.run(page, query, widgets)

@@ -6,9 +6,6 @@ import re
 import time
 
 import pytest
-
-from hpdash import datasets, export_model
-
 from browser_helpers import (
     element_screenshot,
     no_exception,
@@ -17,6 +14,8 @@ from browser_helpers import (
     table_headers,
     wait_ready,
 )
+
+from hpdash import datasets, export_model
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from browser_helpers import Server, no_exception, screenshot, start_server, wait_ready
 from experiment_data import NAME, REPEATS, STRATEGIES, shared_experiment
 

@@ -14,7 +14,6 @@ import re
 import threading
 
 import pytest
-
 from browser_helpers import no_exception, start_server, wait_ready
 
 pytestmark = pytest.mark.e2e
@@ -46,8 +45,7 @@ def canary():
 
 def _payload(canary: str, where: str) -> str:
     """A string that, rendered as Markdown, fetches ``canary/where.png`` and shows links."""
-    return (f"![{where}]({canary}/{where}.png) [click](https://{PHISH}/{where}) www.{PHISH} "
-            f":red[{where}]")
+    return f"![{where}]({canary}/{where}.png) [click](https://{PHISH}/{where}) www.{PHISH} :red[{where}]"
 
 
 @pytest.fixture(scope="module")
@@ -65,23 +63,33 @@ def injected_server(tmp_path_factory, canary):
         column, value, target = (_payload(canary, w) for w in ("column", "value", "target"))
         frame = datasets.load_sample("iris").rename(columns={"target": target})
         frame.insert(0, column, value)  # constant: dropped, its value quoted in the reason
-        stored = datasets.store_dataset(frame.to_csv(index=False).encode(),
-                                        f"{_payload(canary, 'file')}.csv")
-        spec = parse_spec({
-            "name": "injected", "dataset": stored.sha256, "target": target,
-            "model": "decision_tree", "strategy": "random", "n_trials": 4, "cv": {"folds": 3},
-            "space": {"criterion": {"type": "categorical",
-                                    "choices": ["gini", "entropy"]},
-                      "max_depth": {"type": "int", "low": 1, "high": 5}},
-        })
+        stored = datasets.store_dataset(frame.to_csv(index=False).encode(), f"{_payload(canary, 'file')}.csv")
+        spec = parse_spec(
+            {
+                "name": "injected",
+                "dataset": stored.sha256,
+                "target": target,
+                "model": "decision_tree",
+                "strategy": "random",
+                "n_trials": 4,
+                "cv": {"folds": 3},
+                "space": {
+                    "criterion": {"type": "categorical", "choices": ["gini", "entropy"]},
+                    "max_depth": {"type": "int", "low": 1, "high": 5},
+                },
+            }
+        )
         runner.create_study(spec)
         assert runner.wait_for(runner.launch_workers(spec.name, None, 1)) == [0]
-        Catalogue().set_note(spec.name, (
-            f"{_payload(canary, 'note')}\n\n[js](javascript:alert(1)) [data](data:text/html;base64,PHNjcmlwdD4=) "
-            f"[vb](vbscript:msgbox) <img src={canary}/note-html.png> [ok](https://example.com/fine)"))
+        Catalogue().set_note(
+            spec.name,
+            (
+                f"{_payload(canary, 'note')}\n\n[js](javascript:alert(1)) [data](data:text/html;base64,PHNjcmlwdD4=) "
+                f"[vb](vbscript:msgbox) <img src={canary}/note-html.png> [ok](https://example.com/fine)"
+            ),
+        )
         # A study made by another Optuna tool: any name, and a failed trial with any reason.
-        foreign = optuna.create_study(study_name=_payload(canary, "study"),
-                                      storage=open_storage(heartbeat=False))
+        foreign = optuna.create_study(study_name=_payload(canary, "study"), storage=open_storage(heartbeat=False))
         trial = foreign.ask()
         trial.set_user_attr("fail_reason", _payload(canary, "reason"))
         foreign.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -96,8 +104,9 @@ def _links(page, notes: bool = False) -> list[str]:
     """The hrefs of the page's links: outside the study note (``notes=False``), where no user
     text may become a link, or inside it (``notes=True``), where the note's own http(s) links
     are kept."""
-    script = ("els => els.filter(e => !!e.closest('[data-testid=\"stHtml\"]') === %s)"
-              ".map(e => e.getAttribute('href') || '')") % ("true" if notes else "false")
+    script = (
+        "els => els.filter(e => !!e.closest('[data-testid=\"stHtml\"]') === %s).map(e => e.getAttribute('href') || '')"
+    ) % ("true" if notes else "false")
     return page.eval_on_selector_all('[data-testid="stMain"] a, [data-testid="stSidebar"] a', script)
 
 
@@ -110,8 +119,12 @@ def _bad_links(hrefs: list[str], canary: str) -> list[str]:
     bad = []
     for href in hrefs:
         where = urlparse(href.strip())
-        if where.scheme.lower() in ("javascript", "data", "vbscript") or PHISH in where.netloc \
-                or where.netloc == canary_host or href.startswith("www."):
+        if (
+            where.scheme.lower() in ("javascript", "data", "vbscript")
+            or PHISH in where.netloc
+            or where.netloc == canary_host
+            or href.startswith("www.")
+        ):
             bad.append(href)
     return bad
 
@@ -133,10 +146,17 @@ def test_no_user_text_becomes_markdown_on_any_page(page, injected_server, canary
     server, names = injected_server
     _Canary.hits.clear()
     url = server.url
-    for path in ("", "datasets", "new_study", "studies", "compare",
-                 "study?study=injected", f"study?study={quote(names['foreign'])}",
-                 f"study?study={quote(_payload(canary, 'query'))}",
-                 f"compare?experiment={quote(_payload(canary, 'experiment'))}"):
+    for path in (
+        "",
+        "datasets",
+        "new_study",
+        "studies",
+        "compare",
+        "study?study=injected",
+        f"study?study={quote(names['foreign'])}",
+        f"study?study={quote(_payload(canary, 'query'))}",
+        f"compare?experiment={quote(_payload(canary, 'experiment'))}",
+    ):
         _visit(page, f"{url}/{path}", canary)
 
     # The shown text keeps the payloads as text (so nothing was silently dropped).

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from browser_helpers import (
     PARCOORDS_TEXT_JS,
     convex_overlap,
@@ -46,12 +45,19 @@ def _make_studies() -> None:
     from hpdash import runner
     from hpdash.spec import parse_spec
 
-    base = {"dataset": "sklearn:wine", "target": "target", "strategy": "random",
-            "cv": {"folds": 3}, "seed": 0}
+    base = {"dataset": "sklearn:wine", "target": "target", "strategy": "random", "cv": {"folds": 3}, "seed": 0}
     procs = []
-    for raw in ({**base, "name": TEN, "model": "random_forest", "space": TEN_SPACE, "n_trials": 16},
-                {**base, "name": SELECT, "model": ["k_nearest_neighbors", "decision_tree"],
-                 "strategy": "grid", "grid_points": 3, "n_trials": None}):
+    for raw in (
+        {**base, "name": TEN, "model": "random_forest", "space": TEN_SPACE, "n_trials": 16},
+        {
+            **base,
+            "name": SELECT,
+            "model": ["k_nearest_neighbors", "decision_tree"],
+            "strategy": "grid",
+            "grid_points": 3,
+            "n_trials": None,
+        },
+    ):
         spec = parse_spec(raw)
         runner.create_study(spec)
         procs += runner.launch_workers(spec.name, None, 1)
@@ -82,7 +88,8 @@ def _parcoords_texts(page) -> dict:
     plot = page.locator('[role="tabpanel"]:visible .js-plotly-plot').first
     plot.wait_for(state="visible")
     page.wait_for_function(
-        "() => document.querySelectorAll('[role=\"tabpanel\"] .axis-title').length > 0", timeout=30_000)
+        "() => document.querySelectorAll('[role=\"tabpanel\"] .axis-title').length > 0", timeout=30_000
+    )
     page.wait_for_timeout(500)  # Plotly lays out the axes after the first frame
     return plot.evaluate(PARCOORDS_TEXT_JS)
 
@@ -94,8 +101,7 @@ def _check_layout(texts: dict) -> None:
         xs, ys = [c[0] for c in corners], [c[1] for c in corners]
         assert min(xs) >= left - 0.5 and max(xs) <= right + 0.5, f"{kind} {text!r} leaves the figure: {xs}"
         assert min(ys) >= top - 0.5 and max(ys) <= bottom + 0.5, f"{kind} {text!r} leaves the figure: {ys}"
-    clashes = [(a[1], b[1]) for i, a in enumerate(items) for b in items[i + 1:]
-               if convex_overlap(a[2], b[2])]
+    clashes = [(a[1], b[1]) for i, a in enumerate(items) for b in items[i + 1 :] if convex_overlap(a[2], b[2])]
     assert not clashes, clashes[:10]
 
 
@@ -111,8 +117,7 @@ def test_ten_hyperparameters_parallel_coordinates_are_readable(page, plots_serve
     height = page.locator('[role="tabpanel"]:visible .js-plotly-plot').first.bounding_box()["height"]
     assert height >= 500, height
     no_exception(page)
-    element_screenshot(page.locator('[role="tabpanel"]:visible .js-plotly-plot').first,
-                       "study-parallel-coordinates-10")
+    element_screenshot(page.locator('[role="tabpanel"]:visible .js-plotly-plot').first, "study-parallel-coordinates-10")
 
 
 def test_algorithm_selection_study_is_readable(page, plots_server) -> None:
@@ -150,12 +155,13 @@ def test_algorithm_selection_study_is_readable(page, plots_server) -> None:
     element_screenshot(table, "study-trials-table")
 
     # the best trial: its model named in full above a table of rounded values
-    best = page.locator('[data-testid="stVerticalBlock"]').filter(
-        has=page.get_by_text("Model:", exact=False)).last
+    best = page.locator('[data-testid="stVerticalBlock"]').filter(has=page.get_by_text("Model:", exact=False)).last
     page.get_by_text("Model:").first.wait_for()
     assert re.search(r"Model: .*\((k_nearest_neighbors|decision_tree)\)", page.get_by_text("Model:").first.inner_text())
-    element_screenshot(page.locator('[data-testid="stHorizontalBlock"]').filter(
-        has=page.get_by_text("Model:")).first, "study-best-trial")
+    element_screenshot(
+        page.locator('[data-testid="stHorizontalBlock"]').filter(has=page.get_by_text("Model:")).first,
+        "study-best-trial",
+    )
     assert best is not None
     no_exception(page)
 

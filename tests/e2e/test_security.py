@@ -10,10 +10,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from browser_helpers import no_exception, start_server, wait_ready
 
 from hpdash import views
-
-from browser_helpers import no_exception, start_server, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -48,8 +47,17 @@ def _run_studies(specs: list[dict]) -> None:
 
 
 def _base(name: str, dataset: str, target: str = "target", **extra) -> dict:
-    return {"name": name, "dataset": dataset, "target": target, "model": "k_nearest_neighbors",
-            "strategy": "random", "cv": {"folds": 3}, "seed": 0, "n_trials": 4, **extra}
+    return {
+        "name": name,
+        "dataset": dataset,
+        "target": target,
+        "model": "k_nearest_neighbors",
+        "strategy": "random",
+        "cv": {"folds": 3},
+        "seed": 0,
+        "n_trials": 4,
+        **extra,
+    }
 
 
 def _xss_setup() -> None:
@@ -61,8 +69,9 @@ def _xss_setup() -> None:
     frame = datasets.load_sample("iris").rename(columns={"target": TARGET})
     frame.insert(len(frame.columns) - 1, IMG, IMG)  # constant: dropped, value shown in the reason
     stored = datasets.store_dataset(frame.to_csv(index=False).encode(), f"{IMG}.csv")
-    _run_studies([_base(XSS_STUDIES[0], stored.sha256, TARGET),
-                  _base(XSS_STUDIES[1], stored.sha256, TARGET, strategy="tpe")])
+    _run_studies(
+        [_base(XSS_STUDIES[0], stored.sha256, TARGET), _base(XSS_STUDIES[1], stored.sha256, TARGET, strategy="tpe")]
+    )
     Catalogue().set_note(XSS_STUDIES[0], NOTE)
 
 
@@ -92,16 +101,14 @@ def xss_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def read_only_server(tmp_path_factory):
-    server = start_server(tmp_path_factory, "e2e-read-only", _read_only_setup,
-                          extra_env={"HPDASH_READ_ONLY": "1"})
+    server = start_server(tmp_path_factory, "e2e-read-only", _read_only_setup, extra_env={"HPDASH_READ_ONLY": "1"})
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
 def password_server(tmp_path_factory):
-    server = start_server(tmp_path_factory, "e2e-password", _password_setup,
-                          extra_env={"HPDASH_PASSWORD": PASSWORD})
+    server = start_server(tmp_path_factory, "e2e-password", _password_setup, extra_env={"HPDASH_PASSWORD": PASSWORD})
     yield server
     server.stop()
 
@@ -221,8 +228,9 @@ def test_read_only_dashboard_disables_every_write(page, read_only_server) -> Non
             mp.setenv("HPDASH_DATA_DIR", str(read_only_server.data_dir))
             mp.delenv("HPDASH_STORAGE", raising=False)
             cat = Catalogue()
-            return {name: (len(runner.load_study(name).trials), cat.get_note(name))
-                    for name in views.list_study_names()}
+            return {
+                name: (len(runner.load_study(name).trials), cat.get_note(name)) for name in views.list_study_names()
+            }
 
     before = snapshot()
     assert before["ro-finished"] == (4, RO_NOTE), before

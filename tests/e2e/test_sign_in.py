@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from browser_helpers import ROOT, Server, start_server, wait_ready
 from raw_session import RawSession, Widget, sign_in, text_of, widget_ids
 
@@ -43,9 +42,18 @@ def _setup() -> None:
 
     frame = datasets.load_sample("iris").rename(columns={"target": TARGET})
     stored = datasets.store_dataset(frame.to_csv(index=False).encode(), "secret.csv")
-    spec = parse_spec({"name": STUDY, "dataset": stored.sha256, "target": TARGET,
-                       "model": "k_nearest_neighbors", "strategy": "random", "n_trials": 3,
-                       "cv": {"folds": 3}, "seed": 0})
+    spec = parse_spec(
+        {
+            "name": STUDY,
+            "dataset": stored.sha256,
+            "target": TARGET,
+            "model": "k_nearest_neighbors",
+            "strategy": "random",
+            "n_trials": 3,
+            "cv": {"folds": 3},
+            "seed": 0,
+        }
+    )
     runner.create_study(spec)
     assert runner.wait_for(runner.launch_workers(spec.name, None, 1)) == [0]
     Catalogue().set_note(STUDY, NOTE)
@@ -56,8 +64,11 @@ def _fingerprint(data_dir: Path) -> tuple[str, dict[str, str]]:
     own files), as hashes."""
     with sqlite3.connect(f"file:{data_dir / 'hpdash.db'}?mode=ro", uri=True) as conn:
         dump = hashlib.sha256("\n".join(conn.iterdump()).encode()).hexdigest()
-    files = {str(p.relative_to(data_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-             for p in data_dir.rglob("*") if p.is_file() and not p.name.startswith("hpdash.db")}
+    files = {
+        str(p.relative_to(data_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in data_dir.rglob("*")
+        if p.is_file() and not p.name.startswith("hpdash.db")
+    }
     return dump, files
 
 
@@ -70,20 +81,30 @@ def _secrets(data_dir: Path) -> list[str]:
 def secret_data(tmp_path_factory):
     """The data directory (filled once), and the widget ids of the Study page's note editor,
     read from a signed-in session (ids are the same on every server of this code)."""
-    server = start_server(tmp_path_factory, "e2e-sign-in", _setup,
-                          extra_env={"HPDASH_PASSWORD": PASSWORD})
+    server = start_server(tmp_path_factory, "e2e-sign-in", _setup, extra_env={"HPDASH_PASSWORD": PASSWORD})
     try:
         insider = RawSession(server.url)
         got = sign_in(insider, PASSWORD, "study", f"study={STUDY}")
         assert NOTE in text_of(got), "a signed-in session sees the note"
         ids = widget_ids(got)
-        note_widgets = [Widget(ids["Notes"], "string_value", "PWNED by a session that never signed in"),
-                        Widget(ids["Save notes"], "trigger_value", True)]
+        note_widgets = [
+            Widget(ids["Notes"], "string_value", "PWNED by a session that never signed in"),
+            Widget(ids["Save notes"], "trigger_value", True),
+        ]
         # The attack is real: the same widget values from a signed-in session do write the note.
-        insider.run("study", f"study={STUDY}", [Widget(ids["Notes"], "string_value", NOTE + " (checked)"),
-                                                 Widget(ids["Save notes"], "trigger_value", True)])
-        insider.run("study", f"study={STUDY}", [Widget(ids["Notes"], "string_value", NOTE),
-                                                 Widget(ids["Save notes"], "trigger_value", True)])
+        insider.run(
+            "study",
+            f"study={STUDY}",
+            [
+                Widget(ids["Notes"], "string_value", NOTE + " (checked)"),
+                Widget(ids["Save notes"], "trigger_value", True),
+            ],
+        )
+        insider.run(
+            "study",
+            f"study={STUDY}",
+            [Widget(ids["Notes"], "string_value", NOTE), Widget(ids["Save notes"], "trigger_value", True)],
+        )
         insider.close()
     finally:
         server.stop()
@@ -103,10 +124,28 @@ def _start_raw_server(data_dir: Path, extra_env: dict[str, str] | None = None) -
     env.pop("HPDASH_STORAGE", None)
     log = open(data_dir.parent / "raw-server.log", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -133,8 +172,14 @@ def _stop(proc: subprocess.Popen, log) -> None:
 def _attack(url: str, index: int, note_widgets: list[Widget], out: list) -> None:
     """One session that never signs in: read a page (a third of them with the note-saving
     widget values an insider would send)."""
-    pages = [("study", f"study={STUDY}"), ("studies", ""), ("", ""), ("compare", ""),
-             ("datasets", ""), ("new_study", "")]
+    pages = [
+        ("study", f"study={STUDY}"),
+        ("studies", ""),
+        ("", ""),
+        ("compare", ""),
+        ("datasets", ""),
+        ("new_study", ""),
+    ]
     page, query = pages[index % len(pages)]
     widgets = note_widgets if index % 3 == 0 else []
     session = None
@@ -163,8 +208,7 @@ def _attack_fresh_server(data_dir: Path, note_widgets: Any) -> list[list[dict]]:
     proc, url, log = _start_raw_server(data_dir)
     results: list[list[list[dict]]] = [[] for _ in range(SESSIONS)]
     try:
-        threads = [threading.Thread(target=_attack, args=(url, i, note_widgets, results[i]))
-                   for i in range(SESSIONS)]
+        threads = [threading.Thread(target=_attack, args=(url, i, note_widgets, results[i])) for i in range(SESSIONS)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -214,8 +258,14 @@ def _put(url: str, session_id: str, body: bytes, cookies: dict[str, str] | None 
     from urllib.parse import urlparse
 
     boundary = "hpdashboundary"
-    data = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.csv\"\r\n"
-            f"Content-Type: text/csv\r\n\r\n").encode() + body + f"\r\n--{boundary}--\r\n".encode()
+    data = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n'
+            f"Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + body
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     where = urlparse(url)
     conn = http.client.HTTPConnection(where.hostname, where.port, timeout=60)
     conn.putrequest("PUT", f"/_stcore/upload_file/{session_id}/file-1")
@@ -228,7 +278,7 @@ def _put(url: str, session_id: str, body: bytes, cookies: dict[str, str] | None 
     conn.endheaders()
     try:
         for i in range(0, len(data), 65536):
-            conn.send(data[i:i + 65536])
+            conn.send(data[i : i + 65536])
     except (BrokenPipeError, ConnectionResetError):
         pass  # refused before the whole body was sent: the answer is already there
     try:
@@ -341,8 +391,13 @@ def test_password_guesses_are_throttled_per_session_and_per_address(secret_data)
         ids = widget_ids(session.run())
 
         def guess(s: RawSession, password: str) -> str:
-            return text_of(s.run("", "", [Widget(ids["Password"], "string_value", password),
-                                          Widget(ids["Sign in"], "trigger_value", True)]))
+            return text_of(
+                s.run(
+                    "",
+                    "",
+                    [Widget(ids["Password"], "string_value", password), Widget(ids["Sign in"], "trigger_value", True)],
+                )
+            )
 
         started = time.monotonic()
         answers = [guess(session, f"guess-{i}") for i in range(8)]
