@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from bench.common import Report, fmt_s
+from bench.common import Report, completed_value, fmt_s
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 1.10
@@ -99,7 +99,7 @@ def _hpdash_scores(url: str, name: str) -> tuple[dict[tuple, float], float]:
 
     study = optuna.load_study(study_name=name, storage=url)
     trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    scores = {(t.params["n_estimators"], t.params["max_depth"]): float(t.value) for t in trials}
+    scores = {(t.params["n_estimators"], t.params["max_depth"]): completed_value(t) for t in trials}
     return scores, float(study.user_attrs["hpdash.refit"]["holdout_score"])
 
 

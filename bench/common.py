@@ -9,7 +9,11 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
 
 
 def median_time(func: Callable[[], Any], repeats: int, warmup: int = 0) -> tuple[float, Any]:
@@ -30,6 +34,19 @@ def median_time(func: Callable[[], Any], repeats: int, warmup: int = 0) -> tuple
         result = func()
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
+
+
+def completed_value(trial: FrozenTrial) -> float:
+    """The value of a COMPLETE trial, as a float (Optuna stores one for every completed trial)."""
+    assert trial.value is not None, f"trial {trial.number} has no value"
+    return float(trial.value)
+
+
+def completed_times(trial: FrozenTrial) -> tuple[datetime, datetime]:
+    """When a COMPLETE trial started and completed (Optuna records both when it finishes)."""
+    start, complete = trial.datetime_start, trial.datetime_complete
+    assert start is not None and complete is not None, f"trial {trial.number} has no start or completion time"
+    return start, complete
 
 
 @dataclass

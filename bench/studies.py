@@ -121,8 +121,8 @@ def make_study(path: Path, n_trials: int, seed: int = 0, name: str = "bench") ->
         else:
             user = {"fail_reason": "ValueError: bad combination"}
             reported = []
-        for k, v in user.items():
-            attrs.append({"trial_id": trial_id, "key": k, "value_json": json.dumps(v)})
+        for k, value in user.items():
+            attrs.append({"trial_id": trial_id, "key": k, "value_json": json.dumps(value)})
         for step, v in enumerate(reported):
             inter.append(
                 {

@@ -29,7 +29,7 @@ import joblib
 import numpy as np
 import optuna
 
-from bench.common import Report, fmt_s
+from bench.common import Report, completed_times, completed_value, fmt_s
 
 # Random forest on breast cancer: a 5-fold fit takes about 0.3-0.6 s here. 7 x 7 = 49 points.
 SPACE = {"n_estimators": {"type": "int", "low": 20, "high": 50}, "max_depth": {"type": "int", "low": 2, "high": 8}}
@@ -108,11 +108,12 @@ def _hpdash(spec_raw: dict[str, Any], workdir: Path, name: str, workers: int) ->
     trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     launched = ended - wall
     # Optuna hands back naive local datetimes.
-    first = min(t.datetime_start for t in trials).timestamp() - launched
-    tail = ended - max(t.datetime_complete for t in trials).timestamp()
+    times = [completed_times(t) for t in trials]
+    first = min(start for start, _ in times).timestamp() - launched
+    tail = ended - max(complete for _, complete in times).timestamp()
     folds = spec.folds * spec.repeats
     compute = [folds * (t.user_attrs["fit_time"] + t.user_attrs["score_time"]) for t in trials]
-    durations = [t.duration.total_seconds() for t in trials]
+    durations = [(complete - start).total_seconds() for start, complete in times]
     return {
         "wall": wall,
         "created": created,
@@ -121,7 +122,7 @@ def _hpdash(spec_raw: dict[str, Any], workdir: Path, name: str, workers: int) ->
         "n": len(trials),
         "compute": sum(compute),
         "in_trial_overhead": statistics.median(d - c for d, c in zip(durations, compute)),
-        "scores": {_key(t.params): float(t.value) for t in trials},
+        "scores": {_key(t.params): completed_value(t) for t in trials},
     }
 
 

@@ -64,7 +64,7 @@ def configured_password(secrets: Mapping[str, Any] | None = None) -> str | None:
     value = os.environ.get(PASSWORD_ENV)
     if not value and secrets is not None:
         try:
-            value = secrets.get(PASSWORD_ENV)  # type: ignore[union-attr]
+            value = secrets.get(PASSWORD_ENV)
         except Exception:  # Streamlit raises when no secrets.toml exists
             value = None
     if value is None:

@@ -62,7 +62,7 @@ import optuna
 import pandas as pd
 from scipy import stats
 
-from hpdash import experiments, results, runner
+from hpdash import experiments, results, runner, vocabulary
 from hpdash.errors import SpecError
 from hpdash.spec import StudySpec
 
@@ -72,21 +72,12 @@ ALPHA = 0.05
 LEVEL = 0.95
 TIME_POINTS = 101
 EXACT_LIMIT = 20_000  # Mann-Whitney is exact (all permutations) up to this many arrangements
-STRATEGY_LABELS: dict[str, str] = {
-    "grid": "Grid",
-    "random": "Random",
-    "tpe": "TPE",
-    "gp": "GP",
-    "cmaes": "CMA-ES",
-    "qmc": "QMC",
-}
+STRATEGY_LABELS: dict[str, str] = {key: s.name for key, s in vocabulary.STRATEGIES.items()}
 METRIC_BEST = "best_cv"
 METRIC_TTT = "trials_to_target"
 
 
-def label(strategy: str) -> str:
-    """Display name of a strategy (``tpe`` -> ``TPE``)."""
-    return STRATEGY_LABELS.get(strategy, strategy)
+label = vocabulary.strategy_name
 
 
 def _better(a: float, b: float, direction: str) -> bool:
@@ -168,12 +159,12 @@ def bands(
     data = curve_frame.dropna(subset=["best"])
     if data.empty:
         return pd.DataFrame({c: pd.Series([], dtype="float64") for c in columns})
-    if grid is None:
-        if x == "trial":
-            grid = np.arange(1, int(curve_frame["trial"].max()) + 1, dtype="float64")
-        else:
-            grid = np.linspace(0.0, float(data["elapsed_s"].max()), TIME_POINTS)
-    points = np.asarray(grid, dtype="float64")
+    if grid is not None:
+        points = np.asarray(grid, dtype="float64")
+    elif x == "trial":
+        points = np.arange(1, int(curve_frame["trial"].max()) + 1, dtype="float64")
+    else:
+        points = np.linspace(0.0, float(data["elapsed_s"].max()), TIME_POINTS)
     rows = []
     for strategy in _strategy_order(data):
         runs = data.loc[data["strategy"] == strategy]
@@ -375,7 +366,7 @@ def pairwise_tests(runs: pd.DataFrame, ttt: pd.DataFrame | None = None, directio
         censored["score"] = censored["trials"].where(censored["reached"].astype(bool), worst)
         families.append((METRIC_TTT, censored, "score", False))
     for metric, data, column, higher_better in families:
-        family = []
+        family: list[dict[str, Any]] = []
         for a, b in combinations(order, 2):
             xa = data.loc[data["strategy"] == a, column].dropna().to_numpy(dtype="float64")
             xb = data.loc[data["strategy"] == b, column].dropna().to_numpy(dtype="float64")

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from hpdash import config
+from hpdash import config, vocabulary
 from hpdash.errors import DatasetError, SpecError, StorageError
 
 if TYPE_CHECKING:  # the catalogue (sqlite-utils) is imported where used: workers never need it
@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # the catalogue (sqlite-utils) is imported where used: worker
     from hpdash.store import Catalogue
 
 TaskName = Literal["classification", "regression"]
-TASKS: tuple[str, ...] = ("classification", "regression")
+TASKS: tuple[str, ...] = vocabulary.TASKS
 
 #: Bundled scikit-learn toy datasets (no download needed): ``sklearn:NAME`` -> description.
 SAMPLES: dict[str, str] = {
@@ -1128,7 +1128,7 @@ def _clean_target(df: pd.DataFrame, target: str, task: str) -> tuple[pd.Series, 
         # is where floats stop holding every integer); 1e308 stays a float label.
         if float(np.abs(values).max()) < 2.0**53:
             y = y.astype("int64")
-    return y, task_name, missing  # type: ignore[return-value]
+    return y, task_name, missing
 
 
 def _distribution(y: pd.Series, task: TaskName) -> pd.DataFrame:

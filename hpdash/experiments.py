@@ -465,7 +465,7 @@ def run_queue(
     row = catalogue.experiment_queue(name)
     # launch_experiment writes the record with pid None before this process exists, then
     # this process's pid: either way the record is this queue's own.
-    own = bool(row) and row.get("host") == host and row.get("pid") in (None, pid)
+    own = row is not None and row.get("host") == host and row.get("pid") in (None, pid)
     if row and not own and queue_alive(row):
         raise SpecError(
             f"Experiment {name!r} is already being run by queue process {row.get('pid')} on "
@@ -473,7 +473,7 @@ def run_queue(
             "stop the experiment first."
         )
     now = time.time()
-    started = row["started"] if own and row.get("started") and row.get("ended") is None else now
+    started = row["started"] if own and row is not None and row.get("started") and row.get("ended") is None else now
     catalogue.set_experiment_queue(
         name,
         pid=pid,
@@ -546,11 +546,11 @@ def launch_experiment(name: str, storage: str | None = None, workers: int = 1) -
     load_experiment(name, storage)
     catalogue = Catalogue(config.catalogue_path(storage))
     row = catalogue.experiment_queue(name)
-    if queue_alive(row):
+    if row is not None and queue_alive(row):
         raise SpecError(
-            f"Experiment {name!r} is already being run by queue process {row.get('pid')} on "  # type: ignore[union-attr]
+            f"Experiment {name!r} is already being run by queue process {row.get('pid')} on "
             f"{row.get('host')}. Wait for it to end, or stop the experiment first."
-        )  # type: ignore[union-attr]
+        )
     url = config.storage_url(storage)
     log_path = queue_log_path(name)
     catalogue.set_experiment_queue(
@@ -867,7 +867,8 @@ def experiment_budget(
         if s == "grid" and grid_size is not None:
             n = grid_size if n is None else min(n, grid_size)
         per[s] = n
-    total = None if any(v is None for v in per.values()) else sum(per.values()) * repeats  # type: ignore[misc]
+    known = [v for v in per.values() if v is not None]
+    total = sum(known) * repeats if len(known) == len(per) else None
     wall = None
     if per_trial_s is not None and total is not None:
         wall = per_trial_s * total / max(1, parallel)

@@ -70,11 +70,11 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from scipy.optimize import minimize
@@ -111,7 +111,7 @@ MIN_VARIANCE = 1e-12  # floor of the latent variance (standardised units)
 
 
 # ------------------------------------------------------------------------------ encoding
-def _numeric_bounds(dist: BaseDistribution) -> tuple[float, float, bool]:
+def _numeric_bounds(dist: FloatDistribution | IntDistribution) -> tuple[float, float, bool]:
     """``(lo, hi, log)``: the interval of a numeric distribution that maps onto [0, 1], in
     log units when ``log``. Ints and stepped floats are padded by half a step each side, so
     every allowed value covers the same width of the unit interval."""
@@ -126,13 +126,13 @@ def _numeric_bounds(dist: BaseDistribution) -> tuple[float, float, bool]:
     return lo, hi, False
 
 
-def _to_unit(dist: BaseDistribution, values: np.ndarray) -> np.ndarray:
+def _to_unit(dist: FloatDistribution | IntDistribution, values: np.ndarray) -> np.ndarray:
     lo, hi, log = _numeric_bounds(dist)
     t = np.log(values) if log else values
     return (t - lo) / (hi - lo)
 
 
-def _to_value(dist: BaseDistribution, unit: np.ndarray) -> np.ndarray:
+def _to_value(dist: FloatDistribution | IntDistribution, unit: np.ndarray) -> np.ndarray:
     """Unit-interval coordinates -> allowed values (rounded to the step, within the bounds)."""
     lo, hi, log = _numeric_bounds(dist)
     t = lo + np.clip(unit, 0.0, 1.0) * (hi - lo)
@@ -158,8 +158,14 @@ class _Column:
         return isinstance(self.dist, CategoricalDistribution)
 
     @property
+    def numeric(self) -> FloatDistribution | IntDistribution:
+        """The distribution of a number (every distribution but a categorical one)."""
+        assert isinstance(self.dist, (FloatDistribution, IntDistribution)), self.dist
+        return self.dist
+
+    @property
     def width(self) -> int:
-        return len(self.dist.choices) if self.categorical else 1
+        return len(self.dist.choices) if isinstance(self.dist, CategoricalDistribution) else 1
 
 
 class _Encoder:
@@ -239,9 +245,9 @@ class _Encoder:
                 elif (
                     isinstance(value, (int, float))
                     and not isinstance(value, bool)
-                    and c.dist.low <= value <= c.dist.high
+                    and c.numeric.low <= value <= c.numeric.high
                 ):
-                    X[i, c.start] = _to_unit(c.dist, np.array([float(value)]))[0]
+                    X[i, c.start] = _to_unit(c.numeric, np.array([float(value)]))[0]
         return X
 
     def decode(self, x: np.ndarray) -> dict[str, Any]:
@@ -255,7 +261,7 @@ class _Encoder:
             if c.categorical:
                 params[c.name] = c.dist.to_external_repr(int(np.argmax(x[c.start : c.start + c.width])))
             else:
-                value = float(_to_value(c.dist, np.array([x[c.start]]))[0])
+                value = float(_to_value(c.numeric, np.array([x[c.start]]))[0])
                 params[c.name] = int(round(value)) if isinstance(c.dist, IntDistribution) else value
         return params
 
@@ -271,7 +277,7 @@ class _Encoder:
             rows = mask[:, j]
             X[~rows, j] = INACTIVE
             if rows.any():
-                X[rows, j] = _to_unit(c.dist, _to_value(c.dist, X[rows, j]))
+                X[rows, j] = _to_unit(c.numeric, _to_value(c.numeric, X[rows, j]))
         return X
 
     def random(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -440,7 +446,8 @@ def _fit_selection(trials: list[FrozenTrial], direction: StudyDirection) -> list
     if len(trials) <= MAX_FIT_TRIALS:
         return sorted(trials, key=lambda t: t.number)
     sign = 1.0 if direction == StudyDirection.MAXIMIZE else -1.0
-    by_value = sorted(trials, key=lambda t: (-sign * t.value, t.number))
+    # The trials come from ``_completed``: each has a finite value.
+    by_value = sorted(trials, key=lambda t: (-sign * cast(float, t.value), t.number))
     chosen = {t.number: t for t in by_value[: MAX_FIT_TRIALS // 3]}
     for t in sorted(trials, key=lambda t: -t.number):
         if len(chosen) >= MAX_FIT_TRIALS:
@@ -509,7 +516,7 @@ class GPSampler(optuna.samplers.BaseSampler):
             search_space, _fit_selection(completed, study.direction), pending, study.direction, self._seed, trial.number
         )
         mean, std = surrogate.predict([surrogate.next_params])
-        record = {
+        record: dict[str, Any] = {
             "fitted_on": surrogate.fitted_on,
             "pending": surrogate.pending,
             "seed": self._seed,

@@ -62,11 +62,12 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.svm import SVC, SVR
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
+from hpdash import vocabulary
 from hpdash.errors import SpecError
 from hpdash.space import Label, SearchSpace, parse_space
 
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
+CLASSIFICATION = vocabulary.CLASSIFICATION
+REGRESSION = vocabulary.REGRESSION
 TASKS: tuple[str, ...] = (CLASSIFICATION, REGRESSION)
 
 SHAPE: Label = "model shape"

@@ -193,7 +193,9 @@ def _check_response(metric: str, needs: tuple[str, ...], key: str, task: str, mo
     fixed = {name: hp.low for name, hp in model_space.items() if hp.type != "categorical"}
     names = [name for name, hp in model_space.items() if hp.type == "categorical"]
     combos = list(
-        itertools.islice(itertools.product(*(model_space[name].choices for name in names)), MAX_RESPONSE_COMBINATIONS)
+        itertools.islice(
+            itertools.product(*(model_space[name].choices or () for name in names)), MAX_RESPONSE_COMBINATIONS
+        )
     )
     missing = []
     for combo in combos:
@@ -219,7 +221,7 @@ def _check_response(metric: str, needs: tuple[str, ...], key: str, task: str, mo
     culprits = [
         f"{name}={value!r}"
         for i, name in enumerate(names)
-        for value in model_space[name].choices
+        for value in model_space[name].choices or ()
         if all(combo in lacking for combo in combos if combo[i] == value)
     ]
     if not culprits:  # only some choices together lack it: name the first such combination
@@ -798,6 +800,7 @@ class Objective:
 
         try:
             if self._process is not None:
+                assert self.trial_timeout is not None  # the process is made only with a trial_timeout
                 result = self._process.run(model_key, params, float(self.trial_timeout), on_fold)
             else:
                 with warnings.catch_warnings():
@@ -919,6 +922,7 @@ def representative_params(model_space: space.SearchSpace) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for name, hp in model_space.items():
         if hp.type == "categorical":
+            assert hp.choices  # a categorical has at least one choice (checked on construction)
             params[name] = hp.choices[0]
         else:
             values = space.grid_values(hp, 3)
@@ -955,7 +959,7 @@ def _check_row_bounds(spaces: Mapping[str, space.SearchSpace], task: str, fold_r
             values = (
                 [v for v in (hp.choices or ()) if isinstance(v, (int, float))]
                 if hp.type == "categorical"
-                else [hp.high]
+                else [hp.bounds()[1]]
             )
             if values and max(values) > fold_rows:
                 raise SpecError(

@@ -52,6 +52,7 @@ from scipy.interpolate import griddata
 from scipy.spatial import QhullError
 
 from hpdash import results as _results
+from hpdash import vocabulary
 from hpdash.results import (
     PARAM_PREFIX,
     fold_scores_frame,
@@ -648,6 +649,7 @@ def parallel_coordinates_figure(
         if axis.tickvals is not None:
             ticktext = axis.ticktext
             if axis.categorical:
+                assert ticktext is not None  # _Axis sets ticktext with tickvals
                 ticktext = [_shorten(t, MAX_TICK_CHARS) for t in ticktext]
             dim.update(tickvals=axis.tickvals, ticktext=ticktext)
         else:
@@ -1340,14 +1342,7 @@ def fold_scores_figure(trial_or_frame: FrozenTrial | pd.DataFrame, metric: str |
 # of ``hpdash.compare`` (curves, bands, runs, importance by strategy) and the stacked experiment
 # frame (trials of every study with ``study``, ``strategy`` and ``seed`` columns).
 
-STRATEGY_COLORS: dict[str, str] = {
-    "grid": "#7f7f7f",
-    "random": "#ff7f0e",
-    "tpe": "#1f77b4",
-    "gp": "#2ca02c",
-    "cmaes": "#9467bd",
-    "qmc": "#8c564b",
-}
+STRATEGY_COLORS: dict[str, str] = {key: s.color for key, s in vocabulary.STRATEGIES.items()}
 _EXTRA_COLORS = ["#e377c2", "#17becf", "#bcbd22", "#d62728"]
 COMPARE_X_TITLES: dict[str, str] = {"trial": "Trials used", "elapsed_s": "Wall-clock time (s)"}
 LEGEND_BELOW: dict[str, Any] = {"orientation": "h", "y": -0.2}
@@ -1358,10 +1353,7 @@ def strategy_color(strategy: str, index: int = 0) -> str:
     return STRATEGY_COLORS.get(strategy, _EXTRA_COLORS[index % len(_EXTRA_COLORS)])
 
 
-def _label(strategy: str) -> str:
-    from hpdash.compare import label
-
-    return label(strategy)
+_label = vocabulary.strategy_name
 
 
 def _rgba(hex_color: str, alpha: float) -> str:

@@ -30,7 +30,7 @@ import math
 import threading
 import warnings
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from operator import itemgetter
@@ -366,7 +366,7 @@ def _summary_sql(engine: sqlalchemy.engine.Engine, study_id: int, direction: str
     """``study_summary`` without ``metric`` by three small queries (fast path)."""
     order = "DESC" if direction == "maximize" else "ASC"
     with engine.connect() as conn:
-        counts = dict(
+        counts: dict[str, int] = dict(
             conn.execute(
                 sqlalchemy.text("SELECT state, COUNT(*) FROM trials WHERE study_id = :sid GROUP BY state"),
                 {"sid": study_id},
@@ -872,17 +872,17 @@ def _user_attr_series(raw: RawTrials, pos: dict[int, int], n: int, index: pd.Ind
     """The user-attr columns of ``trials_frame``, decoded exactly as ``_record`` decodes them."""
     text: dict[str, list[Any]] = {k: [None] * n for k in _FRAME_ATTRS}
     for trial_id, key, value_json in raw.user_attrs:
-        i = pos.get(trial_id)
-        if i is not None and key in text:
-            text[key][i] = value_json
+        row = pos.get(trial_id)
+        if row is not None and key in text:
+            text[key][row] = value_json
     out: dict[str, pd.Series] = {}
     for key in _NUMERIC_ATTRS:
         strings = pd.Series(text[key], index=index, dtype="object")
         numbers = pd.to_numeric(strings, errors="coerce").astype("float64")
         # JSON that is not a plain number (true, "0.5", null...): decode it like the API path.
         odd = numbers.isna() & strings.notna() & (strings != "NaN")
-        for i in np.flatnonzero(odd.to_numpy()):
-            numbers.iloc[i] = _float_or_nan(json.loads(strings.iloc[i]))
+        for k in np.flatnonzero(odd.to_numpy()):
+            numbers.iloc[k] = _float_or_nan(json.loads(strings.iloc[k]))
         out[key] = numbers
     folds: list[Any] = [None] * n
     present = [i for i, v in enumerate(text["fold_scores"]) if v is not None]
@@ -1303,6 +1303,7 @@ def _completed_from_raw(raw: RawTrials) -> list[FrozenTrial]:
     values = {tid: _stored_value(v, vt) for tid, v, vt in raw.values}
     params: dict[int, dict[str, Any]] = {r[0]: {} for r in raw.trials if r[2] == "COMPLETE" and r[0] in values}
     groups = _param_groups(raw)
+    distributions_of: Callable[[int], dict[str, BaseDistribution] | None]
     if groups is None:
         by_trial: dict[int, dict[str, BaseDistribution]] = {}
         for trial_id, name, value, dist_json in raw.param_rows():
@@ -1320,12 +1321,14 @@ def _completed_from_raw(raw: RawTrials) -> list[FrozenTrial]:
         by_name = {name: dist for name, dist, _, _ in groups}
         shared: dict[tuple[str, ...], dict[str, BaseDistribution]] = {}
 
-        def distributions_of(trial_id: int) -> dict[str, BaseDistribution]:
+        def shared_distributions(trial_id: int) -> dict[str, BaseDistribution]:
             names = tuple(params[trial_id])
             found = shared.get(names)
             if found is None:
                 found = shared[names] = {name: by_name[name] for name in names}
             return found
+
+        distributions_of = shared_distributions
 
     out = []
     for trial_id, number, _, _, _ in raw.trials:

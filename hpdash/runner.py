@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import optuna
@@ -186,7 +186,10 @@ def fit_default_spaces(spec: StudySpec, plan: Plan) -> dict[str, space.SearchSpa
         changed = dict(spaces[key])
         for name in names:
             hp = changed.get(name)
-            if hp is not None and hp.type == "int" and hp.high > fold_rows >= hp.low:
+            if hp is None or hp.type != "int":
+                continue
+            low, high = hp.bounds()
+            if high > fold_rows >= low:
                 changed[name] = dataclasses.replace(hp, high=fold_rows)
         spaces[key] = changed
     return spaces
@@ -353,10 +356,11 @@ def create_study(spec: StudySpec, storage: str | None = None, *, plan: Plan | No
     store = open_storage(storage, heartbeat=False)  # one storage for the check and the creation
     if spec.name in optuna.get_all_study_names(storage=store):
         raise SpecError(f"A study named {spec.name!r} already exists. Pick another name, or resume that study.")
-    planned = plan is not None and plan.spec == spec
-    sha = _ingest_dataset(spec, plan.dataset_sha256 if planned else None)
-    if not planned or plan.dataset_sha256 != sha:
-        plan = plan_study(spec, data=datasets.load_dataset(sha or spec.dataset))
+    planned = plan if plan is not None and plan.spec == spec else None
+    sha = _ingest_dataset(spec, planned.dataset_sha256 if planned is not None else None)
+    if planned is None or planned.dataset_sha256 != sha:
+        planned = plan_study(spec, data=datasets.load_dataset(sha or spec.dataset))
+    plan = planned
     budget_attrs, slots = _budget_slots(plan)
     user_attrs = {
         SPEC_ATTR: spec.to_dict(),
@@ -1002,7 +1006,15 @@ def run_here(
     return run_worker(name, storage, 0, stop_event=stop_event, progress=progress, problem=problem)
 
 
-def workers_of(study: optuna.Study) -> list[dict[str, Any]]:
+class _UserAttrs(Protocol):
+    """What ``workers_of`` reads of a study: an ``optuna.Study``, or any object holding the
+    user attrs of one already read."""
+
+    @property
+    def user_attrs(self) -> dict[str, Any]: ...
+
+
+def workers_of(study: _UserAttrs) -> list[dict[str, Any]]:
     """The workers that have run this study, with an ``alive`` flag from their last beat."""
     now = _now()
     out = []
@@ -1207,6 +1219,7 @@ def _refit(
     if not complete:
         raise SpecError(f"Study {name!r} has no completed trial to refit.")
     best = study.best_trial
+    assert best.value is not None  # the best trial is a completed one
     if problem is None:
         problem = load_problem(spec, study.user_attrs.get(DATASET_ATTR))
     model_key, params = space.decode_params(best.params, problem.models)

@@ -198,12 +198,19 @@ class Hyperparameter:
             "label": self.label,
         }
 
+    def bounds(self) -> tuple[float | int, float | int]:
+        """``(low, high)`` of a float or int range (construction checks that both are set)."""
+        assert self.low is not None and self.high is not None, f"{self.type} {self.name!r} has no range"
+        return self.low, self.high
+
     def distribution(self) -> BaseDistribution:
         """The matching Optuna distribution."""
         if self.type == "float":
-            return FloatDistribution(float(self.low), float(self.high), log=self.log)
+            low, high = self.bounds()
+            return FloatDistribution(float(low), float(high), log=self.log)
         if self.type == "int":
-            return IntDistribution(int(self.low), int(self.high), log=self.log)
+            low, high = self.bounds()
+            return IntDistribution(int(low), int(high), log=self.log)
         return CategoricalDistribution(list(self.choices or ()))
 
     def describe(self) -> str:
@@ -296,13 +303,14 @@ def grid_values(hp: Hyperparameter, points: int) -> list[Any]:
     if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 2:
         raise SpecError(f"hyperparameter {hp.name!r}: grid search needs at least 2 points per range, not {points!r}")
     points = int(points)
-    low, high = float(hp.low), float(hp.high)
+    lo, hi = hp.bounds()
+    low, high = float(lo), float(hi)
     raw = np.geomspace(low, high, points) if hp.log else np.linspace(low, high, points)
     if hp.type == "float":
         values = [_tidy(v) for v in raw]
         values[0], values[-1] = low, high
         return values
-    rounded = {min(max(math.floor(v + 0.5), int(hp.low)), int(hp.high)) for v in raw}
+    rounded = {min(max(math.floor(v + 0.5), int(lo)), int(hi)) for v in raw}
     return sorted(int(v) for v in rounded)
 
 
@@ -368,9 +376,11 @@ def suggest(trial: optuna.Trial, spaces: Mapping[str, SearchSpace]) -> tuple[str
     for name, hp in spaces[model].items():
         key = param_name(model, name, several)
         if hp.type == "float":
-            params[name] = trial.suggest_float(key, float(hp.low), float(hp.high), log=hp.log)
+            low, high = hp.bounds()
+            params[name] = trial.suggest_float(key, float(low), float(high), log=hp.log)
         elif hp.type == "int":
-            params[name] = trial.suggest_int(key, int(hp.low), int(hp.high), log=hp.log)
+            low, high = hp.bounds()
+            params[name] = trial.suggest_int(key, int(low), int(high), log=hp.log)
         else:
             params[name] = trial.suggest_categorical(key, list(hp.choices or ()))
     return model, params

@@ -18,11 +18,12 @@ from typing import Any
 
 import yaml
 
+from hpdash import vocabulary
 from hpdash.errors import SpecError
 
-STRATEGIES = ("grid", "random", "tpe", "gp", "gp_torch", "cmaes", "qmc")
-PRUNERS = ("none", "median", "hyperband", "wilcoxon")
-TASKS = ("auto", "classification", "regression")
+STRATEGIES = tuple(vocabulary.STRATEGIES)
+PRUNERS = tuple(vocabulary.PRUNERS)
+TASKS = vocabulary.TASK_CHOICES
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 NAME_RULE = "1-100 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"
 
@@ -278,6 +279,7 @@ def _check_yaml_events(text: str) -> None:
                         "(a value cannot include itself). Remove that alias."
                     )
                 # an undefined alias counts one node here; composing reports it below
+                assert event.anchor is not None  # PyYAML names the anchor of every alias
                 finish(sizes.get(event.anchor, 1), None)
     except yaml.YAMLError as exc:
         raise SpecError(f"The spec is not valid YAML: {exc}") from exc

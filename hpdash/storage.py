@@ -28,7 +28,7 @@ import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import optuna
 import sqlalchemy
@@ -154,11 +154,11 @@ class WorkerRDBStorage(RDBStorage):
     def __init__(self, url: str, *args: Any, **kwargs: Any) -> None:
         with _VERSION_MANAGER_SWAP:
             original = optuna_rdb_storage._VersionManager
-            optuna_rdb_storage._VersionManager = _StampedVersionManager
+            optuna_rdb_storage._VersionManager = _StampedVersionManager  # type: ignore[misc]  # swapping a class on purpose
             try:
                 super().__init__(url, *args, **kwargs)
             finally:
-                optuna_rdb_storage._VersionManager = original
+                optuna_rdb_storage._VersionManager = original  # type: ignore[misc]  # Optuna's class put back
 
     @property
     def _core(self) -> bool:
@@ -251,6 +251,7 @@ class WorkerRDBStorage(RDBStorage):
         with self.engine.connect() as conn:
             now = conn.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar()
             rows = conn.execute(_statements(self.engine.name).running_beats, {"study_id": study_id}).all()
+        assert now is not None  # SELECT now() returns one row
         now = now.replace(tzinfo=None)  # as Optuna does: PostgreSQL's now() is aware
         return [trial_id for trial_id, beat in rows if now - beat > grace]
 
@@ -312,7 +313,8 @@ class WorkerRDBStorage(RDBStorage):
         if not self._core:
             with _create_scoped_session(self.scoped_session, True) as session:
                 trial = rdb.TrialModel.find_or_raise_by_id(trial_id, session)
-                self.check_trial_is_updatable(trial_id, trial.state)
+                # Optuna's ORM models declare plain Columns; on a loaded row this is the TrialState.
+                self.check_trial_is_updatable(trial_id, cast(TrialState, trial.state))
                 for step, value in values:
                     self._set_trial_intermediate_value_without_commit(session, trial_id, step, value)
                 for key, value in attrs.items():
@@ -742,7 +744,7 @@ def _statements(dialect_name: str) -> _Statements:
     user, system = rdb.TrialUserAttributeModel.__table__, rdb.TrialSystemAttributeModel.__table__
     beats = rdb.TrialHeartbeatModel.__table__
     select, bind = sqlalchemy.select, sqlalchemy.bindparam
-    trial_id = bind("trial_id")
+    trial_id: sqlalchemy.BindParameter[Any] = bind("trial_id")
 
     def reads(where: Any) -> tuple[Any, ...]:
         """The trials matching ``where`` (on the trials table), then their child rows."""
@@ -862,7 +864,7 @@ def set_study_user_attr_unless(
 def create_budgeted_study(
     storage: Any,
     study_name: str,
-    direction: str,
+    direction: Literal["minimize", "maximize"],
     user_attrs: dict[str, Any],
     slot_system_attrs: list[dict[str, Any]],
     *,

@@ -192,7 +192,7 @@ class Catalogue:
                 with self._transaction_unretried():
                     for table in missing:
                         columns, pk = TABLES[table]
-                        self.db[table].create(columns, pk=pk, if_not_exists=True)
+                        self.db.table(table).create(columns, pk=pk, if_not_exists=True)
             _PREPARED.add(key)
 
     def _healing(self, action: Callable[[], T]) -> T:

@@ -17,29 +17,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 
-from hpdash import gp_sampler
+from hpdash import gp_sampler, vocabulary
 from hpdash.errors import SpecError
 
 if TYPE_CHECKING:
     from hpdash.spec import StudySpec
 
-STRATEGY_LABELS = {
-    "grid": "Grid search (exhaustive over discretised ranges)",
-    "random": "Random search",
-    "tpe": "Bayesian: TPE (tree-structured Parzen estimator)",
-    "gp": "Bayesian: Gaussian process (scikit-learn)",
-    "gp_torch": "Bayesian: Gaussian process (Optuna's GPSampler, needs PyTorch)",
-    "cmaes": "CMA-ES (evolution strategy)",
-    "qmc": "Quasi-Monte Carlo (Sobol)",
-}
+#: The form's label of each strategy and pruner (``hpdash.vocabulary``).
+STRATEGY_LABELS = {key: s.description for key, s in vocabulary.STRATEGIES.items()}
 #: Strategies that fit a model of the scores after a random start-up phase.
-MODEL_BASED = ("tpe", "gp", "gp_torch", "cmaes")
-PRUNER_LABELS = {
-    "none": "No pruning",
-    "median": "Median: stop a trial whose mean score over the folds so far is below the median of finished trials on the same folds",
-    "hyperband": "Hyperband: successive halving over folds",
-    "wilcoxon": "Wilcoxon: stop when a signed-rank test says the trial is worse than the best",
-}
+MODEL_BASED = tuple(key for key, s in vocabulary.STRATEGIES.items() if s.model_based)
+PRUNER_LABELS = {key: p.description for key, p in vocabulary.PRUNERS.items()}
 TORCH_HINT = (
     "The gp_torch strategy (Optuna's GPSampler) needs PyTorch, which is not installed. Install the "
     "CPU build with `pip install -r requirements-gp.txt` (or `make install-gp`), or pick gp "
@@ -111,7 +99,8 @@ def startup_trials_of(spec: StudySpec) -> int | None:
 
 
 def _label(strategy: str) -> str:
-    return {"tpe": "TPE", "gp": "GP", "gp_torch": "GP (PyTorch)", "cmaes": "CMA-ES"}.get(strategy, strategy)
+    """A strategy in a sentence: a model-based one by its name (TPE), the others by key (random)."""
+    return vocabulary.strategy_name(strategy) if strategy in MODEL_BASED else strategy
 
 
 def startup_warning(spec: StudySpec) -> str | None:
@@ -298,6 +287,7 @@ def make_sampler(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = _make_sampler(strategy, seed, n_startup_trials, seed if study_seed is None else study_seed)
+    assert isinstance(sampler, optuna.samplers.BaseSampler)  # each class here adds the mixin to an Optuna sampler
     sampler.strategy = strategy
     return sampler
 

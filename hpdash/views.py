@@ -522,6 +522,7 @@ def estimate_runtime(plan: runner.Plan) -> RuntimeEstimate:
     spec = plan.spec
     report = objective.smoke_check(plan)
     per_trial = report.trial_s + 0.05  # + storage round trips
+    n_trials: int | None
     if spec.strategy == "grid":
         total_points = space.total_grid_size(plan.spaces, spec.grid_points)
         n_trials = total_points if spec.n_trials is None else min(spec.n_trials, total_points)

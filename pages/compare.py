@@ -58,8 +58,9 @@ st.caption(
 )
 
 if experiment_id:
+    queued = experiment_id  # a str here: the fragment below reads it
     try:
-        progress = experiments.experiment_progress(experiment_id)
+        progress = experiments.experiment_progress(queued)
     except HpdashError as exc:
         common.show_error(exc)
         st.stop()
@@ -70,14 +71,14 @@ if experiment_id:
     def queue_header() -> None:
         """Where the experiment's studies are (the queue runs them a few at a time); redraws
         the page while anything runs, so the figures fill in by themselves."""
-        now = experiments.experiment_progress(experiment_id)
+        now = experiments.experiment_progress(queued)
         parts = [f"{now.count(state)} {state}" for state in experiments.PROGRESS_STATES if now.count(state)]
         st.progress(now.finished / max(1, now.total), text=" · ".join(parts) or "no studies")
         if now.stalled:
             st.warning(
                 "Some studies are queued but the queue process is gone (the machine "
                 "restarted?). Relaunch the queue from the command line: "
-                f"{common.code('python -m hpdash queue ' + experiment_id)}.",
+                f"{common.code('python -m hpdash queue ' + queued)}.",
                 icon=":material/pause_circle:",
             )
         if active and (
@@ -150,7 +151,7 @@ else:
     st.caption("Sample placement needs two hyperparameters.")
 
 st.subheader("Hyperparameter importance")
-method = st.selectbox("Method", list(plots.IMPORTANCE_METHODS), format_func=plots.IMPORTANCE_LABELS.get)
+method = st.selectbox("Method", list(plots.IMPORTANCE_METHODS), format_func=common.labels_of(plots.IMPORTANCE_LABELS))
 st.caption(plots.IMPORTANCE_METHODS[method])
 st.plotly_chart(
     plots.importance_comparison_figure(compare.importance_by_strategy(comparison, method), method), key="importance"

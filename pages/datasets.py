@@ -58,7 +58,7 @@ if stored_rows.empty:
     )
 
 st.subheader("Explore a dataset")
-ref = st.selectbox("Dataset", list(choices), format_func=choices.get, key="ds_pick")
+ref = st.selectbox("Dataset", list(choices), format_func=common.labels_of(choices), key="ds_pick")
 try:
     frame, _ = common.load_frame(ref)
 except HpdashError as exc:

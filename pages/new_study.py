@@ -4,7 +4,7 @@ import streamlit as st
 
 from hpdash import config, datasets, experiments, models, runner, space, strategies, views
 from hpdash.errors import HpdashError, SpecError
-from hpdash.spec import MAX_YAML_CHARS, load_spec_text, parse_spec
+from hpdash.spec import MAX_YAML_CHARS, StudySpec, load_spec_text, parse_spec
 from hpdash.strategies import PRUNER_LABELS, STRATEGY_LABELS
 from hpdash.ui import common
 
@@ -136,7 +136,7 @@ if state.get("ns_dataset") not in choices:
 if len(choices) == len(datasets.SAMPLES):
     st.caption("No uploaded datasets yet: pick a bundled sample, or upload a table on the Datasets page.")
 c1, c2, c3 = st.columns([2, 1, 1])
-ref = c1.selectbox("Dataset", list(choices), format_func=choices.get, key="ns_dataset")
+ref = c1.selectbox("Dataset", list(choices), format_func=common.labels_of(choices), key="ns_dataset")
 try:
     frame, sha = common.load_frame(ref)
 except HpdashError as exc:
@@ -153,6 +153,7 @@ except HpdashError as exc:
     common.show_error(exc, "This target cannot be used: ")
     st.stop()
 task = base_profile.task
+assert task is not None  # a profile with a target has its task (profile_table raises otherwise)
 st.caption(f"Task: **{task}**" + (" (inferred from the target)" if task_choice == "auto" else ""))
 missing_note = views.target_missing_note(base_profile)
 if missing_note:
@@ -187,7 +188,7 @@ c1, c2 = st.columns([2, 1])
 model_keys = c1.multiselect(
     "Model(s)",
     list(model_opts),
-    format_func=model_opts.get,
+    format_func=common.labels_of(model_opts),
     key="ns_models",
     help="Pick several to let the search choose the algorithm too (algorithm selection).",
 )
@@ -271,7 +272,11 @@ for key in model_keys:
 st.subheader("4 · Strategy, budget and protocol")
 c1, c2, c3 = st.columns(3)
 strategy = c1.selectbox(
-    "Strategy", list(STRATEGY_LABELS), format_func=STRATEGY_LABELS.get, key="ns_strategy", on_change=on_strategy_change
+    "Strategy",
+    list(STRATEGY_LABELS),
+    format_func=common.labels_of(STRATEGY_LABELS),
+    key="ns_strategy",
+    on_change=on_strategy_change,
 )
 missing_package = strategies.missing_dependency(strategy)
 if missing_package:
@@ -343,7 +348,7 @@ trial_timeout = c3.number_input(
 pruner = c2.selectbox(
     "Pruner",
     list(PRUNER_LABELS),
-    format_func=PRUNER_LABELS.get,
+    format_func=common.labels_of(PRUNER_LABELS),
     key="ns_pruner",
     help="Stops clearly bad trials after a few CV folds.",
 )
@@ -382,7 +387,8 @@ raw = {
     "keep_columns": list(keep_columns) or None,
 }
 errors = list(space_errors)
-spec = plan = None
+spec: StudySpec | None = None
+plan: runner.Plan | None = None
 if not model_keys:
     errors.append("Pick at least one model.")
 elif not space_errors:
@@ -397,7 +403,7 @@ elif not space_errors:
 
 st.subheader("5 · Check and launch")
 estimate = None
-if plan is not None:
+if spec is not None and plan is not None:  # plan is made from spec
     total = space.total_grid_size(plan.spaces, spec.grid_points)
     grid_box = st.container()
     try:
@@ -470,7 +476,7 @@ with st.expander("Compare strategies: the same problem and budget, several strat
         offered,
         key="ns_cmp_strategies",
         default=[s for s in experiments.DEFAULT_STRATEGIES if s in offered],
-        format_func=STRATEGY_LABELS.get,
+        format_func=common.labels_of(STRATEGY_LABELS),
     )
     for absent in (s for s in STRATEGY_LABELS if s not in offered):
         st.caption(common.md(strategies.missing_dependency(absent) or ""))
@@ -484,7 +490,7 @@ with st.expander("Compare strategies: the same problem and budget, several strat
     n_repeats = st.number_input(
         "Repeats (seeds per strategy)", 1, experiments.MAX_REPEATS, experiments.DEFAULT_REPEATS, key="ns_cmp_repeats"
     )
-    if plan is not None and chosen:
+    if spec is not None and plan is not None and chosen:
         per_trial = estimate.per_trial_s if estimate is not None else None
         at_once = experiments.parallel_limit(spec.workers)
         budget = experiments.experiment_budget(

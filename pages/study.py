@@ -7,6 +7,7 @@ import streamlit as st
 
 from hpdash import export_model, markup, plots, report, results, runner, views
 from hpdash.errors import HpdashError, SpecError, StudyNotFoundError
+from hpdash.spec import StudySpec
 from hpdash.store import Catalogue
 from hpdash.ui import common
 
@@ -56,6 +57,7 @@ except HpdashError as exc:
     common.show_error(exc)
     st.stop()
 
+spec: StudySpec | None
 try:
     spec = runner.load_spec_of(study)
 except SpecError:

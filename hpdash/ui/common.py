@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 import optuna
 import pandas as pd
@@ -117,7 +117,7 @@ class Importance(NamedTuple):
 class _ImportanceRequest:
     data: pd.DataFrame | None = None
     count: int | None = None  # completed-trial count ``data`` was computed for
-    error: tuple[int, str] | None = None  # (count, message) of a failed computation
+    error: tuple[int | None, str] | None = None  # (count, message) of a failed computation
     pending: int | None = None  # count of the computation asked for and not seen finished
     since: float = 0.0  # when it was asked for
     wait: float = IMPORTANCE_RETRY_SECONDS
@@ -333,6 +333,16 @@ def sidebar() -> None:
 #: Streamlit's Markdown, and as inline code.
 md = markup.escape
 code = markup.code
+
+
+def labels_of(labels: Mapping[str, str]) -> Callable[[Any], str]:
+    """A widget's ``format_func`` showing each option, a key of ``labels``, by its label.
+
+    It is ``labels.get`` itself: a stale session value that is no longer a key formats as
+    None, which matches no option's label, so Streamlit treats it as not an option. The cast
+    is for Streamlit's stub, which wants a ``str`` for every value it formats.
+    """
+    return cast(Callable[[Any], str], labels.get)
 
 
 def show_error(exc: Exception, prefix: str = "") -> None:
