@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8501
 
-.PHONY: run test install install-dev install-gp bench clean
+.PHONY: run test suite test-fast lint typecheck install install-dev install-gp bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,27 @@ run: install
 # cores busy (four made every test slower: 20 min of tests against 18.5).
 TEST_PROCESSES ?= 3
 
+# The gates and the suite run side by side (the gates take a core for about a minute, the
+# suite mostly waits on processes); make test fails if any of them fails.
 test: install-dev
+	@$(MAKE) --no-print-directory -j3 lint typecheck suite
+
+suite: install-dev
 	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
+
+# The tests that start no worker process, server or browser.
+test-fast: install-dev
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) -m "not slow and not e2e" $(PYTEST_ARGS)
+
+# The gates (configured in pyproject.toml): ruff lint and format, the import layers, mypy.
+SOURCES := app.py hpdash pages tests bench
+lint: install-dev
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/lint-imports
+
+typecheck: install-dev
+	$(BIN)/mypy
 
 bench: install-dev
 	$(BIN)/python -m bench
