@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import hmac
 import math
-import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from hpdash import config
 from hpdash.errors import AccessDeniedError, ReadOnlyError
 
-READ_ONLY_ENV = "HPDASH_READ_ONLY"
-PASSWORD_ENV = "HPDASH_PASSWORD"
+READ_ONLY_ENV = config.READ_ONLY_ENV
+PASSWORD_ENV = config.PASSWORD_ENV
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
@@ -39,7 +39,7 @@ def read_only() -> bool:
 
     An unrecognised value counts as read-only: a typo must not open a dashboard for writing.
     """
-    raw = os.environ.get(READ_ONLY_ENV, "").strip().lower()
+    raw = config.setting(READ_ONLY_ENV).strip().lower()
     if raw in _TRUE:
         return True
     return raw not in _FALSE
@@ -61,7 +61,7 @@ def configured_password(secrets: Mapping[str, Any] | None = None) -> str | None:
     any mapping, e.g. ``st.secrets``; reading it must not fail when there is no secrets file,
     so a failing lookup counts as "not set".
     """
-    value = os.environ.get(PASSWORD_ENV)
+    value = config.setting(PASSWORD_ENV) or None
     if not value and secrets is not None:
         try:
             value = secrets.get(PASSWORD_ENV)

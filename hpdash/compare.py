@@ -80,10 +80,6 @@ METRIC_TTT = "trials_to_target"
 label = vocabulary.strategy_name
 
 
-def _better(a: float, b: float, direction: str) -> bool:
-    return a > b if direction == "maximize" else a < b
-
-
 def _reaches(values: pd.Series, target: float, direction: str) -> pd.Series:
     return values >= target if direction == "maximize" else values <= target
 

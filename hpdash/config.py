@@ -9,12 +9,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hpdash.errors import SpecError
+from hpdash.errors import DatasetError, SpecError, StorageError
 
 DEFAULT_MAX_UPLOAD_MB = 200
 DEFAULT_GRID_LIMIT = 10_000
 DEFAULT_MAX_EXPERIMENT_STUDIES = 60
 DEFAULT_MAX_EXPERIMENT_TRIALS = 100_000
+DEFAULT_MAX_COLUMNS = 2_000
+DEFAULT_MAX_ROWS = 1_000_000
+DEFAULT_MAX_CELLS = 50_000_000
+DEFAULT_HEARTBEAT_INTERVAL = 5  # seconds between a running trial's heartbeats
+DEFAULT_GRACE_PERIOD = 20  # a trial with no heartbeat for this long is stale
+READ_ONLY_ENV = "HPDASH_READ_ONLY"
+PASSWORD_ENV = "HPDASH_PASSWORD"
+
+
+def setting(name: str) -> str:
+    """The raw text of the ``HPDASH_*`` variable ``name`` ("" when unset), read at call time."""
+    return os.environ.get(name, "")
 
 
 def data_dir() -> Path:
@@ -131,3 +143,72 @@ def max_trials() -> int:
     grid limit). The budget is written up front as one slot row per trial, and every trial is
     a cross-validated fit: a budget of 100,000 took 927 MB before the first fit."""
     return _positive_int_env("HPDASH_MAX_TRIALS", DEFAULT_MAX_TRIALS)
+
+
+# -- table limits (checked on every upload, raise DatasetError) --------------------------
+def _env_limit(name: str, default: int) -> int:
+    """A positive whole-number limit from the environment variable ``name``, else ``default``."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise DatasetError(
+            f"{name} must be a whole number, got {raw!r}: set it to one such as {default}, or "
+            f"unset it for the default ({default:,})."
+        ) from None
+    if value < 1:
+        raise DatasetError(
+            f"{name} must be at least 1, got {value}: raise it, or unset it for the default ({default:,})."
+        )
+    return value
+
+
+def max_columns() -> int:
+    """Most columns a table may have (``$HPDASH_MAX_COLUMNS``, default 2,000)."""
+    return _env_limit("HPDASH_MAX_COLUMNS", DEFAULT_MAX_COLUMNS)
+
+
+def max_rows() -> int:
+    """Most data rows an uploaded table may have (``$HPDASH_MAX_ROWS``, default 1,000,000)."""
+    return _env_limit("HPDASH_MAX_ROWS", DEFAULT_MAX_ROWS)
+
+
+def max_cells() -> int:
+    """Most cells (rows x columns) an uploaded table may have (``$HPDASH_MAX_CELLS``, default
+    50,000,000)."""
+    return _env_limit("HPDASH_MAX_CELLS", DEFAULT_MAX_CELLS)
+
+
+# -- heartbeats (raise StorageError) --------------------------------------------------------
+def _seconds_env(name: str, default: int) -> int:
+    """``$name`` as a whole number of seconds, at least 1; ``default`` when unset or empty."""
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise StorageError(f"{name} must be a whole number of seconds, got {raw!r}.") from None
+    if value < 1:
+        raise StorageError(f"{name} must be at least 1 second, got {value}.")
+    return value
+
+
+def heartbeat_interval() -> int:
+    """Seconds between heartbeats of a running trial (``$HPDASH_HEARTBEAT_INTERVAL``, default 5)."""
+    return _seconds_env("HPDASH_HEARTBEAT_INTERVAL", DEFAULT_HEARTBEAT_INTERVAL)
+
+
+def grace_period() -> int:
+    """Seconds without a heartbeat after which a RUNNING trial is failed and retried
+    (``$HPDASH_GRACE_PERIOD``, default 20; always more than the heartbeat interval)."""
+    value = _seconds_env("HPDASH_GRACE_PERIOD", DEFAULT_GRACE_PERIOD)
+    interval = heartbeat_interval()
+    if value <= interval:
+        raise StorageError(
+            f"HPDASH_GRACE_PERIOD ({value} s) must be longer than the heartbeat interval "
+            f"({interval} s), or live trials would be failed as stale."
+        )
+    return value

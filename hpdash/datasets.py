@@ -56,9 +56,9 @@ SAMPLES: dict[str, str] = {
     ),
 }
 
-DEFAULT_MAX_COLUMNS = 2_000
-DEFAULT_MAX_ROWS = 1_000_000
-DEFAULT_MAX_CELLS = 50_000_000
+DEFAULT_MAX_COLUMNS = config.DEFAULT_MAX_COLUMNS
+DEFAULT_MAX_ROWS = config.DEFAULT_MAX_ROWS
+DEFAULT_MAX_CELLS = config.DEFAULT_MAX_CELLS
 #: A Parquet file may decode to at most this many bytes per allowed cell
 #: (``HPDASH_MAX_CELLS``): eight for a number, the rest for short strings. Long strings are
 #: fine in a smaller table; the budget is for the whole table.
@@ -218,39 +218,10 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _env_limit(name: str, default: int) -> int:
-    """A positive whole-number limit from the environment variable ``name``, else ``default``."""
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise DatasetError(
-            f"{name} must be a whole number, got {raw!r}: set it to one such as {default}, or "
-            f"unset it for the default ({default:,})."
-        ) from None
-    if value < 1:
-        raise DatasetError(
-            f"{name} must be at least 1, got {value}: raise it, or unset it for the default ({default:,})."
-        )
-    return value
-
-
-def max_columns() -> int:
-    """Most columns a table may have (``$HPDASH_MAX_COLUMNS``, default 2,000)."""
-    return _env_limit("HPDASH_MAX_COLUMNS", DEFAULT_MAX_COLUMNS)
-
-
-def max_rows() -> int:
-    """Most data rows an uploaded table may have (``$HPDASH_MAX_ROWS``, default 1,000,000)."""
-    return _env_limit("HPDASH_MAX_ROWS", DEFAULT_MAX_ROWS)
-
-
-def max_cells() -> int:
-    """Most cells (rows x columns) an uploaded table may have (``$HPDASH_MAX_CELLS``, default
-    50,000,000)."""
-    return _env_limit("HPDASH_MAX_CELLS", DEFAULT_MAX_CELLS)
+# The table limits are read in hpdash.config.
+max_columns = config.max_columns
+max_rows = config.max_rows
+max_cells = config.max_cells
 
 
 def max_decoded_bytes() -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -40,40 +39,12 @@ from optuna.trial import FrozenTrial, TrialState
 from hpdash import config
 from hpdash.errors import StorageError
 
-HEARTBEAT_INTERVAL = 5  # seconds between a running trial's heartbeats
-GRACE_PERIOD = 20  # a trial with no heartbeat for this long is stale
 SQLITE_BUSY_TIMEOUT = 60  # seconds a writer waits for the lock
-
-
-def _positive_int_env(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise StorageError(f"{name} must be a whole number of seconds, got {raw!r}.") from None
-    if value < 1:
-        raise StorageError(f"{name} must be at least 1 second, got {value}.")
-    return value
-
-
-def heartbeat_interval() -> int:
-    """Seconds between heartbeats of a running trial (``$HPDASH_HEARTBEAT_INTERVAL``, default 5)."""
-    return _positive_int_env("HPDASH_HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL)
-
-
-def grace_period() -> int:
-    """Seconds without a heartbeat after which a RUNNING trial is failed and retried
-    (``$HPDASH_GRACE_PERIOD``, default 20; always more than the heartbeat interval)."""
-    value = _positive_int_env("HPDASH_GRACE_PERIOD", GRACE_PERIOD)
-    interval = heartbeat_interval()
-    if value <= interval:
-        raise StorageError(
-            f"HPDASH_GRACE_PERIOD ({value} s) must be longer than the heartbeat interval "
-            f"({interval} s), or live trials would be failed as stale."
-        )
-    return value
+# The heartbeat settings are read in hpdash.config.
+HEARTBEAT_INTERVAL = config.DEFAULT_HEARTBEAT_INTERVAL
+GRACE_PERIOD = config.DEFAULT_GRACE_PERIOD
+heartbeat_interval = config.heartbeat_interval
+grace_period = config.grace_period
 
 
 #: The Optuna RDB schema hpdash's SQL is written for (Optuna 4.x-5.0: ``version_info`` says 12,

@@ -66,15 +66,6 @@ QUICK_STARTS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
 }
 
-STATE_ICONS = {
-    "created": "⚪",
-    "running": "🔵",
-    "finished": "🟢",
-    "stopped": "🟠",
-    "failed": "🔴",
-    "worker lost": "🟣",
-}
-
 
 # -------------------------------------------------------------------------------- formatting
 def storage_label(storage: str | None = None) -> str:

@@ -66,7 +66,7 @@ with right:
         for row in studies.head(5).to_dict("records"):
             common.study_link(
                 row["name"],
-                label=f"{row['name']} · {common.state_badge(row['state'])} · {row['progress']} "
+                label=f"{row['name']} · {row['state']} · {row['progress']} "
                 f"trials · best {views.format_score(row['best'])}",
             )
         st.page_link(common.PAGE_STUDIES, label="All studies", icon=":material/list_alt:")

@@ -31,7 +31,7 @@ strategies = c3.multiselect("Strategy", sorted(frame["strategy"].unique()), key=
 shown = views.filter_studies(frame, search, states, strategies)
 st.caption(f"{len(shown)} of {len(frame)} studies. Click a name to open its page.")
 
-table = shown.assign(state=shown["state"].map(common.state_badge))
+table = shown
 # What matters first, so it is on screen at 1400 px: the study, its state and progress, its
 # best score and metric; what it ran on after.
 st.dataframe(

@@ -105,7 +105,7 @@ def live_header() -> None:
     budget = status.budget if status.budget is not None else "?"
     st.progress(status.fraction, text=common.md(f"{status.done} / {budget} trials · {status.state}"))
     c = st.columns(5)
-    c[0].metric("State", common.state_badge(status.state))
+    c[0].metric("State", status.state)
     c[1].metric("Trials done", f"{status.done} / {budget}")
     c[2].metric("Best so far", views.format_score(status.best_value))
     c[3].metric("ETA", views.format_duration(status.eta_s) if status.state == "running" else "–")

@@ -42,3 +42,24 @@ def test_experiment_caps(func, env: str, default: int, monkeypatch: pytest.Monke
         rf"{default}, or unset it",
     ):
         func()
+
+
+def test_every_setting_is_read_in_config_and_documented_in_readme() -> None:
+    """One settings module: no other library module reads the environment, and every
+    ``HPDASH_*`` variable the code names is in README's configuration table."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sources = [p for p in (root / "hpdash").rglob("*.py") if p.name != "config.py"]
+    readers = [
+        str(p.relative_to(root))
+        for p in sources
+        if re.search(r"os\.environ\.get|os\.getenv|os\.environ\[", p.read_text(encoding="utf-8"))
+    ]
+    assert readers == [], f"read the environment through hpdash.config: {readers}"
+    names = set()
+    for p in [*sources, root / "hpdash" / "config.py"]:
+        names |= set(re.findall(r"HPDASH_[A-Z_]+", p.read_text(encoding="utf-8")))
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert names and all(f"`{name}`" in readme for name in names), sorted(n for n in names if f"`{n}`" not in readme)

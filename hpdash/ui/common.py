@@ -41,12 +41,6 @@ def load_frame(ref: str) -> tuple[pd.DataFrame, str | None]:
     return datasets.load_dataset(ref)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def read_upload(data: bytes, filename: str) -> pd.DataFrame:
-    """An uploaded file read and validated (``DatasetError`` when rejected)."""
-    return datasets.read_table(data, filename, max_bytes=config.max_upload_bytes())
-
-
 @st.cache_data(show_spinner=False, max_entries=32)
 def profile(ref: str, target: str | None, task: str, keep: tuple[str, ...] = ()) -> datasets.DatasetProfile:
     """The profile of a dataset for a target and task, with the columns in ``keep`` kept as
@@ -363,10 +357,6 @@ def study_link(name: str, label: str | None = None, icon: str | None = None) -> 
 def open_study(name: str) -> None:
     """Switch to the study page of ``name`` (stops the current script run)."""
     st.switch_page(PAGE_STUDY, query_params={"study": name})
-
-
-def state_badge(state: str) -> str:
-    return state
 
 
 def prefill_new_study(values: dict[str, Any]) -> None:
