@@ -84,6 +84,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from threadpoolctl import threadpool_limits
 
+from hpdash import storage
 from hpdash.space import MODEL_PARAM, SEPARATOR
 
 #: Trial system attr that records what the GP was fitted on when it chose that trial.
@@ -525,9 +526,7 @@ class GPSampler(optuna.samplers.BaseSampler):
             "std": float(std[0]),
             "expected_improvement": surrogate.next_expected_improvement,
         }
-        # What Optuna's own samplers do to keep per-trial state (CmaEsSampler, QMCSampler):
-        # Optuna has no public call for a sampler to write on the trial it samples.
-        study._storage.set_trial_system_attr(trial._trial_id, GP_ATTR, record)
+        storage.write_sampler_attr(study, trial, GP_ATTR, record, system=True)
         self.last_surrogate = surrogate
         return surrogate.next_params
 

@@ -52,7 +52,7 @@ from scipy.interpolate import griddata
 from scipy.spatial import QhullError
 
 from hpdash import results as _results
-from hpdash import vocabulary
+from hpdash import storage, vocabulary
 from hpdash.results import (
     PARAM_PREFIX,
     fold_scores_frame,
@@ -777,7 +777,7 @@ def importance_cache_key(
     if rdb is None:
         return None
     count = source.n_complete if source is not None else _results.completed_count(study)
-    return (str(rdb.engine.url), study._study_id, method, seed, count)
+    return (str(rdb.engine.url), storage.study_id(study), method, seed, count)
 
 
 def clear_importance_cache() -> None:

@@ -47,11 +47,10 @@ from optuna.distributions import (
     IntDistribution,
     json_to_distribution,
 )
-from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hpdash.storage import OPTUNA_ALEMBIC_REVISION, OPTUNA_SCHEMA_VERSION, schema_version
+from hpdash.storage import OPTUNA_ALEMBIC_REVISION, OPTUNA_SCHEMA_VERSION, rdb_backend, schema_version, study_id
 
 PARAM_PREFIX = "params_"
 
@@ -512,11 +511,8 @@ _schema_checked: weakref.WeakKeyDictionary[sqlalchemy.engine.Engine, bool] = wea
 _schema_lock = threading.Lock()
 
 
-def rdb_storage(study: optuna.Study) -> RDBStorage | None:
-    """The ``RDBStorage`` behind ``study`` (unwrapping Optuna's cache), or None."""
-    storage: Any = study._storage
-    storage = getattr(storage, "_backend", storage)
-    return storage if isinstance(storage, RDBStorage) else None
+#: The ``RDBStorage`` behind a study, or None (``hpdash.storage.rdb_backend``).
+rdb_storage = rdb_backend
 
 
 def schema_supported(engine: sqlalchemy.engine.Engine) -> bool:
@@ -544,7 +540,7 @@ def _fast_source(study: optuna.Study) -> tuple[sqlalchemy.engine.Engine, int] | 
     storage = rdb_storage(study)
     if storage is None or not schema_supported(storage.engine):
         return None
-    return storage.engine, study._study_id
+    return storage.engine, study_id(study)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -35,7 +35,7 @@ from hpdash.errors import DatasetError, HpdashError, SpecError, StudyNotFoundErr
 from hpdash.spec import StudySpec, check_name, parse_spec
 from hpdash.storage import (
     BudgetExhausted,
-    WorkerRDBStorage,
+    WorkerStudy,
     claim_study_user_attr,
     create_budgeted_study,
     heartbeat_interval,
@@ -439,36 +439,6 @@ def load_study(name: str, storage: str | None = None, *, store: Any = None, **st
 # --------------------------------------------------------------------------------------------
 # The worker
 # --------------------------------------------------------------------------------------------
-class WorkerStudy(optuna.Study):
-    """The study as a worker holds it: ``ask`` claims the next WAITING slot directly.
-
-    Optuna's ``Study._pop_waiting_trial_id`` first re-reads every WAITING trial in full (all
-    of the budget left) to pick the lowest; hpdash's storage picks it with one ``min()`` and
-    claims it with one conditional UPDATE (``WorkerRDBStorage.claim_waiting_trial``). Same
-    order (lowest trial first), same race handling; a private method, so
-    tests/test_storage.py checks it against the pinned Optuna.
-    """
-
-    #: User attrs written in the claim's own transaction (``run_worker`` sets the worker's name).
-    claim_attrs: dict[str, Any] = {}
-
-    def _pop_waiting_trial_id(self) -> int | None:
-        from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
-
-        cache = self._storage
-        if not (isinstance(cache, _CachedStorage) and isinstance(cache._backend, WorkerRDBStorage)):
-            return super()._pop_waiting_trial_id()
-        claimed = cache._backend.claim_waiting_trial(self._study_id, self.claim_attrs)
-        if claimed is None:
-            return None
-        # What Optuna's _CachedStorage.create_new_trial does for a trial it creates: the cache
-        # must know the trial before params are set on it.
-        with cache._lock:
-            cache._studies.setdefault(self._study_id, _StudyInfo())
-            cache._add_trials_to_cache(self._study_id, [claimed])
-        return claimed._trial_id
-
-
 def _worker_name() -> str:
     """The ``worker`` user attr of the trials this process runs: host:pid."""
     return f"{socket.gethostname()}:{os.getpid()}"

@@ -33,6 +33,7 @@ import optuna
 import sqlalchemy
 import sqlalchemy.dialects.sqlite
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.storages._rdb import storage as optuna_rdb_storage
 from optuna.trial import FrozenTrial, TrialState
 
@@ -1023,3 +1024,61 @@ def redact(url: str) -> str:
         user = creds.split(":", 1)[0]
         return f"{scheme}://{user}:***@{host}"
     return url
+
+
+# --------------------------------------------------------------------------------------------
+# Optuna's private names that other modules need, behind one function each
+# --------------------------------------------------------------------------------------------
+class WorkerStudy(optuna.Study):
+    """The study as a worker holds it: ``ask`` claims the next WAITING slot directly.
+
+    Optuna's ``Study._pop_waiting_trial_id`` first re-reads every WAITING trial in full (all
+    of the budget left) to pick the lowest; hpdash's storage picks it with one ``min()`` and
+    claims it with one conditional UPDATE (``WorkerRDBStorage.claim_waiting_trial``). Same
+    order (lowest trial first), same race handling; a private method, so
+    tests/test_optuna_internals.py checks it against the installed Optuna.
+    """
+
+    #: User attrs written in the claim's own transaction (``run_worker`` sets the worker's name).
+    claim_attrs: dict[str, Any] = {}
+
+    def _pop_waiting_trial_id(self) -> int | None:
+        cache = self._storage
+        if not (isinstance(cache, _CachedStorage) and isinstance(cache._backend, WorkerRDBStorage)):
+            return super()._pop_waiting_trial_id()
+        claimed = cache._backend.claim_waiting_trial(self._study_id, self.claim_attrs)
+        if claimed is None:
+            return None
+        # What Optuna's _CachedStorage.create_new_trial does for a trial it creates: the cache
+        # must know the trial before params are set on it.
+        with cache._lock:
+            cache._studies.setdefault(self._study_id, _StudyInfo())
+            cache._add_trials_to_cache(self._study_id, [claimed])
+        return claimed._trial_id
+
+
+def rdb_backend(study: optuna.Study) -> RDBStorage | None:
+    """The ``RDBStorage`` behind ``study`` (unwrapping Optuna's cache), or None."""
+    backend: Any = study._storage
+    backend = getattr(backend, "_backend", backend)
+    return backend if isinstance(backend, RDBStorage) else None
+
+
+def study_id(study: optuna.Study) -> int:
+    """The study's row id in its storage (Optuna keeps it private)."""
+    return study._study_id
+
+
+def trial_id(trial: FrozenTrial | optuna.Trial) -> int:
+    """The trial's row id in its storage (Optuna keeps it private)."""
+    return trial._trial_id
+
+
+def write_sampler_attr(study: optuna.Study, trial: FrozenTrial, key: str, value: Any, *, system: bool) -> None:
+    """Write an attr on the trial a sampler is choosing params for. Optuna has no public call
+    for a sampler to write on the trial it samples; its own samplers (CmaEsSampler,
+    QMCSampler) use the storage this way."""
+    if system:
+        study._storage.set_trial_system_attr(trial._trial_id, key, value)
+    else:
+        study._storage.set_trial_user_attr(trial._trial_id, key, value)

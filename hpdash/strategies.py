@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 
-from hpdash import gp_sampler, vocabulary
+from hpdash import gp_sampler, storage, vocabulary
 from hpdash.errors import SpecError
 
 if TYPE_CHECKING:
@@ -231,9 +231,7 @@ class _FailureReason:
                 f"The {self.strategy} strategy's sampler failed while choosing this trial's "
                 f"hyperparameters: {type(exc).__name__}: {exc}. {fix}"
             )[:2000]
-            # Optuna has no public call for a sampler to write on the trial it samples; its own
-            # samplers use the storage the same way.
-            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", message)
+            storage.write_sampler_attr(study, trial, "fail_reason", message, system=False)
             raise SamplerFailure(message) from exc
 
     def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Any:

@@ -157,7 +157,7 @@ OPTUNA_PRIVATE_NAMES: list[tuple[str, str, str, Any, str | None]] = [
         ("value", "float_type"),
         None,
     ),
-    # Optuna's storage cache, which WorkerStudy._pop_waiting_trial_id (hpdash/runner.py) fills
+    # Optuna's storage cache, which WorkerStudy._pop_waiting_trial_id (hpdash/storage.py) fills
     # and which storage.py / results.py unwrap with ``getattr(storage, "_backend", storage)``.
     ("optuna.storages._cached_storage._CachedStorage", "__init__", "callable", ("self", "backend"), None),
     ("optuna.storages._cached_storage._CachedStorage", "_backend", "instance", "optuna.storages.RDBStorage", None),
@@ -174,7 +174,7 @@ OPTUNA_PRIVATE_NAMES: list[tuple[str, str, str, Any, str | None]] = [
     # Study, Trial and FrozenTrial internals read across hpdash.
     ("optuna.Study", "_storage", "instance", "optuna.storages._cached_storage._CachedStorage", None),
     ("optuna.Study", "_study_id", "instance", int, None),
-    ("optuna.Study", "_pop_waiting_trial_id", "callable", ("self",), "hpdash.runner.WorkerStudy"),
+    ("optuna.Study", "_pop_waiting_trial_id", "callable", ("self",), "hpdash.storage.WorkerStudy"),
     ("optuna.Study", "_is_multi_objective", "callable", ("self",), "hpdash.results.TrialsView"),
     ("optuna.Trial", "_trial_id", "instance", int, None),
     ("optuna.Trial", "_cached_frozen_trial", "instance", "optuna.trial.FrozenTrial", None),
@@ -200,9 +200,6 @@ ALLOWED: dict[str, set[str]] = {
         "optuna.storages._rdb.storage",
         "optuna.storages._rdb.models",
         "optuna.storages._rdb.storage._create_scoped_session",
-    },
-    # to move into hpdash/storage.py
-    "hpdash/runner.py": {
         "optuna.storages._cached_storage._CachedStorage",
         "optuna.storages._cached_storage._StudyInfo",
     },
@@ -221,13 +218,6 @@ PRIVATE_ATTRS = frozenset({"_storage", "_trial_id", "_backend", "_cached_frozen_
 #: The modules that read ``PRIVATE_ATTRS`` today, and which of them each reads.
 ALLOWED_ATTRS: dict[str, set[str]] = {
     "hpdash/storage.py": {"_storage", "_study_id", "_trial_id", "_backend", "_cached_frozen_trial"},
-    # to move into hpdash/storage.py
-    "hpdash/runner.py": {"_storage", "_study_id", "_trial_id", "_backend"},
-    "hpdash/results.py": {"_storage", "_study_id", "_backend"},
-    "hpdash/plots.py": {"_study_id"},
-    "hpdash/gp_sampler.py": {"_storage", "_trial_id"},
-    "hpdash/strategies.py": {"_storage", "_trial_id"},
-    "hpdash/ui/common.py": {"_study_id"},
 }
 
 

@@ -18,7 +18,7 @@ import optuna
 import pandas as pd
 import streamlit as st
 
-from hpdash import access, config, datasets, markup, models, objective, plots, results, views
+from hpdash import access, config, datasets, markup, models, objective, plots, results, storage, views
 from hpdash.errors import AccessDeniedError, HpdashError, StudyNotFoundError
 from hpdash.ui import server
 
@@ -199,7 +199,7 @@ def _identity(study: optuna.Study) -> tuple[Any, ...]:
         attrs = study.user_attrs
     except KeyError as exc:  # Optuna: no study with this id any more
         raise StudyNotFoundError(f"The study {study.study_name!r} was deleted.") from exc
-    return (study._study_id, attrs.get("hpdash.created_at"), repr(attrs.get("hpdash.spec")))
+    return (storage.study_id(study), attrs.get("hpdash.created_at"), repr(attrs.get("hpdash.spec")))
 
 
 def live_study(study: optuna.Study) -> LiveStudy:
