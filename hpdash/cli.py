@@ -164,14 +164,14 @@ def _freeze_startup_objects() -> None:
     """End the start-up of a process that ends with this command (``run``, ``worker``).
 
     ``main`` turned the cyclic garbage collector off for the start-up: the imports of
-    scikit-learn, pandas, Optuna and SQLAlchemy create about a million objects that all live
+    scikit-learn, pandas, Optuna and SQLAlchemy create a great many objects that all live
     until the process ends, and the collections they trigger only walk them. Here those
     objects (and the study's data) move out of the collector's generations (``gc.freeze``),
     so the collections that the fits trigger do not walk them again and again, and the
     collector is turned back on. No ``gc.collect`` first: it costs as much as it saves, and
     the little cyclic garbage left by the imports is only kept until the process exits.
     Nothing is done when ``main`` was called with an ``argv`` (from another program, which
-    keeps running). The measurements are in docs/PERFORMANCE.md ("hpdash run start-up")."""
+    keeps running). The measurements are in docs/PERFORMANCE.md ("Whole-process `hpdash run`")."""
     if _PROCESS_ENTRY:
         gc.freeze()
         gc.enable()
@@ -242,10 +242,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def exit_now(code: int) -> NoReturn:
     """End a worker process at once, skipping Python's interpreter teardown.
 
-    A worker has imported about 2,000 modules (scikit-learn, SciPy, pandas, Optuna,
-    SQLAlchemy); tearing them down took 0.35-0.45 s here, against 0.27 s for a plain
-    scikit-learn script (bench/tuning.py). Everything a worker writes is committed by then, so
-    this only closes the storage connections and flushes the output first.
+    A worker has imported the modules of scikit-learn, SciPy, pandas, Optuna and SQLAlchemy,
+    and tearing so many modules down takes longer than a plain scikit-learn script's teardown
+    while doing nothing the worker needs (docs/PERFORMANCE.md, "Numbers behind the code").
+    Everything a worker writes is committed by then, so this only closes the storage
+    connections and flushes the output first.
     """
     from hpdash import storage
 

@@ -133,15 +133,16 @@ DEFAULT_MAX_TRIALS = 10_000
 
 def max_choices() -> int:
     """Most choices one categorical hyperparameter may list (``$HPDASH_MAX_CHOICES``, default
-    1,000). A search tries a handful of a hyperparameter's values, never thousands; a list of a
-    million was pasted data, and checking it, drawing the grid or the form for it took minutes."""
+    1,000). A search tries a handful of a hyperparameter's values, never thousands; a far longer
+    list is pasted data, and checking it, drawing the grid or the form for it is very slow."""
     return _positive_int_env("HPDASH_MAX_CHOICES", DEFAULT_MAX_CHOICES)
 
 
 def max_trials() -> int:
     """Most trials one study may budget (``$HPDASH_MAX_TRIALS``, default 10,000, the default
     grid limit). The budget is written up front as one slot row per trial, and every trial is
-    a cross-validated fit: a budget of 100,000 took 927 MB before the first fit."""
+    a cross-validated fit: a much larger budget takes a lot of memory before the first fit,
+    and far longer to run than a study should."""
     return _positive_int_env("HPDASH_MAX_TRIALS", DEFAULT_MAX_TRIALS)
 
 

@@ -19,9 +19,9 @@ open, delete or trust a file; the digest file lives in the data directory, which
 does not reach, and it alone authorises unpickling the joblib file.
 
 The ``.skops`` file is made from the joblib file on first download (:func:`ensure_skops`):
-importing ``skops.io`` costs 3-4 s (it imports every scikit-learn estimator, and PyTorch's
+importing ``skops.io`` is slow (it imports every scikit-learn estimator, and PyTorch's
 array-API shim when PyTorch is installed), and paying that in every worker would delay the end
-of every study (docs/PERFORMANCE.md, tuning overhead).
+of every study (docs/PERFORMANCE.md, tuning overhead and "Numbers behind the code").
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ def ensure_skops(name: str) -> tuple[Path, str]:
     if _skops_current(files):
         return files.skops, _sha256(files.skops)
     access.require_writable("write the model's skops copy")
-    import skops.io  # noqa: F401  (3-4 s: imported before the lock, so refits do not wait for it)
+    import skops.io  # noqa: F401  (slow: imported before the lock, so refits do not wait for it)
 
     with _locked(files.folder):
         if _skops_current(files):  # another download made it meanwhile

@@ -408,8 +408,8 @@ _FAMILIES: tuple[ModelFamily, ...] = (
             "shrinking": LEARNING,
             "max_iter": LEARNING,
         },
-        # libsvm's default (-1) has no limit: a linear kernel with a large C took 27.7 million
-        # iterations (39 s) on 3,000 rows where an RBF kernel converges in about 3,000.
+        # libsvm's default (-1) has no limit: a linear kernel with a large C can iterate for a
+        # very long time on rows where an RBF kernel converges quickly.
         fixed=_both({"max_iter": 100_000}),
         scale_target=True,  # epsilon and C are on the target's scale
         fit_exponent=2.0,

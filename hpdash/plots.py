@@ -497,7 +497,7 @@ PARCOORDS_AXIS_HEIGHT = 380
 #: Font sizes (px) of the axis titles, the tick labels and the range numbers at each axis end.
 PARCOORDS_FONTS = {"label": 12, "tick": 11, "range": 10}
 #: Width of one character as a share of the font size: a generous average for the sans-serif
-#: fonts Plotly and Streamlit use (measured about 0.5 in Chromium), so estimated extents are
+#: fonts Plotly and Streamlit use (wider than they render in Chromium), so estimated extents are
 #: upper bounds. Plotly cannot measure text before it draws, so margins are set from this.
 CHAR_EM = 0.6
 #: Plotly's parcoords puts an axis title this many px above the axis top (its
@@ -1103,7 +1103,7 @@ def _best_per_cell(
     """The best value in each cell of the contour grid, placed at the cell's grid node.
 
     The interpolation input for many trials: Delaunay triangulation of thousands of points,
-    many of them on a few lines (a categorical axis), took seconds; one point per grid cell
+    many of them on a few lines (a categorical axis), is slow; one point per grid cell
     draws the same map, since the contour is only evaluated on that grid.
     """
 

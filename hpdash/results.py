@@ -165,11 +165,11 @@ _gc_was_enabled = False
 def gc_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector while trial data is bulk-built.
 
-    Reading a 10,000-trial study allocates some 200k containers (rows, lists, dicts,
-    FrozenTrials). Each burst sets off collections that walk every object alive in the server:
-    150 ms of a 540 ms study page (median of 9, the 10k study of ``bench/studies.py``), yet
-    what is built holds no reference cycles, so they find nothing. Python has no per-thread switch, so nested and
-    concurrent pauses share one count, and the collector runs again when the last one ends.
+    Reading a large study allocates a great many containers (rows, lists, dicts,
+    FrozenTrials). Each burst sets off collections that walk every object alive in the server,
+    a sizeable share of a study page's time, yet what is built holds no reference cycles, so
+    they find nothing. Python has no per-thread switch, so nested and concurrent pauses share
+    one count, and the collector runs again when the last one ends.
     Usable as a decorator.
     """
     global _gc_pauses, _gc_was_enabled
@@ -194,12 +194,12 @@ def freeze_startup_objects() -> bool:
     """Move every object alive now out of the cyclic garbage collector's reach, once per
     process. The Streamlit server calls it when ``hpdash.ui.common`` is first imported.
 
-    By then the process holds some 170k objects from its imports (modules, classes, functions
-    of Streamlit, plotly, pandas, Optuna) that live as long as the process, and every full
-    collection walked them all: at 10k trials those collections were the study page's slowest
-    opens (p90 610 ms and max 860-880 ms against a median of 465 ms; frozen, p90 455 ms and
-    max 460 ms, 15 opens each). Objects freed by reference counting are still freed; only
-    cyclic garbage that exists at this moment would be kept, so it is collected first.
+    By then the process holds a great many objects from its imports (modules, classes,
+    functions of Streamlit, plotly, pandas, Optuna) that live as long as the process, and every
+    full collection would walk them all: on a large study those collections make the study
+    page's slowest opens (docs/PERFORMANCE.md, "Numbers behind the code"). Objects freed by
+    reference counting are still freed; only cyclic garbage that exists at this moment would
+    be kept, so it is collected first.
     Returns whether this call froze them (False when it was done before).
     """
     global _frozen
@@ -585,7 +585,7 @@ def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
 
 
 def _fetch(conn: sqlalchemy.engine.Connection, stmt: Any, params: dict[str, Any]) -> list[Any]:
-    """All rows as plain DBAPI tuples (skips SQLAlchemy's Row objects: 2x faster on 100k rows)."""
+    """All rows as plain DBAPI tuples (skips SQLAlchemy's Row objects, a large part of the cost of many rows)."""
     result = conn.execute(stmt, params)
     try:
         return list(result.cursor.fetchall())
@@ -633,7 +633,7 @@ class RawTrials:
     intermediate: list[Any] = field(default_factory=list)  # trial_id, step, value, value type
     distributions: list[Any] = field(default_factory=list)  # distinct (param_name, dist json)
     # Set when each param name has one distribution: ``params`` rows then leave the JSON out
-    # (adding it to 79k rows cost 12 ms) and this maps name -> distribution JSON.
+    # (repeating it on every row costs time for nothing) and this maps name -> distribution JSON.
     param_dists: dict[str, str] | None = None
 
     def param_rows(self) -> Iterable[tuple[int, str, float, str]]:
@@ -758,7 +758,7 @@ def _param_groups(raw: RawTrials) -> list[tuple[str, BaseDistribution, np.ndarra
     None when some name has more than one distribution in ``raw`` (a space edited on resume:
     ``read_raw`` then leaves ``param_dists`` unset) or a distribution hpdash cannot vectorise:
     the caller then goes row by row. Grouping lets the external values be computed per column
-    with NumPy instead of per row in Python (79k rows at 10k trials: 38 ms row by row).
+    with NumPy instead of per row in Python, which is much faster on a large study.
     """
     if not raw.params:
         return []
@@ -769,7 +769,7 @@ def _param_groups(raw: RawTrials) -> list[tuple[str, BaseDistribution, np.ndarra
         return None
     rows = raw.params
     count = len(rows)
-    # map(itemgetter) per column: zip(*rows) is 50x slower on 79k rows.
+    # map(itemgetter) per column: zip(*rows) is far slower on many rows.
     codes, uniques = pd.factorize(pd.Series(list(map(itemgetter(1), rows)), dtype="object"))
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
@@ -1118,8 +1118,8 @@ class TrialsCache:
 
     def log_params(self) -> set[str]:
         """``log_params(study)`` for the trials of the last ``refresh``, from the distributions
-        its reads already fetched (no query: the page asked for them after every change, a
-        scan of all params, 35 ms at 10k trials)."""
+        its reads already fetched (no query: otherwise the page would scan every param row
+        after every change)."""
         if self._fast is None:
             return log_params(self.study)
         if self._frame is None:

@@ -473,7 +473,7 @@ def run_worker(
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _install_trial_log_filter()
-    store = open_storage(storage)  # one storage for the whole worker (opening one costs 40-140 ms)
+    store = open_storage(storage)  # one storage for the whole worker: opening one is costly
     plain = load_study(name, storage, store=store)
     spec = load_spec_of(plain)
     budgeted = plain.user_attrs.get(BUDGET_ATTR) is not None

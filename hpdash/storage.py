@@ -74,8 +74,8 @@ class _StampedVersionManager(optuna_rdb_storage._VersionManager):
 
     ``RDBStorage.__init__`` always builds a ``_VersionManager``, whose ``_init_alembic`` asks
     alembic whether ``alembic_version`` holds a revision and stamps one if not; even with
-    ``skip_compatibility_check`` that imports alembic (about 0.1-0.2 s of a fresh process's
-    start-up). One plain SELECT answers the same question; a storage without a revision still
+    ``skip_compatibility_check`` that imports alembic, a noticeable part of a fresh process's
+    start-up. One plain SELECT answers the same question; a storage without a revision still
     goes through Optuna's own code, which stamps it.
     """
 
@@ -104,8 +104,9 @@ class WorkerRDBStorage(RDBStorage):
 
     Optuna pops a queued trial by reading its state and then writing RUNNING. The row lock it
     asks for (``SELECT ... FOR UPDATE``) does not exist on SQLite, so two worker processes can
-    both read WAITING and both "win" the same trial (seen here: "Cannot tell a COMPLETE
-    trial"). ``UPDATE ... WHERE state = 'WAITING'`` lets exactly one of them win on any database.
+    both read WAITING and both "win" the same trial (the later ``tell`` then fails with
+    "Cannot tell a COMPLETE trial"). ``UPDATE ... WHERE state = 'WAITING'`` lets exactly one
+    of them win on any database.
 
     The same holds for failing a stale trial: every live worker runs ``fail_stale_trials``, and
     without a conditional ``RUNNING -> FAIL`` two of them could both "fail" the dead worker's
@@ -165,7 +166,7 @@ class WorkerRDBStorage(RDBStorage):
     def _finish(self, trial_id: int, state: TrialState, values: Any) -> bool:
         """Optuna's ``set_trial_state_values`` to a finished state, in SQL Core: set the state
         and end time of a trial that is not finished yet, then upsert its values (one
-        transaction, 0.4 ms against 2 ms through the ORM here). Equality with Optuna's is tested.
+        transaction, much cheaper than Optuna's ORM path). Equality with Optuna's is tested.
 
         The state change is one conditional UPDATE (``WHERE state IN (RUNNING, WAITING)``)
         that runs first: it takes the write lock (SQLite) or the row lock (PostgreSQL), so a
@@ -242,9 +243,10 @@ class WorkerRDBStorage(RDBStorage):
     def _set_trial_param(
         self, trial_id: int, param_name: str, param_value_internal: float, distribution: Any, previous_distribution: Any
     ) -> None:
-        """Optuna's write of one suggested param, in SQL Core (0.3 ms against 1.1 ms through
-        the ORM here): check the trial is running and the distribution matches the study's
-        earlier ones for this name, then insert. Equality with Optuna's is tested."""
+        """Optuna's write of one suggested param, in SQL Core (it runs for every param of every
+        trial, and the ORM path costs several times as much): check the trial is running and the
+        distribution matches the study's earlier ones for this name, then insert. Equality with
+        Optuna's is tested."""
         if not self._core:
             return super()._set_trial_param(
                 trial_id, param_name, param_value_internal, distribution, previous_distribution
@@ -330,9 +332,9 @@ class WorkerRDBStorage(RDBStorage):
         """Create WAITING trials (budget slots) with these system attrs, in one transaction.
 
         What ``study.add_trial(create_trial(state=WAITING, system_attrs=...))`` stores, for
-        many trials at once: Optuna commits each one (about 2 ms a slot here, so 20 s for a
-        10,000-trial budget). Numbers follow on from the study's trials, as Optuna's do; the
-        study row is locked as Optuna locks it to number a trial.
+        many trials at once: Optuna commits each slot separately, which makes creating a large
+        budget slow; one transaction avoids that. Numbers follow on from the study's trials, as
+        Optuna's do; the study row is locked as Optuna locks it to number a trial.
         """
         from optuna.storages._rdb import models as rdb
         from optuna.storages._rdb.storage import _create_scoped_session
@@ -502,10 +504,11 @@ class WorkerRDBStorage(RDBStorage):
         """What Optuna's ``RDBStorage.get_trial`` returns, read with six SQL Core queries on
         one connection (one snapshot) instead of an ORM object and five lazy loads.
 
-        A worker reads its running trial twice per trial (at the claim and at ``tell``); the
-        ORM path cost about 2 ms a read here against 0.5 ms (bench/tuning.py's storage
-        cost). Same tables, same conversions: tests/test_storage.py checks it equals Optuna's
-        read for every state, value type, distribution and attr kind, on SQLite and PostgreSQL.
+        A worker reads its running trial twice per trial (at the claim and at ``tell``), and
+        the ORM path is several times slower than these queries (bench/tuning.py measures the
+        storage cost). Same tables, same conversions: tests/test_storage.py checks it equals
+        Optuna's read for every state, value type, distribution and attr kind, on SQLite and
+        PostgreSQL.
         """
         from optuna.storages._rdb import models as rdb
 
@@ -518,7 +521,7 @@ class WorkerRDBStorage(RDBStorage):
         """What Optuna's ``RDBStorage._get_trials(study_id, None, trial_ids, greater_than)``
         returns (the trials in ``trial_ids`` or numbered above ``greater_than``, by id), with
         six SQL Core queries instead of the ORM (Optuna's cache runs this on every sampler
-        read and every pruning check: 5-7 ms a call through the ORM here)."""
+        read and every pruning check, so the ORM's cost per call adds up over a study)."""
         sql = _statements(self.engine.name)
         ids = sorted(i for i in trial_ids if i <= greater_than)
         if len(ids) > _MAX_IDS:  # far beyond a worker's usual few running trials
@@ -588,9 +591,9 @@ class WorkerRDBStorage(RDBStorage):
 
         Optuna's cache re-reads every unfinished trial in full (params and four kinds of
         attrs) on each ``ask`` and each sampler read. hpdash keeps its budget as WAITING
-        slots, so that made every trial cost more the more budget was left (17 ms per trial
-        at 50 slots here). A WAITING trial does not change until a worker claims it, so after
-        one cheap ``(trial_id, state)`` query the ones still WAITING are served from memory.
+        slots, so that would make every trial cost more the more budget is left. A WAITING
+        trial does not change until a worker claims it, so after one cheap ``(trial_id, state)``
+        query the ones still WAITING are served from memory.
         """
         if states is not None:
             return super()._get_trials(study_id, states, included_trial_ids, trial_id_greater_than)
@@ -675,7 +678,7 @@ def _dialect(engine_name: str) -> Any:
     """SQLAlchemy's SQLite or PostgreSQL dialect module (for INSERT ... ON CONFLICT)."""
     if engine_name == "sqlite":
         return sqlalchemy.dialects.sqlite
-    import sqlalchemy.dialects.postgresql as postgresql  # here: 30 ms of every SQLite worker's start-up otherwise
+    import sqlalchemy.dialects.postgresql as postgresql  # here: SQLite workers never pay for its import
 
     return postgresql
 
@@ -690,8 +693,8 @@ _MAX_IDS = 500  # trial ids per IN (...) list: far below SQLite's and PostgreSQL
 @dataclass(frozen=True)
 class _Statements:
     """The SQL Core statements of a worker's hot path, built once per dialect: SQLAlchemy
-    compiles a statement built once a single time, one built per call every time (a fresh
-    multi-row INSERT took 0.7 ms to compile, as long as running it)."""
+    compiles a statement built once a single time, one built per call every time (compiling a
+    multi-row INSERT costs about as much as running it)."""
 
     one_trial: tuple[Any, ...]  # the six reads of ``_read``, for one trial (:trial_id)
     study_trials: tuple[Any, ...]  # the same for a study's trials in :ids or above :gt
@@ -897,10 +900,10 @@ def set_trial_user_attrs(
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     """Per-connection SQLite settings.
 
-    ``synchronous=NORMAL`` in WAL mode: a commit no longer waits for an fsync of the WAL
-    (about half of a trial's storage cost here, bench/tuning.py). SQLite documents this as
-    safe against corruption in WAL mode; a crash of the process loses nothing, and only a
-    power cut can roll back the last few commits, which a worker re-runs on resume.
+    ``synchronous=NORMAL`` in WAL mode: a commit does not wait for an fsync of the WAL, which
+    is otherwise a large part of a trial's storage cost (bench/tuning.py). SQLite documents
+    this as safe against corruption in WAL mode; a crash of the process loses nothing, and
+    only a power cut can roll back the last few commits, which a worker re-runs on resume.
     """
     dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
@@ -966,7 +969,7 @@ def open_storage(url: str | None = None, *, budgeted: bool = False, heartbeat: b
 def _open_rdb(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]) -> WorkerRDBStorage:
     """The storage at ``url``, its tables created if need be.
 
-    Optuna's schema check reads alembic's migration scripts (0.1-0.3 s in a fresh process);
+    Optuna's schema check reads alembic's migration scripts, which is slow in a fresh process;
     two SELECTs of the pinned schema answer it for a storage hpdash knows, and any other
     storage is opened again with Optuna's own check (and its message).
 

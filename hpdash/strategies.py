@@ -369,15 +369,15 @@ class FoldMedianPruner(optuna.pruners.BasePruner):
     Written by hand because Optuna's ``MedianPruner`` compares a trial's *best* step value
     with the others' values at the current step. That suits learning curves, where later
     steps are better, but not CV folds, which differ in difficulty: the best fold so far is
-    often an easy one, so a poor trial was rarely stopped (bench/pruning.py measured 5
-    pruned of 60). Means over the same folds compare like with like.
+    often an easy one, so a poor trial is rarely stopped (bench/pruning.py measures it).
+    Means over the same folds compare like with like.
 
     Ties are ranked as in rank tests (mid-ranks): the trial's position is the share of
     completed trials it beats plus half the share it ties, and it stops below 0.5. Fold
     scores such as accuracy on a hundred rows take few distinct values, so many trials tie
-    at the median; with ``<`` alone every one of them ran on (bench/pruning.py: 25 pruned of
-    60 and 23% less time, against 38 and 45% on the same trials with mid-ranks). A trial tied
-    with the best, or with all the others, is never stopped.
+    at the median; with ``<`` alone every one of them would run on, and far fewer trials would
+    be pruned than with mid-ranks (bench/pruning.py compares the two). A trial tied with the
+    best, or with all the others, is never stopped.
     """
 
     def __init__(self, n_startup_trials: int = 5, n_warmup_steps: int = 0) -> None:
