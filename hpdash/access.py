@@ -204,3 +204,20 @@ class SignIns:
 
 #: The sign-ins of this server process.
 SIGN_INS = SignIns()
+
+
+#: The cookie that tells browsers apart (random, HttpOnly, never shown to page scripts); set
+#: by the web server's guard (``hpdash.ui.server.SignInGuard``), read by the sign-in gate.
+CLIENT_COOKIE = "hpdash_client"
+_guard = {"installed": False}
+
+
+def mark_guarded() -> None:
+    """Record that this process serves the app through ``hpdash.ui.server.SignInGuard``."""
+    _guard["installed"] = True
+
+
+def guarded() -> bool:
+    """Whether this process serves the script through the sign-in guard (app.py), rather than
+    through a bare ``streamlit run hpdash/ui/main.py``."""
+    return _guard["installed"]

@@ -192,7 +192,8 @@ _frozen = False  # freeze_startup_objects() has run in this process
 
 def freeze_startup_objects() -> bool:
     """Move every object alive now out of the cyclic garbage collector's reach, once per
-    process. The Streamlit server calls it when ``hpdash.ui.common`` is first imported.
+    process. The web server's start-up calls it (``hpdash.ui.server.lifespan``), once the
+    app's modules are imported.
 
     By then the process holds a great many objects from its imports (modules, classes,
     functions of Streamlit, plotly, pandas, Optuna) that live as long as the process, and every

@@ -20,7 +20,6 @@ import streamlit as st
 
 from hpdash import access, config, datasets, markup, models, objective, plots, results, storage, views
 from hpdash.errors import AccessDeniedError, HpdashError, StudyNotFoundError
-from hpdash.ui import server
 
 _PAGES = Path(__file__).resolve().parents[2] / "pages"
 PAGE_HOME = str(_PAGES / "home.py")
@@ -262,7 +261,7 @@ def require_password() -> None:
     if not password_pending():
         return
     st.title("hpdash")
-    if not server.guarded() and not _under_app_test():
+    if not access.guarded() and not _under_app_test():
         st.error(
             "This dashboard is password-protected but was started without hpdash's "
             "server guard. Start it with `streamlit run app.py` (or `make run`).",
@@ -293,7 +292,7 @@ def require_password() -> None:
             st.error(str(exc), icon=":material/lock:")
         else:
             st.session_state[AUTH_KEY] = True
-            access.SIGN_INS.add(keys["session"], st.context.cookies.get(server.CLIENT_COOKIE))
+            access.SIGN_INS.add(keys["session"], st.context.cookies.get(access.CLIENT_COOKIE))
             access.PASSWORD_THROTTLE.succeeded([("session", keys["session"])])
             st.rerun()
     st.stop()

@@ -34,8 +34,7 @@ from hpdash import access
 
 #: The Streamlit script app.py serves.
 SCRIPT = str(Path(__file__).with_name("main.py"))
-#: The cookie that tells browsers apart (random, HttpOnly, never shown to page scripts).
-CLIENT_COOKIE = "hpdash_client"
+CLIENT_COOKIE = access.CLIENT_COOKIE
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -43,13 +42,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_state = {"guarded": False}
-
-
-def guarded() -> bool:
-    """Whether this process serves the script through :class:`SignInGuard` (app.py), rather
-    than through a bare ``streamlit run hpdash/ui/main.py``."""
-    return _state["guarded"]
+guarded = access.guarded
 
 
 def _auth_configured() -> bool:
@@ -80,7 +73,7 @@ class SignInGuard:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        _state["guarded"] = True
+        access.mark_guarded()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
