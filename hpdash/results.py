@@ -50,7 +50,14 @@ from optuna.distributions import (
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hpdash.storage import OPTUNA_ALEMBIC_REVISION, OPTUNA_SCHEMA_VERSION, rdb_backend, schema_version, study_id
+from hpdash.storage import (
+    OPTUNA_ALEMBIC_REVISION,
+    OPTUNA_SCHEMA_VERSION,
+    rdb_backend,
+    schema_version,
+    study_id,
+    unwrap_rdb,
+)
 
 PARAM_PREFIX = "params_"
 
@@ -439,18 +446,11 @@ def study_progress(study: optuna.Study) -> dict[str, Any]:
                 {"sid": study_id},
             ).one()
 
-        def utc(value: Any) -> datetime.datetime | None:  # Optuna stores naive UTC
-            if value is None:
-                return None
-            if isinstance(value, str):
-                value = datetime.datetime.fromisoformat(value)
-            return value.replace(tzinfo=UTC)
-
         return {
             **summary,
             "n_replaced": int(retries or 0) + int(stopped or 0),
-            "first_start": utc(first),
-            "last_complete": utc(last),
+            "first_start": _utc(first),
+            "last_complete": _utc(last),
         }
     trials = study.get_trials(deepcopy=False)
     retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
@@ -468,6 +468,107 @@ def study_progress(study: optuna.Study) -> dict[str, Any]:
         "first_start": min(starts, default=None),
         "last_complete": max(ends, default=None),
     }
+
+
+def progress_of_studies(storage: Any) -> dict[str, dict[str, Any]] | None:
+    """``study_progress``'s counts, best value and time span for every study of ``storage``
+    at once, by study name: a fixed number of grouped queries whatever the number of studies
+    (the studies table and the home page show every study). None when the fast reader cannot
+    read this storage; callers then ask ``study_progress`` study by study.
+
+    Each value has the keys ``study_progress`` gives a progress header: n_trials,
+    n_complete, n_pruned, n_fail, n_running, n_waiting, best_value, n_replaced, first_start,
+    last_complete (not best_params or best_trial_number, which only the study page shows).
+    """
+    backend = unwrap_rdb(storage)
+    if backend is None or not schema_supported(backend.engine):
+        return None
+    studies = "SELECT study_id, study_name FROM studies"
+    with backend.engine.connect() as conn:
+        names: dict[int, str] = dict(conn.execute(sqlalchemy.text(studies)).all())
+        directions: dict[int, str] = dict(
+            conn.execute(sqlalchemy.text("SELECT study_id, direction FROM study_directions WHERE objective = 0")).all()
+        )
+        counts = conn.execute(
+            sqlalchemy.text("SELECT study_id, state, COUNT(*) FROM trials GROUP BY study_id, state")
+        ).all()
+        values = conn.execute(
+            sqlalchemy.text(
+                "SELECT t.study_id, v.value_type, MAX(v.value), MIN(v.value) FROM trials t "
+                "JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
+                "WHERE t.state = 'COMPLETE' GROUP BY t.study_id, v.value_type"
+            )
+        ).all()
+        retries = conn.execute(
+            sqlalchemy.text(
+                "SELECT t.study_id, COUNT(DISTINCT a.value_json) FROM trial_system_attributes a "
+                "JOIN trials t ON t.trial_id = a.trial_id WHERE a.key = 'failed_trial' GROUP BY t.study_id"
+            )
+        ).all()
+        stopped = conn.execute(
+            sqlalchemy.text(
+                "SELECT t.study_id, COUNT(*) FROM trial_user_attributes a JOIN trials t ON t.trial_id = a.trial_id "
+                "WHERE t.state = 'FAIL' AND a.key = 'fail_reason' AND a.value_json LIKE :prefix GROUP BY t.study_id"
+            ),
+            {"prefix": f'"{STOPPED_REASON_PREFIX}%'},
+        ).all()
+        spans = conn.execute(
+            sqlalchemy.text(
+                "SELECT study_id, MIN(datetime_start), MAX(datetime_complete) FROM trials GROUP BY study_id"
+            )
+        ).all()
+    by_state: dict[int, dict[str, int]] = {sid: {} for sid in names}
+    for sid, state, n in counts:
+        by_state.setdefault(sid, {})[state] = int(n)
+    found: dict[int, dict[str, tuple[Any, Any]]] = {}
+    for sid, value_type, high, low in values:
+        found.setdefault(sid, {})[value_type] = (high, low)
+    replaced = {sid: int(n or 0) for sid, n in retries}
+    for sid, n in stopped:
+        replaced[sid] = replaced.get(sid, 0) + int(n or 0)
+    span = {sid: (first, last) for sid, first, last in spans}
+    out = {}
+    for sid, name in names.items():
+        n = {state.name: by_state.get(sid, {}).get(state.name, 0) for state in TrialState}
+        first, last = span.get(sid, (None, None))
+        out[name] = {
+            "n_trials": sum(v for k, v in n.items() if k != "WAITING"),
+            "n_complete": n["COMPLETE"],
+            "n_pruned": n["PRUNED"],
+            "n_fail": n["FAIL"],
+            "n_running": n["RUNNING"],
+            "n_waiting": n["WAITING"],
+            "best_value": _best_of(found.get(sid, {}), directions.get(sid)),
+            "n_replaced": replaced.get(sid, 0),
+            "first_start": _utc(first),
+            "last_complete": _utc(last),
+        }
+    return out
+
+
+def _best_of(found: dict[str, tuple[Any, Any]], direction: Any) -> float | None:
+    """The best COMPLETE value from the per-``value_type`` (max, min) of a study's values."""
+    if not found:
+        return None
+    maximize = str(direction).upper().endswith("MAXIMIZE")
+    best_inf, worst_inf = ("INF_POS", "INF_NEG") if maximize else ("INF_NEG", "INF_POS")
+    if best_inf in found:
+        return _stored_value(None, best_inf)
+    if "FINITE" in found:
+        high, low = found["FINITE"]
+        return float(high if maximize else low)
+    if worst_inf in found:
+        return _stored_value(None, worst_inf)
+    return None
+
+
+def _utc(value: Any) -> datetime.datetime | None:
+    """A timestamp from Optuna's tables (naive UTC, or ISO text on SQLite) as aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC)
 
 
 def fold_scores_frame(trial: FrozenTrial) -> pd.DataFrame:

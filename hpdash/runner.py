@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -981,7 +981,7 @@ class _UserAttrs(Protocol):
     user attrs of one already read."""
 
     @property
-    def user_attrs(self) -> dict[str, Any]: ...
+    def user_attrs(self) -> Mapping[str, Any]: ...
 
 
 def workers_of(study: _UserAttrs) -> list[dict[str, Any]]:
@@ -1101,15 +1101,22 @@ def study_status(study: optuna.Study, cache: results.TrialsCache | None = None) 
     attrs = study.user_attrs
     # A poll with a cache costs the changed trials; aggregate queries cost the study's size.
     progress = cache.progress() if cache is not None else results.study_progress(study)
+    return status_from(study.study_name, attrs, progress)
+
+
+def status_from(name: str, attrs: Mapping[str, Any], progress: Mapping[str, Any]) -> StudyStatus:
+    """A study's status from its user attrs and a ``results.study_progress``-shaped record
+    (one of ``results.progress_of_studies`` for a table of every study)."""
+    holder = _Attrs(attrs)
     running, waiting = progress["n_running"], progress["n_waiting"]
     finished = progress["n_complete"] + progress["n_pruned"] + progress["n_fail"]
     # A FAIL trial that was given a new slot (stale heartbeat or a stop) does not use budget.
     done = finished - progress["n_replaced"]
     budget = attrs.get(BUDGET_ATTR)
-    workers_alive = sum(w["alive"] for w in workers_of(study))
+    workers_alive = sum(w["alive"] for w in workers_of(holder))
     state = attrs.get(STATE_ATTR, "created")
     started_at = attrs.get(STARTED_ATTR)
-    if state == "running" and workers_alive == 0 and not _starting_up(study, started_at):
+    if state == "running" and workers_alive == 0 and not _starting_up(holder, started_at):
         state = "finished" if budget is not None and waiting == 0 and running == 0 else "worker lost"
     best = progress["best_value"]
     first, last = progress["first_start"], progress["last_complete"]
@@ -1121,7 +1128,7 @@ def study_status(study: optuna.Study, cache: results.TrialsCache | None = None) 
     if state == "running" and budget and done and elapsed:
         eta = elapsed / done * max(0, budget - done)
     return StudyStatus(
-        name=study.study_name,
+        name=name,
         state=state,
         done=done,
         complete=progress["n_complete"],
@@ -1136,7 +1143,14 @@ def study_status(study: optuna.Study, cache: results.TrialsCache | None = None) 
     )
 
 
-def _starting_up(study: optuna.Study, started_at: Any) -> bool:
+@dataclass(frozen=True)
+class _Attrs:
+    """User attrs already read, in the shape ``workers_of`` takes."""
+
+    user_attrs: Mapping[str, Any]
+
+
+def _starting_up(study: _UserAttrs, started_at: Any) -> bool:
     """Workers take a few seconds to import and register after ``launch_workers``: within
     ``WORKER_LOST_SECONDS`` of a launch, no beat yet means "starting", not "worker lost"."""
     if started_at is None or _now() - float(started_at) >= WORKER_LOST_SECONDS:

@@ -1062,8 +1062,12 @@ class WorkerStudy(optuna.Study):
 
 def rdb_backend(study: optuna.Study) -> RDBStorage | None:
     """The ``RDBStorage`` behind ``study`` (unwrapping Optuna's cache), or None."""
-    backend: Any = study._storage
-    backend = getattr(backend, "_backend", backend)
+    return unwrap_rdb(study._storage)
+
+
+def unwrap_rdb(storage: Any) -> RDBStorage | None:
+    """The ``RDBStorage`` a storage object is or wraps (Optuna's cache), or None."""
+    backend = getattr(storage, "_backend", storage)
     return backend if isinstance(backend, RDBStorage) else None
 
 

@@ -725,3 +725,42 @@ def test_alembic_pin_is_what_optuna_stamps_a_new_storage(tmp_path: Path) -> None
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     engine = optuna.storages.RDBStorage(url).engine
     assert results.schema_version(engine) == (results.OPTUNA_SCHEMA_VERSION, results.OPTUNA_ALEMBIC_REVISION)
+
+
+_BATCH_KEYS = ("n_trials", "n_complete", "n_pruned", "n_fail", "n_running", "n_waiting", "best_value", "n_replaced")
+
+
+def _infinite_study(storage: str, direction: str, values: list[float]) -> None:
+    study = optuna.create_study(direction=direction, storage=storage, study_name=f"inf-{direction}-{len(values)}")
+    for value in values:
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=value))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_progress_of_every_study_at_once_equals_study_by_study(tmp_path: Path, request, backend: str) -> None:
+    """The studies table's grouped queries give every study what ``study_progress`` gives it
+    alone: counts by state, replaced failures, best value (both directions, infinite values),
+    time span; and an empty study."""
+    url = f"sqlite:///{tmp_path / 'many.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    _progress_study(url)
+    for direction in ("maximize", "minimize"):
+        build_study(direction, url)
+        _infinite_study(url, direction, [1.0, math.inf, -math.inf])
+        _infinite_study(url, direction, [-math.inf, 2.0])
+        _infinite_study(url, direction, [math.inf])
+    optuna.create_study(storage=url, study_name="empty")
+    storage = optuna.storages.RDBStorage(url)
+    batch = results.progress_of_studies(storage)
+    assert batch is not None and set(batch) == set(optuna.get_all_study_names(storage))
+    assert len(batch) == 10
+    for name, progress in batch.items():
+        alone = results.study_progress(optuna.load_study(study_name=name, storage=storage))
+        assert {k: progress[k] for k in _BATCH_KEYS} == {k: alone[k] for k in _BATCH_KEYS}, name
+        assert progress["first_start"] == alone["first_start"] and progress["last_complete"] == alone["last_complete"]
+    assert batch["empty"]["n_trials"] == 0 and batch["empty"]["best_value"] is None
+    storage.engine.dispose()
+
+
+def test_progress_of_every_study_needs_an_rdb_storage() -> None:
+    optuna.create_study(study_name="memory")
+    assert results.progress_of_studies(optuna.storages.InMemoryStorage()) is None

@@ -299,3 +299,26 @@ def test_grid_trials_follow_the_strategy() -> None:
         "Grid search runs the whole grid: all 70 combinations once, about 1 min 35 s."
     )
     assert "20 of the 70" in views.grid_budget_text(70, 20) and "Trials to 0" in views.grid_budget_text(70, 20)
+
+
+def test_studies_frame_from_grouped_queries_equals_study_by_study(data_dir, monkeypatch) -> None:
+    """The studies table reads every study's progress in a few grouped queries; the table is
+    the one the study-by-study path builds (states, progress, best, duration)."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from hpdash import results
+
+    base = {"dataset": "sklearn:iris", "target": "target", "model": "decision_tree", "cv": {"folds": 3}}
+    for name, n_trials in (("t-a", 3), ("t-b", 5), ("t-c", 2)):
+        runner.create_study(parse_spec({**base, "name": name, "n_trials": n_trials}))
+    study = runner.load_study("t-b")
+    for value in (0.5, 0.8, 0.7):
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=value))
+    study.add_trial(create_trial(state=TrialState.FAIL))
+    optuna.create_study(study_name="plain-optuna", storage=runner.config.storage_url())
+    batched = views.studies_frame()
+    monkeypatch.setattr(results, "progress_of_studies", lambda storage: None)
+    one_by_one = views.studies_frame()
+    pd.testing.assert_frame_equal(batched, one_by_one)
+    assert batched.set_index("name").loc["t-b", "best"] == 0.8 and len(batched) == 4
