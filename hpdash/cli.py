@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from hpdash import attrs as study_attrs
 from hpdash import config
 from hpdash.errors import HpdashError
 
@@ -221,7 +222,7 @@ def _print_summary(name: str, storage: str | None, reasons: int | None = 5) -> N
         print("best CV:    - (no trial completed)")
         return
     print(
-        f"best CV:    {_fmt(summary['best_value'])} (trial {summary['best_trial_number']}, {study.user_attrs.get('hpdash.metric')})"
+        f"best CV:    {_fmt(summary['best_value'])} (trial {summary['best_trial_number']}, {study.user_attrs.get(study_attrs.METRIC)})"
     )
     print(f"best params: {json.dumps(summary['best_params'], default=str)}")
     refit = runner.refit_info(study)

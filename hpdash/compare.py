@@ -62,6 +62,7 @@ import optuna
 import pandas as pd
 from scipy import stats
 
+from hpdash import attrs as study_attrs
 from hpdash import experiments, results, runner, vocabulary
 from hpdash.errors import SpecError
 from hpdash.spec import StudySpec
@@ -539,7 +540,7 @@ def experiment_frame(entries: Iterable[tuple[optuna.Study, str, int]]) -> pd.Dat
 
 
 def _metric_of(study: optuna.Study) -> str | None:
-    metric = study.user_attrs.get("hpdash.metric")
+    metric = study.user_attrs.get(study_attrs.METRIC)
     if metric:
         return str(metric)
     spec = study.user_attrs.get(runner.SPEC_ATTR) or {}

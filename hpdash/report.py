@@ -25,6 +25,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from hpdash import __version__
+from hpdash import attrs as study_attrs
 from hpdash.results import trials_frame
 
 if TYPE_CHECKING:
@@ -147,7 +148,7 @@ def study_html(study: optuna.Study) -> str:
 
     frame = trials_frame(study)
     summary = results.study_summary(study)
-    metric = study.user_attrs.get("hpdash.metric") or summary.get("metric")
+    metric = study.user_attrs.get(study_attrs.METRIC) or summary.get("metric")
     direction = summary["direction"]
     logs = results.log_params(study)
     try:

@@ -50,6 +50,7 @@ from optuna.distributions import (
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from hpdash import attrs as study_attrs
 from hpdash.storage import (
     OPTUNA_ALEMBIC_REVISION,
     OPTUNA_SCHEMA_VERSION,
@@ -335,7 +336,7 @@ def study_summary(study: optuna.Study) -> dict[str, Any]:
     ``trials_frame`` marks with ``is_best``.
     """
     direction = _direction(study)
-    spec = study.user_attrs.get("hpdash.spec")
+    spec = study.user_attrs.get(study_attrs.SPEC)
     metric = spec.get("metric") if isinstance(spec, dict) else None
     fast = _fast_source(study)
     if fast is not None:
@@ -1313,7 +1314,7 @@ class TrialsCache:
             best_params = self._best_params[1]
         metric = self._metric
         if metric is None:
-            spec = self.study.user_attrs.get("hpdash.spec")
+            spec = self.study.user_attrs.get(study_attrs.SPEC)
             metric = (spec.get("metric") if isinstance(spec, dict) else None,)
             if isinstance(spec, dict):
                 self._metric = metric  # the spec is written once, when the study is created

@@ -31,6 +31,7 @@ from optuna.trial import TrialState
 from sklearn.metrics import get_scorer
 
 from hpdash import access, config, datasets, export_model, models, objective, results, space, strategies
+from hpdash import attrs as study_attrs
 from hpdash.errors import DatasetError, HpdashError, SpecError, StudyNotFoundError
 from hpdash.spec import StudySpec, check_name, parse_spec
 from hpdash.storage import (
@@ -44,16 +45,17 @@ from hpdash.storage import (
     taken_over,
 )
 
-SPEC_ATTR = "hpdash.spec"
-DATASET_ATTR = "hpdash.dataset_sha256"
-STATE_ATTR = "hpdash.state"
-STOP_ATTR = "hpdash.stop"
-BUDGET_ATTR = "hpdash.budget"
-STARTED_ATTR = "hpdash.started_at"
-REFIT_ATTR = "hpdash.refit"
-GRID_ATTR = "hpdash.grid_order"
-ERROR_ATTR = "hpdash.error"
-WORKER_PREFIX = "hpdash.worker."
+# The study user attrs (hpdash/attrs.py), by the names the rest of this module uses.
+SPEC_ATTR = study_attrs.SPEC
+DATASET_ATTR = study_attrs.DATASET
+STATE_ATTR = study_attrs.STATE
+STOP_ATTR = study_attrs.STOP
+BUDGET_ATTR = study_attrs.BUDGET
+STARTED_ATTR = study_attrs.STARTED
+REFIT_ATTR = study_attrs.REFIT
+GRID_ATTR = study_attrs.GRID
+ERROR_ATTR = study_attrs.ERROR
+WORKER_PREFIX = study_attrs.WORKER_PREFIX
 WORKER_BEAT_SECONDS = 5
 WORKER_LOST_SECONDS = 30
 _SHA256 = re.compile(r"[0-9a-f]{64}")  # a stored dataset's name in the content-addressed store
@@ -365,10 +367,10 @@ def create_study(spec: StudySpec, storage: str | None = None, *, plan: Plan | No
     user_attrs = {
         SPEC_ATTR: spec.to_dict(),
         DATASET_ATTR: sha,
-        "hpdash.task": plan.task,
-        "hpdash.metric": plan.metric,
-        "hpdash.space": {k: space.space_to_dict(s) for k, s in plan.spaces.items()},
-        "hpdash.created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        study_attrs.TASK: plan.task,
+        study_attrs.METRIC: plan.metric,
+        study_attrs.SPACE: {k: space.space_to_dict(s) for k, s in plan.spaces.items()},
+        study_attrs.CREATED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
         STATE_ATTR: "created",
         strategies.SAMPLER_ATTR: strategies.sampler_record(spec),
         **budget_attrs,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 
+from hpdash import attrs as study_attrs
 from hpdash import gp_sampler, storage, vocabulary
 from hpdash.errors import SpecError
 
@@ -38,7 +39,7 @@ CMAES_HINT = (
     "`pip install -r requirements.txt` (or `make install`), or pick another strategy."
 )
 #: Study user attr: which sampler class runs the study, with its start-up trials and seed rule.
-SAMPLER_ATTR = "hpdash.sampler"
+SAMPLER_ATTR = study_attrs.SAMPLER
 STARTUP_RULE = (
     "min(10, max(1, n_trials // 4)) random trials (10 with a time budget only): a "
     "quarter of the budget explores at random, at most 10 (Optuna's default, enough "

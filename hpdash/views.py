@@ -19,6 +19,7 @@ import optuna
 import pandas as pd
 import yaml
 
+from hpdash import attrs as study_attrs
 from hpdash import config, datasets, models, objective, results, runner, space
 from hpdash.errors import HpdashError, SpecError
 from hpdash.spec import NAME_PATTERN, StudySpec, load_yaml_text, parse_spec
@@ -198,7 +199,7 @@ def studies_frame(storage: str | None = None) -> pd.DataFrame:
             status = runner.status_from(frozen.study_name, attrs, progress[frozen.study_name])
         else:
             status = runner.study_status(optuna.load_study(study_name=frozen.study_name, storage=store))
-        started = _parse_time(attrs.get(runner.STARTED_ATTR)) or _parse_time(attrs.get("hpdash.created_at"))
+        started = _parse_time(attrs.get(runner.STARTED_ATTR)) or _parse_time(attrs.get(study_attrs.CREATED_AT))
         ref = attrs.get(runner.DATASET_ATTR) or spec.get("dataset")
         rows.append(
             {
@@ -211,7 +212,7 @@ def studies_frame(storage: str | None = None) -> pd.DataFrame:
                 "budget": status.budget,
                 "progress": f"{status.done}/{status.budget if status.budget is not None else '?'}",
                 "best": status.best_value,
-                "metric": attrs.get("hpdash.metric") or spec.get("metric", "–"),
+                "metric": study_attrs.metric_of(attrs) or "–",
                 "started": started,
                 "duration_s": status.elapsed_s,
                 "link": study_url(frozen.study_name),

@@ -5,6 +5,7 @@ from functools import partial
 
 import streamlit as st
 
+from hpdash import attrs as study_attrs
 from hpdash import export_model, markup, plots, report, results, runner, views
 from hpdash.errors import HpdashError, SpecError, StudyNotFoundError
 from hpdash.spec import StudySpec
@@ -62,7 +63,7 @@ try:
     spec = runner.load_spec_of(study)
 except SpecError:
     spec = None
-metric = study.user_attrs.get("hpdash.metric") or "score"
+metric = study_attrs.metric_of(study.user_attrs) or "score"
 
 st.title(common.md(name))
 if spec is not None:

@@ -19,6 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from hpdash import access, config, datasets, markup, models, objective, plots, results, storage, views
+from hpdash import attrs as study_attrs
 from hpdash.errors import AccessDeniedError, HpdashError, StudyNotFoundError
 
 _PAGES = Path(__file__).resolve().parents[2] / "pages"
@@ -198,7 +199,7 @@ def _identity(study: optuna.Study) -> tuple[Any, ...]:
         attrs = study.user_attrs
     except KeyError as exc:  # Optuna: no study with this id any more
         raise StudyNotFoundError(f"The study {study.study_name!r} was deleted.") from exc
-    return (storage.study_id(study), attrs.get("hpdash.created_at"), repr(attrs.get("hpdash.spec")))
+    return (storage.study_id(study), attrs.get(study_attrs.CREATED_AT), repr(attrs.get(study_attrs.SPEC)))
 
 
 def live_study(study: optuna.Study) -> LiveStudy:
