@@ -1239,6 +1239,23 @@ def refit_info(study: optuna.Study) -> dict[str, Any] | None:
     return info if info and "holdout_score" in info else None
 
 
+def refit_error(study: optuna.Study) -> str | None:
+    """Why the automatic refit failed, or None."""
+    error = (study.user_attrs.get(REFIT_ATTR) or {}).get("error")
+    return str(error) if error else None
+
+
+def dataset_of(study: optuna.Study) -> str | None:
+    """The stored dataset (SHA-256) a study runs on, or None for a study hpdash did not create."""
+    sha = study.user_attrs.get(DATASET_ATTR)
+    return str(sha) if sha else None
+
+
+def metric_of(study: optuna.Study) -> str | None:
+    """The metric a study is scored with (``hpdash.attrs.metric_of``)."""
+    return study_attrs.metric_of(study.user_attrs)
+
+
 def wait_for(procs: list[subprocess.Popen], poll: Callable[[], None] | None = None, interval: float = 0.5) -> list[int]:
     """Wait for worker processes, calling ``poll`` every ``interval`` seconds and once more
     at the end; returns their exit codes.

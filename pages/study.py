@@ -5,7 +5,6 @@ from functools import partial
 
 import streamlit as st
 
-from hpdash import attrs as study_attrs
 from hpdash import export_model, markup, plots, report, results, runner, views
 from hpdash.errors import HpdashError, SpecError, StudyNotFoundError
 from hpdash.spec import StudySpec
@@ -63,11 +62,11 @@ try:
     spec = runner.load_spec_of(study)
 except SpecError:
     spec = None
-metric = study_attrs.metric_of(study.user_attrs) or "score"
+metric = runner.metric_of(study) or "score"
 
 st.title(common.md(name))
 if spec is not None:
-    ref = study.user_attrs.get(runner.DATASET_ATTR) or spec.dataset
+    ref = runner.dataset_of(study) or spec.dataset
     st.caption(
         f"{common.md(views.model_label(spec.model))} on **{common.md(views.dataset_label(ref))}** · "
         f"target {common.code(spec.target)} · {common.md(spec.strategy)} search · metric {common.md(metric)} · "
@@ -331,7 +330,7 @@ else:
 # ------------------------------------------------------------------------------ final model
 st.subheader("Final model")
 refit = runner.refit_info(study)
-refit_error = (study.user_attrs.get(runner.REFIT_ATTR) or {}).get("error")
+refit_error = runner.refit_error(study)
 if refit:
     c1, c2, c3 = st.columns(3)
     c1.metric(f"Holdout {refit['metric']}", views.format_score(refit["holdout_score"]))

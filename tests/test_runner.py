@@ -711,3 +711,20 @@ def test_trial_log_filter_drops_user_stops_and_keeps_real_failures() -> None:
         ("Trial 2 failed", False),
     ], messages
     assert "Stopped at the trial time limit" in records[0].getMessage() and "bad C" in records[2].getMessage()
+
+
+def test_readers_of_a_studys_records(data_dir) -> None:
+    """What the Study page reads of a study, through the library: its dataset, metric and why
+    its refit failed."""
+    from hpdash import datasets
+
+    stored = datasets.store_dataset(datasets.load_sample("iris").to_csv(index=False).encode(), "iris.csv")
+    study = runner.create_study(_spec(name="readers", n_trials=2, dataset=stored.sha256))
+    assert runner.dataset_of(study) == stored.sha256
+    assert runner.dataset_of(runner.create_study(_spec(name="sample", n_trials=2))) is None  # sklearn:iris
+    assert runner.metric_of(study) == study.user_attrs["hpdash.metric"] == "accuracy"
+    assert runner.refit_error(study) is None and runner.refit_info(study) is None
+    study.set_user_attr(runner.REFIT_ATTR, {"error": "ValueError: bad"})
+    assert runner.refit_error(study) == "ValueError: bad" and runner.refit_info(study) is None
+    plain = optuna.create_study(study_name="plain", storage=config.storage_url())
+    assert runner.dataset_of(plain) is None and runner.metric_of(plain) is None and runner.refit_error(plain) is None
