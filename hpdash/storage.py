@@ -62,11 +62,16 @@ def schema_version(engine: sqlalchemy.engine.Engine) -> tuple[int | None, str | 
         except sqlalchemy.exc.DBAPIError:
             conn.rollback()
             schema = None
-        try:
-            revision = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar()
-        except sqlalchemy.exc.DBAPIError:
-            revision = None
+        revision = _alembic_revision(conn)
     return (None if schema is None else int(schema)), revision
+
+
+def _alembic_revision(conn: sqlalchemy.engine.Connection) -> str | None:
+    """The revision alembic stamped in ``alembic_version``, or None (no table, no row)."""
+    try:
+        return conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar()
+    except sqlalchemy.exc.DBAPIError:
+        return None
 
 
 class _StampedVersionManager(optuna_rdb_storage._VersionManager):
@@ -81,10 +86,7 @@ class _StampedVersionManager(optuna_rdb_storage._VersionManager):
 
     def _init_alembic(self) -> None:
         with self.engine.connect() as conn:
-            try:
-                stamped = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar()
-            except sqlalchemy.exc.DBAPIError:
-                stamped = None
+            stamped = _alembic_revision(conn)
         if stamped is None:
             super()._init_alembic()
 
