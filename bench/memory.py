@@ -30,9 +30,10 @@ def main(url: str) -> None:
     import streamlit  # noqa: F401  (the server process has it loaded)
 
     from bench.reading import hpdash_page
-    from hpdash import results
+    from hpdash import runtime
 
-    results.freeze_startup_objects()  # as the server does once its imports are done
+    runtime.freeze_startup_objects()  # as the server does once its imports are done
+    runtime.pause_gc_during_bulk_reads()
     hpdash_page(url, "cold")
     hpdash_page(url, "cached")
     print(_status("VmHWM"), _status("VmRSS"))

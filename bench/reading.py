@@ -35,7 +35,7 @@ from optuna.visualization import (
 
 from bench.common import Report, fmt_mb, fmt_s, median_time
 from bench.studies import make_study
-from hpdash import plots, results, runner
+from hpdash import plots, results, runner, runtime
 from hpdash.storage import open_storage
 
 NAME = "bench"
@@ -69,7 +69,7 @@ def hpdash_page(url: str, importance: str = "cold") -> dict[str, Any]:
     frame = cache.refresh()  # the page's first read: a full one
     summary = cache.progress()  # as the Study page: counts, best and direction from the cache
     logs = cache.log_params()
-    direction = summary["direction"]
+    direction = summary.direction
     conv = plots.convergence_figure(frame, direction=direction, metric="accuracy")
     par = plots.parallel_coordinates_figure(frame, direction=direction, log_params=logs, metric="accuracy")
     figs = [("convergence", conv), ("parallel", par)]
@@ -103,7 +103,8 @@ def optuna_page(url: str) -> dict[str, Any]:
 
 
 def run(report: Report, workdir: Path, quick: bool = False) -> None:
-    results.freeze_startup_objects()  # as the Streamlit server does once its imports are done
+    runtime.freeze_startup_objects()  # as the Streamlit server does once its imports are done
+    runtime.pause_gc_during_bulk_reads()
     sizes = [1000, 10000] if quick else [1000, 10000, 50000]
     urls: dict[int, str] = {}
     for n in sizes:

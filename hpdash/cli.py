@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from hpdash import attrs as study_attrs
-from hpdash import config
+from hpdash import config, runtime
 from hpdash.errors import HpdashError
 
 EXIT_USER_ERROR = 2
@@ -212,19 +212,19 @@ def _print_summary(name: str, storage: str | None, reasons: int | None = 5) -> N
     print(f"state:      {status.state}")
     if status.error:
         print(f"error:      {status.error}")
-    print(f"trials:     {summary['n_complete']} complete, {summary['n_pruned']} pruned, {summary['n_fail']} failed")
-    failures = runner.failure_reasons(study) if summary["n_fail"] else []
+    print(f"trials:     {summary.n_complete} complete, {summary.n_pruned} pruned, {summary.n_fail} failed")
+    failures = runner.failure_reasons(study) if summary.n_fail else []
     for i, (reason, count) in enumerate(failures if reasons is None else failures[:reasons]):
         print(f"{'failures:' if i == 0 else '':11} {count} x {reason}")
     if reasons is not None and len(failures) > reasons:
         print(f"{'':11} ... and {len(failures) - reasons} other reason(s): `hpdash show {name}` lists them all")
-    if summary["best_trial_number"] is None:
+    if summary.best_trial_number is None:
         print("best CV:    - (no trial completed)")
         return
     print(
-        f"best CV:    {_fmt(summary['best_value'])} (trial {summary['best_trial_number']}, {study.user_attrs.get(study_attrs.METRIC)})"
+        f"best CV:    {_fmt(summary.best_value)} (trial {summary.best_trial_number}, {study.user_attrs.get(study_attrs.METRIC)})"
     )
-    print(f"best params: {json.dumps(summary['best_params'], default=str)}")
+    print(f"best params: {json.dumps(summary.best_params, default=str)}")
     refit = runner.refit_info(study)
     if refit:
         model = export_model.model_files(study.study_name).joblib  # never the record's path
@@ -587,6 +587,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     global _PROCESS_ENTRY
     args = build_parser().parse_args(argv)
     _PROCESS_ENTRY = argv is None
+    if _PROCESS_ENTRY:
+        # This process is a command, not a program that imports hpdash: the library may pause
+        # the collector while it bulk-reads a study (hpdash.runtime).
+        runtime.pause_gc_during_bulk_reads()
     if _PROCESS_ENTRY and args.command in PROCESS_COMMANDS:
         gc.disable()  # for the start-up only: see _freeze_startup_objects, which turns it on
     try:

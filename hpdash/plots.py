@@ -52,7 +52,7 @@ from scipy.interpolate import griddata
 from scipy.spatial import QhullError
 
 from hpdash import results as _results
-from hpdash import storage, vocabulary
+from hpdash import runtime, storage, vocabulary
 from hpdash.results import (
     PARAM_PREFIX,
     fold_scores_frame,
@@ -893,9 +893,9 @@ def _compute_importance(
         PedAnovaImportanceEvaluator() if method == "ped_anova" else FanovaImportanceEvaluator(seed=seed)
     )
     view = _results.TrialsView(trials, study.direction)
-    # PED-ANOVA takes a fraction of a second: the GC is paused for it (see gc_paused). Not for
+    # PED-ANOVA takes a fraction of a second: the GC is paused for it (see runtime.gc_paused). Not for
     # fANOVA, which can take half a minute, during which the whole server would go without.
-    paused = _results.gc_paused() if method == "ped_anova" else contextlib.nullcontext()
+    paused = runtime.gc_paused() if method == "ped_anova" else contextlib.nullcontext()
     with paused, warnings.catch_warnings():
         # Optuna warns about small samples; the UI explains that itself.
         warnings.simplefilter("ignore")

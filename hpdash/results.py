@@ -21,20 +21,19 @@ not finished at the previous poll, for the live study page; its ``progress`` is
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import datetime
 import functools
-import gc
 import json
 import math
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import optuna
@@ -51,6 +50,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from hpdash import attrs as study_attrs
+from hpdash.progress import StudyProgress, StudySummary
+from hpdash.runtime import gc_paused
 from hpdash.storage import (
     OPTUNA_ALEMBIC_REVISION,
     OPTUNA_SCHEMA_VERSION,
@@ -164,63 +165,6 @@ def running_best(values: pd.Series, direction: str) -> pd.Series:
     return best.ffill()
 
 
-_GC_LOCK = threading.Lock()
-_gc_pauses = 0  # open gc_paused() blocks, in any thread
-_gc_was_enabled = False
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while trial data is bulk-built.
-
-    Reading a large study allocates a great many containers (rows, lists, dicts,
-    FrozenTrials). Each burst sets off collections that walk every object alive in the server,
-    a sizeable share of a study page's time, yet what is built holds no reference cycles, so
-    they find nothing. Python has no per-thread switch, so nested and concurrent pauses share
-    one count, and the collector runs again when the last one ends.
-    Usable as a decorator.
-    """
-    global _gc_pauses, _gc_was_enabled
-    with _GC_LOCK:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _GC_LOCK:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_enabled:
-                gc.enable()
-
-
-_frozen = False  # freeze_startup_objects() has run in this process
-
-
-def freeze_startup_objects() -> bool:
-    """Move every object alive now out of the cyclic garbage collector's reach, once per
-    process. The web server's start-up calls it (``hpdash.ui.server.lifespan``), once the
-    app's modules are imported.
-
-    By then the process holds a great many objects from its imports (modules, classes,
-    functions of Streamlit, plotly, pandas, Optuna) that live as long as the process, and every
-    full collection would walk them all: on a large study those collections make the study
-    page's slowest opens (docs/PERFORMANCE.md, "Numbers behind the code"). Objects freed by
-    reference counting are still freed; only cyclic garbage that exists at this moment would
-    be kept, so it is collected first.
-    Returns whether this call froze them (False when it was done before).
-    """
-    global _frozen
-    with _GC_LOCK:
-        if _frozen:
-            return False
-        gc.collect()
-        gc.freeze()
-        _frozen = True
-        return True
-
-
 @gc_paused()
 def trials_frame(study: optuna.Study, *, fast: bool = True) -> pd.DataFrame:
     """One row per non-WAITING trial of ``study``, sorted by number (columns: ``BASE_COLUMNS``
@@ -234,22 +178,8 @@ def trials_frame(study: optuna.Study, *, fast: bool = True) -> pd.DataFrame:
     On an RDB storage with the pinned Optuna schema this reads the tables directly (fast path);
     otherwise (or with ``fast=False``) it goes through Optuna's API. Both give the same frame.
     """
-    direction = _direction(study)
-    source = _fast_source(study) if fast else None
-    if source is not None:
-        engine, study_id = source
-        base = _base_frame_sql(engine, study_id)
-    else:
-        base = _base_frame_api(study)
-    return _finalize(base, direction)
-
-
-def _base_frame_api(study: optuna.Study) -> pd.DataFrame:
-    """The per-trial columns (before the derived ones) read through Optuna's API."""
-    trials = _read_trials(study)
-    if not trials:
-        return pd.DataFrame()
-    return pd.DataFrame.from_records([_record(t) for t in trials])
+    source = _trial_source(study) if fast else _ApiTrials(study)
+    return _finalize(source.base_frame(), _direction(study))
 
 
 def _finalize(base: pd.DataFrame, direction: str) -> pd.DataFrame:
@@ -304,182 +234,59 @@ def param_name(column: str) -> str:
 
 def log_params(study: optuna.Study) -> set[str]:
     """Names of the params sampled on a log scale in any trial (for plot axes)."""
-    names: set[str] = set()
-    fast = _fast_source(study)
-    if fast is not None:
-        engine, study_id = fast
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sqlalchemy.text(
-                    "SELECT DISTINCT p.param_name, p.distribution_json FROM trial_params p "
-                    "JOIN trials t ON t.trial_id = p.trial_id WHERE t.study_id = :sid"
-                ),
-                {"sid": study_id},
-            ).all()
-        return {name for name, dist_json in rows if _is_log(_distribution(dist_json))}
-    for trial in study.get_trials(deepcopy=False):
-        names.update(name for name, dist in trial.distributions.items() if _is_log(dist))
-    return names
+    return _trial_source(study).log_params()
 
 
 def _is_log(dist: BaseDistribution) -> bool:
     return isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log
 
 
-def study_summary(study: optuna.Study) -> dict[str, Any]:
-    """Counts by state, the best trial and the direction of ``study``.
+def study_summary(study: optuna.Study) -> StudySummary:
+    """Counts by state, the best trial and the direction of ``study`` (a ``StudySummary``;
+    ``metric`` comes from the ``hpdash.spec`` user attr, or None).
 
-    Keys: n_trials (non-WAITING), n_complete, n_pruned, n_fail, n_running, n_waiting,
-    best_value, best_params, best_trial_number (None / {} when nothing is COMPLETE),
-    direction ("maximize"/"minimize") and metric (from the ``hpdash.spec`` user attr, or None).
     The best trial is the lowest-numbered COMPLETE trial with the best value, the same one
     ``trials_frame`` marks with ``is_best``.
     """
     direction = _direction(study)
-    spec = study.user_attrs.get(study_attrs.SPEC)
-    metric = spec.get("metric") if isinstance(spec, dict) else None
-    fast = _fast_source(study)
-    if fast is not None:
-        return {**_summary_sql(*fast, direction), "metric": metric}
-    counts = {state: 0 for state in TrialState}
-    best: FrozenTrial | None = None
-    for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        counts[trial.state] += 1
-        if trial.state != TrialState.COMPLETE or trial.value is None:
-            continue
-        if math.isnan(trial.value):
-            continue
-        if (
-            best is None
-            or (direction == "maximize" and trial.value > best.value)  # type: ignore[operator]
-            or (direction == "minimize" and trial.value < best.value)  # type: ignore[operator]
-        ):
-            best = trial
-    return {
-        "n_trials": sum(n for state, n in counts.items() if state != TrialState.WAITING),
-        "n_complete": counts[TrialState.COMPLETE],
-        "n_pruned": counts[TrialState.PRUNED],
-        "n_fail": counts[TrialState.FAIL],
-        "n_running": counts[TrialState.RUNNING],
-        "n_waiting": counts[TrialState.WAITING],
-        "best_value": None if best is None else float(best.value),  # type: ignore[arg-type]
-        "best_params": {} if best is None else dict(best.params),
-        "best_trial_number": None if best is None else best.number,
-        "direction": direction,
-        "metric": metric,
-    }
+    counts, best = _trial_source(study).counts_and_best(direction)
+    return StudySummary.from_counts(
+        counts,
+        best_value=None if best is None else best.value,
+        best_params={} if best is None else best.params,
+        best_trial_number=None if best is None else best.number,
+        direction=direction,
+        metric=_spec_metric(study),
+    )
 
 
-def _summary_sql(engine: sqlalchemy.engine.Engine, study_id: int, direction: str) -> dict[str, Any]:
-    """``study_summary`` without ``metric`` by three small queries (fast path)."""
-    order = "DESC" if direction == "maximize" else "ASC"
-    with engine.connect() as conn:
-        counts: dict[str, int] = dict(
-            conn.execute(
-                sqlalchemy.text("SELECT state, COUNT(*) FROM trials WHERE study_id = :sid GROUP BY state"),
-                {"sid": study_id},
-            ).all()
-        )
-        best = conn.execute(
-            sqlalchemy.text(
-                "SELECT t.trial_id, t.number, v.value, v.value_type FROM trials t "
-                "JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
-                "WHERE t.study_id = :sid AND t.state = 'COMPLETE' "
-                "ORDER BY CASE v.value_type WHEN 'INF_NEG' THEN -1 WHEN 'INF_POS' THEN 1 "
-                f"ELSE 0 END {order}, v.value {order}, t.number ASC LIMIT 1"
-            ),
-            {"sid": study_id},
-        ).first()
-    best_params: dict[str, Any] = {}
-    if best is not None:
-        raw = read_raw(engine, study_id, [best[0]], user_attr_keys=())
-        best_params = {name: _distribution(dj).to_external_repr(v) for _, name, v, dj in raw.param_rows()}
-    n = {state.name: int(counts.get(state.name, 0)) for state in TrialState}
-    return {
-        "n_trials": sum(v for k, v in n.items() if k != "WAITING"),
-        "n_complete": n["COMPLETE"],
-        "n_pruned": n["PRUNED"],
-        "n_fail": n["FAIL"],
-        "n_running": n["RUNNING"],
-        "n_waiting": n["WAITING"],
-        "best_value": None if best is None else _stored_value(best[2], best[3]),
-        "best_params": best_params,
-        "best_trial_number": None if best is None else int(best[1]),
-        "direction": direction,
-    }
+def _spec_metric(study: optuna.Study) -> str | None:
+    """The metric named in the study's spec (None for a study hpdash did not create)."""
+    metric = study_attrs.spec_of(study.user_attrs).get("metric")
+    return None if metric is None else str(metric)
 
 
 STOPPED_REASON_PREFIX = "stopped by the user"
 
 
-def study_progress(study: optuna.Study) -> dict[str, Any]:
+def study_progress(study: optuna.Study) -> StudyProgress:
     """What a progress header needs, cheaply: ``study_summary`` plus ``n_replaced`` and the
-    time span.
-
-    ``n_replaced`` counts FAIL trials whose work was given a new slot (a heartbeat retry, or a
-    trial cut by a user stop), so they do not use budget. ``first_start`` / ``last_complete``
-    are timezone-aware UTC datetimes (or None). On an RDB storage this is a few aggregate
-    queries, independent of the study's size; otherwise it reads the trials.
+    time span (see ``StudyProgress``). On an RDB storage this is a few aggregate queries,
+    independent of the study's size; otherwise it reads the trials.
     """
     summary = study_summary(study)
-    fast = _fast_source(study)
-    if fast is not None:
-        engine, study_id = fast
-        with engine.connect() as conn:
-            retries = conn.execute(
-                sqlalchemy.text(
-                    "SELECT COUNT(DISTINCT a.value_json) FROM trial_system_attributes a "
-                    "JOIN trials t ON t.trial_id = a.trial_id "
-                    "WHERE t.study_id = :sid AND a.key = 'failed_trial'"
-                ),
-                {"sid": study_id},
-            ).scalar()
-            stopped = conn.execute(
-                sqlalchemy.text(
-                    "SELECT COUNT(*) FROM trial_user_attributes a JOIN trials t ON t.trial_id = a.trial_id "
-                    "WHERE t.study_id = :sid AND t.state = 'FAIL' AND a.key = 'fail_reason' "
-                    "AND a.value_json LIKE :prefix"
-                ),
-                {"sid": study_id, "prefix": f'"{STOPPED_REASON_PREFIX}%'},
-            ).scalar()
-            first, last = conn.execute(
-                sqlalchemy.text("SELECT MIN(datetime_start), MAX(datetime_complete) FROM trials WHERE study_id = :sid"),
-                {"sid": study_id},
-            ).one()
-
-        return {
-            **summary,
-            "n_replaced": int(retries or 0) + int(stopped or 0),
-            "first_start": _utc(first),
-            "last_complete": _utc(last),
-        }
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
-    replaced = sum(
-        1
-        for t in trials
-        if t.state == TrialState.FAIL
-        and (t.number in retried or str(t.user_attrs.get("fail_reason", "")).startswith(STOPPED_REASON_PREFIX))
-    )
-    starts = [t.datetime_start.astimezone(UTC) for t in trials if t.datetime_start]
-    ends = [t.datetime_complete.astimezone(UTC) for t in trials if t.datetime_complete]
-    return {
-        **summary,
-        "n_replaced": replaced,
-        "first_start": min(starts, default=None),
-        "last_complete": max(ends, default=None),
-    }
+    n_replaced, first, last = _trial_source(study).replaced_and_span()
+    return StudyProgress.from_summary(summary, n_replaced=n_replaced, first_start=first, last_complete=last)
 
 
-def progress_of_studies(storage: Any) -> dict[str, dict[str, Any]] | None:
+def progress_of_studies(storage: Any) -> dict[str, StudyProgress] | None:
     """``study_progress``'s counts, best value and time span for every study of ``storage``
     at once, by study name: a fixed number of grouped queries whatever the number of studies
     (the studies table and the home page show every study). None when the fast reader cannot
     read this storage; callers then ask ``study_progress`` study by study.
 
-    Each value has the keys ``study_progress`` gives a progress header: n_trials,
-    n_complete, n_pruned, n_fail, n_running, n_waiting, best_value, n_replaced, first_start,
-    last_complete (not best_params or best_trial_number, which only the study page shows).
+    Each value is a ``StudyProgress`` without ``best_params``, ``best_trial_number`` and
+    ``metric`` (None: only the study page shows them).
     """
     backend = unwrap_rdb(storage)
     if backend is None or not schema_supported(backend.engine):
@@ -530,28 +337,33 @@ def progress_of_studies(storage: Any) -> dict[str, dict[str, Any]] | None:
     span = {sid: (first, last) for sid, first, last in spans}
     out = {}
     for sid, name in names.items():
-        n = {state.name: by_state.get(sid, {}).get(state.name, 0) for state in TrialState}
         first, last = span.get(sid, (None, None))
-        out[name] = {
-            "n_trials": sum(v for k, v in n.items() if k != "WAITING"),
-            "n_complete": n["COMPLETE"],
-            "n_pruned": n["PRUNED"],
-            "n_fail": n["FAIL"],
-            "n_running": n["RUNNING"],
-            "n_waiting": n["WAITING"],
-            "best_value": _best_of(found.get(sid, {}), directions.get(sid)),
-            "n_replaced": replaced.get(sid, 0),
-            "first_start": _utc(first),
-            "last_complete": _utc(last),
-        }
+        direction = directions.get(sid)
+        summary = StudySummary.from_counts(
+            by_state.get(sid, {}),
+            best_value=_best_of(found.get(sid, {}), direction),
+            best_params=None,
+            best_trial_number=None,
+            direction="maximize" if _maximizes(direction) else "minimize",
+            metric=None,
+        )
+        out[name] = StudyProgress.from_summary(
+            summary, n_replaced=replaced.get(sid, 0), first_start=_utc(first), last_complete=_utc(last)
+        )
     return out
+
+
+def _maximizes(direction: Any) -> bool:
+    """Whether a ``study_directions`` value (an enum name, or ``StudyDirection`` on
+    PostgreSQL) is MAXIMIZE."""
+    return str(direction).upper().endswith("MAXIMIZE")
 
 
 def _best_of(found: dict[str, tuple[Any, Any]], direction: Any) -> float | None:
     """The best COMPLETE value from the per-``value_type`` (max, min) of a study's values."""
     if not found:
         return None
-    maximize = str(direction).upper().endswith("MAXIMIZE")
+    maximize = _maximizes(direction)
     best_inf, worst_inf = ("INF_POS", "INF_NEG") if maximize else ("INF_NEG", "INF_POS")
     if best_inf in found:
         return _stored_value(None, best_inf)
@@ -644,6 +456,174 @@ def _fast_source(study: optuna.Study) -> tuple[sqlalchemy.engine.Engine, int] | 
     if storage is None or not schema_supported(storage.engine):
         return None
     return storage.engine, study_id(study)
+
+
+# ============================================================================================
+# Where a study's trials are read from: chosen once per study by ``_trial_source``
+# ============================================================================================
+
+
+class _Best(NamedTuple):
+    value: float
+    number: int
+    params: dict[str, Any]
+
+
+class _ApiTrials:
+    """A study's trials through Optuna's API: any storage, one ``FrozenTrial`` per trial."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+
+    def base_frame(self) -> pd.DataFrame:
+        """The per-trial columns of ``trials_frame`` (before the derived ones)."""
+        trials = _read_trials(self.study)
+        if not trials:
+            return pd.DataFrame()
+        return pd.DataFrame.from_records([_record(t) for t in trials])
+
+    def counts_and_best(self, direction: str) -> tuple[dict[str, int], _Best | None]:
+        counts = {state.name: 0 for state in TrialState}
+        best: FrozenTrial | None = None
+        for trial in sorted(self.study.get_trials(deepcopy=False), key=lambda t: t.number):
+            counts[trial.state.name] += 1
+            if trial.state != TrialState.COMPLETE or trial.value is None or math.isnan(trial.value):
+                continue
+            if (
+                best is None
+                or (direction == "maximize" and trial.value > best.value)  # type: ignore[operator]
+                or (direction == "minimize" and trial.value < best.value)  # type: ignore[operator]
+            ):
+                best = trial
+        if best is None:
+            return counts, None
+        return counts, _Best(float(best.value), best.number, dict(best.params))  # type: ignore[arg-type]
+
+    def replaced_and_span(self) -> tuple[int, datetime.datetime | None, datetime.datetime | None]:
+        """``n_replaced``, the first start and the last completion (aware UTC)."""
+        trials = self.study.get_trials(deepcopy=False)
+        retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
+        replaced = sum(
+            1
+            for t in trials
+            if t.state == TrialState.FAIL
+            and (t.number in retried or str(t.user_attrs.get("fail_reason", "")).startswith(STOPPED_REASON_PREFIX))
+        )
+        starts = [t.datetime_start.astimezone(UTC) for t in trials if t.datetime_start]
+        ends = [t.datetime_complete.astimezone(UTC) for t in trials if t.datetime_complete]
+        return replaced, min(starts, default=None), max(ends, default=None)
+
+    def log_params(self) -> set[str]:
+        names: set[str] = set()
+        for trial in self.study.get_trials(deepcopy=False):
+            names.update(name for name, dist in trial.distributions.items() if _is_log(dist))
+        return names
+
+    def completed_count(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+    def completed_trials(self) -> list[FrozenTrial]:
+        trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return sorted(trials, key=lambda t: t.number)
+
+    def trials_dataframe(self, attrs: tuple[str, ...], include_intermediate: bool) -> pd.DataFrame:
+        return self.study.trials_dataframe(attrs=attrs)
+
+
+class _SqlTrials:
+    """A study's trials read from Optuna's RDB tables directly (the fast reader)."""
+
+    def __init__(self, engine: sqlalchemy.engine.Engine, study_id: int) -> None:
+        self.engine = engine
+        self.study_id = study_id
+
+    def base_frame(self) -> pd.DataFrame:
+        return _base_from_raw(read_raw(self.engine, self.study_id))
+
+    def counts_and_best(self, direction: str) -> tuple[dict[str, int], _Best | None]:
+        """Three small queries: counts by state, the best COMPLETE trial, its params."""
+        order = "DESC" if direction == "maximize" else "ASC"
+        sid = {"sid": self.study_id}
+        with self.engine.connect() as conn:
+            counts: dict[str, int] = dict(
+                conn.execute(
+                    sqlalchemy.text("SELECT state, COUNT(*) FROM trials WHERE study_id = :sid GROUP BY state"), sid
+                ).all()
+            )
+            best = conn.execute(
+                sqlalchemy.text(
+                    "SELECT t.trial_id, t.number, v.value, v.value_type FROM trials t "
+                    "JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
+                    "WHERE t.study_id = :sid AND t.state = 'COMPLETE' "
+                    "ORDER BY CASE v.value_type WHEN 'INF_NEG' THEN -1 WHEN 'INF_POS' THEN 1 "
+                    f"ELSE 0 END {order}, v.value {order}, t.number ASC LIMIT 1"
+                ),
+                sid,
+            ).first()
+        if best is None:
+            return counts, None
+        raw = read_raw(self.engine, self.study_id, [best[0]], user_attr_keys=())
+        params = {name: _distribution(dj).to_external_repr(v) for _, name, v, dj in raw.param_rows()}
+        return counts, _Best(_stored_value(best[2], best[3]), int(best[1]), params)
+
+    def replaced_and_span(self) -> tuple[int, datetime.datetime | None, datetime.datetime | None]:
+        sid = {"sid": self.study_id}
+        with self.engine.connect() as conn:
+            retries = conn.execute(
+                sqlalchemy.text(
+                    "SELECT COUNT(DISTINCT a.value_json) FROM trial_system_attributes a "
+                    "JOIN trials t ON t.trial_id = a.trial_id "
+                    "WHERE t.study_id = :sid AND a.key = 'failed_trial'"
+                ),
+                sid,
+            ).scalar()
+            stopped = conn.execute(
+                sqlalchemy.text(
+                    "SELECT COUNT(*) FROM trial_user_attributes a JOIN trials t ON t.trial_id = a.trial_id "
+                    "WHERE t.study_id = :sid AND t.state = 'FAIL' AND a.key = 'fail_reason' "
+                    "AND a.value_json LIKE :prefix"
+                ),
+                {**sid, "prefix": f'"{STOPPED_REASON_PREFIX}%'},
+            ).scalar()
+            first, last = conn.execute(
+                sqlalchemy.text("SELECT MIN(datetime_start), MAX(datetime_complete) FROM trials WHERE study_id = :sid"),
+                sid,
+            ).one()
+        return int(retries or 0) + int(stopped or 0), _utc(first), _utc(last)
+
+    def log_params(self) -> set[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sqlalchemy.text(
+                    "SELECT DISTINCT p.param_name, p.distribution_json FROM trial_params p "
+                    "JOIN trials t ON t.trial_id = p.trial_id WHERE t.study_id = :sid"
+                ),
+                {"sid": self.study_id},
+            ).all()
+        return {name for name, dist_json in rows if _is_log(_distribution(dist_json))}
+
+    def completed_count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sqlalchemy.text("SELECT COUNT(*) FROM trials WHERE study_id = :sid AND state = 'COMPLETE'"),
+                    {"sid": self.study_id},
+                ).scalar()
+                or 0
+            )
+
+    def completed_trials(self) -> list[FrozenTrial]:
+        return _completed_from_raw(read_raw(self.engine, self.study_id, user_attr_keys=()))
+
+    def trials_dataframe(self, attrs: tuple[str, ...], include_intermediate: bool) -> pd.DataFrame:
+        return _trials_dataframe_sql(self.engine, self.study_id, include_intermediate)
+
+
+def _trial_source(study: optuna.Study) -> _ApiTrials | _SqlTrials:
+    """The fast reader when it can read ``study`` (an RDB storage with the pinned schema),
+    else Optuna's API."""
+    fast = _fast_source(study)
+    return _ApiTrials(study) if fast is None else _SqlTrials(*fast)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -1036,10 +1016,6 @@ def _base_from_raw(raw: RawTrials, types: dict[str, set[type]] | None = None) ->
     return pd.DataFrame(data, index=index)
 
 
-def _base_frame_sql(engine: sqlalchemy.engine.Engine, study_id: int) -> pd.DataFrame:
-    return _base_from_raw(read_raw(engine, study_id))
-
-
 @gc_paused()
 def read_trials_dataframe(study: optuna.Study, include_intermediate: bool = True) -> pd.DataFrame:
     """Optuna's ``study.trials_dataframe()`` read by the fast reader, every trial included.
@@ -1062,10 +1038,11 @@ def read_trials_dataframe(study: optuna.Study, include_intermediate: bool = True
     if include_intermediate:
         attrs.append("intermediate_values")
     attrs.append("state")
-    fast = _fast_source(study)
-    if fast is None:
-        return study.trials_dataframe(attrs=tuple(attrs))
-    engine, study_id = fast
+    return _trial_source(study).trials_dataframe(tuple(attrs), include_intermediate)
+
+
+def _trials_dataframe_sql(engine: sqlalchemy.engine.Engine, study_id: int, include_intermediate: bool) -> pd.DataFrame:
+    """``read_trials_dataframe`` by the fast reader."""
     raw = read_raw(
         engine,
         study_id,
@@ -1126,34 +1103,85 @@ _OPEN_STATES = ("WAITING", "RUNNING")
 
 
 class TrialsCache:
-    """The trials frame of one study, refreshed by re-reading only what changed.
+    """The trials frame of one study for a live page, refreshed by re-reading what changed.
+
+    ``TrialsCache(study)`` picks its reader once: on an RDB storage with the pinned schema it
+    is an incremental cache (``_IncrementalTrialsCache``), otherwise this class, which re-reads
+    the whole study through Optuna's API on every ``refresh``. Both give ``trials_frame`` of
+    the study; ``progress`` gives ``study_progress`` for the same snapshot.
+
+    Not thread-safe: keep one per session (or guard it with a lock).
+    """
+
+    def __new__(cls, study: optuna.Study) -> TrialsCache:
+        if cls is TrialsCache and _fast_source(study) is not None:
+            return super().__new__(_IncrementalTrialsCache)
+        return super().__new__(cls)
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self.direction = _direction(study)
+        self._frame: pd.DataFrame | None = None
+        #: Trials (re-)read by the last ``refresh`` (all of them on the first call).
+        self.last_changed = 0
+
+    @property
+    def incremental(self) -> bool:
+        """Whether refreshes read only changes (an RDB storage with the pinned schema)."""
+        return False
+
+    def refresh(self) -> pd.DataFrame:
+        """The current ``trials_frame`` of the study (equal to ``trials_frame(study)``)."""
+        self._frame = trials_frame(self.study)
+        self.last_changed = len(self._frame)
+        return self._frame
+
+    def log_params(self) -> set[str]:
+        """``log_params(study)`` for the trials of the last ``refresh``."""
+        return log_params(self.study)
+
+    @property
+    def n_complete(self) -> int:
+        """COMPLETE trials as of the last ``refresh`` (``completed_count`` of that snapshot)."""
+        frame = self._frame if self._frame is not None else self.refresh()
+        return int((frame["state"] == "COMPLETE").sum()) if len(frame) else 0
+
+    def completed_trials(self) -> list[FrozenTrial]:
+        """``completed_trials(study)`` as of the last ``refresh``. Thread-safe, for a
+        background importance computation."""
+        frame = self._frame if self._frame is not None else self.refresh()
+        numbers = set(frame.loc[frame["state"] == "COMPLETE", "number"].tolist())
+        return [t for t in completed_trials(self.study) if t.number in numbers]
+
+    def progress(self) -> StudyProgress:
+        """``study_progress(study)`` as of the last ``refresh``."""
+        return study_progress(self.study)
+
+
+class _IncrementalTrialsCache(TrialsCache):
+    """``TrialsCache`` on the fast reader: each refresh re-reads only what changed.
 
     A finished trial (COMPLETE, PRUNED, FAIL) never changes in Optuna, so each ``refresh``
     reads only trials that are new since the previous poll or were WAITING/RUNNING then. The
     poll itself selects ``(trial_id, state)`` from the lowest still-open trial id upwards,
     which for a running study is the few trials at its frontier (for a study that has not
     started, the unused budget slots: two small columns). Params, values and attrs are read
-    for the changed trials only. Storages without the fast reader re-read everything.
-    ``progress`` gives ``study_progress`` for the same snapshot without scanning the study.
-
-    Not thread-safe: keep one per session (or guard it with a lock).
+    for the changed trials only. ``progress`` needs no query over the whole study.
     """
 
     def __init__(self, study: optuna.Study) -> None:
-        self.study = study
-        self.direction = _direction(study)
-        self._fast = _fast_source(study)
+        super().__init__(study)
+        fast = _fast_source(study)
+        assert fast is not None, "TrialsCache chose the incremental cache for a storage it cannot read"
+        self._engine, self._db_study_id = fast
         self._base: pd.DataFrame | None = None  # per-trial columns + trial_id, non-WAITING
         self._open: dict[int, str] = {}  # trial_id -> WAITING / RUNNING at the last poll
         self._max_id = -1
         self._seen_types: dict[str, set[type]] = {}  # param column -> python types of values
-        self._frame: pd.DataFrame | None = None
-        #: Trials (re-)read by the last ``refresh`` (all of them on the first call).
-        self.last_changed = 0
         self._retried: set[str] = set()  # distinct ``failed_trial`` system attrs seen (JSON)
         self._retries_read_to = -1  # trial ids up to this one were checked for them
         self._best_params: tuple[int, dict[str, Any]] | None = None  # (trial_id, params)
-        self._from_frame: tuple[pd.DataFrame, dict[str, Any]] | None = None  # (frame, progress)
+        self._from_frame: tuple[pd.DataFrame, StudyProgress] | None = None  # (frame, progress)
         self._metric: tuple[str | None] | None = None
         self._distributions: set[tuple[str, str]] = set()  # (param name, JSON) seen by reads
         # COMPLETE trials for importance (``completed_trials``): raw rows read by refreshes and
@@ -1166,15 +1194,10 @@ class TrialsCache:
     @property
     def incremental(self) -> bool:
         """Whether refreshes read only changes (an RDB storage with the pinned schema)."""
-        return self._fast is not None
+        return True
 
     def refresh(self) -> pd.DataFrame:
-        """The current ``trials_frame`` of the study (equal to ``trials_frame(study)``)."""
-        if self._fast is None:
-            self._frame = trials_frame(self.study)
-            self.last_changed = len(self._frame)
-            return self._frame
-        engine, study_id = self._fast
+        engine, study_id = self._engine, self._db_study_id
         low = min([self._max_id + 1, *self._open])
         with engine.connect() as conn:
             window = conn.execute(
@@ -1223,17 +1246,9 @@ class TrialsCache:
         """``log_params(study)`` for the trials of the last ``refresh``, from the distributions
         its reads already fetched (no query: otherwise the page would scan every param row
         after every change)."""
-        if self._fast is None:
-            return log_params(self.study)
         if self._frame is None:
             self.refresh()
         return {name for name, dist_json in self._distributions if _is_log(_distribution(dist_json))}
-
-    @property
-    def n_complete(self) -> int:
-        """COMPLETE trials as of the last ``refresh`` (``completed_count`` of that snapshot)."""
-        frame = self._frame if self._frame is not None else self.refresh()
-        return int((frame["state"] == "COMPLETE").sum()) if len(frame) else 0
 
     @gc_paused()
     def completed_trials(self) -> list[FrozenTrial]:
@@ -1241,10 +1256,6 @@ class TrialsCache:
         again: built from the rows the refreshes read (on first use, then only the trials
         that completed since). Thread-safe, for a background importance computation.
         """
-        if self._fast is None:
-            frame = self._frame if self._frame is not None else self.refresh()
-            numbers = set(frame.loc[frame["state"] == "COMPLETE", "number"].tolist())
-            return [t for t in completed_trials(self.study) if t.number in numbers]
         if self._frame is None:
             self.refresh()
         with self._complete_lock:
@@ -1255,7 +1266,7 @@ class TrialsCache:
                 self._complete_built.sort(key=lambda t: t.number)
             return list(self._complete_built)
 
-    def progress(self) -> dict[str, Any]:
+    def progress(self) -> StudyProgress:
         """``study_progress(study)`` as of the last ``refresh`` (which runs first if it never did),
         without a query over the whole study.
 
@@ -1263,13 +1274,10 @@ class TrialsCache:
         the open trials the poll tracks; ``n_replaced`` needs the ``failed_trial`` system attrs
         (heartbeat retries), which are read only for trials that are new since the previous
         call (a retry slot is created with its attrs in one transaction). The best trial's
-        params are read once per best trial. Storages without the fast reader: the same as
-        ``study_progress``.
+        params are read once per best trial.
         """
-        if self._fast is None:
-            return study_progress(self.study)
         frame = self._frame if self._frame is not None else self.refresh()
-        engine, study_id = self._fast
+        engine, study_id = self._engine, self._db_study_id
         if self._max_id > self._retries_read_to:
             high = self._max_id  # the trials this frame knows: same snapshot as the counts
             with engine.connect() as conn:
@@ -1285,18 +1293,19 @@ class TrialsCache:
             self._retries_read_to = high
         if self._from_frame is None or self._from_frame[0] is not frame:
             self._from_frame = (frame, self._frame_progress(frame))
-        progress = dict(self._from_frame[1])
-        progress["best_params"] = dict(progress["best_params"])
-        progress["n_waiting"] = sum(1 for state in self._open.values() if state == "WAITING")
-        progress["n_replaced"] += len(self._retried)
-        return progress
+        progress = self._from_frame[1]
+        return dataclasses.replace(
+            progress,
+            best_params=dict(progress.best_params or {}),
+            n_waiting=sum(1 for state in self._open.values() if state == "WAITING"),
+            n_replaced=progress.n_replaced + len(self._retried),
+        )
 
-    def _frame_progress(self, frame: pd.DataFrame) -> dict[str, Any]:
-        """The part of ``progress`` that depends on the frame only (computed once per frame)."""
-        assert self._fast is not None
-        engine, study_id = self._fast
-        states = frame["state"].value_counts()
-        n = {state.name: int(states.get(state.name, 0)) for state in TrialState}
+    def _frame_progress(self, frame: pd.DataFrame) -> StudyProgress:
+        """The part of ``progress`` that depends on the frame only (computed once per frame):
+        WAITING slots (not in the frame) and heartbeat retries are left to ``progress``."""
+        engine, study_id = self._engine, self._db_study_id
+        counts = {str(state): int(n) for state, n in frame["state"].value_counts().items()}
         failed = frame["fail_reason"].to_numpy()[(frame["state"] == "FAIL").to_numpy()]
         stopped = sum(1 for r in failed if isinstance(r, str) and r.startswith(STOPPED_REASON_PREFIX))
         best = np.flatnonzero(frame["is_best"].to_numpy())
@@ -1318,22 +1327,20 @@ class TrialsCache:
             metric = (spec.get("metric") if isinstance(spec, dict) else None,)
             if isinstance(spec, dict):
                 self._metric = metric  # the spec is written once, when the study is created
-        return {
-            "n_trials": len(frame),
-            "n_complete": n["COMPLETE"],
-            "n_pruned": n["PRUNED"],
-            "n_fail": n["FAIL"],
-            "n_running": n["RUNNING"],
-            "n_waiting": 0,  # from the open trials, by ``progress``
-            "best_value": float(frame["value"].iat[best[0]]) if len(best) else None,
-            "best_params": best_params,
-            "best_trial_number": best_number,
-            "direction": self.direction,
-            "metric": metric[0],
-            "n_replaced": stopped,  # + heartbeat retries, by ``progress``
-            "first_start": _local_to_utc(frame["datetime_start"].min()),
-            "last_complete": _local_to_utc(frame["datetime_complete"].max()),
-        }
+        summary = StudySummary.from_counts(
+            counts,
+            best_value=float(frame["value"].iat[best[0]]) if len(best) else None,
+            best_params=best_params,
+            best_trial_number=best_number,
+            direction=self.direction,
+            metric=metric[0],
+        )
+        return StudyProgress.from_summary(
+            summary,
+            n_replaced=stopped,
+            first_start=_local_to_utc(frame["datetime_start"].min()),
+            last_complete=_local_to_utc(frame["datetime_complete"].max()),
+        )
 
     def _merge(self, base: pd.DataFrame, piece: pd.DataFrame) -> pd.DataFrame:
         """``base`` with ``piece``'s trials replaced or added, dtypes as a full read gives them."""
@@ -1366,18 +1373,7 @@ class TrialsCache:
 
 def completed_count(study: optuna.Study) -> int:
     """Number of COMPLETE trials (one COUNT on the fast path): the importance cache key."""
-    fast = _fast_source(study)
-    if fast is None:
-        return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    engine, study_id = fast
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                sqlalchemy.text("SELECT COUNT(*) FROM trials WHERE study_id = :sid AND state = 'COMPLETE'"),
-                {"sid": study_id},
-            ).scalar()
-            or 0
-        )
+    return _trial_source(study).completed_count()
 
 
 @gc_paused()
@@ -1387,11 +1383,7 @@ def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
     On the fast path these are built from one read of the params and values tables, and trials
     share their distribution objects; otherwise they are Optuna's own.
     """
-    fast = _fast_source(study)
-    if fast is None:
-        return sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
-    engine, study_id = fast
-    return _completed_from_raw(read_raw(engine, study_id, user_attr_keys=()))
+    return _trial_source(study).completed_trials()
 
 
 def _completed_from_raw(raw: RawTrials) -> list[FrozenTrial]:

@@ -33,6 +33,7 @@ from sklearn.metrics import get_scorer
 from hpdash import access, config, datasets, export_model, models, objective, results, space, strategies
 from hpdash import attrs as study_attrs
 from hpdash.errors import DatasetError, HpdashError, SpecError, StudyNotFoundError
+from hpdash.progress import StudyProgress
 from hpdash.spec import StudySpec, check_name, parse_spec
 from hpdash.storage import (
     BudgetExhausted,
@@ -1106,22 +1107,21 @@ def study_status(study: optuna.Study, cache: results.TrialsCache | None = None) 
     return status_from(study.study_name, attrs, progress)
 
 
-def status_from(name: str, attrs: Mapping[str, Any], progress: Mapping[str, Any]) -> StudyStatus:
-    """A study's status from its user attrs and a ``results.study_progress``-shaped record
-    (one of ``results.progress_of_studies`` for a table of every study)."""
+def status_from(name: str, attrs: Mapping[str, Any], progress: StudyProgress) -> StudyStatus:
+    """A study's status from its user attrs and its ``StudyProgress`` (from
+    ``results.study_progress``, or ``results.progress_of_studies`` for a table of every study)."""
     holder = _Attrs(attrs)
-    running, waiting = progress["n_running"], progress["n_waiting"]
-    finished = progress["n_complete"] + progress["n_pruned"] + progress["n_fail"]
+    running, waiting = progress.n_running, progress.n_waiting
     # A FAIL trial that was given a new slot (stale heartbeat or a stop) does not use budget.
-    done = finished - progress["n_replaced"]
+    done = progress.n_done
     budget = attrs.get(BUDGET_ATTR)
     workers_alive = sum(w["alive"] for w in workers_of(holder))
     state = attrs.get(STATE_ATTR, "created")
     started_at = attrs.get(STARTED_ATTR)
     if state == "running" and workers_alive == 0 and not _starting_up(holder, started_at):
         state = "finished" if budget is not None and waiting == 0 and running == 0 else "worker lost"
-    best = progress["best_value"]
-    first, last = progress["first_start"], progress["last_complete"]
+    best = progress.best_value
+    first, last = progress.first_start, progress.last_complete
     elapsed = None
     if first is not None:
         end = last if state != "running" and last is not None else datetime.now(UTC)
@@ -1133,7 +1133,7 @@ def status_from(name: str, attrs: Mapping[str, Any], progress: Mapping[str, Any]
         name=name,
         state=state,
         done=done,
-        complete=progress["n_complete"],
+        complete=progress.n_complete,
         running=running,
         budget=budget,
         best_value=best,

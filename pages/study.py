@@ -128,8 +128,8 @@ def live_header() -> None:
 live_header()
 
 frame = live.refresh()  # usually nothing changed since the header's poll: one tiny query
-summary = live.cache.progress()  # study_summary's keys, from the same snapshot as the frame
-direction = summary["direction"]
+summary = live.cache.progress()  # a StudyProgress, from the same snapshot as the frame
+direction = summary.direction
 logs = live.log_params()
 
 if frame.empty:
@@ -137,14 +137,14 @@ if frame.empty:
         "No trial has finished yet. The plots appear here as trials complete; this page updates by itself.",
         icon=":material/hourglass_top:",
     )
-elif summary["n_complete"] == 0 and summary["n_fail"]:
+elif summary.n_complete == 0 and summary.n_fail:
     reasons = views.fail_summary(frame)
     st.error(
         "Every finished trial failed, so there is nothing to plot. Most common reasons:\n\n"
         + "\n".join(f"- {count} × {common.md(reason)}" for reason, count in reasons),
         icon=":material/error:",
     )
-elif summary["n_complete"] == 1:
+elif summary.n_complete == 1:
     st.info("Only one trial has completed: the plots need more trials to show a trend.", icon=":material/info:")
 
 
@@ -304,7 +304,7 @@ with tabs[6]:
 
 # ------------------------------------------------------------------------------ best trial
 st.subheader("Best trial")
-if summary["best_trial_number"] is None:
+if summary.best_trial_number is None:
     st.caption("No completed trial yet.")
 else:
     best = live.memo(("best_trial",), lambda: study.best_trial)
@@ -362,7 +362,7 @@ elif refit_error:
     st.warning(f"The automatic refit failed: {refit_error}")
 else:
     st.caption("The best hyperparameters are refit on the whole training part and scored once on the holdout part.")
-if summary["best_trial_number"] is not None and spec is not None:
+if summary.best_trial_number is not None and spec is not None:
     if st.button("Refit the best model now" if not refit else "Refit again", key="refit", disabled=common.read_only()):
         try:
             with st.spinner("Refitting the best hyperparameters…"):
@@ -373,7 +373,7 @@ if summary["best_trial_number"] is not None and spec is not None:
             st.rerun()
     with st.expander("Reproduce the best trial with plain scikit-learn"):
         try:
-            st.code(common.reproduce_snippet(name, summary["best_trial_number"]), language="python")
+            st.code(common.reproduce_snippet(name, summary.best_trial_number), language="python")
         except HpdashError as exc:
             st.caption(f"No snippet: {common.md(exc)}")
 

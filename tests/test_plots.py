@@ -595,6 +595,7 @@ def test_importance_pauses_the_gc_for_ped_anova_only(monkeypatch: pytest.MonkeyP
         return real(study, evaluator=evaluator)
 
     monkeypatch.setattr(plots, "get_param_importances", spy)
+    monkeypatch.setattr(plots.runtime, "_pauses_allowed", True)  # as the server allows them
     study = conditional_study()
     assert not plots.importance_data(study, "ped_anova", use_cache=False).empty
     assert not plots.importance_data(study, "fanova", use_cache=False).empty

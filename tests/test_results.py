@@ -429,55 +429,6 @@ def test_completed_trials_equal_optuna_by_both_paths(tmp_path: Path, monkeypatch
     assert key(results.completed_trials(study)) == expected
 
 
-def test_freeze_startup_objects_freezes_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gc
-
-    monkeypatch.setattr(results, "_frozen", False)
-    gc.unfreeze()
-    try:
-        assert results.freeze_startup_objects() is True
-        frozen = gc.get_freeze_count()
-        assert frozen > 10_000  # the imported modules' objects
-        assert results.freeze_startup_objects() is False
-        assert gc.get_freeze_count() == frozen
-    finally:
-        gc.unfreeze()
-
-
-def test_gc_paused_nests_across_threads_and_restores() -> None:
-    import gc
-    import threading
-
-    assert gc.isenabled()
-    inside = threading.Event()
-    release = threading.Event()
-
-    def other() -> None:
-        with results.gc_paused():
-            inside.set()
-            release.wait(5)
-
-    thread = threading.Thread(target=other)
-    with results.gc_paused():
-        assert not gc.isenabled()
-        thread.start()
-        assert inside.wait(5)
-    assert not gc.isenabled()  # the other thread's pause is still open
-    release.set()
-    thread.join(5)
-    assert gc.isenabled()
-    with pytest.raises(RuntimeError), results.gc_paused():
-        raise RuntimeError("boom")
-    assert gc.isenabled()
-    gc.disable()  # a caller that switched it off itself keeps it off
-    try:
-        with results.gc_paused():
-            pass
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
-
-
 def _api_summary(study: optuna.Study) -> dict[str, Any]:
     """study_summary through Optuna's API (the fast path switched off)."""
     original = results._fast_source

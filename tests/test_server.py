@@ -132,13 +132,13 @@ def test_start_up_freezes_the_imported_objects() -> None:
     code = (
         "import asyncio, gc\n"
         "from hpdash.ui import server\n"
-        "from hpdash import results\n"
+        "from hpdash import runtime\n"
         "async def main():\n"
-        "    assert gc.get_freeze_count() == 0 and not results._frozen\n"
+        "    assert gc.get_freeze_count() == 0 and not runtime._frozen\n"
         "    async with server.lifespan(None):\n"
         "        import sys\n"
         "        assert 'hpdash.ui.common' in sys.modules and 'plotly.graph_objects' in sys.modules\n"
-        "        print(gc.get_freeze_count(), results._frozen)\n"
+        "        print(gc.get_freeze_count(), runtime._frozen)\n"
         "asyncio.run(main())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -17,8 +17,10 @@ gives that app two things the Streamlit script alone cannot have:
   body is read, so they cost the server no memory.
 
 The lifespan imports the app's modules once at start-up and then moves their objects out of
-the garbage collector's reach (``results.freeze_startup_objects``): a full collection would
-otherwise walk every object of pandas, plotly and Optuna each time it runs.
+the garbage collector's reach (``runtime.freeze_startup_objects``): a full collection would
+otherwise walk every object of pandas, plotly and Optuna each time it runs. It also lets the
+library pause the collector while it bulk-reads a study (``runtime.pause_gc_during_bulk_reads``):
+that policy is the server's to choose, not a library function's.
 """
 
 from __future__ import annotations
@@ -158,9 +160,11 @@ def middleware() -> list[Any]:
 
 @asynccontextmanager
 async def lifespan(_app: Any) -> AsyncIterator[None]:
-    """Server start-up: import the app's modules, then freeze their objects for the GC."""
-    from hpdash import results
+    """Server start-up: import the app's modules, freeze their objects for the GC, and let the
+    library pause the GC while it reads a large study (``hpdash.runtime``)."""
+    from hpdash import runtime
     from hpdash.ui import common  # noqa: F401 - imported for its side effect: the app's modules
 
-    results.freeze_startup_objects()
+    runtime.freeze_startup_objects()
+    runtime.pause_gc_during_bulk_reads()
     yield
