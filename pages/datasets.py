@@ -47,9 +47,6 @@ with st.container(border=True):
         st.success(result[1], icon=":material/check_circle:")
 
 # ------------------------------------------------------------------------------ explore
-choices = views.dataset_choices()
-if st.session_state.get("ds_pick") not in choices:
-    st.session_state.pop("ds_pick", None)
 stored_rows = views.datasets_frame()
 if stored_rows.empty:
     st.info(
@@ -58,12 +55,7 @@ if stored_rows.empty:
     )
 
 st.subheader("Explore a dataset")
-ref = st.selectbox("Dataset", list(choices), format_func=common.labels_of(choices), key="ds_pick")
-try:
-    frame, _ = common.load_frame(ref)
-except HpdashError as exc:
-    common.show_error(exc)
-    st.stop()
+ref, frame, _ = common.dataset_picker("ds_pick")
 
 columns = [str(c) for c in frame.columns]
 c1, c2 = st.columns(2)
@@ -192,7 +184,7 @@ else:
         st.caption(f"Used by {len(users)} studies ({common.md(', '.join(users[:5]))}); delete those studies first.")
     else:
         confirm = st.checkbox(f"Yes, delete {common.md(names[victim])} and its file", key="ds_delete_confirm")
-        if col_btn.button("Delete", disabled=not confirm or common.read_only(), key="ds_delete"):
+        if common.write_button("Delete", key="ds_delete", disabled=not confirm, container=col_btn):
             try:
                 datasets.delete_stored(victim)
             except HpdashError as exc:

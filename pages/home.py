@@ -42,7 +42,7 @@ with right:
     st.subheader("Quick start")
     st.caption("One click creates a small study on a bundled sample dataset, starts it, and opens its live page.")
     for key, (label, _) in views.QUICK_STARTS.items():
-        if st.button(label, key=f"quick_{key}", width="stretch", disabled=common.read_only()):
+        if common.write_button(label, key=f"quick_{key}", width="stretch"):
             try:
                 spec = views.quick_start_spec(key)
                 with st.spinner("Creating the study and starting its worker…"):

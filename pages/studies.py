@@ -57,8 +57,8 @@ row = frame[frame["name"] == name].iloc[0]
 running = row["state"] == "running"
 with c2:
     common.study_link(name, label="Open", icon=":material/monitoring:")
-if c3.button(
-    "Stop", disabled=not running or common.read_only(), key="st_stop", help="Running trials end at their next fold."
+if common.write_button(
+    "Stop", key="st_stop", disabled=not running, container=c3, help="Running trials end at their next fold."
 ):
     try:
         runner.stop_study(name)
@@ -67,10 +67,11 @@ if c3.button(
     else:
         st.toast(f"Asked {common.md(name)} to stop.")
         st.rerun()
-if c4.button(
+if common.write_button(
     "Resume",
-    disabled=common.read_only() or row["state"] not in ("stopped", "worker lost", "created"),
     key="st_resume",
+    disabled=row["state"] not in ("stopped", "worker lost", "created"),
+    container=c4,
     help="Start workers again on the remaining budget.",
 ):
     try:
@@ -79,7 +80,7 @@ if c4.button(
         common.show_error(exc)
     else:
         common.open_study(name)
-if c5.button("Delete…", key="st_delete", disabled=common.read_only()):
+if common.write_button("Delete…", key="st_delete", container=c5):
     st.session_state["st_pending_delete"] = name
 
 pending = st.session_state.get("st_pending_delete")

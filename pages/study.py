@@ -363,7 +363,7 @@ elif refit_error:
 else:
     st.caption("The best hyperparameters are refit on the whole training part and scored once on the holdout part.")
 if summary.best_trial_number is not None and spec is not None:
-    if st.button("Refit the best model now" if not refit else "Refit again", key="refit", disabled=common.read_only()):
+    if common.write_button("Refit the best model now" if not refit else "Refit again", key="refit"):
         try:
             with st.spinner("Refitting the best hyperparameters…"):
                 runner.refit(name)
@@ -398,7 +398,7 @@ with st.expander("Edit notes (Markdown)"):
         label_visibility="collapsed",
         max_chars=markup.MAX_NOTE_CHARS,
     )
-    if st.button("Save notes", key="save_note", disabled=common.read_only()):
+    if common.write_button("Save notes", key="save_note"):
         try:
             catalogue.set_note(name, text)
         except HpdashError as exc:

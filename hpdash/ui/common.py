@@ -339,6 +339,32 @@ def labels_of(labels: Mapping[str, str]) -> Callable[[Any], str]:
     return cast(Callable[[Any], str], labels.get)
 
 
+def dataset_picker(key: str, container: Any = None, label: str = "Dataset") -> tuple[str, pd.DataFrame, str | None]:
+    """The dataset selectbox every page uses: bundled samples and stored uploads, a stale
+    choice (a dataset deleted since) dropped, the chosen table loaded (cached). Returns
+    (reference, frame, SHA-256 or None for a sample); a table that cannot be loaded is shown
+    as an error and the page stops there."""
+    choices = views.dataset_choices()
+    if st.session_state.get(key) not in choices:
+        st.session_state.pop(key, None)
+    ref = (container or st).selectbox(label, list(choices), format_func=labels_of(choices), key=key)
+    try:
+        frame, sha = load_frame(ref)
+    except HpdashError as exc:
+        show_error(exc)
+        st.stop()
+    return ref, frame, sha
+
+
+def write_button(label: str, key: str, *, disabled: bool = False, container: Any = None, **kwargs: Any) -> bool:
+    """A button that writes or starts work on the server: switched off, with the reason as
+    its tooltip, on a read-only dashboard (the library refuses the write anyway)."""
+    locked = read_only()
+    help_text = "This dashboard is read-only." if locked else kwargs.pop("help", None)
+    kwargs.pop("help", None)
+    return bool((container or st).button(label, key=key, disabled=disabled or locked, help=help_text, **kwargs))
+
+
 def show_error(exc: Exception, prefix: str = "") -> None:
     """A user-facing error: the message of an ``HpdashError``; anything else briefly. Shown as
     plain text, since messages quote user input (column names, file names, values)."""
