@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hpdash.errors import DatasetError, SpecError, StorageError
+from hpdash.errors import DatasetError, HpdashError, SpecError, StorageError
 
 DEFAULT_MAX_UPLOAD_MB = 200
 DEFAULT_GRID_LIMIT = 10_000
@@ -98,19 +98,37 @@ def max_workers() -> int:
     return _positive_int_env("HPDASH_MAX_WORKERS", usable_cpus())
 
 
-def _positive_int_env(name: str, default: int) -> int:
-    """``$name`` as a whole number of at least 1, ``default`` when unset or empty."""
+def _whole_number_env(
+    name: str, default: int, *, error: type[HpdashError] = SpecError, unit: str = "", clamp: bool = False
+) -> int:
+    """``$name`` as a whole number of at least 1 (of ``unit``s, for the messages); ``default``
+    when unset or blank. Anything else raises ``error`` (the kind of the setting: a spec
+    limit, a table limit, a storage setting) naming the variable and the fix. With ``clamp``,
+    a number below 1 counts as 1 (a cap on what one launch may start) instead of an error."""
     raw = os.environ.get(name)
-    if raw in (None, ""):
+    if raw is None or not raw.strip():
         return default
+    of_unit = f" of {unit}s" if unit else ""
     try:
-        value = int(raw)
+        value = int(raw.strip())
     except ValueError:
-        raise SpecError(
-            f"{name} must be a whole number, got {raw!r}. Set it to a number such as "
-            f"{default}, or unset it for the default ({default})."
+        raise error(
+            f"{name} must be a whole number{of_unit}, got {raw!r}. Set it to a number such as "
+            f"{default}, or unset it for the default ({default:,})."
         ) from None
-    return max(1, value)
+    if value < 1:
+        if clamp:
+            return 1
+        raise error(
+            f"{name} must be at least 1{' ' + unit if unit else ''}, got {value}: raise it, or unset it for "
+            f"the default ({default:,})."
+        )
+    return value
+
+
+def _positive_int_env(name: str, default: int) -> int:
+    """A cap from ``$name``: a whole number, below 1 counted as 1 (``_whole_number_env``)."""
+    return _whole_number_env(name, default, clamp=True)
 
 
 def max_experiment_studies() -> int:
@@ -148,22 +166,8 @@ def max_trials() -> int:
 
 # -- table limits (checked on every upload, raise DatasetError) --------------------------
 def _env_limit(name: str, default: int) -> int:
-    """A positive whole-number limit from the environment variable ``name``, else ``default``."""
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise DatasetError(
-            f"{name} must be a whole number, got {raw!r}: set it to one such as {default}, or "
-            f"unset it for the default ({default:,})."
-        ) from None
-    if value < 1:
-        raise DatasetError(
-            f"{name} must be at least 1, got {value}: raise it, or unset it for the default ({default:,})."
-        )
-    return value
+    """A table limit from ``$name`` (``_whole_number_env``, raising ``DatasetError``)."""
+    return _whole_number_env(name, default, error=DatasetError)
 
 
 def max_columns() -> int:
@@ -184,17 +188,9 @@ def max_cells() -> int:
 
 # -- heartbeats (raise StorageError) --------------------------------------------------------
 def _seconds_env(name: str, default: int) -> int:
-    """``$name`` as a whole number of seconds, at least 1; ``default`` when unset or empty."""
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise StorageError(f"{name} must be a whole number of seconds, got {raw!r}.") from None
-    if value < 1:
-        raise StorageError(f"{name} must be at least 1 second, got {value}.")
-    return value
+    """A heartbeat setting in seconds from ``$name`` (``_whole_number_env``, raising
+    ``StorageError``)."""
+    return _whole_number_env(name, default, error=StorageError, unit="second")
 
 
 def heartbeat_interval() -> int:

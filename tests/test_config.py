@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hpdash import config
-from hpdash.errors import SpecError
+from hpdash.errors import DatasetError, SpecError, StorageError
 
 
 @pytest.fixture(autouse=True)
@@ -63,3 +63,26 @@ def test_every_setting_is_read_in_config_and_documented_in_readme() -> None:
         names |= set(re.findall(r"HPDASH_[A-Z_]+", p.read_text(encoding="utf-8")))
     readme = (root / "README.md").read_text(encoding="utf-8")
     assert names and all(f"`{name}`" in readme for name in names), sorted(n for n in names if f"`{n}`" not in readme)
+
+
+@pytest.mark.parametrize(
+    ("func", "env", "error", "unit"),
+    [
+        (config.max_rows, "HPDASH_MAX_ROWS", DatasetError, ""),
+        (config.heartbeat_interval, "HPDASH_HEARTBEAT_INTERVAL", StorageError, " of seconds"),
+    ],
+)
+def test_every_whole_number_setting_is_read_one_way(func, env, error, unit, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Table limits and heartbeat settings go through the one reader: blank is the default,
+    a non-number and a number below 1 are refused with the setting's kind of error."""
+    default = func()
+    monkeypatch.setenv(env, "  ")
+    assert func() == default
+    monkeypatch.setenv(env, " 7 ")
+    assert func() == 7
+    monkeypatch.setenv(env, "many")
+    with pytest.raises(error, match=rf"{env} must be a whole number{unit}, got 'many'\. Set it to a number such as"):
+        func()
+    monkeypatch.setenv(env, "0")
+    with pytest.raises(error, match=rf"{env} must be at least 1.*, got 0: raise it, or unset it for the default"):
+        func()
