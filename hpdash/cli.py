@@ -323,10 +323,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         spec = spec.replace(name=args.name)
     workers = experiments.check_workers(args.workers or 1)
     experiments.parallel_limit(workers, args.parallel)  # refuse a bad --parallel before creating anything
-    exp = experiments.create_experiment(spec.replace(workers=workers), args.strategies, args.repeats, args.storage)
+    exp = experiments.create_experiment(
+        spec.replace(workers=workers), args.strategies, args.repeats, args.storage, split=args.split
+    )
     print(
         f"Experiment {exp.name!r}: {', '.join(exp.strategies)} x {exp.repeats} seed(s) "
-        f"({len(exp.runs)} studies, {spec.n_trials if spec.n_trials is not None else 'time-budget'} trials each), "
+        f"({len(exp.runs)} studies, {spec.n_trials if spec.n_trials is not None else 'time-budget'} trials each; "
+        f"data split: {experiments.SPLITS[args.split]}), "
         f"storage {config.storage_url(args.storage)}",
         file=sys.stderr,
     )
@@ -496,7 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", parents=[common], help="create and run a study from a spec file")
-    p.add_argument("spec")
+    p.add_argument(
+        "spec",
+        help="spec file (YAML/JSON); its optional split_seed (holdout, CV folds, model seeds) and "
+        "sampler_seed (the search) default to its seed",
+    )
     p.add_argument("--workers", type=int)
     p.add_argument("--name", help="override the spec's study name")
     p.set_defaults(func=cmd_run)
@@ -533,9 +540,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "compare", parents=[common], help="run an experiment: several strategies x several seeds, same budget"
     )
-    p.add_argument("spec", help="spec file; its name is the experiment ID, its seed the first seed")
+    p.add_argument(
+        "spec",
+        help="spec file; its name is the experiment ID, its seed (or sampler_seed) the first repeat's seed",
+    )
     p.add_argument("--strategies", default="grid,random,tpe,gp", help="comma-separated (default: grid,random,tpe,gp)")
     p.add_argument("--repeats", type=int, default=3, help="seeds per strategy (default 3)")
+    p.add_argument(
+        "--split",
+        choices=["per_repeat", "shared"],
+        default="per_repeat",
+        help="the data split across repeats: per_repeat (default) draws a new holdout, new CV folds and "
+        "new model seeds for every repeat, so repeats differ in split luck and sampler luck; shared "
+        "keeps the spec's split_seed for every repeat, so only the sampler's seed varies",
+    )
     p.add_argument("--workers", type=int, help="worker processes per study (default 1)")
     p.add_argument(
         "--parallel", type=int, help="studies running at once (default: HPDASH_MAX_WORKERS, i.e. the CPUs, / workers)"

@@ -2,8 +2,18 @@
 
 An experiment is S strategies x R repeats studies that share the dataset, model, search space
 and evaluation protocol, and differ only in strategy and seed. Its ID is the spec's ``name``;
-its studies are ``<name>-<strategy>-s<seed>`` with seeds ``spec.seed .. spec.seed + R - 1``,
-and every study gets the same trial budget (``spec.n_trials``) and time budget.
+its studies are ``<name>-<strategy>-s<seed>`` with the repeats' sampler seeds
+``spec.sampler_seed .. spec.sampler_seed + R - 1`` (``spec.seed`` unless the spec gives
+``sampler_seed``), and every study gets the same trial budget (``spec.n_trials``) and time
+budget.
+
+The data split across repeats (``split``, see ``SPLITS``) separates the two kinds of luck:
+``"per_repeat"`` (the default, and what every experiment did before) gives repeat r the split
+seed ``spec.split_seed + r`` too, so a repeat draws a new holdout, new folds and new model
+seeds as well as a new sampler seed: the spread over repeats is split luck and sampler luck
+together. ``"shared"`` gives every repeat ``spec.split_seed``: one holdout, one set of folds,
+one model seed, and only the sampler's seed varies. Each study's stored spec holds its
+``split_seed`` and ``sampler_seed``; ``split_design`` reads the design back from the specs.
 
 Grid studies are the exception by design: a grid has as many points as it has, so
 - a grid *larger* than the budget is cut: the runner shuffles the grid points with the study
@@ -34,7 +44,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -51,6 +61,15 @@ from hpdash.store import Catalogue
 from hpdash.strategies import check_comparison
 
 DEFAULT_STRATEGIES: tuple[str, ...] = ("grid", "random", "tpe", "gp")
+#: The data split across an experiment's repeats: key -> what it means (form, CLI help).
+SPLITS: dict[str, str] = {
+    "per_repeat": "a new split per repeat (split and sampler luck)",
+    "shared": "the same split for every repeat (only sampler luck varies)",
+}
+DEFAULT_SPLIT = "per_repeat"
+#: What ``split_design`` reports, with ``SPLITS``' two designs: studies whose split seeds
+#: neither are all one nor differ between the repeats of each strategy.
+MIXED_SPLIT = "mixed"
 DEFAULT_REPEATS = 3
 MAX_REPEATS = 20
 QUEUE_BEAT_SECONDS = 5  # how often a running queue writes its last_seen
@@ -111,16 +130,43 @@ def parse_strategies(value: str | Sequence[str] | None) -> list[str]:
     return items
 
 
-def plan_experiment(
-    spec: StudySpec, strategies: Sequence[str] | str | None = None, repeats: int = DEFAULT_REPEATS
-) -> list[StudySpec]:
-    """The study specs of an experiment: one per (strategy, seed), same budget and protocol.
+def check_split(split: Any) -> str:
+    """``split`` if it is one of ``SPLITS``, else a ``SpecError`` saying what each one means."""
+    if not isinstance(split, str) or split not in SPLITS:
+        shown = repr(split)[:60]
+        choices = "; ".join(f"'{key}': {text}" for key, text in SPLITS.items())
+        raise SpecError(f"Unknown data split across repeats {shown}: choose {choices}.")
+    return split
 
-    Raises ``SpecError`` for bad strategies, repeats or a budget that is not the same for all,
-    a strategy whose package is missing, and strategies that would all be random search
-    (``strategies.check_comparison``).
+
+def repeat_seeds(spec: StudySpec, repeats: int, split: str = DEFAULT_SPLIT) -> list[tuple[int, int]]:
+    """``(split_seed, sampler_seed)`` of each repeat r = 0 .. R-1: the sampler seed is
+    ``spec.sampler_seed + r``; the split seed ``spec.split_seed + r`` (``"per_repeat"``) or
+    ``spec.split_seed`` for every repeat (``"shared"``)."""
+    check_split(split)
+    return [(spec.split_seed + (r if split == "per_repeat" else 0), spec.sampler_seed + r) for r in range(repeats)]
+
+
+def plan_experiment(
+    spec: StudySpec,
+    strategies: Sequence[str] | str | None = None,
+    repeats: int = DEFAULT_REPEATS,
+    split: str = DEFAULT_SPLIT,
+) -> list[StudySpec]:
+    """The study specs of an experiment: one per (strategy, repeat), same budget and protocol.
+
+    Repeat r's study is named after its sampler seed, ``<name>-<strategy>-s<seed>``, and its
+    spec holds ``seed`` = that sampler seed with ``split_seed`` and ``sampler_seed`` written
+    out (``repeat_seeds``): ``split="per_repeat"`` (default) gives each repeat its own data
+    split, exactly as before these seeds existed; ``"shared"`` gives every repeat the base
+    spec's split seed, so only the sampler's luck varies between repeats.
+
+    Raises ``SpecError`` for bad strategies, repeats, split or a budget that is not the same
+    for all, a strategy whose package is missing, and strategies that would all be random
+    search (``strategies.check_comparison``).
     """
     check_name(spec.name, "experiment ID")
+    check_split(split)
     chosen = parse_strategies(strategies)
     if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= MAX_REPEATS:
         raise SpecError(f"Repeats must be a whole number from 1 to {MAX_REPEATS}, got {repeats!r}.")
@@ -138,11 +184,85 @@ def plan_experiment(
     # Each strategy's package, and no two strategies that would run the same random trials
     # (a model-based one still in its start-up phase for the whole budget, against random).
     check_comparison(spec, chosen)
+    seeds = repeat_seeds(spec, repeats, split)
     specs = []
     for strategy in chosen:
-        for seed in range(spec.seed, spec.seed + repeats):
-            specs.append(spec.replace(name=study_name(spec.name, strategy, seed), strategy=strategy, seed=seed))
+        for split_seed, sampler_seed in seeds:
+            specs.append(
+                spec.replace(
+                    name=study_name(spec.name, strategy, sampler_seed),
+                    strategy=strategy,
+                    seed=sampler_seed,
+                    split_seed=split_seed,
+                    sampler_seed=sampler_seed,
+                )
+            )
     return specs
+
+
+def _split_seed_of(spec: Mapping[str, Any]) -> int:
+    """A stored spec's effective split seed: ``split_seed`` when given, else ``seed``."""
+    value = spec.get("split_seed")
+    if value is None:
+        value = spec.get("seed", 0)
+    return int(value)
+
+
+def split_design(specs: Sequence[Mapping[str, Any]]) -> str:
+    """How the studies of a comparison split the data, read from their specs (plain dicts, as
+    stored in each study's ``hpdash.spec`` attr, or ``StudySpec.to_dict()``).
+
+    - ``"shared"``: more than one spec, and every effective split seed (``split_seed``, else
+      ``seed``) is the same: one holdout, one set of folds and one model seed for all, so the
+      differences between repeats are the samplers' luck alone.
+    - ``"per_repeat"``: within each strategy every study has its own split seed (a single
+      spec, or none, counts as this): the spread over repeats mixes split luck and sampler
+      luck. Every experiment created before ``split`` existed is this.
+    - ``"mixed"``: anything else (some repeats of a strategy share a split, others do not).
+    """
+    seeds = [_split_seed_of(spec) for spec in specs]
+    if len(seeds) > 1 and len(set(seeds)) == 1:
+        return "shared"
+    by_strategy: dict[Any, list[int]] = {}
+    for spec, seed in zip(specs, seeds):
+        by_strategy.setdefault(spec.get("strategy"), []).append(seed)
+    if all(len(set(group)) == len(group) for group in by_strategy.values()):
+        return "per_repeat"
+    return MIXED_SPLIT
+
+
+def study_specs(names: Sequence[str], storage: str | None = None, *, store: Any = None) -> dict[str, dict[str, Any]]:
+    """The stored spec (``hpdash.spec``, a plain dict) of each study in ``names`` that has
+    one, in one query on Optuna's tables. ``store``: a storage already open on ``storage``."""
+    if not names:
+        return {}
+    query = sqlalchemy.text(
+        "SELECT s.study_name, a.value_json FROM studies s "
+        "JOIN study_user_attributes a ON a.study_id = s.study_id "
+        "WHERE a.key = :key AND s.study_name IN :names"
+    ).bindparams(sqlalchemy.bindparam("names", expanding=True))
+    opened = store is None
+    if opened:
+        store = open_storage(storage, heartbeat=False)
+    try:
+        with store.engine.connect() as conn:
+            rows = conn.execute(query, {"key": runner.SPEC_ATTR, "names": list(names)}).all()
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise StorageError(
+            f"Could not read the studies' specs from {redact(config.storage_url(storage))}: {exc}. "
+            "Try again in a moment."
+        ) from exc
+    finally:
+        if opened:
+            store.engine.dispose()
+    return {study: json.loads(value) for study, value in rows}
+
+
+def experiment_split(name: str, storage: str | None = None, *, store: Any = None) -> str:
+    """``split_design`` of experiment ``name``'s studies (those still in the storage)."""
+    experiment = load_experiment(name, storage)
+    specs = study_specs(experiment.study_names, storage, store=store)
+    return split_design([specs[run.study] for run in experiment.runs if run.study in specs])
 
 
 def _check_trial_total(spec: StudySpec, chosen: list[str], repeats: int) -> None:
@@ -237,16 +357,21 @@ def create_experiment(
     strategies: Sequence[str] | str | None = None,
     repeats: int = DEFAULT_REPEATS,
     storage: str | None = None,
+    split: str = DEFAULT_SPLIT,
 ) -> Experiment:
     """Create the S x R studies (with their budget slots) and record the experiment.
 
+    ``split``: the data split across repeats (``SPLITS``; see ``plan_experiment``). Each
+    study's stored spec holds its split and sampler seeds, so ``experiment_split`` (and
+    ``split_design`` on the specs) tells a reader which design ran.
+
     Everything is checked before anything is created: the ID, the size caps, the workers per
-    study (``spec.workers``), every study name and the plan of the first study (dataset,
-    model, space, metric). If creating a later study fails, the studies created so far are
-    deleted again.
+    study (``spec.workers``), the split, every study name and the plan of the first study
+    (dataset, model, space, metric). If creating a later study fails, the studies created so
+    far are deleted again.
     """
     check_workers(spec.workers)
-    specs = plan_experiment(spec, strategies, repeats)
+    specs = plan_experiment(spec, strategies, repeats, split)
     if experiment_exists(spec.name, storage):
         raise SpecError(f"An experiment with ID {spec.name!r} already exists. Pick another name.")
     existing = set(optuna.get_all_study_names(storage=open_storage(storage, heartbeat=False)))
@@ -628,16 +753,19 @@ def compare_strategies(
     repeats: int = DEFAULT_REPEATS,
     workers: int = 1,
     storage: str | None = None,
+    split: str = DEFAULT_SPLIT,
 ) -> LaunchedExperiment:
     """ "Compare strategies" on the New study page: create the S x R studies and queue them.
 
     ``spec.name`` becomes the experiment ID, ``spec.strategy`` is ignored and ``spec.seed`` is
-    the first seed; every study records ``workers`` as its workers. One detached queue process
-    runs the studies a few at a time (``launch_experiment``); open
-    ``pages/compare.py?experiment=<ID>`` to watch (``experiment_progress``).
+    the first seed; every study records ``workers`` as its workers. ``split``: the data split
+    across repeats (``SPLITS``, see ``plan_experiment``). One detached queue process runs the
+    studies a few at a time (``launch_experiment``); open ``pages/compare.py?experiment=<ID>``
+    to watch (``experiment_progress``).
     """
     check_workers(workers)
-    experiment = create_experiment(spec.replace(workers=workers), strategies, repeats, storage)
+    check_split(split)
+    experiment = create_experiment(spec.replace(workers=workers), strategies, repeats, storage, split)
     return LaunchedExperiment(experiment, launch_experiment(experiment.name, storage, workers))
 
 

@@ -444,6 +444,10 @@ def model_param_prefix(pipeline: Pipeline) -> str:
 class Problem:
     """One study's data, split and folds, computed once per worker.
 
+    ``seed`` is the spec's ``split_seed`` (``StudySpec.split_seed``: ``seed`` unless given):
+    the holdout split, the CV folds and the estimator's ``random_state`` all follow it; the
+    sampler's seed (``sampler_seed``) is not the problem's.
+
     ``pos_label`` is the spec's (None: hpdash picks, see ``resolve_pos_label``); it holds the
     resolved positive class after construction (None for metrics without one).
     """
@@ -490,8 +494,10 @@ class Problem:
 def make_problem(prepared: Any, spec: Any, spaces: Mapping[str, space.SearchSpace], metric: str) -> Problem:
     """A ``Problem`` from prepared data (``datasets.PreparedData``) and a ``StudySpec``: the
     holdout split, then the CV folds of the training part, as a worker computes them."""
-    X_train, X_test, y_train, y_test = holdout_split(prepared.X, prepared.y, prepared.task, spec.test_size, spec.seed)
-    cv = make_cv(prepared.task, spec.folds, spec.repeats, spec.seed)
+    X_train, X_test, y_train, y_test = holdout_split(
+        prepared.X, prepared.y, prepared.task, spec.test_size, spec.split_seed
+    )
+    cv = make_cv(prepared.task, spec.folds, spec.repeats, spec.split_seed)
     try:
         splits = list(cv.split(X_train, y_train))
     except ValueError as exc:
@@ -506,7 +512,7 @@ def make_problem(prepared: Any, spec: Any, spaces: Mapping[str, space.SearchSpac
         numeric=list(prepared.numeric),
         categorical=list(prepared.categorical),
         splits=splits,
-        seed=spec.seed,
+        seed=spec.split_seed,
         spaces=dict(spaces),
         pos_label=spec.pos_label,
     )
@@ -991,10 +997,10 @@ def smoke_check(plan: Any, *, max_rows: int | None = None) -> SmokeReport:
     metric = check_metric(plan.metric, task, prepared.y, plan.spaces, spec.pos_label)
     split = getattr(plan, "split", None)  # the plan's holdout split, when it made one
     X_train, _, y_train, _ = (
-        split if split is not None else holdout_split(prepared.X, prepared.y, task, spec.test_size, spec.seed)
+        split if split is not None else holdout_split(prepared.X, prepared.y, task, spec.test_size, spec.split_seed)
     )
     X_train = X_train.copy()  # one block per dtype: fast row selection (see Problem)
-    cv = make_cv(task, spec.folds, spec.repeats, spec.seed)
+    cv = make_cv(task, spec.folds, spec.repeats, spec.split_seed)
     try:
         splits = list(cv.split(X_train, y_train))
     except ValueError as exc:
@@ -1013,11 +1019,11 @@ def smoke_check(plan: Any, *, max_rows: int | None = None) -> SmokeReport:
     for key, model_space in plan.spaces.items():
         family = models.get_family(key)
         rows = min(len(train_idx), max_rows or family.smoke_rows)
-        fit_idx = _sample_rows(train_idx, labels, rows, spec.seed)
-        score_idx = _sample_rows(test_idx, labels, SMOKE_TEST_ROWS, spec.seed)
+        fit_idx = _sample_rows(train_idx, labels, rows, spec.split_seed)
+        score_idx = _sample_rows(test_idx, labels, SMOKE_TEST_ROWS, spec.split_seed)
         params = representative_params(model_space)
         fitted_params, members = _smoke_members(family, params)
-        estimator = models.make_estimator(key, task, fitted_params, seed=spec.seed)
+        estimator = models.make_estimator(key, task, fitted_params, seed=spec.split_seed)
         pipe = build_pipeline(estimator, prepared.numeric, prepared.categorical)
         try:
             with warnings.catch_warnings():
@@ -1130,7 +1136,9 @@ def reproduce_snippet(spec: Mapping[str, Any], problem: Problem, model_key: str,
 
     It builds the same pipeline as ``Problem.pipeline`` (the preprocessing the model needs,
     histogram gradient boosting's categorical columns, a standardised regression target) and
-    the same scorer (with the positive class of a two-class metric).
+    the same scorer (with the positive class of a two-class metric). Every ``random_state`` in
+    it is ``problem.seed``, the study's split seed (``StudySpec.split_seed``): the sampler's
+    seed only chose the hyperparameters, so it does not appear.
     """
     pipe = problem.pipeline(model_key, params)
     estimator = pipe.named_steps["model"]
@@ -1169,6 +1177,7 @@ def reproduce_snippet(spec: Mapping[str, Any], problem: Problem, model_key: str,
         "",
         "# X, y: the prepared table (hpdash drops ID-like/constant/free-text columns and",
         "# expands datetimes first; see the dataset profile).",
+        f"# random_state={problem.seed}: the study's split seed (holdout, CV folds and the model's own randomness).",
         f"numeric = {problem.numeric!r}",
         f"categorical = {problem.categorical!r}",
         f"X_train, X_test, y_train, y_test = train_test_split(X, y, test_size={spec['test_size']}, random_state={problem.seed}, stratify={stratify})",

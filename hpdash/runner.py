@@ -99,7 +99,7 @@ class Plan:
         training part, computed once."""
         spec, prepared = self.spec, self.prepared
         X_train, X_test, y_train, y_test = self.split or _holdout(spec, prepared)
-        cv = objective.make_cv(prepared.task, spec.folds, spec.repeats, spec.seed)
+        cv = objective.make_cv(prepared.task, spec.folds, spec.repeats, spec.split_seed)
         try:
             splits = list(cv.split(X_train, y_train))
         except ValueError as exc:  # plan_study checked the sizes; this is scikit-learn's word
@@ -114,7 +114,7 @@ class Plan:
             numeric=prepared.numeric,
             categorical=prepared.categorical,
             splits=splits,
-            seed=spec.seed,
+            seed=spec.split_seed,
             spaces=self.spaces,
             pos_label=spec.pos_label,
         )
@@ -182,7 +182,7 @@ def fit_default_spaces(spec: StudySpec, plan: Plan) -> dict[str, space.SearchSpa
     if not bounded or plan.split is None:
         return plan.spaces
     X_train, _, y_train, _ = plan.split
-    cv = objective.make_cv(plan.prepared.task, spec.folds, spec.repeats, spec.seed)
+    cv = objective.make_cv(plan.prepared.task, spec.folds, spec.repeats, spec.split_seed)
     fold_rows = min(len(train) for train, _ in cv.split(X_train, y_train))
     spaces = dict(plan.spaces)
     for key, names in bounded.items():
@@ -211,7 +211,7 @@ def check_budget(n_trials: int | None) -> None:
 
 
 def _holdout(spec: StudySpec, prepared: datasets.PreparedData) -> tuple[Any, Any, Any, Any]:
-    return objective.holdout_split(prepared.X, prepared.y, prepared.task, spec.test_size, spec.seed)
+    return objective.holdout_split(prepared.X, prepared.y, prepared.task, spec.test_size, spec.split_seed)
 
 
 def check_protocol(spec: StudySpec, prepared: datasets.PreparedData) -> tuple[Any, Any, Any, Any]:
@@ -383,7 +383,7 @@ def create_study(spec: StudySpec, storage: str | None = None, *, plan: Plan | No
             "maximize",  # scikit-learn scorers are "greater is better"
             user_attrs,
             slots,
-            sampler=strategies.make_sampler(spec.strategy, spec.seed),
+            sampler=strategies.make_sampler(spec.strategy, spec.sampler_seed),
             pruner=strategies.make_pruner(spec.pruner, spec.folds * spec.repeats),
         )
     except optuna.exceptions.DuplicatedStudyError:
@@ -399,10 +399,10 @@ def _budget_slots(plan: Plan) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     spec = plan.spec
     if spec.strategy == "grid":
         points = plan.grid()
-        # Optuna's GridSampler visits points in random order; hpdash shuffles with the study
-        # seed, so the order is reproducible, and a budget below the grid size is a seeded
-        # random subset of the grid.
-        order = np.random.default_rng(spec.seed).permutation(len(points))
+        # Optuna's GridSampler visits points in random order; hpdash shuffles with the study's
+        # sampler seed (the search's luck, not the data's), so the order is reproducible, and
+        # a budget below the grid size is a seeded random subset of the grid.
+        order = np.random.default_rng(spec.sampler_seed).permutation(len(points))
         budget = len(points) if spec.n_trials is None else min(spec.n_trials, len(points))
         # What study.enqueue_trial(point) stores for each point.
         slots = [{"fixed_params": points[int(i)]} for i in order[:budget]]

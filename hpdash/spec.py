@@ -14,7 +14,7 @@ import reprlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import yaml
 
@@ -37,6 +37,44 @@ MAX_YAML_NODES = 100_000
 # The C parser where PyYAML was built with libyaml (much faster), else the pure-Python one.
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+#: The largest seed: NumPy's ``RandomState`` (scikit-learn's and Optuna's) takes 32 bits.
+MAX_SEED = 2**32 - 1
+#: The seeds that follow ``seed`` unless the spec gives them.
+SPLIT_SEEDS = ("split_seed", "sampler_seed")
+
+
+class _FollowsSeed:
+    """A seed field that is the spec's ``seed`` unless it was given.
+
+    Reading it on a spec gives the effective seed (an int: the given value, else ``seed``, read
+    at that moment); on the class, ``None`` (the dataclass default: "not given"). Whether it was
+    given is kept, so ``StudySpec.to_dict`` writes it only then, ``replace(seed=...)`` moves
+    a seed that was not given along with ``seed``, and a spec stored before these fields
+    existed reads back as it was.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.slot = f"_given_{name}"
+
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> None: ...
+    @overload
+    def __get__(self, obj: object, objtype: type | None = None) -> int: ...
+    def __get__(self, obj: object | None, objtype: type | None = None) -> int | None:
+        if obj is None:
+            return None
+        given = obj.__dict__.get(self.slot)
+        return int(obj.__dict__["seed"]) if given is None else int(given)
+
+    def __set__(self, obj: object, value: int | None) -> None:
+        obj.__dict__[self.slot] = value
+
+    def given(self, obj: object) -> int | None:
+        """The value the spec gave, or None when it follows ``seed``."""
+        value = obj.__dict__.get(self.slot)
+        return None if value is None else int(value)
+
 
 @dataclass
 class StudySpec:
@@ -55,7 +93,14 @@ class StudySpec:
     cv: dict[str, int] = field(default_factory=lambda: {"folds": 5, "repeats": 1})
     metric: str = "auto"
     test_size: float = 0.2
+    #: The default of both seeds below (and the study's seed in an experiment's names).
     seed: int = 0
+    #: Seeds "the problem": the holdout split, the CV folds, the estimator's ``random_state``
+    #: and the smoke fit's row sample. Reads as ``seed`` unless given (an int either way).
+    split_seed: _FollowsSeed = _FollowsSeed()
+    #: Seeds the search: the Optuna sampler of every strategy (each worker's seed is derived
+    #: from it) and the order of a grid. Reads as ``seed`` unless given (an int either way).
+    sampler_seed: _FollowsSeed = _FollowsSeed()
     pruner: str = "none"
     workers: int = 1
     #: Random trials before a model-based sampler (TPE, GP, CMA-ES) takes over; None: the
@@ -81,9 +126,33 @@ class StudySpec:
     def repeats(self) -> int:
         return int(self.cv.get("repeats", 1))
 
+    def seed_given(self, key: str) -> int | None:
+        """``split_seed`` or ``sampler_seed`` as the spec gave it; None when it follows ``seed``."""
+        if key not in SPLIT_SEEDS:
+            raise KeyError(key)
+        descriptor = vars(StudySpec)[key]
+        assert isinstance(descriptor, _FollowsSeed)
+        return descriptor.given(self)
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (what is stored in the study's user attrs and written as YAML)."""
-        return asdict(self)
+        """Plain-data form (what is stored in the study's user attrs and written as YAML).
+
+        ``split_seed`` and ``sampler_seed`` are written only when the spec gave them, so a
+        spec without them is written exactly as before they existed and keeps following
+        ``seed``; ``parse_spec(spec.to_dict()) == spec``."""
+        data = asdict(self)
+        for key in SPLIT_SEEDS:
+            if self.seed_given(key) is None:
+                del data[key]
+        return data
+
+    def __eq__(self, other: object) -> bool:
+        # Two specs are equal when they write the same plain data: a seed given equal to
+        # ``seed`` still differs from one that follows it (``replace(seed=...)`` moves only
+        # the second).
+        if not isinstance(other, StudySpec):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
@@ -118,6 +187,18 @@ def _int(raw: Mapping[str, Any], key: str, low: int, high: int | None = None) ->
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise SpecError(f"'{key}' must be {bound}, got {value}.")
+    return value
+
+
+def _seed(raw: Mapping[str, Any], key: str) -> int:
+    """``split_seed`` / ``sampler_seed``: a whole number in NumPy's seed range, or refused
+    with what to write instead (including leaving it out to follow ``seed``)."""
+    value = raw[key]
+    fix = f"Give a whole number from 0 to {MAX_SEED}, or leave '{key}' out to use 'seed'."
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"'{key}' must be a whole number, got {_shown(value)}. {fix}")
+    if not 0 <= value <= MAX_SEED:
+        raise SpecError(f"'{key}' must be between 0 and {MAX_SEED}, got {value}. {fix}")
     return value
 
 
@@ -165,7 +246,10 @@ def parse_spec(raw: Mapping[str, Any]) -> StudySpec:
     _choice(data, "pruner", PRUNERS)
     _choice(data, "task", TASKS)
     _int(data, "grid_points", 2, 1000)
-    _int(data, "seed", 0, 2**32 - 1)
+    _int(data, "seed", 0, MAX_SEED)
+    for key in SPLIT_SEEDS:
+        if data.get(key) is not None:
+            _seed(data, key)
     _int(data, "workers", 1, 64)
     if data["n_trials"] is not None:
         _int(data, "n_trials", 1, 100_000)

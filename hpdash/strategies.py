@@ -2,7 +2,8 @@
 
 Also what a strategy needs before it can run: its package (``check_strategy``), its start-up
 phase (``startup_trials_of``, ``startup_warning``), the comparisons that would be random search
-against itself (``check_comparison``), and each worker's seed (``worker_seed``).
+against itself (``check_comparison``), and each worker's seed (``worker_seed``, derived from
+the spec's ``sampler_seed``; the data split follows ``split_seed`` and never reaches a sampler).
 """
 
 from __future__ import annotations
@@ -332,10 +333,17 @@ def _make_sampler(strategy: str, seed: int, n_startup_trials: int, study_seed: i
 
 def sampler_for(spec: StudySpec, worker_index: int = 0) -> optuna.samplers.BaseSampler:
     """The sampler worker ``worker_index`` of a study runs: the spec's strategy, the worker's
-    own seed (``worker_seed``) and the study's start-up trials (``startup_trials_of``)."""
+    own seed (``worker_seed`` of the spec's ``sampler_seed``) and the study's start-up trials
+    (``startup_trials_of``).
+
+    Only ``spec.sampler_seed`` (``seed`` unless given) seeds the search; the data split, the
+    folds and the models follow ``spec.split_seed`` (``hpdash.objective``), so two studies
+    with one split seed and two sampler seeds differ only in the trials their samplers choose.
+    """
     startup = startup_trials_of(spec)
+    seed = spec.sampler_seed
     return make_sampler(
-        spec.strategy, worker_seed(spec.seed, worker_index), 10 if startup is None else startup, study_seed=spec.seed
+        spec.strategy, worker_seed(seed, worker_index), 10 if startup is None else startup, study_seed=seed
     )
 
 
@@ -353,13 +361,15 @@ def sampler_class_name(sampler: optuna.samplers.BaseSampler) -> str:
 
 def sampler_record(spec: StudySpec) -> dict[str, Any]:
     """What the study records under ``SAMPLER_ATTR``: the sampler class that runs it (so a
-    reader knows which GP ran), its start-up trials and how worker seeds are derived."""
+    reader knows which GP ran), its start-up trials, its seed (``spec.sampler_seed``) and how
+    worker seeds are derived from it."""
     sampler = sampler_for(spec, 0)
     return {
         "strategy": spec.strategy,
         "class": sampler_class_name(sampler),
         "startup_trials": startup_trials_of(spec),
-        "worker_seeds": f"numpy.random.SeedSequence([{spec.seed}, worker_index])",
+        "sampler_seed": spec.sampler_seed,
+        "worker_seeds": f"numpy.random.SeedSequence([{spec.sampler_seed}, worker_index])",
     }
 
 

@@ -490,6 +490,15 @@ with st.expander("Compare strategies: the same problem and budget, several strat
     n_repeats = st.number_input(
         "Repeats (seeds per strategy)", 1, experiments.MAX_REPEATS, experiments.DEFAULT_REPEATS, key="ns_cmp_repeats"
     )
+    split = st.radio(
+        "Data split across repeats",
+        list(experiments.SPLITS),
+        key="ns_cmp_split",
+        format_func=lambda key: experiments.SPLITS[key].capitalize(),
+        help="A new split per repeat: each repeat draws its own holdout, CV folds and model seeds, so "
+        "the spread over repeats is split luck and sampler luck together. The same split: every "
+        "repeat uses the form's seed for the data, and only the sampler's seed changes.",
+    )
     if spec is not None and plan is not None and chosen:
         per_trial = estimate.per_trial_s if estimate is not None else None
         at_once = experiments.parallel_limit(spec.workers)
@@ -504,7 +513,8 @@ with st.expander("Compare strategies: the same problem and budget, several strat
         st.info(
             f"Experiment {common.md(repr(spec.name))}: {budget.describe()}. Every study gets the same "
             "trial budget; seeds run from the form's seed upwards. A grid smaller than the "
-            "budget runs every point once; a larger one runs a seeded random subset.",
+            "budget runs every point once; a larger one runs a seeded random subset. Data split: "
+            f"{experiments.SPLITS[split]}.",
             icon=":material/balance:",
         )
         st.caption(
@@ -522,7 +532,7 @@ with st.expander("Compare strategies: the same problem and budget, several strat
     if go and spec is not None and not errors and comparison_error is None:
         try:
             with st.spinner("Creating the studies and starting their queue…"):
-                launched = experiments.compare_strategies(spec, chosen, int(n_repeats), spec.workers)
+                launched = experiments.compare_strategies(spec, chosen, int(n_repeats), spec.workers, split=split)
         except HpdashError as exc:
             common.show_error(exc, "Could not launch the comparison: ")
         else:

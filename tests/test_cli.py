@@ -452,3 +452,59 @@ def test_run_warns_when_the_start_up_phase_covers_the_budget(tmp_path: Path) -> 
         "warning: TPE would run 3 trial(s) at random: startup_trials (3 random trials) covers the whole budget of 3"
     ) in run.stderr
     assert run.stderr.index("warning: TPE") < run.stderr.index("Study 'tpe-random'")
+
+
+# ------------------------------------------------------------------------------ compare --split
+def test_compare_split_flag_is_passed_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """`--split shared|per_repeat` (default per_repeat) reaches ``create_experiment``; any other
+    value is refused by the parser with the choices; the help says what each one means."""
+    from hpdash import cli, experiments
+    from hpdash.errors import SpecError
+
+    monkeypatch.setenv("HPDASH_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.delenv("HPDASH_STORAGE", raising=False)
+    seen: list[str] = []
+
+    def fake_create(spec, strategies, repeats, storage, split="per_repeat"):
+        seen.append(split)
+        raise SpecError("stop here")
+
+    monkeypatch.setattr(experiments, "create_experiment", fake_create)
+    spec = str(_spec_file(tmp_path))
+    assert cli.main(["compare", spec, "--strategies", "random", "--split", "shared"]) == 2
+    assert cli.main(["compare", spec, "--strategies", "random"]) == 2
+    assert cli.main(["compare", spec, "--strategies", "random", "--split", "per_repeat"]) == 2
+    assert seen == ["shared", "per_repeat", "per_repeat"]
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["compare", spec, "--split", "same"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'same' (choose from" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["compare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--split {per_repeat,shared}" in text
+    assert "per_repeat (default) draws a new holdout, new CV folds and new model seeds for every repeat" in text
+    assert "shared keeps the spec's split_seed for every repeat, so only the sampler's seed varies" in text
+
+
+@pytest.mark.slow
+def test_compare_with_a_shared_split_runs_every_repeat_on_one_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpdash import experiments
+
+    data = tmp_path / "d"
+    done = hpdash(
+        "compare", str(_spec_file(tmp_path, "sh", 2)), "--strategies", "random", "--repeats", "2",
+        "--split", "shared", env_dir=data,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "data split: the same split for every repeat (only sampler luck varies)" in done.stderr
+    monkeypatch.setenv("HPDASH_DATA_DIR", str(data))
+    monkeypatch.delenv("HPDASH_STORAGE", raising=False)
+    specs = experiments.study_specs(["sh-random-s0", "sh-random-s1"])
+    assert [(specs[n]["split_seed"], specs[n]["sampler_seed"]) for n in ("sh-random-s0", "sh-random-s1")] == [
+        (0, 0),
+        (0, 1),
+    ]
+    assert experiments.experiment_split("sh") == "shared"

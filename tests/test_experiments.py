@@ -470,3 +470,86 @@ def test_stop_experiment_ends_the_queue_and_starts_nothing_more(data_dir, monkey
     progress = experiments.experiment_progress("halt")
     assert progress.queued == 0 and progress.running == 0 and not progress.queue_alive
     assert progress.queue["stop_requested"] and progress.queue["ended"]
+
+
+# ------------------------------------------------------------------------------ data split across repeats
+def test_per_repeat_split_gives_each_repeat_its_own_split_and_sampler_seed() -> None:
+    """The default: repeat r uses seed + r for both, exactly as before the two seeds existed."""
+    specs = experiments.plan_experiment(_spec(), "random,tpe", 3)
+    assert specs == experiments.plan_experiment(_spec(), "random,tpe", 3, split="per_repeat")
+    assert [(s.seed, s.split_seed, s.sampler_seed) for s in specs] == [(7, 7, 7), (8, 8, 8), (9, 9, 9)] * 2
+    assert [s.name for s in specs[:3]] == ["iris-exp-random-s7", "iris-exp-random-s8", "iris-exp-random-s9"]
+    # the stored spec writes both seeds out, so a reader sees the design
+    assert all(s.to_dict()["split_seed"] == s.to_dict()["sampler_seed"] == s.seed for s in specs)
+    assert experiments.split_design([s.to_dict() for s in specs]) == "per_repeat"
+
+
+def test_shared_split_keeps_the_split_seed_and_moves_the_sampler_seed() -> None:
+    specs = experiments.plan_experiment(_spec(), "grid,random", 3, split="shared")
+    assert {s.split_seed for s in specs} == {7}
+    assert [s.sampler_seed for s in specs] == [7, 8, 9, 7, 8, 9]
+    # names (and the catalogue's seed) are the repeat's sampler seed, as before
+    assert [s.name for s in specs] == [f"iris-exp-{st}-s{seed}" for st in ("grid", "random") for seed in (7, 8, 9)]
+    assert [s.seed for s in specs] == [7, 8, 9, 7, 8, 9]
+    assert all(s.to_dict()["split_seed"] == 7 for s in specs)
+    assert experiments.split_design([s.to_dict() for s in specs]) == "shared"
+
+
+def test_split_seeds_start_from_the_base_specs_own() -> None:
+    base = _spec(split_seed=100, sampler_seed=3)
+    per = experiments.plan_experiment(base, "random", 2)
+    assert [(s.split_seed, s.sampler_seed, s.name) for s in per] == [
+        (100, 3, "iris-exp-random-s3"),
+        (101, 4, "iris-exp-random-s4"),
+    ]
+    shared = experiments.plan_experiment(base, "random", 2, split="shared")
+    assert [(s.split_seed, s.sampler_seed) for s in shared] == [(100, 3), (100, 4)]
+    assert experiments.repeat_seeds(base, 2, "shared") == [(100, 3), (100, 4)]
+
+
+@pytest.mark.parametrize("split", ["same", "", None, 1, "Shared"])
+def test_an_unknown_split_is_refused_with_the_choices(data_dir, split) -> None:
+    with pytest.raises(SpecError) as err:
+        experiments.plan_experiment(_spec(), "random", 2, split=split)
+    message = str(err.value)
+    assert message.startswith(f"Unknown data split across repeats {split!r}")
+    assert "'per_repeat': a new split per repeat (split and sampler luck)" in message
+    assert "'shared': the same split for every repeat (only sampler luck varies)" in message
+    with pytest.raises(SpecError, match="Unknown data split"):
+        experiments.create_experiment(_spec(), "random", 2, split=split)
+    with pytest.raises(SpecError, match="Unknown data split"):
+        experiments.compare_strategies(_spec(), "random", 2, split=split)
+    _nothing_created()
+
+
+def test_create_shared_records_each_studys_split_and_sampler_seed(data_dir) -> None:
+    exp = experiments.create_experiment(_spec(), "random,tpe", 2, split="shared")
+    assert exp.study_names == ["iris-exp-random-s7", "iris-exp-random-s8", "iris-exp-tpe-s7", "iris-exp-tpe-s8"]
+    assert [r.seed for r in exp.runs] == [7, 8, 7, 8]
+    stored = experiments.study_specs(exp.study_names)
+    assert {stored[n]["split_seed"] for n in exp.study_names} == {7}
+    assert [stored[n]["sampler_seed"] for n in exp.study_names] == [7, 8, 7, 8]
+    for name in exp.study_names:
+        spec = runner.load_spec_of(runner.load_study(name))
+        assert spec.split_seed == 7 and spec.sampler_seed == stored[name]["sampler_seed"]
+        record = runner.load_study(name).user_attrs["hpdash.sampler"]
+        assert record["sampler_seed"] == spec.sampler_seed
+    assert experiments.experiment_split("iris-exp") == "shared"
+    experiments.create_experiment(_spec(name="iris-per"), "random", 2)
+    assert experiments.experiment_split("iris-per") == "per_repeat"
+
+
+def test_split_design_on_hand_made_specs() -> None:
+    def spec(strategy: str, seed: int, split_seed: int | None = None) -> dict:
+        out = {"strategy": strategy, "seed": seed}
+        return out if split_seed is None else {**out, "split_seed": split_seed}
+
+    # specs stored before split_seed existed: seed is the split seed
+    assert experiments.split_design([spec("grid", 0), spec("grid", 1), spec("tpe", 0), spec("tpe", 1)]) == "per_repeat"
+    assert experiments.split_design([spec("grid", 0, 5), spec("grid", 1, 5), spec("tpe", 0, 5)]) == "shared"
+    assert experiments.split_design([spec("grid", 5), spec("tpe", 1, 5)]) == "shared"  # one split for both
+    assert experiments.split_design([spec("grid", 0, 5), spec("grid", 1, 5), spec("grid", 2, 6)]) == "mixed"
+    assert experiments.split_design([spec("grid", 0, 5), spec("grid", 1, 5), spec("tpe", 0), spec("tpe", 1)]) == "mixed"
+    assert experiments.split_design([{"split_seed": None, "seed": 3}, {"seed": 3}]) == "shared"
+    assert experiments.split_design([spec("grid", 0)]) == "per_repeat"  # one study: nothing is shared
+    assert experiments.split_design([]) == "per_repeat"

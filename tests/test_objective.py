@@ -657,3 +657,78 @@ def test_a_neighbour_range_past_the_fold_size_is_cut_by_default_and_refused_when
         rf"a CV fold trains on only {fold_rows} rows .*Lower its upper end to at most {fold_rows}",
     ):
         objective.smoke_check(plan)
+
+
+# --------------------------------------------------------------------------------------------
+# split_seed: the problem (holdout, folds, model seed); sampler_seed does not reach it
+# --------------------------------------------------------------------------------------------
+def _seeded_problem(**seeds: int) -> tuple[Any, objective.Problem]:
+    spec = parse_spec({**GRID_SPEC, "dataset": "sklearn:iris", "cv": {"folds": 3}, **seeds})
+    plan = runner.plan_study(spec)
+    return plan, objective.make_problem(plan.prepared, spec, plan.spaces, plan.metric)
+
+
+def _folds_of(problem: objective.Problem) -> list[list[Any]]:
+    """Each CV fold's test rows by their index in the table: the fold assignment."""
+    return [sorted(problem.X_train.index[test]) for _, test in problem.splits]
+
+
+def test_split_seed_fixes_the_holdout_the_folds_and_the_model_and_the_sampler_seed_does_not() -> None:
+    plan, one = _seeded_problem(seed=0, split_seed=5, sampler_seed=1)
+    _, other = _seeded_problem(seed=8, split_seed=5, sampler_seed=2)
+    _, plain = _seeded_problem(seed=5)  # split_seed not given: the old protocol of seed 5
+    _, moved = _seeded_problem(seed=0, split_seed=6, sampler_seed=1)
+    for same in (other, plain):
+        assert list(same.X_train.index) == list(one.X_train.index)
+        assert list(same.X_test.index) == list(one.X_test.index)
+        assert _folds_of(same) == _folds_of(one)
+        assert same.seed == one.seed == 5
+    assert one.pipeline("decision_tree", {"max_depth": 3}).named_steps["model"].random_state == 5
+    # grid is deterministic: the same split seed scores every grid point the same, fold by fold
+    points = space.grid_points(plan.spaces, 3)
+    assert len(points) == 18
+    for point in points:
+        params = {k: v for k, v in point.items() if k != "model"}
+        assert (
+            objective.cross_validate_params(one, "decision_tree", params).fold_scores
+            == objective.cross_validate_params(other, "decision_tree", params).fold_scores
+        )
+    # another split seed: another holdout and other folds
+    assert list(moved.X_test.index) != list(one.X_test.index)
+    assert _folds_of(moved) != _folds_of(one)
+
+
+def test_the_reproduce_snippet_uses_the_split_seed(data_dir) -> None:
+    plan, problem = _seeded_problem(seed=0, split_seed=5, sampler_seed=3)
+    params = {"max_depth": 3, "min_samples_leaf": 2, "criterion": "gini"}
+    code = objective.reproduce_snippet(plan.spec.to_dict(), problem, "decision_tree", params)
+    assert set(re.findall(r"random_state=(\d+)", code)) == {"5"}
+    scope = {"X": plan.prepared.X, "y": plan.prepared.y}
+    exec(compile(code.replace("print(scores.mean())", "result = list(scores)"), "snippet", "exec"), scope)
+    assert scope["result"] == objective.cross_validate_params(problem, "decision_tree", params).fold_scores
+
+
+def test_the_smoke_fit_samples_and_seeds_with_the_split_seed(monkeypatch) -> None:
+    import dataclasses
+
+    plan, _ = _seeded_problem(seed=0, split_seed=5, sampler_seed=3)
+    seen: dict[str, list[Any]] = {"holdout": [], "rows": [], "model": []}
+    holdout, sample, make = objective.holdout_split, objective._sample_rows, models.make_estimator
+
+    def spy_holdout(X, y, task, test_size, seed):
+        seen["holdout"].append(seed)
+        return holdout(X, y, task, test_size, seed)
+
+    def spy_rows(idx, y, n, seed):
+        seen["rows"].append(seed)
+        return sample(idx, y, n, seed)
+
+    def spy_model(key, task, params, seed=None):
+        seen["model"].append(seed)
+        return make(key, task, params, seed=seed)
+
+    monkeypatch.setattr(objective, "holdout_split", spy_holdout)
+    monkeypatch.setattr(objective, "_sample_rows", spy_rows)
+    monkeypatch.setattr(objective.models, "make_estimator", spy_model)
+    objective.smoke_check(dataclasses.replace(plan, split=None))  # the check makes its own split
+    assert seen["holdout"] == [5] and set(seen["rows"]) == {5} and set(seen["model"]) == {5}

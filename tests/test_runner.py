@@ -728,3 +728,41 @@ def test_readers_of_a_studys_records(data_dir) -> None:
     assert runner.refit_error(study) == "ValueError: bad" and runner.refit_info(study) is None
     plain = optuna.create_study(study_name="plain", storage=config.storage_url())
     assert runner.dataset_of(plain) is None and runner.metric_of(plain) is None and runner.refit_error(plain) is None
+
+
+# ------------------------------------------------------------------------------ split and sampler seeds
+def _folds(problem: Any) -> list[list[Any]]:
+    """Each CV fold's test rows by their index in the table: the fold assignment."""
+    return [sorted(problem.X_train.index[test]) for _, test in problem.splits]
+
+
+def test_the_workers_problem_follows_split_seed_and_not_sampler_seed(data_dir) -> None:
+    """What `hpdash run` and every worker evaluate on (``Plan.problem``): the holdout, the
+    folds and the model seed follow ``split_seed``; ``sampler_seed`` and ``seed`` do not
+    reach them once ``split_seed`` is given."""
+    one = runner.plan_study(_spec(seed=0, split_seed=5, sampler_seed=1)).problem()
+    other = runner.plan_study(_spec(seed=8, split_seed=5, sampler_seed=2)).problem()
+    plain = runner.plan_study(_spec(seed=5)).problem()  # no split_seed: seed 5's protocol, as before
+    moved = runner.plan_study(_spec(seed=0, split_seed=6, sampler_seed=1)).problem()
+    for same in (other, plain):
+        assert list(same.X_test.index) == list(one.X_test.index) and _folds(same) == _folds(one)
+        assert same.seed == 5
+    assert list(moved.X_test.index) != list(one.X_test.index) and _folds(moved) != _folds(one)
+
+
+def test_a_grid_with_one_split_seed_scores_the_same_whatever_the_sampler_seed(data_dir) -> None:
+    """Two grid studies, one split seed, two sampler seeds: every grid point gets the same
+    fold scores; the sampler seed only changes the grid's order. Another split seed scores
+    them differently."""
+    base = {"strategy": "grid", "n_trials": None, "grid_points": 3, "seed": 0}
+    scores, orders = [], []
+    for name, sampler_seed, split_seed in (("grid-a", 1, 5), ("grid-b", 2, 5), ("grid-c", 1, 6)):
+        spec = _spec(name=name, split_seed=split_seed, sampler_seed=sampler_seed, **base)
+        runner.create_study(spec)
+        runner.run_here(name)
+        trials = sorted(runner.load_study(name).get_trials(), key=lambda t: t.number)
+        assert trials and all(t.state == TrialState.COMPLETE for t in trials)
+        orders.append([tuple(sorted(t.params.items())) for t in trials])
+        scores.append({tuple(sorted(t.params.items())): t.user_attrs["fold_scores"] for t in trials})
+    assert scores[0] == scores[1] and orders[0] != orders[1]
+    assert scores[2] != scores[0]

@@ -281,3 +281,71 @@ def test_text_from_a_browser_is_never_a_file_name(tmp_path) -> None:
     assert load_spec_text(SPEC_YAML).name == "s1"
     with pytest.raises(SpecError, match="not finite at 'timeout'"):
         load_spec_text(SPEC_YAML + "timeout: .inf\n")
+
+
+# ------------------------------------------------------------------------------ split and sampler seeds
+def test_split_and_sampler_seeds_follow_seed_unless_given() -> None:
+    spec = parse_spec({**BASE, "seed": 4})
+    assert (spec.seed, spec.split_seed, spec.sampler_seed) == (4, 4, 4)
+    assert isinstance(spec.split_seed, int) and isinstance(spec.sampler_seed, int)
+    assert spec.seed_given("split_seed") is None and spec.seed_given("sampler_seed") is None
+    # not given: written as before these keys existed, and they keep following seed
+    assert "split_seed" not in spec.to_dict() and "sampler_seed" not in spec.to_dict()
+    moved = spec.replace(seed=9)
+    assert (moved.split_seed, moved.sampler_seed) == (9, 9)
+    # null is "not given"
+    assert parse_spec({**BASE, "seed": 4, "split_seed": None}) == spec
+
+
+def test_given_split_and_sampler_seeds_are_kept_and_round_trip(tmp_path) -> None:
+    spec = parse_spec({**BASE, "seed": 1, "split_seed": 7, "sampler_seed": 0})
+    assert (spec.seed, spec.split_seed, spec.sampler_seed) == (1, 7, 0)
+    data = spec.to_dict()
+    assert data["split_seed"] == 7 and data["sampler_seed"] == 0 and data["seed"] == 1
+    assert parse_spec(data) == spec
+    path = tmp_path / "s.yaml"
+    path.write_text(spec.to_yaml())
+    again = load_spec(path)
+    assert again == spec and (again.split_seed, again.sampler_seed) == (7, 0)
+    # a given seed stays where it is when seed moves; a seed that follows moves with it
+    half = parse_spec({**BASE, "seed": 1, "split_seed": 7})
+    moved = half.replace(seed=3)
+    assert (moved.split_seed, moved.sampler_seed) == (7, 3)
+    # given equal to seed is still given: it is written, and does not move with seed
+    same = parse_spec({**BASE, "seed": 2, "sampler_seed": 2})
+    assert same.to_dict()["sampler_seed"] == 2 and same.replace(seed=5).sampler_seed == 2
+    assert same != parse_spec({**BASE, "seed": 2})
+
+
+def test_a_stored_spec_from_before_the_seed_keys_loads_unchanged() -> None:
+    old = parse_spec({**BASE, "seed": 3}).to_dict()
+    assert "split_seed" not in old
+    assert parse_spec(old).to_dict() == old
+    assert parse_spec(old).split_seed == parse_spec(old).sampler_seed == 3
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"split_seed": "one"}, "'split_seed' must be a whole number, got 'one'."),
+        ({"sampler_seed": 1.5}, "'sampler_seed' must be a whole number, got 1.5."),
+        ({"split_seed": True}, "'split_seed' must be a whole number, got True."),
+        ({"sampler_seed": -1}, "'sampler_seed' must be between 0 and 4294967295, got -1."),
+        ({"split_seed": 2**32}, "'split_seed' must be between 0 and 4294967295, got 4294967296."),
+    ],
+)
+def test_invalid_split_or_sampler_seed_names_the_problem_and_the_fix(change: dict, message: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse_spec({**BASE, **change})
+    key = next(iter(change))
+    assert message in str(err.value)
+    assert f"Give a whole number from 0 to 4294967295, or leave '{key}' out to use 'seed'." in str(err.value)
+
+
+def test_an_unknown_seed_key_is_refused_with_the_valid_ones() -> None:
+    with pytest.raises(SpecError) as err:
+        parse_spec({**BASE, "data_seed": 1})
+    assert "Unknown spec key(s): data_seed" in str(err.value)
+    assert "sampler_seed" in str(err.value) and "split_seed" in str(err.value)
+    with pytest.raises(KeyError):
+        parse_spec(BASE).seed_given("seed")

@@ -409,3 +409,44 @@ def test_worker_seeds_are_independent_across_repeats_and_workers() -> None:
     assert not set(drawn[(0, 1)]) & set(drawn[(1, 0)])
     every = [point for points in drawn.values() for point in points]
     assert len(set(every)) == len(every) == 80
+
+
+# ------------------------------------------------------------------------------ sampler seed
+def _sampler_draws(spec, n: int = 6) -> list[dict]:
+    """The first ``n`` configurations worker 0's sampler chooses on a small mixed space."""
+    study = optuna.create_study(sampler=strategies.sampler_for(spec, 0), direction="maximize")
+    for _ in range(n):
+        trial = study.ask()
+        x = trial.suggest_float("x", 0.0, 1.0)
+        k = trial.suggest_int("k", 1, 9)
+        study.tell(trial, x + k / 10)
+    return [t.params for t in study.trials]
+
+
+@pytest.mark.parametrize("strategy", [s for s in SAMPLER_CLASSES if s != "gp_torch"])
+def test_the_sampler_follows_sampler_seed_and_never_split_seed(strategy: str) -> None:
+    """Every strategy's sampler (start-up phase and model alike) is seeded by
+    ``sampler_seed`` only: another split seed (or another ``seed`` once ``sampler_seed`` is
+    given) chooses the same trials; another sampler seed does not."""
+
+    def spec(**seeds):
+        return _spec(strategy=strategy, n_trials=8, **seeds)
+
+    base = _sampler_draws(spec(seed=0, split_seed=1, sampler_seed=4))
+    assert _sampler_draws(spec(seed=9, split_seed=2, sampler_seed=4)) == base
+    assert _sampler_draws(spec(seed=4)) == base  # both following seed 4: the old behaviour
+    assert _sampler_draws(spec(seed=0, split_seed=1, sampler_seed=5)) != base
+    record = strategies.sampler_record(spec(seed=0, split_seed=1, sampler_seed=4))
+    assert record["sampler_seed"] == 4 and record["worker_seeds"] == "numpy.random.SeedSequence([4, worker_index])"
+
+
+def test_same_sampler_seed_other_split_seed_runs_the_same_random_search(data_dir) -> None:
+    """Through the real path (plan, create, one worker here): random search with one sampler
+    seed draws the same configurations whatever the split seed."""
+    first = _tree_spec("random", name="split-a", n_trials=5, seed=0, split_seed=1, sampler_seed=4)
+    second = _tree_spec("random", name="split-b", n_trials=5, seed=0, split_seed=2, sampler_seed=4)
+    params = []
+    for spec in (first, second):
+        _, trials, plan = _run_here(spec)
+        params.append([t.params for t in trials])
+    assert params[0] == params[1] == _random_draws(_tree_spec("random", seed=4), plan.spaces, 5)
