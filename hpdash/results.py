@@ -55,6 +55,7 @@ from hpdash.runtime import gc_paused
 from hpdash.storage import (
     OPTUNA_ALEMBIC_REVISION,
     OPTUNA_SCHEMA_VERSION,
+    is_pinned_schema,
     rdb_backend,
     schema_version,
     study_id,
@@ -436,7 +437,7 @@ def schema_supported(engine: sqlalchemy.engine.Engine) -> bool:
         if engine in _schema_checked:
             return _schema_checked[engine]
     schema, revision = schema_version(engine)
-    ok = schema == OPTUNA_SCHEMA_VERSION and revision == OPTUNA_ALEMBIC_REVISION
+    ok = is_pinned_schema((schema, revision))
     if not ok:
         warnings.warn(
             f"The study storage has Optuna schema {schema} / revision {revision}; hpdash's fast "

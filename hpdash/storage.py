@@ -1008,10 +1008,14 @@ def _lost_creation_race(exc: sqlalchemy.exc.DBAPIError) -> bool:
 _ENGINES: weakref.WeakSet[sqlalchemy.engine.Engine] = weakref.WeakSet()
 
 
-def _schema_is_pinned(engine: sqlalchemy.engine.Engine) -> bool:
-    """Whether the storage has exactly the Optuna schema hpdash is pinned to (and that
+def is_pinned_schema(version: tuple[int | None, str | None]) -> bool:
+    """Whether a ``schema_version`` is exactly the Optuna schema hpdash is pinned to (and that
     ``tests/test_results.py`` checks against the installed Optuna)."""
-    return schema_version(engine) == (OPTUNA_SCHEMA_VERSION, OPTUNA_ALEMBIC_REVISION)
+    return version == (OPTUNA_SCHEMA_VERSION, OPTUNA_ALEMBIC_REVISION)
+
+
+def _schema_is_pinned(engine: sqlalchemy.engine.Engine) -> bool:
+    return is_pinned_schema(schema_version(engine))
 
 
 def close_all() -> None:
