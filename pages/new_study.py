@@ -4,9 +4,9 @@ import streamlit as st
 
 from hpdash import config, datasets, experiments, models, runner, space, strategies, views
 from hpdash.errors import HpdashError, SpecError
-from hpdash.spec import MAX_YAML_CHARS, StudySpec, load_spec_text, parse_spec
+from hpdash.spec import StudySpec, parse_spec
 from hpdash.strategies import PRUNER_LABELS, STRATEGY_LABELS
-from hpdash.ui import common
+from hpdash.ui import common, study_form
 
 common.guard_page()
 
@@ -48,53 +48,8 @@ def on_startup_change() -> None:
     state["ns_startup_auto"] = False
 
 
-def apply_prefill(values: dict) -> None:
-    """Copy prefill values (from the Datasets page or an uploaded spec) into the form keys."""
-    mapping = {
-        "dataset": "ns_dataset",
-        "target": "ns_target",
-        "task": "ns_task",
-        "metric": "ns_metric",
-        "strategy": "ns_strategy",
-        "grid_points": "ns_grid_points",
-        "seed": "ns_seed",
-        "pruner": "ns_pruner",
-        "workers": "ns_workers",
-        "test_size": "ns_test_size",
-        "name": "ns_name",
-    }
-    for field, key in mapping.items():
-        if values.get(field) is not None:
-            state[key] = values[field]
-    if "model" in values:
-        state["ns_models"] = [values["model"]] if isinstance(values["model"], str) else list(values["model"])
-    if "n_trials" in values:
-        state["ns_n_trials"] = int(values["n_trials"] or 0)
-    if "timeout" in values:
-        state["ns_timeout_min"] = float(values["timeout"] or 0) / 60
-    if values.get("cv"):
-        state["ns_folds"] = int(values["cv"].get("folds", 5))
-        state["ns_repeats"] = int(values["cv"].get("repeats", 1))
-    if values.get("space"):
-        keys = state.get("ns_models") or []
-        raw = values["space"]
-        state["ns_space_init"] = dict(raw) if len(keys) > 1 else {keys[0]: dict(raw)} if keys else {}
-    if "startup_trials" in values:
-        state["ns_startup_auto"] = values["startup_trials"] is None
-        if values["startup_trials"] is not None:
-            state["ns_startup_trials"] = int(values["startup_trials"])
-    if "trial_timeout" in values:
-        state["ns_trial_timeout"] = float(values["trial_timeout"] or 0)
-    if values.get("pos_label") is not None:
-        state["ns_pos_label"] = values["pos_label"]
-    if "keep_columns" in values:
-        state["ns_keep_columns"] = list(values["keep_columns"] or [])
-    state["ns_strategy_prev"] = state["ns_strategy"]
-    state["ns_space_version"] += 1
-
-
 if common.PREFILL_KEY in state:
-    apply_prefill(state.pop(common.PREFILL_KEY))
+    study_form.apply_prefill(state, state.pop(common.PREFILL_KEY))
 
 # ------------------------------------------------------------------------------ spec upload
 with st.expander("Start from a spec file (YAML)"):
@@ -104,23 +59,9 @@ with st.expander("Start from a spec file (YAML)"):
     if spec_file is not None and state.get("ns_spec_upload_id") != spec_file.file_id:
         state["ns_spec_upload_id"] = spec_file.file_id
         try:
-            if spec_file.size > MAX_YAML_CHARS:
-                raise SpecError(
-                    f"the file is {spec_file.size:,} bytes; a spec may have at most "
-                    f"{MAX_YAML_CHARS:,}. A spec lists settings, not data."
-                )
-            # Always text (never a path on the server), through the bounded YAML loader.
-            loaded = load_spec_text(spec_file.getvalue().decode("utf-8", errors="replace"))
-            values = loaded.to_dict()
-            # A spec from the browser may only name a sample or an uploaded dataset: a server
-            # path would let any visitor read files on the server.
-            if values["dataset"] not in views.dataset_choices():
-                raise SpecError(
-                    f"its dataset {values['dataset']!r} is not a bundled sample or an uploaded "
-                    "dataset. Upload the table on the Datasets page, then pick it below."
-                )
-            apply_prefill(values)
-            state["ns_spec_message"] = ("ok", f"Loaded spec {loaded.name!r}. Check the form below.")
+            values = study_form.read_browser_spec(spec_file.getvalue(), views.dataset_choices())
+            study_form.apply_prefill(state, values)
+            state["ns_spec_message"] = ("ok", f"Loaded spec {values['name']!r}. Check the form below.")
         except (HpdashError, OSError) as exc:
             state["ns_spec_message"] = ("error", f"Cannot use this spec: {exc}")
         st.rerun()
@@ -130,18 +71,10 @@ with st.expander("Start from a spec file (YAML)"):
 
 # ------------------------------------------------------------------------------ data
 st.subheader("1 · Data")
-choices = views.dataset_choices()
-if state.get("ns_dataset") not in choices:
-    state.pop("ns_dataset", None)
-if len(choices) == len(datasets.SAMPLES):
+if len(views.dataset_choices()) == len(datasets.SAMPLES):
     st.caption("No uploaded datasets yet: pick a bundled sample, or upload a table on the Datasets page.")
 c1, c2, c3 = st.columns([2, 1, 1])
-ref = c1.selectbox("Dataset", list(choices), format_func=common.labels_of(choices), key="ns_dataset")
-try:
-    frame, sha = common.load_frame(ref)
-except HpdashError as exc:
-    common.show_error(exc)
-    st.stop()
+ref, frame, sha = common.dataset_picker("ns_dataset", container=c1)
 columns = [str(c) for c in frame.columns]
 if state.get("ns_target") not in columns:
     state["ns_target"] = views.default_target(columns)
@@ -364,28 +297,18 @@ name = (
 )
 
 # ------------------------------------------------------------------------------ validate
-raw = {
-    "name": name,
-    "dataset": ref,
-    "target": target,
-    "task": task_choice,
-    "model": model_keys[0] if len(model_keys) == 1 else list(model_keys),
-    "space": (spaces_raw.get(model_keys[0]) if len(model_keys) == 1 else spaces_raw) if model_keys else None,
-    "strategy": strategy,
-    "grid_points": int(grid_points),
-    "n_trials": int(n_trials) or None,
-    "timeout": float(timeout_min) * 60 or None,
-    "cv": {"folds": int(folds), "repeats": int(repeats)},
-    "metric": metric,
-    "test_size": float(test_size),
-    "seed": int(seed),
-    "pruner": pruner,
-    "workers": int(workers),
-    "startup_trials": None if state["ns_startup_auto"] or not model_based else int(startup_trials),
-    "trial_timeout": float(trial_timeout) or None,
-    "pos_label": pos_label,
-    "keep_columns": list(keep_columns) or None,
-}
+raw = study_form.spec_values(
+    state,
+    name=name,
+    task=task_choice,
+    spaces=spaces_raw,
+    model_based=model_based,
+    pos_label=pos_label,
+    keep_columns=list(keep_columns),
+)
+carried = study_form.carried_note(state)
+if carried:
+    st.caption(common.md(carried))
 errors = list(space_errors)
 spec: StudySpec | None = None
 plan: runner.Plan | None = None
@@ -442,11 +365,12 @@ for message in errors:
     st.error(common.md(message), icon=":material/warning:")
 
 c1, c2 = st.columns([1, 1])
-launch = c1.button(
+launch = common.write_button(
     "Launch study",
-    type="primary",
-    disabled=plan is None or bool(errors) or common.read_only(),
     key="ns_launch",
+    disabled=plan is None or bool(errors),
+    container=c1,
+    type="primary",
     width="stretch",
 )
 if spec is not None:
@@ -524,10 +448,10 @@ with st.expander("Compare strategies: the same problem and budget, several strat
             f"{config.max_experiment_studies()} studies and "
             f"{config.max_experiment_trials():,} trials in all."
         )
-    go = st.button(
+    go = common.write_button(
         "Launch comparison",
         key="ns_cmp_launch",
-        disabled=plan is None or not chosen or bool(errors) or comparison_error is not None or common.read_only(),
+        disabled=plan is None or not chosen or bool(errors) or comparison_error is not None,
     )
     if go and spec is not None and not errors and comparison_error is None:
         try:

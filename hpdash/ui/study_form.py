@@ -1,0 +1,140 @@
+"""The New study form's data: from a spec to the form's session keys and back, and the rule
+for a spec uploaded from the browser.
+
+The page (``pages/new_study.py``) draws the widgets; each widget keeps its value in the
+session key named here (``ns_*``), so the form is the mapping below in both directions. Plain
+functions over a mapping (Streamlit's session state on the page, a dict in the tests; typed
+``Any`` because Streamlit's state type is keyed by ``str | int``), tested without a browser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hpdash.errors import SpecError
+from hpdash.spec import MAX_YAML_CHARS, load_spec_text
+
+#: Spec fields a form widget shows one to one: spec key -> session key.
+FIELD_KEYS: dict[str, str] = {
+    "dataset": "ns_dataset",
+    "target": "ns_target",
+    "task": "ns_task",
+    "metric": "ns_metric",
+    "strategy": "ns_strategy",
+    "grid_points": "ns_grid_points",
+    "seed": "ns_seed",
+    "pruner": "ns_pruner",
+    "workers": "ns_workers",
+    "test_size": "ns_test_size",
+    "name": "ns_name",
+}
+#: Spec fields with no widget of their own, kept from a loaded spec as they were.
+CARRIED_KEYS: dict[str, str] = {"split_seed": "ns_split_seed", "sampler_seed": "ns_sampler_seed"}
+
+
+def apply_prefill(state: Any, values: Mapping[str, Any]) -> None:
+    """Copy a spec's values (from the Datasets page or an uploaded spec) into the form's keys."""
+    for field, key in FIELD_KEYS.items():
+        if values.get(field) is not None:
+            state[key] = values[field]
+    for field, key in CARRIED_KEYS.items():
+        state[key] = values.get(field)
+    if "model" in values:
+        state["ns_models"] = [values["model"]] if isinstance(values["model"], str) else list(values["model"])
+    if "n_trials" in values:
+        state["ns_n_trials"] = int(values["n_trials"] or 0)
+    if "timeout" in values:
+        state["ns_timeout_min"] = float(values["timeout"] or 0) / 60
+    if values.get("cv"):
+        state["ns_folds"] = int(values["cv"].get("folds", 5))
+        state["ns_repeats"] = int(values["cv"].get("repeats", 1))
+    if values.get("space"):
+        keys = state.get("ns_models") or []
+        raw = values["space"]
+        state["ns_space_init"] = dict(raw) if len(keys) > 1 else {keys[0]: dict(raw)} if keys else {}
+    if "startup_trials" in values:
+        state["ns_startup_auto"] = values["startup_trials"] is None
+        if values["startup_trials"] is not None:
+            state["ns_startup_trials"] = int(values["startup_trials"])
+    if "trial_timeout" in values:
+        state["ns_trial_timeout"] = float(values["trial_timeout"] or 0)
+    if values.get("pos_label") is not None:
+        state["ns_pos_label"] = values["pos_label"]
+    if "keep_columns" in values:
+        state["ns_keep_columns"] = list(values["keep_columns"] or [])
+    state["ns_strategy_prev"] = state.get("ns_strategy")
+    state["ns_space_version"] = int(state.get("ns_space_version", 0)) + 1
+
+
+def spec_values(
+    state: Any,
+    *,
+    name: str,
+    task: str,
+    spaces: Mapping[str, dict[str, Any]],
+    model_based: bool,
+    pos_label: Any,
+    keep_columns: list[str],
+) -> dict[str, Any]:
+    """The spec (as plain data, for ``parse_spec``) the form's keys describe.
+
+    ``name`` is the typed name or the suggested one; ``task`` the form's task choice ("auto"
+    included); ``spaces`` each chosen model's space from the editor; ``pos_label`` and
+    ``keep_columns`` what their widgets show (they are not always drawn)."""
+    model_keys = list(state.get("ns_models") or [])
+    values: dict[str, Any] = {
+        "name": name,
+        "dataset": state["ns_dataset"],
+        "target": state["ns_target"],
+        "task": task,
+        "model": model_keys[0] if len(model_keys) == 1 else model_keys,
+        "space": (spaces.get(model_keys[0]) if len(model_keys) == 1 else dict(spaces)) if model_keys else None,
+        "strategy": state["ns_strategy"],
+        "grid_points": int(state["ns_grid_points"]),
+        "n_trials": int(state["ns_n_trials"]) or None,
+        "timeout": float(state["ns_timeout_min"]) * 60 or None,
+        "cv": {"folds": int(state["ns_folds"]), "repeats": int(state["ns_repeats"])},
+        "metric": state["ns_metric"],
+        "test_size": float(state["ns_test_size"]),
+        "seed": int(state["ns_seed"]),
+        "pruner": state["ns_pruner"],
+        "workers": int(state["ns_workers"]),
+        "startup_trials": None if state["ns_startup_auto"] or not model_based else int(state["ns_startup_trials"]),
+        "trial_timeout": float(state["ns_trial_timeout"]) or None,
+        "pos_label": pos_label,
+        "keep_columns": list(keep_columns) or None,
+    }
+    for field, key in CARRIED_KEYS.items():
+        if state.get(key) is not None:
+            values[field] = int(state[key])
+    return values
+
+
+def carried_note(state: Any) -> str | None:
+    """What a loaded spec fixes that the form shows no widget for (None: nothing)."""
+    kept = [f"{field} = {state[key]}" for field, key in CARRIED_KEYS.items() if state.get(key) is not None]
+    if not kept:
+        return None
+    return "From the loaded spec: " + ", ".join(kept) + " (the Seed field sets only what these leave to it)."
+
+
+def read_browser_spec(data: bytes, datasets_offered: Mapping[str, Any]) -> dict[str, Any]:
+    """A spec uploaded from the browser, as plain data for ``apply_prefill``.
+
+    Always read as text (never as a path on the server) through the bounded YAML loader, and
+    it may name only a bundled sample or an uploaded dataset (``datasets_offered``): a server
+    path would let any visitor read files on the server. Raises ``SpecError`` naming the
+    problem and the fix."""
+    if len(data) > MAX_YAML_CHARS:
+        raise SpecError(
+            f"the file is {len(data):,} bytes; a spec may have at most {MAX_YAML_CHARS:,}. A spec lists settings, not data."
+        )
+    loaded = load_spec_text(data.decode("utf-8", errors="replace"))
+    values = loaded.to_dict()
+    if values["dataset"] not in datasets_offered:
+        raise SpecError(
+            f"its dataset {values['dataset']!r} is not a bundled sample or an uploaded dataset. "
+            "Upload the table on the Datasets page, then pick it below."
+        )
+    return values
