@@ -20,7 +20,11 @@ Definitions (what the page, the CLI and the report show):
   out at x, so ``n`` can be smaller than the number of runs early on. The band is a
   two-sided Student-t confidence interval of the mean across runs:
   ``mean ± t(1 - (1 - level) / 2, n - 1) · sd / √n`` with the sample sd (ddof = 1); with a
-  single run there is no interval (``lo``/``hi`` are NaN).
+  single run there is no interval (``lo``/``hi`` are NaN). Or (``method="bootstrap"``) the
+  percentile bootstrap interval of the mean (``BOOTSTRAP_RESAMPLES`` resamples of the runs,
+  seeded). Either band is clipped to the metric's range (``metric_range``: accuracy, F1,
+  ROC AUC ... in [0, 1], R² at most 1, ``neg_*`` at most 0), and every figure and table that
+  shows one names it: "95% t-interval of the mean over 5 seeds" (``plots.band_name``).
 - **Target.** Default: "within 1% of the best score seen in the experiment":
   ``best - 0.01·|best|`` when maximizing (``best + 0.01·|best|`` when minimizing). For a
   positive score such as accuracy 0.97 that is 99% of it (0.9603); for a negative score such
@@ -31,19 +35,33 @@ Definitions (what the page, the CLI and the report show):
   until the first COMPLETE value at or beyond the target. A run that never gets there is
   "not reached" (NaN trials and seconds). The per-strategy mean and std are over the runs
   that reached it, shown with the share that did.
+- **Comparable.** Studies are compared only when they differ in nothing but strategy and seed
+  (``differences``: dataset SHA-256, target, task, metric and its direction, search space,
+  CV folds and repeats, test size, budget, pruner, positive class, kept columns, trial time
+  limit). Otherwise the figures still draw, under a "Not comparable: ..." banner, and there is
+  no test, no rank and no "X found better": the verdict says what differs.
+- **Design.** Each run's split seed (``split_seed``, else ``seed``, of its spec) fixes its
+  holdout and CV folds, so runs with the same split seed form a block. The design is
+  **paired** when every strategy has exactly one run per split seed and all strategies have
+  the same split seeds (complete blocks); an experiment with a new split per repeat is. Runs
+  are **ranked** within a seed only when every seed holds one run of every strategy.
 - **Summary.** Per strategy: mean ± std of each run's best CV score, mean holdout score of the
   refit final models, mean rank and wins. Ranks are taken within each seed (the seed is the
   block; 1 = best; tied runs share the average rank) and averaged; a win is a rank-1 finish in
-  a seed, and tied-best runs each get the win.
-- **Tests.** Pairwise two-sided Mann-Whitney U tests across seeds (``scipy.stats.mannwhitneyu``)
-  on (1) each run's best CV score and (2) trials to target, where a run that never reached the
-  target counts as worse than every run that did (its value is the longest run + 1). The
-  p-value is exact (the full permutation distribution, ties included) whenever there are at
-  most 20,000 arrangements (up to 8 vs 8 seeds), else the normal approximation. If all values
-  of both groups are equal, p = 1. The p-values are Holm-adjusted within each of the
-  two families of pairs. With n runs per strategy the smallest p Mann-Whitney can give is
-  ``2 / C(2n, n)``: 0.10 for 3 seeds, 0.029 for 4, so 3 seeds can never show a difference at
-  the 0.05 level; the verdict says so.
+  a seed, and tied-best runs each get the win. Without complete blocks there are no ranks.
+- **Tests.** Pairwise two-sided tests on (1) each run's best CV score and (2) trials to
+  target, where a run that never reached the target counts as worse than every run that did
+  (its value is the longest run + 1). Paired design: the exact Wilcoxon signed-rank test on
+  the per-block differences (``scipy.stats.wilcoxon(method="exact")``; zero differences are
+  dropped, and said so in the test's name; with tied differences scipy's exact p is
+  conservative). Otherwise (and for a bare frame, which does not say which runs share a
+  split): Mann-Whitney U across seeds, exact (the full permutation distribution, ties
+  included) whenever there are at most 20,000 arrangements (up to 8 vs 8 seeds), else the
+  normal approximation; if all values of both groups are equal, p = 1. The p-values are
+  Holm-adjusted within each of the two families of pairs, and the test's name is printed
+  beside every p. The smallest p possible is ``2 / C(2n, n)`` for Mann-Whitney (0.10 for 3
+  seeds, 0.029 for 4) and ``2 / 2^n`` for Wilcoxon with n non-zero differences (0.25 for 3,
+  0.0625 for 5, 0.031 for 6), so a few seeds can never show a difference; the verdict says so.
 - **Verdict.** Only pairs with a Holm-adjusted p below ``alpha`` (0.05) are stated as a
   difference; otherwise the verdict says there is no significant difference with that many
   seeds.
@@ -51,8 +69,9 @@ Definitions (what the page, the CLI and the report show):
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
@@ -63,9 +82,10 @@ import pandas as pd
 from scipy import stats
 
 from hpdash import attrs as study_attrs
-from hpdash import experiments, results, runner, vocabulary
+from hpdash import experiments, plots, results, runner, vocabulary
 from hpdash.errors import SpecError
 from hpdash.spec import StudySpec
+from hpdash.storage import open_storage
 
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 DEFAULT_FRACTION = 0.99
@@ -76,6 +96,16 @@ EXACT_LIMIT = 20_000  # Mann-Whitney is exact (all permutations) up to this many
 STRATEGY_LABELS: dict[str, str] = {key: s.name for key, s in vocabulary.STRATEGIES.items()}
 METRIC_BEST = "best_cv"
 METRIC_TTT = "trials_to_target"
+BOOTSTRAP_RESAMPLES = 2000
+BAND_METHODS: dict[str, str] = {"t": "Student-t interval", "bootstrap": "bootstrap percentile interval"}
+MANN_WHITNEY = "Mann-Whitney U"
+WILCOXON = "Wilcoxon signed-rank"
+#: The key of the experiment frame's ``attrs`` where ``_build`` puts a ``FrameDesign``, so that
+#: ``analyse`` called on a comparison's frame alone (as the CLI does) knows the design.
+FRAME_DESIGN = "comparison_design"
+SPLIT_SAME = "same data split for every repeat"
+SPLIT_NEW = "a new split per repeat"
+SPLIT_UNKNOWN = "data split not recorded"
 
 
 label = vocabulary.strategy_name
@@ -87,6 +117,40 @@ def _reaches(values: pd.Series, target: float, direction: str) -> pd.Series:
 
 def _strategy_order(frame: pd.DataFrame) -> list[str]:
     return list(pd.unique(frame["strategy"])) if "strategy" in frame.columns else []
+
+
+# ------------------------------------------------------------------------------ metric range
+#: Scorers whose values lie in [0, 1] (scikit-learn's names; ``hpdash.objective`` lists which it
+#: offers, not their ranges): exact names and prefixes (``f1_macro``, ``roc_auc_ovr``, ...).
+UNIT_METRICS = ("accuracy", "balanced_accuracy", "average_precision", "top_k_accuracy")
+UNIT_PREFIXES = ("f1", "precision", "recall", "roc_auc", "jaccard", "average_precision")
+AT_MOST_ONE = ("r2", "explained_variance")
+
+
+def metric_range(metric: str | None) -> tuple[float, float]:
+    """The range a scorer's values can take: [0, 1] for accuracy, balanced accuracy, F1,
+    precision, recall, ROC AUC, average precision and Jaccard (any averaging); [-1, 1] for
+    the Matthews correlation; (-inf, 1] for R² and explained variance (and ``d2_*``); (-inf, 0]
+    for every ``neg_*`` scorer (a negated error or loss); unbounded otherwise or unknown."""
+    if not metric:
+        return (-math.inf, math.inf)
+    name = str(metric).lower()
+    if name.startswith("neg_"):
+        return (-math.inf, 0.0)
+    if name in AT_MOST_ONE or name.startswith("d2_"):
+        return (-math.inf, 1.0)
+    if name == "matthews_corrcoef":
+        return (-1.0, 1.0)
+    if name in UNIT_METRICS or name.startswith(UNIT_PREFIXES):
+        return (0.0, 1.0)
+    return (-math.inf, math.inf)
+
+
+def clip_to_range(values: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
+    """``values`` clipped to ``value_range`` (NaN stays NaN)."""
+    if value_range is None:
+        return values
+    return np.clip(values, value_range[0], value_range[1])
 
 
 # ------------------------------------------------------------------------------ curves
@@ -144,25 +208,72 @@ def t_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float, 
     return (mean, sd, mean - half, mean + half, n)
 
 
-def bands(
-    curve_frame: pd.DataFrame, x: str = "trial", level: float = LEVEL, grid: Sequence[float] | None = None
-) -> pd.DataFrame:
-    """Mean best-so-far and its ``level`` t-interval per strategy on a common x grid.
+def bootstrap_interval(
+    values: np.ndarray, level: float = LEVEL, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> tuple[float, float, float, float, int]:
+    """(mean, sd, lo, hi, n) of the finite values: the percentile bootstrap interval of the
+    mean (``resamples`` resamples with replacement, seeded). NaN interval with fewer than two
+    values, as ``t_interval``."""
+    v = np.asarray(values, dtype="float64")
+    mean, sd, _lo, _hi, n = t_interval(v, level)
+    if n < 2:
+        return (mean, sd, math.nan, math.nan, n)
+    lo, hi = _bootstrap_columns(v[np.isfinite(v)].reshape(-1, 1), level, resamples, np.random.default_rng(seed))
+    return (mean, sd, float(lo[0]), float(hi[0]), n)
 
-    Columns: strategy, x, n, mean, std, lo, hi. ``grid`` defaults to 1..max trial, or
+
+def _bootstrap_columns(
+    values: np.ndarray, level: float, resamples: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of the mean of each column of ``values`` (n runs x C
+    points, all finite), the same resamples of the runs for every column. A resample is a
+    multinomial count per run, so the means are one matrix product (no n x C copy per
+    resample); columns go in chunks to bound memory."""
+    n = values.shape[0]
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples) / n  # resamples x n
+    lows, highs = [], []
+    q = [(1 - level) / 2, 1 - (1 - level) / 2]
+    for start in range(0, values.shape[1], 500):
+        means = weights @ values[:, start : start + 500]
+        lo, hi = np.quantile(means, q, axis=0)
+        lows.append(lo)
+        highs.append(hi)
+    return np.concatenate(lows), np.concatenate(highs)
+
+
+def bands(
+    curve_frame: pd.DataFrame,
+    x: str = "trial",
+    level: float = LEVEL,
+    grid: Sequence[float] | None = None,
+    *,
+    method: str = "t",
+    value_range: tuple[float, float] | None = None,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Mean best-so-far and its ``level`` interval of the mean per strategy on a common x grid.
+
+    Columns: strategy, x, n, mean, std, lo, hi, method, level. ``method``: ``"t"`` (Student-t
+    interval, ``t_interval``) or ``"bootstrap"`` (percentile bootstrap, ``resamples``
+    resamples seeded with ``seed``). ``lo``/``hi`` are clipped to ``value_range`` (the
+    metric's range, ``metric_range``) when given. ``grid`` defaults to 1..max trial, or
     ``TIME_POINTS`` points from 0 to the longest elapsed time.
     """
-    columns = ["strategy", "x", "n", "mean", "std", "lo", "hi"]
+    if method not in BAND_METHODS:
+        raise ValueError(f"method must be one of {', '.join(BAND_METHODS)}, not {method!r}")
+    columns = ["strategy", "x", "n", "mean", "std", "lo", "hi", "method", "level"]
     data = curve_frame.dropna(subset=["best"])
     if data.empty:
-        return pd.DataFrame({c: pd.Series([], dtype="float64") for c in columns})
+        empty = pd.DataFrame({c: pd.Series([], dtype="float64") for c in columns})
+        return empty.astype({"strategy": "object", "method": "object"})
     if grid is not None:
         points = np.asarray(grid, dtype="float64")
     elif x == "trial":
         points = np.arange(1, int(curve_frame["trial"].max()) + 1, dtype="float64")
     else:
         points = np.linspace(0.0, float(data["elapsed_s"].max()), TIME_POINTS)
-    rows = []
+    parts = []
     for strategy in _strategy_order(data):
         runs = data.loc[data["strategy"] == strategy]
         matrix = []
@@ -172,13 +283,38 @@ def bands(
             run = run.groupby(x, sort=True)["best"].last()
             matrix.append(step_values(run.index.to_numpy(dtype="float64"), run.to_numpy(), points))
         stacked = np.vstack(matrix)
-        for j, point in enumerate(points):
-            mean, sd, lo, hi, n = t_interval(stacked[:, j], level)
-            if n:
-                rows.append(
-                    {"strategy": strategy, "x": float(point), "n": n, "mean": mean, "std": sd, "lo": lo, "hi": hi}
-                )
-    return pd.DataFrame(rows, columns=columns)
+        stats_ = [t_interval(stacked[:, j], level) for j in range(points.size)]
+        part = pd.DataFrame(stats_, columns=["mean", "std", "lo", "hi", "n"])
+        if method == "bootstrap":
+            part[["lo", "hi"]] = _bootstrap_part(stacked, level, resamples, seed)
+        part.insert(0, "x", points)
+        part.insert(0, "strategy", strategy)
+        parts.append(part.loc[part["n"] > 0])
+    out = pd.concat(parts, ignore_index=True)
+    out["lo"] = clip_to_range(out["lo"].to_numpy(dtype="float64"), value_range)
+    out["hi"] = clip_to_range(out["hi"].to_numpy(dtype="float64"), value_range)
+    out["n"] = out["n"].astype("int64")
+    out["method"] = method
+    out["level"] = float(level)
+    return out[columns]
+
+
+def _bootstrap_part(stacked: np.ndarray, level: float, resamples: int, seed: int) -> np.ndarray:
+    """Bootstrap (lo, hi) per grid point of one strategy's runs x points matrix: points with
+    the same runs present share their resamples; fewer than two runs give NaN."""
+    out = np.full((stacked.shape[1], 2), np.nan)
+    finite = np.isfinite(stacked)
+    rng = np.random.default_rng(seed)
+    groups: dict[bytes, list[int]] = {}
+    for j in range(stacked.shape[1]):
+        groups.setdefault(finite[:, j].tobytes(), []).append(j)
+    for cols in groups.values():
+        rows = np.flatnonzero(finite[:, cols[0]])
+        if rows.size < 2:
+            continue
+        lo, hi = _bootstrap_columns(stacked[np.ix_(rows, np.asarray(cols, dtype="int64"))], level, resamples, rng)
+        out[cols, 0], out[cols, 1] = lo, hi
+    return out
 
 
 # ------------------------------------------------------------------------------ target
@@ -272,12 +408,46 @@ def ranks(runs: pd.DataFrame, direction: str = "maximize") -> pd.DataFrame:
     return out
 
 
-def summary_table(runs: pd.DataFrame, direction: str = "maximize") -> pd.DataFrame:
-    """Per strategy: runs, best_mean, best_std, holdout_mean, holdout_n, mean_rank, wins; best first."""
-    ranked = ranks(runs, direction)
+def complete_blocks(runs: pd.DataFrame, key: str | pd.Series = "seed") -> bool:
+    """Whether every block (``runs[key]``, or a Series aligned with ``runs``) holds exactly one
+    run of every strategy: what ranks within a block and a paired test need."""
+    if runs.empty:
+        return False
+    blocks = runs[key] if isinstance(key, str) else key
+    if blocks.isna().any():
+        return False
+    strategies = sorted(map(str, pd.unique(runs["strategy"])))
+    per_block = runs["strategy"].astype(str).groupby(blocks.to_numpy(), sort=False)
+    return all(sorted(g.tolist()) == strategies for _, g in per_block)
+
+
+def incomplete_block(runs: pd.DataFrame, key: str | pd.Series = "seed") -> str:
+    """A block that is not complete, for a reason given to people: "seed 3 holds only TPE"."""
+    blocks = runs[key] if isinstance(key, str) else key
+    strategies = list(pd.unique(runs["strategy"]))
+    for block, g in runs["strategy"].groupby(blocks.to_numpy(), sort=False):
+        held = g.tolist()
+        if sorted(map(str, held)) != sorted(map(str, strategies)):
+            twice = sorted({s for s in held if held.count(s) > 1})
+            if twice:
+                return f"seed {block} holds {len(g)} runs, several of {', '.join(label(s) for s in twice)}"
+            return f"seed {block} holds only {', '.join(label(s) for s in dict.fromkeys(held))}"
+    return "a seed has no run"
+
+
+def summary_table(runs: pd.DataFrame, direction: str = "maximize", ranked: bool | None = None) -> pd.DataFrame:
+    """Per strategy: runs, best_mean, best_std, holdout_mean, holdout_n, mean_rank, wins; best first.
+
+    ``ranked``: rank within seeds (None: only when every seed holds one run of every strategy,
+    ``complete_blocks``). Unranked, ``mean_rank`` and ``wins`` are NaN and strategies keep their
+    order.
+    """
+    if ranked is None:
+        ranked = complete_blocks(runs)
+    table_of = ranks(runs, direction) if ranked else runs.assign(rank=math.nan, win=False)
     rows = []
-    for strategy in _strategy_order(ranked):
-        g = ranked.loc[ranked["strategy"] == strategy]
+    for strategy in _strategy_order(table_of):
+        g = table_of.loc[table_of["strategy"] == strategy]
         rows.append(
             {
                 "strategy": strategy,
@@ -286,13 +456,15 @@ def summary_table(runs: pd.DataFrame, direction: str = "maximize") -> pd.DataFra
                 "best_std": g["best"].std(ddof=1) if g["best"].notna().sum() > 1 else math.nan,
                 "holdout_mean": g["holdout"].mean(),
                 "holdout_n": int(g["holdout"].notna().sum()),
-                "mean_rank": g["rank"].mean(),
-                "wins": int(g["win"].sum()),
+                "mean_rank": g["rank"].mean() if ranked else math.nan,
+                "wins": int(g["win"].sum()) if ranked else math.nan,
             }
         )
     table = pd.DataFrame(
         rows, columns=["strategy", "runs", "best_mean", "best_std", "holdout_mean", "holdout_n", "mean_rank", "wins"]
     )
+    if not ranked:
+        return table
     return table.sort_values(["mean_rank", "strategy"], kind="stable").reset_index(drop=True)
 
 
@@ -336,6 +508,68 @@ def _exact_mann_whitney(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return (u_obs, min(1.0, 2.0 * min(lower, upper)))
 
 
+def mann_whitney_name(n_a: int, n_b: int) -> str:
+    """The name of the Mann-Whitney test ``mann_whitney`` runs for groups of n_a and n_b."""
+    if n_a and n_b and math.comb(n_a + n_b, n_a) > EXACT_LIMIT:
+        return f"{MANN_WHITNEY}, normal approximation"
+    return f"exact {MANN_WHITNEY}"
+
+
+def min_p_value_paired(n: int) -> float:
+    """Smallest two-sided p an exact Wilcoxon signed-rank test can give with n non-zero
+    differences: 2 / 2^n (every difference on one side)."""
+    return 1.0 if n < 1 else min(1.0, 2.0 / 2.0**n)
+
+
+def seeds_needed_paired(alpha: float) -> int:
+    """Smallest number of complete blocks (seeds) for which an exact Wilcoxon signed-rank test
+    can give p < alpha."""
+    n = 1
+    while min_p_value_paired(n) >= alpha and n < 100:
+        n += 1
+    return n
+
+
+def _zero_noise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a - b, with differences that are only floating-point noise (|d| <= 1e-12 of the values:
+    two means of the same fold scores summed in another order) made exactly 0."""
+    d = a - b
+    scale = np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-300)
+    return np.where(np.abs(d) <= 1e-12 * scale, 0.0, d)
+
+
+def wilcoxon_signed_rank(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, str, float]:
+    """The two-sided exact Wilcoxon signed-rank test of the paired differences a - b.
+
+    Returns (statistic, p, test name, signed-rank balance). The statistic and p are
+    ``scipy.stats.wilcoxon(a - b, method="exact")`` (zero differences dropped, Wilcoxon's
+    rule); p = 1 when every difference is 0. The name says what was done: "exact Wilcoxon
+    signed-rank", plus "k zero differences dropped" and, when non-zero differences tie,
+    "tied differences (conservative p)" (scipy's exact distribution assumes no ties and rounds
+    the statistic the safe way). The balance is R+ - R- (sum of the ranks of the positive
+    differences minus the negative ones): > 0 when a tends to be larger.
+    """
+    x, y = np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64")
+    if x.shape != y.shape:
+        raise ValueError("A paired test needs two samples of the same length.")
+    d = _zero_noise(x, y)
+    nonzero = d[d != 0]
+    notes = []
+    zeros = int(d.size - nonzero.size)
+    if zeros:
+        notes.append(f"{zeros} zero difference{'s' if zeros != 1 else ''} dropped")
+    ranks_ = stats.rankdata(np.abs(nonzero))
+    if np.unique(np.abs(nonzero)).size < nonzero.size:
+        notes.append("tied differences (conservative p)")
+    name = ", ".join([f"exact {WILCOXON}", *notes])
+    if nonzero.size == 0:
+        return (0.0, 1.0, name, 0.0)
+    balance = float(ranks_[nonzero > 0].sum() - ranks_[nonzero < 0].sum())
+    res = stats.wilcoxon(d, method="exact")
+    p = float(res.pvalue)
+    return (float(res.statistic), 1.0 if math.isnan(p) else min(1.0, p), name, balance)
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (same order as given)."""
     m = len(pvalues)
@@ -348,11 +582,35 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def pairwise_tests(runs: pd.DataFrame, ttt: pd.DataFrame | None = None, direction: str = "maximize") -> pd.DataFrame:
-    """Mann-Whitney for every pair of strategies on best CV and on trials to target.
+PAIR_COLUMNS = ["metric", "a", "b", "n_a", "n_b", "u", "p", "p_holm", "better", "min_p", "test", "statistic", "n_pairs"]
 
-    Columns: metric, a, b, n_a, n_b, u, p, p_holm, better (the strategy the data favour, by U;
-    None when U is exactly balanced), min_p (smallest p possible with these group sizes).
+
+def no_tests(reason: str) -> pd.DataFrame:
+    """An empty pairs frame (``pairwise_tests``'s columns) whose ``attrs["reason"]`` says why no
+    test was run; ``pairs_table`` shows the reason."""
+    out = pd.DataFrame({c: pd.Series([], dtype="object") for c in PAIR_COLUMNS})
+    out.attrs["reason"] = reason
+    return out
+
+
+def pairwise_tests(
+    runs: pd.DataFrame,
+    ttt: pd.DataFrame | None = None,
+    direction: str = "maximize",
+    blocks: Mapping[str, Hashable] | None = None,
+) -> pd.DataFrame:
+    """A test for every pair of strategies on best CV and on trials to target.
+
+    Without ``blocks``: Mann-Whitney across seeds (``mann_whitney``). With ``blocks`` (study ->
+    its block, the split seed; the caller has checked that the design is paired,
+    ``design_of``): the exact Wilcoxon signed-rank test of the per-block differences
+    (``wilcoxon_signed_rank``); a block where either run has no value is left out of that pair.
+
+    Columns: metric, a, b, n_a, n_b (runs with a value), u (Mann-Whitney's U of a; NaN for a
+    paired test), p, p_holm, better (the strategy the data favour, by U or by the signed
+    ranks; None when exactly balanced), min_p (smallest p possible with these sizes), test
+    (the test's name, printed beside every p), statistic (U, or Wilcoxon's min(R+, R-)),
+    n_pairs (blocks used by a paired test; NaN otherwise).
     """
     rows: list[dict[str, Any]] = []
     order = _strategy_order(runs)
@@ -365,31 +623,138 @@ def pairwise_tests(runs: pd.DataFrame, ttt: pd.DataFrame | None = None, directio
     for metric, data, column, higher_better in families:
         family: list[dict[str, Any]] = []
         for a, b in combinations(order, 2):
-            xa = data.loc[data["strategy"] == a, column].dropna().to_numpy(dtype="float64")
-            xb = data.loc[data["strategy"] == b, column].dropna().to_numpy(dtype="float64")
-            u, p = mann_whitney(xa, xb)
-            balanced = xa.size * xb.size / 2.0
-            better = None
-            if not math.isnan(u) and u != balanced:
-                a_larger = u > balanced
-                better = a if a_larger == higher_better else b
-            family.append(
-                {
-                    "metric": metric,
-                    "a": a,
-                    "b": b,
-                    "n_a": int(xa.size),
-                    "n_b": int(xb.size),
-                    "u": u,
-                    "p": p,
-                    "better": better,
-                    "min_p": min_p_value(int(xa.size), int(xb.size)),
-                }
+            row = _paired_row(data, column, a, b, blocks) if blocks is not None else _unpaired_row(data, column, a, b)
+            balance = row.pop("balance")
+            row["better"] = (
+                None if balance == 0 or math.isnan(balance) else (a if (balance > 0) == higher_better else b)
             )
-        for row, adj in zip(family, holm([r["p"] for r in family])):
-            row["p_holm"] = adj
+            family.append({"metric": metric, "a": a, "b": b, **row})
+        for entry, adj in zip(family, holm([r["p"] for r in family])):
+            entry["p_holm"] = adj
         rows += family
-    return pd.DataFrame(rows, columns=["metric", "a", "b", "n_a", "n_b", "u", "p", "p_holm", "better", "min_p"])
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def _unpaired_row(data: pd.DataFrame, column: str, a: str, b: str) -> dict[str, Any]:
+    xa = data.loc[data["strategy"] == a, column].dropna().to_numpy(dtype="float64")
+    xb = data.loc[data["strategy"] == b, column].dropna().to_numpy(dtype="float64")
+    u, p = mann_whitney(xa, xb)
+    return {
+        "n_a": int(xa.size),
+        "n_b": int(xb.size),
+        "u": u,
+        "p": p,
+        "min_p": min_p_value(int(xa.size), int(xb.size)),
+        "test": mann_whitney_name(int(xa.size), int(xb.size)),
+        "statistic": u,
+        "n_pairs": math.nan,
+        "balance": math.nan if math.isnan(u) else u - xa.size * xb.size / 2.0,
+    }
+
+
+def _paired_row(data: pd.DataFrame, column: str, a: str, b: str, blocks: Mapping[str, Hashable]) -> dict[str, Any]:
+    def side(strategy: str) -> pd.Series:
+        rows = data.loc[data["strategy"] == strategy]
+        return pd.Series(rows[column].to_numpy(dtype="float64"), index=[blocks.get(str(s)) for s in rows["study"]])
+
+    sa, sb = side(a), side(b)
+    both = pd.concat([sa.rename("a"), sb.rename("b")], axis=1, join="inner").dropna()
+    stat, p, name, balance = wilcoxon_signed_rank(both["a"].to_numpy(), both["b"].to_numpy())
+    nonzero = int((_zero_noise(both["a"].to_numpy(), both["b"].to_numpy()) != 0).sum())
+    return {
+        "n_a": int(sa.notna().sum()),
+        "n_b": int(sb.notna().sum()),
+        "u": math.nan,
+        "p": p,
+        "min_p": min_p_value_paired(nonzero),
+        "test": name,
+        "statistic": stat,
+        "n_pairs": len(both),
+        "balance": balance,
+    }
+
+
+# ------------------------------------------------------------------------------ design
+@dataclass(frozen=True)
+class Design:
+    """How the runs may be compared (see "Design" in the module docstring)."""
+
+    paired: bool  # one run per strategy per split seed, the same split seeds for all
+    ranked: bool  # every seed holds one run of every strategy: ranks within seeds
+    split: str  # SPLIT_SAME, SPLIT_NEW or SPLIT_UNKNOWN
+    reason: str  # why the tests are paired or not, for people
+    rank_reason: str  # why there are no ranks ("" when ranked)
+    blocks: dict[str, Hashable] = field(default_factory=dict)  # study -> split seed (when paired)
+
+    @property
+    def test(self) -> str:
+        return WILCOXON if self.paired else MANN_WHITNEY
+
+
+def split_seed_of(spec: Mapping[str, Any]) -> int | None:
+    """The seed of a study's holdout split and CV folds: ``split_seed``, else ``seed``."""
+    value = spec.get("split_seed", spec.get("seed"))
+    return None if value is None or isinstance(value, bool) else int(value)
+
+
+def split_design(split_seeds: Iterable[int | None]) -> str:
+    """``SPLIT_SAME`` when every run has the same split seed, ``SPLIT_NEW`` when they differ,
+    ``SPLIT_UNKNOWN`` when one is not recorded."""
+    seeds = list(split_seeds)
+    if not seeds or any(s is None for s in seeds):
+        return SPLIT_UNKNOWN
+    return SPLIT_SAME if len(set(seeds)) == 1 else SPLIT_NEW
+
+
+def design_of(
+    runs: pd.DataFrame, split_seeds: Mapping[str, int | None] | None = None, comparable: bool = True
+) -> Design:
+    """The design of the runs (``final_runs``): paired on the split seeds (study -> split seed;
+    None: not known, as for a bare frame) and ranked within the ``seed`` column when their
+    blocks are complete, neither when the studies are not ``comparable``."""
+    studies = [str(s) for s in runs["study"]] if not runs.empty else []
+    known = split_seeds is not None and all(split_seeds.get(s) is not None for s in studies)
+    split = split_design(split_seeds.get(s) for s in studies) if split_seeds is not None else SPLIT_UNKNOWN
+    if not comparable:
+        why = "the studies differ in more than strategy and seed"
+        return Design(False, False, split, f"no test: {why}", f"No ranks: {why}.")
+    if runs.empty or runs["strategy"].nunique() < 2:
+        return Design(False, False, split, "one strategy: nothing to test", "No ranks: one strategy.")
+    ranked = complete_blocks(runs, "seed")
+    rank_reason = (
+        ""
+        if ranked
+        else f"No ranks: ranks within a seed need every seed to hold one run of each strategy, and "
+        f"{incomplete_block(runs, 'seed')}."
+    )
+    if not known:
+        return Design(
+            False,
+            ranked,
+            split,
+            "the runs do not record their data split, so they are taken as independent",
+            rank_reason,
+        )
+    assert split_seeds is not None
+    block_of = pd.Series([split_seeds[s] for s in studies], index=runs.index)
+    if complete_blocks(runs, block_of):
+        blocks: dict[str, Hashable] = {s: split_seeds[s] for s in studies}
+        return Design(
+            True,
+            ranked,
+            split,
+            "paired: within a seed every strategy shares the holdout and the CV folds",
+            rank_reason,
+            blocks,
+        )
+    if split == SPLIT_SAME:
+        reason = "every run uses the same data split, so no runs pair up: they are taken as independent"
+    else:
+        reason = (
+            "not paired: a paired test needs one run of each strategy per split seed, and "
+            f"{incomplete_block(runs, block_of).replace('seed', 'split seed', 1)}"
+        )
+    return Design(False, ranked, split, reason, rank_reason)
 
 
 # ------------------------------------------------------------------------------ verdict
@@ -401,6 +766,7 @@ class Claim:
     better: str
     worse: str
     p: float  # Holm-adjusted
+    test: str = ""  # the test's name
 
 
 @dataclass
@@ -439,6 +805,16 @@ def _seeds_phrase(runs: pd.DataFrame) -> str:
     return f"{lo} seed{'s' if lo != 1 else ''}" if lo == hi else f"{lo}-{hi} seeds per strategy"
 
 
+def not_comparable_text(differences: Sequence[str]) -> str:
+    """The banner: "Not comparable: <what differs>"."""
+    return "Not comparable: " + "; ".join(differences) + "."
+
+
+def _test_name(test: Any) -> str:
+    """A pairs row's test name (an old pairs frame without one ran Mann-Whitney)."""
+    return test if isinstance(test, str) and test else f"exact {MANN_WHITNEY}"
+
+
 def verdict(
     runs: pd.DataFrame,
     pairs: pd.DataFrame,
@@ -446,52 +822,82 @@ def verdict(
     direction: str = "maximize",
     alpha: float = ALPHA,
     digits: int = 4,
+    *,
+    differences: Sequence[str] | None = None,
+    design: Design | None = None,
 ) -> Verdict:
-    """The verdict text: only differences whose Holm-adjusted p is below ``alpha`` are stated."""
+    """The verdict text: only differences whose Holm-adjusted p is below ``alpha`` are stated,
+    each with the test that supports it. With ``differences`` (the studies are not comparable)
+    nothing is claimed and the text says what differs; ``design`` adds why the tests are (not)
+    paired and why there are no ranks."""
     if runs.empty or runs["strategy"].nunique() < 2:
         return Verdict("Nothing to compare: an experiment needs at least two strategies.")
+    if differences:
+        return Verdict(
+            not_comparable_text(differences) + " No test is run, no strategy is ranked and none is called "
+            "better: these studies differ in more than strategy and seed, so a difference in their scores "
+            "could come from what differs rather than from the strategies."
+        )
     claims: list[Claim] = []
     sentences: list[str] = []
-    summary = summary_table(runs, direction).set_index("strategy")
+    ranked = design.ranked if design is not None else None
+    summary = summary_table(runs, direction, ranked).set_index("strategy")
     ttt_rows = ttt_summary.set_index("strategy") if ttt_summary is not None and not ttt_summary.empty else None
     significant = pairs.loc[pairs["p_holm"] < alpha].sort_values(["metric", "p_holm"], ascending=[False, True])
     for row in significant.itertuples(index=False):
-        if row.better is None:
+        if row.better is None or (isinstance(row.better, float) and math.isnan(row.better)):
             continue
         worse = row.b if row.better == row.a else row.a
+        test = _test_name(getattr(row, "test", None))
         if row.metric == METRIC_TTT and ttt_rows is not None:
             good, bad = ttt_rows.loc[row.better], ttt_rows.loc[worse]
             sentences.append(
                 f"{label(row.better)} reached the target {_ttt_phrase(good.to_dict())}, "
-                f"{label(worse)} {_ttt_phrase(bad.to_dict())} ({_p(row.p_holm)})."
+                f"{label(worse)} {_ttt_phrase(bad.to_dict())} ({_p(row.p_holm)}) by {test}."
             )
         elif row.metric == METRIC_BEST:
             good, bad = summary.loc[row.better], summary.loc[worse]
             sentences.append(
                 f"{label(row.better)} found better final CV scores than {label(worse)}: "
                 f"{_pm(good['best_mean'], good['best_std'], digits)} vs "
-                f"{_pm(bad['best_mean'], bad['best_std'], digits)} ({_p(row.p_holm)})."
+                f"{_pm(bad['best_mean'], bad['best_std'], digits)} ({_p(row.p_holm)}) by {test}."
             )
         else:
             continue
-        claims.append(Claim(row.metric, row.better, worse, float(row.p_holm)))
+        claims.append(Claim(row.metric, row.better, worse, float(row.p_holm), test))
     n_pairs = int((pairs["metric"] == METRIC_BEST).sum())
-    method = (
-        f"Two-sided Mann-Whitney tests across seeds, Holm-adjusted over {n_pairs} pair"
-        f"{'s' if n_pairs != 1 else ''} per measure; a difference is stated only when p < {alpha:g}."
-    )
+    tests = [str(t) for t in pairs["test"]] if "test" in pairs.columns else []
+    paired = design.paired if design is not None else any(t.startswith(f"exact {WILCOXON}") for t in tests)
+    per = f"Holm-adjusted over {n_pairs} pair{'s' if n_pairs != 1 else ''} per measure"
+    if paired:
+        method = (
+            f"Two-sided exact {WILCOXON} tests on the per-seed differences (paired: within a seed every "
+            f"strategy shares the holdout and the CV folds), {per}; a difference is stated only when p < {alpha:g}."
+        )
+    else:
+        why = f" ({design.reason})" if design is not None else ""
+        method = (
+            f"Two-sided {MANN_WHITNEY} tests across seeds{why}, {per}; a difference is stated only when p < {alpha:g}."
+        )
+    ranks_note = f" {design.rank_reason}" if design is not None and design.rank_reason else ""
     if claims:
-        return Verdict(" ".join(sentences) + " " + method, claims)
-    smallest = float(pairs["p_holm"].min()) if not pairs.empty else 1.0
-    text = f"No significant difference with {_seeds_phrase(runs)} (smallest adjusted {_p(smallest)})."
+        return Verdict(" ".join(sentences) + " " + method + ranks_note, claims)
+    smallest = pairs.loc[pairs["p_holm"] == pairs["p_holm"].min()].iloc[0] if not pairs.empty else None
+    if smallest is None:
+        text = f"No significant difference with {_seeds_phrase(runs)}."
+    else:
+        text = (
+            f"No significant difference with {_seeds_phrase(runs)} "
+            f"(smallest adjusted {_p(float(smallest['p_holm']))}, by {_test_name(smallest.get('test'))})."
+        )
     floor = float(pairs["min_p"].min()) if not pairs.empty else 1.0
     if floor >= alpha / max(1, n_pairs):
-        need = seeds_needed(alpha / max(1, n_pairs))
+        need = (seeds_needed_paired if paired else seeds_needed)(alpha / max(1, n_pairs))
         text += (
             f" With this many seeds the test cannot go below p = {floor:.2g}; it needs at least "
             f"{need} seeds per strategy to show a difference at the {alpha:g} level."
         )
-    return Verdict(text + " " + method, [])
+    return Verdict(text + " " + method + ranks_note, [])
 
 
 def seeds_needed(alpha: float) -> int:
@@ -502,7 +908,133 @@ def seeds_needed(alpha: float) -> int:
     return n
 
 
+# ------------------------------------------------------------------------------ comparability
+#: What compared studies must share: (what people read, the key of a ``design_record``).
+#: Strategy, seed, split and sampler seeds are what an experiment varies; the grid points and
+#: start-up trials belong to a strategy; name and workers do not change what is measured.
+COMPARED_FIELDS: tuple[tuple[str, str], ...] = (
+    ("dataset", "dataset"),
+    ("target", "target"),
+    ("task", "task"),
+    ("metric", "metric"),
+    ("metric direction", "direction"),
+    ("search space", "space"),
+    ("CV folds", "folds"),
+    ("CV repeats", "cv_repeats"),
+    ("test size", "test_size"),
+    ("budget", "budget"),
+    ("pruner", "pruner"),
+    ("positive class", "pos_label"),
+    ("kept columns", "keep_columns"),
+    ("trial time limit", "trial_timeout"),
+)
+
+
+def design_record(attrs: Mapping[str, Any], direction: str | None = None) -> dict[str, Any]:
+    """A study's stored spec (``hpdash.attrs.spec_of``) with what was resolved when it was
+    created: the dataset's SHA-256, the task, the metric and the search space (``hpdash.*``
+    user attrs), and the study's ``direction``. What ``differences`` compares."""
+    spec = dict(study_attrs.spec_of(attrs))
+    record: dict[str, Any] = {**spec, "direction": direction}
+    if attrs.get(study_attrs.DATASET):
+        record["dataset_sha256"] = str(attrs[study_attrs.DATASET])
+    if attrs.get(study_attrs.TASK):
+        record["task"] = str(attrs[study_attrs.TASK])
+    metric = study_attrs.metric_of(attrs)
+    if metric:
+        record["metric"] = metric
+    if attrs.get(study_attrs.SPACE):
+        record["resolved_space"] = attrs[study_attrs.SPACE]
+    return record
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = "none" if value is None else value if isinstance(value, str) else _canonical(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _facts(spec: Mapping[str, Any], resolved_spaces: bool) -> dict[str, tuple[Any, str]]:
+    """Each compared field of one spec: (value to compare, how to show it)."""
+    raw_cv = spec.get("cv")
+    cv: Mapping[str, Any] = raw_cv if isinstance(raw_cv, Mapping) else {}
+    sha = spec.get("dataset_sha256")
+    dataset = (sha, f"SHA-256 {str(sha)[:12]}…") if sha else (spec.get("dataset"), _short(spec.get("dataset")))
+    model = spec.get("model")
+    models = [model] if isinstance(model, str) else list(model or [])
+    space = spec.get("resolved_space") if resolved_spaces else spec.get("space")
+    n_trials, timeout = spec.get("n_trials"), spec.get("timeout")
+    budget = " or ".join(
+        part
+        for part in (f"{n_trials} trials" if n_trials is not None else "", f"{timeout:g} s" if timeout else "")
+        if part
+    )
+    keep = spec.get("keep_columns")
+    facts: dict[str, tuple[Any, str]] = {
+        "dataset": dataset,
+        "space": ((sorted(models), space), ", ".join(models) or "none"),
+        "folds": (cv.get("folds"), _short(cv.get("folds"))),
+        "cv_repeats": (cv.get("repeats", 1 if cv else None), _short(cv.get("repeats", 1 if cv else None))),
+        "budget": ((n_trials, timeout), budget or "none"),
+        "keep_columns": (sorted(keep) if keep else None, f"{len(keep)} columns" if keep else "none"),
+    }
+    for key in ("target", "task", "metric", "direction", "test_size", "pruner", "pos_label", "trial_timeout"):
+        facts[key] = (spec.get(key), _short(spec.get(key)))
+    return facts
+
+
+def differences(specs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What differs between the compared studies in anything but strategy and seed.
+
+    ``specs``: each study's stored spec as plain data, best a ``design_record`` (which adds the
+    dataset's SHA-256, the resolved task, metric and search space, and the direction). One entry
+    per field that differs, in ``COMPARED_FIELDS`` order: "dataset: SHA-256 1a2b… vs SHA-256
+    9f8e…", "budget: 3 trials vs 10 trials", "search space: different ranges of k_nearest_neighbors".
+    Empty when the studies are comparable.
+    """
+    if len(specs) < 2:
+        return []
+    resolved = all(s.get("resolved_space") for s in specs)
+    facts = [_facts(s, resolved) for s in specs]
+    out = []
+    for label_, key in COMPARED_FIELDS:
+        seen: dict[str, str] = {}
+        for f in facts:
+            value, shown = f[key]
+            seen.setdefault(_canonical(value), shown)
+        if len(seen) < 2:
+            continue
+        shown_values = list(dict.fromkeys(seen.values()))
+        if key == "space" and len(shown_values) == 1:
+            text = f"different ranges of {shown_values[0]}"
+        elif key == "keep_columns" and len(shown_values) == 1:
+            text = "different columns kept"
+        else:
+            text = " vs ".join(shown_values[:3]) + (
+                f" (and {len(shown_values) - 3} more)" if len(shown_values) > 3 else ""
+            )
+        out.append(f"{label_}: {text}")
+    return out
+
+
 # ------------------------------------------------------------------------------ loading
+@dataclass(frozen=True)
+class FrameDesign:
+    """What an experiment frame cannot hold in its columns: each study's split seed, what
+    differs between the studies, and the metric. Kept in ``frame.attrs[FRAME_DESIGN]``; pandas
+    deep-copies ``attrs`` on every operation, so this copies as itself (it is never changed)."""
+
+    split_seeds: Mapping[str, int | None]
+    differences: tuple[str, ...] = ()
+    metric: str | None = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrameDesign:
+        return self
+
+
 @dataclass
 class Comparison:
     """The studies being compared, stacked in one experiment frame."""
@@ -517,10 +1049,32 @@ class Comparison:
     grid_notes: dict[str, str]
     studies: dict[str, optuna.Study]
     experiment: str | None = None
+    #: What differs between the studies in anything but strategy and seed (``differences``).
+    differences: list[str] = field(default_factory=list)
+    #: Each study's split seed (``split_seed_of`` its spec; None when not recorded).
+    split_seeds: dict[str, int | None] = field(default_factory=dict)
+    #: Each study's ``design_record`` (its spec and what was resolved at creation).
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    storage: str | None = None
 
     @property
     def strategies(self) -> list[str]:
         return list(dict.fromkeys(r.strategy for r in self.runs))
+
+    @property
+    def comparable(self) -> bool:
+        """True when the studies differ only in strategy and seed."""
+        return not self.differences
+
+    @property
+    def banner(self) -> str | None:
+        """The banner "Not comparable: <what differs>." or None."""
+        return not_comparable_text(self.differences) if self.differences else None
+
+    @property
+    def split(self) -> str:
+        """The split design: ``SPLIT_SAME``, ``SPLIT_NEW`` or ``SPLIT_UNKNOWN``."""
+        return split_design(self.split_seeds.get(r.study) for r in self.runs)
 
 
 def experiment_frame(entries: Iterable[tuple[optuna.Study, str, int]]) -> pd.DataFrame:
@@ -539,12 +1093,8 @@ def experiment_frame(entries: Iterable[tuple[optuna.Study, str, int]]) -> pd.Dat
     return frame[["study", "strategy", "seed", *results.BASE_COLUMNS, *params]]
 
 
-def _metric_of(study: optuna.Study) -> str | None:
-    metric = study.user_attrs.get(study_attrs.METRIC)
-    if metric:
-        return str(metric)
-    spec = study.user_attrs.get(runner.SPEC_ATTR) or {}
-    return spec.get("metric") if isinstance(spec, dict) else None
+def _direction_of(study: optuna.Study) -> str:
+    return "minimize" if study.direction == optuna.study.StudyDirection.MINIMIZE else "maximize"
 
 
 def _build(
@@ -553,38 +1103,41 @@ def _build(
     studies: dict[str, optuna.Study],
     spec: StudySpec | None,
     experiment: str | None = None,
+    storage: str | None = None,
 ) -> Comparison:
-    directions = {results.study_summary(s)["direction"] for s in studies.values()}
-    metrics = {_metric_of(s) for s in studies.values()}
-    if len(directions) > 1:
-        raise SpecError(
-            "These studies do not share a direction (some maximize, some minimize), so their scores cannot be compared."
-        )
-    if len(metrics) > 1:
-        shown = ", ".join(sorted(str(m) for m in metrics))
-        raise SpecError(f"These studies use different metrics ({shown}), so their scores cannot be compared.")
+    attrs = {name: study.user_attrs for name, study in studies.items()}  # one read per study
+    directions = {name: _direction_of(study) for name, study in studies.items()}
+    records = {r.study: design_record(attrs[r.study], directions[r.study]) for r in runs}
+    found = differences([records[r.study] for r in runs])
+    metrics = {study_attrs.metric_of(a) for a in attrs.values()}
     holdout: dict[str, float | None] = {}
     notes: dict[str, str] = {}
     for run in runs:
-        study = studies[run.study]
-        info = runner.refit_info(study)
-        holdout[run.study] = float(info["holdout_score"]) if info else None
-        grid = study.user_attrs.get(runner.GRID_ATTR)
+        info = attrs[run.study].get(runner.REFIT_ATTR)
+        holdout[run.study] = float(info["holdout_score"]) if info and "holdout_score" in info else None
+        grid = attrs[run.study].get(runner.GRID_ATTR)
         if grid:
-            spec_of = study.user_attrs.get(runner.SPEC_ATTR) or {}
-            notes[run.study] = experiments.grid_note(grid, spec_of.get("n_trials"), run.seed)
+            notes[run.study] = experiments.grid_note(grid, records[run.study].get("n_trials"), run.seed)
+    split_seeds = {r.study: split_seed_of(records[r.study]) for r in runs}
     frame = experiment_frame((studies[r.study], r.strategy, r.seed) for r in runs)
+    metric = metrics.pop() if len(metrics) == 1 else None
+    # ``analyse(comparison.frame, ...)`` alone (the CLI's call) still knows the design.
+    frame.attrs[FRAME_DESIGN] = FrameDesign(dict(split_seeds), tuple(found), metric)
     return Comparison(
         title=title,
         frame=frame,
         runs=runs,
-        direction=directions.pop() if directions else "maximize",
-        metric=metrics.pop() if metrics else None,
+        direction=directions[runs[0].study] if runs else "maximize",
+        metric=metric,
         spec=spec,
         holdout=holdout,
         grid_notes=notes,
         studies=studies,
         experiment=experiment,
+        differences=found,
+        split_seeds=split_seeds,
+        records=records,
+        storage=storage,
     )
 
 
@@ -592,22 +1145,48 @@ def load_experiment_comparison(name: str, storage: str | None = None) -> Compari
     """The comparison of a recorded experiment (``StudyNotFoundError`` if it or a study is gone)."""
     exp = experiments.load_experiment(name, storage)
     studies = {r.study: runner.load_study(r.study, storage) for r in exp.runs}
-    return _build(f"Experiment {name}", exp.runs, studies, exp.spec, experiment=name)
+    return _build(f"Experiment {name}", exp.runs, studies, exp.spec, experiment=name, storage=storage)
 
 
 def load_studies_comparison(names: Sequence[str], storage: str | None = None) -> Comparison:
     """A comparison of hand-picked studies: strategy and seed come from each study's spec.
 
-    Raises ``SpecError`` unless there are at least two studies with the same direction and metric.
+    Raises ``SpecError`` with fewer than two studies. Studies that differ in more than strategy
+    and seed (``differences``) still load: the comparison is then not ``comparable``, and
+    ``analyse`` makes no claim and no rank.
     """
     if len(set(names)) < 2:
         raise SpecError("Pick at least two studies to compare.")
     studies = {n: runner.load_study(n, storage) for n in dict.fromkeys(names)}
     runs = []
     for n, study in studies.items():
-        spec = study.user_attrs.get(runner.SPEC_ATTR) or {}
+        spec = study_attrs.spec_of(study.user_attrs)
         runs.append(experiments.ExperimentRun(n, str(spec.get("strategy", "unknown")), int(spec.get("seed", 0))))
-    return _build("Selected studies", runs, studies, None)
+    return _build("Selected studies", runs, studies, None, storage=storage)
+
+
+def study_states(comparison: Comparison) -> dict[str, str]:
+    """Each compared study's state (``runner.StudyStatus.state``), read in one batch: every
+    study's progress in a fixed number of grouped queries (``results.progress_of_studies``) and
+    every study's attrs in one listing, not one ``study_status`` per study. On a storage the fast
+    reader cannot read, study by study. A study that is gone is "missing"."""
+    names = [r.study for r in comparison.runs]
+    store = open_storage(comparison.storage, heartbeat=False)
+    try:
+        progress = results.progress_of_studies(store)
+        wanted = set(names)
+        attrs = {s.study_name: s.user_attrs for s in store.get_all_studies() if s.study_name in wanted}
+        states = {}
+        for name in names:
+            if name not in attrs:
+                states[name] = "missing"
+            elif progress is not None and name in progress:
+                states[name] = runner.status_from(name, attrs[name], progress[name]).state
+            else:
+                states[name] = runner.study_status(runner.load_study(name, store=store)).state
+        return states
+    finally:
+        store.engine.dispose()
 
 
 @dataclass
@@ -626,6 +1205,26 @@ class Analysis:
     summary: pd.DataFrame
     pairs: pd.DataFrame
     verdict: Verdict
+    design: Design | None = None
+    differences: list[str] = field(default_factory=list)
+    band: str = "t"
+    level: float = LEVEL
+    metric: str | None = None
+    value_range: tuple[float, float] = (-math.inf, math.inf)
+
+    @property
+    def comparable(self) -> bool:
+        return not self.differences
+
+    @property
+    def banner(self) -> str | None:
+        """The banner "Not comparable: <what differs>." or None."""
+        return not_comparable_text(self.differences) if self.differences else None
+
+    @property
+    def band_text(self) -> str:
+        """What the bands are: "95% t-interval of the mean over 5 seeds"."""
+        return plots.band_description(self.bands_trial, self.band, self.level)
 
 
 def analyse(
@@ -636,28 +1235,169 @@ def analyse(
     fraction: float = DEFAULT_FRACTION,
     alpha: float = ALPHA,
     level: float = LEVEL,
+    *,
+    split_seeds: Mapping[str, int | None] | None = None,
+    differences: Sequence[str] | None = None,
+    metric: str | None = None,
+    band: str = "t",
 ) -> Analysis:
-    """All statistics of an experiment frame. ``target`` overrides the default target."""
+    """All statistics of an experiment frame. ``target`` overrides the default target.
+
+    ``split_seeds`` (study -> split seed), ``differences`` (what differs between the studies,
+    ``differences``) and ``metric`` (for the range the bands are clipped to, ``metric_range``)
+    default to what ``load_*_comparison`` put in ``frame.attrs`` (a ``FrameDesign``); a bare frame has none,
+    so its runs are taken as independent (Mann-Whitney) and comparable. With differences, no
+    test is run and nothing is ranked. ``band``: ``"t"`` or ``"bootstrap"`` (see ``bands``).
+    """
+    stored = frame.attrs.get(FRAME_DESIGN)
+    if isinstance(stored, FrameDesign):
+        split_seeds = stored.split_seeds if split_seeds is None else split_seeds
+        differences = stored.differences if differences is None else differences
+        metric = stored.metric if metric is None else metric
+    found = list(differences or [])
+    value_range = metric_range(metric)
     ct, cs = curves(frame, "trial", direction), curves(frame, "elapsed_s", direction)
     goal = target if target is not None else default_target(frame, direction, fraction)
     ttt = time_to_target(frame, goal, direction)
     ttt_sum = time_to_target_summary(ttt)
     runs = final_runs(frame, holdout, direction)
-    pairs = pairwise_tests(runs, ttt, direction)
+    design = design_of(runs, split_seeds, comparable=not found)
+    if found:
+        pairs = no_tests("not comparable: " + "; ".join(found))
+    elif runs.empty or runs["strategy"].nunique() < 2:
+        pairs = no_tests("one strategy: nothing to test")
+    else:
+        pairs = pairwise_tests(runs, ttt, direction, design.blocks if design.paired else None)
     return Analysis(
         curves_trial=ct,
         curves_time=cs,
-        bands_trial=bands(ct, "trial", level),
-        bands_time=bands(cs, "elapsed_s", level),
+        bands_trial=bands(ct, "trial", level, method=band, value_range=value_range),
+        bands_time=bands(cs, "elapsed_s", level, method=band, value_range=value_range),
         target=goal,
         fraction=None if target is not None else fraction,
         ttt=ttt,
         ttt_summary=ttt_sum,
         runs=runs,
-        summary=summary_table(runs, direction),
+        summary=summary_table(runs, direction, design.ranked),
         pairs=pairs,
-        verdict=verdict(runs, pairs, ttt_sum, direction, alpha),
+        verdict=verdict(runs, pairs, ttt_sum, direction, alpha, differences=found, design=design),
+        design=design,
+        differences=found,
+        band=band,
+        level=level,
+        metric=metric,
+        value_range=value_range,
     )
+
+
+def analyse_comparison(
+    comparison: Comparison,
+    target: float | None = None,
+    fraction: float = DEFAULT_FRACTION,
+    alpha: float = ALPHA,
+    level: float = LEVEL,
+    band: str = "t",
+) -> Analysis:
+    """``analyse`` of a comparison, with its holdout scores, direction, split seeds, differences
+    and metric passed explicitly."""
+    return analyse(
+        comparison.frame,
+        comparison.holdout,
+        comparison.direction,
+        target=target,
+        fraction=fraction,
+        alpha=alpha,
+        level=level,
+        split_seeds=comparison.split_seeds,
+        differences=comparison.differences,
+        metric=comparison.metric,
+        band=band,
+    )
+
+
+def seeds_text(comparison: Comparison) -> str:
+    """The seeds (repeats) of the comparison: "0, 1 (2 repeats)", or per strategy when they
+    are not the same for every strategy."""
+    per: dict[str, list[int]] = {}
+    for r in comparison.runs:
+        per.setdefault(r.strategy, []).append(int(r.seed))
+    sets = {tuple(sorted(v)) for v in per.values()}
+    if len(sets) == 1:
+        seeds = sorted(next(iter(sets)))
+        return f"{', '.join(map(str, seeds))} ({len(seeds)} repeat{'s' if len(seeds) != 1 else ''})"
+    return "; ".join(f"{label(k)}: {', '.join(map(str, sorted(v)))}" for k, v in per.items())
+
+
+def design_rows(comparison: Comparison, analysis: Analysis) -> list[tuple[str, str]]:
+    """The design for people, as (what, value) rows: strategies, seeds/repeats, data split,
+    comparability, test, ranks, band."""
+    design = analysis.design or design_of(analysis.runs, comparison.split_seeds, comparison.comparable)
+    if not analysis.comparable:
+        test = "none: " + (analysis.banner or "not comparable")
+    elif analysis.pairs.empty:
+        test = "none: " + str(analysis.pairs.attrs.get("reason", "nothing to test"))
+    else:
+        tests = [str(t) for t in analysis.pairs["test"]]
+        notes = " (zero differences dropped where two runs tied)" if any("dropped" in t for t in tests) else ""
+        base = f"exact {WILCOXON}" if design.paired else ", ".join(dict.fromkeys(tests))
+        test = f"{base}{notes}, two-sided, Holm-adjusted; {design.reason}"
+    return [
+        ("strategies", ", ".join(label(s) for s in comparison.strategies)),
+        ("seeds/repeats", seeds_text(comparison)),
+        ("data split", comparison.split),
+        ("comparable", "yes: the studies differ only in strategy and seed" if comparison.comparable else "no"),
+        ("test", test),
+        ("ranks", "within each seed" if design.ranked else design.rank_reason.removeprefix("No ranks: ")),
+        ("band", analysis.band_text),
+    ]
+
+
+def design_text(comparison: Comparison, analysis: Analysis) -> str:
+    """``design_rows`` as one line: strategies: ... · seeds/repeats: ... · ..."""
+    return " · ".join(f"{k}: {v}" for k, v in design_rows(comparison, analysis))
+
+
+#: Spec keys an experiment varies (or that name one study): not shown as the shared spec.
+PER_RUN_KEYS = ("strategy", "seed", "sampler_seed", "split_seed")
+
+
+def shown_spec(comparison: Comparison) -> dict[str, Any]:
+    """The spec the compared studies share, for the report: the experiment's spec (else the
+    first study's) without what varies per run (strategy, seeds; the study name of a hand-picked
+    set), with ``strategies`` and ``seeds/repeats`` first and "(differs: ...)" for a value that is
+    not the same in every study."""
+    if comparison.spec is not None:
+        base = comparison.spec.to_dict()
+    else:
+        first = comparison.records.get(comparison.runs[0].study, {}) if comparison.runs else {}
+        base = {k: v for k, v in first.items() if k not in ("name", "direction", "dataset_sha256", "resolved_space")}
+    specs = [study_attrs.spec_of({study_attrs.SPEC: comparison.records.get(r.study, {})}) for r in comparison.runs]
+    out: dict[str, Any] = {
+        "strategies": ", ".join(comparison.strategies),
+        "seeds/repeats": seeds_text(comparison),
+        "data split": comparison.split,
+    }
+    for key, value in base.items():
+        if key in PER_RUN_KEYS:
+            continue
+        values = {_canonical(s.get(key)) for s in specs if key in s}
+        out[key] = value if len(values) <= 1 or key == "name" else "(differs between the studies)"
+    return out
+
+
+def comparison_figures(comparison: Comparison, analysis: Analysis) -> dict[str, Any]:
+    """The comparison figures (Plotly), by key: band_trial, band_time, edf, box_best,
+    box_holdout. Bands and score axes keep within the metric's range; when the studies are not
+    comparable every figure carries the "Not comparable: ..." banner."""
+    c, a = comparison, analysis
+    figures = {
+        "band_trial": plots.band_figure(a.bands_trial, a.curves_trial, "trial", c.metric, value_range=a.value_range),
+        "band_time": plots.band_figure(a.bands_time, a.curves_time, "elapsed_s", c.metric, value_range=a.value_range),
+        "edf": plots.edf_figure(c.frame, c.metric, c.direction),
+        "box_best": plots.runs_box_figure(a.runs, "best", c.metric, value_range=a.value_range),
+        "box_holdout": plots.runs_box_figure(a.runs, "holdout", c.metric, value_range=a.value_range),
+    }
+    return {k: plots.with_banner(f, a.banner) for k, f in figures.items()}
 
 
 def target_text(analysis: Analysis, metric: str | None = None) -> str:
@@ -686,8 +1426,6 @@ def importance_by_strategy(comparison: Comparison, method: str = "ped_anova") ->
     Columns: strategy, param, importance (renormalised to sum to 1 per strategy), studies
     (how many of the strategy's studies had enough trials to estimate it).
     """
-    from hpdash import plots
-
     rows = []
     for strategy in comparison.strategies:
         parts = []
@@ -713,16 +1451,19 @@ def importance_by_strategy(comparison: Comparison, method: str = "ped_anova") ->
 
 
 def display_table(summary: pd.DataFrame, ttt_summary: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
-    """The summary and time-to-target tables merged for people (text cells, one row per strategy)."""
+    """The summary and time-to-target tables merged for people (text cells, one row per strategy).
+
+    Without ranks (``summary_table`` unranked) the mean rank and wins show "-"."""
     merged = summary.merge(ttt_summary.drop(columns=["runs"]), on="strategy", how="left")
+    ranked = bool(merged["mean_rank"].notna().any())
     return pd.DataFrame(
         {
             "strategy": [label(s) for s in merged["strategy"]],
             "runs": merged["runs"],
             "best CV (mean ± std)": [_pm(m, s, digits) for m, s in zip(merged["best_mean"], merged["best_std"])],
             "holdout (mean)": ["-" if math.isnan(h) else f"{h:.{digits}f}" for h in merged["holdout_mean"]],
-            "mean rank": merged["mean_rank"].round(2),
-            "wins": merged["wins"],
+            "mean rank": merged["mean_rank"].round(2) if ranked else ["-"] * len(merged),
+            "wins": merged["wins"] if ranked else ["-"] * len(merged),
         }
     )
 
@@ -746,15 +1487,21 @@ def ttt_table(ttt_summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def pairs_table(pairs: pd.DataFrame) -> pd.DataFrame:
-    """The pairwise tests for people."""
+    """The pairwise tests for people, the test's name beside its p-values. No tests (``no_tests``):
+    one row that says why."""
     names = {METRIC_BEST: "best CV", METRIC_TTT: "trials to target"}
+    if pairs.empty:
+        reason = str(pairs.attrs.get("reason", "nothing to test"))
+        return pd.DataFrame({"measure": ["-"], "pair": ["-"], "test": [f"none ({reason})"]})
+    tests = pairs["test"] if "test" in pairs.columns else pd.Series([f"exact {MANN_WHITNEY}"] * len(pairs))
     return pd.DataFrame(
         {
             "measure": [names.get(m, m) for m in pairs["metric"]],
             "pair": [f"{label(a)} vs {label(b)}" for a, b in zip(pairs["a"], pairs["b"])],
-            "favours": ["-" if b is None else label(b) for b in pairs["better"]],
-            "p": pairs["p"].round(4),
-            "p (Holm)": pairs["p_holm"].round(4),
-            "smallest possible p": pairs["min_p"].round(4),
+            "favours": ["-" if not isinstance(b, str) else label(b) for b in pairs["better"]],
+            "test": list(tests),
+            "p": pairs["p"].astype("float64").round(4),
+            "p (Holm)": pairs["p_holm"].astype("float64").round(4),
+            "smallest possible p": pairs["min_p"].astype("float64").round(4),
         }
     )

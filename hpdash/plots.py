@@ -1346,6 +1346,85 @@ STRATEGY_COLORS: dict[str, str] = {key: s.color for key, s in vocabulary.STRATEG
 _EXTRA_COLORS = ["#e377c2", "#17becf", "#bcbd22", "#d62728"]
 COMPARE_X_TITLES: dict[str, str] = {"trial": "Trials used", "elapsed_s": "Wall-clock time (s)"}
 LEGEND_BELOW: dict[str, Any] = {"orientation": "h", "y": -0.2}
+#: What a band is, by ``hpdash.compare.bands`` method: both are intervals of the mean over runs.
+BAND_KINDS: dict[str, str] = {"t": "t-interval", "bootstrap": "bootstrap percentile interval"}
+BANNER_COLOR = "#b00020"
+
+
+def band_name(method: str = "t", level: float = 0.95, n_min: int | None = None, n_max: int | None = None) -> str:
+    """What a band is, for titles, legends and tables: "95% t-interval of the mean over 5 seeds".
+
+    ``n_min``/``n_max``: the most runs (seeds) any strategy has, lowest and highest over the
+    strategies (one number when equal; left out when unknown).
+    """
+    text = f"{level:.0%} {BAND_KINDS.get(method, method)} of the mean"
+    if n_max:
+        seeds = f"{n_max}" if not n_min or n_min == n_max else f"{n_min}-{n_max}"
+        text += f" over {seeds} seed{'s' if n_max != 1 else ''}"
+    return text
+
+
+def band_description(bands: pd.DataFrame, method: str | None = None, level: float | None = None) -> str:
+    """``band_name`` of a ``hpdash.compare.bands`` frame: its method and level columns (when
+    present, else ``method``/``level``, default t and 95%) and its runs per strategy."""
+    if method is None:
+        method = str(bands["method"].iloc[0]) if "method" in bands.columns and not bands.empty else "t"
+    if level is None:
+        level = float(bands["level"].iloc[0]) if "level" in bands.columns and not bands.empty else 0.95
+    if bands.empty:
+        return band_name(method, level)
+    most = bands.groupby("strategy", sort=False)["n"].max()
+    return band_name(method, level, int(most.min()), int(most.max()))
+
+
+def with_banner(fig: go.Figure, text: str | None, limit: int = 110) -> go.Figure:
+    """``fig`` with ``text`` (a "Not comparable: ..." warning) boxed at the top left of its plot
+    area, cut to ``limit`` characters; unchanged when ``text`` is empty."""
+    if not text:
+        return fig
+    shown = text if len(text) <= limit else text[: limit - 1] + "…"
+    fig.add_annotation(
+        text=html.escape(shown),
+        showarrow=False,
+        xref="paper",
+        yref="paper",
+        x=0,
+        y=1,
+        xanchor="left",
+        yanchor="top",
+        align="left",
+        font={"color": BANNER_COLOR, "size": 13},
+        bgcolor="rgba(255,235,238,0.92)",
+        bordercolor=BANNER_COLOR,
+        borderwidth=1,
+        name="banner",
+    )
+    return fig
+
+
+def score_axis_range(
+    values: pd.Series | np.ndarray, value_range: tuple[float, float] | None = None
+) -> list[float] | None:
+    """A y-axis range around ``values`` with a small margin, kept within ``value_range`` (the
+    metric's range, ``hpdash.compare.metric_range``) plus a sliver, so a column of equal
+    accuracies does not get Plotly's ±0.5 autorange (an axis from 0.47 to 1.47). None without
+    finite values."""
+    v = np.asarray(values, dtype="float64")
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None
+    lo, hi = float(v.min()), float(v.max())
+    span = hi - lo
+    pad = 0.08 * span if span > 0 else max(0.02 * abs(hi), 0.01)
+    axis = [lo - pad, hi + pad]
+    if value_range is not None:
+        low, high = value_range
+        edge = 0.02 * (high - low) if math.isfinite(low) and math.isfinite(high) else pad / 4
+        if math.isfinite(low):
+            axis[0] = max(axis[0], low - edge)
+        if math.isfinite(high):
+            axis[1] = min(axis[1], high + edge)
+    return axis
 
 
 def strategy_color(strategy: str, index: int = 0) -> str:
@@ -1371,19 +1450,26 @@ def band_figure(
     curves: pd.DataFrame | None = None,
     x: str = "trial",
     metric: str | None = None,
-    level: float = 0.95,
+    level: float | None = None,
     title: str | None = None,
+    value_range: tuple[float, float] | None = None,
 ) -> go.Figure:
-    """Mean best-so-far per strategy with its confidence band, over the runs' own curves.
+    """Mean best-so-far per strategy with its band, over the runs' own curves.
 
     ``bands`` and ``curves`` come from ``hpdash.compare.bands``/``curves`` with the same ``x``
     (``"trial"`` or ``"elapsed_s"``). Each run is a thin step line; the band is drawn where at
-    least two runs have a value.
+    least two runs have a value, clipped to ``value_range`` (the metric's range) when given.
+    The subtitle says what the band is ("95% t-interval of the mean over 5 seeds", from the
+    frame's ``method`` and ``level`` columns; ``level`` overrides).
     """
+    if level is None:
+        level = float(bands["level"].iloc[0]) if "level" in bands.columns and not bands.empty else 0.95
     title = title or f"Best so far vs {'trials' if x == 'trial' else 'wall-clock time'} ({level:.0%} band)"
     if bands.empty:
         return message_figure(NO_COMPLETED, title)
+    described = band_description(bands, level=level)
     fig = go.Figure()
+    low, high = value_range if value_range is not None else (-math.inf, math.inf)
     for i, strategy in enumerate(_strategies(bands)):
         color = strategy_color(strategy, i)
         name = _label(strategy)
@@ -1405,18 +1491,19 @@ def band_figure(
                 )
         b = bands.loc[bands["strategy"] == strategy]
         ci = b.dropna(subset=["lo", "hi"])
+        lo, hi = ci["lo"].clip(lower=low, upper=high), ci["hi"].clip(lower=low, upper=high)
         if not ci.empty:
             fig.add_trace(
                 go.Scatter(
                     x=list(ci["x"]) + list(ci["x"][::-1]),
-                    y=list(ci["hi"]) + list(ci["lo"][::-1]),
+                    y=list(hi) + list(lo[::-1]),
                     fill="toself",
                     fillcolor=_rgba(color, 0.18),
                     line={"width": 0, "shape": "hv"},
                     legendgroup=strategy,
                     showlegend=False,
                     hoverinfo="skip",
-                    name=f"{name} {level:.0%} band",
+                    name=f"{name}: {described}",
                 )
             )
         fig.add_trace(
@@ -1427,15 +1514,17 @@ def band_figure(
                 name=name,
                 legendgroup=strategy,
                 line={"shape": "hv", "color": color, "width": 2.5},
-                customdata=np.stack([b["n"], b["lo"], b["hi"]], axis=-1),
+                customdata=np.stack(
+                    [b["n"], b["lo"].clip(lower=low, upper=high), b["hi"].clip(lower=low, upper=high)], axis=-1
+                ),
                 hovertemplate=(
-                    f"{name}: mean %{{y:.4g}}<br>{level:.0%} CI [%{{customdata[1]:.4g}}, "
-                    "%{customdata[2]:.4g}]<br>runs %{customdata[0]}<extra></extra>"
+                    f"{name}: mean %{{y:.4g}}<br>{html.escape(described.split(' over ')[0])} "
+                    "[%{customdata[1]:.4g}, %{customdata[2]:.4g}]<br>runs %{customdata[0]}<extra></extra>"
                 ),
             )
         )
     fig.update_layout(
-        title={"text": title},
+        title={"text": title, "subtitle": {"text": f"Band: {described}; thin lines: each run"}},
         xaxis={"title": {"text": COMPARE_X_TITLES.get(x, x)}},
         yaxis={"title": {"text": f"Best {_value_title(metric)} so far"}},
         legend=LEGEND_BELOW,
@@ -1498,9 +1587,16 @@ def edf_figure(frame: pd.DataFrame, metric: str | None = None, direction: str = 
 
 
 def runs_box_figure(
-    runs: pd.DataFrame, column: str = "best", metric: str | None = None, title: str | None = None
+    runs: pd.DataFrame,
+    column: str = "best",
+    metric: str | None = None,
+    title: str | None = None,
+    value_range: tuple[float, float] | None = None,
 ) -> go.Figure:
-    """Box plus every run as a point, per strategy, of ``runs[column]`` (``best`` or ``holdout``)."""
+    """Box plus every run as a point, per strategy, of ``runs[column]`` (``best`` or ``holdout``).
+
+    The y axis spans the values with a small margin, kept within ``value_range`` (the metric's
+    range; ``score_axis_range``)."""
     what = "final best CV score" if column == "best" else "holdout score of the final model"
     title = title or f"{what[0].upper()}{what[1:]} per strategy"
     data = runs.dropna(subset=[column]) if not runs.empty else runs
@@ -1523,10 +1619,14 @@ def runs_box_figure(
                 hovertemplate="%{customdata[1]} (seed %{customdata[0]})<br>%{y:.4g}<extra></extra>",
             )
         )
+    yaxis: dict[str, Any] = {"title": {"text": _value_title(metric)}}
+    axis = score_axis_range(data[column], value_range)
+    if axis is not None:
+        yaxis["range"] = axis
     fig.update_layout(
         title={"text": title},
         showlegend=False,
-        yaxis={"title": {"text": _value_title(metric)}},
+        yaxis=yaxis,
         xaxis={"title": {"text": "Strategy"}},
     )
     return fig

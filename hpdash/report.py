@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ import optuna
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
+import yaml
 
 from hpdash import __version__
 from hpdash import attrs as study_attrs
@@ -99,6 +101,8 @@ table{border-collapse:collapse;margin:.5rem 0 1rem} th,td{border:1px solid #ddd;
 text-align:left} th{background:#f4f6f8}
 pre{background:#f6f8fa;padding:1rem;overflow-x:auto} .verdict{font-size:1.1rem;background:#eef5ff;
 padding:.8rem 1rem;border-left:4px solid #1f77b4} .note{color:#444} .figure{margin:1rem 0 2rem}
+.banner{font-size:1.1rem;font-weight:600;color:#b00020;background:#ffebee;padding:.8rem 1rem;
+border-left:4px solid #b00020}
 """
 
 
@@ -187,24 +191,45 @@ def study_html(study: optuna.Study) -> str:
     return html_page(f"Study {study.study_name}", sections, subtitle=f"direction: {direction}")
 
 
+def _range_text(value_range: tuple[float, float]) -> str:
+    low, high = value_range
+    if math.isinf(low) and math.isinf(high):
+        return "unbounded"
+    left = "(-∞" if math.isinf(low) else f"[{low:g}"
+    right = "∞)" if math.isinf(high) else f"{high:g}]"
+    return f"{left}, {right}"
+
+
 def experiment_html(
     comparison: Comparison, analysis: Analysis | None = None, importance_method: str = "ped_anova"
 ) -> str:
-    """The HTML report of an experiment: verdict, tables, comparison figures, grid order, spec."""
+    """The HTML report of an experiment: verdict (under a "Not comparable" banner when the
+    studies differ in more than strategy and seed), design, tables, comparison figures, grid
+    order, the shared spec with the strategies and seeds compared."""
     from hpdash import compare, plots
 
     c = comparison
-    a = analysis or compare.analyse(c.frame, c.holdout, c.direction)
+    a = analysis or compare.analyse_comparison(c)
     params = plots.default_placement_params(c.frame)
     logs = compare.log_params_of(c)
-    sections = [
+    design = a.design or compare.design_of(a.runs, c.split_seeds, c.comparable)
+    banner = a.banner or c.banner
+    sections = [f'<p class="banner">{_e(banner)}</p>'] if banner else []
+    rank_note = (
+        "Rank: within each seed (1 = best, ties share). Wins: seeds where the strategy ranked first (ties count "
+        "for each)."
+        if design.ranked
+        else design.rank_reason
+    )
+    sections += [
         "<h2>Verdict</h2>",
         f'<p class="verdict">{_e(a.verdict.text)}</p>',
+        "<h2>Design</h2>",
+        _table(pd.DataFrame(compare.design_rows(c, a), columns=["", "value"])),
         "<h2>Summary</h2>",
         _table(compare.display_table(a.summary, a.ttt_summary)),
         '<p class="note">Best CV: mean ± std over seeds of each run\'s best cross-validated score. Holdout: the '
-        "refit final model scored once on the holdout part. Rank: within each seed (1 = best, ties share). "
-        "Wins: seeds where the strategy ranked first (ties count for each).</p>",
+        f"refit final model scored once on the holdout part. {_e(rank_note)}</p>",
         "<h2>Time to target</h2>",
         f'<p class="note">{_e(compare.target_text(a, c.metric))} Mean ± std over the runs '
         "that reached it; trials count the budget used, seconds run from the study's first trial start.</p>",
@@ -218,21 +243,22 @@ def experiment_html(
             + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in c.grid_notes.items())
             + "</ul>"
         )
-    figs = [
-        plots.band_figure(a.bands_trial, a.curves_trial, "trial", c.metric),
-        plots.band_figure(a.bands_time, a.curves_time, "elapsed_s", c.metric),
-        plots.edf_figure(c.frame, c.metric, c.direction),
-        plots.runs_box_figure(a.runs, "best", c.metric),
-        plots.runs_box_figure(a.runs, "holdout", c.metric),
-    ]
+    figures = compare.comparison_figures(c, a)
+    figs = list(figures.values())
     if len(params) == 2:
         figs.append(plots.placement_figure(c.frame, params[0], params[1], logs, c.metric, c.direction))
     figs.append(
         plots.importance_comparison_figure(compare.importance_by_strategy(c, importance_method), importance_method)
     )
+    figs[len(figures) :] = [plots.with_banner(f, banner) for f in figs[len(figures) :]]
     sections.append("<h2>Figures</h2>")
+    sections.append(
+        f'<p class="note">Bands: {_e(a.band_text)}, clipped to the range of {_e(c.metric or "the score")} '
+        f"({_e(_range_text(a.value_range))}); thin lines are the runs.</p>"
+    )
     sections += [figure_div(f, f"fig-{i}") for i, f in enumerate(figs)]
     sections.append(f'<p class="note">Importance method: {_e(plots.IMPORTANCE_METHODS[importance_method])}</p>')
+    best = a.runs.set_index("study").reindex([r.study for r in c.runs])["best"]
     sections.append(
         "<h2>Studies</h2>"
         + _table(
@@ -241,16 +267,19 @@ def experiment_html(
                     "study": [r.study for r in c.runs],
                     "strategy": [compare.label(r.strategy) for r in c.runs],
                     "seed": [r.seed for r in c.runs],
-                    "best CV": [
-                        None if pd.isna(b) else round(float(b), 4)
-                        for b in a.runs.set_index("study").reindex([r.study for r in c.runs])["best"]
-                    ],
+                    "split seed": [c.split_seeds.get(r.study) for r in c.runs],
+                    "best CV": [None if pd.isna(b) else round(float(b), 4) for b in best],
                 }
             )
         )
     )
-    if c.spec is not None:
-        sections.append(f"<h2>Spec</h2><pre>{_e(c.spec.to_yaml())}</pre>")
+    if c.spec is not None or c.runs:
+        shown = yaml.safe_dump(compare.shown_spec(c), sort_keys=False, allow_unicode=True)
+        sections.append(
+            "<h2>Spec</h2>"
+            '<p class="note">What the compared studies share; strategy and seed are what varies (above).</p>'
+            f"<pre>{_e(shown)}</pre>"
+        )
     subtitle = f"metric: {c.metric or 'score'} ({c.direction})"
     return html_page(c.title, sections, subtitle=subtitle)
 

@@ -4,7 +4,7 @@ import time
 
 import streamlit as st
 
-from hpdash import compare, experiments, plots, report, runner, views
+from hpdash import compare, experiments, plots, report, views
 from hpdash.errors import HpdashError
 from hpdash.ui import common
 
@@ -40,9 +40,12 @@ try:
                 st.query_params["experiment"] = pick
                 st.rerun()
             st.stop()
-        names = st.multiselect("Studies (same metric and direction)", views.list_study_names())
+        names = st.multiselect("Studies", views.list_study_names())
         if len(names) < 2:
-            st.caption("Pick at least two studies. Their strategy and seed come from their specs.")
+            st.caption(
+                "Pick at least two studies. Their strategy and seed come from their specs; studies that "
+                "differ in anything else are shown but not tested or ranked."
+            )
             st.stop()
         comparison = compare.load_studies_comparison(names)
 except HpdashError as exc:
@@ -88,7 +91,7 @@ if experiment_id:
 
     queue_header()
 else:
-    running = sum(runner.study_status(s).state == "running" for s in comparison.studies.values())
+    running = sum(state == "running" for state in compare.study_states(comparison).values())
     if running:
         st.caption(f"**{running} still running**")
         if st.button("Refresh", icon=":material/refresh:"):
@@ -107,15 +110,22 @@ target = st.number_input(
     help="Default: within 1% of the best score seen in the experiment "
     "(sign-safe, so it works for negative scores such as neg_rmse).",
 )
-analysis = compare.analyse(
-    comparison.frame,
-    comparison.holdout,
-    comparison.direction,
-    target=None if target == float(default_target) else float(target),
+band = st.radio(
+    "Band",
+    list(compare.BAND_METHODS),
+    format_func=compare.BAND_METHODS.__getitem__,
+    horizontal=True,
+    help="Both are intervals of the mean best-so-far over the seeds, clipped to the metric's range.",
+)
+analysis = compare.analyse_comparison(
+    comparison, target=None if target == float(default_target) else float(target), band=band
 )
 
+if analysis.banner:
+    st.error(common.md(analysis.banner), icon=":material/block:")
 st.subheader("Verdict")
 st.info(common.md(analysis.verdict.text), icon=":material/balance:")
+st.caption(common.md(compare.design_text(comparison, analysis)))
 st.subheader("Summary")
 st.dataframe(compare.display_table(analysis.summary, analysis.ttt_summary), hide_index=True)
 st.subheader("Time to target")
@@ -127,14 +137,16 @@ for study_name, note in comparison.grid_notes.items():
     st.caption(f"**{common.md(study_name)}**: {common.md(note)}")
 
 metric = comparison.metric
+figures = compare.comparison_figures(comparison, analysis)
 st.subheader("Convergence")
-st.plotly_chart(plots.band_figure(analysis.bands_trial, analysis.curves_trial, "trial", metric), key="band_trial")
-st.plotly_chart(plots.band_figure(analysis.bands_time, analysis.curves_time, "elapsed_s", metric), key="band_time")
-st.plotly_chart(plots.edf_figure(comparison.frame, metric, comparison.direction), key="edf")
+st.caption(common.md(f"Bands: {analysis.band_text}, clipped to the metric's range; thin lines are the runs."))
+st.plotly_chart(figures["band_trial"], key="band_trial")
+st.plotly_chart(figures["band_time"], key="band_time")
+st.plotly_chart(figures["edf"], key="edf")
 st.subheader("Final scores")
 left, right = st.columns(2)
-left.plotly_chart(plots.runs_box_figure(analysis.runs, "best", metric), key="box_best")
-right.plotly_chart(plots.runs_box_figure(analysis.runs, "holdout", metric), key="box_holdout")
+left.plotly_chart(figures["box_best"], key="box_best")
+right.plotly_chart(figures["box_holdout"], key="box_holdout")
 
 st.subheader("Sample placement")
 params = [c.removeprefix("params_") for c in comparison.frame.columns if c.startswith("params_")]
@@ -145,7 +157,11 @@ if len(params) >= 2 and len(defaults) == 2:
     y_param = cy.selectbox("y", params, index=params.index(defaults[1]))
     logs = compare.log_params_of(comparison)
     st.plotly_chart(
-        plots.placement_figure(comparison.frame, x_param, y_param, logs, metric, comparison.direction), key="placement"
+        plots.with_banner(
+            plots.placement_figure(comparison.frame, x_param, y_param, logs, metric, comparison.direction),
+            analysis.banner,
+        ),
+        key="placement",
     )
 else:
     st.caption("Sample placement needs two hyperparameters.")
@@ -154,7 +170,10 @@ st.subheader("Hyperparameter importance")
 method = st.selectbox("Method", list(plots.IMPORTANCE_METHODS), format_func=common.labels_of(plots.IMPORTANCE_LABELS))
 st.caption(plots.IMPORTANCE_METHODS[method])
 st.plotly_chart(
-    plots.importance_comparison_figure(compare.importance_by_strategy(comparison, method), method), key="importance"
+    plots.with_banner(
+        plots.importance_comparison_figure(compare.importance_by_strategy(comparison, method), method), analysis.banner
+    ),
+    key="importance",
 )
 
 st.subheader("Reports")

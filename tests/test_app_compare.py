@@ -87,3 +87,86 @@ def test_hand_picked_studies(monkeypatch: pytest.MonkeyPatch) -> None:
     at.multiselect[0].set_value([f"{NAME}-grid-s0", f"{NAME}-tpe-s0"]).run()
     assert not at.exception, [e.value for e in at.exception]
     assert "Selected studies" in _texts(at) and len(at.get("plotly_chart")) == 7
+
+
+def test_new_study_compare_form_launches_a_shared_split(data_dir) -> None:
+    """New study -> Compare strategies with "The same split for every repeat": every study
+    of the experiment has the form's seed as its split seed, and the sampler seeds differ."""
+    from hpdash import experiments, runner
+
+    at = AppTest.from_file(str(ROOT / "hpdash" / "ui" / "main.py"), default_timeout=90).run()
+    at.switch_page(str(ROOT / "pages" / "new_study.py")).run()
+    at.multiselect(key="ns_models").set_value(["k_nearest_neighbors"]).run()
+    at.number_input(key="ns_n_trials").set_value(4)
+    at.number_input(key="ns_folds").set_value(3)
+    at.text_input(key="ns_name").input("apptest-split").run()
+    at.multiselect(key="ns_cmp_strategies").set_value(["random", "tpe"])
+    at.number_input(key="ns_cmp_repeats").set_value(2).run()
+    split = at.radio(key="ns_cmp_split")
+    assert split.label == "Data split across repeats" and split.value == "per_repeat"
+    assert list(split.options) == [
+        "A new split per repeat (split and sampler luck)",
+        "The same split for every repeat (only sampler luck varies)",
+    ]
+    split.set_value("shared").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Data split: the same split for every repeat (only sampler luck varies)" in i.value for i in at.info)
+    at.button(key="ns_cmp_launch").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    exp = experiments.load_experiment("apptest-split")
+    try:
+        specs = experiments.study_specs(exp.study_names)
+        assert sorted(exp.study_names) == [
+            "apptest-split-random-s0",
+            "apptest-split-random-s1",
+            "apptest-split-tpe-s0",
+            "apptest-split-tpe-s1",
+        ]
+        assert {s["split_seed"] for s in specs.values()} == {0}
+        assert sorted(s["sampler_seed"] for s in specs.values()) == [0, 0, 1, 1]
+        assert experiments.experiment_split("apptest-split") == "shared"
+    finally:
+        for run in exp.runs:
+            runner.stop_study(run.study)
+
+
+def _verdict(at: AppTest) -> str:
+    return next(shown(i.value) for i in at.info if i.icon == ":material/balance:")
+
+
+def test_hand_picked_studies_on_two_datasets_show_the_banner_and_no_claim(data_dir) -> None:
+    from test_compare import _two_tables
+
+    from hpdash import config
+
+    names = _two_tables(config.storage_url())
+    at = _page()
+    at.radio[0].set_value("Hand-picked studies").run()
+    at.multiselect[0].set_value([names[0], names[1], names[4], names[5]]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert shown(at.error[0].value).startswith("Not comparable: dataset: SHA-256 aaaaaaaaaaaa")
+    verdict = _verdict(at)
+    assert verdict.startswith("Not comparable") and "found better" not in verdict
+    assert set(at.dataframe[0].value["mean rank"]) == {"-"}
+    assert len(at.get("plotly_chart")) == 6  # one hyperparameter: no placement figure
+    texts = _texts(at)
+    assert "95% t-interval of the mean over 2 seeds" in texts
+    band = next(r for r in at.radio if r.label == "Band")
+    band.set_value("bootstrap").run()
+    assert not at.exception and "95% bootstrap percentile interval of the mean over 2 seeds" in _texts(at)
+
+
+def test_hand_picked_paired_studies_name_the_wilcoxon_test(data_dir) -> None:
+    from test_compare import make_study
+
+    from hpdash import config
+
+    storage = config.storage_url()
+    names = [make_study(storage, s, k, [0.5, 0.8 + k / 100]) for s in ("tpe", "random") for k in range(2)]
+    at = _page()
+    at.radio[0].set_value("Hand-picked studies").run()
+    at.multiselect[0].set_value(names).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error
+    assert "Wilcoxon signed-rank" in _verdict(at)
+    assert "data split: a new split per repeat" in _texts(at)

@@ -301,3 +301,305 @@ def test_exact_mann_whitney_matches_scipy_permutation_test(seed: int) -> None:
 def test_mann_whitney_single_runs() -> None:
     assert compare.mann_whitney([1.0], [2.0]) == (0.0, 1.0)  # one vs one can never differ
     assert compare.mann_whitney([1.0], [2.0, 3.0, 4.0])[1] == pytest.approx(0.5)  # 2 / C(4, 1)
+
+
+# ------------------------------------------------------------------------------ real studies
+import datetime as dt  # noqa: E402
+import itertools  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import optuna  # noqa: E402
+from optuna.distributions import FloatDistribution  # noqa: E402
+from optuna.trial import create_trial  # noqa: E402
+
+from hpdash import attrs as study_attrs  # noqa: E402
+from hpdash import plots, runner  # noqa: E402
+from hpdash.storage import open_storage  # noqa: E402
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+T0 = dt.datetime(2025, 1, 1, 12, 0, 0)
+SHA_IRIS, SHA_WINE = "a" * 64, "b" * 64
+_NUMBERS = itertools.count()
+SPACE = {"k_nearest_neighbors": {"x": {"type": "float", "low": 0.0, "high": 1.0, "log": False}}}
+
+
+def make_study(
+    storage: str,
+    strategy: str,
+    seed: int,
+    values: Sequence[float],
+    *,
+    sha: str = SHA_IRIS,
+    metric: str = "accuracy",
+    name: str | None = None,
+    holdout: float | None = None,
+    **spec: Any,
+) -> str:
+    """A real Optuna study as hpdash stores one: the spec and resolved attrs, one COMPLETE trial
+    per value (a second apart). ``spec`` overrides spec fields (``n_trials``, ``split_seed``, ...)."""
+    name = name or f"{strategy}-s{seed}-{next(_NUMBERS)}"
+    study = optuna.create_study(study_name=name, storage=open_storage(storage, heartbeat=False), direction="maximize")
+    full = {
+        "name": name,
+        "dataset": sha,
+        "target": "target",
+        "model": "k_nearest_neighbors",
+        "strategy": strategy,
+        "task": "classification",
+        "space": None,
+        "n_trials": len(values),
+        "timeout": None,
+        "cv": {"folds": 3, "repeats": 1},
+        "metric": metric,
+        "test_size": 0.2,
+        "seed": seed,
+        "pruner": "none",
+        "workers": 1,
+        **spec,
+    }
+    for key, value in {
+        study_attrs.SPEC: full,
+        study_attrs.DATASET: sha,
+        study_attrs.TASK: "classification",
+        study_attrs.METRIC: metric,
+        study_attrs.SPACE: SPACE,
+    }.items():
+        study.set_user_attr(key, value)
+    if holdout is not None:
+        study.set_user_attr(study_attrs.REFIT, {"holdout_score": holdout})
+    for k, value in enumerate(values):
+        trial = create_trial(value=float(value), params={"x": k / 10}, distributions={"x": FloatDistribution(0, 1)})
+        trial.datetime_start = T0 + dt.timedelta(seconds=k)
+        trial.datetime_complete = trial.datetime_start + dt.timedelta(seconds=1)
+        study.add_trial(trial)
+    return name
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'studies.db'}"
+
+
+def _two_tables(storage: str) -> list[str]:
+    """The issue's hand-picked set: TPE on one table, random search on another, 3 trials each.
+    4 seeds per side: far enough apart that Mann-Whitney alone would say p = 0.03."""
+    tpe = [make_study(storage, "tpe", s, [0.90, 0.95, 0.97 + s / 1000]) for s in range(4)]
+    rnd = [make_study(storage, "random", s, [0.60, 0.70, 0.80 + s / 1000], sha=SHA_WINE) for s in range(4, 8)]
+    return tpe + rnd
+
+
+def test_two_datasets_make_no_claim_and_no_rank_and_say_what_differs(storage: str) -> None:
+    c = compare.load_studies_comparison(_two_tables(storage), storage)
+    assert not c.comparable
+    assert c.differences == [f"dataset: SHA-256 {SHA_IRIS[:12]}… vs SHA-256 {SHA_WINE[:12]}…"]
+    a = compare.analyse_comparison(c)
+    text = a.verdict.text
+    assert text.startswith(f"Not comparable: dataset: SHA-256 {SHA_IRIS[:12]}")
+    assert a.verdict.claims == [] and "found better" not in text and "reached the target in" not in text
+    assert "No test is run, no strategy is ranked" in text
+    assert a.pairs.empty and compare.pairs_table(a.pairs)["test"].iloc[0].startswith("none (not comparable")
+    assert a.summary["mean_rank"].isna().all() and a.summary["wins"].isna().all()
+    assert set(compare.display_table(a.summary, a.ttt_summary)["mean rank"]) == {"-"}
+    # What the CLI does (analyse on the frame alone) still knows: the frame carries it.
+    cli = compare.analyse(c.frame, c.holdout, c.direction)
+    assert cli.verdict.text == text and cli.pairs.empty
+    # The same runs, were they comparable, would have been called different: the banner matters.
+    forced = compare.analyse(c.frame, c.holdout, c.direction, differences=[])
+    assert any(claim.metric == compare.METRIC_BEST for claim in forced.verdict.claims)
+    assert "(p = 0.03) by exact Mann-Whitney U" in forced.verdict.text
+    assert "holds only TPE" in forced.verdict.text  # and no ranks: each seed holds one strategy
+    figures = compare.comparison_figures(c, a)
+    for fig in figures.values():
+        assert any(str(x.text).startswith("Not comparable: dataset") for x in fig.layout.annotations)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"metric": "balanced_accuracy"}, "metric: accuracy vs balanced_accuracy"),
+        ({"n_trials": 10}, "budget: 3 trials vs 10 trials"),
+    ],
+)
+def test_two_metrics_or_two_budgets_are_not_comparable(storage: str, change: dict[str, Any], expected: str) -> None:
+    names = [make_study(storage, "tpe", s, [0.9, 0.95, 0.99 - s / 1000]) for s in range(5)]
+    names += [
+        make_study(storage, "random", s, [0.5, 0.6, 0.7 - s / 1000], **change)
+        for s in range(5)  # same seeds: complete blocks, so only the difference stops the claims
+    ]
+    c = compare.load_studies_comparison(names, storage)
+    assert c.differences == [expected]
+    a = compare.analyse_comparison(c)
+    assert a.verdict.text.startswith(f"Not comparable: {expected}.")
+    assert a.verdict.claims == [] and a.pairs.empty and a.summary["mean_rank"].isna().all()
+
+
+def test_differences_of_plain_specs() -> None:
+    base = {"dataset": "sklearn:iris", "target": "y", "model": "svm", "cv": {"folds": 5, "repeats": 1}, "seed": 0}
+    assert compare.differences([base, {**base, "seed": 3, "strategy": "grid", "split_seed": 9}]) == []
+    found = compare.differences(
+        [
+            base,
+            {**base, "cv": {"folds": 3, "repeats": 2}, "test_size": 0.3, "model": "random_forest"},
+            {**base, "dataset": "sklearn:wine", "direction": "minimize"},
+        ]
+    )
+    assert found == [
+        "dataset: sklearn:iris vs sklearn:wine",
+        "metric direction: none vs minimize",
+        "search space: svm vs random_forest",
+        "CV folds: 5 vs 3",
+        "CV repeats: 1 vs 2",
+        "test size: none vs 0.3",
+    ]
+    ranges = compare.differences([{**base, "space": {"C": [1, 2]}}, {**base, "space": {"C": [1, 3]}}])
+    assert ranges == ["search space: different ranges of svm"]
+
+
+def _tpe_vs_random(storage: str, tpe: Sequence[float], rnd: Sequence[float], **spec: Any) -> list[str]:
+    names = [make_study(storage, "tpe", s, [0.5, v]) for s, v in enumerate(tpe)]
+    return names + [make_study(storage, "random", s, [0.4, v], **spec) for s, v in enumerate(rnd)]
+
+
+def test_paired_design_uses_the_exact_wilcoxon_test_and_names_it(storage: str) -> None:
+    tpe = [0.91, 0.93, 0.95, 0.92, 0.97, 0.99]
+    rnd = [0.90, 0.90, 0.91, 0.86, 0.95, 0.92]
+    c = compare.load_studies_comparison(_tpe_vs_random(storage, tpe, rnd), storage)
+    assert c.comparable and c.split == compare.SPLIT_NEW
+    a = compare.analyse_comparison(c)
+    assert a.design is not None and a.design.paired and a.design.ranked
+    best = a.pairs.loc[a.pairs["metric"] == compare.METRIC_BEST].iloc[0]
+    diffs = np.array(tpe) - np.array(rnd)  # per seed (= per split): same holdout, same folds
+    assert best["test"] == "exact Wilcoxon signed-rank" and best["n_pairs"] == 6
+    assert best["p"] == pytest.approx(stats.wilcoxon(diffs, method="exact").pvalue) == pytest.approx(2 / 64)
+    assert best["better"] == "tpe"
+    assert "exact Wilcoxon signed-rank" in set(compare.pairs_table(a.pairs)["test"])
+    text = a.verdict.text
+    assert "TPE found better final CV scores than Random" in text and "(p = 0.03) by exact Wilcoxon signed-rank" in text
+    assert "per-seed differences (paired" in text
+    assert [claim.test for claim in a.verdict.claims if claim.metric == compare.METRIC_BEST] == [
+        "exact Wilcoxon signed-rank"
+    ]
+    # The unpaired analysis of the same runs is still there (the old function, a bare frame).
+    unpaired = compare.pairwise_tests(a.runs, a.ttt)
+    assert unpaired.iloc[0]["test"] == "exact Mann-Whitney U"
+    assert unpaired.iloc[0]["p"] == pytest.approx(compare.mann_whitney(tpe, rnd)[1])
+
+
+def test_paired_test_drops_zero_differences_and_says_so(storage: str) -> None:
+    tpe = [0.91, 0.93, 0.95, 0.92, 0.97]
+    rnd = [0.90, 0.93, 0.91, 0.86, 0.95]  # seed 1 ties
+    a = compare.analyse_comparison(compare.load_studies_comparison(_tpe_vs_random(storage, tpe, rnd), storage))
+    best = a.pairs.loc[a.pairs["metric"] == compare.METRIC_BEST].iloc[0]
+    diffs = np.array(tpe) - np.array(rnd)
+    diffs[1] = 0.0
+    assert best["test"] == "exact Wilcoxon signed-rank, 1 zero difference dropped"
+    assert best["p"] == pytest.approx(stats.wilcoxon(diffs, method="exact").pvalue)
+    assert best["min_p"] == pytest.approx(2 / 2**4)
+
+
+def test_wilcoxon_signed_rank_matches_scipy_on_random_differences() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        n = int(rng.integers(2, 9))
+        a, b = rng.integers(0, 5, size=n).astype(float), rng.integers(0, 5, size=n).astype(float)
+        stat, p, name, balance = compare.wilcoxon_signed_rank(a, b)
+        d = a - b
+        if (d == 0).all():
+            assert p == 1.0 and "dropped" in name
+            continue
+        assert p == pytest.approx(stats.wilcoxon(d, method="exact").pvalue)
+        assert ("dropped" in name) == bool((d == 0).any())
+        nonzero = d[d != 0]
+        r = stats.rankdata(np.abs(nonzero))
+        assert balance == pytest.approx(r[nonzero > 0].sum() - r[nonzero < 0].sum())
+        assert ("tied differences" in name) == (np.unique(np.abs(nonzero)).size < nonzero.size)
+
+
+def test_incomplete_blocks_are_unpaired_mann_whitney_without_ranks(storage: str) -> None:
+    names = [make_study(storage, "tpe", s, [0.5, 0.9 + s / 100]) for s in range(4)]
+    names += [make_study(storage, "random", s, [0.5, 0.6 + s / 100]) for s in range(2, 6)]
+    a = compare.analyse_comparison(compare.load_studies_comparison(names, storage))
+    assert a.design is not None and not a.design.paired and not a.design.ranked
+    assert set(a.pairs["test"]) == {"exact Mann-Whitney U"}
+    assert "split seed 0 holds only TPE" in a.design.reason
+    assert "No ranks" in a.verdict.text and a.summary["mean_rank"].isna().all()
+    assert "Mann-Whitney U tests across seeds (not paired" in a.verdict.text
+
+
+def test_same_split_for_every_repeat_is_not_paired(storage: str) -> None:
+    c = compare.load_studies_comparison(
+        _tpe_vs_random(storage, [0.91, 0.93, 0.95, 0.92], [0.90, 0.90, 0.91, 0.86], split_seed=7), storage
+    )
+    assert c.split == compare.SPLIT_NEW  # the TPE studies have no split_seed: their seed is their split
+    c = compare.load_studies_comparison(
+        [make_study(storage, s, k, [0.5, 0.9 - k / 100], split_seed=7) for s in ("grid", "tpe") for k in range(4)],
+        storage,
+    )
+    assert c.split == compare.SPLIT_SAME and set(c.split_seeds.values()) == {7}
+    a = compare.analyse_comparison(c)
+    assert a.design is not None and not a.design.paired and a.design.ranked  # ranks within the repeat seed
+    assert "same data split" in a.design.reason and set(a.pairs["test"]) == {"exact Mann-Whitney U"}
+
+
+def test_study_states_is_one_batch(storage: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = compare.load_studies_comparison(_tpe_vs_random(storage, [0.9, 0.8], [0.7, 0.6]), storage)
+
+    def one_by_one(*_: Any, **__: Any) -> None:
+        raise AssertionError("study_status called study by study")
+
+    monkeypatch.setattr(runner, "study_status", one_by_one)
+    assert compare.study_states(c) == {r.study: "created" for r in c.runs}
+
+
+# ------------------------------------------------------------------------------ ranges and bands
+@pytest.mark.parametrize(
+    ("metric", "expected"),
+    [
+        ("accuracy", (0.0, 1.0)),
+        ("balanced_accuracy", (0.0, 1.0)),
+        ("f1_macro", (0.0, 1.0)),
+        ("precision_macro", (0.0, 1.0)),
+        ("recall_weighted", (0.0, 1.0)),
+        ("roc_auc_ovr", (0.0, 1.0)),
+        ("average_precision", (0.0, 1.0)),
+        ("jaccard", (0.0, 1.0)),
+        ("r2", (-math.inf, 1.0)),
+        ("explained_variance", (-math.inf, 1.0)),
+        ("neg_root_mean_squared_error", (-math.inf, 0.0)),
+        ("neg_log_loss", (-math.inf, 0.0)),
+        ("max_error", (-math.inf, math.inf)),
+        (None, (-math.inf, math.inf)),
+    ],
+)
+def test_metric_range(metric: str | None, expected: tuple[float, float]) -> None:
+    assert compare.metric_range(metric) == expected
+
+
+def test_accuracy_bands_stay_within_zero_and_one() -> None:
+    # 3 seeds of accuracy near 1: the t-interval alone reaches above 1 (and far below the data)
+    f = frame(run("tpe", 0, [0.80, 0.99]), run("tpe", 1, [0.90, 1.0]), run("tpe", 2, [0.97, 0.98]))
+    raw = compare.bands(compare.curves(f, "trial"), "trial")
+    assert raw["hi"].max() > 1.0
+    a = compare.analyse(f, metric="accuracy")
+    for b in (a.bands_trial, a.bands_time):
+        assert b["hi"].max() <= 1.0 and b["lo"].min() >= 0.0
+    assert a.band_text == "95% t-interval of the mean over 3 seeds"
+    boot = compare.analyse(f, metric="accuracy", band="bootstrap")
+    assert boot.band_text == "95% bootstrap percentile interval of the mean over 3 seeds"
+    last = boot.bands_trial.iloc[-1]  # bests 0.99, 1.0, 0.98: resampled means stay among them
+    assert 0.98 <= last["lo"] <= last["mean"] <= last["hi"] <= 1.0
+    assert set(boot.bands_trial["method"]) == {"bootstrap"}
+    mean, _sd, lo, hi, n = compare.bootstrap_interval(np.array([1.0, 2.0, 3.0, 4.0]))
+    assert (mean, n) == (2.5, 4) and 1.0 <= lo < 2.5 < hi <= 4.0
+    with pytest.raises(ValueError):
+        compare.bands(compare.curves(f, "trial"), method="normal")
+
+
+def test_band_figures_name_the_band_and_clip_it() -> None:
+    f = frame(run("tpe", 0, [0.80, 0.99]), run("tpe", 1, [0.90, 1.0]), run("tpe", 2, [0.97, 0.98]))
+    curves = compare.curves(f, "trial")
+    fig = plots.band_figure(compare.bands(curves), curves, value_range=compare.metric_range("accuracy"))
+    assert fig.layout.title.text == "Best so far vs trials (95% band)"
+    assert "95% t-interval of the mean over 3 seeds" in fig.layout.title.subtitle.text
+    fill = next(t for t in fig.data if t.fill == "toself")
+    assert max(fill.y) <= 1.0 and "95% t-interval of the mean over 3 seeds" in fill.name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -1070,6 +1071,50 @@ def test_importance_comparison_names_the_method() -> None:
     assert list(fig.data[1].y) == ["b", "a"] and list(fig.data[1].x) == [0.6, 0.4]  # by mean importance
     empty = plots.importance_comparison_figure(data.iloc[0:0], "ped_anova")
     assert "PED-ANOVA" in empty.layout.title.text
+
+
+def test_band_figure_subtitle_names_the_band() -> None:
+    f = experiment_rows()
+    curves = compare.curves(f, "trial")
+    t = plots.band_figure(compare.bands(curves, "trial"), curves, "trial", metric="accuracy")
+    assert t.layout.title.text == "Best so far vs trials (95% band)"
+    assert t.layout.title.subtitle.text.startswith("Band: 95% t-interval of the mean over 2 seeds")
+    boot = plots.band_figure(compare.bands(curves, "trial", 0.9, method="bootstrap"), curves)
+    assert boot.layout.title.text == "Best so far vs trials (90% band)"
+    assert "90% bootstrap percentile interval of the mean over 2 seeds" in boot.layout.title.subtitle.text
+    assert all("bootstrap percentile interval" in tr.name for tr in boot.data if tr.fill == "toself")
+    assert plots.band_name("t", 0.95, 3, 5) == "95% t-interval of the mean over 3-5 seeds"
+    assert plots.band_name("t", 0.95, 1, 1) == "95% t-interval of the mean over 1 seed"
+
+
+def test_band_figure_clips_the_band_to_the_metric_range() -> None:
+    bands = pd.DataFrame(
+        {"strategy": ["tpe"] * 2, "x": [1.0, 2.0], "n": [3, 3], "mean": [0.95, 0.97], "std": [0.1, 0.1]}
+    ).assign(lo=[0.7, 0.8], hi=[1.2, 1.1])
+    fig = plots.band_figure(bands, value_range=(0.0, 1.0))
+    fill = next(t for t in fig.data if t.fill == "toself")
+    assert max(fill.y) == 1.0 and min(fill.y) == 0.7
+    assert max(plots.band_figure(bands).data[0].y) == 1.2  # no range given: drawn as computed
+
+
+def test_final_score_axis_stays_within_the_metric_range() -> None:
+    runs = compare.final_runs(
+        experiment_rows(), holdout={f"e-{s}-s{k}": 0.9667 for s in ("grid", "tpe") for k in (0, 1)}
+    )
+    hold = plots.runs_box_figure(runs, "holdout", "accuracy", value_range=(0.0, 1.0))
+    low, high = hold.layout.yaxis.range
+    assert 0.9 < low < 0.9667 < high < 1.0  # equal scores: a narrow axis, not Plotly's 0.47-1.47
+    near_one = runs.assign(best=[0.98, 1.0, 0.99, 1.0])
+    low, high = plots.runs_box_figure(near_one, "best", value_range=(0.0, 1.0)).layout.yaxis.range
+    assert 0.96 < low < 0.98 and 1.0 < high <= 1.02
+    neg = runs.assign(best=[-0.02, -0.01, -0.03, 0.0])
+    assert plots.runs_box_figure(neg, "best", value_range=(-math.inf, 0.0)).layout.yaxis.range[1] <= 0.0 + 0.001
+
+
+def test_banner_on_a_figure() -> None:
+    fig = plots.with_banner(plots.edf_figure(experiment_rows()), "Not comparable: dataset: a vs b.")
+    assert "Not comparable: dataset: a vs b." in annotations(fig)
+    assert annotations(plots.with_banner(plots.edf_figure(experiment_rows()), None)) == []
 
 
 def test_importance_thread_does_not_hold_up_exit() -> None:

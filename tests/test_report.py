@@ -233,3 +233,53 @@ def test_reports_open_offline_in_a_browser(browser, tmp_path: Path) -> None:
     _static_checks(study_page.read_text(encoding="utf-8"))
     drawn, aborted, errors = _open_offline(browser, study_page)
     assert drawn == 5 and aborted == [] and errors == []
+
+
+# ------------------------------------------------------------------------------ comparability in the report
+def test_report_of_studies_on_two_datasets_claims_nothing_and_says_what_differs(tmp_path: Path) -> None:
+    from test_compare import SHA_IRIS, SHA_WINE, _two_tables
+
+    from hpdash import compare
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    comparison = compare.load_studies_comparison(_two_tables(storage), storage)
+    html = report.experiment_html(comparison)
+    banner = f"Not comparable: dataset: SHA-256 {SHA_IRIS[:12]}… vs SHA-256 {SHA_WINE[:12]}…."
+    assert f'<p class="banner">{banner}</p>' in html  # first, above the verdict
+    assert html.index('class="banner"') < html.index("<h2>Verdict</h2>")
+    assert "found better" not in html and "No test is run, no strategy is ranked" in html
+    assert "none (not comparable: dataset" in html  # the pairwise-tests table says why it is empty
+    assert "No ranks: the studies differ in more than strategy and seed." in html
+    assert html.count('class="plotly-graph-div"') == 6  # the figures still draw (one param: no placement)
+    assert html.count("Not comparable: dataset") >= 6 + 1  # the banner, and on every figure
+    assert "strategies: tpe, random" in html and "(differs between the studies)" in html
+
+
+def test_report_lists_strategies_seeds_and_split_design(tmp_path: Path) -> None:
+    from test_compare import make_study
+
+    from hpdash import compare
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    names = [make_study(storage, s, k, [0.5, 0.8 + k / 100]) for s in ("tpe", "random") for k in range(2)]
+    html = report.experiment_html(compare.load_studies_comparison(names, storage))
+    spec = html[html.index("<h2>Spec</h2>") :]
+    assert "strategies: tpe, random" in spec and "seeds/repeats: 0, 1 (2 repeats)" in spec
+    assert "data split: a new split per repeat" in spec
+    assert "strategy: tpe" not in spec and "\nseed:" not in spec and "name:" not in spec
+    assert "exact Wilcoxon signed-rank" in html  # paired: the test named beside its p
+    same = [make_study(storage, s, k, [0.5, 0.8], split_seed=3) for s in ("tpe", "random") for k in range(2)]
+    html = report.experiment_html(compare.load_studies_comparison(same, storage))
+    assert "same data split for every repeat" in html and "exact Mann-Whitney U" in html
+
+
+@pytest.mark.slow
+def test_experiment_report_names_the_strategies_test_and_band() -> None:
+    exp = shared_experiment()
+    assert exp.returncode == 0, exp.stderr[-3000:]
+    html = exp.report.read_text(encoding="utf-8")
+    spec = html[html.index("<h2>Spec</h2>") :]
+    assert f"strategies: {', '.join(STRATEGIES)}" in spec and "strategy: tpe" not in spec
+    assert "seeds/repeats: 0, 1 (2 repeats)" in spec and "a new split per repeat" in html
+    assert "Wilcoxon signed-rank" in html and "95% t-interval of the mean over 2 seeds" in html
+    assert "Not comparable" not in html

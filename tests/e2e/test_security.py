@@ -208,7 +208,7 @@ def test_user_strings_are_never_rendered_as_html(page, xss_server) -> None:
     # Compare: the two studies on that dataset side by side
     _open(page, f"{url}/compare")
     for name in XSS_STUDIES:
-        page.get_by_role("combobox", name="Studies (same metric and direction)").click()
+        page.get_by_role("combobox", name="Studies", exact=True).click()
         page.get_by_role("option", name=name, exact=True).click()
         page.keyboard.press("Escape")
         wait_ready(page)
