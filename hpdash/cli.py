@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 from hpdash import attrs as study_attrs
 from hpdash import config, runtime
-from hpdash.errors import HpdashError
+from hpdash.errors import DatasetError, HpdashError
 
 EXIT_USER_ERROR = 2
 
@@ -466,7 +466,7 @@ def cmd_dataset_check(args: argparse.Namespace) -> int:
 
     path = Path(args.file)
     if not path.is_file():
-        raise datasets.DatasetError(f"File not found: {path}")
+        raise DatasetError(f"File not found: {path}")
     frame = datasets.read_table(path.read_bytes(), path.name)
     prepared = datasets.prepare(frame, args.target, task=args.task, folds=args.folds)
     profile = prepared.profile
