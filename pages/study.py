@@ -1,11 +1,12 @@
 """Study: live progress, plots, trials, best trial, final model and notes (``?study=NAME``)."""
 
+import math
 import time
 from functools import partial
 
 import streamlit as st
 
-from hpdash import export_model, markup, plots, report, results, runner, views
+from hpdash import export_model, markup, plots, report, results, runner, ties, views
 from hpdash.errors import HpdashError, SpecError, StudyNotFoundError
 from hpdash.spec import StudySpec
 from hpdash.store import Catalogue
@@ -326,6 +327,83 @@ else:
         )
     with c2:
         st.plotly_chart(plots.fold_scores_figure(best, metric=metric), key="fig_folds")
+
+# ------------------------------------------------------------------------------ tie set
+st.subheader("Configurations tied with the best")
+if summary.n_complete < 2:
+    st.caption("The tie set needs at least two completed trials with fold scores.")
+else:
+    c1, c2 = st.columns(2)
+    ties_rope = c1.number_input(
+        "Region of practical equivalence (ROPE)",
+        min_value=0.0,
+        value=0.01,
+        step=0.005,
+        format="%.4f",
+        key="ties_rope",
+        help=f"A trial whose mean CV {metric} is worse than the best's by at most this much counts as equivalent.",
+    )
+    ties_alpha = c2.number_input(
+        "Significance level (alpha)", min_value=0.001, max_value=0.5, value=0.05, step=0.01, key="ties_alpha"
+    )
+    # One split's row counts need the dataset (ties.fold_sizes reads and prepares it): worked
+    # out once per study in this session, not on every change of the trials.
+    ties_sizes_key = (name, live.identity)
+    ties_held = state.get("ties_fold_sizes")
+    if not (isinstance(ties_held, tuple) and ties_held[0] == ties_sizes_key):
+        try:
+            ties_held = (ties_sizes_key, ties.fold_sizes(study), None)
+        except HpdashError as exc:
+            ties_held = (ties_sizes_key, None, str(exc))
+        state["ties_fold_sizes"] = ties_held
+    _, ties_sizes, ties_sizes_error = ties_held
+    if ties_sizes is None:
+        st.caption(f"No tie set: the size of a CV split is unknown. {common.md(ties_sizes_error)}")
+    else:
+        ties_n_train, ties_n_test = ties_sizes
+        ties_n_splits = spec.folds * spec.repeats if spec is not None else None
+        ties_key = (float(ties_rope), float(ties_alpha), ties_n_train, ties_n_test)
+        tie = live.memo(
+            ("ties", *ties_key),
+            lambda: ties.study_ties(
+                frame,
+                ties_n_train,
+                ties_n_test,
+                direction,
+                rope=float(ties_rope),
+                alpha=float(ties_alpha),
+                n_splits=ties_n_splits,
+            ),
+        )
+        if tie.unavailable is not None or tie.recommended is None:
+            st.info(f"No tie set: {common.md(tie.unavailable or tie.reason)}", icon=":material/info:")
+        else:
+            st.dataframe(
+                live.memo(("ties_table", *ties_key), lambda: ties.ties_table(tie)),
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    "trial": st.column_config.NumberColumn(width="small"),
+                    "CV mean": st.column_config.NumberColumn(f"CV {metric}", format="%.4f"),
+                    "difference to best": st.column_config.NumberColumn(format="%+.4f"),
+                    "p-value": st.column_config.NumberColumn(format="%.3f"),
+                    "fit time (s)": st.column_config.NumberColumn(format="%.3f"),
+                    "params": st.column_config.TextColumn(width="large"),
+                },
+            )
+            cheapest = tie.recommended
+            ties_fit = f"{cheapest.fit_time:.3g} s per fold" if math.isfinite(cheapest.fit_time) else "fit time unknown"
+            st.markdown(
+                f"**Recommended: trial {cheapest.number}** (mean CV {common.md(metric)} "
+                f"{views.format_score(cheapest.cv_mean)}, {ties_fit}): {common.md(tie.reason)}."
+            )
+            st.caption(
+                common.md(
+                    f"{len(tie.tied)} of {tie.n_tested} trials tested are tied with trial {tie.tied[0].number}, the best. "
+                    f"Method: {tie.method}. p-value: of the test that the best leads the trial by more than the "
+                    "rope; a trial is tied while it is at least alpha." + (f" {tie.note}" if tie.note else "")
+                )
+            )
 
 # ------------------------------------------------------------------------------ final model
 st.subheader("Final model")

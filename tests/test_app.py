@@ -748,3 +748,35 @@ def test_a_comparison_of_random_alikes_is_refused_in_the_form(data_dir) -> None:
     errors = " ".join(shown(e.value) for e in at.error)
     assert "would run exactly the same random trials" in errors
     assert at.button(key="ns_cmp_launch").disabled
+
+
+def test_study_page_shows_the_configurations_tied_with_the_best(populated_dir) -> None:
+    """After the best trial: ROPE and alpha inputs, the library's tie set as a table, the
+    cheapest tied trial recommended with the method named; a new ROPE recomputes it; a study
+    with one completed trial says why there is none."""
+    from hpdash import results, ties
+
+    name = populated_dir["finished"]
+    at = _app("pages/study.py", study=name)
+    _no_exception(at)
+    headings = [s.value for s in at.subheader]
+    assert headings.index("Configurations tied with the best") == headings.index("Best trial") + 1
+    assert at.number_input(key="ties_rope").value == 0.01 and at.number_input(key="ties_alpha").value == 0.05
+    study = runner.load_study(name)
+    frame, sizes = results.trials_frame(study), ties.fold_sizes(study)
+    for rope in (0.01, 0.0):
+        if rope != 0.01:
+            at.number_input(key="ties_rope").set_value(rope).run()
+            _no_exception(at)
+        expected = ties.study_ties(frame, *sizes, "maximize", rope=rope, n_splits=3)
+        assert expected.recommended is not None
+        table = next(d.value for d in at.dataframe if list(d.value.columns) == ties.TABLE_COLUMNS)
+        assert table["trial"].tolist() == [t.number for t in expected.tied]
+        assert table.loc[table["recommended"], "trial"].tolist() == [expected.recommended.number]
+        text = _texts(at)
+        assert f"Recommended: trial {expected.recommended.number}" in text and expected.reason in text
+        assert "Nadeau & Bengio" in text and f"rope {rope:g}, alpha 0.05" in text
+
+    one = _app("pages/study.py", study=populated_dir["one_trial"])
+    _no_exception(one)
+    assert "The tie set needs at least two completed trials" in _texts(one)
