@@ -155,8 +155,14 @@ def corrected_resampled_t_test(
     constant = bool(np.all(d == d[0]))
     se = 0.0 if constant else math.sqrt((1.0 / k + n_test / n_train) * float(d.var(ddof=1)))
     t = excess / se if se > 0 else (math.copysign(math.inf, excess) if excess != 0 else 0.0)
-    dist = stats.t(k - 1)
-    p = {"greater": dist.sf(t), "less": dist.cdf(t)}.get(alternative, min(1.0, 2.0 * dist.sf(abs(t))))
+    # stats.t.sf/cdf with df given, not a frozen stats.t(df): freezing costs about 1 ms a call,
+    # and a tie set makes one call per candidate configuration.
+    if alternative == "greater":
+        p = stats.t.sf(t, k - 1)
+    elif alternative == "less":
+        p = stats.t.cdf(t, k - 1)
+    else:
+        p = min(1.0, 2.0 * stats.t.sf(abs(t), k - 1))
     name = f"corrected resampled t-test (Nadeau & Bengio 2003), {alternative}, {k} splits"
     name += f", rope {rope:g}" if rope else ""
     return CorrectedTTest(mean, t, 1.0 if constant and t == 0 else float(p), k - 1, name)
