@@ -155,7 +155,7 @@ def corrected_resampled_t_test(
     constant = bool(np.all(d == d[0]))
     se = 0.0 if constant else math.sqrt((1.0 / k + n_test / n_train) * float(d.var(ddof=1)))
     t = excess / se if se > 0 else (math.copysign(math.inf, excess) if excess != 0 else 0.0)
-    # stats.t.sf/cdf with df given, not a frozen stats.t(df): freezing costs about 1 ms a call,
+    # stats.t.sf/cdf with df given, not a frozen stats.t(df): freezing one costs more than the test,
     # and a tie set makes one call per candidate configuration.
     if alternative == "greater":
         p = stats.t.sf(t, k - 1)
