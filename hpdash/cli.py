@@ -203,17 +203,17 @@ def _run_workers(name: str, storage: str | None, workers: int, progress: _Progre
 def _print_summary(name: str, storage: str | None, reasons: int | None = 5) -> None:
     """State, trial counts, failure reasons (the ``reasons`` commonest, None: all), best
     trial and refit of a study."""
-    from hpdash import export_model, results, runner
+    from hpdash import export_model, results, status
 
-    study = runner.load_study(name, storage)
-    status = runner.study_status(study)
+    study = status.load_study(name, storage)
+    state = status.study_status(study)
     summary = results.study_summary(study)
     print(f"study:      {name}")
-    print(f"state:      {status.state}")
-    if status.error:
-        print(f"error:      {status.error}")
+    print(f"state:      {state.state}")
+    if state.error:
+        print(f"error:      {state.error}")
     print(f"trials:     {summary.n_complete} complete, {summary.n_pruned} pruned, {summary.n_fail} failed")
-    failures = runner.failure_reasons(study) if summary.n_fail else []
+    failures = status.failure_reasons(study) if summary.n_fail else []
     for i, (reason, count) in enumerate(failures if reasons is None else failures[:reasons]):
         print(f"{'failures:' if i == 0 else '':11} {count} x {reason}")
     if reasons is not None and len(failures) > reasons:
@@ -225,7 +225,7 @@ def _print_summary(name: str, storage: str | None, reasons: int | None = 5) -> N
         f"best CV:    {_fmt(summary.best_value)} (trial {summary.best_trial_number}, {study.user_attrs.get(study_attrs.METRIC)})"
     )
     print(f"best params: {json.dumps(summary.best_params, default=str)}")
-    refit = runner.refit_info(study)
+    refit = status.refit_info(study)
     if refit:
         model = export_model.model_files(study.study_name).joblib  # never the record's path
         print(f"holdout:    {_fmt(refit['holdout_score'])}  model: {model} (sha256 {refit['sha256'][:12]})")
@@ -259,32 +259,28 @@ def exit_now(code: int) -> NoReturn:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    import optuna
+    from hpdash import status
 
-    from hpdash import runner
-    from hpdash.storage import open_storage
-
-    names = optuna.get_all_study_names(storage=open_storage(args.storage, heartbeat=False))
-    if not names:
+    rows = status.statuses(args.storage)
+    if not rows:
         print("No studies yet. Run one with: python -m hpdash run examples/iris-random-forest-tpe.yaml")
         return 0
     print(f"{'name':32} {'strategy':8} {'state':12} {'done':>9} {'best':>8}")
-    for name in sorted(names):
-        study = runner.load_study(name, args.storage)
-        spec = study.user_attrs.get(runner.SPEC_ATTR) or {}
-        st = runner.study_status(study)
+    for name, spec, st in rows:
         done = f"{st.done}/{st.budget if st.budget is not None else '?'}"
         print(f"{name:32} {spec.get('strategy', '-'):8} {st.state:12} {done:>9} {_fmt(st.best_value):>8}")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from hpdash import runner
+    from optuna.trial import TrialState
 
-    study = runner.load_study(args.study, args.storage)
-    print(runner.load_spec_of(study).to_yaml())
+    from hpdash import status
+
+    study = status.load_study(args.study, args.storage)
+    print(status.load_spec_of(study).to_yaml())
     _print_summary(args.study, args.storage, reasons=None)
-    if study.get_trials(deepcopy=False, states=(runner.TrialState.COMPLETE,)):
+    if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         best = study.best_trial
         print(f"fold scores: {[round(s, 4) for s in best.user_attrs.get('fold_scores', [])]}")
     return 0

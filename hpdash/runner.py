@@ -19,22 +19,41 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import optuna
 from optuna.trial import TrialState
 from sklearn.metrics import get_scorer
 
-from hpdash import access, config, datasets, export_model, models, objective, results, space, strategies
+from hpdash import access, config, datasets, export_model, models, objective, space, strategies
 from hpdash import attrs as study_attrs
-from hpdash.errors import DatasetError, HpdashError, SpecError, StudyNotFoundError
-from hpdash.progress import StudyProgress
-from hpdash.spec import StudySpec, check_name, parse_spec
+from hpdash.errors import DatasetError, HpdashError, SpecError
+from hpdash.spec import StudySpec, check_name
+
+# Re-exported: callers read a study's status through runner too.
+from hpdash.status import (  # noqa: F401
+    WORKER_LOST_SECONDS,
+    StudyStatus,
+    _now,
+    _pid_alive,
+    _starting_up,
+    _UserAttrs,
+    dataset_of,
+    failure_reasons,
+    load_spec_of,
+    load_study,
+    metric_of,
+    refit_error,
+    refit_info,
+    status_from,
+    study_status,
+    workers_of,
+)
 from hpdash.storage import (
     BudgetExhausted,
     WorkerStudy,
@@ -58,14 +77,9 @@ GRID_ATTR = study_attrs.GRID
 ERROR_ATTR = study_attrs.ERROR
 WORKER_PREFIX = study_attrs.WORKER_PREFIX
 WORKER_BEAT_SECONDS = 5
-WORKER_LOST_SECONDS = 30
 _SHA256 = re.compile(r"[0-9a-f]{64}")  # a stored dataset's name in the content-addressed store
 
 log = logging.getLogger("hpdash")
-
-
-def _now() -> float:
-    return time.time()
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,27 +432,6 @@ def _budget_slots(plan: Plan) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return {BUDGET_ATTR: spec.n_trials}, [{"hpdash_slot": True}] * spec.n_trials
 
 
-def load_spec_of(study: optuna.Study) -> StudySpec:
-    """The spec stored on a study."""
-    raw = study.user_attrs.get(SPEC_ATTR)
-    if raw is None:
-        raise SpecError(f"Study {study.study_name!r} was not created by hpdash (it has no spec).")
-    return parse_spec(raw)
-
-
-def load_study(name: str, storage: str | None = None, *, store: Any = None, **storage_kwargs: Any) -> optuna.Study:
-    """Load a study by name, with a clear error when it does not exist. ``store``: a storage
-    this process already opened on ``storage`` (otherwise one is opened, without heartbeats)."""
-    if store is None:
-        store = open_storage(storage, **{"heartbeat": False, **storage_kwargs})
-    try:
-        return optuna.load_study(study_name=name, storage=store)
-    except KeyError as exc:
-        raise StudyNotFoundError(
-            f"No study named {name!r} in {config.storage_url(storage)}. It may have been deleted."
-        ) from exc
-
-
 # --------------------------------------------------------------------------------------------
 # The worker
 # --------------------------------------------------------------------------------------------
@@ -721,17 +714,6 @@ class _FailFast:
         return True
 
 
-def failure_reasons(study: optuna.Study) -> list[tuple[str, int]]:
-    """The FAIL trials' reasons with their counts, commonest first (``"failed (no reason
-    recorded)"`` for a trial without one)."""
-    tally: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        reason = t.user_attrs.get("fail_reason")
-        key = str(reason) if reason else "failed (no reason recorded)"
-        tally[key] = tally.get(key, 0) + 1
-    return sorted(tally.items(), key=lambda item: (-item[1], item[0]))
-
-
 @dataclass
 class _TrialCount:
     """A worker's trials: how many it finished, how many it dropped (taken over by another
@@ -979,41 +961,6 @@ def run_here(
     return run_worker(name, storage, 0, stop_event=stop_event, progress=progress, problem=problem)
 
 
-class _UserAttrs(Protocol):
-    """What ``workers_of`` reads of a study: an ``optuna.Study``, or any object holding the
-    user attrs of one already read."""
-
-    @property
-    def user_attrs(self) -> Mapping[str, Any]: ...
-
-
-def workers_of(study: _UserAttrs) -> list[dict[str, Any]]:
-    """The workers that have run this study, with an ``alive`` flag from their last beat."""
-    now = _now()
-    out = []
-    for key, info in study.user_attrs.items():
-        if key.startswith(WORKER_PREFIX) and isinstance(info, dict):
-            alive = "ended" not in info and now - float(info.get("last_seen", 0)) < WORKER_LOST_SECONDS
-            if alive and info.get("host") == socket.gethostname():
-                alive = _pid_alive(int(info["pid"]))
-            out.append({**info, "alive": alive})
-    return out
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped by its parent) is not alive
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except OSError:
-        return True
-
-
 def stop_study(name: str, storage: str | None = None) -> None:
     """Ask every worker to stop: a flag in storage plus SIGTERM to workers on this machine.
 
@@ -1070,95 +1017,6 @@ def delete_study(name: str, storage: str | None = None) -> None:
 # --------------------------------------------------------------------------------------------
 # Status
 # --------------------------------------------------------------------------------------------
-@dataclass
-class StudyStatus:
-    """What the progress header and the studies table show."""
-
-    name: str
-    state: str  # created | running | finished | stopped | failed | worker lost
-    done: int  # finished trials (COMPLETE, PRUNED, FAIL)
-    complete: int
-    running: int
-    budget: int | None
-    best_value: float | None
-    workers_alive: int
-    started_at: float | None
-    elapsed_s: float | None
-    eta_s: float | None
-    error: str | None
-
-    @property
-    def fraction(self) -> float:
-        if self.budget:
-            return min(1.0, self.done / self.budget)
-        return 1.0 if self.state == "finished" else 0.0
-
-
-def study_status(study: optuna.Study, cache: results.TrialsCache | None = None) -> StudyStatus:
-    """Progress of a study, derived from its trials and worker beats.
-
-    With ``cache`` (a ``results.TrialsCache`` of this study, refreshed by the caller) the trial
-    counts come from its frame (``TrialsCache.progress``), so a live poll reads only what
-    changed; without it, from aggregate queries over the study. Both give the same status.
-    """
-    attrs = study.user_attrs
-    # A poll with a cache costs the changed trials; aggregate queries cost the study's size.
-    progress = cache.progress() if cache is not None else results.study_progress(study)
-    return status_from(study.study_name, attrs, progress)
-
-
-def status_from(name: str, attrs: Mapping[str, Any], progress: StudyProgress) -> StudyStatus:
-    """A study's status from its user attrs and its ``StudyProgress`` (from
-    ``results.study_progress``, or ``results.progress_of_studies`` for a table of every study)."""
-    holder = _Attrs(attrs)
-    running, waiting = progress.n_running, progress.n_waiting
-    # A FAIL trial that was given a new slot (stale heartbeat or a stop) does not use budget.
-    done = progress.n_done
-    budget = attrs.get(BUDGET_ATTR)
-    workers_alive = sum(w["alive"] for w in workers_of(holder))
-    state = attrs.get(STATE_ATTR, "created")
-    started_at = attrs.get(STARTED_ATTR)
-    if state == "running" and workers_alive == 0 and not _starting_up(holder, started_at):
-        state = "finished" if budget is not None and waiting == 0 and running == 0 else "worker lost"
-    best = progress.best_value
-    first, last = progress.first_start, progress.last_complete
-    elapsed = None
-    if first is not None:
-        end = last if state != "running" and last is not None else datetime.now(UTC)
-        elapsed = max(0.0, (end - first).total_seconds())
-    eta = None
-    if state == "running" and budget and done and elapsed:
-        eta = elapsed / done * max(0, budget - done)
-    return StudyStatus(
-        name=name,
-        state=state,
-        done=done,
-        complete=progress.n_complete,
-        running=running,
-        budget=budget,
-        best_value=best,
-        workers_alive=workers_alive,
-        started_at=float(started_at) if started_at else None,
-        elapsed_s=elapsed,
-        eta_s=eta,
-        error=attrs.get(ERROR_ATTR),
-    )
-
-
-@dataclass(frozen=True)
-class _Attrs:
-    """User attrs already read, in the shape ``workers_of`` takes."""
-
-    user_attrs: Mapping[str, Any]
-
-
-def _starting_up(study: _UserAttrs, started_at: Any) -> bool:
-    """Workers take a few seconds to import and register after ``launch_workers``: within
-    ``WORKER_LOST_SECONDS`` of a launch, no beat yet means "starting", not "worker lost"."""
-    if started_at is None or _now() - float(started_at) >= WORKER_LOST_SECONDS:
-        return False
-    # Once a worker of this launch has registered, its beats (or their absence) decide.
-    return not any(float(w.get("started", 0)) >= float(started_at) for w in workers_of(study))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1231,29 +1089,6 @@ def _refit(
     )
     study.set_user_attr(REFIT_ATTR, json.loads(json.dumps(result.to_dict(), default=str)))
     return result
-
-
-def refit_info(study: optuna.Study) -> dict[str, Any] | None:
-    """The stored refit record, or None."""
-    info = study.user_attrs.get(REFIT_ATTR)
-    return info if info and "holdout_score" in info else None
-
-
-def refit_error(study: optuna.Study) -> str | None:
-    """Why the automatic refit failed, or None."""
-    error = (study.user_attrs.get(REFIT_ATTR) or {}).get("error")
-    return str(error) if error else None
-
-
-def dataset_of(study: optuna.Study) -> str | None:
-    """The stored dataset (SHA-256) a study runs on, or None for a study hpdash did not create."""
-    sha = study.user_attrs.get(DATASET_ATTR)
-    return str(sha) if sha else None
-
-
-def metric_of(study: optuna.Study) -> str | None:
-    """The metric a study is scored with (``hpdash.attrs.metric_of``)."""
-    return study_attrs.metric_of(study.user_attrs)
 
 
 def wait_for(procs: list[subprocess.Popen], poll: Callable[[], None] | None = None, interval: float = 0.5) -> list[int]:
