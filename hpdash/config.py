@@ -20,6 +20,7 @@ DEFAULT_MAX_ROWS = 1_000_000
 DEFAULT_MAX_CELLS = 50_000_000
 DEFAULT_HEARTBEAT_INTERVAL = 5  # seconds between a running trial's heartbeats
 DEFAULT_GRACE_PERIOD = 20  # a trial with no heartbeat for this long is stale
+DEFAULT_MAX_OOF_ROWS = 50_000  # most training-part rows whose out-of-fold predictions a trial keeps
 READ_ONLY_ENV = "HPDASH_READ_ONLY"
 PASSWORD_ENV = "HPDASH_PASSWORD"
 
@@ -47,6 +48,16 @@ def models_dir() -> Path:
     """Refit final models: ``<data>/models/``."""
     path = data_dir() / "models"
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def artifacts_dir(create: bool = True) -> Path:
+    """Optuna artifacts (``optuna.artifacts.FileSystemArtifactStore``), one folder per study:
+    ``<data>/artifacts/<study>/``, which holds each trial's out-of-fold predictions. Created
+    on first use unless ``create`` is false (a reader)."""
+    path = data_dir() / "artifacts"
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -162,6 +173,13 @@ def max_trials() -> int:
     a cross-validated fit: a much larger budget takes a lot of memory before the first fit,
     and far longer to run than a study should."""
     return _positive_int_env("HPDASH_MAX_TRIALS", DEFAULT_MAX_TRIALS)
+
+
+def max_oof_rows() -> int:
+    """Most rows a study's training part may have for its trials to keep their out-of-fold
+    predictions (``$HPDASH_MAX_OOF_ROWS``, default 50,000): each COMPLETE trial stores one
+    compressed file of a few bytes per row and class, for the selection-bias estimate."""
+    return _positive_int_env("HPDASH_MAX_OOF_ROWS", DEFAULT_MAX_OOF_ROWS)
 
 
 # -- table limits (checked on every upload, raise DatasetError) --------------------------

@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.trial import TrialState
-from sklearn.metrics import get_scorer
 
 from hpdash import access, config, datasets, export_model, models, objective, space, strategies
 from hpdash import attrs as study_attrs
@@ -554,7 +553,9 @@ def run_worker(
         if timeout == 0.0:
             return 0
         # With a trial_timeout each trial's CV runs in a child process killed at the limit.
-        trial_objective = objective.make_objective(problem, stop_event, spec.trial_timeout)
+        trial_objective = objective.make_objective(
+            problem, stop_event, spec.trial_timeout, predictions=objective.prediction_store(spec)
+        )
         _optimize_until_no_work(
             study,
             counted(_with_slot_return(study, trial_objective)),
@@ -999,8 +1000,9 @@ def resume_study(name: str, storage: str | None = None, workers: int | None = No
 
 def delete_study(name: str, storage: str | None = None) -> None:
     """Stop the study's workers, then delete it, its note and the files it owns in the data
-    directory: its model files (``export_model.model_files``) and its worker logs, all found
-    by the study's name, never by a value stored in the study."""
+    directory: its model files (``export_model.model_files``), its artifacts folder (the
+    trials' out-of-fold predictions, ``objective.artifacts_folder``) and its worker logs, all
+    found by the study's name, never by a value stored in the study."""
     access.require_writable("delete a study")
     from hpdash.store import Catalogue
 
@@ -1009,6 +1011,7 @@ def delete_study(name: str, storage: str | None = None) -> None:
         stop_study(name, storage)
     optuna.delete_study(study_name=name, storage=open_storage(storage, heartbeat=False))
     export_model.delete_model_files(name)
+    objective.delete_artifacts(name)
     for log_path in _worker_logs(name):
         log_path.unlink(missing_ok=True)
     Catalogue(config.catalogue_path(storage)).delete_note(name)
@@ -1071,7 +1074,7 @@ def _refit(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pipe.fit(problem.X_train, problem.y_train)
-    holdout = float(get_scorer(problem.metric)(pipe, problem.X_test, problem.y_test))
+    holdout = float(problem.scorer(pipe, problem.X_test, problem.y_test))
     # <data>/models/<stem>.joblib and its digest file, each written atomically; the skops
     # copy is made on first download (export_model.ensure_skops).
     path, sha = export_model.save_joblib(name, pipe)

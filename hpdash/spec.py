@@ -112,6 +112,9 @@ class StudySpec:
     pos_label: str | int | bool | None = None
     #: Columns to keep as features although hpdash would drop them (free text, ID-like).
     keep_columns: list[str] | None = None
+    #: Keep each COMPLETE trial's out-of-fold predictions (first CV repeat) as an Optuna
+    #: artifact, for the selection-bias estimate (``hpdash.winners_curse``, BBC-CV).
+    keep_predictions: bool = True
 
     @property
     def models(self) -> list[str]:
@@ -277,6 +280,9 @@ def parse_spec(raw: Mapping[str, Any]) -> StudySpec:
         if len(keep) > 10_000:
             raise SpecError(f"'keep_columns' lists {len(keep):,} columns; at most 10,000.")
         data["keep_columns"] = list(dict.fromkeys(keep))
+
+    if not isinstance(data["keep_predictions"], bool):
+        raise SpecError(f"'keep_predictions' must be true or false, got {_shown(data['keep_predictions'])}.")
 
     cv = data["cv"]
     if not isinstance(cv, Mapping) or set(cv) - {"folds", "repeats"}:

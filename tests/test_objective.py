@@ -1,5 +1,6 @@
 """The evaluation protocol, checked against plain scikit-learn."""
 
+import json
 import re
 import warnings
 from typing import Any
@@ -11,7 +12,15 @@ import pytest
 import scipy.sparse
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import get_scorer
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    get_scorer,
+    log_loss,
+    r2_score,
+    roc_auc_score,
+)
 from sklearn.model_selection import GridSearchCV, KFold, RepeatedStratifiedKFold, StratifiedKFold
 from sklearn.preprocessing import OrdinalEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
@@ -732,3 +741,195 @@ def test_the_smoke_fit_samples_and_seeds_with_the_split_seed(monkeypatch) -> Non
     monkeypatch.setattr(objective.models, "make_estimator", spy_model)
     objective.smoke_check(dataclasses.replace(plan, split=None))  # the check makes its own split
     assert seen["holdout"] == [5] and set(seen["rows"]) == {5} and set(seen["model"]) == {5}
+
+
+# --------------------------------------------------------------------------------------------
+# Out-of-fold predictions: kept, stored and replayed through the study's scorer
+# --------------------------------------------------------------------------------------------
+def _oof_problem(model: str, metric: str, **change) -> tuple[objective.Problem, dict[str, Any]]:
+    """A problem of the small generated tables (yes/no labels for f1), with a configuration."""
+    task = "regression" if metric == "r2" else "classification"
+    frame = _small_table("categorical", task)
+    if metric == "f1":
+        frame["y"] = frame["y"].map({1: "yes", 0: "no"})
+    spec = parse_spec(
+        {
+            "name": "oof",
+            "dataset": "t.csv",
+            "target": "y",
+            "task": task,
+            "model": model,
+            "strategy": "random",
+            "n_trials": 1,
+            "cv": {"folds": 3},
+            "metric": metric,
+            "seed": 0,
+            **change,
+        }
+    )
+    plan = runner.plan_study(spec, data=(frame, None))
+    return plan.problem(), objective.representative_params(plan.spaces[model])
+
+
+OOF_CASES = [
+    # model, metric, the response method the scorer calls, the score of pooled predictions
+    ("decision_tree", "accuracy", "predict", lambda y, p: accuracy_score(y, p)),
+    ("logistic_regression", "neg_log_loss", "predict_proba", lambda y, p: -log_loss(y, p)),
+    ("logistic_regression", "roc_auc", "decision_function", lambda y, p: roc_auc_score(y, p)),
+    ("svm", "balanced_accuracy", "predict", lambda y, p: balanced_accuracy_score(y, p)),
+    ("decision_tree", "f1", "predict", lambda y, p: f1_score(y, p, pos_label="yes")),
+    ("ridge", "r2", "predict", lambda y, p: r2_score(y, p)),
+]
+
+
+@pytest.mark.parametrize(("model", "metric", "method", "pooled"), OOF_CASES, ids=[f"{c[0]}-{c[1]}" for c in OOF_CASES])
+def test_stored_oof_predictions_replay_to_the_scores_of_the_same_predictions(
+    tmp_path, model, metric, method, pooled
+) -> None:
+    """A trial's kept outputs, written as its .npz and read back: replayed with the study's scorer
+    on fold j's rows they give the fold's score, on every row the score of the
+    ``cross_val_predict`` predictions of the same folds (exactly); the fold scores are those of
+    the trial without keeping anything (0.0 difference)."""
+    from sklearn.model_selection import cross_val_predict
+
+    problem, params = _oof_problem(model, metric)
+    folds = objective.first_repeat(problem)
+    kept = objective.cross_validate_params(problem, model, params, keep=folds)
+    assert kept.fold_scores == objective.cross_validate_params(problem, model, params).fold_scores
+    path = tmp_path / "oof-trial-0.npz"
+    objective.write_npz(path, objective.oof_arrays(problem, kept, 0))
+    oof = objective.read_oof(path)
+    assert oof.meta["scored_with"] == method and oof.meta["metric"] == metric and oof.rows == len(problem.y_train)
+    y = problem.y_train
+    for j, score in enumerate(kept.fold_scores):
+        rows = np.flatnonzero(oof.fold == j)
+        assert abs(problem.scorer(oof.replay(), objective.index_column(rows), y.iloc[rows]) - score) <= 1e-12
+    pipe = problem.pipeline(model, params)
+    expected = cross_val_predict(pipe, problem.X_train, y, cv=problem.splits[:folds], method=method)
+    everything = objective.index_column(np.arange(len(y)))
+    assert np.array_equal(oof.outputs[method], expected)
+    assert problem.scorer(oof.replay(), everything, y) == pooled(y, expected)
+    if problem.task == "classification":
+        assert get_scorer("accuracy")(oof.replay(), everything, y) == accuracy_score(y, oof.outputs["predict"])
+
+
+def test_each_kind_of_model_keeps_predict_and_its_scores() -> None:
+    """predict always; probabilities when the classifier has them, else decision scores; the
+    decision scores too when the scorer reads them; float32 except the scorer's own method."""
+    cases = [
+        ("decision_tree", "accuracy", {"predict", "predict_proba"}),
+        ("logistic_regression", "accuracy", {"predict", "predict_proba"}),
+        ("logistic_regression", "roc_auc", {"predict", "predict_proba", "decision_function"}),
+        ("svm", "accuracy", {"predict", "decision_function"}),
+        ("ridge", "r2", {"predict"}),
+    ]
+    for model, metric, methods in cases:
+        problem, params = _oof_problem(model, metric)
+        result = objective.cross_validate_params(problem, model, params, keep=objective.first_repeat(problem))
+        arrays = objective.oof_arrays(problem, result, 3)
+        stored = {("predict" if k == "predict_codes" else k) for k in arrays} - {"classes", "fold", "meta"}
+        assert stored == methods, (model, metric)
+        scored_with = json.loads(str(arrays["meta"]))["scored_with"]
+        for key in ("predict_proba", "decision_function"):
+            if key in arrays:
+                assert arrays[key].dtype == (np.float64 if key == scored_with else np.float32)
+        if problem.task == "classification":
+            assert arrays["predict_codes"].dtype == np.int16 and arrays["classes"].dtype.kind == "i"
+        else:
+            assert arrays["predict"].dtype == np.float64
+
+
+def test_a_trial_whose_store_fails_completes_and_says_why(tmp_path, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("HPDASH_DATA_DIR", str(tmp_path / "data"))
+    problem, params = _oof_problem("decision_tree", "accuracy")
+
+    def broken(self, trial, arrays):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(objective.PredictionStore, "upload", broken)
+    storage = open_storage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat=False)
+    study = optuna.create_study(storage=storage, direction="maximize")
+    study.enqueue_trial(params)
+    with caplog.at_level("WARNING", logger="hpdash"):
+        study.optimize(objective.make_objective(problem, predictions=objective.PredictionStore(1000)), n_trials=1)
+    (trial,) = study.get_trials()
+    assert trial.state == optuna.trial.TrialState.COMPLETE and len(trial.user_attrs["fold_scores"]) == 3
+    assert trial.user_attrs["oof_error"] == "OSError: [Errno 28] No space left on device"
+    assert "oof_time" not in trial.user_attrs
+    assert "Trial 0 of study" in caplog.text and "without its out-of-fold predictions" in caplog.text
+
+
+def test_a_bounded_trial_keeps_the_same_predictions_as_one_in_process(tmp_path, monkeypatch) -> None:
+    """With a trial_timeout the folds run in a child process: the kept outputs come back with
+    them and the stored file equals the one of the same trial run in this process."""
+    monkeypatch.setenv("HPDASH_DATA_DIR", str(tmp_path / "data"))
+    problem, params = _oof_problem("logistic_regression", "neg_log_loss")
+    storage = open_storage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat=False)
+    found = {}
+    for timeout in (None, 60.0):
+        study = optuna.create_study(storage=storage, direction="maximize", study_name=f"bounded-{timeout}")
+        study.enqueue_trial(params)
+        run = objective.make_objective(problem, trial_timeout=timeout, predictions=objective.PredictionStore(1000))
+        try:
+            study.optimize(run, n_trials=1)
+        finally:
+            run.close()
+        (trial,) = study.get_trials()
+        assert trial.state == optuna.trial.TrialState.COMPLETE, trial.user_attrs
+        found[timeout] = (trial.user_attrs["fold_scores"], objective.load_oof(study.study_name, trial))
+    (scores, oof), (bounded_scores, bounded) = found[None], found[60.0]
+    assert scores == bounded_scores and oof is not None and bounded is not None
+    assert oof.outputs.keys() == bounded.outputs.keys()
+    assert all(np.array_equal(oof.outputs[k], bounded.outputs[k]) for k in oof.outputs)
+
+
+def test_pruned_trials_keep_nothing(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HPDASH_DATA_DIR", str(tmp_path / "data"))
+    problem, params = _oof_problem("decision_tree", "accuracy")
+
+    class PruneAll(optuna.pruners.BasePruner):
+        def prune(self, study, trial) -> bool:
+            return True
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat=False)
+    study = optuna.create_study(storage=storage, direction="maximize", pruner=PruneAll(), study_name="pruned")
+    study.enqueue_trial(params)
+    study.optimize(objective.make_objective(problem, predictions=objective.PredictionStore(1000)), n_trials=1)
+    (trial,) = study.get_trials()
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert not objective.oof_artifacts(trial) and not {"oof_time", "oof_error"} & set(trial.user_attrs)
+    assert not any((tmp_path / "data" / "artifacts").glob("pruned/*"))
+
+
+def test_the_first_cv_repeat_is_what_is_kept() -> None:
+    problem, params = _oof_problem("decision_tree", "accuracy", cv={"folds": 3, "repeats": 2})
+    assert len(problem.splits) == 6 and objective.first_repeat(problem) == 3
+    result = objective.cross_validate_params(problem, "decision_tree", params, keep=3)
+    assert [f.k for f in result.outputs] == [0, 1, 2] and len(result.fold_scores) == 6
+    arrays = objective.oof_arrays(problem, result, 0)
+    assert sorted(set(arrays["fold"].tolist())) == [0, 1, 2] and len(arrays["fold"]) == len(problem.y_train)
+
+
+def test_a_kept_method_that_raises_is_left_out_and_the_trial_completes(tmp_path, monkeypatch) -> None:
+    """Only the scorer's method decides the trial: another kept method that raises is left out
+    of the file (its error in the meta), and the trial completes with its predictions."""
+    monkeypatch.setenv("HPDASH_DATA_DIR", str(tmp_path / "data"))
+    problem, params = _oof_problem("decision_tree", "accuracy")
+
+    def broken(self, X):
+        raise RuntimeError("no probabilities today")
+
+    monkeypatch.setattr(DecisionTreeClassifier, "predict_proba", broken)
+    storage = open_storage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat=False)
+    study = optuna.create_study(storage=storage, direction="maximize", study_name="half")
+    study.enqueue_trial(params)
+    study.optimize(objective.make_objective(problem, predictions=objective.PredictionStore(1000)), n_trials=1)
+    (trial,) = study.get_trials()
+    assert trial.state == optuna.trial.TrialState.COMPLETE and "oof_time" in trial.user_attrs
+    oof = objective.load_oof("half", trial)
+    assert oof is not None and set(oof.outputs) == {"predict"}
+    assert oof.meta["left_out"] == {"predict_proba": "RuntimeError: no probabilities today"}
+    y = problem.y_train.to_numpy()
+    for j, stored in enumerate(trial.user_attrs["fold_scores"]):
+        rows = np.flatnonzero(oof.fold == j)
+        assert problem.scorer(oof.replay(), objective.index_column(rows), y[rows]) == stored

@@ -111,6 +111,26 @@ def test_refit_saves_model_and_scores_holdout(data_dir) -> None:
     assert model.score(problem.X_test, problem.y_test) == pytest.approx(info["holdout_score"])
 
 
+def test_refit_scores_the_holdout_with_the_studys_positive_class(data_dir) -> None:
+    """f1 on yes/no labels needs the positive class: the refit scores the holdout with the
+    study's own scorer (pos_label included), the same number scikit-learn gives."""
+    from sklearn.metrics import f1_score
+
+    from hpdash import datasets
+
+    frame = datasets.load_sample("breast_cancer")
+    frame["target"] = frame["target"].map({"malignant": "yes", "benign": "no"})
+    stored = datasets.store_dataset(frame.to_csv(index=False).encode(), "yes-no.csv")
+    spec = _spec(name="refit-f1", dataset=stored.sha256, metric="f1", pos_label="yes", n_trials=3)
+    study = _run(spec)
+    info = runner.refit_info(study)
+    assert info is not None, study.user_attrs.get("hpdash.refit")
+    model = joblib.load(info["path"])
+    problem = runner.load_problem(spec, None)
+    expected = f1_score(problem.y_test, model.predict(problem.X_test), pos_label="yes")
+    assert info["holdout_score"] == pytest.approx(expected, abs=0)
+
+
 def test_algorithm_selection_conditional_space(data_dir) -> None:
     spec = _spec(name="algo", model=["k_nearest_neighbors", "decision_tree"], n_trials=12)
     study = _run(spec)

@@ -349,3 +349,19 @@ def test_an_unknown_seed_key_is_refused_with_the_valid_ones() -> None:
     assert "sampler_seed" in str(err.value) and "split_seed" in str(err.value)
     with pytest.raises(KeyError):
         parse_spec(BASE).seed_given("seed")
+
+
+def test_keep_predictions_defaults_to_true_and_round_trips(tmp_path) -> None:
+    """Out-of-fold predictions are kept unless the spec says false; a stored spec from before
+    the key reads as keeping them; anything but true/false is refused."""
+    assert parse_spec(BASE).keep_predictions is True
+    assert parse_spec({**BASE, "keep_predictions": None}).keep_predictions is True
+    off = parse_spec({**BASE, "keep_predictions": False})
+    assert off.keep_predictions is False and off.to_dict()["keep_predictions"] is False
+    path = tmp_path / "s.yaml"
+    path.write_text(off.to_yaml())
+    assert "keep_predictions: false" in path.read_text() and load_spec(path) == off
+    assert off.replace(seed=2).keep_predictions is False
+    for value in ("no", 0, 1, "false"):
+        with pytest.raises(SpecError, match=r"^'keep_predictions' must be true or false, got "):
+            parse_spec({**BASE, "keep_predictions": value})
