@@ -26,6 +26,9 @@ REFIT = "hpdash.refit"  # the final model: holdout score, digest
 GRID = "hpdash.grid_order"  # the order of a grid study's points
 ERROR = "hpdash.error"  # why a worker failed
 WORKER_PREFIX = "hpdash.worker."  # one record per worker: hpdash.worker.<host>.<pid>
+#: Not a study attr: the key of an experiment record's settle plan ("add repeats until the
+#: verdict is settled"), kept in the catalogue beside the experiment's spec.
+SETTLE_RECORD = "hpdash.until_settled"
 
 
 def spec_of(attrs: Mapping[str, Any]) -> dict[str, Any]:

@@ -32,12 +32,27 @@ runs at most ``max(1, config.max_workers() // workers)`` studies at a time, seed
 across strategies, and never starts a study that was stopped meanwhile. The detached queue
 records itself (pid, host, started, last seen, ended) in ``hpdash_experiment_queue``;
 ``experiment_progress`` reads it with every study's state in one query.
+
+Adding repeats until the verdict is settled (``until_settled``, up to ``max_repeats``): the queue
+runs the planned R repeats; once every study has finished it looks at the per-repeat best CV
+scores (``settle_verdict``: for every pair of strategies, the exact Wilcoxon signed-rank test
+for a difference and its two one-sided tests for equivalence within ``±margin``, each family
+Holm-adjusted) and, while some pair is neither different nor equivalent and the cap is not
+reached, creates one more repeat of every strategy (the next seeds, the same way as the first
+studies), records it in the catalogue and runs it. Each look tests at ``alpha / (cap - R + 1)``
+(Bonferroni over the looks planned), so peeking after every repeat does not inflate the error
+rate above ``alpha``. The plan, its rule and every look are kept in the experiment record
+(``SettlePlan``, under ``SETTLE_RECORD`` in its stored spec); a stop of the experiment ends it.
+The decision is computed here, on the studies' best values, because ``hpdash.compare`` sits
+above this module; it is the test ``hpdash.compare`` runs on the paired design.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import math
 import os
 import socket
 import subprocess
@@ -50,10 +65,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import optuna
 import sqlalchemy
+from scipy import stats
 
-from hpdash import access, config, runner, space
+from hpdash import access, config, runner, space, statistics
+from hpdash import attrs as study_attrs
 from hpdash.errors import HpdashError, SpecError, StorageError, StudyNotFoundError
 from hpdash.spec import STRATEGIES, StudySpec, check_name, parse_spec
 from hpdash.storage import open_storage, redact
@@ -74,6 +92,11 @@ DEFAULT_REPEATS = 3
 MAX_REPEATS = 20
 QUEUE_BEAT_SECONDS = 5  # how often a running queue writes its last_seen
 QUEUE_LOST_SECONDS = 30  # a queue not seen for this long counts as gone
+#: "Add repeats until the verdict is settled": the key of its plan in the experiment record's
+#: stored spec (``spec_json``), the default equivalence margin (in the metric's units) and alpha.
+SETTLE_RECORD = study_attrs.SETTLE_RECORD
+DEFAULT_MARGIN = 0.01
+SETTLE_ALPHA = 0.05
 
 
 class ExperimentNotFoundError(StudyNotFoundError):
@@ -99,6 +122,8 @@ class Experiment:
     repeats: int
     runs: list[ExperimentRun] = field(default_factory=list)
     created_at: str | None = None
+    #: The "add repeats until settled" plan and its looks (None: a fixed number of repeats).
+    settle: SettlePlan | None = None
 
     @property
     def study_names(self) -> list[str]:
@@ -185,19 +210,22 @@ def plan_experiment(
     # (a model-based one still in its start-up phase for the whole budget, against random).
     check_comparison(spec, chosen)
     seeds = repeat_seeds(spec, repeats, split)
-    specs = []
-    for strategy in chosen:
-        for split_seed, sampler_seed in seeds:
-            specs.append(
-                spec.replace(
-                    name=study_name(spec.name, strategy, sampler_seed),
-                    strategy=strategy,
-                    seed=sampler_seed,
-                    split_seed=split_seed,
-                    sampler_seed=sampler_seed,
-                )
-            )
-    return specs
+    return [
+        _repeat_spec(spec, strategy, split_seed, sampler_seed)
+        for strategy in chosen
+        for split_seed, sampler_seed in seeds
+    ]
+
+
+def _repeat_spec(spec: StudySpec, strategy: str, split_seed: int, sampler_seed: int) -> StudySpec:
+    """The study spec of one (strategy, repeat) of the experiment whose base spec is ``spec``."""
+    return spec.replace(
+        name=study_name(spec.name, strategy, sampler_seed),
+        strategy=strategy,
+        seed=sampler_seed,
+        split_seed=split_seed,
+        sampler_seed=sampler_seed,
+    )
 
 
 def _split_seed_of(spec: Mapping[str, Any]) -> int:
@@ -358,12 +386,22 @@ def create_experiment(
     repeats: int = DEFAULT_REPEATS,
     storage: str | None = None,
     split: str = DEFAULT_SPLIT,
+    *,
+    until_settled: bool = False,
+    max_repeats: int | None = None,
+    margin: float = DEFAULT_MARGIN,
 ) -> Experiment:
     """Create the S x R studies (with their budget slots) and record the experiment.
 
     ``split``: the data split across repeats (``SPLITS``; see ``plan_experiment``). Each
     study's stored spec holds its split and sampler seeds, so ``experiment_split`` (and
     ``split_design`` on the specs) tells a reader which design ran.
+
+    ``until_settled``: the queue adds one repeat of every strategy at a time, after the R
+    planned ones, until the verdict is settled or ``max_repeats`` repeats have run
+    (``SettlePlan``; ``margin``: the equivalence margin in the metric's units). The caps are
+    checked for ``max_repeats`` repeats (``check_until_settled``) and no study of a repeat up
+    to the cap may exist yet.
 
     Everything is checked before anything is created: the ID, the size caps, the workers per
     study (``spec.workers``), the split, every study name and the plan of the first study
@@ -372,10 +410,22 @@ def create_experiment(
     """
     check_workers(spec.workers)
     specs = plan_experiment(spec, strategies, repeats, split)
+    settle: SettlePlan | None = None
+    names = [s.name for s in specs]
+    if until_settled:
+        settle = check_until_settled(spec, strategies, repeats, max_repeats, split, margin)
+        chosen_now = parse_strategies(strategies)
+        names += [
+            _repeat_spec(spec, strategy, split_seed, sampler_seed).name
+            for split_seed, sampler_seed in repeat_seeds(spec, settle.cap, split)[repeats:]
+            for strategy in chosen_now
+        ]
+    elif max_repeats is not None:
+        raise SpecError("A cap on repeats (max_repeats) applies only when repeats are added until settled.")
     if experiment_exists(spec.name, storage):
         raise SpecError(f"An experiment with ID {spec.name!r} already exists. Pick another name.")
     existing = set(optuna.get_all_study_names(storage=open_storage(storage, heartbeat=False)))
-    clash = [s.name for s in specs if s.name in existing]
+    clash = [name for name in names if name in existing]
     if clash:
         raise SpecError(f"A study named {clash[0]!r} already exists. Pick another experiment ID.")
     created: list[str] = []
@@ -393,7 +443,7 @@ def create_experiment(
     Catalogue(config.catalogue_path(storage)).add_experiment(
         {
             "name": spec.name,
-            "spec_json": json.dumps(spec.to_dict()),
+            "spec_json": _spec_json(spec, settle),
             "strategies": json.dumps(chosen),
             "repeats": repeats,
         },
@@ -418,14 +468,26 @@ def load_experiment(name: str, storage: str | None = None) -> Experiment:
     order = {s: i for i, s in enumerate(chosen)}
     runs = [ExperimentRun(r["study"], r["strategy"], int(r["seed"])) for r in catalogue.experiment_studies(name)]
     runs.sort(key=lambda r: (order.get(r.strategy, len(order)), r.seed))
+    stored = json.loads(row["spec_json"])
+    settle = stored.pop(SETTLE_RECORD, None)
     return Experiment(
         name=name,
-        spec=parse_spec(json.loads(row["spec_json"])),
+        spec=parse_spec(stored),
         strategies=chosen,
         repeats=int(row["repeats"]),
         runs=runs,
         created_at=row.get("created_at"),
+        settle=SettlePlan.from_dict(settle) if isinstance(settle, dict) else None,
     )
+
+
+def _spec_json(spec: StudySpec, settle: SettlePlan | None) -> str:
+    """The experiment record's ``spec_json``: the base spec, with the until-settled plan (its
+    rule and looks) under ``SETTLE_RECORD`` when there is one."""
+    data = spec.to_dict()
+    if settle is not None:
+        data[SETTLE_RECORD] = settle.to_dict()
+    return json.dumps(data)
 
 
 def _interleaved(experiment: Experiment) -> list[ExperimentRun]:
@@ -501,6 +563,9 @@ def _run_queue(
     state and stop flag and the experiment's stop request are read again, so a stopped study
     is never started. Returns the exit codes of the workers it waited for.
 
+    An experiment with a ``settle`` plan then looks at its verdict (``_settle_look``) and runs
+    one more repeat of every strategy while it is not settled, up to the plan's cap.
+
     ``poll`` and ``tick`` are called once per round (the CLI's progress line, the queue's
     beat); ``halt`` ends the loop at the next round without waiting for running studies.
     """
@@ -555,6 +620,10 @@ def _run_queue(
                     halt.wait(interval)
                 else:
                     time.sleep(interval)
+            elif not pending and experiment.settle is not None and not (halt is not None and halt.is_set()):
+                # Every study has ended: look at the verdict, and queue one more repeat if it
+                # is not settled and the cap allows (nothing when it is, or on a stop).
+                pending = _settle_look(experiment, storage, store, catalogue, say)
     finally:
         store.engine.dispose()
         catalogue.close()
@@ -754,19 +823,419 @@ def compare_strategies(
     workers: int = 1,
     storage: str | None = None,
     split: str = DEFAULT_SPLIT,
+    *,
+    until_settled: bool = False,
+    max_repeats: int | None = None,
+    margin: float = DEFAULT_MARGIN,
 ) -> LaunchedExperiment:
     """ "Compare strategies" on the New study page: create the S x R studies and queue them.
 
     ``spec.name`` becomes the experiment ID, ``spec.strategy`` is ignored and ``spec.seed`` is
     the first seed; every study records ``workers`` as its workers. ``split``: the data split
-    across repeats (``SPLITS``, see ``plan_experiment``). One detached queue process runs the
-    studies a few at a time (``launch_experiment``); open ``pages/compare.py?experiment=<ID>``
-    to watch (``experiment_progress``).
+    across repeats (``SPLITS``, see ``plan_experiment``). ``until_settled``, ``max_repeats``,
+    ``margin``: add repeats until the verdict is settled, up to that cap (see
+    ``create_experiment``). One detached queue process runs the studies a few at a time
+    (``launch_experiment``); open ``pages/compare.py?experiment=<ID>`` to watch
+    (``experiment_progress``).
     """
     check_workers(workers)
     check_split(split)
-    experiment = create_experiment(spec.replace(workers=workers), strategies, repeats, storage, split)
+    experiment = create_experiment(
+        spec.replace(workers=workers),
+        strategies,
+        repeats,
+        storage,
+        split,
+        until_settled=until_settled,
+        max_repeats=max_repeats,
+        margin=margin,
+    )
     return LaunchedExperiment(experiment, launch_experiment(experiment.name, storage, workers))
+
+
+# --------------------------------------------------------------------------------------------
+# Adding repeats until the verdict is settled
+# --------------------------------------------------------------------------------------------
+#: A pair's outcome at a look: a significant difference, shown equivalent, or neither yet.
+DIFFERENT, EQUIVALENT, OPEN = "different", "equivalent", "open"
+SETTLE_TEST = "exact Wilcoxon signed-rank test on the per-repeat differences of the best CV scores"
+
+
+@dataclass
+class SettlePlan:
+    """Adding repeats until the verdict is settled, up to a cap: what was planned, and each look.
+
+    The queue runs ``planned`` repeats, then looks after every repeat (``planned``,
+    ``planned + 1``, ..., ``cap``: ``looks_planned`` looks); each look tests at ``look_alpha`` =
+    ``alpha / looks_planned`` (Bonferroni over the looks), so the chance of a false difference
+    over all looks together stays at most ``alpha``. ``looks`` holds one record per look made
+    (repeats, settled, the pairs); ``outcome`` says why no more repeats were added.
+    """
+
+    planned: int
+    cap: int
+    margin: float = DEFAULT_MARGIN
+    alpha: float = SETTLE_ALPHA
+    looks: list[dict[str, Any]] = field(default_factory=list)
+    outcome: str | None = None
+
+    @property
+    def looks_planned(self) -> int:
+        return self.cap - self.planned + 1
+
+    @property
+    def look_alpha(self) -> float:
+        return self.alpha / self.looks_planned
+
+    @property
+    def first_possible(self) -> tuple[int, int]:
+        """The fewest repeats at which the exact tests can reach ``look_alpha`` at all: a
+        difference (two-sided, smallest p 2/2^n) and an equivalence (one-sided, 1/2^n). With
+        several pairs, Holm asks more of the smallest p."""
+        difference = next(n for n in itertools.count(1) if statistics.min_paired_p_value(n) < self.look_alpha)
+        equivalence = next(n for n in itertools.count(1) if 0.5**n < self.look_alpha)
+        return difference, equivalence
+
+    @property
+    def rule(self) -> str:
+        """The rule in words (the form's help, the experiment record, the queue's log)."""
+        difference, equivalence = self.first_possible
+        text = (
+            f"Repeats are added one at a time after the {self.planned} planned ones until every pair of "
+            f"strategies is either significantly different or shown equivalent within ±{self.margin:g}, "
+            f"or {self.cap} repeats have run. The verdict is looked at after {self.planned}"
+            + (f"..{self.cap}" if self.cap > self.planned else "")
+            + f" repeats ({self.looks_planned} look{'s' if self.looks_planned != 1 else ''} planned), each at alpha "
+            f"{self.alpha:g}/{self.looks_planned} = {self.look_alpha:.3g} (Bonferroni over the looks, so that "
+            f"peeking after every repeat keeps the chance of any false claim at most {self.alpha:g}): "
+            f"difference by the {SETTLE_TEST}, equivalence by its two one-sided tests against ±{self.margin:g} "
+            "(TOST), each family Holm-adjusted over the pairs. The exact test cannot reach that alpha "
+            f"before {difference} repeats for a difference, {equivalence} for an equivalence."
+        )
+        if self.cap < min(difference, equivalence):
+            text += f" With a cap of {self.cap} repeats the verdict can never settle: raise the cap."
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "planned": self.planned,
+            "cap": self.cap,
+            "margin": self.margin,
+            "alpha": self.alpha,
+            "looks_planned": self.looks_planned,
+            "look_alpha": self.look_alpha,
+            "rule": self.rule,
+            "looks": list(self.looks),
+            "outcome": self.outcome,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SettlePlan:
+        return cls(
+            planned=int(data["planned"]),
+            cap=int(data["cap"]),
+            margin=float(data.get("margin", DEFAULT_MARGIN)),
+            alpha=float(data.get("alpha", SETTLE_ALPHA)),
+            looks=list(data.get("looks") or []),
+            outcome=data.get("outcome"),
+        )
+
+
+def check_until_settled(
+    spec: StudySpec,
+    strategies: Sequence[str] | str | None,
+    repeats: int,
+    max_repeats: Any,
+    split: str = DEFAULT_SPLIT,
+    margin: Any = DEFAULT_MARGIN,
+) -> SettlePlan:
+    """The until-settled plan of an experiment, refused (``SpecError``) when it could not run:
+    a cap that is not a whole number above ``repeats`` and at most ``MAX_REPEATS``; a split
+    other than ``"per_repeat"`` (the settled rule is the paired test, and only a new split per
+    repeat pairs the strategies within a repeat); fewer than two strategies; a margin that is not
+    a positive number; and a cap whose studies or trials would exceed
+    ``config.max_experiment_studies()`` or ``config.max_experiment_trials()``."""
+    chosen = parse_strategies(strategies)
+    if isinstance(max_repeats, bool) or not isinstance(max_repeats, int) or not repeats < max_repeats <= MAX_REPEATS:
+        raise SpecError(
+            f"The cap on repeats must be a whole number above the {repeats} planned repeat(s) and at most "
+            f"{MAX_REPEATS}, got {max_repeats!r}."
+        )
+    if check_split(split) != "per_repeat":
+        raise SpecError(
+            "Adding repeats until the verdict is settled needs a new split per repeat ('per_repeat'): the "
+            "verdict is the paired test, and only then do the strategies of a repeat share its holdout and "
+            "folds. With the same split for every repeat, run a fixed number of repeats instead."
+        )
+    if len(chosen) < 2:
+        raise SpecError("Adding repeats until the verdict is settled needs at least two strategies to compare.")
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or not math.isfinite(margin) or margin <= 0:
+        raise SpecError(f"The equivalence margin must be a positive number in the metric's units, got {margin!r}.")
+    n_studies, cap = len(chosen) * max_repeats, config.max_experiment_studies()
+    if n_studies > cap:
+        raise SpecError(
+            f"Adding repeats up to {max_repeats} would make {len(chosen)} strategies x {max_repeats} repeats = "
+            f"{n_studies} studies, over the limit of {cap} studies per experiment "
+            "(HPDASH_MAX_EXPERIMENT_STUDIES). Lower the cap on repeats, pick fewer strategies, or raise "
+            "HPDASH_MAX_EXPERIMENT_STUDIES."
+        )
+    try:
+        _check_trial_total(spec, chosen, max_repeats)
+    except SpecError as exc:
+        raise SpecError(f"With repeats added up to the cap of {max_repeats}: {exc}") from exc
+    return SettlePlan(planned=repeats, cap=max_repeats, margin=float(margin))
+
+
+@dataclass(frozen=True)
+class PairSettle:
+    """One pair of strategies at a look: Holm-adjusted p of the difference and of equivalence."""
+
+    a: str
+    b: str
+    n: int  # repeats where both have a best CV score
+    p_difference: float
+    p_equivalence: float
+    outcome: str  # DIFFERENT, EQUIVALENT or OPEN
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "n": self.n,
+            "p_difference": self.p_difference,
+            "p_equivalence": self.p_equivalence,
+            "outcome": self.outcome,
+        }
+
+
+@dataclass(frozen=True)
+class SettleVerdict:
+    """Whether every pair of strategies is settled (``settle_verdict``)."""
+
+    settled: bool
+    pairs: list[PairSettle]
+    alpha: float
+    margin: float
+    method: str
+
+    @property
+    def text(self) -> str:
+        if self.settled:
+            return "settled: " + "; ".join(f"{p.a} vs {p.b} {p.outcome}" for p in self.pairs) + "."
+        open_pairs = [p for p in self.pairs if p.outcome == OPEN]
+        return (
+            "not settled: "
+            + "; ".join(
+                f"{p.a} vs {p.b} open (p = {p.p_difference:.3g} for a difference, {p.p_equivalence:.3g} for "
+                f"equivalence within ±{self.margin:g}; {p.n} repeats)"
+                for p in open_pairs
+            )
+            + f", at alpha {self.alpha:.3g}."
+        )
+
+
+def _zero_noise(d: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``d`` with differences that are only floating-point noise (|d| <= 1e-12 of the values) set to 0."""
+    scale = np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-300)
+    return np.where(np.abs(d) <= 1e-12 * scale, 0.0, d)
+
+
+def _one_sided(x: np.ndarray, alternative: str) -> float:
+    """One-sided p of the signed-rank test that the median of ``x`` is below 0 ("less") or above
+    ("greater"): half ``statistics.paired_test``'s two-sided p on the side the data lean to (the
+    null is symmetric), at least 1/2 on the other side."""
+    result = statistics.paired_test(x, np.zeros_like(x))
+    if result.n == 0:
+        return 1.0
+    nonzero = x[x != 0]
+    ranks = stats.rankdata(np.abs(nonzero))
+    balance = float(ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum())
+    toward = balance < 0 if alternative == "less" else balance > 0
+    return result.p_value / 2 if toward else 1 - result.p_value / 2
+
+
+def _holm(ps: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of ``ps`` (in their order)."""
+    order = sorted(range(len(ps)), key=lambda i: ps[i])
+    adjusted = [1.0] * len(ps)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(ps) - rank) * ps[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def settle_verdict(
+    bests: Mapping[str, Mapping[int, float | None]], margin: float, alpha: float = SETTLE_ALPHA
+) -> SettleVerdict:
+    """Whether the verdict on per-repeat best CV scores is settled at ``alpha``.
+
+    ``bests``: strategy -> {repeat (its seed): best CV score, None when the run has none}.
+    For every pair (a, b), on the repeats where both have a score, d = a - b (differences of
+    floating-point noise are 0):
+
+    - **different**: the two-sided exact Wilcoxon signed-rank test (``statistics.paired_test``)
+      has a Holm-adjusted p (over the pairs) below ``alpha``;
+    - **equivalent**: otherwise, both one-sided signed-rank tests of d - margin < 0 and
+      d + margin > 0 reject (TOST; p the larger of the two, Holm-adjusted over the pairs) at
+      ``alpha``: the difference is shown to lie within ±margin;
+    - **open**: neither.
+
+    Settled when no pair is open. The direction of the metric does not matter: both tests are
+    symmetric in a and b.
+    """
+    pairs = []
+    for a, b in itertools.combinations(list(bests), 2):
+        both = [(bests[a][r], bests[b].get(r)) for r in sorted(bests[a])]
+        kept = [(u, v) for u, v in both if u is not None and v is not None and math.isfinite(u) and math.isfinite(v)]
+        x = np.array([u for u, _ in kept], dtype="float64")
+        y = np.array([v for _, v in kept], dtype="float64")
+        d = _zero_noise(x - y, x, y)
+        if d.size == 0:
+            pairs.append((a, b, 0, 1.0, 1.0))
+            continue
+        p_diff = statistics.paired_test(d, np.zeros_like(d)).p_value
+        p_eq = max(_one_sided(d - margin, "less"), _one_sided(d + margin, "greater"))
+        pairs.append((a, b, int(d.size), p_diff, p_eq))
+    diff_adj = _holm([p[3] for p in pairs])
+    eq_adj = _holm([p[4] for p in pairs])
+    out = []
+    for (a, b, n, _, _), p_diff, p_eq in zip(pairs, diff_adj, eq_adj):
+        outcome = DIFFERENT if p_diff < alpha else EQUIVALENT if p_eq < alpha else OPEN
+        out.append(PairSettle(a, b, n, p_diff, p_eq, outcome))
+    method = (
+        f"{SETTLE_TEST} (difference) and its two one-sided tests against ±{margin:g} (equivalence, TOST), "
+        f"Holm-adjusted over {len(out)} pair{'s' if len(out) != 1 else ''}, at alpha {alpha:.3g}"
+    )
+    return SettleVerdict(all(p.outcome != OPEN for p in out), out, alpha, margin, method)
+
+
+def _run_bests(store: Any, runs: Sequence[ExperimentRun]) -> dict[str, float | None]:
+    """Each run's best CV score (its best COMPLETE trial; None without one or when deleted)."""
+    out: dict[str, float | None] = {}
+    for run in runs:
+        try:
+            value = store.get_best_trial(store.get_study_id_from_name(run.study)).value
+        except (KeyError, ValueError):
+            value = None
+        out[run.study] = None if value is None else float(value)
+    return out
+
+
+def experiment_settle_verdict(
+    experiment: Experiment, storage: str | None = None, *, store: Any = None
+) -> SettleVerdict:
+    """``settle_verdict`` of the experiment's runs now, at its plan's ``look_alpha`` and margin
+    (``DEFAULT_MARGIN`` and ``SETTLE_ALPHA`` without a plan)."""
+    opened = store is None
+    if opened:
+        store = open_storage(storage, heartbeat=False)
+    try:
+        values = _run_bests(store, experiment.runs)
+    finally:
+        if opened:
+            store.engine.dispose()
+    bests: dict[str, dict[int, float | None]] = {s: {} for s in experiment.strategies}
+    for run in experiment.runs:  # a repeat's runs share its seed (split and sampler seeds move together)
+        bests.setdefault(run.strategy, {})[run.seed] = values[run.study]
+    plan = experiment.settle
+    return settle_verdict(
+        bests,
+        plan.margin if plan is not None else DEFAULT_MARGIN,
+        plan.look_alpha if plan is not None else SETTLE_ALPHA,
+    )
+
+
+def _record_settle(catalogue: Catalogue, experiment: Experiment, runs: Sequence[ExperimentRun] = ()) -> None:
+    """Write the experiment's plan, looks and repeats (and its new runs) to the catalogue."""
+    row: dict[str, Any] = {
+        "name": experiment.name,
+        "spec_json": _spec_json(experiment.spec, experiment.settle),
+        "strategies": json.dumps(experiment.strategies),
+        "repeats": experiment.repeats,
+    }
+    if experiment.created_at is not None:
+        row["created_at"] = experiment.created_at
+    catalogue.add_experiment(
+        row, [{"experiment": experiment.name, "study": r.study, "strategy": r.strategy, "seed": r.seed} for r in runs]
+    )
+
+
+def _end_settle(
+    catalogue: Catalogue, experiment: Experiment, outcome: str, say: Callable[[str], None]
+) -> list[ExperimentRun]:
+    assert experiment.settle is not None
+    experiment.settle.outcome = outcome
+    _record_settle(catalogue, experiment)
+    say(f"until settled: {outcome}")
+    return []
+
+
+def _settle_look(
+    experiment: Experiment, storage: str | None, store: Any, catalogue: Catalogue, say: Callable[[str], None]
+) -> list[ExperimentRun]:
+    """One look of an until-settled experiment whose studies have all ended: record the
+    verdict; when it is not settled and the cap allows, create the next repeat of every
+    strategy (recorded in the catalogue) and return its runs for the queue, else [] (with the
+    reason in the plan's ``outcome``). Nothing is added after a stop of the experiment, or when
+    a study did not finish."""
+    plan = experiment.settle
+    assert plan is not None
+    if plan.outcome is not None:
+        return []
+    if _stop_requested(catalogue, experiment.name):
+        return _end_settle(catalogue, experiment, "the experiment was stopped: no repeat added", say)
+    progress = experiment_progress(experiment.name, storage, store=store)
+    unfinished = {state: n for state, n in progress.counts.items() if n and state != "finished"}
+    if unfinished:
+        counts = ", ".join(f"{n} {state}" for state, n in unfinished.items())
+        return _end_settle(catalogue, experiment, f"not every study finished ({counts}): no repeat added", say)
+    verdict = experiment_settle_verdict(experiment, storage, store=store)
+    plan.looks.append(
+        {
+            "repeats": experiment.repeats,
+            "alpha": plan.look_alpha,
+            "settled": verdict.settled,
+            "pairs": [p.to_dict() for p in verdict.pairs],
+        }
+    )
+    say(f"look {len(plan.looks)} of {plan.looks_planned} after {experiment.repeats} repeats: {verdict.text}")
+    if verdict.settled:
+        return _end_settle(catalogue, experiment, f"settled after {experiment.repeats} repeats", say)
+    if experiment.repeats >= plan.cap:
+        return _end_settle(
+            catalogue, experiment, f"the cap of {plan.cap} repeats was reached with the verdict not settled", say
+        )
+    r = experiment.repeats
+    split_seed, sampler_seed = repeat_seeds(experiment.spec, r + 1)[r]
+    specs = [_repeat_spec(experiment.spec, s, split_seed, sampler_seed) for s in experiment.strategies]
+    created: list[str] = []
+    try:
+        for one in specs:
+            runner.create_study(one, storage)
+            created.append(one.name)
+    except BaseException as exc:  # the repeat is added whole or not at all
+        for name in created:
+            with contextlib.suppress(KeyError, HpdashError, OSError):
+                optuna.delete_study(study_name=name, storage=store)
+        if not isinstance(exc, HpdashError):
+            raise
+        return _end_settle(catalogue, experiment, f"could not add repeat {r + 1}: {exc}", say)
+    runs = [ExperimentRun(s.name, s.strategy, s.seed) for s in specs]
+    experiment.runs += runs
+    experiment.repeats = r + 1
+    try:
+        _record_settle(catalogue, experiment, runs)
+    except BaseException:  # studies the catalogue does not know would belong to no experiment
+        for name in created:
+            with contextlib.suppress(KeyError, HpdashError, OSError):
+                optuna.delete_study(study_name=name, storage=store)
+        raise
+    say(f"until settled: added repeat {r + 1} of at most {plan.cap} (seed {sampler_seed})")
+    if _stop_requested(catalogue, experiment.name):  # a stop that came in while they were created
+        for run in runs:
+            runner.stop_study(run.study, storage)
+    return runs
 
 
 # --------------------------------------------------------------------------------------------

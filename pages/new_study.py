@@ -1,8 +1,10 @@
 """New study: dataset, task, metric, models, search space, strategy, protocol, launch."""
 
+import time
+
 import streamlit as st
 
-from hpdash import config, datasets, experiments, models, runner, space, strategies, views
+from hpdash import config, datasets, experiments, models, planning, runner, space, strategies, views
 from hpdash.errors import HpdashError, SpecError
 from hpdash.spec import StudySpec, parse_spec
 from hpdash.strategies import PRUNER_LABELS, STRATEGY_LABELS
@@ -423,16 +425,71 @@ with st.expander("Compare strategies: the same problem and budget, several strat
         "the spread over repeats is split luck and sampler luck together. The same split: every "
         "repeat uses the form's seed for the data, and only the sampler's seed changes.",
     )
+    difference = st.number_input(
+        "Smallest difference worth detecting",
+        min_value=1e-6,
+        value=planning.DEFAULT_DIFFERENCE,
+        step=0.005,
+        format="%g",
+        key="ns_cmp_difference",
+        help="In the metric's units. The plan below gives the repeats that detect it with 80% power at "
+        "alpha 0.05; adding repeats until settled counts two strategies closer than this as equivalent.",
+    )
+    if spec is not None and plan is not None:
+        # The past runs on this problem, read again only when the problem changes (or after a minute).
+        spread_key = (planning.problem_of(spec, plan), int(time.time() // 60))
+        if state.get("ns_cmp_spread_key") != spread_key:
+            try:
+                state["ns_cmp_spread"] = ("ok", planning.past_spread(spec, plan=plan))
+            except HpdashError as exc:
+                state["ns_cmp_spread"] = ("error", str(exc))
+            state["ns_cmp_spread_key"] = spread_key
+        kind, found = state["ns_cmp_spread"]
+        if kind == "ok":
+            line = planning.form_text(found, float(difference), int(n_repeats), plan.metric, split == "per_repeat")
+            st.info(common.md(line), icon=":material/calculate:")
+        else:
+            st.caption(common.md(f"No plan from past experiments: {found}"))
+    max_repeats = experiments.MAX_REPEATS
+    state.setdefault("ns_cmp_cap", min(max_repeats, 10))
+    state["ns_cmp_cap"] = min(max_repeats, max(int(state["ns_cmp_cap"]), int(n_repeats) + 1))
+    c1, c2 = st.columns([2, 1])
+    until_settled = n_repeats < max_repeats and c1.checkbox(
+        "Add repeats until the verdict is settled, up to a cap",
+        key="ns_cmp_until",
+        disabled=n_repeats >= max_repeats,
+        help="After the planned repeats, one more repeat of every strategy at a time until every pair of "
+        "strategies is significantly different or shown equivalent (within the smallest difference above), "
+        "or the cap is reached. Each look tests at alpha 0.05 / (cap - repeats + 1): Bonferroni over the "
+        "looks planned, so looking after every repeat does not inflate the error rate. Needs a new split "
+        "per repeat (the paired test).",
+    )
+    cap = c2.number_input(
+        "Cap on repeats",
+        min(int(n_repeats) + 1, max_repeats),
+        max_repeats,
+        key="ns_cmp_cap",
+        disabled=not until_settled,
+    )
+    if until_settled and spec is not None and chosen and comparison_error is None:
+        try:
+            settle = experiments.check_until_settled(spec, chosen, int(n_repeats), int(cap), split, float(difference))
+        except HpdashError as exc:
+            comparison_error = str(exc)
+            st.error(common.md(comparison_error), icon=":material/warning:")
+        else:
+            st.caption(common.md(settle.rule))
     if spec is not None and plan is not None and chosen:
         per_trial = estimate.per_trial_s if estimate is not None else None
         at_once = experiments.parallel_limit(spec.workers)
+        grid_size = experiments.grid_size_of(spec)
         budget = experiments.experiment_budget(
             spec,
             chosen,
             int(n_repeats),
             per_trial_s=per_trial,
             parallel=at_once,
-            grid_size=experiments.grid_size_of(spec),
+            grid_size=grid_size,
         )
         st.info(
             f"Experiment {common.md(repr(spec.name))}: {budget.describe()}. Every study gets the same "
@@ -441,6 +498,11 @@ with st.expander("Compare strategies: the same problem and budget, several strat
             f"{experiments.SPLITS[split]}.",
             icon=":material/balance:",
         )
+        if until_settled:
+            most = experiments.experiment_budget(
+                spec, chosen, int(cap), per_trial_s=per_trial, parallel=at_once, grid_size=grid_size
+            )
+            st.caption(f"With repeats added up to the cap of {int(cap)}: at most {most.describe()}")
         st.caption(
             f"The studies run through a queue, {at_once} at a time with {spec.workers} "
             f"worker(s) each: this machine allows {config.max_workers()} worker processes "
@@ -456,7 +518,16 @@ with st.expander("Compare strategies: the same problem and budget, several strat
     if go and spec is not None and not errors and comparison_error is None:
         try:
             with st.spinner("Creating the studies and starting their queue…"):
-                launched = experiments.compare_strategies(spec, chosen, int(n_repeats), spec.workers, split=split)
+                launched = experiments.compare_strategies(
+                    spec,
+                    chosen,
+                    int(n_repeats),
+                    spec.workers,
+                    split=split,
+                    until_settled=until_settled,
+                    max_repeats=int(cap) if until_settled else None,
+                    margin=float(difference),
+                )
         except HpdashError as exc:
             common.show_error(exc, "Could not launch the comparison: ")
         else:

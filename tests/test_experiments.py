@@ -10,10 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from experiment_data import N_TRIALS, NAME, REPEATS, STRATEGIES, shared_experiment
 from optuna.trial import TrialState
+from scipy import stats
 
 from hpdash import config, experiments, runner
 from hpdash.errors import SpecError
@@ -553,3 +555,206 @@ def test_split_design_on_hand_made_specs() -> None:
     assert experiments.split_design([{"split_seed": None, "seed": 3}, {"seed": 3}]) == "shared"
     assert experiments.split_design([spec("grid", 0)]) == "per_repeat"  # one study: nothing is shared
     assert experiments.split_design([]) == "per_repeat"
+
+
+# ------------------------------------------------------------------------------ repeats until settled
+def test_settle_verdict_on_hand_made_bests_matches_scipys_exact_tests() -> None:
+    """Different, equivalent or open, by the exact signed-rank test and its TOST, with Holm."""
+    rng = np.random.default_rng(4)
+    base = 0.9 + 0.01 * rng.standard_normal(12)
+    tpe = {s: float(base[s] + 0.05 + 0.001 * rng.standard_normal()) for s in range(12)}  # clearly better
+    rnd = {s: float(base[s] + 0.002 * rng.standard_normal()) for s in range(12)}
+    grid = {s: float(rnd[s] + 0.001 * rng.standard_normal()) for s in range(12)}  # within ±0.01 of random
+    verdict = experiments.settle_verdict({"tpe": tpe, "random": rnd, "grid": grid}, margin=0.01, alpha=0.05 / 4)
+    assert verdict.settled and verdict.text.startswith("settled:")
+    outcomes = {(p.a, p.b): p.outcome for p in verdict.pairs}
+    assert outcomes == {("tpe", "random"): "different", ("tpe", "grid"): "different", ("random", "grid"): "equivalent"}
+    # one pair (no Holm step): the p-values are scipy's exact Wilcoxon, two-sided and one-sided
+    two = experiments.settle_verdict({"random": rnd, "grid": grid}, margin=0.01, alpha=0.05)
+    d = np.array([rnd[s] - grid[s] for s in range(12)])
+    (pair,) = two.pairs
+    assert pair.n == 12
+    assert pair.p_difference == pytest.approx(stats.wilcoxon(d, method="exact").pvalue)
+    lower = stats.wilcoxon(d - 0.01, alternative="less", method="exact").pvalue
+    upper = stats.wilcoxon(d + 0.01, alternative="greater", method="exact").pvalue
+    assert pair.p_equivalence == pytest.approx(max(lower, upper))
+    # three repeats can settle nothing: the exact test's smallest p is 2/2^3 = 0.25
+    few = experiments.settle_verdict({"tpe": dict(list(tpe.items())[:3]), "random": rnd}, 0.01, 0.05)
+    assert not few.settled and few.pairs[0].n == 3 and few.pairs[0].p_difference == pytest.approx(0.25)
+    assert "tpe vs random open (p = 0.25 for a difference" in few.text and "3 repeats" in few.text
+    # Holm over the pairs: the smallest p is multiplied by the number of pairs
+    ps = [0.01, 0.04, 0.03]
+    assert experiments._holm(ps) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_until_settled_is_refused_before_anything_is_created(data_dir, monkeypatch) -> None:
+    """The cap is checked against every limit for all the repeats it may add."""
+    spec = _spec(n_trials=2)
+    cases = [
+        ({"max_repeats": 2}, "cap on repeats must be a whole number above the 2 planned repeat"),
+        ({"max_repeats": 21}, "at most 20, got 21"),
+        ({"max_repeats": None}, "got None"),
+        ({"max_repeats": 4, "margin": 0}, "margin must be a positive number"),
+        ({"max_repeats": 4, "split": "shared"}, "needs a new split per repeat"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(SpecError, match=message):
+            experiments.create_experiment(spec, "random,grid", 2, until_settled=True, **kwargs)
+        _nothing_created()
+    with pytest.raises(SpecError, match="at least two strategies"):
+        experiments.create_experiment(spec, "random", 2, until_settled=True, max_repeats=4)
+    with pytest.raises(SpecError, match="applies only when repeats are added until settled"):
+        experiments.create_experiment(spec, "random,grid", 2, max_repeats=4)
+    _nothing_created()
+    monkeypatch.setenv("HPDASH_MAX_EXPERIMENT_STUDIES", "5")
+    with pytest.raises(
+        SpecError,
+        match=r"Adding repeats up to 3 would make 2 strategies x 3 repeats = 6 studies, over the limit of 5 "
+        r"studies per experiment \(HPDASH_MAX_EXPERIMENT_STUDIES\)",
+    ):
+        experiments.compare_strategies(spec, "random,grid", 2, until_settled=True, max_repeats=3)
+    _nothing_created()
+    monkeypatch.delenv("HPDASH_MAX_EXPERIMENT_STUDIES")
+    monkeypatch.setenv("HPDASH_MAX_EXPERIMENT_TRIALS", "10")  # 2 x 2 x 2 = 8 trials planned, 12 at the cap
+    with pytest.raises(SpecError, match=r"With repeats added up to the cap of 3: This experiment would run 12 trials"):
+        experiments.create_experiment(spec, "random,grid", 2, until_settled=True, max_repeats=3)
+    _nothing_created()
+    monkeypatch.delenv("HPDASH_MAX_EXPERIMENT_TRIALS")
+    monkeypatch.setenv("HPDASH_MAX_WORKERS", "1")
+    with pytest.raises(SpecError, match="2 worker processes per study is over this machine's limit of 1"):
+        experiments.compare_strategies(spec, "random,grid", 2, workers=2, until_settled=True, max_repeats=3)
+    _nothing_created()
+    # a study of a repeat the cap may add already exists: refused now, not half way
+    runner.create_study(_spec(name="iris-exp-grid-s9", strategy="grid", n_trials=2))
+    with pytest.raises(SpecError, match="'iris-exp-grid-s9' already exists"):
+        experiments.create_experiment(spec, "random,grid", 2, until_settled=True, max_repeats=3)
+    assert not experiments.experiment_exists("iris-exp")
+
+
+def test_the_plan_and_its_rule_are_in_the_experiment_record(data_dir) -> None:
+    exp = experiments.create_experiment(_spec(n_trials=2), "random,grid", 2, until_settled=True, max_repeats=5)
+    plan = exp.settle
+    assert plan is not None and (plan.planned, plan.cap, plan.margin, plan.looks_planned) == (2, 5, 0.01, 4)
+    assert plan.look_alpha == pytest.approx(0.0125) and exp.repeats == 2 and len(exp.runs) == 4
+    row = json.loads(Catalogue(config.catalogue_path()).get_experiment("iris-exp")["spec_json"])
+    rule = row[experiments.SETTLE_RECORD]["rule"]
+    assert "alpha 0.05/4 = 0.0125 (Bonferroni over the looks" in rule and "after 2..5 repeats" in rule
+    assert "With a cap of 5 repeats the verdict can never settle" in rule  # 2/2^5 = 0.0625 > 0.0125
+    assert exp.spec == _spec(n_trials=2)  # the spec reads back without the plan
+    assert experiments.create_experiment(_spec(name="fixed", n_trials=2), "random", 1).settle is None
+
+
+class _Ended:
+    """What the queue sees of workers that already ran (in this process, see ``_in_process``)."""
+
+    returncode = 0
+
+    def poll(self) -> int:
+        return 0
+
+
+def _in_process(monkeypatch) -> list[str]:
+    """Make the queue run each study's worker in this process (``runner.run_here``)."""
+    launched: list[str] = []
+
+    def launch(name: str, storage: str | None = None, workers: int = 1) -> list[_Ended]:
+        launched.append(name)
+        runner.run_here(name, storage)
+        return [_Ended()]
+
+    monkeypatch.setattr(runner, "launch_workers", launch)
+    return launched
+
+
+def test_until_settled_adds_repeats_while_open_and_stops_at_the_cap(data_dir, monkeypatch) -> None:
+    """Two nearly equal strategies, 2 trials each, 1 planned repeat, a cap of 3: no look can
+    settle (three repeats give p >= 0.25), so the queue adds repeats up to the cap."""
+    launched = _in_process(monkeypatch)
+    lines: list[str] = []
+    exp = experiments.create_experiment(_spec(n_trials=2), "random,grid", 1, until_settled=True, max_repeats=3)
+    experiments.run_queue(exp.name, say=lines.append)
+    done = experiments.load_experiment(exp.name)
+    assert done.repeats == 3 and done.study_names == [
+        f"iris-exp-{s}-s{seed}" for s in ("random", "grid") for seed in (7, 8, 9)
+    ]
+    assert launched == [f"iris-exp-{s}-s{seed}" for seed in (7, 8, 9) for s in ("random", "grid")]
+    progress = experiments.experiment_progress(exp.name)
+    assert progress.finished == progress.total == 6
+    plan = done.settle
+    assert plan is not None and [look["repeats"] for look in plan.looks] == [1, 2, 3]
+    assert all(look["alpha"] == pytest.approx(0.05 / 3) and not look["settled"] for look in plan.looks)
+    assert plan.looks[-1]["pairs"][0]["n"] == 3
+    assert plan.outcome == "the cap of 3 repeats was reached with the verdict not settled"
+    # the added studies were made like the first ones: the next seeds, a new split each
+    added = runner.load_spec_of(runner.load_study("iris-exp-grid-s9"))
+    assert (added.strategy, added.seed, added.split_seed, added.sampler_seed, added.n_trials) == ("grid", 9, 9, 9, 2)
+    assert any("until settled: added repeat 2 of at most 3 (seed 8)" in line for line in lines)
+    assert any(line.startswith("look 3 of 3 after 3 repeats: not settled") for line in lines)
+    # a queue run again later adds nothing more
+    experiments.run_queue(exp.name)
+    assert experiments.load_experiment(exp.name).repeats == 3
+
+
+def test_a_stop_of_the_experiment_adds_no_repeat(data_dir, monkeypatch) -> None:
+    launched = _in_process(monkeypatch)
+    exp = experiments.create_experiment(_spec(n_trials=2), "random,grid", 1, until_settled=True, max_repeats=3)
+    experiments.stop_experiment(exp.name)
+    experiments.run_queue(exp.name)
+    done = experiments.load_experiment(exp.name)
+    assert launched == [] and done.repeats == 1 and len(done.runs) == 2
+    assert done.settle is not None and done.settle.outcome == "the experiment was stopped: no repeat added"
+
+
+def test_an_experiment_settled_at_the_first_look_adds_no_repeat(data_dir) -> None:
+    """Seven finished repeats where TPE beats random every time: 2/2^7 = 0.016 is below alpha
+    0.05/2 at the first of two looks, so the queue adds nothing."""
+    spec = _spec(name="settled", n_trials=2)
+    storage = runner.open_storage(None, heartbeat=False)
+    rows = []
+    for strategy, level in (("random", 0.80), ("tpe", 0.90)):
+        for r in range(7):
+            seed = spec.seed + r
+            name = experiments.study_name("settled", strategy, seed)
+            study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+            study.set_user_attr(runner.STATE_ATTR, "finished")
+            study.add_trial(
+                optuna.trial.create_trial(
+                    value=level + r / 1000,
+                    params={"x": 0.5},
+                    distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+                )
+            )
+            rows.append({"experiment": "settled", "study": name, "strategy": strategy, "seed": seed})
+    Catalogue(config.catalogue_path()).add_experiment(
+        {
+            "name": "settled",
+            "spec_json": experiments._spec_json(spec, experiments.SettlePlan(planned=7, cap=8)),
+            "strategies": json.dumps(["random", "tpe"]),
+            "repeats": 7,
+        },
+        rows,
+    )
+    experiments.run_queue("settled")
+    done = experiments.load_experiment("settled")
+    assert done.repeats == 7 and len(done.runs) == 14
+    assert done.settle is not None and done.settle.outcome == "settled after 7 repeats"
+    (look,) = done.settle.looks
+    assert look["settled"] and look["pairs"][0]["outcome"] == "different"
+    assert look["pairs"][0]["p_difference"] == pytest.approx(2 / 2**7)
+
+
+@pytest.mark.slow
+def test_compare_strategies_until_settled_runs_the_added_repeats_in_its_queue(data_dir) -> None:
+    """The detached queue (``python -m hpdash queue``) reads the plan from the catalogue."""
+    launched = experiments.compare_strategies(
+        _spec(n_trials=2, name="settle-q"), "random,grid", 1, until_settled=True, max_repeats=2
+    )
+    assert launched.queue.wait(timeout=400) == 0, experiments.queue_log_path("settle-q").read_text()
+    done = experiments.load_experiment("settle-q")
+    assert done.repeats == 2 and len(done.runs) == 4
+    assert experiments.experiment_progress("settle-q").finished == 4
+    assert (
+        done.settle is not None
+        and done.settle.outcome == "the cap of 2 repeats was reached with the verdict not settled"
+    )
+    assert "until settled: added repeat 2 of at most 2" in experiments.queue_log_path("settle-q").read_text()
