@@ -287,24 +287,46 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a study (positional name) or an experiment (``--experiment ID``) as CSV or HTML."""
-    from hpdash import report, runner
+    """Export a study (positional name), an experiment (``--experiment ID``) or hand-picked
+    studies (``--studies A B ...``) as CSV or HTML, or a comparison as JSON (its results document,
+    ``report.experiment_json``; to stdout without ``--out``)."""
+    from hpdash import compare, report, runner
     from hpdash.errors import SpecError
 
-    if bool(args.study) == bool(args.experiment):
-        raise SpecError("Give either a study name or --experiment ID (not both).")
-    out = Path(args.out)
-    if args.experiment:
-        if args.format == "html":
-            report.write_experiment_html(args.experiment, out, args.storage)
-        else:
-            report.write_experiment_csv(args.experiment, out, args.storage)
-    else:
+    if sum(map(bool, (args.study, args.experiment, args.studies))) != 1:
+        raise SpecError("Give one of: a study name, --experiment ID or --studies A B ... (only one).")
+    if args.out is None and args.format != "json":
+        raise SpecError(f"Give the file to write the {args.format.upper()} to: --out FILE.")
+    if args.study:
+        if args.format == "json":
+            raise SpecError("JSON export is for a comparison: use --experiment ID or --studies A B ...")
         study = runner.load_study(args.study, args.storage)
         if args.format == "html":
-            report.write_study_html(study, out)
+            report.write_study_html(study, args.out)
         else:
-            report.write_trials_csv(study, out)
+            report.write_trials_csv(study, args.out)
+        print(f"wrote {args.out}", file=sys.stderr)
+        return 0
+    if args.experiment:
+        comparison = compare.load_experiment_comparison(args.experiment, args.storage)
+    else:
+        comparison = compare.load_studies_comparison(args.studies, args.storage)
+    if args.format == "json":
+        if not args.no_extras:
+            print(
+                f"Tie sets and bias-corrected (BBC-CV) scores of {len(comparison.runs)} studies: this reloads each "
+                "study's data and may take a while (--no-extras leaves them out).",
+                file=sys.stderr,
+            )
+        text = report.experiment_json(comparison, extras=not args.no_extras)
+        if args.out is None:
+            print(text)
+            return 0
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    elif args.format == "html":
+        Path(args.out).write_text(report.experiment_html(comparison), encoding="utf-8")
+    else:
+        Path(args.out).write_bytes(report.experiment_csv(comparison.frame))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
@@ -336,14 +358,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if time.time() - last[0] < 5:
             return
         last[0] = time.time()
-        from hpdash import runner
-
-        done = budget = 0
-        for run in exp.runs:
-            st = runner.study_status(runner.load_study(run.study, args.storage))
-            done += st.done
-            budget += st.budget or 0
-        print(f"{_bar(done, budget or None)} {time.time() - started:.0f} s", file=sys.stderr, flush=True)
+        try:  # one batched read of every study's state, not one study_status per study
+            now = experiments.experiment_progress(exp.name, args.storage)
+        except HpdashError:
+            return  # a busy storage: the next poll tries again
+        states = " · ".join(f"{now.count(s)} {s}" for s in experiments.PROGRESS_STATES if now.count(s))
+        print(
+            f"{_bar(now.finished, now.total or None)} studies finished ({states}) {time.time() - started:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     try:
         codes = experiments.run_experiment(exp.name, args.storage, workers, args.parallel, poll)
@@ -352,7 +376,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         experiments.stop_experiment(exp.name, args.storage)
         return 130
     comparison = compare.load_experiment_comparison(exp.name, args.storage)
-    analysis = compare.analyse(comparison.frame, comparison.holdout, comparison.direction)
+    analysis = compare.analyse_comparison(comparison)
     _print_comparison(comparison, analysis)
     if args.report:
         from hpdash import report
@@ -403,6 +427,9 @@ def _print_comparison(comparison: Any, analysis: Any) -> None:
 
     print(f"experiment: {comparison.experiment or comparison.title}")
     print(f"metric:     {comparison.metric} ({comparison.direction})")
+    if analysis.banner:
+        print(analysis.banner)
+    print(f"design:     {compare.design_text(comparison, analysis)}")
     for study, note in comparison.grid_notes.items():
         print(f"grid:       {study}: {note}")
     # A missing value (a NaN in a frame) prints as "-", as the report shows it; a pair no
@@ -411,7 +438,15 @@ def _print_comparison(comparison: Any, analysis: Any) -> None:
     if "better" in pairs:
         pairs["better"] = [None if _missing(b) else b for b in pairs["better"]]
     print()
-    print(compare.display_table(analysis.summary, analysis.ttt_summary).to_string(index=False, na_rep="-"))
+    baseline = analysis.baseline
+    scores = baseline.scores if baseline is not None and baseline.available else None
+    table = compare.display_table(analysis.summary, analysis.ttt_summary, normalised=scores)
+    print(table.to_string(index=False, na_rep="-"))
+    if baseline is not None:
+        print(baseline.definition if baseline.available else baseline.reason)
+    if analysis.repeats is not None:
+        friedman = analysis.repeats.friedman
+        print(f"ranks:      {friedman.text if friedman is not None else analysis.repeats.reason}")
     print()
     print(compare.target_text(analysis, comparison.metric))
     print(compare.ttt_table(analysis.ttt_summary).to_string(index=False, na_rep="-"))
@@ -526,11 +561,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true", help="return at once; workers keep running")
     p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser("export", parents=[common], help="export a study or an experiment (CSV or HTML)")
-    p.add_argument("study", nargs="?", help="study name (or use --experiment)")
+    p = sub.add_parser(
+        "export",
+        parents=[common],
+        help="export a study or a comparison (CSV or HTML; a comparison's results also as JSON)",
+    )
+    p.add_argument("study", nargs="?", help="study name (or use --experiment or --studies)")
     p.add_argument("--experiment", help="experiment ID")
-    p.add_argument("--format", choices=["csv", "html"], default="csv")
-    p.add_argument("--out", required=True)
+    p.add_argument("--studies", nargs="+", metavar="STUDY", help="hand-picked studies to compare (two or more)")
+    p.add_argument(
+        "--format",
+        choices=["csv", "html", "json"],
+        default="csv",
+        help="csv: the trials; html: the report; json (a comparison only): every number the report shows "
+        "(design, per-run results, tests, random-search baseline, normalised scores, ranks, Friedman/Nemenyi, "
+        "runtime ECDF, tie sets, bias-corrected scores), NaN as null",
+    )
+    p.add_argument("--out", "--output", dest="out", help="the file to write (JSON: default stdout)")
+    p.add_argument(
+        "--no-extras",
+        action="store_true",
+        help="JSON: leave out the per-study tie sets and the bias-corrected (BBC-CV) scores, which reload "
+        "each study's data (null in the document)",
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(

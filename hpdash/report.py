@@ -171,6 +171,8 @@ def study_html(study: optuna.Study) -> str:
         "holdout score of the final model": f"{refit['holdout_score']:.4f}" if refit else "not refit",
     }
     sections = ["<h2>Summary</h2>", _table(pd.DataFrame({"": list(rows), "value": list(rows.values())}))]
+    if spec is not None:
+        sections += _selection_bias_section(study)
     grid = study.user_attrs.get(runner.GRID_ATTR)
     if grid:
         sections.append(
@@ -189,6 +191,35 @@ def study_html(study: optuna.Study) -> str:
     if spec is not None:
         sections.append(f"<h2>Spec</h2><pre>{_e(spec.to_yaml())}</pre>")
     return html_page(f"Study {study.study_name}", sections, subtitle=f"direction: {direction}")
+
+
+def _selection_bias_section(study: optuna.Study) -> list[str]:
+    """ "Selection bias (BBC-CV)": the raw best CV score beside its BBC-CV correction, the
+    interval, the holdout and the bias (``winners_curse``), or one note saying why there is none."""
+    from hpdash import winners_curse
+
+    found = winners_curse.winners_curse_or_reason(study, n_bootstrap=winners_curse.DEFAULT_N_BOOTSTRAP)
+    if isinstance(found, str):
+        return [f'<p class="note">Selection bias (BBC-CV): not available. {_e(found)}</p>']
+    w = found
+    level = f"{100 * w.level:g}%"
+    rows = {
+        "raw best CV (pooled out-of-fold predictions, first CV repeat)": f"{w.raw_best:.4f} (trial {w.raw_trial})",
+        "corrected for selection (BBC-CV)": f"{w.corrected:.4f}",
+        f"{level} interval of the corrected score": f"[{w.ci_low:.4f}, {w.ci_high:.4f}]",
+        "holdout score of the final model": "not refit" if w.holdout is None else f"{w.holdout:.4f}",
+        "selection bias (raw - corrected; > 0: the raw best is optimistic)": f"{w.bias:+.4f}",
+        "best CV score as the study reports it (mean of fold scores)": f"{w.best_cv:.4f} (trial {w.best_trial})",
+        "configurations": f"{w.n_configs} of {w.n_complete} completed trials, {w.rows:,} rows",
+        "method": w.method,
+    }
+    sections = [
+        "<h2>Selection bias (BBC-CV)</h2>",
+        _table(pd.DataFrame({"": list(rows), "value": list(rows.values())})),
+    ]
+    if w.note:
+        sections.append(f'<p class="note">{_e(w.note)}</p>')
+    return sections
 
 
 def _range_text(value_range: tuple[float, float]) -> str:
@@ -214,6 +245,7 @@ def experiment_html(
     logs = compare.log_params_of(c)
     design = a.design or compare.design_of(a.runs, c.split_seeds, c.comparable)
     banner = a.banner or c.banner
+    scores = a.baseline.scores if a.baseline is not None and a.baseline.available else None
     sections = [f'<p class="banner">{_e(banner)}</p>'] if banner else []
     rank_note = (
         "Rank: within each seed (1 = best, ties share). Wins: seeds where the strategy ranked first (ties count "
@@ -227,9 +259,10 @@ def experiment_html(
         "<h2>Design</h2>",
         _table(pd.DataFrame(compare.design_rows(c, a), columns=["", "value"])),
         "<h2>Summary</h2>",
-        _table(compare.display_table(a.summary, a.ttt_summary)),
+        _table(compare.display_table(a.summary, a.ttt_summary, normalised=scores)),
         '<p class="note">Best CV: mean ± std over seeds of each run\'s best cross-validated score. Holdout: the '
         f"refit final model scored once on the holdout part. {_e(rank_note)}</p>",
+        f'<p class="note">{_e(_normalised_note(a))}</p>',
         "<h2>Time to target</h2>",
         f'<p class="note">{_e(compare.target_text(a, c.metric))} Mean ± std over the runs '
         "that reached it; trials count the budget used, seconds run from the study's first trial start.</p>",
@@ -256,8 +289,10 @@ def experiment_html(
         f'<p class="note">Bands: {_e(a.band_text)}, clipped to the range of {_e(c.metric or "the score")} '
         f"({_e(_range_text(a.value_range))}); thin lines are the runs.</p>"
     )
+    sections.append(f'<p class="note">{_e(_baseline_note(a))}</p>')
     sections += [figure_div(f, f"fig-{i}") for i, f in enumerate(figs)]
     sections.append(f'<p class="note">Importance method: {_e(plots.IMPORTANCE_METHODS[importance_method])}</p>')
+    sections += _repeats_sections(a)
     best = a.runs.set_index("study").reindex([r.study for r in c.runs])["best"]
     sections.append(
         "<h2>Studies</h2>"
@@ -282,6 +317,149 @@ def experiment_html(
         )
     subtitle = f"metric: {c.metric or 'score'} ({c.direction})"
     return html_page(c.title, sections, subtitle=subtitle)
+
+
+def _normalised_note(analysis: Analysis) -> str:
+    from hpdash import compare
+
+    b = analysis.baseline
+    if b is None or not b.available:
+        return f"{compare.NORMALISED_METHOD}: none. {b.reason if b is not None else ''}".strip()
+    return f"{b.definition} Optimum: {b.optimum:.4g}; pooled random-search trials: {b.pooled}."
+
+
+def _baseline_note(analysis: Analysis) -> str:
+    b = analysis.baseline
+    if b is None or not b.available:
+        return f"Random-search baseline: none. {b.reason if b is not None else ''}".strip()
+    return (
+        f"Dashed on the best-so-far vs trials figure: {b.label}, the {b.method}; dotted: random search at twice "
+        "the budget (the expected best of 2n draws shown at n, while 2n is within the pool; Li et al., Hyperband)."
+    )
+
+
+#: The figure divs of the statistics across repeats, by ``compare.repeats_figures`` key.
+REPEATS_DIVS = {
+    "average_rank": "fig-average-rank",
+    "critical_difference": "fig-critical-difference",
+    "runtime_ecdf": "fig-runtime-ecdf",
+}
+
+
+def _repeats_sections(analysis: Analysis) -> list[str]:
+    """ "Across repeats": the average rank over budget, the critical-difference diagram (Friedman
+    test, Nemenyi post-hoc) and the runtime-to-target ECDF, each with its method named; or why not."""
+    from hpdash import compare
+
+    r = analysis.repeats
+    out = ["<h2>Across repeats</h2>"]
+    figures = compare.repeats_figures(analysis)
+    if r is None or not figures or r.friedman is None:
+        reason = r.reason if r is not None else "not computed"
+        return out + [f'<p class="note">{_e(reason)}</p>']
+    out.append(f'<p class="note">{_e(compare.AVERAGE_RANK_NAME[0].upper() + compare.AVERAGE_RANK_NAME[1:])}.</p>')
+    out.append(figure_div(figures["average_rank"], REPEATS_DIVS["average_rank"]))
+    out.append(f'<p class="note">Critical-difference diagram: {_e(r.friedman.text)}</p>')
+    out.append(figure_div(figures["critical_difference"], REPEATS_DIVS["critical_difference"]))
+    out.append(
+        f'<p class="note">{_e(compare.ECDF_NAME)}: the share of each strategy\'s runs that reached the target '
+        f"{r.target:.4g} by each wall-clock time; a run that never reached it counts in the denominator.</p>"
+    )
+    out.append(figure_div(figures["runtime_ecdf"], REPEATS_DIVS["runtime_ecdf"]))
+    return out
+
+
+# ------------------------------------------------------------------------------ JSON
+def _ties_of(comparison: Comparison) -> dict[str, Any] | None:
+    """Each study's tie set (``hpdash.ties.study_ties`` on its shared CV splits), None for a
+    study where it cannot be made; None when ``hpdash.ties`` is not there."""
+    try:
+        from hpdash import ties
+    except ImportError:
+        return None
+    from hpdash import compare
+    from hpdash.errors import HpdashError
+
+    out: dict[str, Any] = {}
+    for run in comparison.runs:
+        study = comparison.studies.get(run.study)
+        rows = comparison.frame.loc[comparison.frame["study"] == run.study]
+        unused = [c for c in rows.columns if str(c).startswith("params_") and rows[c].isna().all()]
+        rows = rows.drop(columns=unused)  # another study's hyperparameters
+        if study is None:
+            out[run.study] = None
+            continue
+        try:
+            n_train, n_test = ties.fold_sizes(study)
+            out[run.study] = compare.json_safe(ties.study_ties(rows, n_train, n_test, comparison.direction))
+        except (HpdashError, ValueError, KeyError, OSError):
+            out[run.study] = None
+    return out
+
+
+def _winners_curse_of(comparison: Comparison, n_bootstrap: int | None = None) -> dict[str, Any] | None:
+    """The bias-corrected best scores (BBC-CV, ``hpdash.winners_curse.winners_curse_by_strategy``):
+    one record per study (``reason`` when there is none) and per strategy the mean over its
+    studies with an estimate; None when ``hpdash.winners_curse`` is not there or fails."""
+    try:
+        from hpdash import winners_curse
+    except ImportError:
+        return None
+    from hpdash import compare
+    from hpdash.errors import HpdashError
+
+    studies = [comparison.studies[r.study] for r in comparison.runs]
+    try:
+        if n_bootstrap is None:
+            table = winners_curse.winners_curse_by_strategy(studies)
+        else:
+            table = winners_curse.winners_curse_by_strategy(studies, n_bootstrap=n_bootstrap)
+    except (HpdashError, ValueError, KeyError, OSError):
+        return None
+    if table is None:
+        return None
+    strategies = []
+    for strategy, g in table.groupby("strategy", sort=False):
+        done = g.dropna(subset=["corrected"])
+        strategies.append(
+            {
+                "strategy": strategy,
+                "studies": len(g),
+                "estimated": len(done),
+                "corrected_mean": done["corrected"].mean() if len(done) else None,
+                "bias_mean": done["bias"].mean() if len(done) else None,
+                "raw_best_mean": done["raw_best"].mean() if len(done) else None,
+            }
+        )
+    methods = [str(m) for m in table["method"].dropna().unique()]
+    method: str | list[str] | None = methods[0] if len(methods) == 1 else (methods or None)
+    return compare.json_safe({"method": method, "studies": table, "strategies": strategies})
+
+
+def experiment_document(
+    comparison: Comparison, analysis: Analysis | None = None, extras: bool = True, *, n_bootstrap: int | None = None
+) -> dict[str, Any]:
+    """``compare.results_document`` of the comparison, with each study's tie set and the
+    bias-corrected scores filled in when their modules are there (``extras``; None otherwise).
+    The extras reload each study's data, and BBC-CV scores every configuration about
+    ``n_bootstrap`` times (None: ``hpdash.winners_curse``'s default): seconds per study."""
+    from hpdash import compare
+
+    a = analysis or compare.analyse_comparison(comparison)
+    document = compare.results_document(comparison, a)
+    if extras:
+        document["ties"] = _ties_of(comparison)
+        document["winners_curse"] = _winners_curse_of(comparison, n_bootstrap)
+    return document
+
+
+def experiment_json(
+    comparison: Comparison, analysis: Analysis | None = None, extras: bool = True, *, n_bootstrap: int | None = None
+) -> str:
+    """``experiment_document`` as JSON text: numbers as JSON numbers, NaN and infinities as
+    ``null`` (``allow_nan=False`` refuses anything else), UTF-8 text kept as is."""
+    document = experiment_document(comparison, analysis, extras, n_bootstrap=n_bootstrap)
+    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False)
 
 
 def write_study_html(study: optuna.Study, path: str | Path) -> Path:

@@ -2,6 +2,7 @@
 
 import time
 
+import pandas as pd
 import streamlit as st
 
 from hpdash import compare, experiments, plots, report, views
@@ -117,9 +118,33 @@ band = st.radio(
     horizontal=True,
     help="Both are intervals of the mean best-so-far over the seeds, clipped to the metric's range.",
 )
-analysis = compare.analyse_comparison(
-    comparison, target=None if target == float(default_target) else float(target), band=band
-)
+
+
+def cached_analysis(shown: compare.Comparison, goal: float | None, band_method: str) -> compare.Analysis:
+    """``analyse_comparison``, worked out again only when the trials, the holdout scores, the
+    target or the band changed: other widgets (importance method, placement axes) rerun the
+    page without recomputing the statistics (one entry per session)."""
+    columns = [c for c in ("study", "number", "state", "value", "elapsed_s") if c in shown.frame.columns]
+    key = (
+        shown.title,
+        tuple(r.study for r in shown.runs),
+        int(pd.util.hash_pandas_object(shown.frame[columns], index=False).sum()),
+        tuple(sorted(shown.holdout.items())),
+        tuple(shown.differences),
+        goal,
+        band_method,
+    )
+    held = st.session_state.get("compare_analysis")
+    if held is not None and held[0] == key:
+        return held[1]
+    fresh = compare.analyse_comparison(shown, target=goal, band=band_method)
+    st.session_state["compare_analysis"] = (key, fresh)
+    return fresh
+
+
+analysis = cached_analysis(comparison, None if target == float(default_target) else float(target), band)
+baseline = analysis.baseline
+across = analysis.repeats
 
 if analysis.banner:
     st.error(common.md(analysis.banner), icon=":material/block:")
@@ -127,10 +152,22 @@ st.subheader("Verdict")
 st.info(common.md(analysis.verdict.text), icon=":material/balance:")
 st.caption(common.md(compare.design_text(comparison, analysis)))
 st.subheader("Summary")
-st.dataframe(compare.display_table(analysis.summary, analysis.ttt_summary), hide_index=True)
+scores = baseline.scores if baseline is not None and baseline.available else None
+st.dataframe(compare.display_table(analysis.summary, analysis.ttt_summary, normalised=scores), hide_index=True)
+if baseline is not None:
+    st.caption(common.md(baseline.definition if baseline.available else str(baseline.reason)))
+repeat_figures = compare.repeats_figures(analysis)
 st.subheader("Time to target")
 st.caption(common.md(compare.target_text(analysis, comparison.metric)) + " Mean ± std over the runs that reached it.")
 st.dataframe(compare.ttt_table(analysis.ttt_summary), hide_index=True)
+if repeat_figures:
+    st.caption(
+        common.md(
+            f"{compare.ECDF_NAME}: the share of each strategy's runs that reached the target by each "
+            "wall-clock time; a run that never reached it still counts."
+        )
+    )
+    st.plotly_chart(repeat_figures["runtime_ecdf"], key="runtime_ecdf")
 with st.expander("Pairwise tests"):
     st.dataframe(compare.pairs_table(analysis.pairs), hide_index=True)
 for study_name, note in comparison.grid_notes.items():
@@ -140,13 +177,30 @@ metric = comparison.metric
 figures = compare.comparison_figures(comparison, analysis)
 st.subheader("Convergence")
 st.caption(common.md(f"Bands: {analysis.band_text}, clipped to the metric's range; thin lines are the runs."))
+if baseline is not None and baseline.available:
+    st.caption(
+        common.md(
+            f"Dashed: {baseline.label}, the {baseline.method}. Dotted: random search at twice the budget "
+            "(the expected best of 2n draws, shown at n while 2n is within the pool; Li et al., Hyperband)."
+        )
+    )
+elif baseline is not None:
+    st.caption(common.md(str(baseline.reason)))
 st.plotly_chart(figures["band_trial"], key="band_trial")
 st.plotly_chart(figures["band_time"], key="band_time")
 st.plotly_chart(figures["edf"], key="edf")
+if repeat_figures:
+    st.caption(common.md(compare.AVERAGE_RANK_NAME[0].upper() + compare.AVERAGE_RANK_NAME[1:] + "."))
+    st.plotly_chart(repeat_figures["average_rank"], key="average_rank")
 st.subheader("Final scores")
 left, right = st.columns(2)
 left.plotly_chart(figures["box_best"], key="box_best")
 right.plotly_chart(figures["box_holdout"], key="box_holdout")
+if repeat_figures and across is not None and across.friedman is not None:
+    st.caption(common.md(f"Critical-difference diagram: {across.friedman.text}"))
+    st.plotly_chart(repeat_figures["critical_difference"], key="critical_difference")
+elif across is not None and across.reason:
+    st.caption(common.md(across.reason))
 
 st.subheader("Sample placement")
 params = [c.removeprefix("params_") for c in comparison.frame.columns if c.startswith("params_")]

@@ -58,7 +58,7 @@ def test_experiment_page_shows_every_view(monkeypatch: pytest.MonkeyPatch) -> No
         "Reports",
     ]
     assert at.info[0].value.startswith("No significant difference with 2 seeds")
-    assert len(at.get("plotly_chart")) == 7
+    assert len(at.get("plotly_chart")) == 7 + 3  # and the three figures across repeats
     summary = at.dataframe[0].value
     assert list(summary["strategy"]) and set(summary["strategy"]) == {"Grid", "Random", "TPE"}
     ttt = at.dataframe[1].value
@@ -86,7 +86,7 @@ def test_hand_picked_studies(monkeypatch: pytest.MonkeyPatch) -> None:
     at.radio[0].set_value("Hand-picked studies").run()
     at.multiselect[0].set_value([f"{NAME}-grid-s0", f"{NAME}-tpe-s0"]).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert "Selected studies" in _texts(at) and len(at.get("plotly_chart")) == 7
+    assert "Selected studies" in _texts(at) and len(at.get("plotly_chart")) == 7 + 3  # one seed: a complete block
 
 
 def test_new_study_compare_form_launches_a_shared_split(data_dir) -> None:
@@ -170,3 +170,125 @@ def test_hand_picked_paired_studies_name_the_wilcoxon_test(data_dir) -> None:
     assert not at.error
     assert "Wilcoxon signed-rank" in _verdict(at)
     assert "data split: a new split per repeat" in _texts(at)
+
+
+def _compare_form(name: str) -> AppTest:
+    """The New study page with k-NN on iris, 3 trials, 3 folds (a fresh session)."""
+    at = AppTest.from_file(str(ROOT / "hpdash" / "ui" / "main.py"), default_timeout=90).run()
+    at.switch_page(str(ROOT / "pages" / "new_study.py")).run()
+    at.multiselect(key="ns_models").set_value(["k_nearest_neighbors"]).run()
+    at.number_input(key="ns_n_trials").set_value(3)
+    at.number_input(key="ns_folds").set_value(3)
+    at.text_input(key="ns_name").input(name).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _plan_lines(at: AppTest) -> list[str]:
+    return [shown(i.value) for i in at.info if i.icon == ":material/calculate:"]
+
+
+def test_new_study_compare_form_plans_repeats_from_a_past_experiment(data_dir) -> None:
+    """No past run: the pilot route. With a finished experiment on the same problem (iris,
+    accuracy, 3 folds, 3 trials), the repeats that detect the smallest difference, and the power
+    of the form's repeats; the until-settled option shows its rule, and refuses the shared split."""
+    import numpy as np
+    from test_planning import _experiment
+
+    from hpdash import planning, statistics
+
+    assert _plan_lines(_compare_form("apptest-pilot")) == [planning.PILOT_TEXT]
+
+    _experiment("pilot-knn", {"random": [0.90, 0.93, 0.92], "tpe": [0.91, 0.95, 0.92]}, sha="sklearn:iris")
+    at = _compare_form("apptest-plan")
+    at.multiselect(key="ns_cmp_strategies").set_value(["random", "tpe"])
+    at.number_input(key="ns_cmp_difference").set_value(0.02).run()
+    assert not at.exception, [e.value for e in at.exception]
+    (line,) = _plan_lines(at)
+    sd = float(np.std(np.subtract([0.90, 0.93, 0.92], [0.91, 0.95, 0.92]), ddof=1))
+    needed = statistics.repeats_needed(0.02, sd, 0.05, 0.8, paired=True)
+    assert line == (
+        f"To detect a difference of 0.02 in accuracy with 80% power at alpha 0.05 you need about {needed} repeats "
+        f"(paired, exact Wilcoxon; sd {sd:.2g} from 1 past experiment: pilot-knn). "
+        "The form's 3 repeats give power 0%."
+    )
+    at.checkbox(key="ns_cmp_until").check().run()
+    at.number_input(key="ns_cmp_cap").set_value(8).run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = " ".join(shown(c.value) for c in at.caption)
+    assert "each at alpha 0.05/6 = 0.00833 (Bonferroni over the looks" in captions
+    assert "within ±0.02" in captions and "With repeats added up to the cap of 8: at most 16 studies" in captions
+    at.radio(key="ns_cmp_split").set_value("shared").run()
+    assert any("needs a new split per repeat" in shown(e.value) for e in at.error)
+    assert at.button(key="ns_cmp_launch").disabled
+    (unpaired,) = _plan_lines(at)
+    assert "(unpaired, exact Mann-Whitney; sd" in unpaired
+
+
+# ------------------------------------------------------------------------------ random baseline and repeats
+def _charts(at: AppTest) -> dict[str, dict]:
+    """The page's Plotly figures as JSON, by title."""
+    import json
+
+    out = {}
+    for chart in at.get("plotly_chart"):
+        figure = json.loads(chart.proto.spec)
+        out[str(figure["layout"].get("title", {}).get("text"))] = figure
+    return out
+
+
+def _hand_picked(at: AppTest, names: list[str]) -> AppTest:
+    at.radio[0].set_value("Hand-picked studies").run()
+    at.multiselect[0].set_value(names).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_compare_page_shows_the_random_baseline_normalised_scores_and_ranks(data_dir) -> None:
+    from test_compare import make_study
+
+    from hpdash import config
+
+    storage = config.storage_url()
+    names = [
+        make_study(storage, s, k, [0.5 + shift + k / 100, 0.6 + shift, 0.55 + shift])
+        for k in range(3)
+        for s, shift in (("random", 0.0), ("tpe", 0.1), ("grid", 0.05))
+    ]
+    at = _hand_picked(_page(), names)
+    summary = at.dataframe[0].value
+    assert "normalised score (Bayesmark)" in summary.columns
+    texts = _texts(at)
+    assert "Normalised score (Bayesmark): 0 = the best value seen in the experiment, 1 = random search" in texts
+    assert "expected best of n random draws without replacement (Bayesmark)" in texts
+    assert "ECDF of runtime to target (COCO)" in texts and "Friedman test, Nemenyi post-hoc (Demšar 2006)" in texts
+    assert "Average rank over budget" in texts
+    assert len(at.get("plotly_chart")) == 6 + 3  # one hyperparameter: no placement figure
+    charts = _charts(at)
+    band = charts["Best so far vs trials (95% band)"]
+    names_drawn = [t.get("name") for t in band["data"]]
+    assert "random search, expected best (pooled 9 trials)" in names_drawn
+    assert "random search at twice the budget" in names_drawn
+    assert {"Average rank over budget", "ECDF of runtime to target (COCO)"} <= set(charts)
+    assert any(t.startswith("Critical-difference diagram") for t in charts)
+    # another widget reruns the page from the cached statistics
+    method = next(s for s in at.selectbox if s.label == "Method")
+    method.set_value("fanova").run()
+    assert not at.exception and "normalised score (Bayesmark)" in at.dataframe[0].value.columns
+
+
+def test_compare_page_without_random_search_or_complete_blocks_says_why(data_dir) -> None:
+    from test_compare import make_study
+
+    from hpdash import config
+
+    storage = config.storage_url()
+    names = [make_study(storage, s, k, [0.5, 0.6 + k / 100]) for s in ("tpe", "grid") for k in range(2)]
+    names.append(make_study(storage, "tpe", 2, [0.7], n_trials=2))
+    at = _hand_picked(_page(), names)
+    texts = _texts(at)
+    assert "No random search in this experiment" in texts
+    assert "normalised score (Bayesmark)" not in at.dataframe[0].value.columns
+    assert "No average rank over budget, critical-difference diagram or runtime-to-target ECDF: " in texts
+    assert "seed 2 holds only TPE" in texts
+    assert len(at.get("plotly_chart")) == 6

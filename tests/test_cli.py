@@ -508,3 +508,166 @@ def test_compare_with_a_shared_split_runs_every_repeat_on_one_split(
         (0, 1),
     ]
     assert experiments.experiment_split("sh") == "shared"
+
+
+# ------------------------------------------------------------------------------ export --format json, compare's output
+def _json_of(text: str) -> dict:
+    import json
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"{token} in the JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.slow
+def test_export_experiment_json_holds_the_library_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`hpdash export --experiment NAME --format json --output FILE`: one document that `json.loads`
+    reads (no NaN token), whose every number is the library's computation on the same studies."""
+    import numpy as np
+    from experiment_data import N_TRIALS
+
+    from hpdash import compare, statistics
+
+    exp = shared_experiment()
+    assert exp.returncode == 0, exp.stderr[-3000:]
+    out = tmp_path / "e.json"
+    done = hpdash(
+        "export", "--experiment", NAME, "--format", "json", "--output", str(out), "--no-extras", env_dir=exp.data_dir
+    )
+    assert done.returncode == 0, done.stderr
+    doc = _json_of(out.read_text(encoding="utf-8"))
+    comparison = compare.load_experiment_comparison(NAME, exp.storage)
+    a = compare.analyse_comparison(comparison)
+    assert doc["experiment"] == NAME and doc["design"]["strategies"] == list(STRATEGIES)
+    assert doc["design"]["seeds"] == {s: list(range(REPEATS)) for s in STRATEGIES} and doc["design"]["comparable"]
+    runs = a.runs.set_index("study")
+    for r in doc["runs"]:
+        assert r["best"] == pytest.approx(runs.loc[r["study"], "best"])
+        assert r["holdout"] == pytest.approx(runs.loc[r["study"], "holdout"])
+    pairs = a.pairs.set_index(["metric", "a", "b"])
+    for t in doc["pairwise_tests"]["tests"]:
+        row = pairs.loc[(t["metric"], t["a"], t["b"])]
+        assert (t["test"], t["p"], t["p_holm"]) == (row["test"], pytest.approx(row["p"]), pytest.approx(row["p_holm"]))
+    frame = comparison.frame
+    pool = frame.loc[(frame["strategy"] == "random") & (frame["state"] == "COMPLETE"), "value"].to_numpy(float)
+    curve = statistics.expected_best_curve(pool, "maximize")
+    got = [p["expected_best"] for p in doc["random_search_expected_best"]["curve"]]
+    assert got == pytest.approx(curve[: len(got)].tolist()) and len(got) == N_TRIALS
+    optimum = float(frame.loc[frame["state"] == "COMPLETE", "value"].max())
+    for row in doc["normalised_scores"]["strategies"]:
+        bests = runs.loc[runs["strategy"] == row["strategy"], "best"].to_numpy()
+        scores = statistics.normalised_score(bests, optimum, curve[N_TRIALS - 1], "maximize")
+        assert row["mean"] == pytest.approx(float(np.mean(scores)))
+    matrix = runs.reset_index().pivot(index="seed", columns="strategy", values="best")[list(STRATEGIES)].to_numpy()
+    res = statistics.friedman_nemenyi(matrix, "maximize")
+    friedman = doc["friedman_nemenyi"]
+    assert [friedman["average_ranks"][s] for s in STRATEGIES] == pytest.approx(list(res.average_ranks))
+    assert friedman["p_value"] == pytest.approx(res.p_value) and friedman["critical_difference"] == pytest.approx(
+        res.critical_difference
+    )
+    assert doc["runtime_to_target_ecdf"]["target"] == pytest.approx(a.target)
+    assert doc["ties"] is None and doc["winners_curse"] is None  # --no-extras
+    # the same document on stdout, and a hand-picked set with --studies
+    stdout = hpdash("export", "--experiment", NAME, "--format", "json", "--no-extras", env_dir=exp.data_dir)
+    assert stdout.returncode == 0 and _json_of(stdout.stdout)["runs"] == doc["runs"]
+    picked = [f"{NAME}-grid-s0", f"{NAME}-random-s0", f"{NAME}-tpe-s0"]
+    chosen = hpdash("export", "--studies", *picked, "--format", "json", "--no-extras", env_dir=exp.data_dir)
+    assert chosen.returncode == 0, chosen.stderr
+    hand = _json_of(chosen.stdout)
+    assert hand["title"] == "Selected studies" and [r["study"] for r in hand["runs"]] == picked
+
+
+@pytest.mark.slow
+def test_export_json_fills_the_tie_sets_and_bias_corrected_scores() -> None:
+    """With the extras (``hpdash.ties``, ``hpdash.winners_curse``): each study's tie set and its
+    BBC-CV estimate, as those modules compute them (fewer bootstraps here, for time)."""
+    from hpdash import compare, report, ties, winners_curse
+
+    exp = shared_experiment()
+    assert exp.returncode == 0, exp.stderr[-3000:]
+    comparison = compare.load_experiment_comparison(NAME, exp.storage)
+    doc = _json_of(report.experiment_json(comparison, n_bootstrap=30))
+    study = f"{NAME}-tpe-s0"
+    n_train, n_test = ties.fold_sizes(comparison.studies[study])
+    mine = ties.study_ties(
+        comparison.frame.loc[comparison.frame["study"] == study], n_train, n_test, comparison.direction
+    )
+    assert [t["number"] for t in doc["ties"][study]["tied"]] == [t.number for t in mine.tied]
+    table = winners_curse.winners_curse_by_strategy(
+        [comparison.studies[r.study] for r in comparison.runs], n_bootstrap=30
+    )
+    by_study = {r["study"]: r for r in doc["winners_curse"]["studies"]}
+    for row in table.to_dict(orient="records"):
+        if row["reason"] is None:
+            assert by_study[row["study"]]["corrected"] == pytest.approx(row["corrected"])
+
+
+def test_export_json_user_errors(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    study = hpdash("export", "some-study", "--format", "json", env_dir=data)
+    assert study.returncode == 2 and "JSON export is for a comparison" in study.stderr
+    both = hpdash("export", "--experiment", "e", "--studies", "a", "b", "--format", "json", env_dir=data)
+    assert both.returncode == 2 and "only one" in both.stderr
+    html = hpdash("export", "--experiment", "e", "--format", "html", env_dir=data)
+    assert html.returncode == 2 and "--out FILE" in html.stderr and "Traceback" not in html.stderr
+    one = hpdash("export", "--studies", "a", "--format", "json", env_dir=data)
+    assert one.returncode == 2 and "Traceback" not in one.stderr
+
+
+def test_compare_prints_the_banner_after_the_metric_line_then_the_design(tmp_path: Path, capsys) -> None:
+    from test_compare import _two_tables
+
+    from hpdash import cli, compare
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    comparison = compare.load_studies_comparison(_two_tables(storage), storage)
+    cli._print_comparison(comparison, compare.analyse_comparison(comparison))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("metric:     accuracy (maximize)")
+    assert lines[2] == comparison.banner and lines[2].startswith("Not comparable: dataset: SHA-256")
+    assert lines[3] == f"design:     {compare.design_text(comparison, compare.analyse_comparison(comparison))}"
+    assert any(line.startswith("ranks:      Not comparable") for line in lines)
+
+
+def test_compare_polls_every_study_in_one_batched_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """While the experiment runs, `hpdash compare` reads the studies' states with one
+    ``experiment_progress`` call per poll, never ``runner.study_status`` study by study."""
+    from hpdash import cli, experiments, runner
+
+    monkeypatch.setenv("HPDASH_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.delenv("HPDASH_STORAGE", raising=False)
+    runs = [experiments.ExperimentRun(f"e-random-s{k}", "random", k) for k in range(3)]
+    fake = type("Exp", (), {"name": "e", "strategies": ["random"], "repeats": 3, "runs": runs})()
+    monkeypatch.setattr(experiments, "create_experiment", lambda *a, **k: fake)
+    reads: list[str] = []
+
+    def progress(name: str, storage: str | None = None, **_: object) -> experiments.ExperimentProgress:
+        reads.append(name)
+        states = {"e-random-s0": "finished", "e-random-s1": "running", "e-random-s2": "queued"}
+        return experiments.ExperimentProgress(name, states, {}, None, True)
+
+    def one_by_one(*_: object, **__: object) -> None:
+        raise AssertionError("study_status called study by study")
+
+    def run_experiment(name, storage, workers, parallel, poll):
+        poll()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiments, "experiment_progress", progress)
+    monkeypatch.setattr(runner, "study_status", one_by_one)
+    monkeypatch.setattr(experiments, "run_experiment", run_experiment)
+    monkeypatch.setattr(experiments, "stop_experiment", lambda *a, **k: None)
+    assert cli.main(["compare", str(_spec_file(tmp_path)), "--strategies", "random", "--repeats", "3"]) == 130
+    assert reads == ["e"]
+    assert "1/3 studies finished (1 queued · 1 running · 1 finished)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compare_prints_the_design_and_the_new_statistics() -> None:
+    exp = shared_experiment()
+    assert exp.returncode == 0, exp.stderr[-3000:]
+    lines = exp.stdout.splitlines()
+    assert lines[1].startswith("metric:") and lines[2].startswith("design:     strategies: Grid, Random, TPE")
+    assert "normalised score (Bayesmark)" in exp.stdout and "Normalised score (Bayesmark): 0 = " in exp.stdout
+    assert "ranks:      Average ranks over 2 seeds" in exp.stdout and "Friedman test, Nemenyi post-hoc" in exp.stdout

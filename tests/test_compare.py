@@ -603,3 +603,255 @@ def test_band_figures_name_the_band_and_clip_it() -> None:
     assert "95% t-interval of the mean over 3 seeds" in fig.layout.title.subtitle.text
     fill = next(t for t in fig.data if t.fill == "toself")
     assert max(fill.y) <= 1.0 and "95% t-interval of the mean over 3 seeds" in fill.name
+
+
+# ------------------------------------------------------------------------------ random search as the yardstick
+from hpdash import comparison_plots, statistics  # noqa: E402
+from hpdash.compare.repeats import NEEDS_THREE  # noqa: E402
+
+
+def _rtg(k: int = 3) -> pd.DataFrame:
+    """random, tpe and grid over k seeds, 4 trials each; random's seed 0 has a failed trial."""
+    values = {
+        "random": [[None, 0.60, 0.62, 0.70], [0.55, 0.65, 0.61, 0.66], [0.58, 0.59, 0.71, 0.64]],
+        "tpe": [[0.60, 0.75, 0.80, 0.79], [0.62, 0.70, 0.83, 0.85], [0.61, 0.64, 0.69, 0.90]],
+        "grid": [[0.50, 0.52, 0.68, 0.68], [0.66, 0.67, 0.60, 0.66], [0.40, 0.70, 0.72, 0.50]],
+    }
+    return frame(*[run(s, seed, values[s][seed]) for seed in range(k) for s in ("random", "tpe", "grid")])
+
+
+def _pool(f: pd.DataFrame) -> np.ndarray:
+    done = f.loc[(f["strategy"] == "random") & (f["state"] == "COMPLETE"), "value"]
+    return done.to_numpy(dtype="float64")
+
+
+def test_expected_best_of_random_is_the_exact_pooled_curve() -> None:
+    f = _rtg()
+    pool = _pool(f)
+    assert pool.size == 11  # 12 random trials, one failed
+    exp = compare.expected_best_data(f)
+    curve = statistics.expected_best_curve(pool, "maximize")
+    assert exp["n"].tolist() == [1, 2, 3, 4]  # up to the longest run's budget
+    assert exp["expected_best"].tolist() == pytest.approx(curve[:4].tolist())
+    assert exp["twice"].tolist() == pytest.approx([curve[1], curve[3], curve[5], curve[7]])
+    assert set(exp["pooled"]) == {11}
+    for n in (1, 4):  # and the single-n function agrees
+        assert exp.loc[exp["n"] == n, "expected_best"].item() == pytest.approx(
+            statistics.expected_best_of_random(pool, n, "maximize")
+        )
+    # twice the budget only while 2n <= N: a budget of 8 on 11 pooled draws stops at n = 5
+    long = compare.expected_best_data(f, budget=8)
+    assert long["n"].tolist() == list(range(1, 9))
+    assert long["twice"].notna().tolist() == [True] * 5 + [False] * 3
+    assert compare.baseline_label(11) == "random search, expected best (pooled 11 trials)"
+
+
+def test_expected_best_minimizing_and_a_large_pool_agree_with_the_curve() -> None:
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(40, 10))
+    f = frame(*[run("random", s, list(values[s])) for s in range(40)], run("tpe", 0, [0.0] * 3))
+    exp = compare.expected_best_data(f, "minimize")  # 10 of 400 draws: one call per n
+    curve = statistics.expected_best_curve(values.ravel(), "minimize")
+    assert exp["expected_best"].tolist() == pytest.approx(curve[:10].tolist())
+    assert exp["twice"].tolist() == pytest.approx(curve[1:20:2].tolist())
+    assert (np.diff(exp["expected_best"]) <= 0).all()  # the expected minimum only falls
+
+
+def test_no_random_strategy_says_so_and_draws_no_baseline() -> None:
+    f = frame(run("tpe", 0, [0.5, 0.6]), run("grid", 0, [0.4, 0.7]))
+    a = compare.analyse(f)
+    assert a.baseline is not None and not a.baseline.available
+    assert a.baseline.reason == compare.expected_best_data(f).attrs["reason"]
+    assert a.baseline.reason.startswith("No random search in this experiment")
+    assert a.baseline.expected.empty and a.baseline.scores.empty
+    c = frame(run("random", 0, [None, None]), run("tpe", 0, [0.5, 0.6]))
+    assert compare.expected_best_data(c).attrs["reason"].startswith("No completed random-search trial")
+    fig = plots.band_figure(a.bands_trial, a.curves_trial)
+    before = len(fig.data)
+    assert len(comparison_plots.with_random_baseline(fig, a.baseline.expected, "x").data) == before
+
+
+def test_normalised_score_per_run_and_per_strategy_match_bayesmark() -> None:
+    f = _rtg()
+    a = compare.analyse(f)
+    b = a.baseline
+    assert b is not None and b.available and b.pooled == 11
+    pool, optimum = _pool(f), 0.90  # the best value seen anywhere
+    assert b.optimum == optimum
+    per_run = b.runs.set_index("study")
+    for study, row in per_run.iterrows():
+        best = f.loc[f["study"] == study, "value"].max()
+        expected = statistics.expected_best_of_random(pool, 4, "maximize")
+        assert row["budget"] == 4 and row["random_expected"] == pytest.approx(expected)
+        assert row["normalised"] == pytest.approx(statistics.normalised_score(best, optimum, expected, "maximize"))
+    scores = b.scores.set_index("strategy")
+    for strategy in ("random", "tpe", "grid"):
+        mine = per_run.loc[per_run["strategy"] == strategy, "normalised"]
+        assert scores.loc[strategy, "mean"] == pytest.approx(mine.mean())
+        assert scores.loc[strategy, "std"] == pytest.approx(mine.std(ddof=1))
+        assert scores.loc[strategy, ["runs", "scored", "budget_min", "budget_max"]].tolist() == [3, 3, 4, 4]
+    assert scores.loc["tpe", "mean"] < scores.loc["grid", "mean"]  # tpe is nearer the best
+    table = compare.display_table(a.summary, a.ttt_summary, normalised=b.scores).set_index("strategy")
+    assert (
+        table.loc["TPE", compare.NORMALISED_METHOD]
+        == f"{scores.loc['tpe', 'mean']:.3f} ± {scores.loc['tpe', 'std']:.3f}"
+    )
+    assert compare.NORMALISED_METHOD == "normalised score (Bayesmark)"
+    assert b.definition.startswith("Normalised score (Bayesmark): 0 = the best value seen in the experiment, 1 = ")
+    # over budget: the score of the mean best-so-far against random's expected best at n
+    curve = b.curve.loc[b.curve["strategy"] == "tpe"].set_index("n")
+    means = a.bands_trial.loc[a.bands_trial["strategy"] == "tpe"].set_index("x")["mean"]
+    for n in (1, 2, 3, 4):
+        e = statistics.expected_best_of_random(pool, n, "maximize")
+        assert curve.loc[n, "normalised"] == pytest.approx(
+            statistics.normalised_score(means[n], optimum, e, "maximize")
+        )
+    assert curve.loc[4, "normalised"] == pytest.approx(scores.loc["tpe", "mean"])  # affine: same at the end
+
+
+def test_a_run_longer_than_the_pool_has_no_normalised_score() -> None:
+    f = frame(run("random", 0, [0.5, 0.6]), run("tpe", 0, [0.5, 0.6, 0.7, 0.8]))
+    b = compare.analyse(f).baseline
+    assert b is not None and b.expected["n"].tolist() == [1, 2]  # the pool has 2 draws
+    per_run = b.runs.set_index("strategy")
+    assert math.isnan(per_run.loc["tpe", "normalised"]) and per_run.loc["random", "normalised"] == pytest.approx(
+        statistics.normalised_score(0.6, 0.8, statistics.expected_best_of_random([0.5, 0.6], 2, "maximize"), "maximize")
+    )
+    assert b.scores.set_index("strategy").loc["tpe", "scored"] == 0
+    a = compare.analyse(f)
+    table = compare.display_table(a.summary, a.ttt_summary, normalised=b.scores).set_index("strategy")
+    assert table.loc["TPE", compare.NORMALISED_METHOD] == "-"
+
+
+def test_not_comparable_studies_get_no_baseline() -> None:
+    a = compare.analyse(_rtg(), differences=["metric: accuracy vs f1"])
+    assert a.baseline is not None and not a.baseline.available and a.baseline.reason.startswith("Not comparable")
+    assert a.repeats is not None and not a.repeats.available and a.repeats.friedman is None
+    assert a.repeats.reason.startswith("Not comparable: metric: accuracy vs f1.")
+    assert compare.repeats_figures(a) == {}
+
+
+# ------------------------------------------------------------------------------ across repeats
+def _best_at(f: pd.DataFrame, n: int) -> pd.DataFrame:
+    """seeds x strategies: each run's best COMPLETE value among its first n trials (NaN: none)."""
+    head = f.sort_values("number").groupby("study").head(n)
+    done = head.loc[head["state"] == "COMPLETE"]
+    best = done.groupby(["seed", "strategy"])["value"].max().unstack()
+    return best.reindex(index=sorted(f["seed"].unique()), columns=list(pd.unique(f["strategy"])))
+
+
+def test_average_rank_over_budget_is_friedman_nemenyi_average_ranks() -> None:
+    f = _rtg()
+    a = compare.analyse(f)
+    assert a.repeats is not None and a.repeats.available
+    ranks = a.repeats.average_ranks
+    assert list(ranks.columns) == ["strategy", "trial", "average_rank", "blocks"] and set(ranks["blocks"]) == {3}
+    for n in (2, 3, 4):
+        matrix = _best_at(f, n)
+        expected = statistics.friedman_nemenyi(matrix.to_numpy(), "maximize").average_ranks
+        got = ranks.loc[ranks["trial"] == n].set_index("strategy").reindex(matrix.columns)["average_rank"]
+        assert got.tolist() == pytest.approx(list(expected))
+    # trial 1: random's seed 0 has no completed trial yet and ranks last in its seed
+    first = ranks.loc[ranks["trial"] == 1].set_index("strategy")["average_rank"]
+    m = _best_at(f, 1)
+    seed0 = stats.rankdata([-m.loc[0, "tpe"], -m.loc[0, "grid"]])  # tpe 0.60 vs grid 0.50
+    rest = statistics.friedman_nemenyi(m.loc[[1, 2]].to_numpy(), "maximize").average_ranks
+    assert first["random"] == pytest.approx((3 + rest[0] * 2) / 3)
+    assert first["tpe"] == pytest.approx((seed0[0] + rest[1] * 2) / 3)
+    assert ranks.groupby("trial")["average_rank"].sum().tolist() == pytest.approx([6.0] * 4)  # 1 + 2 + 3
+
+
+def test_average_rank_minimizing_and_duplicates_refused() -> None:
+    f = frame(run("tpe", 0, [3.0, 1.0]), run("gp", 0, [2.0, 2.0]), run("tpe", 1, [1.0]), run("gp", 1, [0.5]))
+    ranks = compare.average_rank_data(compare.curves(f, "trial", "minimize"), "minimize").set_index(
+        ["trial", "strategy"]
+    )
+    assert ranks.loc[(1, "gp"), "average_rank"] == 1.0 and ranks.loc[(1, "tpe"), "average_rank"] == 2.0
+    # trial 2: seed 0 has tpe 1 < gp 2, seed 1 keeps gp 0.5 < tpe 1 (a finished run keeps its best)
+    assert ranks.loc[(2, "gp"), "average_rank"] == 1.5 and ranks.loc[(2, "tpe"), "average_rank"] == 1.5
+    twice = frame(run("tpe", 0, [1.0]), [dict(r, study="other") for r in run("tpe", 0, [2.0])], run("gp", 0, [1.0]))
+    with pytest.raises(ValueError):
+        compare.average_rank_data(compare.curves(twice, "trial"))
+
+
+def test_critical_difference_is_friedman_nemenyi_with_named_groups() -> None:
+    rng = np.random.default_rng(4)
+    shift = {"tpe": 0.3, "gp": 0.25, "random": 0.0, "grid": -0.3}
+    f = frame(*[run(s, k, list(rng.normal(shift[s], 0.05, size=3))) for k in range(8) for s in shift])
+    a = compare.analyse(f)
+    assert a.repeats is not None and a.repeats.friedman is not None
+    cd = a.repeats.friedman
+    matrix = compare.final_runs(f).pivot(index="seed", columns="strategy", values="best")[list(shift)].to_numpy()
+    res = statistics.friedman_nemenyi(matrix, "maximize", compare.ALPHA)
+    assert cd.strategies == tuple(shift) and cd.average_ranks == pytest.approx(res.average_ranks)
+    assert (cd.statistic, cd.p_value, cd.critical_difference) == pytest.approx(
+        (res.statistic, res.p_value, res.critical_difference)
+    )
+    groups = statistics.cd_groups(res.average_ranks, res.critical_difference)
+    assert [list(g) for g in cd.groups] == [[list(shift)[i] for i in g] for g in groups]
+    assert cd.method == res.method and cd.name == "Friedman test, Nemenyi post-hoc (Demšar 2006)"
+    assert cd.blocks == 8 and cd.note is None and cd.p_value < 0.05
+    assert cd.bars == [list(g) for g in cd.groups if len(g) > 1]
+    assert "Friedman test, Nemenyi post-hoc (Demšar 2006): χ² = " in cd.text and "critical difference" in cd.text
+    assert cd.frame["strategy"].tolist()[0] == "tpe"  # best average rank first
+
+
+def test_critical_difference_of_two_strategies_gives_ranks_only() -> None:
+    f = frame(*[run(s, k, [0.5 + (0.1 if s == "tpe" else 0.0) + k / 100]) for k in range(4) for s in ("tpe", "random")])
+    cd = compare.critical_difference(compare.final_runs(f))
+    assert cd.average_ranks == (1.0, 2.0) and cd.groups == () and cd.bars == []
+    assert math.isnan(cd.statistic) and math.isnan(cd.p_value) and math.isnan(cd.critical_difference)
+    assert cd.note == NEEDS_THREE
+    assert "needs at least three strategies" in cd.text and "χ²" not in cd.text
+
+
+def test_a_run_without_a_completed_trial_ranks_last_in_the_critical_difference() -> None:
+    f = frame(*[run(s, k, [0.5 + k / 10 + (0.2 if s == "gp" else 0)]) for k in range(3) for s in ("tpe", "gp", "grid")])
+    f.loc[(f["study"] == "exp-gp-s0"), ["state", "value"]] = ["FAIL", math.nan]
+    strategies, matrix = compare.final_matrix(compare.final_runs(f))
+    assert strategies == ["tpe", "gp", "grid"]
+    assert matrix[0, 1] < matrix[0, [0, 2]].min() and np.isfinite(matrix).all()
+    cd = compare.critical_difference(compare.final_runs(f))
+    assert cd.average_ranks == pytest.approx(statistics.friedman_nemenyi(matrix, "maximize").average_ranks)
+
+
+def test_runtime_ecdf_matches_coco_ecdf() -> None:
+    f = frame(
+        run("tpe", 0, [0.1, 0.95], elapsed=[1.0, 2.0]),
+        run("tpe", 1, [0.96], elapsed=[0.5]),
+        run("random", 0, [0.1, 0.2, 0.3], elapsed=[1.0, 2.0, 9.0]),
+        run("random", 1, [0.2, 0.95], elapsed=[1.0, 7.0]),
+    )
+    a = compare.analyse(f, target=0.95)
+    assert a.repeats is not None and a.repeats.available and a.repeats.target == 0.95
+    ecdf = a.repeats.ecdf
+    grid = [0.0, 0.5, 2.0, 7.0, 9.0]  # 0, every time a run reached it, the longest run
+    for strategy, seconds in (("tpe", [2.0, 0.5]), ("random", [None, 7.0])):
+        got = ecdf.loc[ecdf["strategy"] == strategy]
+        assert got["seconds"].tolist() == grid
+        assert got["fraction"].tolist() == pytest.approx(statistics.ecdf_of_runtime_to_target(seconds, grid).tolist())
+    assert ecdf.loc[ecdf["strategy"] == "random", ["runs", "reached"]].drop_duplicates().values.tolist() == [[2, 1]]
+    assert ecdf.loc[ecdf["strategy"] == "random", "fraction"].iloc[-1] == 0.5  # one run never got there
+
+
+def test_repeats_need_complete_blocks() -> None:
+    f = frame(run("tpe", 0, [0.5]), run("random", 0, [0.4]), run("tpe", 1, [0.6]))
+    a = compare.analyse(f)
+    assert a.repeats is not None and not a.repeats.available
+    assert a.repeats.reason == (
+        "No average rank over budget, critical-difference diagram or runtime-to-target ECDF: "
+        "ranks within a seed need every seed to hold one run of each strategy, and seed 1 holds only TPE."
+    )
+    assert a.repeats.average_ranks.empty and a.repeats.ecdf.empty and compare.repeats_figures(a) == {}
+    one = compare.analyse(frame(run("tpe", 0, [0.5]), run("tpe", 1, [0.6])))
+    assert one.repeats is not None and "one strategy" in str(one.repeats.reason)
+
+
+def test_repeats_figures_name_their_methods() -> None:
+    a = compare.analyse(_rtg())
+    figures = compare.repeats_figures(a)
+    assert list(figures) == ["average_rank", "critical_difference", "runtime_ecdf"]
+    assert figures["critical_difference"].layout.title.text.endswith("(Friedman test, Nemenyi post-hoc (Demšar 2006))")
+    assert "Friedman p = " in figures["critical_difference"].layout.title.subtitle.text
+    assert figures["runtime_ecdf"].layout.title.text == "ECDF of runtime to target (COCO)"
+    assert comparison_plots.EXPECTED_BEST_NAME == compare.EXPECTED_BEST_METHOD

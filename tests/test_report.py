@@ -180,7 +180,7 @@ def test_experiment_report_content() -> None:
     assert "Best so far vs trials (95% band)" in html and "Best so far vs wall-clock time (95% band)" in html
     assert "more than the budget of 10 trials" in html  # the grid cut is stated
     assert "model: k_nearest_neighbors" in html  # the spec
-    assert html.count('class="plotly-graph-div"') == 7
+    assert html.count('class="plotly-graph-div"') == 7 + 3  # and the three figures across repeats
 
 
 def _open_offline(browser: Any, path: Path) -> tuple[int, list[str], list[str]]:
@@ -225,7 +225,7 @@ def test_reports_open_offline_in_a_browser(browser, tmp_path: Path) -> None:
     exp = shared_experiment()
     assert exp.returncode == 0, exp.stderr[-3000:]
     drawn, aborted, errors = _open_offline(browser, exp.report)
-    assert drawn == 7 and aborted == [] and errors == []
+    assert drawn == 7 + 3 and aborted == [] and errors == []
     study_page = tmp_path / "study.html"
     from hpdash import runner
 
@@ -283,3 +283,178 @@ def test_experiment_report_names_the_strategies_test_and_band() -> None:
     assert "seeds/repeats: 0, 1 (2 repeats)" in spec and "a new split per repeat" in html
     assert "Wilcoxon signed-rank" in html and "95% t-interval of the mean over 2 seeds" in html
     assert "Not comparable" not in html
+
+
+# ------------------------------------------------------------------------------ across repeats, random baseline, JSON
+_VALUES = {
+    "random": [[0.60, 0.62, 0.70], [0.55, 0.65, 0.61], [0.58, 0.59, 0.71], [0.52, 0.66, 0.63]],
+    "tpe": [[0.75, 0.80, 0.79], [0.70, 0.83, 0.85], [0.64, 0.69, 0.90], [0.72, 0.81, 0.84]],
+    "grid": [[0.52, 0.68, 0.68], [0.66, 0.67, 0.60], [0.70, 0.72, 0.50], [0.61, 0.62, 0.64]],
+}
+
+
+def _three_strategies(storage: str) -> list[str]:
+    """random, tpe and grid x 4 seeds (a new split per seed), 3 trials each; tpe's seed 0 refit."""
+    from test_compare import make_study
+
+    return [
+        make_study(storage, s, k, _VALUES[s][k], holdout=0.9 if (s, k) == ("tpe", 0) else None)
+        for k in range(4)
+        for s in _VALUES
+    ]
+
+
+@pytest.fixture
+def three(tmp_path: Path) -> Any:
+    from hpdash import compare
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    comparison = compare.load_studies_comparison(_three_strategies(storage), storage)
+    return comparison, compare.analyse_comparison(comparison)
+
+
+def test_experiment_report_has_the_figures_across_repeats_and_names_every_method(three: Any) -> None:
+    comparison, analysis = three
+    html = report.experiment_html(comparison, analysis)
+    _static_checks(html)
+    assert not re.search(r"""<script[^>]+src=["']?https?://""", html)
+    for div in ("fig-average-rank", "fig-critical-difference", "fig-runtime-ecdf"):
+        assert f'id="{div}"' in html
+    for method in (
+        "expected best of n random draws without replacement (Bayesmark)",
+        "Friedman test, Nemenyi post-hoc (Demšar 2006)",
+        "ECDF of runtime to target (COCO)",
+        "normalised score (Bayesmark)",
+    ):
+        assert method in html, method
+    assert "<h2>Across repeats</h2>" in html
+    assert "random search, expected best (pooled 12 trials)" in html and "random search at twice the budget" in html
+    assert "Normalised score (Bayesmark): 0 = the best value seen in the experiment" in html
+    assert html.count('class="plotly-graph-div"') == 6 + 3  # one hyperparameter: no placement figure
+
+
+def test_report_without_random_search_or_complete_blocks_says_why(tmp_path: Path) -> None:
+    from test_compare import make_study
+
+    from hpdash import compare
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    names = [make_study(storage, s, k, [0.5, 0.6 + k / 100]) for s in ("tpe", "grid") for k in range(2)]
+    names.append(make_study(storage, "tpe", 2, [0.7], n_trials=2))  # still running: one trial so far
+    html = report.experiment_html(compare.load_studies_comparison(names, storage))
+    assert "No random search in this experiment" in html and "random search at twice" not in html
+    assert "No average rank over budget, critical-difference diagram or runtime-to-target ECDF: " in html
+    assert "seed 2 holds only TPE" in html and 'id="fig-critical-difference"' not in html
+
+
+def _no_nan(text: str) -> dict[str, Any]:
+    def refuse(token: str) -> None:
+        raise AssertionError(f"{token} in the JSON")
+
+    document = json.loads(text, parse_constant=refuse)
+    assert isinstance(document, dict)
+    return document
+
+
+def test_experiment_json_holds_the_library_numbers(three: Any) -> None:
+    import numpy as np
+    from scipy import stats
+
+    from hpdash import compare, statistics
+
+    comparison, analysis = three
+    doc = _no_nan(report.experiment_json(comparison, analysis))
+    assert doc["format"] == "hpdash.comparison/1" and doc["metric"] == "accuracy" and doc["direction"] == "maximize"
+    design = doc["design"]
+    assert design["strategies"] == ["random", "tpe", "grid"] and design["seeds"] == {s: [0, 1, 2, 3] for s in _VALUES}
+    assert design["comparable"] is True and design["differences"] == [] and design["banner"] is None
+    assert design["paired"] is True and design["ranked"] is True and design["split"] == "a new split per repeat"
+
+    runs = {(r["strategy"], r["seed"]): r for r in doc["runs"]}
+    for (s, k), r in runs.items():
+        assert r["best"] == max(_VALUES[s][k]) and r["finished_trials"] == 3
+    assert runs[("tpe", 0)]["holdout"] == 0.9 and runs[("grid", 1)]["holdout"] is None  # NaN -> null
+
+    best = {s: np.array([max(v) for v in _VALUES[s]]) for s in _VALUES}
+    tests = {(t["metric"], t["a"], t["b"]): t for t in doc["pairwise_tests"]["tests"]}
+    family = [tests[(compare.METRIC_BEST, a, b)] for a, b in (("random", "tpe"), ("random", "grid"), ("tpe", "grid"))]
+    for t in family:
+        ref = stats.wilcoxon(best[t["a"]] - best[t["b"]], method="exact")
+        assert t["test"].startswith("exact Wilcoxon signed-rank")
+        assert (t["statistic"], t["p"]) == (pytest.approx(ref.statistic), pytest.approx(ref.pvalue))
+    assert [t["p_holm"] for t in family] == pytest.approx(compare.holm([t["p"] for t in family]))
+
+    pool = np.concatenate([np.array(v) for v in _VALUES["random"]])
+    curve = statistics.expected_best_curve(pool, "maximize")
+    baseline = doc["random_search_expected_best"]
+    assert baseline["method"] == "expected best of n random draws without replacement (Bayesmark)"
+    assert baseline["pooled_trials"] == 12 and baseline["label"] == "random search, expected best (pooled 12 trials)"
+    assert [p["expected_best"] for p in baseline["curve"]] == pytest.approx(curve[:3].tolist())
+    assert [p["twice"] for p in baseline["curve"]] == pytest.approx([curve[1], curve[3], curve[5]])
+
+    scores = doc["normalised_scores"]
+    assert scores["method"] == "normalised score (Bayesmark)" and scores["optimum"] == 0.90
+    for row in scores["strategies"]:
+        mine = statistics.normalised_score(best[row["strategy"]], 0.90, curve[2], "maximize")
+        assert row["mean"] == pytest.approx(float(np.mean(mine))) and row["std"] == pytest.approx(
+            float(np.std(mine, ddof=1))
+        )
+    for (s, k), r in runs.items():
+        assert r["normalised_score"] == pytest.approx(
+            statistics.normalised_score(max(_VALUES[s][k]), 0.9, curve[2], "maximize")
+        )
+
+    matrix = np.column_stack([best[s] for s in _VALUES])
+    res = statistics.friedman_nemenyi(matrix, "maximize", 0.05)
+    friedman = doc["friedman_nemenyi"]
+    assert friedman["name"] == "Friedman test, Nemenyi post-hoc (Demšar 2006)" and friedman["method"] == res.method
+    assert [friedman["average_ranks"][s] for s in _VALUES] == pytest.approx(list(res.average_ranks))
+    assert (friedman["statistic"], friedman["p_value"], friedman["critical_difference"]) == pytest.approx(
+        (res.statistic, res.p_value, res.critical_difference)
+    )
+    names = list(_VALUES)
+    assert friedman["groups"] == [
+        [names[i] for i in g] for g in statistics.cd_groups(res.average_ranks, res.critical_difference)
+    ]
+    last = {p["strategy"]: p["average_rank"] for p in doc["average_ranks"]["over_budget"] if p["trial"] == 3}
+    assert [last[s] for s in _VALUES] == pytest.approx(list(res.average_ranks))
+
+    ecdf = doc["runtime_to_target_ecdf"]
+    assert ecdf["method"] == "ECDF of runtime to target (COCO)" and ecdf["target"] == pytest.approx(analysis.target)
+    for strategy in _VALUES:
+        points = [p for p in ecdf["points"] if p["strategy"] == strategy]
+        seconds = analysis.ttt.loc[analysis.ttt["strategy"] == strategy, "seconds"].tolist()
+        grid = [p["seconds"] for p in points]
+        assert [p["fraction"] for p in points] == pytest.approx(
+            statistics.ecdf_of_runtime_to_target(seconds, grid).tolist()
+        )
+    # the studies' data cannot be loaded (made-up datasets): no tie set, no BBC-CV estimate, each said so
+    assert set(doc["ties"]) == {r.study for r in comparison.runs} and set(doc["ties"].values()) == {None}
+    assert doc["winners_curse"] is not None and all(r["reason"] for r in doc["winners_curse"]["studies"])
+
+
+def test_experiment_json_of_studies_that_are_not_comparable(tmp_path: Path) -> None:
+    from test_compare import _two_tables
+
+    from hpdash import compare
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    doc = _no_nan(report.experiment_json(compare.load_studies_comparison(_two_tables(storage), storage), extras=False))
+    assert doc["design"]["comparable"] is False and doc["design"]["banner"].startswith("Not comparable: dataset")
+    assert doc["pairwise_tests"]["tests"] == [] and doc["pairwise_tests"]["reason"].startswith("not comparable")
+    assert doc["friedman_nemenyi"] is None and doc["average_ranks"]["reason"].startswith("Not comparable")
+    assert doc["random_search_expected_best"]["curve"] == [] and doc["normalised_scores"]["strategies"] == []
+    assert doc["ties"] is None and doc["winners_curse"] is None  # extras=False
+
+
+def test_json_safe_turns_nan_and_infinities_into_null() -> None:
+    import numpy as np
+
+    from hpdash import compare
+
+    data = {"a": float("nan"), "b": np.float64(np.inf), "c": [np.int64(3), -np.inf, 1.5], "d": pd.NA, ("k"): (1, 2)}
+    assert compare.json_safe(data) == {"a": None, "b": None, "c": [3, None, 1.5], "d": None, "k": [1, 2]}
+    assert (
+        json.dumps(compare.json_safe(pd.DataFrame({"x": [1.0, np.nan]})), allow_nan=False)
+        == '[{"x": 1.0}, {"x": null}]'
+    )

@@ -64,7 +64,22 @@ Definitions (what the page, the CLI and the report show):
   0.0625 for 5, 0.031 for 6), so a few seeds can never show a difference; the verdict says so.
 - **Verdict.** Only pairs with a Holm-adjusted p below ``alpha`` (0.05) are stated as a
   difference; otherwise the verdict says there is no significant difference with that many
-  seeds."""
+  seeds.
+- **Random search as the yardstick** (``baseline``). Every COMPLETE value of the ``random``
+  studies pooled (N draws); random search's expected best at budget n is the expected best of n
+  draws without replacement from that pool (``statistics.expected_best_of_random``, Bayesmark),
+  for n up to the longest run; "at twice the budget" is the same at 2n, while 2n <= N. Without a
+  random strategy (or when not comparable) there is none, and ``Baseline.reason`` says so.
+- **Normalised score** (Bayesmark, ``statistics.normalised_score``): per run, 0 = the best value
+  seen in the experiment, 1 = random search's expected best at the run's own budget (its finished
+  trials); per strategy the mean ± std over its runs; over budget, of the mean best-so-far.
+- **Across repeats** (``repeats``; comparable studies in complete blocks only, else
+  ``Repeats.reason``): the average rank over budget (ranks within each seed at each trial count,
+  averaged), the Friedman test with the Nemenyi critical difference and its groups on the final
+  bests (``statistics.friedman_nemenyi``, ``cd_groups``; Demšar 2006; ranks only for two
+  strategies), and the ECDF of runtime to target (``statistics.ecdf_of_runtime_to_target``, COCO).
+- **Document** (``document``): every number above as plain JSON data, NaN as None
+  (``results_document``, ``json_safe``); ``hpdash export --format json``."""
 
 from hpdash.compare.analysis import (
     PER_RUN_KEYS,
@@ -75,13 +90,31 @@ from hpdash.compare.analysis import (
     design_rows,
     design_text,
     display_table,
+    friedman_subtitle,
     importance_by_strategy,
     log_params_of,
     pairs_table,
+    repeats_figures,
     seeds_text,
     shown_spec,
     target_text,
     ttt_table,
+)
+from hpdash.compare.baseline import (
+    EXPECTED_BEST_METHOD,
+    NORMALISED_DEFINITION,
+    NORMALISED_METHOD,
+    RANDOM,
+    TWICE_LABEL,
+    Baseline,
+    baseline_label,
+    expected_best_data,
+    experiment_best,
+    normalised_curve,
+    normalised_runs,
+    normalised_summary,
+    random_baseline,
+    random_pool,
 )
 from hpdash.compare.curves import (
     bands,
@@ -103,12 +136,26 @@ from hpdash.compare.design import (
     split_design,
     split_seed_of,
 )
+from hpdash.compare.document import json_safe, results_document
 from hpdash.compare.loading import (
     Comparison,
     experiment_frame,
     load_experiment_comparison,
     load_studies_comparison,
     study_states,
+)
+from hpdash.compare.repeats import (
+    AVERAGE_RANK_NAME,
+    ECDF_NAME,
+    FRIEDMAN_NAME,
+    CriticalDifference,
+    Repeats,
+    across_repeats,
+    average_rank_data,
+    critical_difference,
+    final_matrix,
+    repeats_reason,
+    runtime_ecdf_data,
 )
 from hpdash.compare.significance import (
     PAIR_COLUMNS,
@@ -158,40 +205,55 @@ from hpdash.compare.words import (
 __all__ = [
     "ALPHA",
     "AT_MOST_ONE",
+    "AVERAGE_RANK_NAME",
     "Analysis",
     "BAND_METHODS",
     "BOOTSTRAP_RESAMPLES",
+    "Baseline",
     "COMPARED_FIELDS",
     "Claim",
     "Comparison",
+    "CriticalDifference",
     "DEFAULT_FRACTION",
     "Design",
+    "ECDF_NAME",
     "EXACT_LIMIT",
+    "EXPECTED_BEST_METHOD",
     "FINISHED",
     "FRAME_DESIGN",
+    "FRIEDMAN_NAME",
     "FrameDesign",
     "LEVEL",
     "MANN_WHITNEY",
     "METRIC_BEST",
     "METRIC_TTT",
+    "NORMALISED_DEFINITION",
+    "NORMALISED_METHOD",
     "PAIR_COLUMNS",
     "PER_RUN_KEYS",
+    "RANDOM",
+    "Repeats",
     "SPLIT_NEW",
     "SPLIT_SAME",
     "SPLIT_UNKNOWN",
     "STRATEGY_LABELS",
     "TIME_POINTS",
+    "TWICE_LABEL",
     "UNIT_METRICS",
     "UNIT_PREFIXES",
     "Verdict",
     "WILCOXON",
+    "across_repeats",
     "analyse",
     "analyse_comparison",
+    "average_rank_data",
     "bands",
+    "baseline_label",
     "bootstrap_interval",
     "clip_to_range",
     "comparison_figures",
     "complete_blocks",
+    "critical_difference",
     "curves",
     "default_target",
     "design_of",
@@ -200,11 +262,16 @@ __all__ = [
     "design_text",
     "differences",
     "display_table",
+    "expected_best_data",
+    "experiment_best",
     "experiment_frame",
+    "final_matrix",
     "final_runs",
+    "friedman_subtitle",
     "holm",
     "importance_by_strategy",
     "incomplete_block",
+    "json_safe",
     "label",
     "load_experiment_comparison",
     "load_studies_comparison",
@@ -215,10 +282,19 @@ __all__ = [
     "min_p_value",
     "min_p_value_paired",
     "no_tests",
+    "normalised_curve",
+    "normalised_runs",
+    "normalised_summary",
     "not_comparable_text",
     "pairs_table",
     "pairwise_tests",
+    "random_baseline",
+    "random_pool",
     "ranks",
+    "repeats_figures",
+    "repeats_reason",
+    "results_document",
+    "runtime_ecdf_data",
     "seeds_needed",
     "seeds_needed_paired",
     "seeds_text",

@@ -10,10 +10,12 @@ from typing import Any
 import pandas as pd
 
 from hpdash import attrs as study_attrs
-from hpdash import plots, results
+from hpdash import comparison_plots, plots, results
+from hpdash.compare.baseline import NORMALISED_METHOD, Baseline, random_baseline
 from hpdash.compare.curves import bands, curves, default_target, time_to_target, time_to_target_summary
 from hpdash.compare.design import Design, FrameDesign, _canonical, design_of
 from hpdash.compare.loading import Comparison
+from hpdash.compare.repeats import Repeats, across_repeats
 from hpdash.compare.significance import final_runs, no_tests, pairwise_tests, summary_table
 from hpdash.compare.verdict import Verdict, _pm, not_comparable_text, verdict
 from hpdash.compare.words import (
@@ -52,6 +54,10 @@ class Analysis:
     level: float = LEVEL
     metric: str | None = None
     value_range: tuple[float, float] = (-math.inf, math.inf)
+    #: Random search's expected best and the normalised scores (``compare.baseline``).
+    baseline: Baseline | None = None
+    #: Average rank over budget, Friedman/Nemenyi and the runtime ECDF (``compare.repeats``).
+    repeats: Repeats | None = None
 
     @property
     def comparable(self) -> bool:
@@ -109,10 +115,12 @@ def analyse(
         pairs = no_tests("one strategy: nothing to test")
     else:
         pairs = pairwise_tests(runs, ttt, direction, design.blocks if design.paired else None)
+    band_trial = bands(ct, "trial", level, method=band, value_range=value_range)
+    longest = float(cs["elapsed_s"].max()) if not cs.empty else None
     return Analysis(
         curves_trial=ct,
         curves_time=cs,
-        bands_trial=bands(ct, "trial", level, method=band, value_range=value_range),
+        bands_trial=band_trial,
         bands_time=bands(cs, "elapsed_s", level, method=band, value_range=value_range),
         target=goal,
         fraction=None if target is not None else fraction,
@@ -128,6 +136,8 @@ def analyse(
         level=level,
         metric=metric,
         value_range=value_range,
+        baseline=random_baseline(frame, runs, band_trial, direction, found),
+        repeats=across_repeats(ct, runs, ttt, design, direction, found, target=goal, longest=longest, alpha=alpha),
     )
 
 
@@ -238,7 +248,39 @@ def comparison_figures(comparison: Comparison, analysis: Analysis) -> dict[str, 
         "box_best": plots.runs_box_figure(a.runs, "best", c.metric, value_range=a.value_range),
         "box_holdout": plots.runs_box_figure(a.runs, "holdout", c.metric, value_range=a.value_range),
     }
+    if a.baseline is not None and a.baseline.available:
+        comparison_plots.with_random_baseline(figures["band_trial"], a.baseline.expected, a.baseline.label)
     return {k: plots.with_banner(f, a.banner) for k, f in figures.items()}
+
+
+def repeats_figures(analysis: Analysis) -> dict[str, Any]:
+    """The figures across repeats, by key: average_rank, critical_difference, runtime_ecdf; none
+    when the design does not allow them (``analysis.repeats.reason`` says why)."""
+    r = analysis.repeats
+    if r is None or not r.available or r.friedman is None:
+        return {}
+    cd = r.friedman
+    return {
+        "average_rank": comparison_plots.average_rank_figure(r.average_ranks),
+        "critical_difference": comparison_plots.critical_difference_figure(
+            cd.frame, cd.critical_difference, cd.bars, subtitle=friedman_subtitle(analysis)
+        ),
+        "runtime_ecdf": comparison_plots.runtime_ecdf_figure(r.ecdf, f"target {r.target:.4g}"),
+    }
+
+
+def friedman_subtitle(analysis: Analysis) -> str:
+    """The critical-difference diagram's subtitle: the test's result, or why there are ranks only."""
+    r = analysis.repeats
+    if r is None or r.friedman is None:
+        return ""
+    cd = r.friedman
+    if cd.note:
+        return f"{cd.blocks} seeds. {cd.note}"
+    return (
+        f"{cd.blocks} seeds; Friedman p = {cd.p_value:.3g}; bars join strategies not significantly different "
+        f"(Nemenyi CD = {cd.critical_difference:.3g} at alpha {cd.alpha:g})"
+    )
 
 
 def target_text(analysis: Analysis, metric: str | None = None) -> str:
@@ -291,13 +333,17 @@ def importance_by_strategy(comparison: Comparison, method: str = "ped_anova") ->
     return pd.DataFrame(rows, columns=["strategy", "param", "importance", "studies"])
 
 
-def display_table(summary: pd.DataFrame, ttt_summary: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+def display_table(
+    summary: pd.DataFrame, ttt_summary: pd.DataFrame, digits: int = 4, normalised: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The summary and time-to-target tables merged for people (text cells, one row per strategy).
 
-    Without ranks (``summary_table`` unranked) the mean rank and wins show "-"."""
+    Without ranks (``summary_table`` unranked) the mean rank and wins show "-". With
+    ``normalised`` (``Baseline.scores``, not empty) a column "normalised score (Bayesmark)": mean
+    ± std over the strategy's runs ("-" for a strategy without one)."""
     merged = summary.merge(ttt_summary.drop(columns=["runs"]), on="strategy", how="left")
     ranked = bool(merged["mean_rank"].notna().any())
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "strategy": [label(s) for s in merged["strategy"]],
             "runs": merged["runs"],
@@ -307,6 +353,10 @@ def display_table(summary: pd.DataFrame, ttt_summary: pd.DataFrame, digits: int 
             "wins": merged["wins"] if ranked else ["-"] * len(merged),
         }
     )
+    if normalised is not None and not normalised.empty:
+        scores = normalised.set_index("strategy").reindex(merged["strategy"])
+        table[NORMALISED_METHOD] = [_pm(m, s, 3) for m, s in zip(scores["mean"], scores["std"])]
+    return table
 
 
 def ttt_table(ttt_summary: pd.DataFrame) -> pd.DataFrame:

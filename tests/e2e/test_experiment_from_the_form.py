@@ -194,7 +194,17 @@ def test_experiment_from_the_form_fills_the_compare_page(browser, tmp_path_facto
                     break
                 time.sleep(0.5)
             finished_at = time.monotonic()
-            wait_ready(page, timeout=30)
+            # The rerun the last count change set off shows every run: the summary and verdict
+            # then rest on every strategy's three seeds (a page caught mid-rerun may still show
+            # the runs it had before the last study's first trial).
+            caught_up = time.monotonic() + 60
+            while time.monotonic() < caught_up:
+                wait_ready(page, timeout=30)
+                text = _main_text(page)
+                if f"with {REPEATS} seeds" in text and f"{REPEATS - 1}-{REPEATS} seeds" not in text:
+                    final_text = text
+                    break
+                time.sleep(1)
             screenshot(page, "experiment-compare-end")
             clicks = page.evaluate("window.__clicks")
             no_exception(page)
@@ -212,6 +222,7 @@ def test_experiment_from_the_form_fills_the_compare_page(browser, tmp_path_facto
             assert seen[-1].startswith(f"{len(STRATEGIES) * REPEATS} finished"), report
             assert len(seen) >= 3, report  # it moved through intermediate states, not just start -> end
             assert "queued" not in seen[-1] and "running" not in seen[-1], report
+            assert f"with {REPEATS} seeds" in final_text, f"the page never showed every run: {final_text[-2000:]}"
             # the whole page after the end, read again (the verdict's box holds text)
             final_text = _main_text(page) or final_text
             # below the verdict (the caption above it names the strategies from the start):
