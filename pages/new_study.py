@@ -396,6 +396,13 @@ if launch and spec is not None and not errors:
 
 # ------------------------------------------------------------------------------ compare strategies
 with st.expander("Compare strategies: the same problem and budget, several strategies and seeds"):
+    # An experiment is named for itself: with no name typed, not after the form's first study
+    # ("iris-knn-tpe", whose strategy the experiment does not have) but "<data>-<model>-compare".
+    cmp_spec = spec
+    if spec is not None and not str(state.get("ns_name") or "").strip():
+        cmp_spec = spec.replace(
+            name=views.unique_study_name(views.default_study_name(ref, model_keys or "model", "compare"))
+        )
     offered = strategies.available_strategies()
     chosen = st.multiselect(
         "Strategies",
@@ -492,7 +499,7 @@ with st.expander("Compare strategies: the same problem and budget, several strat
             grid_size=grid_size,
         )
         st.info(
-            f"Experiment {common.md(repr(spec.name))}: {budget.describe()}. Every study gets the same "
+            f"Experiment {common.md(repr(cmp_spec.name if cmp_spec else spec.name))}: {budget.describe()}. Every study gets the same "
             "trial budget; seeds run from the form's seed upwards. A grid smaller than the "
             "budget runs every point once; a larger one runs a seeded random subset. Data split: "
             f"{experiments.SPLITS[split]}.",
@@ -519,7 +526,7 @@ with st.expander("Compare strategies: the same problem and budget, several strat
         try:
             with st.spinner("Creating the studies and starting their queue…"):
                 launched = experiments.compare_strategies(
-                    spec,
+                    cmp_spec or spec,
                     chosen,
                     int(n_repeats),
                     spec.workers,

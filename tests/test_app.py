@@ -364,6 +364,29 @@ def test_compare_strategies_launches_an_experiment(data_dir) -> None:
         runner.stop_study(run.study)
 
 
+def test_an_experiment_with_no_name_typed_is_named_for_itself(data_dir) -> None:
+    """With the name field empty, the experiment is "<data>-<model>-compare", not the form's
+    suggested study name ("iris-k_nearest_neighbors-tpe", a strategy it need not have)."""
+    from hpdash import experiments
+
+    at = _app("pages/new_study.py")
+    at.multiselect(key="ns_models").set_value(["k_nearest_neighbors"]).run()
+    at.number_input(key="ns_n_trials").set_value(4)
+    at.number_input(key="ns_folds").set_value(3)
+    at.multiselect(key="ns_cmp_strategies").set_value(["random", "qmc"])
+    at.number_input(key="ns_cmp_repeats").set_value(1).run()
+    _no_exception(at)
+    expected = "iris-k_nearest_neighbors-compare"
+    shown = [i.value.replace("\\", "") for i in at.info]  # (names are shown Markdown-escaped)
+    assert any(f"Experiment '{expected}': 2 studies" in v for v in shown), shown
+    at.button(key="ns_cmp_launch").click().run()
+    _no_exception(at)
+    exp = experiments.load_experiment(expected)
+    assert sorted(r.study for r in exp.runs) == [f"{expected}-qmc-s0", f"{expected}-random-s0"]
+    for run in exp.runs:
+        runner.stop_study(run.study)
+
+
 # ------------------------------------------------------------------------------ performance
 def _live(at: AppTest, name: str):
     """The session's LiveStudy (TrialsCache and derived data) of study ``name``."""
