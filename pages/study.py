@@ -6,11 +6,15 @@ from functools import partial
 
 import streamlit as st
 
-from hpdash import export_model, markup, plots, report, results, runner, ties, views
+from hpdash import export_model, markup, plots, report, results, runner, ties, views, winners_curse
 from hpdash.errors import HpdashError, SpecError, StudyNotFoundError
 from hpdash.spec import StudySpec
 from hpdash.store import Catalogue
 from hpdash.ui import common
+
+#: BBC-CV on the page: fewer bootstraps and configurations than the report, to answer in seconds.
+PAGE_BOOTSTRAPS = 200
+PAGE_MAX_CONFIGS = 10
 
 common.guard_page()
 
@@ -404,6 +408,42 @@ else:
                     "rope; a trial is tied while it is at least alpha." + (f" {tie.note}" if tie.note else "")
                 )
             )
+
+# ------------------------------------------------------------------------------ selection bias
+st.subheader("Selection bias of the best CV score (BBC-CV)")
+st.caption(
+    "The best of many configurations scored on the same folds is optimistic. BBC-CV (Tsamardinos et al. "
+    "2018) bootstraps the trials' out-of-fold predictions, picks the best configuration on each bootstrap "
+    "sample and scores it on the rows left out: no refit. It takes a few seconds, so it runs on request."
+)
+bias_key = ("winners_curse", name, summary.n_complete)
+bias = state.get("study_winners_curse")
+if st.button("Estimate the selection bias", key="winners_curse", disabled=summary.n_complete < 2):
+    with st.spinner("Bootstrapping the out-of-fold predictions…"):
+        try:
+            found = winners_curse.winners_curse_or_reason(
+                study, n_bootstrap=PAGE_BOOTSTRAPS, max_configs=PAGE_MAX_CONFIGS
+            )
+        except HpdashError as exc:
+            found = str(exc)
+    bias = state["study_winners_curse"] = (bias_key, found)
+if isinstance(bias, tuple) and bias[0] == bias_key:
+    found = bias[1]
+    if isinstance(found, str):
+        st.info(f"No estimate: {common.md(found)}", icon=":material/info:")
+    else:
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric(f"Raw best CV {metric}", views.format_score(found.raw_best), help=f"trial {found.raw_trial}")
+        c2.metric("Corrected (BBC-CV)", views.format_score(found.corrected))
+        c3.metric("Optimism of the raw best", views.format_score(found.bias))
+        c4.metric("Holdout of the final model", views.format_score(found.holdout) if found.holdout is not None else "–")
+        st.caption(
+            common.md(
+                f"{found.level:.0%} interval of the corrected score: {views.format_score(found.ci_low)} to "
+                f"{views.format_score(found.ci_high)}. Method: {found.method}."
+                + (f" {found.note}" if found.note else "")
+            )
+        )
 
 # ------------------------------------------------------------------------------ final model
 st.subheader("Final model")

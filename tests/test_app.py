@@ -803,3 +803,23 @@ def test_study_page_shows_the_configurations_tied_with_the_best(populated_dir) -
     one = _app("pages/study.py", study=populated_dir["one_trial"])
     _no_exception(one)
     assert "The tie set needs at least two completed trials" in _texts(one)
+
+
+def test_study_page_estimates_the_selection_bias_on_request(populated_dir) -> None:
+    """The BBC-CV section computes nothing until asked; then it shows the library's estimate
+    (raw best, corrected, optimism) with the method named."""
+    from hpdash import views, winners_curse
+
+    name = populated_dir["finished"]
+    at = _app("pages/study.py", study=name)
+    _no_exception(at)
+    assert "Selection bias of the best CV score (BBC-CV)" in [s.value for s in at.subheader]
+    assert not [m for m in at.metric if m.label == "Corrected (BBC-CV)"]
+    at.button(key="winners_curse").click().run()
+    _no_exception(at)
+    expected = winners_curse.winners_curse_or_reason(runner.load_study(name), n_bootstrap=200, max_configs=10)
+    assert not isinstance(expected, str), expected  # the study's trials kept their predictions
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Corrected (BBC-CV)"] == views.format_score(expected.corrected)
+    assert shown["Optimism of the raw best"] == views.format_score(expected.bias)
+    assert "BBC-CV" in _texts(at)
