@@ -38,6 +38,7 @@ import pandas as pd
 from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore, upload_artifact
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.impute import SimpleImputer
 from sklearn.metrics import f1_score, get_scorer, get_scorer_names, make_scorer
@@ -623,7 +624,7 @@ def _iter_folds(problem: Problem, model_key: str, params: Mapping[str, Any], kee
             model = pipe[-1]
             Xt = pipe[:-1].transform(X_test)
             classes = np.asarray(pipe.classes_) if problem.task == CLASSIFICATION else None
-            outputs = {scored_with: np.asarray(getattr(model, scored_with)(Xt))}
+            outputs = first_outputs(model, Xt, scored_with, methods)
             replay = replay_estimator(outputs, classes)
             score = float(scorer(replay, index_column(np.arange(len(test_idx))), y_test))
             scored = time.perf_counter()
@@ -642,6 +643,29 @@ def _iter_folds(problem: Problem, model_key: str, params: Mapping[str, Any], kee
         if not math.isfinite(score):
             raise ValueError(f"the {problem.metric} score on fold {k} is {score}; the metric may not suit this data")
         yield _Fold(k, score, fitted - start, scored - fitted, kept, keep_time)
+
+
+#: Classifiers whose ``predict`` is, in scikit-learn's own code, ``classes_.take(argmax(
+#: predict_proba(X)))`` for one output (``ForestClassifier.predict``, which random forests and
+#: extra trees inherit). For them a kept ``predict`` is taken from ``predict_proba`` instead of a
+#: second pass over every tree: the same array, and a kept trial costs no more than a plain one.
+PREDICT_IS_ARGMAX_OF_PROBA = (RandomForestClassifier.predict,)
+
+
+def predicts_by_argmax(model: Any) -> bool:
+    """Whether ``model.predict`` is exactly the argmax of its ``predict_proba`` (see
+    ``PREDICT_IS_ARGMAX_OF_PROBA``)."""
+    return getattr(type(model), "predict", None) in PREDICT_IS_ARGMAX_OF_PROBA and getattr(model, "n_outputs_", 1) == 1
+
+
+def first_outputs(model: Any, Xt: Any, scored_with: str, methods: Sequence[str]) -> dict[str, np.ndarray]:
+    """The output the scorer needs (``scored_with``) of a fitted ``model`` on the transformed
+    test rows ``Xt``; with it ``predict_proba`` when ``predict`` is taken from it
+    (``predicts_by_argmax``) and the trial keeps both."""
+    if scored_with == "predict" and "predict_proba" in methods and predicts_by_argmax(model):
+        proba = np.asarray(model.predict_proba(Xt))
+        return {"predict": np.asarray(model.classes_).take(np.argmax(proba, axis=1), axis=0), "predict_proba": proba}
+    return {scored_with: np.asarray(getattr(model, scored_with)(Xt))}
 
 
 def cross_validate_params(

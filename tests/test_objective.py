@@ -774,6 +774,9 @@ def _oof_problem(model: str, metric: str, **change) -> tuple[objective.Problem, 
 OOF_CASES = [
     # model, metric, the response method the scorer calls, the score of pooled predictions
     ("decision_tree", "accuracy", "predict", lambda y, p: accuracy_score(y, p)),
+    # predict taken from predict_proba (objective.PREDICT_IS_ARGMAX_OF_PROBA)
+    ("random_forest", "accuracy", "predict", lambda y, p: accuracy_score(y, p)),
+    ("extra_trees", "balanced_accuracy", "predict", lambda y, p: balanced_accuracy_score(y, p)),
     ("logistic_regression", "neg_log_loss", "predict_proba", lambda y, p: -log_loss(y, p)),
     ("logistic_regression", "roc_auc", "decision_function", lambda y, p: roc_auc_score(y, p)),
     ("svm", "balanced_accuracy", "predict", lambda y, p: balanced_accuracy_score(y, p)),
@@ -811,6 +814,27 @@ def test_stored_oof_predictions_replay_to_the_scores_of_the_same_predictions(
     assert problem.scorer(oof.replay(), everything, y) == pooled(y, expected)
     if problem.task == "classification":
         assert get_scorer("accuracy")(oof.replay(), everything, y) == accuracy_score(y, oof.outputs["predict"])
+
+
+def test_only_forests_take_predict_from_their_probabilities() -> None:
+    """The forests' predict is the argmax of their probabilities (so a kept trial calls the trees
+    once); every other classifier's predict is its own call."""
+    for model, expected in [
+        ("random_forest", True),
+        ("extra_trees", True),
+        ("decision_tree", False),
+        ("hist_gradient_boosting", False),
+        ("k_nearest_neighbors", False),
+        ("logistic_regression", False),
+    ]:
+        problem, params = _oof_problem(model, "accuracy")
+        pipe = problem.pipeline(model, params).fit(problem.X_train, problem.y_train)
+        assert objective.predicts_by_argmax(pipe[-1]) is expected, model
+        outputs = objective.first_outputs(
+            pipe[-1], pipe[:-1].transform(problem.X_train), "predict", ("predict", "predict_proba")
+        )
+        assert np.array_equal(outputs["predict"], pipe.predict(problem.X_train)), model
+        assert ("predict_proba" in outputs) is expected, model
 
 
 def test_each_kind_of_model_keeps_predict_and_its_scores() -> None:
