@@ -1,9 +1,16 @@
 """Team mode: a review-only dashboard and an optional password.
 
-- ``HPDASH_READ_ONLY=1`` (also ``true``/``yes``/``on``) makes every write the dashboard can
-  trigger raise :class:`~hpdash.errors.ReadOnlyError`: creating, launching, stopping, resuming
-  and deleting studies, refitting, saving notes and experiments, uploading and deleting
-  datasets. It is enforced here, in the library, so a hidden button is not the only guard.
+- ``HPDASH_READ_ONLY=1`` (also ``true``/``yes``/``on``) serves the *viewer* of README's
+  "Teams" table: every write the dashboard can trigger, and every computation it would run on
+  a viewer's request, raises :class:`~hpdash.errors.ReadOnlyError` through
+  :func:`require_writable`. Writes: creating, launching, stopping, resuming and deleting
+  studies, refitting, saving notes and experiments, uploading and deleting datasets, writing
+  a model's ``.skops`` copy (a viewer's download is made in memory instead). Computations:
+  loading a spec file into the form and the smoke fit behind the run-time estimate
+  (``hpdash.ui.study_form.read_browser_spec``, ``hpdash.ui.common.runtime_estimate``), and the
+  selection-bias estimate on request (``hpdash.winners_curse.on_request``). It is enforced
+  in the library, so a disabled button is not the only guard, and the server refuses every
+  upload (``hpdash/ui/server.py``).
   Worker processes (``hpdash worker``) are not the dashboard and are not affected: studies
   already running on a shared storage keep running while a read-only dashboard reviews them.
 - ``HPDASH_PASSWORD`` (environment, or ``st.secrets["HPDASH_PASSWORD"]`` read by the UI) asks

@@ -11,6 +11,10 @@ fail reason or query value put there as is can fetch a remote image or show a ph
 * :func:`code` shows text as inline code (nothing inside a code span is Markdown).
 * :func:`note_html` renders a study note (the user's own Markdown) to HTML that has no raw
   HTML, no images (their alt text instead) and only ``http``/``https``/``mailto`` links.
+* :func:`clip` cuts user text (a value quoted in an error, a loaded spec's name) to
+  ``MAX_SHOWN_CHARS``, so no message the server sends a page grows with what a user typed or
+  uploaded (Streamlit refuses a message over ``server.maxMessageSize``, 200 MB, and a page
+  drawing megabytes of text is unusable long before).
 
 Streamlit's autolinks come from two passes (remark-gfm): one over the Markdown source, which
 a backslash escape stops, and one over the *decoded* text after escapes are resolved, which
@@ -59,10 +63,25 @@ _LINK_REL = "nofollow noopener noreferrer"
 #: pathological megabyte is slow, and nobody reads a note that long.
 MAX_NOTE_CHARS = 50_000
 
+#: The most characters of one piece of user text a page shows (:func:`clip`): a few screens,
+#: far below Streamlit's message limit.
+MAX_SHOWN_CHARS = 5_000
+
 
 def _one_line(text: Any) -> str:
     """``text`` as a string with every control character and line break turned into a space."""
     return ("" if text is None else str(text)).translate(_CONTROLS)
+
+
+def clip(text: Any, limit: int = MAX_SHOWN_CHARS) -> str:
+    """``text`` as a string of at most ``limit`` characters plus a notice: a longer one is cut
+    there and ends with how much was left out (``"... (12,345 more characters)"``). ``None``
+    gives ``""``. Cut before :func:`escape` or :func:`code`, never after (an escape would be
+    split)."""
+    plain = "" if text is None else str(text)
+    if len(plain) <= limit:
+        return plain
+    return f"{plain[:limit]}... ({len(plain) - limit:,} more characters)"
 
 
 def escape(text: Any) -> str:

@@ -397,14 +397,52 @@ def _check_finite(value: Any) -> None:
                 stack.append((child, f"{where}[{index}]"))
 
 
+#: The most characters a spec may hold once its YAML aliases are expanded
+#: (every string, key and number counted where it appears). ``load_yaml_text`` bounds the
+#: number of values an alias may repeat, not their length: 25 aliases of a list of 25 aliases
+#: of one 900 kB string are 625 copies, over half a gigabyte once written out (the spec's
+#: YAML, the form's tables), from a 0.9 MB upload. Without aliases a spec of at most
+#: ``MAX_YAML_CHARS`` characters holds fewer than that.
+MAX_EXPANDED_CHARS = MAX_YAML_CHARS
+
+
+def check_expanded_size(value: Any, limit: int = MAX_EXPANDED_CHARS) -> Any:
+    """``value`` (plain data from YAML: a spec, or the form's values) unchanged, or a
+    ``SpecError`` when it holds more than ``limit`` characters with every shared value (a YAML
+    alias) counted each time it appears. Iterative, and it stops as soon as the count is over
+    the limit (each value counts at least one character), so it never walks more than
+    ``limit`` values whatever the sharing."""
+    total = 0
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            for key, child in item.items():
+                total += len(str(key)) + 1
+                stack.append(child)
+        elif isinstance(item, (list, tuple)):
+            total += 1
+            stack.extend(item)
+        else:
+            total += max(1, len(item) if isinstance(item, str) else len(repr(item)))
+        if total > limit:
+            raise SpecError(
+                f"the spec holds more than {limit:,} characters once its YAML aliases (*name) are "
+                f"replaced by what they refer to; the limit is {limit:,}. Write each value out "
+                "once instead of repeating aliases of long text."
+            )
+    return value
+
+
 def load_yaml_text(text: str) -> Any:
     """Parse YAML ``text`` (a spec, or any YAML a user gave) into plain Python data, bounded.
 
     Refused with a :class:`SpecError` naming the limit: text over ``MAX_YAML_CHARS``
     characters (before parsing), nesting deeper than ``MAX_YAML_DEPTH``, more than
     ``MAX_YAML_ALIASES`` aliases, more than ``MAX_YAML_NODES`` values with aliases expanded,
-    an alias inside the value it names, invalid YAML or tags other than the safe loader's,
-    and non-finite numbers (``.inf``, ``.nan``). Only PyYAML's safe loader builds objects.
+    an alias inside the value it names, more than ``MAX_EXPANDED_CHARS`` characters with
+    aliases expanded (``check_expanded_size``), invalid YAML or tags other than the safe
+    loader's, and non-finite numbers (``.inf``, ``.nan``). Only PyYAML's safe loader builds objects.
     """
     if not isinstance(text, str):
         raise SpecError(f"A spec must be YAML text, got {type(text).__name__}.")
@@ -424,7 +462,7 @@ def load_yaml_text(text: str) -> Any:
         reason = str(exc).split(";")[0].strip()
         raise SpecError(f"The spec has a value that cannot be read ({reason}). Fix or remove it.") from exc
     _check_finite(value)
-    return value
+    return check_expanded_size(value)
 
 
 def load_spec_text(text: str) -> StudySpec:

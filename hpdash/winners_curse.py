@@ -38,7 +38,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import TrialState
 from sklearn.exceptions import UndefinedMetricWarning
 
-from hpdash import config, objective, runner, statistics
+from hpdash import access, config, objective, runner, statistics
 from hpdash.errors import HpdashError
 
 log = logging.getLogger("hpdash")
@@ -126,6 +126,16 @@ def winners_curse_or_reason(
     has it (otherwise it is loaded here, only when there are predictions to replay).
     """
     return _assess(study, n_bootstrap, seed, max_configs, level, lambda spec: problem or _load_problem(spec, study))
+
+
+def on_request(
+    study: optuna.Study, n_bootstrap: int = DEFAULT_N_BOOTSTRAP, max_configs: int | None = DEFAULT_MAX_CONFIGS
+) -> WinnersCurse | str:
+    """``winners_curse_or_reason`` asked for from a page (the Study page's button): refused
+    on a read-only dashboard (``ReadOnlyError``), where a viewer must not make the server
+    replay hundreds of bootstraps."""
+    access.require_writable("estimate the selection bias (BBC-CV bootstraps every stored prediction on this server)")
+    return winners_curse_or_reason(study, n_bootstrap=n_bootstrap, max_configs=max_configs)
 
 
 def _load_problem(spec: Any, study: optuna.Study) -> objective.Problem:

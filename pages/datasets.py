@@ -183,7 +183,9 @@ else:
         col_btn.button("Delete", disabled=True, key="ds_delete_disabled")
         st.caption(f"Used by {len(users)} studies ({common.md(', '.join(users[:5]))}); delete those studies first.")
     else:
-        confirm = st.checkbox(f"Yes, delete {common.md(names[victim])} and its file", key="ds_delete_confirm")
+        confirm = st.checkbox(
+            f"Yes, delete {common.md(names[victim])} and its file", key="ds_delete_confirm", disabled=common.read_only()
+        )
         if common.write_button("Delete", key="ds_delete", disabled=not confirm, container=col_btn):
             try:
                 datasets.delete_stored(victim)

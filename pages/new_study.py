@@ -6,7 +6,7 @@ import streamlit as st
 
 from hpdash import config, datasets, experiments, models, planning, runner, space, strategies, views
 from hpdash.errors import HpdashError, SpecError
-from hpdash.spec import StudySpec, parse_spec
+from hpdash.spec import StudySpec, check_expanded_size, parse_spec
 from hpdash.strategies import PRUNER_LABELS, STRATEGY_LABELS
 from hpdash.ui import common, study_form
 
@@ -55,8 +55,20 @@ if common.PREFILL_KEY in state:
 
 # ------------------------------------------------------------------------------ spec upload
 with st.expander("Start from a spec file (YAML)"):
+    if common.read_only():
+        st.caption(
+            "This dashboard is read-only: it loads no spec file, since a loaded spec's run-time "
+            "estimate fits its models on the server. Start from a spec on a dashboard without "
+            "`HPDASH_READ_ONLY`, or with `python -m hpdash run SPEC.yaml`."
+        )
+    # At most 1 MB (spec.MAX_YAML_CHARS), switched off for viewers; the server refuses every
+    # upload to a read-only dashboard, and read_browser_spec refuses the file (ReadOnlyError).
     spec_file = st.file_uploader(
-        "Upload a spec to prefill the form", type=["yaml", "yml", "json"], key="ns_spec_upload"
+        "Upload a spec to prefill the form",
+        type=["yaml", "yml", "json"],
+        key="ns_spec_upload",
+        max_upload_size=1,
+        disabled=common.read_only(),
     )
     if spec_file is not None and state.get("ns_spec_upload_id") != spec_file.file_id:
         state["ns_spec_upload_id"] = spec_file.file_id
@@ -146,7 +158,7 @@ if views.needs_pos_label(metric, classes):
         key="ns_pos_label",
         format_func=str,
         help=f"{metric} scores one class as the positive one; the labels here are "
-        f"{', '.join(map(str, classes))}. Proposed: a conventional positive name, else the rarer class.",
+        f"{common.md(', '.join(map(str, classes)))}. Proposed: a conventional positive name, else the rarer class.",
     )
 if len(model_keys) > 1:
     st.info(
@@ -318,7 +330,7 @@ if not model_keys:
     errors.append("Pick at least one model.")
 elif not space_errors:
     try:
-        spec = parse_spec(raw)
+        spec = parse_spec(check_expanded_size(raw))  # choices typed with YAML aliases
         plan = runner.plan_study(spec, data=(frame, sha))
         if runner.study_exists(spec.name):
             raise SpecError(f"A study named {spec.name!r} already exists. Pick another name.")
@@ -331,16 +343,22 @@ estimate = None
 if spec is not None and plan is not None:  # plan is made from spec
     total = space.total_grid_size(plan.spaces, spec.grid_points)
     grid_box = st.container()
-    try:
-        with st.spinner("Smoke fit: one fold of each model on a sample of the training part…"):
-            estimate = common.runtime_estimate(spec.to_yaml(), ref)
-        st.info(f"Estimated run time: {estimate.describe()}", icon=":material/timer:")
-    except HpdashError as exc:  # a model that fails its smoke fit cannot launch
-        errors.append(str(exc))
-    except Exception as exc:  # a bug, not the user's: still shown, and still no launch
-        errors.append(
-            f"The smoke fit failed unexpectedly ({type(exc).__name__}: {exc}); please report this with the spec."
+    if common.read_only():  # the smoke fit fits models on the server: never for a viewer
+        st.caption(
+            "No run-time estimate: it fits every chosen model on the server, which a read-only "
+            "dashboard does not do for its viewers.",
         )
+    else:
+        try:
+            with st.spinner("Smoke fit: one fold of each model on a sample of the training part…"):
+                estimate = common.runtime_estimate(spec.to_yaml(), ref)
+            st.info(f"Estimated run time: {estimate.describe()}", icon=":material/timer:")
+        except HpdashError as exc:  # a model that fails its smoke fit cannot launch
+            errors.append(str(exc))
+        except Exception as exc:  # a bug, not the user's: still shown, and still no launch
+            errors.append(
+                f"The smoke fit failed unexpectedly ({type(exc).__name__}: {exc}); please report this with the spec."
+            )
     for warning in (strategies.startup_warning(spec), strategies.conditional_warning(spec)):
         if warning:
             st.warning(common.md(warning), icon=":material/casino:")

@@ -91,7 +91,7 @@ if pending and pending in set(frame["name"]):
             icon=":material/delete:",
         )
         y, n = st.columns(2)
-        if y.button(f"Yes, delete {common.md(pending)}", type="primary", key="st_delete_yes"):
+        if common.write_button(f"Yes, delete {common.md(pending)}", key="st_delete_yes", container=y, type="primary"):
             try:
                 runner.delete_study(pending)
             except HpdashError as exc:

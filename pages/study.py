@@ -345,7 +345,7 @@ else:
         step=0.005,
         format="%.4f",
         key="ties_rope",
-        help=f"A trial whose mean CV {metric} is worse than the best's by at most this much counts as equivalent.",
+        help=f"A trial whose mean CV {common.md(metric)} is worse than the best's by at most this much counts as equivalent.",
     )
     ties_alpha = c2.number_input(
         "Significance level (alpha)", min_value=0.001, max_value=0.5, value=0.05, step=0.01, key="ties_alpha"
@@ -418,12 +418,12 @@ st.caption(
 )
 bias_key = ("winners_curse", name, summary.n_complete)
 bias = state.get("study_winners_curse")
-if st.button("Estimate the selection bias", key="winners_curse", disabled=summary.n_complete < 2):
+if common.read_only():  # bootstrapping on request is a computation: none for a viewer
+    st.caption("This dashboard is read-only: it runs no estimate on request.")
+if common.write_button("Estimate the selection bias", key="winners_curse", disabled=summary.n_complete < 2):
     with st.spinner("Bootstrapping the out-of-fold predictions…"):
         try:
-            found = winners_curse.winners_curse_or_reason(
-                study, n_bootstrap=PAGE_BOOTSTRAPS, max_configs=PAGE_MAX_CONFIGS
-            )
+            found = winners_curse.on_request(study, n_bootstrap=PAGE_BOOTSTRAPS, max_configs=PAGE_MAX_CONFIGS)
         except HpdashError as exc:
             found = str(exc)
     bias = state["study_winners_curse"] = (bias_key, found)
@@ -433,7 +433,9 @@ if isinstance(bias, tuple) and bias[0] == bias_key:
         st.info(f"No estimate: {common.md(found)}", icon=":material/info:")
     else:
         c1, c2, c3, c4 = st.columns(4)
-        c1.metric(f"Raw best CV {metric}", views.format_score(found.raw_best), help=f"trial {found.raw_trial}")
+        c1.metric(
+            f"Raw best CV {common.md(metric)}", views.format_score(found.raw_best), help=f"trial {found.raw_trial}"
+        )
         c2.metric("Corrected (BBC-CV)", views.format_score(found.corrected))
         c3.metric("Optimism of the raw best", views.format_score(found.bias))
         c4.metric("Holdout of the final model", views.format_score(found.holdout) if found.holdout is not None else "–")
@@ -451,7 +453,7 @@ refit = runner.refit_info(study)
 refit_error = runner.refit_error(study)
 if refit:
     c1, c2, c3 = st.columns(3)
-    c1.metric(f"Holdout {refit['metric']}", views.format_score(refit["holdout_score"]))
+    c1.metric(f"Holdout {common.md(refit['metric'])}", views.format_score(refit["holdout_score"]))
     c2.metric("CV score of that trial", views.format_score(refit.get("cv_score")))
     c3.metric("Refit from trial", refit.get("trial_number", "–"))
     # Files found by the study's name only (export_model.model_files), never by the record's path.
@@ -475,10 +477,14 @@ if refit:
         )
         st.caption(f"{item['note']} {digest}")
     if not downloads:
-        st.warning(f"The model file {export_model.model_files(name).joblib.name} is missing. Refit to create it again.")
+        st.warning(
+            f"The model file {common.code(export_model.model_files(name).joblib.name)} is missing. Refit to create it again."
+        )
 elif refit_error:
-    st.warning(f"The automatic refit failed: {refit_error}")
+    st.warning(f"The automatic refit failed: {common.md(refit_error)}")
 else:
+            else "Made in memory from the joblib file when downloaded (a read-only dashboard writes no file)."
+            if item["format"] == "skops" and common.read_only()
     st.caption("The best hyperparameters are refit on the whole training part and scored once on the holdout part.")
 if summary.best_trial_number is not None and spec is not None:
     if common.write_button("Refit the best model now" if not refit else "Refit again", key="refit"):

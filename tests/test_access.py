@@ -59,7 +59,38 @@ WRITES = {
     "change the catalogue  ": lambda s: Catalogue().add_experiment(
         {"name": "e", "spec_json": "{}", "strategies": "", "repeats": 1}, []
     ),
+    # computations a page would run on a viewer's request, and a download's file
+    "load a spec file into the form": lambda s: _study_form().read_browser_spec(
+        parse_spec(SPEC).to_yaml().encode(), {"sklearn:iris": "Iris"}
+    ),
+    "run the smoke fit": lambda s: _common().runtime_estimate(parse_spec(SPEC).to_yaml(), "sklearn:iris"),
+    "estimate the selection bias": lambda s: _winners_curse().on_request(runner.load_study("ro-study")),
+    "write the model's skops copy": lambda s: _export_model().ensure_skops("ro-study"),
 }
+
+
+def _study_form():
+    from hpdash.ui import study_form
+
+    return study_form
+
+
+def _common():
+    from hpdash.ui import common
+
+    return common
+
+
+def _winners_curse():
+    from hpdash import winners_curse
+
+    return winners_curse
+
+
+def _export_model():
+    from hpdash import export_model
+
+    return export_model
 
 
 @pytest.mark.slow
@@ -77,6 +108,25 @@ def test_read_only_refuses_every_write_and_changes_nothing(shared, data_dir, mon
     assert runner.study_status(study).state == "finished"
     assert Catalogue().get_note("ro-study") == "reviewed"
     assert datasets.load_dataset(shared.sha256)[1] == shared.sha256
+
+
+@pytest.mark.slow
+def test_a_viewer_still_downloads_the_model_and_nothing_is_written(shared, data_dir, monkeypatch) -> None:
+    """Both model downloads work for a viewer (the .skops one made in memory), and the data
+    directory and the database stay byte for byte as they were."""
+    import skops.io as sio
+
+    from hpdash import export_model
+
+    before = _fingerprint(data_dir)
+    monkeypatch.setenv("HPDASH_READ_ONLY", "1")
+    downloads = {item["format"]: item for item in export_model.model_downloads("ro-study", {"sha256": None})}
+    assert set(downloads) == {"skops", "joblib"} and not downloads["skops"]["ready"]
+    skops = export_model.skops_bytes("ro-study")
+    model = sio.loads(skops, trusted=sio.get_untrusted_types(data=skops))
+    assert model.predict(datasets.load_sample("iris").drop(columns="target").head(3)).shape == (3,)
+    assert export_model.joblib_bytes("ro-study") == export_model.model_files("ro-study").joblib.read_bytes()
+    assert _fingerprint(data_dir) == before
 
 
 def test_read_only_flag_values(monkeypatch) -> None:

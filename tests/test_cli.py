@@ -671,3 +671,20 @@ def test_compare_prints_the_design_and_the_new_statistics() -> None:
     assert lines[1].startswith("metric:") and lines[2].startswith("design:     strategies: Grid, Random, TPE")
     assert "normalised score (Bayesmark)" in exp.stdout and "Normalised score (Bayesmark): 0 = " in exp.stdout
     assert "ranks:      Average ranks over 2 seeds" in exp.stdout and "Friedman test, Nemenyi post-hoc" in exp.stdout
+
+
+def test_a_spec_that_expands_past_the_bound_is_refused_before_any_study(tmp_path: Path) -> None:
+    """0.9 MB of YAML whose aliases share one long string 625 times: `hpdash run` names the
+    bound and the fix, exits non-zero and creates nothing."""
+    text = "name: bomb\ndataset: sklearn:iris\ntarget: target\nmodel: decision_tree\nspace:\n"
+    text += "  criterion:\n    type: categorical\n    choices: &L [&s " + "x" * 900_000 + ", "
+    text += ", ".join(["*s"] * 24) + "]\n"
+    text += "".join(f"  h{i}:\n    type: categorical\n    choices: *L\n" for i in range(24))
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text)
+    result = hpdash("run", str(path), env_dir=tmp_path / "data")
+    assert result.returncode != 0
+    assert "once its YAML aliases" in result.stderr and "Write each value out once" in result.stderr
+    assert not (tmp_path / "data" / "hpdash.db").exists() or not optuna.get_all_study_names(
+        f"sqlite:///{tmp_path / 'data' / 'hpdash.db'}"
+    )

@@ -233,3 +233,22 @@ def test_read_only_skops_download_is_made_in_memory(data_dir, monkeypatch) -> No
 
     with pytest.raises(ReadOnlyError):
         export_model.ensure_skops("ro-model")
+
+
+def test_a_viewers_in_memory_skops_copy_unpickles_only_a_vouched_file(data_dir, tmp_path, monkeypatch) -> None:
+    """Read-only, the .skops download is made in memory, but from the joblib file only when its
+    digest file vouches for it: a swapped joblib file is refused, its code never runs, and
+    nothing in the models folder changes."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    _, _ = export_model.save_joblib("ro-swapped", model)
+    files = export_model.model_files("ro-swapped")
+    marker = tmp_path / "ran"
+    joblib.dump(Payload(marker), files.joblib)  # replaced behind the refit's back
+    before = _files_under(files.folder)
+    monkeypatch.setenv("HPDASH_READ_ONLY", "1")
+    with pytest.raises(StorageError, match="is not the one this study's refit wrote"):
+        export_model.skops_bytes("ro-swapped")
+    assert not marker.exists(), "the swapped pickle ran"
+    assert _files_under(files.folder) == before and not files.skops.exists()

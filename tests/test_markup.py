@@ -264,6 +264,109 @@ def test_long_notes_are_cut_with_a_notice() -> None:
     assert note_html(None) == "" and note_html("") == ""
 
 
+#: The classic active-scheme link payloads (javascript:, data:, vbscript:), each the way a
+#: filter is usually fooled: case, a tab or newline inside the scheme, entities, leading
+#: spaces, autolinks, reference definitions, images and raw HTML.
+ACTIVE_SCHEME_PAYLOADS = [
+    "[x](javascript:alert(1))",
+    "[x](JaVaScRiPt:alert(1))",
+    "[x](java\tscript:alert(1))",
+    "[x](<java\tscript:alert(1)>)",
+    "[x](java\nscript:alert(1))",
+    "[x](&#106;avascript:alert(1))",
+    "[x](&#x6a;&#x61;vascript:alert(1))",
+    "[x](javascript&#58;alert(1))",
+    "[x](jav&#x09;ascript:alert(1))",
+    "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+    "[x](DaTa:text/html,<script>alert(1)</script>)",
+    "[x](vbscript:msgbox(1))",
+    "[x](VBScript:msgbox(1))",
+    "[x](  javascript:alert(1))",
+    "[x](<  javascript:alert(1)>)",
+    "[x](&#x20;javascript:alert(1))",
+    "[x](%20javascript:alert(1))",
+    "[x](\u0001javascript:alert(1))",
+    "  javascript:alert(1)",
+    "<javascript:alert(1)>",
+    "<JaVaScRiPt:alert(1)>",
+    "<data:text/html;base64,PHNjcmlwdD4=>",
+    "<vbscript:msgbox(1)>",
+    "[x][1]\n\n[1]: javascript:alert(1)",
+    "[x][1]\n\n[1]:   javascript:alert(1)",
+    "[x][1]\n\n[1]: <data:text/html,hi>",
+    '[x][v]\n\n[v]: vbscript:msgbox(1) "title"',
+    "![x](javascript:alert(1))",
+    "![x](data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9YWxlcnQoMSk+)",
+    "[![x](https://example.com/a.png)](javascript:alert(1))",
+    '<a href="javascript:alert(1)">x</a>',
+    '<a href="data:text/html;base64,PHNjcmlwdD4=">x</a>',
+    "<a href='vbscript:msgbox(1)'>x</a>",
+    '<img src="javascript:alert(1)">',
+]
+_BROWSER_URL_JUNK = re.compile(r"[\t\n\r]")  # what a browser's URL parser removes anywhere
+
+
+def _scheme_as_a_browser_reads_it(href: str) -> str:
+    """The scheme a browser would follow: entities decoded, C0 controls and spaces stripped at
+    either end, tabs and line breaks removed anywhere (the WHATWG URL parser), lower case."""
+    url = _BROWSER_URL_JUNK.sub("", html.unescape(href)).strip("".join(map(chr, range(0x21))))
+    head, sep, _ = url.partition(":")
+    return head.lower() if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", head) else ""
+
+
+@pytest.mark.parametrize("payload", ACTIVE_SCHEME_PAYLOADS)
+def test_active_scheme_links_in_notes_are_inert(payload: str) -> None:
+    """No payload gives a link, an image or any attribute a browser would follow to an active
+    scheme: the note shows the payload's text instead."""
+    out = note_html(payload)
+    parsed = check_note_html(out)
+    for tag, attrs in parsed.tags:
+        for name in ("href", "src", "action", "formaction"):
+            value = attrs.get(name)
+            if value is not None:
+                assert _scheme_as_a_browser_reads_it(value) in ("http", "https", "mailto"), (payload, out)
+        assert tag != "a", (payload, out)  # none of them is a link a note may keep
+    assert "".join(parsed.text).strip(), f"{payload!r} left no text"
+
+
+@pytest.mark.parametrize("payload", ACTIVE_SCHEME_PAYLOADS)
+def test_active_scheme_payloads_as_names_are_plain_text(payload: str) -> None:
+    """The same payloads as a name or value shown in Streamlit Markdown (``escape``): no link,
+    image or tag at all."""
+    parsed = parse_html(RENDER.render(escape(payload)))
+    assert {t for t, _ in parsed.tags} <= {"p"}, (payload, parsed.tags)
+
+
+def test_the_browser_scheme_check_is_not_vacuous() -> None:
+    for href in ("java\tscript:alert(1)", " \x01JavaScript:x", "&#106;avascript:x", "DATA:x"):
+        assert _scheme_as_a_browser_reads_it(href) in ("javascript", "data"), href
+    assert _scheme_as_a_browser_reads_it("https://example.com") == "https"
+    assert _scheme_as_a_browser_reads_it("/relative:x") == ""
+
+
+def test_clip_cuts_long_text_and_says_how_much() -> None:
+    assert markup.clip(None) == "" and markup.clip("short") == "short"
+    exact = "a" * markup.MAX_SHOWN_CHARS
+    assert markup.clip(exact) == exact
+    long = "b" * (markup.MAX_SHOWN_CHARS + 12_345)
+    cut = markup.clip(long)
+    assert cut == "b" * markup.MAX_SHOWN_CHARS + "... (12,345 more characters)"
+    assert markup.clip("abcdef", limit=3) == "abc... (3 more characters)"
+
+
+def test_the_pages_shorthands_clip_before_escaping() -> None:
+    """``common.md``/``common.code``: a megabyte quoted in an error is a few screens on the
+    page, and the cut never splits an escape."""
+    from hpdash.ui import common
+
+    huge = "[x](javascript:alert(1)) " * 100_000
+    for shown in (common.md(huge), common.code(huge)):
+        assert len(shown) < 3 * markup.MAX_SHOWN_CHARS
+        assert "more characters" in shown
+    assert common.md("a_b") == escape("a_b") and common.code("a`b") == code("a`b")
+    assert parse_html(RENDER.render(common.md(huge))).tags == [("p", {})]
+
+
 # -- escape -----------------------------------------------------------------------------------
 def _renderer() -> MarkdownIt:
     """A GFM-like markdown-it: tables, strikethrough, raw HTML on (so an unescaped tag would

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hpdash.errors import SpecError
-from hpdash.spec import parse_spec
+from hpdash.spec import check_expanded_size, parse_spec
 from hpdash.ui import study_form
 
 SPEC = {
@@ -78,3 +78,96 @@ def test_an_oversized_browser_spec_is_refused_before_it_is_parsed() -> None:
     big = b"name: x\n" + b"#" * (study_form.MAX_YAML_CHARS + 1)
     with pytest.raises(SpecError, match="a spec may have at most .* A spec lists settings, not data"):
         study_form.read_browser_spec(big, {})
+
+
+# ------------------------------------------------------------------------------ bounded uploads
+def _amplifying_bomb(k: int = 25, size: int = 900_000) -> bytes:
+    """A 0.9 MB spec that passes the alias count: one long string, a list of ``k`` aliases of
+    it, and ``k`` hyperparameters sharing that list, so ``k * k`` copies once written out."""
+    text = "name: bomb\ndataset: sklearn:iris\ntarget: target\nmodel: decision_tree\nspace:\n"
+    text += "  criterion:\n    type: categorical\n    choices: &L [&s " + "x" * size + ", "
+    text += ", ".join(["*s"] * (k - 1)) + "]\n"
+    text += "".join(f"  h{i}:\n    type: categorical\n    choices: *L\n" for i in range(k - 1))
+    return text.encode()
+
+
+def _billion_laughs(levels: int = 9) -> bytes:
+    lines = ['a0: &a0 "lol"']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+BOMBS = {
+    "amplifying": (_amplifying_bomb(), "once its YAML aliases .* are replaced by what they refer to"),
+    "billion laughs": (_billion_laughs(), "aliases"),
+    "deep": (b"name: deep\nspace: " + b"[" * 200 + b"]" * 200 + b"\n", "levels deep"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BOMBS))
+def test_a_yaml_bomb_from_the_browser_is_refused_quickly_and_small(kind: str) -> None:
+    import time
+    import tracemalloc
+
+    data, message = BOMBS[kind]
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(SpecError, match=message):
+            study_form.read_browser_spec(data, {"sklearn:iris": "Iris"})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 5
+    assert peak < 30 * 2**20, f"{kind}: {peak / 2**20:.0f} MB"
+
+
+def test_expanded_size_counts_every_shared_value_and_stops_early() -> None:
+    long = "y" * 1000
+    shared = [long] * 10
+    assert check_expanded_size({"a": shared}, limit=20_000) == {"a": shared}
+    with pytest.raises(SpecError, match="more than 5,000 characters once its YAML aliases"):
+        check_expanded_size({"a": shared}, limit=5_000)
+    many = [shared] * 10**6  # a million references to one list: refused after a few
+    with pytest.raises(SpecError):
+        check_expanded_size(many, limit=50_000)
+    # an ordinary spec is far below the limit
+    assert check_expanded_size(parse_spec(SPEC).to_dict())
+
+
+# ------------------------------------------------------------------------------ read-only
+def test_a_read_only_dashboard_loads_no_spec_file(monkeypatch) -> None:
+    """Refused before anything is parsed: not the spec, not a bomb."""
+    from hpdash.errors import ReadOnlyError
+
+    monkeypatch.setenv("HPDASH_READ_ONLY", "1")
+    for data in (parse_spec(SPEC).to_yaml().encode(), _amplifying_bomb(), b"x" * (study_form.MAX_YAML_CHARS + 1)):
+        with pytest.raises(ReadOnlyError, match="so you cannot load a spec file into the form"):
+            study_form.read_browser_spec(data, {"sample:iris": "Iris"})
+
+
+def test_the_new_study_page_of_a_viewer_runs_no_smoke_fit(data_dir, monkeypatch) -> None:
+    """Read-only: the spec uploader and both launches are off, and the page never calls the
+    smoke fit (it would fit models on the server): it says why there is no estimate."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from hpdash import objective
+
+    def no_smoke_fit(*args, **kwargs):
+        raise AssertionError("the smoke fit ran on a read-only dashboard")
+
+    monkeypatch.setattr(objective, "smoke_check", no_smoke_fit)
+    monkeypatch.setenv("HPDASH_READ_ONLY", "1")
+    root = Path(__file__).resolve().parents[1]
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page(str(root / "pages" / "new_study.py")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.button(key="ns_launch").disabled and at.button(key="ns_cmp_launch").disabled
+    captions = " ".join(c.value for c in at.caption)
+    assert "No run-time estimate" in captions and "it loads no spec file" in captions
+    assert not [i for i in at.info if "Estimated run time" in i.value]
+    uploader = at.file_uploader(key="ns_spec_upload")
+    assert uploader.proto.disabled and uploader.proto.max_upload_size_mb == 1

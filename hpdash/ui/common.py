@@ -66,7 +66,12 @@ def metric_options(task: str) -> tuple[str, ...]:
 def runtime_estimate(spec_yaml: str, ref: str) -> views.RuntimeEstimate:
     """The pre-launch smoke fit of a spec, scaled to its budget (cached per spec, so editing
     other fields is instant). Raises the ``SpecError`` of a model that fails it: show it as
-    an error, and do not offer the launch."""
+    an error, and do not offer the launch.
+
+    The smoke fit fits every chosen model on this server, so a read-only dashboard refuses it
+    (``ReadOnlyError``): a viewer must not make the server compute (a spec with a forest of
+    thousands of trees costs seconds of CPU per fit)."""
+    access.require_writable("run the smoke fit (the run-time estimate fits the models on this server)")
     from hpdash import runner
     from hpdash.spec import load_spec
 
@@ -305,8 +310,13 @@ def guard_page() -> None:
 
 
 def read_only() -> bool:
-    """Whether write controls should be disabled (the library refuses writes anyway)."""
+    """Whether write and compute controls should be disabled (the library refuses them
+    anyway): the viewer of README's "Teams" table."""
     return access.read_only()
+
+
+#: The tooltip of a control a read-only dashboard switches off.
+READ_ONLY_HELP = "This dashboard is read-only: it changes nothing and runs no computation on request."
 
 
 # ------------------------------------------------------------------------------ widgets
@@ -315,7 +325,9 @@ def sidebar() -> None:
     with st.sidebar:
         if read_only():
             st.info(
-                "Review-only dashboard: launching, stopping, deleting and editing are switched off.",
+                "Review-only dashboard: launching, stopping, deleting, editing and uploading are "
+                "switched off, and so is anything that computes on request (smoke fit, refit, "
+                "selection bias).",
                 icon=":material/visibility:",
             )
         st.caption("Storage in use")
@@ -323,10 +335,15 @@ def sidebar() -> None:
         st.caption(f"Data directory: {markup.code(config.data_dir())}")
 
 
-#: Shorthand for pages: user text (names, values, reasons, query parameters) as plain text in
-#: Streamlit's Markdown, and as inline code.
-md = markup.escape
-code = markup.code
+def md(text: Any) -> str:
+    """User text (names, values, reasons, query parameters, error messages quoting them) as
+    plain text in Streamlit's Markdown, cut to ``markup.MAX_SHOWN_CHARS`` first."""
+    return markup.escape(markup.clip(text))
+
+
+def code(text: Any) -> str:
+    """User text as Markdown inline code, cut to ``markup.MAX_SHOWN_CHARS`` first."""
+    return markup.code(markup.clip(text))
 
 
 def labels_of(labels: Mapping[str, str]) -> Callable[[Any], str]:
@@ -357,10 +374,11 @@ def dataset_picker(key: str, container: Any = None, label: str = "Dataset") -> t
 
 
 def write_button(label: str, key: str, *, disabled: bool = False, container: Any = None, **kwargs: Any) -> bool:
-    """A button that writes or starts work on the server: switched off, with the reason as
-    its tooltip, on a read-only dashboard (the library refuses the write anyway)."""
+    """A button that writes or starts work on the server (a launch, a refit, a computation on
+    request): switched off, with the reason as its tooltip, on a read-only dashboard (the
+    library refuses the action anyway, with ``ReadOnlyError``)."""
     locked = read_only()
-    help_text = "This dashboard is read-only." if locked else kwargs.pop("help", None)
+    help_text = READ_ONLY_HELP if locked else kwargs.pop("help", None)
     kwargs.pop("help", None)
     return bool((container or st).button(label, key=key, disabled=disabled or locked, help=help_text, **kwargs))
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hpdash import access
 from hpdash.errors import SpecError
-from hpdash.spec import MAX_YAML_CHARS, load_spec_text
+from hpdash.spec import MAX_YAML_CHARS, load_yaml_text, parse_spec
 
 #: Spec fields a form widget shows one to one: spec key -> session key.
 FIELD_KEYS: dict[str, str] = {
@@ -122,16 +123,20 @@ def carried_note(state: Any) -> str | None:
 def read_browser_spec(data: bytes, datasets_offered: Mapping[str, Any]) -> dict[str, Any]:
     """A spec uploaded from the browser, as plain data for ``apply_prefill``.
 
-    Always read as text (never as a path on the server) through the bounded YAML loader, and
-    it may name only a bundled sample or an uploaded dataset (``datasets_offered``): a server
-    path would let any visitor read files on the server. Raises ``SpecError`` naming the
-    problem and the fix."""
+    Refused on a read-only dashboard (``ReadOnlyError``): a loaded spec prefills the form,
+    whose run-time estimate fits its models on the server. Otherwise always read as text
+    (never as a path on the server) through the CLI's bounded YAML loader
+    (``spec.load_yaml_text``: size, nesting, aliases, values, expanded size),
+    and it may name only a bundled sample or an uploaded dataset (``datasets_offered``): a
+    server path would let any visitor read files on the server. Raises ``SpecError`` naming
+    the problem and the fix; nothing is kept from a refused file."""
+    access.require_writable("load a spec file into the form (its run-time estimate fits the models on this server)")
     if len(data) > MAX_YAML_CHARS:
         raise SpecError(
             f"the file is {len(data):,} bytes; a spec may have at most {MAX_YAML_CHARS:,}. A spec lists settings, not data."
         )
-    loaded = load_spec_text(data.decode("utf-8", errors="replace"))
-    values = loaded.to_dict()
+    raw = load_yaml_text(data.decode("utf-8", errors="replace"))
+    values = parse_spec(raw).to_dict()
     if values["dataset"] not in datasets_offered:
         raise SpecError(
             f"its dataset {values['dataset']!r} is not a bundled sample or an uploaded dataset. "

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from hpdash import objective, runner, space
+from hpdash import access, objective, runner, space
 from hpdash.errors import SpecError
 from hpdash.spec import load_yaml_text
 from hpdash.views.formatting import EDITOR_COLUMNS, _choice_text, format_duration, format_value
@@ -185,6 +185,7 @@ def estimate_runtime(plan: runner.Plan) -> RuntimeEstimate:
     A rough guide: hyperparameters change fit times (more trees, more neighbours). A model
     that fails its smoke fit raises the ``SpecError`` that says why (it cannot launch).
     """
+    access.require_writable("run the smoke fit (the run-time estimate fits the models on this server)")
     spec = plan.spec
     report = objective.smoke_check(plan)
     per_trial = report.trial_s + 0.05  # + storage round trips
