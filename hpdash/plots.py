@@ -1715,7 +1715,10 @@ def placement_figure(
         yaxis.update(type="category", categoryorder="array", categoryarray=[str(v) for v in _category_order(data[yc])])
     elif param_name(yc) in log_params:
         yaxis["type"] = "log"
-    fig.update_yaxes(row=1, col=1, **yaxis)
+    # Every panel gets the y axis's type: a shared axis shares its range, not its type, so a
+    # log axis on the first panel alone would draw the others on a linear axis.
+    for i in range(1, len(strategies) + 1):
+        fig.update_yaxes(row=1, col=i, **(yaxis if i == 1 else {k: v for k, v in yaxis.items() if k != "title"}))
     fig.update_layout(
         title={"text": title},
         coloraxis={

@@ -1052,8 +1052,10 @@ def test_placement_figure_one_panel_per_strategy() -> None:
     fig = plots.placement_figure(f, "max_depth", "criterion", metric="accuracy")
     assert len(fig.data) == 2 and [a.text for a in fig.layout.annotations] == ["Grid", "TPE"]
     assert len(fig.data[1].x) == 6 and sorted(set(fig.data[1].y)) == ["entropy", "gini"]
-    assert fig.layout.yaxis.type == "category"
+    assert fig.layout.yaxis.type == "category" and fig.layout.yaxis2.type == "category"  # every panel's
     assert fig.data[0].marker.coloraxis == "coloraxis" and fig.layout.coloraxis.cmax == pytest.approx(0.7)
+    swapped = plots.placement_figure(f, "criterion", "max_depth", log_params={"max_depth"})
+    assert swapped.layout.yaxis.type == swapped.layout.yaxis2.type == "log"  # a shared axis shares no type
     assert annotations(plots.placement_figure(f, "max_depth", "nope"))[0].startswith("No completed trial used")
 
 
