@@ -18,10 +18,10 @@ from pathlib import Path
 
 import optuna
 
-from bench import cli_run, memory, pruning, reading, tuning
+from bench import cli_run, memory, pruning, reading, replay, tuning
 from bench.common import Report, machine
 
-SUITES = {"reading": reading, "memory": memory, "tuning": tuning, "pruning": pruning, "cli": cli_run}
+SUITES = {"reading": reading, "memory": memory, "tuning": tuning, "pruning": pruning, "cli": cli_run, "replay": replay}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,7 +55,9 @@ How a trial is chosen:
    perturbations of the best trials, snapped to valid values; the ``N_REFINE`` best refined by
    L-BFGS-B over their active numeric dimensions and snapped again. The candidates' random
    generator is seeded with (seed, trial number): the same seed gives the same trials, and a
-   fit can be replayed.
+   fit can be replayed. On a finite space given as candidates (``GPSampler.set_candidates``,
+   e.g. a recorded grid that ``hpdash.explain.replay`` answers from) the maximum is the EI's
+   argmax over the candidates instead: there it is exact, and the search above is not needed.
 8. Parallel workers: a RUNNING trial of another worker whose hyperparameters are all chosen
    enters the fit at the worst observed value (a "constant liar", as in Optuna's TPE), so
    workers do not all propose the same point.
@@ -371,6 +373,15 @@ class Surrogate:
         """Expected improvement over the incumbent at each configuration, in objective units."""
         return self._ei(self.encoder.encode(params_list)) * self.y_std
 
+    def _maximise_over(self, candidates: Sequence[Mapping[str, Any]]) -> None:
+        """``next_params``: the candidate of largest EI (the first of equal ones), its params
+        as given (only those of the space), so a float is not rounded through the encoding."""
+        enc = self.encoder
+        ei = self._ei(enc.encode(candidates))
+        best = int(np.argmax(ei))
+        self.next_params = {name: value for name, value in candidates[best].items() if name in enc.space}
+        self.next_expected_improvement = float(ei[best]) * self.y_std
+
     def _maximise(self, X_obs: np.ndarray, y_obs: np.ndarray) -> None:
         """Find the configuration of largest EI (``next_params``), see the module docstring."""
         enc = self.encoder
@@ -475,6 +486,13 @@ class GPSampler(optuna.samplers.BaseSampler):
         self._random = optuna.samplers.RandomSampler(seed=self._seed)
         #: The surrogate of the last trial this sampler chose, in this process.
         self.last_surrogate: Surrogate | None = None
+        self._candidates: list[dict[str, Any]] | None = None
+
+    def set_candidates(self, candidates: Sequence[Mapping[str, Any]] | None) -> None:
+        """Choose every trial among ``candidates`` (Optuna param dicts), by the EI's argmax
+        over those complete for the search space; None: the search of the whole space again.
+        For a finite space such as a recorded grid, where that argmax is the exact maximum."""
+        self._candidates = None if candidates is None else [dict(c) for c in candidates]
 
     @property
     def seed(self) -> int:
@@ -514,7 +532,13 @@ class GPSampler(optuna.samplers.BaseSampler):
             if t.state == TrialState.RUNNING and t.number != trial.number and encoder.is_complete(t.params)
         ]
         surrogate = _build(
-            search_space, _fit_selection(completed, study.direction), pending, study.direction, self._seed, trial.number
+            search_space,
+            _fit_selection(completed, study.direction),
+            pending,
+            study.direction,
+            self._seed,
+            trial.number,
+            self._usable_candidates(encoder),
         )
         mean, std = surrogate.predict([surrogate.next_params])
         record: dict[str, Any] = {
@@ -526,9 +550,19 @@ class GPSampler(optuna.samplers.BaseSampler):
             "std": float(std[0]),
             "expected_improvement": surrogate.next_expected_improvement,
         }
+        if self._candidates is not None:
+            record["candidates"] = len(self._candidates)
         storage.write_sampler_attr(study, trial, GP_ATTR, record, system=True)
         self.last_surrogate = surrogate
         return surrogate.next_params
+
+    def _usable_candidates(self, encoder: _Encoder) -> list[dict[str, Any]] | None:
+        """The candidates the EI is maximised over (None: the whole space): those complete
+        for the search space; None too when there are none."""
+        if self._candidates is None:
+            return None
+        usable = [c for c in self._candidates if encoder.is_complete(c)]
+        return usable or None
 
     def sample_independent(
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
@@ -557,14 +591,16 @@ class GPSampler(optuna.samplers.BaseSampler):
                 space[name] = next(
                     t.distributions[name] for t in [*fitted, *pending, *earlier] if name in t.distributions
                 )
-            return _build(space, fitted, pending, study.direction, int(record["seed"]), k)
+            usable = self._usable_candidates(_Encoder(space))
+            return _build(space, fitted, pending, study.direction, int(record["seed"]), k, usable)
         completed = _completed([t for t in trials if t.number < k])
         if not completed:
             return None
         space = _union_space(completed)
         if not space:
             return None
-        return _build(space, _fit_selection(completed, study.direction), [], study.direction, self._seed, k)
+        usable = self._usable_candidates(_Encoder(space))
+        return _build(space, _fit_selection(completed, study.direction), [], study.direction, self._seed, k, usable)
 
 
 def _build(
@@ -574,12 +610,14 @@ def _build(
     direction: StudyDirection,
     seed: int,
     trial_number: int,
+    candidates: Sequence[Mapping[str, Any]] | None = None,
 ) -> Surrogate:
-    """Fit the GP on ``fitted`` (and ``pending`` at the worst value) and find its EI maximum."""
+    """Fit the GP on ``fitted`` (and ``pending`` at the worst value) and find its EI maximum
+    (over ``candidates`` when given)."""
     # The GP's matrices are small (at most MAX_FIT_TRIALS rows): several BLAS threads only
     # contend with each other and with the other processes' fits, so the GP uses one.
     with threadpool_limits(limits=1, user_api="blas"):
-        return _build_unlimited(space, fitted, pending, direction, seed, trial_number)
+        return _build_unlimited(space, fitted, pending, direction, seed, trial_number, candidates)
 
 
 def _build_unlimited(
@@ -589,6 +627,7 @@ def _build_unlimited(
     direction: StudyDirection,
     seed: int,
     trial_number: int,
+    candidates: Sequence[Mapping[str, Any]] | None = None,
 ) -> Surrogate:
     encoder = _Encoder(space)
     sign = 1.0 if direction == StudyDirection.MAXIMIZE else -1.0
@@ -614,5 +653,8 @@ def _build_unlimited(
         _encoder=encoder,
     )
     surrogate.incumbent = float(surrogate._latent(X_obs)[0].max())
-    surrogate._maximise(X_obs, y_obs)
+    if candidates:
+        surrogate._maximise_over(candidates)
+    else:
+        surrogate._maximise(X_obs, y_obs)
     return surrogate

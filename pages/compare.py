@@ -7,7 +7,7 @@ import streamlit as st
 
 from hpdash import compare, experiments, plots, report, views
 from hpdash.errors import HpdashError
-from hpdash.ui import common
+from hpdash.ui import common, strategy_views
 
 common.guard_page()
 
@@ -16,9 +16,14 @@ PLOTS_REFRESH_SECONDS = 6.0
 
 st.title("Compare strategies")
 experiment_id = st.query_params.get("experiment")
+replayed = bool(st.query_params.get("replay"))
+guided = False
 
 try:
-    if experiment_id:
+    if replayed:
+        replay_settings, comparison = strategy_views.replayed_comparison(st.query_params.to_dict())
+        guided = replay_settings.guided
+    elif experiment_id:
         comparison = compare.load_experiment_comparison(experiment_id)
     else:
         recorded = experiments.list_experiments()
@@ -61,7 +66,9 @@ st.caption(
     )
 )
 
-if experiment_id:
+if replayed:
+    strategy_views.replay_header(replay_settings, comparison)
+elif experiment_id:
     queued = experiment_id  # a str here: the fragment below reads it
     try:
         progress = experiments.experiment_progress(queued)
@@ -91,7 +98,7 @@ if experiment_id:
             st.rerun()
 
     queue_header()
-else:
+elif not replayed:
     running = sum(state == "running" for state in compare.study_states(comparison).values())
     if running:
         st.caption(f"**{running} still running**")
@@ -149,6 +156,7 @@ across = analysis.repeats
 if analysis.banner:
     st.error(common.md(analysis.banner), icon=":material/block:")
 st.subheader("Verdict")
+strategy_views.guide("verdict", guided)
 st.info(common.md(analysis.verdict.text), icon=":material/balance:")
 st.caption(common.md(compare.design_text(comparison, analysis)))
 st.subheader("Summary")
@@ -158,6 +166,7 @@ if baseline is not None:
     st.caption(common.md(baseline.definition if baseline.available else str(baseline.reason)))
 repeat_figures = compare.repeats_figures(analysis)
 st.subheader("Time to target")
+strategy_views.guide("time", guided)
 st.caption(common.md(compare.target_text(analysis, comparison.metric)) + " Mean ± std over the runs that reached it.")
 st.dataframe(compare.ttt_table(analysis.ttt_summary), hide_index=True)
 if repeat_figures:
@@ -170,12 +179,13 @@ if repeat_figures:
     st.plotly_chart(repeat_figures["runtime_ecdf"], key="runtime_ecdf")
 with st.expander("Pairwise tests"):
     st.dataframe(compare.pairs_table(analysis.pairs), hide_index=True)
-for study_name, note in comparison.grid_notes.items():
+for study_name, note in list(comparison.grid_notes.items())[: 1 if replayed else None]:
     st.caption(f"**{common.md(study_name)}**: {common.md(note)}")
 
 metric = comparison.metric
 figures = compare.comparison_figures(comparison, analysis)
 st.subheader("Convergence")
+strategy_views.guide("convergence", guided)
 st.caption(common.md(f"Bands: {analysis.band_text}, clipped to the metric's range; thin lines are the runs."))
 if baseline is not None and baseline.available:
     st.caption(
@@ -193,6 +203,7 @@ if repeat_figures:
     st.caption(common.md(compare.AVERAGE_RANK_NAME[0].upper() + compare.AVERAGE_RANK_NAME[1:] + "."))
     st.plotly_chart(repeat_figures["average_rank"], key="average_rank")
 st.subheader("Final scores")
+strategy_views.guide("final", guided)
 left, right = st.columns(2)
 left.plotly_chart(figures["box_best"], key="box_best")
 right.plotly_chart(figures["box_holdout"], key="box_holdout")
@@ -203,6 +214,7 @@ elif across is not None and across.reason:
     st.caption(common.md(across.reason))
 
 st.subheader("Sample placement")
+strategy_views.guide("placement", guided)
 params = [c.removeprefix("params_") for c in comparison.frame.columns if c.startswith("params_")]
 defaults = plots.default_placement_params(comparison.frame)
 if len(params) >= 2 and len(defaults) == 2:
@@ -217,10 +229,13 @@ if len(params) >= 2 and len(defaults) == 2:
         ),
         key="placement",
     )
+    st.caption("The same, over trials (one seed per strategy): press play.")
+    strategy_views.placement_animation(comparison, x_param, y_param, logs)
 else:
     st.caption("Sample placement needs two hyperparameters.")
 
 st.subheader("Hyperparameter importance")
+strategy_views.guide("importance", guided)
 method = st.selectbox("Method", list(plots.IMPORTANCE_METHODS), format_func=common.labels_of(plots.IMPORTANCE_LABELS))
 st.caption(plots.IMPORTANCE_METHODS[method])
 st.plotly_chart(

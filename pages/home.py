@@ -4,7 +4,7 @@ import streamlit as st
 
 from hpdash import views
 from hpdash.strategies import STRATEGY_LABELS
-from hpdash.ui import common
+from hpdash.ui import common, strategy_views
 
 common.guard_page()
 
@@ -51,6 +51,8 @@ with right:
                 common.show_error(exc, "Could not start the study: ")
             else:
                 common.open_study(spec.name)
+    st.subheader("Demo: how the strategies think")
+    strategy_views.demo_button()
     st.page_link(common.PAGE_DATASETS, label="Upload your own table", icon=":material/table_view:")
     st.page_link(common.PAGE_NEW, label="Configure a study yourself", icon=":material/rocket_launch:")
 

@@ -10,7 +10,7 @@ from hpdash import export_model, markup, plots, report, results, runner, ties, v
 from hpdash.errors import HpdashError, SpecError, StudyNotFoundError
 from hpdash.spec import StudySpec
 from hpdash.store import Catalogue
-from hpdash.ui import common
+from hpdash.ui import common, strategy_views
 
 #: BBC-CV on the page: fewer bootstraps and configurations than the report, to answer in seconds.
 PAGE_BOOTSTRAPS = 200
@@ -176,7 +176,9 @@ def importance_poll(method: str, seed: int) -> None:
 # Figures and tables are built once per change of the trials (``live.memo``): a widget rerun
 # or a poll that found nothing new does not rebuild them.
 params = [results.param_name(c) for c in results.param_columns(frame)]
-tabs = st.tabs(["Convergence", "Parallel coordinates", "Importance", "Slice", "Contour", "Timeline", "Trials"])
+tabs = st.tabs(
+    ["Convergence", "Parallel coordinates", "Importance", "Slice", "Contour", "Timeline", "Trials", "Step through"]
+)
 with tabs[0]:
     x = st.radio(
         "x axis",
@@ -306,6 +308,14 @@ with tabs[6]:
         mime="text/csv",
         key="dl_trials",
     )
+
+with tabs[7]:
+    st.caption(
+        "The study as it was after any trial: the samples so far, the best so far, the next trial "
+        "highlighted, and what the strategy saw when it chose that trial."
+    )
+    if st.toggle("Step through this study", key="step_on"):
+        strategy_views.step_through(study, frame, direction, metric, logs, spec.strategy if spec is not None else None)
 
 # ------------------------------------------------------------------------------ best trial
 st.subheader("Best trial")
@@ -471,6 +481,8 @@ if refit:
         digest = (
             f"SHA-256 `{item['sha256']}`."
             if item["sha256"]
+            else "Made in memory from the joblib file when downloaded (a read-only dashboard writes no file)."
+            if item["format"] == "skops" and common.read_only()
             else "Made from the joblib file on first download."
             if item["format"] == "skops"
             else "No digest file from its refit: refit again."
@@ -483,8 +495,6 @@ if refit:
 elif refit_error:
     st.warning(f"The automatic refit failed: {common.md(refit_error)}")
 else:
-            else "Made in memory from the joblib file when downloaded (a read-only dashboard writes no file)."
-            if item["format"] == "skops" and common.read_only()
     st.caption("The best hyperparameters are refit on the whole training part and scored once on the holdout part.")
 if summary.best_trial_number is not None and spec is not None:
     if common.write_button("Refit the best model now" if not refit else "Refit again", key="refit"):

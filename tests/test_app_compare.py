@@ -58,7 +58,7 @@ def test_experiment_page_shows_every_view(monkeypatch: pytest.MonkeyPatch) -> No
         "Reports",
     ]
     assert at.info[0].value.startswith("No significant difference with 2 seeds")
-    assert len(at.get("plotly_chart")) == 7 + 3  # and the three figures across repeats
+    assert len(at.get("plotly_chart")) == 7 + 3 + 1  # the three figures across repeats, the animated placement
     summary = at.dataframe[0].value
     assert list(summary["strategy"]) and set(summary["strategy"]) == {"Grid", "Random", "TPE"}
     ttt = at.dataframe[1].value
@@ -86,7 +86,7 @@ def test_hand_picked_studies(monkeypatch: pytest.MonkeyPatch) -> None:
     at.radio[0].set_value("Hand-picked studies").run()
     at.multiselect[0].set_value([f"{NAME}-grid-s0", f"{NAME}-tpe-s0"]).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert "Selected studies" in _texts(at) and len(at.get("plotly_chart")) == 7 + 3  # one seed: a complete block
+    assert "Selected studies" in _texts(at) and len(at.get("plotly_chart")) == 7 + 3 + 1  # one seed: a complete block; + the animation
 
 
 def test_new_study_compare_form_launches_a_shared_split(data_dir) -> None:
