@@ -86,7 +86,8 @@ def test_hand_picked_studies(monkeypatch: pytest.MonkeyPatch) -> None:
     at.radio[0].set_value("Hand-picked studies").run()
     at.multiselect[0].set_value([f"{NAME}-grid-s0", f"{NAME}-tpe-s0"]).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert "Selected studies" in _texts(at) and len(at.get("plotly_chart")) == 7 + 3 + 1  # one seed: a complete block; + the animation
+    # one seed: a complete block; and the animated placement
+    assert "Selected studies" in _texts(at) and len(at.get("plotly_chart")) == 7 + 3 + 1
 
 
 def test_new_study_compare_form_launches_a_shared_split(data_dir) -> None:
@@ -292,3 +293,17 @@ def test_compare_page_without_random_search_or_complete_blocks_says_why(data_dir
     assert "No average rank over budget, critical-difference diagram or runtime-to-target ECDF: " in texts
     assert "seed 2 holds only TPE" in texts
     assert len(at.get("plotly_chart")) == 6
+
+
+def test_replay_links_that_cannot_run_say_why(data_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replay link names a study that is not there, asks too much, or reaches a read-only
+    dashboard: a message that names the problem and the fix, no replay started."""
+    at = _page(replay="nope")
+    assert not at.exception
+    assert "nope" in _texts(at) and at.error
+    at = _page(replay="nope", seeds="1000")
+    assert not at.exception and "outside 1..50" in _texts(at)
+    monkeypatch.setenv("HPDASH_READ_ONLY", "1")
+    at = _page(replay="nope")
+    assert not at.exception
+    assert "read-only" in _texts(at).lower() and "replay strategies on recorded results" in _texts(at)
