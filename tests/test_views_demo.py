@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_demo_study_is_a_full_grid_of_c_and_gamma() -> None:
     spec = demo.demo_spec()
     assert spec.name == demo.DEMO_STUDY and spec.strategy == "grid" and spec.n_trials is None
-    assert experiments.grid_size_of(spec) == demo.DEMO_GRID_SIZE == 400
+    assert experiments.grid_size_of(spec) == demo.DEMO_GRID_SIZE == 225
     assert set(spec.space) == {"C", "gamma"} and all(spec.space[p]["log"] for p in ("C", "gamma"))
 
 

@@ -102,7 +102,7 @@ ASK_SECONDS = {"gp": 0.05, "gp_torch": 0.05, "cmaes": 0.005, "tpe": 0.0025, "qmc
 #: forkserver imports hpdash, about 3 s the first time) would cost more than it saves.
 POOL_MIN_SECONDS = 3.0
 #: Study user attr of a replayed study (never stored): source, record, oracle, simulated workers.
-REPLAY_ATTR = "hpdash.replay"
+REPLAY_ATTR = study_attrs.REPLAY
 
 
 # ------------------------------------------------------------------------------ one run

@@ -302,7 +302,7 @@ def demo_button() -> None:
         _demo_progress()
     st.caption(
         f"Scores all {demo.DEMO_GRID_SIZE} settings of an SVM's C and gamma on a bundled table once (about "
-        "half a minute), then replays grid, random, QMC, TPE and the Gaussian process with 30 seeds each on "
+        "20 seconds), then replays grid, random, QMC, TPE and the Gaussian process with 30 seeds each on "
         "those scores, and explains every figure."
     )
 

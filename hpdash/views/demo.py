@@ -1,8 +1,8 @@
 """The one-click demo: a dense study on a bundled sample, replayed by every strategy.
 
-The demo's study is a full 20 x 20 grid of an RBF support vector machine's ``C`` and ``gamma``
-(both on a log scale) on scikit-learn's breast-cancer table: 400 configurations whose scores
-are known once it has run (about half a minute with two workers). Every strategy is then
+The demo's study is a full 15 x 15 grid of an RBF support vector machine's ``C`` and ``gamma``
+(both on a log scale) on scikit-learn's breast-cancer table: 225 configurations whose scores
+are known once it has run (about 20 seconds with two workers). Every strategy is then
 *replayed* on those recorded results (``hpdash.explain.replay``): each suggestion is answered
 by the nearest recorded configuration, so 30 seeds of five strategies cost no model fit. The
 landscape has what a demo needs: a ridge of good (C, gamma) pairs, a plateau where gamma is
@@ -29,8 +29,8 @@ DEMO_STRATEGIES = ("grid", "random", "qmc", "tpe", "gp")
 DEMO_SEEDS = 30
 #: Trials per replayed run: the GP's fits make a run's cost grow with it (docs/PERFORMANCE.md).
 DEMO_TRIALS = 50
-#: Configurations the demo study scores (20 values of C x 20 of gamma).
-DEMO_GRID_SIZE = 400
+#: Configurations the demo study scores (15 values of C x 15 of gamma).
+DEMO_GRID_SIZE = 225
 #: Bounds on what a replay link may ask for.
 MAX_REPLAY_SEEDS = 50
 MAX_REPLAY_TRIALS = 400
@@ -39,7 +39,7 @@ REPLAYABLE = frozenset({"grid", "random", "qmc", "tpe", "gp"})
 
 
 def demo_spec() -> StudySpec:
-    """The demo's grid study: SVC(C, gamma) on breast cancer, 20 x 20 points, 3-fold CV."""
+    """The demo's grid study: SVC(C, gamma) on breast cancer, 15 x 15 points, 3-fold CV."""
     return parse_spec(
         {
             "name": DEMO_STUDY,
@@ -48,7 +48,7 @@ def demo_spec() -> StudySpec:
             "model": "svm",
             "strategy": "grid",
             "n_trials": None,
-            "grid_points": 20,
+            "grid_points": 15,
             "space": {
                 "C": {"type": "float", "low": 1e-2, "high": 1e3, "log": True},
                 "gamma": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
@@ -162,7 +162,7 @@ GUIDE: dict[str, str] = {
         "same budget and the same folds; only the way it picks the next configuration differs."
     ),
     "replay": (
-        "These runs are **replayed on recorded results**: the demo first scored all 400 grid "
+        "These runs are **replayed on recorded results**: the demo first scored all 225 grid "
         "configurations once, and each strategy's suggestion was answered with the score of the "
         "nearest recorded configuration. So 30 seeds of each strategy cost no model fit, and "
         "every strategy saw exactly the same scores."

@@ -29,13 +29,14 @@ def test_compare_page_draws_every_plot(page, experiment_server) -> None:
     page.get_by_text("Verdict").first.wait_for()
     no_exception(page)
     # band vs trials, band vs time, EDF, best box, holdout box, sample placement, importance,
-    # and across repeats: average rank over budget, critical-difference diagram, runtime ECDF
+    # and across repeats: average rank over budget, critical-difference diagram, runtime ECDF;
+    # and the sample placement animated over trials
     page.wait_for_function(
-        "[...document.querySelectorAll('.js-plotly-plot')].filter(d => d.querySelector('.main-svg')).length >= 7 + 3",
+        "[...document.querySelectorAll('.js-plotly-plot')].filter(d => d.querySelector('.main-svg')).length >= 7 + 3 + 1",
         timeout=60_000,
     )
     plots = page.locator(".js-plotly-plot")
-    assert plots.count() == 7 + 3
+    assert plots.count() == 7 + 3 + 1
     text = page.locator('[data-testid="stMain"]').inner_text()
     for strategy in ("grid", "random", "tpe"):
         assert strategy in text.lower()

@@ -1,8 +1,6 @@
 """Browser: demo mode. The Study page's slider played from the first to the last trial of a
-Gaussian-process study (the surrogate and its expected improvement on the way), a TPE study's
-good/bad split and densities, and the Home page's one-click demo: it builds the dense grid
-study with real fits, replays five strategies with 30 seeds on its records and opens the
-guided Compare view."""
+Gaussian-process study (the surrogate and its expected improvement on the way), and a TPE
+study's good/bad split and densities. (The one-click demo: test_one_click_demo.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +8,7 @@ import re
 import time
 
 import pytest
-from browser_helpers import element_screenshot, no_exception, screenshot, start_server, wait_ready
+from browser_helpers import element_screenshot, no_exception, start_server, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -88,7 +86,7 @@ def test_playing_a_gp_study_from_the_first_to_the_last_trial(page, demo_server) 
     assert seen == sorted(seen) and len(seen) >= N_TRIALS // 2, seen  # it walked up through the trials
     wait_ready(page, timeout=60)
     panel = page.locator('[role="tabpanel"]:visible')
-    assert panel.get_by_role("button", name="Play").count() == 1  # stopped by itself at the end
+    panel.get_by_role("button", name="Play").wait_for(timeout=60_000)  # stopped by itself at the end
     assert panel.get_by_text(re.compile("Inside the Gaussian process")).count() >= 1
     for title in ("posterior mean", "expected improvement"):
         assert panel.locator(".js-plotly-plot").filter(has_text=title).count() >= 1, title
@@ -106,25 +104,3 @@ def test_inside_tpe_shows_its_split_and_densities(page, demo_server) -> None:
     assert panel.get_by_text(re.compile("reconstruction of TPE")).count() >= 1
     no_exception(page)
     element_screenshot(panel.locator(".js-plotly-plot").filter(has_text="l(x)").first, "study-step-through-tpe")
-
-
-def test_the_one_click_demo_builds_replays_and_explains(page, demo_server) -> None:
-    page.goto(demo_server.url)
-    wait_ready(page, timeout=60)
-    page.get_by_role("button", name=re.compile("watch the strategies think", re.I)).click()
-    # The demo study scores its 400 grid points with real fits, then the replay opens Compare.
-    page.wait_for_url(re.compile(r"/compare\?replay="), timeout=300_000)
-    page.get_by_text(re.compile("Replayed on recorded results")).first.wait_for(timeout=300_000)
-    wait_ready(page, timeout=120)
-    no_exception(page)
-    main = page.locator('[data-testid="stMain"]')
-    for words in ("are learned from the data", "hyper-hyperparameters", "Convergence: the best score found so far"):
-        main.get_by_text(re.compile(re.escape(words))).first.wait_for(timeout=120_000)
-    assert main.get_by_text(re.compile("30 seeds x 50 trials")).count() >= 1
-    animated = main.locator(".js-plotly-plot").filter(has_text="Sample placement over trials")
-    animated.first.wait_for(timeout=120_000)
-    wait_ready(page, timeout=120)
-    assert main.locator(".js-plotly-plot").count() >= 6 and animated.count() == 1
-    no_exception(page)
-    screenshot(page, "compare-demo-guided")
-    element_screenshot(animated, "compare-demo-placement")

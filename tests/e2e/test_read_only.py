@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from browser_helpers import no_exception, start_server, wait_ready
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 pytestmark = pytest.mark.e2e
 
@@ -154,9 +155,18 @@ def _expand(page, label: str) -> None:
 
 
 def _download(page, label: str) -> bytes:
-    """Click a download button and return the bytes the browser saved."""
-    with page.expect_download(timeout=120_000) as info:
-        page.get_by_role("button", name=label).first.click()
+    """Click a download button and return the bytes the browser saved. A click that lands
+    while the page is still rerunning can be dropped by the browser on a loaded machine: one
+    more click after the page settles, never more."""
+    for attempt in (1, 2):
+        try:
+            with page.expect_download(timeout=60_000) as info:
+                page.get_by_role("button", name=label).first.click()
+            break
+        except PlaywrightTimeoutError:
+            if attempt == 2:
+                raise
+            wait_ready(page, timeout=60)
     data = Path(info.value.path()).read_bytes()
     wait_ready(page)
     no_exception(page)
