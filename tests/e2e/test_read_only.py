@@ -160,8 +160,10 @@ def _download(page, label: str) -> bytes:
     more click after the page settles, never more."""
     for attempt in (1, 2):
         try:
-            with page.expect_download(timeout=60_000) as info:
-                page.get_by_role("button", name=label).first.click()
+            with page.expect_download(timeout=120_000) as info:
+                # Streamlit keeps the buttons disabled while the previous download is made on
+                # the server (the .skops copy, in memory): wait for it, up to two minutes.
+                page.get_by_role("button", name=label).first.click(timeout=120_000)
             break
         except PlaywrightTimeoutError:
             if attempt == 2:
