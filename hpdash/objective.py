@@ -544,15 +544,6 @@ class CVResult:
     outputs: list[FoldOutputs] = field(default_factory=list)
     keep_time: float = 0.0
 
-    def add(self, fold: _Fold) -> None:
-        """Record one fold's score, timings and kept outputs."""
-        self.fold_scores.append(fold.score)
-        self.fit_times.append(fold.fit_time)
-        self.score_times.append(fold.score_time)
-        if fold.kept is not None:
-            self.outputs.append(fold.kept)
-            self.keep_time += fold.keep_time
-
     @property
     def mean(self) -> float:
         return float(np.mean(self.fold_scores))
@@ -693,7 +684,12 @@ def cross_validate_params(
     """
     result = CVResult([], [], [])
     for fold in _iter_folds(problem, model_key, params, keep):
-        result.add(fold)
+        result.fit_times.append(fold.fit_time)
+        result.score_times.append(fold.score_time)
+        result.fold_scores.append(fold.score)
+        if fold.kept is not None:
+            result.outputs.append(fold.kept)
+            result.keep_time += fold.keep_time
         if on_fold is not None:
             on_fold(fold.k, fold.score)
     return result
@@ -1208,7 +1204,12 @@ class _TrialProcess:
                 ) from None
             if message[0] == "fold":
                 fold: _Fold = message[1]
-                result.add(fold)
+                result.fold_scores.append(fold.score)
+                result.fit_times.append(fold.fit_time)
+                result.score_times.append(fold.score_time)
+                if fold.kept is not None:
+                    result.outputs.append(fold.kept)
+                    result.keep_time += fold.keep_time
                 try:
                     if on_fold is not None:
                         on_fold(fold.k, fold.score)

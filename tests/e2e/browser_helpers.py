@@ -6,7 +6,6 @@ Never runs `playwright install`: the browser is /usr/bin/chromium (`.ci/run` ins
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -182,22 +181,3 @@ def table_headers(table) -> list[str]:
     accessible table beside it holds the columns in view)."""
     table.locator('[role="columnheader"]').first.wait_for(state="attached")
     return [h.strip() for h in table.locator('[role="columnheader"]').all_text_contents()]
-
-
-def open_page(page, url: str) -> None:
-    """Go to ``url``, wait for the script run to end, and fail on an exception on the page."""
-    page.goto(url)
-    wait_ready(page)
-    no_exception(page)
-
-
-def tab(page, name: str):
-    """The visible tab labelled exactly ``name``."""
-    return page.locator('[role="tab"]:visible').filter(has_text=re.compile(f"^{re.escape(name)}$")).first
-
-
-def pick(page, label: str, option_text: str) -> None:
-    """Choose the option of a selectbox/multiselect whose text contains ``option_text``."""
-    page.get_by_role("combobox", name=label, exact=True).click()
-    page.get_by_role("option").filter(has_text=option_text).first.click()
-    wait_ready(page)

@@ -17,9 +17,6 @@ from pathlib import Path
 
 import pytest
 from browser_helpers import no_exception, start_server, wait_ready
-from browser_helpers import open_page as _open
-from browser_helpers import pick as _pick
-from browser_helpers import tab as _tab
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 pytestmark = pytest.mark.e2e
@@ -134,6 +131,22 @@ def _snapshot(data_dir: Path) -> dict[str, str]:
     for key in [k for k in seen if k.endswith(" (WAL size)") and seen[k] == "0"]:
         del seen[key]  # an empty WAL is the same as none (a reader may create it)
     return seen
+
+
+def _open(page, url: str) -> None:
+    page.goto(url)
+    wait_ready(page)
+    no_exception(page)
+
+
+def _tab(page, name: str):
+    return page.locator('[role="tab"]:visible').filter(has_text=re.compile(f"^{name}$")).first
+
+
+def _pick(page, label: str, option_text: str) -> None:
+    page.get_by_role("combobox", name=label, exact=True).click()
+    page.get_by_role("option").filter(has_text=option_text).first.click()
+    wait_ready(page)
 
 
 def _expand(page, label: str) -> None:

@@ -11,9 +11,6 @@ import re
 
 import pytest
 from browser_helpers import no_exception, start_server, wait_ready
-from browser_helpers import open_page as _open
-from browser_helpers import pick as _pick
-from browser_helpers import tab as _tab
 
 from hpdash import views
 
@@ -128,6 +125,23 @@ def _check(page, where: str) -> None:
     wait_ready(page)
     no_exception(page)
     assert_no_xss(page, where)
+
+
+def _open(page, url: str) -> None:
+    page.goto(url)
+    wait_ready(page)
+    no_exception(page)
+
+
+def _tab(page, name: str):
+    return page.locator('[role="tab"]:visible').filter(has_text=re.compile(f"^{name}$")).first
+
+
+def _pick(page, label: str, option_text: str) -> None:
+    """Choose the option of a selectbox/multiselect whose text contains ``option_text``."""
+    page.get_by_role("combobox", name=label, exact=True).click()
+    page.get_by_role("option").filter(has_text=option_text).first.click()
+    wait_ready(page)
 
 
 def _main_text(page) -> str:
