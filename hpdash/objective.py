@@ -1094,6 +1094,10 @@ def _trial_process_main(conn: Any, problem: Problem) -> None:
 
 
 def _format_seconds(seconds: float) -> str:
+    if seconds < 0.1:
+        # A short measured fit keeps two significant digits: "0.0 s" beside an estimate of
+        # a minute would read as if nothing had been measured.
+        return f"{seconds * 1000:.2g} ms" if seconds < 0.001 else f"{seconds:.2g} s"
     if seconds < 60:
         return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
     if seconds < 3600:

@@ -575,7 +575,7 @@ def test_a_gaussian_process_on_too_many_rows_is_refused_or_warned_with_its_measu
         objective.smoke_check(plan)
     message = str(refused.value)
     measured = re.search(
-        r"one fold's fit took ([0-9.]+) s on 100 rows of the 800 a CV fold trains on "
+        r"one fold's fit took ([0-9.]+) m?s on 100 rows of the 800 a CV fold trains on "
         r"\(its fit time grows with rows³\)",
         message,
     )
