@@ -76,6 +76,7 @@ from typing import Any, cast
 
 import numpy as np
 import optuna
+import scipy.linalg
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
@@ -302,12 +303,87 @@ class _Encoder:
 
 
 # ------------------------------------------------------------------------------ the surrogate
-def _fit_gp(X: np.ndarray, y: np.ndarray) -> GaussianProcessRegressor:
-    kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(
-        length_scale=np.full(X.shape[1], 0.5), length_scale_bounds=LENGTH_SCALE_BOUNDS, nu=2.5
+#: scikit-learn's default jitter on the kernel's diagonal (``GaussianProcessRegressor(alpha=)``).
+GP_ALPHA = 1e-10
+_SQRT5 = math.sqrt(5.0)
+_LOG_2PI = math.log(2.0 * math.pi)
+_potrf, _potrs, _potri = (getattr(scipy.linalg.lapack, name) for name in ("dpotrf", "dpotrs", "dpotri"))
+
+
+class _NegativeLogLikelihood:
+    """The negative log marginal likelihood of ``C * Matern(nu=2.5, one length scale per
+    dimension) + White`` on (X, y), and its gradient, in scikit-learn's log-hyperparameters
+    ``theta = [log C, log l_1 .. log l_d, log noise]``.
+
+    It is the very function ``GaussianProcessRegressor`` minimises for this kernel (the same
+    formulas, ``tests/test_gp_sampler.py`` checks them equal to 1e-9), without scikit-learn's
+    per-evaluation kernel objects: at the few hundred points of a study, cloning and
+    validating kernels took about 90% of each fit. The squared distances per dimension do not
+    depend on theta and are computed once per fit.
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
+        self.sq = (X[:, None, :] - X[None, :, :]) ** 2
+        self.y = np.asarray(y, dtype=float)
+        self.n = len(y)
+        self.diagonal = np.diag_indices(self.n)
+
+    def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        scale, lengths, noise = math.exp(theta[0]), np.exp(theta[1:-1]), math.exp(theta[-1])
+        scaled = self.sq / lengths**2
+        root = _SQRT5 * np.sqrt(scaled.sum(axis=2))
+        decay = np.exp(-root)
+        matern = (1.0 + root + root**2 / 3.0) * decay
+        K = scale * matern
+        K[self.diagonal] += noise + GP_ALPHA
+        # LAPACK's Cholesky, solve and inverse called directly (what scipy.linalg.cholesky and
+        # cho_solve wrap): their argument checks cost more than the factorisation at this size.
+        L, info = _potrf(K, lower=1, clean=1)
+        if info != 0:  # not positive definite at these hyperparameters, as scikit-learn says
+            return math.inf, np.zeros_like(theta)
+        weights, _ = _potrs(L, self.y, lower=1)
+        inverse, _ = _potri(L, lower=1)
+        inverse = np.tril(inverse) + np.tril(inverse, -1).T
+        log_likelihood = -0.5 * float(self.y @ weights) - float(np.log(L[self.diagonal]).sum()) - self.n / 2 * _LOG_2PI
+        inner = np.outer(weights, weights) - inverse
+        gradient = np.empty_like(theta)
+        gradient[0] = 0.5 * float(np.sum(inner * matern)) * scale
+        length_term = (scale * 5.0 / 3.0) * (1.0 + root) * decay * inner
+        gradient[1:-1] = 0.5 * np.einsum("ij,ijk->k", length_term, scaled)
+        gradient[-1] = 0.5 * float(np.trace(inner)) * noise
+        return -log_likelihood, -gradient
+
+
+def _likelihood_optimizer(nll: _NegativeLogLikelihood) -> Any:
+    """A ``GaussianProcessRegressor(optimizer=)`` that runs scikit-learn's own default search
+    (scipy's L-BFGS-B from each start, within the kernel's bounds) on :class:`_NegativeLogLikelihood`."""
+
+    def optimize(_obj_func: Any, initial_theta: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, float]:
+        result = minimize(nll, initial_theta, method="L-BFGS-B", jac=True, bounds=bounds)
+        return result.x, float(result.fun)
+
+    return optimize
+
+
+def _kernel(dims: int) -> Any:
+    return ConstantKernel(1.0, (1e-2, 1e2)) * Matern(
+        length_scale=np.full(dims, 0.5), length_scale_bounds=LENGTH_SCALE_BOUNDS, nu=2.5
     ) + WhiteKernel(1e-2, (1e-6, 1.0))
+
+
+def _fit_gp(X: np.ndarray, y: np.ndarray, *, theta: np.ndarray | None = None) -> GaussianProcessRegressor:
+    """The GP on (X, y): its kernel hyperparameters fitted from the default start and
+    ``FIT_RESTARTS`` random ones, or exactly ``theta`` (a recorded fit rebuilt)."""
+    kernel = _kernel(X.shape[1])
+    if theta is not None:
+        kernel = kernel.clone_with_theta(np.asarray(theta, dtype=float))
     gp = GaussianProcessRegressor(
-        kernel=kernel, normalize_y=False, n_restarts_optimizer=FIT_RESTARTS, random_state=FIT_RANDOM_STATE
+        kernel=kernel,
+        alpha=GP_ALPHA,
+        optimizer=None if theta is not None else _likelihood_optimizer(_NegativeLogLikelihood(X, y)),
+        normalize_y=False,
+        n_restarts_optimizer=FIT_RESTARTS,
+        random_state=FIT_RANDOM_STATE,
     )
     with warnings.catch_warnings():
         # A kernel hyperparameter at its bound (the length scale of a dimension that does not
@@ -373,13 +449,13 @@ class Surrogate:
         """Expected improvement over the incumbent at each configuration, in objective units."""
         return self._ei(self.encoder.encode(params_list)) * self.y_std
 
-    def _maximise_over(self, candidates: Sequence[Mapping[str, Any]]) -> None:
+    def _maximise_over(self, candidates: _Candidates) -> None:
         """``next_params``: the candidate of largest EI (the first of equal ones), its params
         as given (only those of the space), so a float is not rounded through the encoding."""
         enc = self.encoder
-        ei = self._ei(enc.encode(candidates))
+        ei = self._ei(candidates.X)
         best = int(np.argmax(ei))
-        self.next_params = {name: value for name, value in candidates[best].items() if name in enc.space}
+        self.next_params = {name: value for name, value in candidates.params[best].items() if name in enc.space}
         self.next_expected_improvement = float(ei[best]) * self.y_std
 
     def _maximise(self, X_obs: np.ndarray, y_obs: np.ndarray) -> None:
@@ -428,6 +504,24 @@ class Surrogate:
                 best_x, best_ei = x, value
         self.next_params = enc.decode(best_x)
         self.next_expected_improvement = best_ei * self.y_std
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """The finite set a trial is chosen from (``GPSampler.set_candidates``): the param dicts
+    complete for a search space, and their coordinates in it (encoded once per space)."""
+
+    params: list[dict[str, Any]]
+    X: np.ndarray
+
+    @classmethod
+    def of(cls, encoder: _Encoder, candidates: Sequence[Mapping[str, Any]]) -> _Candidates | None:
+        usable = [dict(c) for c in candidates if encoder.is_complete(c)]
+        return cls(usable, encoder.encode(usable)) if usable else None
+
+
+def _space_key(space: Mapping[str, BaseDistribution]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, repr(space[name])) for name in sorted(space))
 
 
 # ------------------------------------------------------------------------------ the sampler
@@ -487,12 +581,14 @@ class GPSampler(optuna.samplers.BaseSampler):
         #: The surrogate of the last trial this sampler chose, in this process.
         self.last_surrogate: Surrogate | None = None
         self._candidates: list[dict[str, Any]] | None = None
+        self._encoded_candidates: dict[tuple[tuple[str, str], ...], _Candidates | None] = {}
 
     def set_candidates(self, candidates: Sequence[Mapping[str, Any]] | None) -> None:
         """Choose every trial among ``candidates`` (Optuna param dicts), by the EI's argmax
         over those complete for the search space; None: the search of the whole space again.
         For a finite space such as a recorded grid, where that argmax is the exact maximum."""
         self._candidates = None if candidates is None else [dict(c) for c in candidates]
+        self._encoded_candidates = {}
 
     @property
     def seed(self) -> int:
@@ -540,12 +636,14 @@ class GPSampler(optuna.samplers.BaseSampler):
             trial.number,
             self._usable_candidates(encoder),
         )
+        theta = surrogate.gp.kernel_.theta
         mean, std = surrogate.predict([surrogate.next_params])
         record: dict[str, Any] = {
             "fitted_on": surrogate.fitted_on,
             "pending": surrogate.pending,
             "seed": self._seed,
             "space": sorted(search_space),
+            "theta": [float(v) for v in theta],
             "mean": float(mean[0]),
             "std": float(std[0]),
             "expected_improvement": surrogate.next_expected_improvement,
@@ -556,13 +654,15 @@ class GPSampler(optuna.samplers.BaseSampler):
         self.last_surrogate = surrogate
         return surrogate.next_params
 
-    def _usable_candidates(self, encoder: _Encoder) -> list[dict[str, Any]] | None:
+    def _usable_candidates(self, encoder: _Encoder) -> _Candidates | None:
         """The candidates the EI is maximised over (None: the whole space): those complete
         for the search space; None too when there are none."""
         if self._candidates is None:
             return None
-        usable = [c for c in self._candidates if encoder.is_complete(c)]
-        return usable or None
+        key = _space_key(encoder.space)
+        if key not in self._encoded_candidates:
+            self._encoded_candidates[key] = _Candidates.of(encoder, self._candidates)
+        return self._encoded_candidates[key]
 
     def sample_independent(
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
@@ -573,8 +673,8 @@ class GPSampler(optuna.samplers.BaseSampler):
         """The GP for trial number ``up_to`` (default: the next trial).
 
         For a trial this sampler chose, the very GP it used (rebuilt from the trial's
-        ``GP_ATTR`` record: same trials, same pending points, same seed), whose ``next_params``
-        are that trial's params. Otherwise the GP fitted on the completed trials numbered below
+        ``GP_ATTR`` record: same trials, same pending points, same seed, same kernel
+        hyperparameters), whose ``next_params`` are that trial's params. Otherwise the GP fitted on the completed trials numbered below
         ``up_to``. None when there is none to fit on.
         """
         trials = study.get_trials(deepcopy=False)
@@ -592,7 +692,10 @@ class GPSampler(optuna.samplers.BaseSampler):
                     t.distributions[name] for t in [*fitted, *pending, *earlier] if name in t.distributions
                 )
             usable = self._usable_candidates(_Encoder(space))
-            return _build(space, fitted, pending, study.direction, int(record["seed"]), k, usable)
+            # Records written before the kernel's hyperparameters were kept are refitted cold,
+            # as they were fitted then.
+            theta = np.array(record["theta"], dtype=float) if "theta" in record else None
+            return _build(space, fitted, pending, study.direction, int(record["seed"]), k, usable, theta=theta)
         completed = _completed([t for t in trials if t.number < k])
         if not completed:
             return None
@@ -610,14 +713,16 @@ def _build(
     direction: StudyDirection,
     seed: int,
     trial_number: int,
-    candidates: Sequence[Mapping[str, Any]] | None = None,
+    candidates: _Candidates | Sequence[Mapping[str, Any]] | None = None,
+    *,
+    theta: np.ndarray | None = None,
 ) -> Surrogate:
     """Fit the GP on ``fitted`` (and ``pending`` at the worst value) and find its EI maximum
-    (over ``candidates`` when given)."""
+    (over ``candidates`` when given); ``theta`` as in ``_fit_gp``."""
     # The GP's matrices are small (at most MAX_FIT_TRIALS rows): several BLAS threads only
     # contend with each other and with the other processes' fits, so the GP uses one.
     with threadpool_limits(limits=1, user_api="blas"):
-        return _build_unlimited(space, fitted, pending, direction, seed, trial_number, candidates)
+        return _build_unlimited(space, fitted, pending, direction, seed, trial_number, candidates, theta)
 
 
 def _build_unlimited(
@@ -627,9 +732,12 @@ def _build_unlimited(
     direction: StudyDirection,
     seed: int,
     trial_number: int,
-    candidates: Sequence[Mapping[str, Any]] | None = None,
+    candidates: _Candidates | Sequence[Mapping[str, Any]] | None,
+    theta: np.ndarray | None,
 ) -> Surrogate:
     encoder = _Encoder(space)
+    if candidates is not None and not isinstance(candidates, _Candidates):
+        candidates = _Candidates.of(encoder, candidates)
     sign = 1.0 if direction == StudyDirection.MAXIMIZE else -1.0
     y = sign * np.array([t.value for t in fitted], dtype=float)
     y_mean = float(y.mean())
@@ -642,7 +750,7 @@ def _build_unlimited(
     y_fit = np.concatenate([y_obs, np.full(len(pending), y_obs.min())])
     surrogate = Surrogate(
         space,
-        _fit_gp(X, y_fit),
+        _fit_gp(X, y_fit, theta=theta),
         [t.number for t in fitted],
         [t.number for t in pending],
         seed,

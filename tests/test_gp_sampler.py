@@ -52,6 +52,33 @@ def _bowl_studies() -> dict[int, tuple[optuna.Study, GPSampler, optuna.Study]]:
     return out
 
 
+@pytest.mark.parametrize(("n", "dims"), [(1, 1), (7, 2), (60, 5)])
+def test_the_kernel_fit_minimises_scikit_learns_own_likelihood(n: int, dims: int) -> None:
+    """hpdash's likelihood is scikit-learn's ``log_marginal_likelihood`` for the same kernel,
+    value and gradient, at hyperparameters across the whole of the kernel's bounds; and the
+    fit it drives ends where scikit-learn's own optimiser does."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
+    rng = np.random.default_rng(n)
+    X, y = rng.random((n, dims)), rng.normal(size=n)
+    fitted = gp_sampler._fit_gp(X, y)
+    reference = GaussianProcessRegressor(kernel=fitted.kernel, alpha=gp_sampler.GP_ALPHA, optimizer=None).fit(X, y)
+    nll = gp_sampler._NegativeLogLikelihood(X, y)
+    bounds = fitted.kernel_.bounds
+    for theta in rng.uniform(bounds[:, 0], bounds[:, 1], size=(25, len(bounds))):
+        value, gradient = reference.log_marginal_likelihood(theta, eval_gradient=True)
+        mine, my_gradient = nll(theta)
+        assert -mine == pytest.approx(value, rel=1e-9, abs=1e-9)
+        np.testing.assert_allclose(-my_gradient, gradient, rtol=1e-8, atol=1e-8)
+    own = GaussianProcessRegressor(
+        kernel=fitted.kernel,
+        alpha=gp_sampler.GP_ALPHA,
+        n_restarts_optimizer=gp_sampler.FIT_RESTARTS,
+        random_state=gp_sampler.FIT_RANDOM_STATE,
+    ).fit(X, y)
+    assert fitted.log_marginal_likelihood_value_ == pytest.approx(own.log_marginal_likelihood_value_, abs=1e-4)
+
+
 def test_beats_random_search_on_a_smooth_function() -> None:
     """Same seeds, same 12 trials: the GP's best is far closer to the minimum (0) than random
     search's, on average over three seeds; its start-up trials are random search's own."""
