@@ -18,10 +18,18 @@ from pathlib import Path
 
 import optuna
 
-from bench import cli_run, memory, pruning, reading, replay, tuning
+from bench import cli_run, memory, pruning, reading, replay, storage_latency, tuning
 from bench.common import Report, machine
 
-SUITES = {"reading": reading, "memory": memory, "tuning": tuning, "pruning": pruning, "cli": cli_run, "replay": replay}
+SUITES = {
+    "reading": reading,
+    "memory": memory,
+    "tuning": tuning,
+    "pruning": pruning,
+    "cli": cli_run,
+    "replay": replay,
+    "storage_latency": storage_latency,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

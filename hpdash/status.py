@@ -24,7 +24,7 @@ from hpdash import config, results
 from hpdash.errors import SpecError, StudyNotFoundError
 from hpdash.progress import StudyProgress
 from hpdash.spec import StudySpec, parse_spec
-from hpdash.storage import open_storage
+from hpdash.storage import open_storage, open_study_storage
 
 BUDGET_ATTR = study_attrs.BUDGET
 DATASET_ATTR = study_attrs.DATASET
@@ -44,9 +44,10 @@ def _now() -> float:
 
 def load_study(name: str, storage: str | None = None, *, store: Any = None, **storage_kwargs: Any) -> optuna.Study:
     """Load a study by name, with a clear error when it does not exist. ``store``: a storage
-    this process already opened on ``storage`` (otherwise one is opened, without heartbeats)."""
+    this process already opened on ``storage`` (otherwise one is opened, without heartbeats;
+    a ``grpc://`` proxy URL works too)."""
     if store is None:
-        store = open_storage(storage, **{"heartbeat": False, **storage_kwargs})
+        store = open_study_storage(storage, **{"heartbeat": False, **storage_kwargs})
     try:
         return optuna.load_study(study_name=name, storage=store)
     except KeyError as exc:

@@ -23,6 +23,7 @@ import json
 import sqlite3
 import threading
 import time
+import warnings
 import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,7 +33,7 @@ from typing import Any, Literal, cast
 import optuna
 import sqlalchemy
 import sqlalchemy.dialects.sqlite
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, _heartbeat
 from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.storages._rdb import storage as optuna_rdb_storage
 from optuna.trial import FrozenTrial, TrialState
@@ -548,6 +549,13 @@ class WorkerRDBStorage(RDBStorage):
             r.trial_id: {"values": {}, "params": {}, "dists": {}, "user": {}, "system": {}, "steps": {}}
             for r in trial_rows
         }
+        # On SQLite the six SELECTs are not one snapshot (pysqlite begins a transaction only for
+        # a write), so a trial created between them (numbered above ``gt``) can show rows in the
+        # later ones only: it is left for the next read, since the first query did not see it.
+        value_rows, param_rows, user_rows, system_rows, step_rows = (
+            [row for row in part if row[0] in by_trial]
+            for part in (value_rows, param_rows, user_rows, system_rows, step_rows)
+        )
         for trial_id, objective, value, kind in value_rows:
             by_trial[trial_id]["values"][objective] = rdb.TrialValueModel.stored_repr_to_value(value, kind)
         dist_of: dict[str, Any] = {}  # one decode per distinct JSON
@@ -807,12 +815,18 @@ def _attr_rows(trial_id: int, attrs: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
 
 
+def _worker_backend(storage: Any) -> WorkerRDBStorage | ProxyStorage | None:
+    """hpdash's worker storage behind ``storage`` (Optuna's cache unwrapped), or None."""
+    backend = getattr(storage, "_backend", storage)
+    return backend if isinstance(backend, WorkerRDBStorage | ProxyStorage) else None
+
+
 def claim_study_user_attr(study: optuna.Study, key: str, value: Any) -> bool:
     """``study.set_user_attr(key, value)`` unless it already has that value; True when this
-    call changed it. Atomic on an hpdash storage (``WorkerRDBStorage.claim_study_user_attr``);
-    on any other storage a read and a write, for single-process use."""
-    backend = getattr(study._storage, "_backend", study._storage)
-    if isinstance(backend, WorkerRDBStorage):
+    call changed it. Atomic on an hpdash storage (``WorkerRDBStorage.claim_study_user_attr``,
+    directly or through the proxy); on any other storage a read and a write, for single-process use."""
+    backend = _worker_backend(study._storage)
+    if backend is not None:
         return backend.claim_study_user_attr(study._study_id, key, value)
     if study.user_attrs.get(key, object()) == value:
         return False
@@ -825,10 +839,10 @@ def set_study_user_attr_unless(
 ) -> bool:
     """``study.set_user_attr(key, value)`` (and each of ``extra``) unless the attr's current
     value is one of ``unless``; True when written. Atomic on an hpdash storage
-    (``WorkerRDBStorage.set_study_user_attr_unless``); on any other storage a read and writes,
-    for single-process use."""
-    backend = getattr(study._storage, "_backend", study._storage)
-    if isinstance(backend, WorkerRDBStorage):
+    (``WorkerRDBStorage.set_study_user_attr_unless``, directly or through the proxy); on any
+    other storage a read and writes, for single-process use."""
+    backend = _worker_backend(study._storage)
+    if backend is not None:
         return backend.set_study_user_attr_unless(study._study_id, key, value, unless, extra)
     if key in study.user_attrs and study.user_attrs[key] in unless:
         return False
@@ -857,8 +871,8 @@ def create_budgeted_study(
     crash part way can leave a study without its budget there. An existing name raises
     ``optuna.exceptions.DuplicatedStudyError`` either way.
     """
-    backend = getattr(storage, "_backend", storage)
-    if isinstance(backend, WorkerRDBStorage):
+    backend = _worker_backend(storage)
+    if backend is not None:
         backend.create_study_with_slots(study_name, direction, user_attrs, slot_system_attrs)
         return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
     study = optuna.create_study(
@@ -875,8 +889,8 @@ def taken_over(trial: optuna.Trial) -> bool:
     """Whether this worker's trial was finished by another process while this one ran it
     (failed as stale: its heartbeat stopped, e.g. the process was paused past the grace
     period); see ``WorkerRDBStorage.taken_over``. False on a storage that is not hpdash's."""
-    backend = getattr(trial.storage, "_backend", trial.storage)
-    if isinstance(backend, WorkerRDBStorage):
+    backend = _worker_backend(trial.storage)
+    if backend is not None:
         return backend.taken_over(trial._trial_id)
     return False
 
@@ -886,9 +900,9 @@ def set_trial_user_attrs(
 ) -> None:
     """``trial.set_user_attr`` (and ``trial.report``) for many keys: one transaction on an
     hpdash storage, one call per key on any other."""
-    backend = getattr(trial.storage, "_backend", trial.storage)
+    backend = _worker_backend(trial.storage)
     cached = trial._cached_frozen_trial  # Optuna's Trial keeps its own copy; keep it in step
-    if isinstance(backend, WorkerRDBStorage):
+    if backend is not None:
         backend.set_trial_user_attrs(trial._trial_id, attrs, intermediate_values)
         cached.intermediate_values.update(intermediate_values or {})
         cached.user_attrs.update(attrs)
@@ -934,18 +948,67 @@ def _prepare_sqlite(url: str) -> dict[str, Any]:
     return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
 
 
-def open_storage(url: str | None = None, *, budgeted: bool = False, heartbeat: bool = True) -> WorkerRDBStorage:
+#: Who holds a storage, which sizes its PostgreSQL connection pool (``_pool_kwargs``) and
+#: names its connections in ``pg_stat_activity`` (``application_name``).
+Pool = Literal["worker", "dashboard", "proxy"]
+#: Threads of a proxy server: each runs one request at a time, with one pooled connection.
+DEFAULT_PROXY_THREADS = 8
+
+
+def _pool_kwargs(pool: Pool, proxy_threads: int) -> dict[str, Any]:
+    """SQLAlchemy pool settings for a PostgreSQL storage held by ``pool``.
+
+    PostgreSQL refuses connections past ``max_connections`` (100 by default, 3 of them kept
+    for superusers), and SQLAlchemy's default pool lets one engine keep 5 idle connections and
+    open 10 more (Optuna issue #1347: many workers exhaust the server). What each holder needs:
+
+    - a worker process uses its storage from three threads (the trial, Optuna's heartbeat,
+      hpdash's worker record), one short statement at a time: one kept connection, and one
+      more for the moment two of them meet, closed as soon as it is returned. W workers hold
+      W connections while they run, 2 W at the very most; past ~40 workers on one database,
+      put ``hpdash proxy`` in front of it and give workers its ``grpc://`` URL.
+    - a dashboard opens a storage per page action and uses it from one script thread: one kept
+      connection, overflow for the odd parallel read (fragments), closed when returned.
+    - the proxy serves every worker with a fixed thread pool, one request per thread, so its
+      pool is one connection per thread (and two spare): the database sees a bounded number of
+      connections however many workers there are.
+
+    ``pool_timeout``: a thread waits that long for a connection rather than opening more.
+    """
+    size, overflow = {"worker": (1, 1), "dashboard": (1, 4), "proxy": (proxy_threads, 2)}[pool]
+    return {
+        "pool_pre_ping": True,
+        "pool_size": size,
+        "max_overflow": overflow,
+        "pool_timeout": 60,
+        "connect_args": {"application_name": f"hpdash-{pool}"},
+    }
+
+
+def open_storage(
+    url: str | None = None,
+    *,
+    budgeted: bool = False,
+    heartbeat: bool = True,
+    pool: Pool | None = None,
+    proxy_threads: int = DEFAULT_PROXY_THREADS,
+) -> WorkerRDBStorage:
     """Open the Optuna storage at ``url`` (default: ``config.storage_url()``).
 
     ``budgeted`` is for workers: ``Study.ask`` then raises ``BudgetExhausted`` instead of
-    creating a trial past the budget.
+    creating a trial past the budget. ``pool``: who holds it (``_pool_kwargs``); by default a
+    worker when it beats (``heartbeat``), a dashboard when not. ``pool="proxy"`` opens the
+    proxy's ``ProxyServerStorage`` with ``proxy_threads`` connections. A ``grpc://`` proxy URL
+    is refused with a message: this storage runs SQL on the database (``open_study_storage``
+    opens either).
     """
-    url = config.storage_url(url)
+    url = require_database(url, "this action")
+    pool = pool or ("worker" if heartbeat else "dashboard")
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:///"):
         engine_kwargs = _prepare_sqlite(url)
     elif url.startswith("postgresql"):
-        engine_kwargs = {"pool_pre_ping": True}
+        engine_kwargs = _pool_kwargs(pool, proxy_threads)
     kwargs: dict[str, Any] = {}
     if heartbeat:
         kwargs = {
@@ -954,7 +1017,7 @@ def open_storage(url: str | None = None, *, budgeted: bool = False, heartbeat: b
             "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=1),
         }
     try:
-        storage = _open_rdb(url, engine_kwargs, kwargs)
+        storage = _open_rdb(url, engine_kwargs, kwargs, ProxyServerStorage if pool == "proxy" else WorkerRDBStorage)
     except (optuna.exceptions.StorageInternalError, ValueError, ImportError) as exc:
         raise StorageError(f"Cannot open the study storage {redact(url)}: {exc}") from exc
     except Exception as exc:  # SQLAlchemy connection errors have many types
@@ -968,7 +1031,9 @@ def open_storage(url: str | None = None, *, budgeted: bool = False, heartbeat: b
     return storage
 
 
-def _open_rdb(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]) -> WorkerRDBStorage:
+def _open_rdb(
+    url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any], cls: type[WorkerRDBStorage] = WorkerRDBStorage
+) -> WorkerRDBStorage:
     """The storage at ``url``, its tables created if need be.
 
     Optuna's schema check reads alembic's migration scripts, which is slow in a fresh process;
@@ -982,7 +1047,7 @@ def _open_rdb(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]) -
     """
     for attempt in range(_CREATION_ATTEMPTS):
         try:
-            storage = WorkerRDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=True, **kwargs)
+            storage = cls(url, engine_kwargs=engine_kwargs, skip_compatibility_check=True, **kwargs)
             break
         except sqlalchemy.exc.DBAPIError as exc:
             if attempt == _CREATION_ATTEMPTS - 1 or not _lost_creation_race(exc):
@@ -990,7 +1055,7 @@ def _open_rdb(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]) -
             time.sleep(0.02 * (attempt + 1))
     if not _schema_is_pinned(storage.engine):
         storage.engine.dispose()
-        storage = WorkerRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        storage = cls(url, engine_kwargs=engine_kwargs, **kwargs)
     return storage
 
 
@@ -1053,17 +1118,27 @@ class WorkerStudy(optuna.Study):
 
     def _pop_waiting_trial_id(self) -> int | None:
         cache = self._storage
+        if isinstance(cache, ProxyStorage):  # the proxy claims it in the database, as below
+            return cache.claim_waiting_trial(self._study_id, self.claim_attrs)
         if not (isinstance(cache, _CachedStorage) and isinstance(cache._backend, WorkerRDBStorage)):
             return super()._pop_waiting_trial_id()
-        claimed = cache._backend.claim_waiting_trial(self._study_id, self.claim_attrs)
-        if claimed is None:
-            return None
-        # What Optuna's _CachedStorage.create_new_trial does for a trial it creates: the cache
-        # must know the trial before params are set on it.
-        with cache._lock:
-            cache._studies.setdefault(self._study_id, _StudyInfo())
-            cache._add_trials_to_cache(self._study_id, [claimed])
-        return claimed._trial_id
+        return _claim_into_cache(cache, self._study_id, self.claim_attrs)
+
+
+def _claim_into_cache(cache: _CachedStorage, study_id: int, user_attrs: dict[str, Any]) -> int | None:
+    """Claim the study's next WAITING slot in the cache's ``WorkerRDBStorage`` and return its
+    id (None: none left), with the trial added to the cache as Optuna's
+    ``_CachedStorage.create_new_trial`` adds a trial it creates: the cache must know the trial
+    before params are set on it."""
+    backend = cache._backend
+    assert isinstance(backend, WorkerRDBStorage)
+    claimed = backend.claim_waiting_trial(study_id, user_attrs)
+    if claimed is None:
+        return None
+    with cache._lock:
+        cache._studies.setdefault(study_id, _StudyInfo())
+        cache._add_trials_to_cache(study_id, [claimed])
+    return claimed._trial_id
 
 
 def rdb_backend(study: optuna.Study) -> RDBStorage | None:
@@ -1095,3 +1170,412 @@ def write_sampler_attr(study: optuna.Study, trial: FrozenTrial, key: str, value:
         study._storage.set_trial_system_attr(trial._trial_id, key, value)
     else:
         study._storage.set_trial_user_attr(trial._trial_id, key, value)
+
+
+# --------------------------------------------------------------------------------------------
+# Optuna's gRPC storage proxy: the server (``hpdash proxy``) and the worker's client
+# --------------------------------------------------------------------------------------------
+#: The scheme of a storage URL that names an ``hpdash proxy`` rather than a database.
+PROXY_SCHEME = "grpc://"
+DEFAULT_PROXY_HOST = "127.0.0.1"
+DEFAULT_PROXY_PORT = 13000
+#: hpdash's own gRPC service beside Optuna's ``StorageService`` on the same port: the worker
+#: storage's atomic calls (claims, conditional study attrs, batched trial attrs, a study with
+#: its slots), which Optuna's API has no message for, and the heartbeat calls, which Optuna's
+#: proxy does not carry (its client is no ``BaseHeartbeat``). Requests and replies are JSON.
+PROXY_SERVICE = "hpdash.WorkerStorage"
+
+
+def is_proxy_url(url: str | None) -> bool:
+    """Whether ``url`` (default: ``config.storage_url()``) names an ``hpdash proxy``."""
+    return config.storage_url(url).startswith(PROXY_SCHEME)
+
+
+def proxy_url(host: str, port: int) -> str:
+    """The storage URL workers use to reach a proxy on ``host:port``."""
+    return f"{PROXY_SCHEME}{host}:{port}"
+
+
+def proxy_address(url: str) -> tuple[str, int]:
+    """``(host, port)`` of a ``grpc://host:port`` URL; StorageError for anything else."""
+    rest = url[len(PROXY_SCHEME) :] if url.startswith(PROXY_SCHEME) else ""
+    host, _, port = rest.rstrip("/").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise StorageError(
+            f"{url!r} is not a proxy URL: write it as grpc://HOST:PORT, as `hpdash proxy` prints it "
+            f"(default {proxy_url(DEFAULT_PROXY_HOST, DEFAULT_PROXY_PORT)})."
+        )
+    return host.strip("[]"), int(port)
+
+
+def require_database(url: str | None, what: str) -> str:
+    """``url`` (resolved) when it names a database; StorageError when it names a proxy, for
+    ``what`` needs SQL on the database itself, which only reaches workers through the proxy."""
+    resolved = config.storage_url(url)
+    if resolved.startswith(PROXY_SCHEME):
+        raise StorageError(
+            f"{what.capitalize()} needs the study database itself, and {resolved} is an `hpdash proxy`, "
+            "which serves workers only. Point HPDASH_STORAGE (or --storage) here at the database URL "
+            "the proxy was started with (`hpdash proxy --storage URL`); keep the grpc:// URL for workers."
+        )
+    return resolved
+
+
+def _budget_of_study(conn: sqlalchemy.engine.Connection, study_id: int) -> Any:
+    from hpdash.attrs import BUDGET
+
+    text = conn.execute(
+        sqlalchemy.text("SELECT value_json FROM study_user_attributes WHERE study_id = :s AND key = :k"),
+        {"s": study_id, "k": BUDGET},
+    ).scalar()
+    return None if text is None else json.loads(text)
+
+
+class ProxyServerStorage(WorkerRDBStorage):
+    """The worker storage behind ``hpdash proxy``: one storage for every study and worker.
+
+    Its budget guard is decided per study, from the study's own ``hpdash.budget`` record (a
+    study with a trial budget never gets a trial from nothing; a time-budget study does), so
+    that it holds for every client of the proxy, hpdash's workers or plain Optuna ones.
+    """
+
+    def _create_new_trial(self, study_id: int, template_trial: Any = None) -> Any:
+        if template_trial is None:
+            with self.engine.connect() as conn:
+                if _budget_of_study(conn, study_id) is not None:
+                    raise BudgetExhausted()
+        return super()._create_new_trial(study_id, template_trial)
+
+    def heartbeat_settings(self) -> dict[str, Any]:
+        return {"interval": self.heartbeat_interval, "grace": self.grace_period}
+
+
+def _proxy_calls(cache: _CachedStorage, backend: ProxyServerStorage) -> dict[str, Any]:
+    """hpdash's proxy methods over ``backend`` (and ``cache``, Optuna's cache over it, which
+    serves Optuna's own calls): name -> function of the decoded request, returning the reply."""
+
+    def claim(r: dict[str, Any]) -> dict[str, Any]:
+        return {"trial_id": _claim_into_cache(cache, r["study_id"], r["user_attrs"])}
+
+    def beat(r: dict[str, Any]) -> dict[str, Any]:
+        backend.record_heartbeat(r["trial_id"])
+        return {}
+
+    def trial_attrs(r: dict[str, Any]) -> dict[str, Any]:
+        steps = {int(step): value for step, value in r["intermediate_values"].items()}
+        backend.set_trial_user_attrs(r["trial_id"], r["attrs"], steps)
+        return {}
+
+    def create(r: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "study_id": backend.create_study_with_slots(
+                r["study_name"], r["direction"], r["user_attrs"], r["slot_system_attrs"]
+            )
+        }
+
+    return {
+        "ClaimWaitingTrial": claim,
+        "RecordHeartbeat": beat,
+        "StaleTrialIds": lambda r: {"trial_ids": backend._get_stale_trial_ids(r["study_id"])},
+        "HeartbeatSettings": lambda r: backend.heartbeat_settings(),
+        "ClaimStudyUserAttr": lambda r: {"changed": backend.claim_study_user_attr(r["study_id"], r["key"], r["value"])},
+        "SetStudyUserAttrUnless": lambda r: {
+            "written": backend.set_study_user_attr_unless(
+                r["study_id"], r["key"], r["value"], tuple(r["unless"]), r["extra"]
+            )
+        },
+        "SetTrialUserAttrs": trial_attrs,
+        "CreateStudyWithSlots": create,
+    }
+
+
+def _grpc_code(exc: Exception) -> Any:
+    """The gRPC status an error of the worker storage travels as (Optuna's servicer's mapping,
+    plus the spent budget); None for an unexpected error (sent as UNKNOWN)."""
+    import grpc
+
+    if isinstance(exc, BudgetExhausted):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(exc, KeyError):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(exc, optuna.exceptions.UpdateFinishedTrialError):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    if isinstance(exc, optuna.exceptions.DuplicatedStudyError):
+        return grpc.StatusCode.ALREADY_EXISTS
+    if isinstance(exc, ValueError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    return None
+
+
+def _raise_local(exc: Any) -> None:
+    """Raise the worker storage's own error for a gRPC error the proxy sent (the reverse of
+    ``_grpc_code``); any other error is left to propagate as it is."""
+    import grpc
+
+    code, details = exc.code(), exc.details() or ""
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        raise BudgetExhausted() from exc
+    if code == grpc.StatusCode.NOT_FOUND:
+        raise KeyError(details) from exc
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        raise optuna.exceptions.UpdateFinishedTrialError(details) from exc
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        raise optuna.exceptions.DuplicatedStudyError(details) from exc
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        raise ValueError(details) from exc
+    if code == grpc.StatusCode.UNAVAILABLE:
+        raise StorageError(
+            f"The hpdash proxy does not answer ({details}). Check that `hpdash proxy` runs and that "
+            "this machine reaches its host and port."
+        ) from exc
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+def _from_json_bytes(data: bytes) -> Any:
+    return json.loads(data)
+
+
+def _proxy_handler(cache: _CachedStorage, backend: ProxyServerStorage) -> Any:
+    """hpdash's gRPC service (``PROXY_SERVICE``) over ``backend``, as a generic handler."""
+    import grpc
+
+    def method(call: Any) -> Any:
+        def run(request: dict[str, Any], context: Any) -> dict[str, Any]:
+            try:
+                return call(request)
+            except Exception as exc:
+                code = _grpc_code(exc)
+                if code is None:
+                    raise  # gRPC logs it and answers UNKNOWN with its text
+                context.abort(code, str(exc))
+                raise  # not reached: abort raises
+
+        return grpc.unary_unary_rpc_method_handler(
+            run, request_deserializer=_from_json_bytes, response_serializer=_json_bytes
+        )
+
+    return grpc.method_handlers_generic_handler(
+        PROXY_SERVICE, {name: method(call) for name, call in _proxy_calls(cache, backend).items()}
+    )
+
+
+def make_proxy_server(
+    url: str, host: str, port: int, threads: int = DEFAULT_PROXY_THREADS
+) -> tuple[Any, ProxyServerStorage, int]:
+    """``(grpc server, storage, port)``: Optuna's gRPC storage proxy over hpdash's worker
+    storage at the database ``url``, with hpdash's service beside it, bound to ``host:port``
+    (port 0: a free port, returned), not started.
+
+    This is what ``optuna.storages.run_grpc_proxy_server`` builds (Optuna's servicer over a
+    cached storage, a thread pool, an insecure port), built here so that the caller holds the
+    server (to stop it on a signal, which ``run_grpc_proxy_server`` cannot) and so that hpdash's
+    service is on the same port. The storage is Optuna's cache over ``ProxyServerStorage``, as
+    Optuna's documentation asks: its trial reads send only what changed.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+    from optuna.storages._grpc.auto_generated import api_pb2_grpc
+    from optuna.storages._grpc.servicer import OptunaStorageProxyService
+
+    require_database(url, "the proxy")
+
+    class Servicer(OptunaStorageProxyService):
+        """Optuna's servicer, with a spent budget answered as RESOURCE_EXHAUSTED and a message
+        instead of an unknown error (defined here: gRPC is imported only by the proxy)."""
+
+        def CreateNewTrial(self, request: Any, context: Any) -> Any:
+            try:
+                return super().CreateNewTrial(request, context)
+            except BudgetExhausted:
+                context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "The study's trial budget is spent: every budget slot is taken, and hpdash creates no trial past it.",
+                )
+                raise  # not reached: abort raises
+
+    server_storage = open_storage(url, pool="proxy", proxy_threads=threads)
+    assert isinstance(server_storage, ProxyServerStorage)
+    cached = _CachedStorage(server_storage)  # what optuna.storages.get_storage wraps it in
+    server = grpc.server(ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hpdash-proxy"))
+    api_pb2_grpc.add_StorageServiceServicer_to_server(Servicer(cached), server)
+    server.add_generic_rpc_handlers((_proxy_handler(cached, server_storage),))
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as exc:  # gRPC's "Failed to bind"
+        server_storage.engine.dispose()
+        raise StorageError(
+            f"The proxy cannot listen on {host}:{port} ({exc}): the port is taken or the host is not "
+            "this machine's. Pick another with --port or --host."
+        ) from exc
+    return server, server_storage, bound
+
+
+class ProxyStorage(optuna.storages.GrpcStorageProxy, _heartbeat.BaseHeartbeat):
+    """A worker's storage behind an ``hpdash proxy``: Optuna's gRPC client plus the calls of
+    hpdash's worker storage, each one round trip that the proxy runs atomically in the database
+    (``WorkerRDBStorage``): the slot claim, the conditional study attrs, a trial's results in
+    one transaction, a study with its slots. Heartbeats travel too, so a dead worker's trial
+    goes stale and is retried as on a direct connection (Optuna's own client has none). The
+    heartbeat interval and grace period are the proxy's (``HPDASH_HEARTBEAT_INTERVAL``,
+    ``HPDASH_GRACE_PERIOD`` where it runs)."""
+
+    #: As ``WorkerRDBStorage.budgeted``; the proxy also refuses on its side, per study.
+    budgeted: bool = False
+
+    def __init__(self, host: str, port: int) -> None:
+        self.address = f"{host}:{port}"
+        super().__init__(host=host, port=port)
+        self._open_hpdash_channel()
+
+    def _open_hpdash_channel(self) -> None:
+        import grpc
+
+        self._hpdash_channel = grpc.insecure_channel(self.address)
+        self._finished_here: set[int] = set()
+        self._beat_settings: dict[str, Any] | None = None
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        for key in ("_hpdash_channel", "_finished_here", "_beat_settings"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self._open_hpdash_channel()
+
+    def close(self) -> None:
+        self._hpdash_channel.close()
+        super().close()
+
+    def call(self, method: str, **request: Any) -> Any:
+        """One call of hpdash's proxy service, with its errors raised as the worker storage's."""
+        import grpc
+
+        stub = self._hpdash_channel.unary_unary(
+            f"/{PROXY_SERVICE}/{method}", request_serializer=_json_bytes, response_deserializer=_from_json_bytes
+        )
+        try:
+            return stub(request)
+        except grpc.RpcError as exc:
+            _raise_local(exc)
+            raise
+
+    # -- Optuna's calls, with the errors and records of the worker storage ----------------------
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        if self.budgeted and template_trial is None:
+            raise BudgetExhausted()
+        import grpc
+
+        try:
+            return super().create_new_trial(study_id, template_trial)
+        except grpc.RpcError as exc:
+            _raise_local(exc)
+            raise
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+        changed = super().set_trial_state_values(trial_id, state, values)
+        if changed and state.is_finished():
+            self._finished_here.add(trial_id)
+        return changed
+
+    # -- heartbeats (Optuna's BaseHeartbeat), through hpdash's service ---------------------------
+    def _heartbeat_settings(self) -> dict[str, Any]:
+        if self._beat_settings is None:
+            self._beat_settings = self.call("HeartbeatSettings")
+        return self._beat_settings
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        self.call("RecordHeartbeat", trial_id=trial_id)
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        return list(self.call("StaleTrialIds", study_id=study_id)["trial_ids"])
+
+    def get_heartbeat_interval(self) -> int | None:
+        return self._heartbeat_settings()["interval"]
+
+    def get_heartbeat_stale_trial_callback(self) -> Any:
+        if self.get_heartbeat_interval() is None:
+            return None
+        return RetryHeartbeatStaleTrialCallback(max_retry=1)
+
+    # -- the worker storage's own calls ----------------------------------------------------------
+    def claim_waiting_trial(self, study_id: int, user_attrs: dict[str, Any] | None = None) -> int | None:
+        """The id of the study's oldest WAITING trial, claimed (RUNNING) for this worker, or None."""
+        return self.call("ClaimWaitingTrial", study_id=study_id, user_attrs=user_attrs or {})["trial_id"]
+
+    def claim_study_user_attr(self, study_id: int, key: str, value: Any) -> bool:
+        return bool(self.call("ClaimStudyUserAttr", study_id=study_id, key=key, value=value)["changed"])
+
+    def set_study_user_attr_unless(
+        self, study_id: int, key: str, value: Any, unless: tuple[Any, ...], extra: dict[str, Any] | None = None
+    ) -> bool:
+        reply = self.call(
+            "SetStudyUserAttrUnless", study_id=study_id, key=key, value=value, unless=list(unless), extra=extra or {}
+        )
+        return bool(reply["written"])
+
+    def set_trial_user_attrs(
+        self, trial_id: int, attrs: dict[str, Any], intermediate_values: dict[int, float] | None = None
+    ) -> None:
+        self.call("SetTrialUserAttrs", trial_id=trial_id, attrs=attrs, intermediate_values=intermediate_values or {})
+
+    def create_study_with_slots(
+        self, study_name: str, direction: Any, user_attrs: dict[str, Any], slot_system_attrs: list[dict[str, Any]]
+    ) -> int:
+        name = direction.name if isinstance(direction, optuna.study.StudyDirection) else str(direction)
+        reply = self.call(
+            "CreateStudyWithSlots",
+            study_name=study_name,
+            direction=name,
+            user_attrs=user_attrs,
+            slot_system_attrs=slot_system_attrs,
+        )
+        return int(reply["study_id"])
+
+    def taken_over(self, trial_id: int) -> bool:
+        """As ``WorkerRDBStorage.taken_over``: finished, but not by this process."""
+        if trial_id in self._finished_here:
+            return False
+        return self.get_trial(trial_id).state.is_finished()
+
+
+def open_proxy(url: str, timeout: float | None = None) -> ProxyStorage:
+    """The worker storage behind the proxy at ``grpc://host:port``, once the proxy answers
+    (StorageError after ``timeout`` seconds, default ``PROXY_CONNECT_TIMEOUT``)."""
+    timeout = PROXY_CONNECT_TIMEOUT if timeout is None else timeout
+    host, port = proxy_address(url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # Optuna's proxy is "experimental"
+        store = ProxyStorage(host, port)
+    try:
+        store.wait_server_ready(timeout=timeout)
+    except ConnectionError as exc:
+        store.close()
+        raise StorageError(
+            f"No hpdash proxy answers at {url} within {timeout:g} s. Start it there with "
+            f"`hpdash proxy --host {host} --port {port} --storage DATABASE_URL`, or fix the URL."
+        ) from exc
+    return store
+
+
+PROXY_CONNECT_TIMEOUT = 10  # seconds a worker waits for the proxy to answer
+
+
+def open_study_storage(
+    url: str | None = None, *, budgeted: bool = False, heartbeat: bool = True
+) -> WorkerRDBStorage | ProxyStorage:
+    """The storage of studies at ``url``: ``open_storage`` for a database, ``open_proxy`` for
+    a ``grpc://`` proxy. For what goes through Optuna's API and hpdash's worker calls only
+    (loading a study, a worker's whole run); what needs SQL takes ``open_storage``, which
+    refuses a proxy URL with a message."""
+    resolved = config.storage_url(url)
+    if not resolved.startswith(PROXY_SCHEME):
+        return open_storage(resolved, budgeted=budgeted, heartbeat=heartbeat)
+    store = open_proxy(resolved)
+    store.budgeted = budgeted
+    return store

@@ -64,6 +64,13 @@ OPTUNA_PRIVATE_NAMES: list[tuple[str, str, str, Any, str | None]] = [
     ),
     (
         "optuna.storages.RDBStorage",
+        "_create_new_trial",
+        "callable",
+        ("self", "study_id", "template_trial"),
+        "hpdash.storage.ProxyServerStorage",
+    ),
+    (
+        "optuna.storages.RDBStorage",
         "_get_stale_trial_ids",
         "callable",
         ("self", "study_id"),
@@ -171,6 +178,30 @@ OPTUNA_PRIVATE_NAMES: list[tuple[str, str, str, Any, str | None]] = [
         None,
     ),
     ("optuna.storages._cached_storage", "_StudyInfo", "callable", (), None),
+    # The gRPC proxy (hpdash/storage.py): ProxyStorage is Optuna's client plus a BaseHeartbeat,
+    # and make_proxy_server registers a subclass of Optuna's servicer as Optuna's server does.
+    (
+        "optuna.storages._heartbeat.BaseHeartbeat",
+        "_get_stale_trial_ids",
+        "callable",
+        ("self", "study_id"),
+        "hpdash.storage.ProxyStorage",
+    ),
+    (
+        "optuna.storages._grpc.servicer.OptunaStorageProxyService",
+        "CreateNewTrial",
+        "callable",
+        ("self", "request", "context"),
+        None,
+    ),
+    ("optuna.storages._grpc.servicer.OptunaStorageProxyService", "__init__", "callable", ("self", "storage"), None),
+    (
+        "optuna.storages._grpc.auto_generated.api_pb2_grpc",
+        "add_StorageServiceServicer_to_server",
+        "callable",
+        ("servicer", "server"),
+        None,
+    ),
     # Study, Trial and FrozenTrial internals read across hpdash.
     ("optuna.Study", "_storage", "instance", "optuna.storages._cached_storage._CachedStorage", None),
     ("optuna.Study", "_study_id", "instance", int, None),
@@ -202,6 +233,10 @@ ALLOWED: dict[str, set[str]] = {
         "optuna.storages._rdb.storage._create_scoped_session",
         "optuna.storages._cached_storage._CachedStorage",
         "optuna.storages._cached_storage._StudyInfo",
+        # the gRPC proxy: the client's heartbeats, the server's servicer and its registration
+        "optuna.storages._heartbeat",
+        "optuna.storages._grpc.auto_generated.api_pb2_grpc",
+        "optuna.storages._grpc.servicer.OptunaStorageProxyService",
     },
 }
 
