@@ -283,7 +283,7 @@ def past_runs(problem: Problem, storage: str | None = None) -> list[Run]:
     """The finished runs on ``problem``: the studies of past experiments (every study of the
     experiment finished and on the problem) and finished studies outside experiments, with a
     best CV score. One pass over the storage's studies, one over the catalogue."""
-    catalogue = Catalogue(config.catalogue_path(storage))
+    catalogue = Catalogue(storage=storage)
     try:
         membership: dict[str, tuple[str, str, int]] = {}
         for row in catalogue.list_experiments():

@@ -18,6 +18,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -308,6 +309,7 @@ def populated(data_dir):
 
     iris = datasets.load_sample("iris").to_csv(index=False).encode()
     datasets.store_dataset(iris, "iris.csv")
+    optuna.create_study(study_name="some-study", storage=config.storage_url())  # a note belongs to a study
     Catalogue().set_note("some-study", "original note")
     with sqlite3.connect(config.default_db_path()) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -75,6 +75,25 @@ def test_optuna_dashboard_reads_our_postgres_storage(data_dir, pg_url) -> None:
     _dashboard_lists(pg_url, "dash-pg", study)
 
 
+def test_optuna_dashboard_serves_the_notes_hpdash_writes(data_dir) -> None:
+    """The study note and a trial note written through hpdash's catalogue are the ones
+    optuna-dashboard's own API serves for that study and that trial."""
+    import optuna_dashboard
+
+    from hpdash.store import Catalogue
+
+    _run_study("dash-notes", None, n_trials=2)
+    catalogue = Catalogue()
+    catalogue.set_note("dash-notes", "## Study note\nfrom hpdash")
+    catalogue.set_trial_note("dash-notes", 1, "trial 1, from hpdash")
+    app = optuna_dashboard.wsgi(config.storage_url())
+    _, listing = _get(app, "/api/studies")
+    (study_id,) = [s["study_id"] for s in listing["study_summaries"] if s["study_name"] == "dash-notes"]
+    _, detail = _get(app, f"/api/studies/{study_id}")
+    assert detail["note"]["body"] == "## Study note\nfrom hpdash"
+    assert {t["number"]: t["note"]["body"] for t in detail["trials"]} == {0: "", 1: "trial 1, from hpdash"}
+
+
 def test_refit_model_downloads_as_skops_that_loads_without_pickle(data_dir) -> None:
     study = _run_study("skops", None)
     info = runner.refit_info(study)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from hpdash import config, datasets, objective
+from hpdash import datasets, objective
 from hpdash.store import Catalogue
 
 
@@ -87,7 +87,7 @@ def target_missing_note(profile: datasets.DatasetProfile) -> str | None:
 def dataset_choices(storage: str | None = None) -> dict[str, str]:
     """Dataset references for the pickers -> display label: samples then stored uploads."""
     out = {ref: f"{ref.split(':', 1)[1]} (sample) — {desc}" for ref, desc in datasets.SAMPLES.items()}
-    for row in Catalogue(config.catalogue_path(storage)).list_datasets():
+    for row in Catalogue(storage=storage).list_datasets():
         out[row["sha256"]] = f"{row['name']} ({row['filename']}, {row['n_rows']} rows)"
     return out
 

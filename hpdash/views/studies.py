@@ -10,7 +10,7 @@ import optuna
 import pandas as pd
 
 from hpdash import attrs as study_attrs
-from hpdash import config, datasets, results, runner
+from hpdash import datasets, results, runner
 from hpdash.spec import NAME_PATTERN, StudySpec, parse_spec
 from hpdash.storage import open_storage
 from hpdash.store import Catalogue
@@ -109,7 +109,7 @@ def studies_frame(storage: str | None = None) -> pd.DataFrame:
     """One row per study: name, dataset, model, strategy, state, done/budget, best, started,
     duration, and the relative link to its study page. Newest first."""
     store = open_storage(storage, heartbeat=False)
-    catalogue = Catalogue(config.catalogue_path(storage))
+    catalogue = Catalogue(storage=storage)
     rows = []
     # Every study's progress in a few grouped queries; study by study on other storages.
     progress = results.progress_of_studies(store)
@@ -184,7 +184,7 @@ def studies_using_dataset(sha256: str, storage: str | None = None) -> list[str]:
 
 def datasets_frame(storage: str | None = None) -> pd.DataFrame:
     """The stored datasets with the studies that use them and whether the file is there."""
-    catalogue = Catalogue(config.catalogue_path(storage))
+    catalogue = Catalogue(storage=storage)
     rows = []
     for row in catalogue.list_datasets():
         used = studies_using_dataset(row["sha256"], storage)
