@@ -13,6 +13,7 @@ from typing import Any
 
 SPEC = "hpdash.spec"  # the full spec, as plain data
 DATASET = "hpdash.dataset_sha256"  # the stored dataset the study runs on
+DATASET_ARTIFACT = "hpdash.dataset_artifact"  # that dataset in the artifact store: artifact id, SHA-256, format
 TASK = "hpdash.task"  # classification or regression, as resolved
 METRIC = "hpdash.metric"  # the scorer's name, as resolved
 SPACE = "hpdash.space"  # the resolved search space of each model

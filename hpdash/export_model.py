@@ -34,11 +34,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpdash import config
 from hpdash.errors import SpecError, StorageError
 from hpdash.spec import check_name
+
+if TYPE_CHECKING:
+    import optuna
 
 try:  # POSIX; elsewhere model files are written without the lock
     import fcntl
@@ -187,6 +190,66 @@ def save_joblib(name: str, model: Any) -> tuple[Path, str]:
     return files.joblib, sha
 
 
+def store_digest_key(name: str) -> str:
+    """The key of study ``name``'s model digest in the team's artifact store
+    (``hpdash.artifacts``), made from the study's name only (``file_stem``)."""
+    return f"hpdash-model-{file_stem(name)}.joblib.sha256"
+
+
+def upload_model(study: optuna.Study, name: str) -> str:
+    """Upload study ``name``'s refit model to the team's artifact store: the joblib file as an
+    artifact of ``study`` (optuna-dashboard lists it), then its digest file under
+    ``store_digest_key(name)``, the copy a dashboard on another machine trusts
+    (``fetch_model``). Returns the joblib file's artifact id. The file is uploaded only when
+    it matches its own digest file, all under the models folder's lock."""
+    from hpdash import artifacts
+
+    files = _joblib_file(name)
+    with _locked(files.folder):
+        sha = recorded_digest(files)
+        if sha is None or _sha256(files.joblib) != sha:
+            raise StorageError(
+                f"The model file {files.joblib.name} does not match its digest file {files.digest.name}, so it "
+                "was not uploaded to the artifact store. Refit the study to write both again."
+            )
+        artifact_id = artifacts.upload(study, files.joblib)
+        artifacts.put(store_digest_key(name), files.digest.read_bytes())
+    return artifact_id
+
+
+def fetch_model(name: str, refit_info: dict[str, Any] | None) -> bool:
+    """Make study ``name``'s model files in this data directory current with the team's
+    artifact store, for a model refit on another machine; True when the joblib file is here.
+
+    Nothing is fetched while the local digest file equals the refit record's ``sha256`` (the
+    record only says whether to look: it is storage data). Otherwise the digest is read from
+    the store by ``store_digest_key(name)`` (the study's name, never a value from the
+    storage), and the artifact the record names is fetched only if its bytes have that
+    SHA-256 (``artifacts.fetch_verified``, which refuses anything else); the bytes and the
+    digest are then written here as the refit writes them."""
+    from hpdash import artifacts
+
+    files = model_files(name)
+    here = _regular(files.joblib, files.folder)
+    local = recorded_digest(files) if here else None
+    record = refit_info or {}
+    if (here and local == record.get("sha256")) or record.get("artifact_id") is None:
+        return here
+    stored = artifacts.get(store_digest_key(name))
+    words = stored.decode("ascii", errors="replace").split() if stored is not None else []
+    if not words or not _HEX64.fullmatch(words[0]):
+        return here  # the store vouches for no model of this name (deleted, or never uploaded)
+    expected = words[0]
+    if expected == local:
+        return True
+    data = artifacts.fetch_verified(str(record["artifact_id"]), expected, f"the model of study {name!r}")
+    with _locked(files.folder):
+        _write_atomic(files.joblib, data)
+        _write_atomic(files.digest, f"{expected}  {files.joblib.name}\n".encode("ascii"))
+        files.skops.unlink(missing_ok=True)  # made again from the fetched joblib file on download
+    return True
+
+
 def save_skops(model: Any, path: str | Path) -> str:
     """Write ``model`` with skops to ``path`` atomically; return the file's SHA-256."""
     import skops.io as sio
@@ -286,10 +349,14 @@ def joblib_bytes(name: str) -> bytes:
 
 def delete_model_files(name: str) -> list[Path]:
     """Delete study ``name``'s model files (joblib, skops, digest and their leftover
-    temporary files) from the models folder; return what was deleted. Links are removed, not
-    followed."""
+    temporary files) from the models folder, and its digest from the team's artifact store;
+    return the local files deleted. Links are removed, not followed."""
+    from hpdash import artifacts
+
     files = model_files(name)
     removed = []
+    # Without its digest in the team's store, no dashboard fetches the model again.
+    artifacts.remove(store_digest_key(name))
     with _locked(files.folder):
         for entry in os.scandir(files.folder):
             if files.owns(entry.name) and not entry.is_dir(follow_symlinks=False):
@@ -337,7 +404,7 @@ def model_downloads(name: str, refit_info: dict[str, Any] | None) -> list[dict[s
     if not refit_info:
         return []
     files = model_files(name)
-    if not _regular(files.joblib, files.folder):
+    if not fetch_model(name, refit_info) or not _regular(files.joblib, files.folder):
         return []
     skops_ready = _skops_current(files)
     return [

@@ -322,7 +322,10 @@ def test_deleting_a_study_removes_its_artifacts_and_nothing_else(data_dir) -> No
     runner.delete_study("wc-gone")
     removed = before - files()
     assert {p for p in before if p.startswith("artifacts/wc-gone/")} <= removed
-    owned = re.compile(r"artifacts/wc-gone/[^/]+|models/wc-gone\.joblib(\.sha256)?|logs/wc-gone(-\d+)?\.log")
+    owned = re.compile(
+        r"artifacts/wc-gone/[^/]+|models/wc-gone\.joblib(\.sha256)?|logs/wc-gone(-\d+)?\.log"
+        r"|artifacts/_shared/hpdash-model-wc-gone\.joblib\.sha256"  # its digest in the team's store
+    )
     assert all(owned.fullmatch(p) for p in removed), sorted(removed)
     assert not (artifacts / "wc-gone").exists() and (artifacts / "not-a-study.txt").read_text() == "keep me"
     assert len(list((artifacts / "wc-gone-0").iterdir())) == 3

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -13,6 +14,8 @@ from hpdash import config
 from hpdash.errors import DatasetError, StorageError
 
 if TYPE_CHECKING:  # the catalogue (sqlite-utils) is imported where used: workers never need it
+    import optuna
+
     from hpdash.store import Catalogue
 
 from hpdash.datasets.prepare import check_learnable, prepare
@@ -116,6 +119,9 @@ def store_dataset(
             path.unlink(missing_ok=True)
         raise
     row = catalogue.get_dataset(sha) or record
+    from hpdash import audit
+
+    audit.record("upload dataset", detail=f"{base} ({sha[:12]})")
     return StoredDataset(
         sha256=sha,
         name=str(row.get("name", name)),
@@ -150,6 +156,101 @@ def delete_stored(sha256: str, catalogue: Catalogue | None = None) -> None:
     from hpdash.store import Catalogue
 
     (catalogue or Catalogue()).delete_dataset(sha)
+    from hpdash import audit
+
+    audit.record("delete dataset", detail=sha[:12])
+
+
+# -- in the team's artifact store (hpdash.artifacts) ---------------------------------------
+def _index_key(sha256: str) -> str:
+    """The fixed key under which the store keeps the record (artifact id, SHA-256, format) of
+    a dataset's bytes, so the same bytes are uploaded once however many studies use them, and
+    any dashboard finds them by their SHA-256."""
+    return f"hpdash-dataset-{sha256}"
+
+
+def _indexed_record(sha256: str) -> dict[str, Any] | None:
+    """The store's record of the dataset with this SHA-256, or None when it has none."""
+    from hpdash import artifacts
+
+    raw = artifacts.get(_index_key(sha256))
+    if raw is None:
+        return None
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None  # not a record hpdash wrote: the bytes are uploaded again
+    return record if isinstance(record, dict) else None
+
+
+def upload_dataset(study: optuna.Study, sha256: str) -> dict[str, str]:
+    """Put stored dataset ``sha256`` in the team's artifact store for ``study`` and return the
+    record to keep in its user attrs (``attrs.DATASET_ARTIFACT``): ``artifact_id``, ``sha256``,
+    ``format``. Bytes already in the store (found by their SHA-256, and checked) are reused,
+    not uploaded again; otherwise they are uploaded as an artifact of ``study``, which
+    optuna-dashboard then lists. Bytes changed in the store after their upload are refused by
+    the workers that fetch them ("SHA-256 mismatch"); delete the store's
+    ``hpdash-dataset-<sha>`` record to upload them again."""
+    from hpdash import artifacts  # imports Optuna: only where a study is created
+
+    sha = str(sha256).strip().lower()
+    path = find_stored(sha)
+    if path is None:
+        raise DatasetError(f"No stored dataset has SHA-256 {sha}. Upload it again.")
+    data = path.read_bytes()
+    if sha256_bytes(data) != sha:
+        raise DatasetError(
+            f"The stored dataset file {path} no longer has SHA-256 {sha}, so it was not uploaded. Upload the "
+            "original file again."
+        )
+    known = _indexed_record(sha)
+    fmt = path.suffix.lstrip(".")
+    # The store's record is written after its upload completed, so the artifact it names holds
+    # these bytes; workers verify them anyway (``fetch_dataset``). Reading them back here would
+    # download the whole table again for every study of an experiment.
+    if (
+        known is not None
+        and known.get("sha256") == sha
+        and known.get("format") == fmt
+        and artifacts.is_artifact_id(known.get("artifact_id"))
+        and artifacts.exists(str(known["artifact_id"]))
+    ):
+        return {"artifact_id": str(known["artifact_id"]), "sha256": sha, "format": fmt}
+    record = {"artifact_id": artifacts.upload(study, path), "sha256": sha, "format": fmt}
+    artifacts.put(_index_key(sha), json.dumps(record).encode("utf-8"))
+    return record
+
+
+def fetch_dataset(sha256: str, record: Any = None) -> Path | None:
+    """The stored file of dataset ``sha256`` in this data directory. When it is missing, the
+    bytes are fetched from the team's artifact store by ``record`` (a study's
+    ``attrs.DATASET_ARTIFACT``), else by the store's own record of that SHA-256, verified
+    against ``sha256`` (a mismatch is refused and nothing is written) and kept in
+    ``<data>/datasets/`` for the next run. None when neither has it."""
+    sha = str(sha256).strip().lower()
+    path = find_stored(sha)
+    if path is not None or not _is_sha(sha):
+        return path
+    record = record if record is not None else _indexed_record(sha)
+    if record is None:
+        return None
+    if not isinstance(record, dict) or record.get("sha256") != sha or record.get("format") not in ("csv", "parquet"):
+        raise DatasetError(
+            f"The study's artifact record of its dataset ({str(record)[:200]}) does not describe the dataset "
+            f"with SHA-256 {sha}, so nothing was fetched. Create the study again from its spec."
+        )
+    from hpdash import artifacts
+
+    data = artifacts.fetch_verified(str(record.get("artifact_id")), sha, f"dataset {sha[:12]}…")
+    path = config.datasets_dir() / f"{sha}.{record['format']}"
+    try:
+        _write_atomic(path, data)
+    except OSError as exc:
+        raise StorageError(
+            f"Could not keep the fetched dataset in {path.parent}: {exc.strerror or exc}. The disk may be "
+            "full or the data directory read-only."
+        ) from exc
+    return path
 
 
 def load_dataset(ref: str, expected_sha256: str | None = None) -> tuple[pd.DataFrame, str | None]:
