@@ -272,6 +272,20 @@ workers = c2.number_input(
     f"machine allows at most {max_workers} per launch "
     "(HPDASH_MAX_WORKERS, default: its CPUs).",
 )
+run_on_labels, run_on_problem = study_form.run_on_choices()
+if len(run_on_labels) > 1:
+    c2.radio(
+        "Run on",
+        list(run_on_labels),
+        format_func=common.labels_of(run_on_labels),
+        key=study_form.RUN_ON_KEY,
+        help="This machine: detached worker processes here. Dask cluster: one task per worker on the "
+        "cluster's Dask workers, which reach the same storage.",
+    )
+if run_on_problem:
+    c2.warning(common.md(run_on_problem), icon=":material/lan:")
+chosen_run_on = state.get(study_form.RUN_ON_KEY)  # kept from an earlier run only while still offered
+run_on = chosen_run_on if isinstance(chosen_run_on, str) and chosen_run_on in run_on_labels else study_form.RUN_HERE
 folds = c3.number_input("CV folds", 2, 50, key="ns_folds")
 repeats = c3.number_input("CV repeats", 1, 20, key="ns_repeats")
 test_size = c3.slider(
@@ -405,7 +419,7 @@ if spec is not None:
 if launch and spec is not None and not errors:
     try:
         with st.spinner("Creating the study and starting its workers…"):
-            views.start_study(spec)
+            study_form.launch(spec, run_on)
     except HpdashError as exc:
         common.show_error(exc, "Could not launch: ")
     else:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hpdash import access
-from hpdash.errors import SpecError
-from hpdash.spec import MAX_YAML_CHARS, load_yaml_text, parse_spec
+from hpdash import access, cluster, config, views
+from hpdash.errors import HpdashError, SpecError
+from hpdash.spec import MAX_YAML_CHARS, StudySpec, load_yaml_text, parse_spec
 
 #: Spec fields a form widget shows one to one: spec key -> session key.
 FIELD_KEYS: dict[str, str] = {
@@ -143,3 +143,33 @@ def read_browser_spec(data: bytes, datasets_offered: Mapping[str, Any]) -> dict[
             "Upload the table on the Datasets page, then pick it below."
         )
     return values
+
+
+#: Where the form's "Run on" choice sends a study's workers (session key ``ns_run_on``).
+RUN_ON_KEY = "ns_run_on"
+RUN_HERE = "here"
+RUN_ON_DASK = "dask"
+
+
+def run_on_choices() -> tuple[dict[str, str], str | None]:
+    """The "Run on" choices (key -> label) and why the Dask cluster is not offered when its
+    setting is wrong (None otherwise). The cluster is offered when ``HPDASH_DASK_SCHEDULER``
+    is set; the form shows the choice only when there are two."""
+    choices = {RUN_HERE: "this machine"}
+    try:
+        scheduler = config.dask_scheduler()
+    except HpdashError as exc:
+        return choices, str(exc)
+    if scheduler is not None:
+        choices[RUN_ON_DASK] = f"Dask cluster ({scheduler})"
+    return choices, None
+
+
+def launch(spec: StudySpec, run_on: str, storage: str | None = None) -> None:
+    """Create the study and start its workers where the form's "Run on" says: detached
+    processes on this machine, or tasks on the Dask cluster (``cluster.start_on_cluster``,
+    which checks the scheduler before creating the study; its tasks outlive the page)."""
+    if run_on == RUN_ON_DASK:
+        cluster.start_on_cluster(spec, storage).close()
+    else:
+        views.start_study(spec, storage)

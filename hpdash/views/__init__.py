@@ -56,6 +56,7 @@ from hpdash.views.studies import (
 from hpdash.views.study_page import (
     best_model,
     best_params_frame,
+    cluster_workers_frame,
     fail_summary,
     reproduce_for_best,
     study_dataset_problem,
@@ -72,6 +73,7 @@ __all__ = [
     "STUDIES_TABLE_COLUMNS",
     "STUDY_COLUMNS",
     "best_model",
+    "cluster_workers_frame",
     "best_params_frame",
     "columns_table",
     "dataset_choices",

@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from hpdash import config, datasets, objective, runner, space
+from hpdash import cluster, config, datasets, objective, runner, space
 from hpdash.errors import HpdashError, SpecError
 from hpdash.store import Catalogue
 from hpdash.views.formatting import format_value, round_significant
@@ -147,3 +147,30 @@ def reproduce_for_best(study: optuna.Study) -> str:
     problem = runner.load_problem(spec, study.user_attrs.get(runner.DATASET_ATTR))
     model_key, params = space.decode_params(best.params, problem.models)
     return objective.reproduce_snippet(spec.to_dict(), problem, model_key, params)
+
+
+#: The columns of the Study page's table of cluster workers.
+CLUSTER_WORKER_COLUMNS = ["Dask worker", "address", "host", "pid", "status", "trials"]
+
+
+def cluster_workers_frame(attrs: Mapping[str, Any]) -> pd.DataFrame:
+    """The study's workers that ran on a Dask cluster (``cluster.cluster_workers``), one row
+    each: the Dask worker's name and address, the worker process's host and pid, its status
+    (``running`` while it beats, ``lost`` when a running worker stopped beating, else how it
+    ended: done, stopped, failed) and the trials it finished (known once it ended)."""
+    rows = []
+    for worker in cluster.cluster_workers(attrs):
+        status = "running" if worker["alive"] else str(worker.get("status") or "")
+        if not worker["alive"] and "ended" not in worker:
+            status = "lost"
+        rows.append(
+            {
+                "Dask worker": str(worker.get("dask_worker") or ""),
+                "address": str(worker.get("dask_address") or ""),
+                "host": str(worker.get("host") or ""),
+                "pid": int(worker.get("pid") or 0),
+                "status": status,
+                "trials": worker.get("trials"),
+            }
+        )
+    return pd.DataFrame(rows, columns=CLUSTER_WORKER_COLUMNS)
