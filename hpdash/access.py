@@ -19,18 +19,29 @@
   (:class:`AttemptThrottle`), and the server only accepts uploads and serves media files to
   browsers whose session has signed in (:class:`SignIns`, checked by ``hpdash/ui/server.py``).
 
+- Sign-in with OIDC (``st.login``, when ``[auth]`` is configured in Streamlit's secrets): every
+  session has an :class:`Actor`, an editor or a viewer (:func:`role_for`: ``HPDASH_EDITORS``, or
+  an editor role in the ID token's role claim). The UI installs :func:`set_actor_provider`, so
+  :func:`read_only` and :func:`require_writable` answer for the session making the call, in the
+  page and in the library alike: a viewer's call is refused wherever it comes from. Outside the
+  web app (the command line, workers) the actor is the operating-system user.
+
 This module never imports Streamlit: the UI reads its secrets and passes the value in.
 """
 
 from __future__ import annotations
 
+import getpass
 import hmac
+import logging
 import math
+import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from hpdash import config
 from hpdash.errors import AccessDeniedError, ReadOnlyError
@@ -41,8 +52,70 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
 
-def read_only() -> bool:
-    """Whether the dashboard is review-only (``$HPDASH_READ_ONLY``), read at call time.
+_log = logging.getLogger(__name__)
+Role = Literal["editor", "viewer"]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is making a call: a name for the audit trail, a role, and how they were identified
+    (``oidc``: signed in with an identity provider; ``password``: the team password; ``open``:
+    a dashboard without sign-in; ``local``: the command line or a worker)."""
+
+    name: str
+    role: Role
+    via: str
+
+    @property
+    def is_viewer(self) -> bool:
+        return self.role == "viewer"
+
+
+_actor_provider: dict[str, Callable[[], Actor | None]] = {}
+
+
+def set_actor_provider(provider: Callable[[], Actor | None]) -> None:
+    """Install the function that tells who the caller is (the UI's: the Streamlit session
+    making the call; None when the call does not come from a session)."""
+    _actor_provider["current"] = provider
+
+
+def local_actor() -> Actor:
+    """The caller outside the web app: the operating-system user on this host."""
+    return Actor(f"{getpass.getuser()}@{socket.gethostname()}", "editor", "local")
+
+
+def current_actor() -> Actor:
+    """Who is making this call: the session's actor in the web app, else :func:`local_actor`."""
+    provider = _actor_provider.get("current")
+    actor = provider() if provider is not None else None
+    return actor if actor is not None else local_actor()
+
+
+def _setting_list(name: str) -> list[str]:
+    return [item.strip().lower() for item in config.setting(name).split(",") if item.strip()]
+
+
+def role_for(email: str | None, claims: Mapping[str, Any]) -> Role:
+    """The role of a user signed in with OIDC: an editor when their e-mail is in
+    ``HPDASH_EDITORS`` (or its domain, as ``@example.com``), or when the ID token's role claim
+    (``HPDASH_ROLE_CLAIM``, default ``roles``: a string or a list) holds the editor role
+    (``HPDASH_EDITOR_ROLE``, default ``editor``); otherwise a viewer. An e-mail counts only
+    when the provider says it is verified (``email_verified`` absent or true)."""
+    address = (email or "").strip().lower()
+    verified = claims.get("email_verified", True) in (True, "true", "True", 1)
+    if address and verified:
+        for entry in _setting_list(config.EDITORS_ENV):
+            if address == entry or (entry.startswith("@") and address.endswith(entry)):
+                return "editor"
+    claim = claims.get(config.setting(config.ROLE_CLAIM_ENV).strip() or config.DEFAULT_ROLE_CLAIM)
+    roles = [claim] if isinstance(claim, str) else list(claim) if isinstance(claim, (list, tuple)) else []
+    wanted = config.setting(config.EDITOR_ROLE_ENV).strip() or config.DEFAULT_EDITOR_ROLE
+    return "editor" if wanted in {str(r) for r in roles} else "viewer"
+
+
+def dashboard_read_only() -> bool:
+    """Whether the whole dashboard is review-only (``$HPDASH_READ_ONLY``), read at call time.
 
     An unrecognised value counts as read-only: a typo must not open a dashboard for writing.
     """
@@ -52,12 +125,26 @@ def read_only() -> bool:
     return raw not in _FALSE
 
 
+def read_only() -> bool:
+    """Whether the caller may change nothing: a review-only dashboard, or a viewer."""
+    return dashboard_read_only() or current_actor().is_viewer
+
+
 def require_writable(action: str) -> None:
-    """Raise :class:`ReadOnlyError` naming ``action`` when the dashboard is read-only."""
-    if read_only():
+    """Raise :class:`ReadOnlyError` naming ``action`` when the dashboard is read-only or the
+    caller is a viewer. A viewer's refusal is logged (who and what), not written anywhere:
+    a viewer's clicks must not make the server write."""
+    if dashboard_read_only():
         raise ReadOnlyError(
             f"This dashboard is read-only ({READ_ONLY_ENV} is set), so you cannot {action}. "
             "Ask whoever runs it for a dashboard without that setting."
+        )
+    actor = current_actor()
+    if actor.is_viewer:
+        _log.warning("refused to %s for %s (a viewer)", action, actor.name)
+        raise ReadOnlyError(
+            f"You are signed in as {actor.name}, a viewer, so you cannot {action}. Ask whoever "
+            f"runs this dashboard to add you to {config.EDITORS_ENV} or to give you the editor role."
         )
 
 
@@ -78,6 +165,19 @@ def configured_password(secrets: Mapping[str, Any] | None = None) -> str | None:
         return None
     value = str(value)
     return value or None
+
+
+def oidc_configured(secrets: Mapping[str, Any] | None) -> bool:
+    """Whether sign-in with an identity provider is configured: an ``[auth]`` table in
+    Streamlit's secrets with the settings ``st.login`` needs (``redirect_uri``,
+    ``cookie_secret``). A missing secrets file counts as not configured."""
+    if secrets is None:
+        return False
+    try:
+        auth = secrets.get("auth")
+    except Exception:  # Streamlit raises when no secrets.toml exists
+        return False
+    return isinstance(auth, Mapping) and bool(auth.get("redirect_uri")) and bool(auth.get("cookie_secret"))
 
 
 def password_matches(given: str | None, expected: str) -> bool:
@@ -175,19 +275,31 @@ class SignIns:
 
     def __init__(self) -> None:
         self._by_session: dict[str, str] = {}
+        self._viewers: set[str] = set()
         self._lock = threading.Lock()
 
-    def add(self, session_id: str, client_token: str | None) -> None:
+    def add(self, session_id: str, client_token: str | None, *, viewer: bool = False) -> None:
+        """Record a signed-in session; a ``viewer`` session may download but not upload."""
         with self._lock:
             self._by_session[session_id] = client_token or ""
+            if viewer:
+                self._viewers.add(session_id)
+            else:
+                self._viewers.discard(session_id)
 
     def remove(self, session_id: str) -> None:
         with self._lock:
             self._by_session.pop(session_id, None)
+            self._viewers.discard(session_id)
 
     def session_signed_in(self, session_id: str) -> bool:
         with self._lock:
             return session_id in self._by_session
+
+    def session_may_write(self, session_id: str) -> bool:
+        """Whether a signed-in session is an editor's (uploads are writes)."""
+        with self._lock:
+            return session_id in self._by_session and session_id not in self._viewers
 
     def client_allowed(
         self, client_token: str | None, session_active: Callable[[str], bool], session_id: str | None = None

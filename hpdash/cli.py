@@ -518,8 +518,22 @@ def cmd_init(args: argparse.Namespace) -> int:
     from hpdash.store import Catalogue
 
     optuna.get_all_study_names(storage=open_storage(args.storage, heartbeat=False))
-    Catalogue(config.catalogue_path(args.storage))
+    Catalogue(storage=args.storage)
     print(f"hpdash storage ready: {config.storage_url(args.storage)}", file=sys.stderr)
+    return 0
+
+
+def cmd_proxy(args: argparse.Namespace) -> int:
+    """Serve the study database to workers through Optuna's gRPC storage proxy until SIGTERM
+    or Ctrl-C; prints the ``grpc://`` URL workers use (alone on stdout, for scripts)."""
+    from hpdash import proxy
+
+    def ready(url: str) -> None:
+        print(url, flush=True)
+        print(proxy.describe(args.storage, url), file=sys.stderr, flush=True)
+
+    proxy.serve(args.storage, args.host, args.port, threads=args.threads, ready=ready)
+    print("hpdash proxy: stopped", file=sys.stderr)
     return 0
 
 
@@ -631,6 +645,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", parents=[common], help="create the storage and catalogue")
     p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser(
+        "proxy", parents=[common], help="serve the study database to many workers (Optuna's gRPC storage proxy)"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
+    p.add_argument("--port", type=int, default=13000, help="port to listen on (default 13000; 0: a free port)")
+    p.add_argument(
+        "--threads", type=int, default=8, help="requests served at once, one database connection each (default 8)"
+    )
+    p.set_defaults(func=cmd_proxy)
     return parser
 
 

@@ -23,6 +23,15 @@ DEFAULT_GRACE_PERIOD = 20  # a trial with no heartbeat for this long is stale
 DEFAULT_MAX_OOF_ROWS = 50_000  # most training-part rows whose out-of-fold predictions a trial keeps
 READ_ONLY_ENV = "HPDASH_READ_ONLY"
 PASSWORD_ENV = "HPDASH_PASSWORD"
+#: Sign-in with OIDC (``st.login``): who may write. Comma-separated e-mail addresses, an entry
+#: starting with "@" naming a whole domain; everyone else signed in is a viewer.
+EDITORS_ENV = "HPDASH_EDITORS"
+#: The ID-token claim that may carry roles (a string or a list), and the role that makes an
+#: editor in it.
+ROLE_CLAIM_ENV = "HPDASH_ROLE_CLAIM"
+EDITOR_ROLE_ENV = "HPDASH_EDITOR_ROLE"
+DEFAULT_ROLE_CLAIM = "roles"
+DEFAULT_EDITOR_ROLE = "editor"
 
 
 def setting(name: str) -> str:
@@ -58,6 +67,32 @@ def artifacts_dir(create: bool = True) -> Path:
     path = data_dir() / "artifacts"
     if create:
         path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+ARTIFACT_STORE_ENV = "HPDASH_ARTIFACT_STORE"
+S3_ENDPOINT_ENV = "HPDASH_S3_ENDPOINT_URL"
+
+
+def artifact_store_url() -> str:
+    """The team's artifact store for datasets and final models (``hpdash.artifacts``):
+    ``$HPDASH_ARTIFACT_STORE``, either ``s3://bucket[/prefix]`` or a folder (a path or a
+    ``file://`` URL) that every machine of the team mounts; "" means the file-system store
+    under this machine's data directory (``shared_artifacts_dir``)."""
+    return setting(ARTIFACT_STORE_ENV).strip()
+
+
+def s3_endpoint_url() -> str | None:
+    """The endpoint of an S3-compatible server (MinIO, Ceph, moto...):
+    ``$HPDASH_S3_ENDPOINT_URL``, else ``$AWS_ENDPOINT_URL``; None for Amazon S3 itself."""
+    return (setting(S3_ENDPOINT_ENV) or os.environ.get("AWS_ENDPOINT_URL", "")).strip() or None
+
+
+def shared_artifacts_dir() -> Path:
+    """The default team artifact store: ``<data>/artifacts/_shared``. The leading "_" keeps it
+    apart from the per-study folders beside it (no study name starts with "_")."""
+    path = artifacts_dir() / "_shared"
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -227,3 +262,38 @@ def grace_period() -> int:
             f"({interval} s), or live trials would be failed as stale."
         )
     return value
+
+
+# -- the Dask cluster (raise SpecError) ------------------------------------------------------
+DASK_SCHEDULER_ENV = "HPDASH_DASK_SCHEDULER"
+#: Set by ``hpdash.cluster`` in the environment of a worker it starts on a Dask worker: that
+#: Dask worker's name and address, which the worker writes into its ``hpdash.worker.*`` record.
+DASK_WORKER_NAME_ENV = "HPDASH_DASK_WORKER_NAME"
+DASK_WORKER_ADDRESS_ENV = "HPDASH_DASK_WORKER_ADDRESS"
+_DASK_PROTOCOLS = ("tcp://", "tls://", "ws://", "wss://")
+
+
+def dask_scheduler() -> str | None:
+    """The Dask scheduler that studies may be sent to (``$HPDASH_DASK_SCHEDULER``, such as
+    ``tcp://10.0.0.5:8786``), or None when unset. A value that is not a scheduler address
+    (a protocol, a host and a port) raises ``SpecError`` naming the variable and the fix."""
+    raw = setting(DASK_SCHEDULER_ENV).strip()
+    if not raw:
+        return None
+    protocol = next((p for p in _DASK_PROTOCOLS if raw.startswith(p)), None)
+    host, _, port = raw[len(protocol or "") :].rpartition(":")
+    if protocol is None or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SpecError(
+            f"{DASK_SCHEDULER_ENV} must be a Dask scheduler address such as tcp://10.0.0.5:8786 "
+            f"(protocol, host and port, as `dask scheduler` prints it), got {raw[:200]!r}. "
+            "Fix it, or unset it to run workers on this machine only."
+        )
+    return raw
+
+
+def dask_worker_record() -> dict[str, str]:
+    """The Dask worker this process runs on, for its worker record (``dask_worker``,
+    ``dask_address``), when ``hpdash.cluster`` started it there; empty otherwise."""
+    name = setting(DASK_WORKER_NAME_ENV)
+    address = setting(DASK_WORKER_ADDRESS_ENV)
+    return {"dask_worker": name, "dask_address": address} if name or address else {}

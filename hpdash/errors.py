@@ -30,3 +30,7 @@ class ReadOnlyError(HpdashError):
 
 class AccessDeniedError(HpdashError):
     """A password is required and the one given is missing or wrong."""
+
+
+class ClusterError(HpdashError):
+    """The Dask cluster (``HPDASH_DASK_SCHEDULER``) cannot be reached or cannot run the workers asked for."""

@@ -70,7 +70,7 @@ import optuna
 import sqlalchemy
 from scipy import stats
 
-from hpdash import access, config, runner, space, statistics
+from hpdash import access, audit, config, runner, space, statistics
 from hpdash import attrs as study_attrs
 from hpdash.errors import HpdashError, SpecError, StorageError, StudyNotFoundError
 from hpdash.spec import STRATEGIES, StudySpec, check_name, parse_spec
@@ -377,7 +377,7 @@ def grid_note(grid_order: dict[str, Any] | None, n_trials: int | None, seed: int
 
 def experiment_exists(name: str, storage: str | None = None) -> bool:
     """Whether the catalogue has an experiment of that ID."""
-    return Catalogue(config.catalogue_path(storage)).get_experiment(name) is not None
+    return Catalogue(storage=storage).get_experiment(name) is not None
 
 
 def create_experiment(
@@ -440,7 +440,7 @@ def create_experiment(
         raise
     chosen = parse_strategies(strategies)
     runs = [ExperimentRun(s.name, s.strategy, s.seed) for s in specs]
-    Catalogue(config.catalogue_path(storage)).add_experiment(
+    Catalogue(storage=storage).add_experiment(
         {
             "name": spec.name,
             "spec_json": _spec_json(spec, settle),
@@ -454,13 +454,13 @@ def create_experiment(
 
 def list_experiments(storage: str | None = None) -> list[dict[str, Any]]:
     """Catalogue rows of every experiment, newest first (name, strategies, repeats, created_at)."""
-    rows = Catalogue(config.catalogue_path(storage)).list_experiments()
+    rows = Catalogue(storage=storage).list_experiments()
     return [{**row, "strategies": json.loads(row["strategies"] or "[]")} for row in rows]
 
 
 def load_experiment(name: str, storage: str | None = None) -> Experiment:
     """An experiment by ID, with its runs ordered by strategy (as chosen) then seed."""
-    catalogue = Catalogue(config.catalogue_path(storage))
+    catalogue = Catalogue(storage=storage)
     row = catalogue.get_experiment(name)
     if row is None:
         raise ExperimentNotFoundError(f"No experiment with ID {name!r} in {redact(config.storage_url(storage))}.")
@@ -570,7 +570,7 @@ def _run_queue(
     beat); ``halt`` ends the loop at the next round without waiting for running studies.
     """
     say = say or (lambda _text: None)
-    catalogue = Catalogue(config.catalogue_path(storage))
+    catalogue = Catalogue(storage=storage)
     store = open_storage(storage, heartbeat=False)  # one storage for every check of this queue
     pending = _interleaved(experiment)
     active: list[tuple[str, list[subprocess.Popen]]] = []
@@ -654,7 +654,7 @@ def run_queue(
     check_workers(workers)
     limit = parallel_limit(workers, parallel)
     experiment = load_experiment(name, storage)
-    catalogue = Catalogue(config.catalogue_path(storage))
+    catalogue = Catalogue(storage=storage)
     pid, host = os.getpid(), socket.gethostname()
     row = catalogue.experiment_queue(name)
     # launch_experiment writes the record with pid None before this process exists, then
@@ -738,7 +738,7 @@ def launch_experiment(name: str, storage: str | None = None, workers: int = 1) -
     check_workers(workers)
     limit = parallel_limit(workers)
     load_experiment(name, storage)
-    catalogue = Catalogue(config.catalogue_path(storage))
+    catalogue = Catalogue(storage=storage)
     row = catalogue.experiment_queue(name)
     if row is not None and queue_alive(row):
         raise SpecError(
@@ -783,6 +783,7 @@ def launch_experiment(name: str, storage: str | None = None, workers: int = 1) -
         raise StorageError(message) from exc
     catalogue.set_experiment_queue(name, pid=proc.pid)
     catalogue.close()
+    audit.record("launch experiment", detail=f"{name}, {workers} worker(s) per study", url=storage)
     return [proc]
 
 
@@ -792,12 +793,13 @@ def stop_experiment(name: str, storage: str | None = None) -> None:
     access.require_writable("stop an experiment")
     experiment = load_experiment(name, storage)
     # First the request the queue reads before and after each launch, then the studies.
-    Catalogue(config.catalogue_path(storage)).set_experiment_queue(name, stop_requested=time.time())
+    Catalogue(storage=storage).set_experiment_queue(name, stop_requested=time.time())
     for run in experiment.runs:
         try:
             runner.stop_study(run.study, storage)
         except StudyNotFoundError:
             continue  # deleted meanwhile: nothing to stop
+    audit.record("stop experiment", detail=name, url=storage)
 
 
 @dataclass
@@ -1376,7 +1378,7 @@ def experiment_progress(name: str, storage: str | None = None, *, store: Any = N
     ``storage`` (otherwise one is opened and closed again). Raises
     ``ExperimentNotFoundError`` for an unknown ID.
     """
-    catalogue = Catalogue(config.catalogue_path(storage))
+    catalogue = Catalogue(storage=storage)
     if catalogue.get_experiment(name) is None:
         raise ExperimentNotFoundError(f"No experiment with ID {name!r} in {redact(config.storage_url(storage))}.")
     names = [row["study"] for row in catalogue.experiment_studies(name)]

@@ -29,8 +29,9 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from hpdash import access, config, datasets, export_model, models, objective, space, strategies
+from hpdash import access, audit, config, datasets, export_model, models, objective, space, strategies
 from hpdash import attrs as study_attrs
+from hpdash.datasets.stored import fetch_dataset, upload_dataset
 from hpdash.errors import DatasetError, HpdashError, SpecError
 from hpdash.spec import StudySpec, check_name
 
@@ -60,6 +61,7 @@ from hpdash.storage import (
     create_budgeted_study,
     heartbeat_interval,
     open_storage,
+    open_study_storage,
     set_study_user_attr_unless,
     taken_over,
 )
@@ -310,14 +312,18 @@ def stored_dataset_ref(dataset: Any, dataset_sha256: Any) -> str:
     )
 
 
-def load_problem(spec: StudySpec, dataset_sha256: str | None) -> objective.Problem:
+def load_problem(spec: StudySpec, dataset_sha256: str | None, dataset_artifact: Any = None) -> objective.Problem:
     """Build the worker's view of the data: prepared table, holdout split and CV folds.
 
     The dataset is a bundled sample or a stored dataset read by its SHA-256 from the data
     directory (``stored_dataset_ref``), and the bytes are verified; never a path from the spec.
+    A stored dataset missing here is fetched from the team's artifact store by the study's
+    ``dataset_artifact`` record (``attrs.DATASET_ARTIFACT``), verified, and kept here.
     """
     ref = stored_dataset_ref(spec.dataset, dataset_sha256)
     expected = None if ref.startswith("sklearn:") else ref
+    if expected is not None and dataset_artifact is not None:
+        fetch_dataset(expected, dataset_artifact)
     return plan_study(spec, data=datasets.load_dataset(ref, expected_sha256=expected)).problem()
 
 
@@ -339,7 +345,7 @@ def _ingest_dataset(spec: StudySpec, checked_sha256: str | None = None) -> str |
     if ref.startswith("sklearn:"):
         return None
     if len(ref) == 64 and all(c in "0123456789abcdef" for c in ref):
-        if datasets.find_stored(ref) is None:
+        if fetch_dataset(ref) is None:  # here, or in the team's artifact store
             raise DatasetError(f"No stored dataset has SHA-256 {ref}. Upload it again.")
         return ref
     path = Path(ref)
@@ -390,7 +396,7 @@ def create_study(spec: StudySpec, storage: str | None = None, *, plan: Plan | No
         **budget_attrs,
     }
     try:
-        return create_budgeted_study(
+        study = create_budgeted_study(
             store,
             spec.name,
             "maximize",  # scikit-learn scorers are "greater is better"
@@ -403,6 +409,21 @@ def create_study(spec: StudySpec, storage: str | None = None, *, plan: Plan | No
         raise SpecError(
             f"A study named {spec.name!r} already exists. Pick another name, or resume that study."
         ) from None
+    if sha is not None:
+        _share_dataset(study, sha, store)
+    audit.record("create study", study=spec.name, detail=f"{spec.model} by {spec.strategy}", url=storage)
+    return study
+
+
+def _share_dataset(study: optuna.Study, sha: str, store: Any) -> None:
+    """Put the study's stored dataset in the team's artifact store and record where
+    (``attrs.DATASET_ARTIFACT``), so a worker on any machine fetches it. A study whose
+    dataset cannot be shared is deleted again: it exists whole or not at all."""
+    try:
+        study.set_user_attr(study_attrs.DATASET_ARTIFACT, upload_dataset(study, sha))
+    except BaseException:
+        optuna.delete_study(study_name=study.study_name, storage=store)
+        raise
 
 
 def _budget_slots(plan: Plan) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -468,7 +489,7 @@ def run_worker(
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _install_trial_log_filter()
-    store = open_storage(storage)  # one storage for the whole worker: opening one is costly
+    store = open_study_storage(storage)  # one storage for the whole worker (a database or a proxy)
     plain = load_study(name, storage, store=store)
     spec = load_spec_of(plain)
     budgeted = plain.user_attrs.get(BUDGET_ATTR) is not None
@@ -495,6 +516,7 @@ def run_worker(
         "started": _now(),
         "last_seen": _now(),
         "status": "running",
+        **config.dask_worker_record(),  # the Dask worker it runs on, when hpdash.cluster started it
     }
     study.set_user_attr(key, info)
     beat_stop = threading.Event()
@@ -547,7 +569,9 @@ def run_worker(
     trial_objective: objective.Objective | None = None
     try:
         if problem is None:
-            problem = load_problem(spec, plain.user_attrs.get(DATASET_ATTR))
+            problem = load_problem(
+                spec, plain.user_attrs.get(DATASET_ATTR), plain.user_attrs.get(study_attrs.DATASET_ARTIFACT)
+            )
         started = float(plain.user_attrs.get(STARTED_ATTR) or _now())
         timeout = None if spec.timeout is None else max(0.0, spec.timeout - (_now() - started))
         if timeout == 0.0:
@@ -879,7 +903,18 @@ def worker_log_path(name: str, index: int) -> Path:
     """The log file of worker ``index`` of study ``name``: ``<data>/workers/<stem>-<index>.log``,
     with the file-safe stem of the name (``export_model.file_stem``: the name itself for
     every name hpdash accepts)."""
-    return workers_log_dir() / f"{export_model.file_stem(name)}-{int(index)}.log"
+    return workers_log_dir() / worker_log_name(name, index)
+
+
+def worker_log_name(name: str, index: int) -> str:
+    """The file name of worker ``index``'s log in the workers folder of a data directory."""
+    return f"{export_model.file_stem(name)}-{int(index)}.log"
+
+
+def worker_command(name: str, url: str, index: int) -> list[str]:
+    """The command of worker ``index`` of study ``name`` on storage ``url``, with this
+    process's Python: what ``launch_workers`` starts here and ``hpdash.cluster`` on a Dask worker."""
+    return [sys.executable, "-m", "hpdash", "worker", name, "--storage", url, "--worker-index", str(index)]
 
 
 def _worker_logs(name: str) -> list[Path]:
@@ -924,7 +959,7 @@ def launch_workers(name: str, storage: str | None = None, workers: int = 1) -> l
         with open(log_path, "ab") as out:
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "hpdash", "worker", name, "--storage", url, "--worker-index", str(i)],
+                    worker_command(name, url, i),
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
@@ -932,7 +967,13 @@ def launch_workers(name: str, storage: str | None = None, workers: int = 1) -> l
                     start_new_session=True,
                 )
             )
+    audit.record("launch workers", study=name, detail=f"{workers} on {socket.gethostname()}", url=storage)
     return procs
+
+
+def mark_launched(name: str, storage: str | None = None) -> None:
+    """Record a launch of study ``name`` whose workers start elsewhere (``hpdash.cluster``)."""
+    _mark_launched(load_study(name, storage))
 
 
 def _mark_launched(study: optuna.Study) -> None:
@@ -959,6 +1000,7 @@ def run_here(
     outlive the page. Returns the number of trials run; see ``run_worker`` for the rest."""
     access.require_writable("launch workers")
     _mark_launched(load_study(name, storage))
+    audit.record("launch workers", study=name, detail=f"1 in this process on {socket.gethostname()}", url=storage)
     return run_worker(name, storage, 0, stop_event=stop_event, progress=progress, problem=problem)
 
 
@@ -980,6 +1022,7 @@ def stop_study(name: str, storage: str | None = None) -> None:
     if not any(w["alive"] for w in workers_of(study)):
         # A study that already ended keeps its state: stopping it changes nothing.
         set_study_user_attr_unless(study, STATE_ATTR, "stopped", ("finished", "failed"))
+    audit.record("stop", study=name, url=storage)
 
 
 def resume_study(name: str, storage: str | None = None, workers: int | None = None) -> list[subprocess.Popen]:
@@ -995,17 +1038,16 @@ def resume_study(name: str, storage: str | None = None, workers: int | None = No
             "study it creates: it was not created completely (or not by hpdash), and resuming it "
             "would run without its budget. Delete it and create it again from its spec."
         )
+    audit.record("resume", study=name, url=storage)
     return launch_workers(name, storage, workers or spec.workers)
 
 
 def delete_study(name: str, storage: str | None = None) -> None:
-    """Stop the study's workers, then delete it, its note and the files it owns in the data
-    directory: its model files (``export_model.model_files``), its artifacts folder (the
+    """Stop the study's workers, then delete it (with its notes, which live in the study) and
+    the files it owns in the data directory: its model files (``export_model.model_files``), its artifacts folder (the
     trials' out-of-fold predictions, ``objective.artifacts_folder``) and its worker logs, all
     found by the study's name, never by a value stored in the study."""
     access.require_writable("delete a study")
-    from hpdash.store import Catalogue
-
     study = load_study(name, storage)
     if any(w["alive"] for w in workers_of(study)):
         stop_study(name, storage)
@@ -1014,7 +1056,7 @@ def delete_study(name: str, storage: str | None = None) -> None:
     objective.delete_artifacts(name)
     for log_path in _worker_logs(name):
         log_path.unlink(missing_ok=True)
-    Catalogue(config.catalogue_path(storage)).delete_note(name)
+    audit.record("delete study", study=name, url=storage)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1039,6 +1081,7 @@ class RefitResult:
     path: str
     sha256: str
     created_at: str
+    artifact_id: str | None = None  # the joblib file in the team's artifact store
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -1052,7 +1095,11 @@ def refit(name: str, storage: str | None = None, study: optuna.Study | None = No
     The ``path`` and ``sha256`` in the study's refit record are for display only.
     """
     access.require_writable("refit a model")
-    return _refit(name, storage, study)
+    result = _refit(name, storage, study)
+    audit.record(
+        "refit", study=name, detail=f"trial {result.trial_number}, holdout {result.holdout_score:.4g}", url=storage
+    )
+    return result
 
 
 def _refit(
@@ -1068,7 +1115,9 @@ def _refit(
     best = study.best_trial
     assert best.value is not None  # the best trial is a completed one
     if problem is None:
-        problem = load_problem(spec, study.user_attrs.get(DATASET_ATTR))
+        problem = load_problem(
+            spec, study.user_attrs.get(DATASET_ATTR), study.user_attrs.get(study_attrs.DATASET_ARTIFACT)
+        )
     model_key, params = space.decode_params(best.params, problem.models)
     pipe = problem.pipeline(model_key, params)
     with warnings.catch_warnings():
@@ -1078,6 +1127,8 @@ def _refit(
     # <data>/models/<stem>.joblib and its digest file, each written atomically; the skops
     # copy is made on first download (export_model.ensure_skops).
     path, sha = export_model.save_joblib(name, pipe)
+    # ... and uploaded with its digest, so a dashboard on another machine downloads it.
+    artifact_id = export_model.upload_model(study, name)
     result = RefitResult(
         study=name,
         trial_number=best.number,
@@ -1089,6 +1140,7 @@ def _refit(
         path=str(path),
         sha256=sha,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        artifact_id=artifact_id,
     )
     study.set_user_attr(REFIT_ATTR, json.loads(json.dumps(result.to_dict(), default=str)))
     return result

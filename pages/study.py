@@ -10,7 +10,7 @@ from hpdash import export_model, markup, plots, report, results, runner, ties, v
 from hpdash.errors import HpdashError, SpecError, StudyNotFoundError
 from hpdash.spec import StudySpec
 from hpdash.store import Catalogue
-from hpdash.ui import common, strategy_views
+from hpdash.ui import activity, common, strategy_views
 
 #: BBC-CV on the page: fewer bootstraps and configurations than the report, to answer in seconds.
 PAGE_BOOTSTRAPS = 200
@@ -115,6 +115,10 @@ def live_header() -> None:
     c[2].metric("Best so far", views.format_score(status.best_value))
     c[3].metric("ETA", views.format_duration(status.eta_s) if status.state == "running" else "–")
     c[4].metric("Workers running", status.workers_alive)
+    cluster_workers = views.cluster_workers_frame(study.user_attrs)
+    if len(cluster_workers):
+        st.caption("Workers on the Dask cluster: which Dask worker runs each worker process of this study.")
+        st.dataframe(cluster_workers, hide_index=True, width="stretch")
     if status.error:
         st.error(f"The study failed: {common.md(status.error)}", icon=":material/error:")
     elif status.state == "worker lost":
@@ -540,3 +544,6 @@ with st.expander("Edit notes (Markdown)"):
         else:
             st.toast("Notes saved")
             st.rerun()
+
+# ------------------------------------------------------------------------------ activity
+activity.study_activity(name)

@@ -224,3 +224,63 @@ def test_sign_ins_need_a_live_session_and_its_browser_cookie() -> None:
     live.discard("s1")  # the session closed
     assert not sign_ins.client_allowed("tok-1", live.__contains__)
     assert not sign_ins.session_signed_in("s1")
+
+
+# ------------------------------------------------------------------------------ roles (OIDC)
+def test_role_for_reads_the_editor_list_its_domains_and_the_role_claim(monkeypatch) -> None:
+    monkeypatch.setenv("HPDASH_EDITORS", "Alice@Example.com, @team.org")
+    monkeypatch.delenv("HPDASH_ROLE_CLAIM", raising=False)
+    monkeypatch.delenv("HPDASH_EDITOR_ROLE", raising=False)
+    assert access.role_for("alice@example.com", {}) == "editor"
+    assert access.role_for("bob@team.org", {"email_verified": True}) == "editor"
+    assert access.role_for("bob@team.org.evil.com", {}) == "viewer"
+    assert access.role_for("eve@example.com", {}) == "viewer"
+    # An address the provider has not verified does not count, whatever it says.
+    assert access.role_for("alice@example.com", {"email_verified": False}) == "viewer"
+    assert access.role_for(None, {"roles": ["reader", "editor"]}) == "editor"
+    assert access.role_for(None, {"roles": "editor"}) == "editor"
+    assert access.role_for(None, {"roles": "editors"}) == "viewer"
+    monkeypatch.setenv("HPDASH_ROLE_CLAIM", "groups")
+    monkeypatch.setenv("HPDASH_EDITOR_ROLE", "ml-leads")
+    assert access.role_for(None, {"groups": ["ml-leads"], "roles": ["viewer"]}) == "editor"
+    assert access.role_for(None, {"roles": ["editor"]}) == "viewer"
+
+
+def test_a_viewers_calls_are_refused_in_the_library_and_an_editors_are_not(monkeypatch) -> None:
+    monkeypatch.delenv("HPDASH_READ_ONLY", raising=False)
+    current: dict[str, access.Actor | None] = {"actor": None}
+    monkeypatch.setitem(access._actor_provider, "current", lambda: current["actor"])
+    assert access.current_actor().via == "local" and not access.read_only()
+    current["actor"] = access.Actor("bob@example.com", "viewer", "oidc")
+    assert access.read_only()
+    with pytest.raises(ReadOnlyError, match=r"signed in as bob@example.com, a viewer, so you cannot stop a study"):
+        access.require_writable("stop a study")
+    current["actor"] = access.Actor("alice@example.com", "editor", "oidc")
+    assert not access.read_only()
+    access.require_writable("stop a study")
+    # A read-only dashboard stays read-only for editors too.
+    monkeypatch.setenv("HPDASH_READ_ONLY", "1")
+    with pytest.raises(ReadOnlyError, match="HPDASH_READ_ONLY"):
+        access.require_writable("stop a study")
+
+
+def test_oidc_needs_an_auth_table_with_its_redirect_and_cookie_secret() -> None:
+    assert not access.oidc_configured(None)
+    assert not access.oidc_configured({})
+    assert not access.oidc_configured({"auth": {"redirect_uri": "http://x/oauth2callback"}})
+    assert access.oidc_configured({"auth": {"redirect_uri": "http://x/oauth2callback", "cookie_secret": "s"}})
+
+    class NoSecretsFile(dict):
+        def get(self, *args):
+            raise FileNotFoundError("no secrets.toml")
+
+    assert not access.oidc_configured(NoSecretsFile())
+
+
+def test_a_viewer_session_may_download_but_not_upload() -> None:
+    sign_ins = access.SignIns()
+    sign_ins.add("s-editor", "token-e")
+    sign_ins.add("s-viewer", "token-v", viewer=True)
+    assert sign_ins.session_may_write("s-editor") and not sign_ins.session_may_write("s-viewer")
+    assert sign_ins.client_allowed("token-v", lambda sid: True)
+    assert not sign_ins.session_may_write("s-unknown")

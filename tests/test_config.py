@@ -60,7 +60,7 @@ def test_every_setting_is_read_in_config_and_documented_in_readme() -> None:
     assert readers == [], f"read the environment through hpdash.config: {readers}"
     names = set()
     for p in [*sources, root / "hpdash" / "config.py"]:
-        names |= set(re.findall(r"HPDASH_[A-Z_]+", p.read_text(encoding="utf-8")))
+        names |= set(re.findall(r"HPDASH_[A-Z0-9_]+", p.read_text(encoding="utf-8")))
     readme = (root / "README.md").read_text(encoding="utf-8")
     assert names and all(f"`{name}`" in readme for name in names), sorted(n for n in names if f"`{n}`" not in readme)
 
@@ -86,3 +86,14 @@ def test_every_whole_number_setting_is_read_one_way(func, env, error, unit, monk
     monkeypatch.setenv(env, "0")
     with pytest.raises(error, match=rf"{env} must be at least 1.*, got 0: raise it, or unset it for the default"):
         func()
+
+
+def test_the_dask_scheduler_setting_is_an_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(config.DASK_SCHEDULER_ENV, raising=False)
+    assert config.dask_scheduler() is None
+    monkeypatch.setenv(config.DASK_SCHEDULER_ENV, " tcp://10.0.0.5:8786 ")
+    assert config.dask_scheduler() == "tcp://10.0.0.5:8786"
+    for wrong in ("10.0.0.5:8786", "tcp://10.0.0.5", "tcp://:8786", "tcp://host:99999"):
+        monkeypatch.setenv(config.DASK_SCHEDULER_ENV, wrong)
+        with pytest.raises(SpecError, match="HPDASH_DASK_SCHEDULER must be a Dask scheduler address"):
+            config.dask_scheduler()

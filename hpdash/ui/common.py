@@ -234,9 +234,68 @@ AUTH_KEY = "hpdash_authenticated"
 WRONG_PASSWORD_DELAY = 0.5
 
 
+#: Session key of the session's ``access.Actor`` (who is signed in, with which role).
+ACTOR_KEY = "hpdash_actor"
+
+
+def oidc_configured() -> bool:
+    """Whether sign-in goes through an identity provider (``[auth]`` in the secrets)."""
+    return access.oidc_configured(st.secrets)
+
+
 def password_pending() -> bool:
-    """Whether a password is configured and this session has not given it yet."""
+    """Whether this session must still sign in: with OIDC (``st.login``) when ``[auth]`` is
+    configured, else with ``HPDASH_PASSWORD`` when one is set."""
+    if oidc_configured():
+        return not st.user.is_logged_in
     return access.configured_password(st.secrets) is not None and not st.session_state.get(AUTH_KEY)
+
+
+def _session_actor() -> access.Actor | None:
+    """Who this script run's session is (``access.set_actor_provider``); None outside a
+    session's run (the server's own threads). With OIDC, a session not signed in is a viewer;
+    without, a session is an editor named by its address (the password, if any, is shared)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if get_script_run_ctx() is None:
+        return None
+    actor = st.session_state.get(ACTOR_KEY)
+    if isinstance(actor, access.Actor):
+        return actor
+    if oidc_configured():
+        return access.Actor("a visitor who has not signed in", "viewer", "oidc")
+    via = "password" if access.configured_password(st.secrets) is not None else "open"
+    return access.Actor(f"a {via} session from {st.context.ip_address or 'this machine'}", "editor", via)
+
+
+access.set_actor_provider(_session_actor)
+
+
+def _oidc_providers() -> list[str]:
+    """The named providers of ``[auth]`` (its sub-tables); empty: the one default provider."""
+    auth = st.secrets.get("auth", {})
+    return [name for name, value in auth.items() if isinstance(value, Mapping)]
+
+
+def _require_oidc_sign_in() -> None:
+    """Sign-in with the identity provider: until then a sign-in button and nothing else;
+    after it, the session's actor (editor or viewer, ``access.role_for``) is recorded."""
+    if not st.user.is_logged_in:
+        st.session_state.pop(ACTOR_KEY, None)
+        st.title("hpdash")
+        st.caption("Sign in with your organisation's account to open this dashboard.")
+        providers: list[str | None] = list(_oidc_providers()) or [None]
+        for provider in providers:
+            label = f"Sign in with {provider}" if provider else "Sign in"
+            if st.button(label, type="primary", key=f"oidc_login_{provider or 'default'}"):
+                st.login(provider)
+        st.stop()
+    claims = st.user.to_dict()
+    email = claims.get("email")
+    name = str(email or claims.get("preferred_username") or claims.get("sub") or "someone")
+    actor = access.Actor(name, access.role_for(str(email) if email else None, claims), "oidc")
+    st.session_state[ACTOR_KEY] = actor
+    access.SIGN_INS.add(_session_id(), st.context.cookies.get(access.CLIENT_COOKIE), viewer=actor.is_viewer)
 
 
 def _under_app_test() -> bool:
@@ -264,6 +323,9 @@ def require_password() -> None:
     signs in is recorded in ``access.SIGN_INS`` with its client cookie, which is what lets the
     server accept its uploads and serve its downloads. No password configured: no-op.
     """
+    if oidc_configured():
+        _require_oidc_sign_in()
+        return
     if not password_pending():
         return
     st.title("hpdash")
@@ -311,19 +373,35 @@ def guard_page() -> None:
 
 def read_only() -> bool:
     """Whether write and compute controls should be disabled (the library refuses them
-    anyway): the viewer of README's "Teams" table."""
+    anyway): a review-only dashboard, or a viewer signed in with OIDC."""
     return access.read_only()
 
 
 #: The tooltip of a control a read-only dashboard switches off.
 READ_ONLY_HELP = "This dashboard is read-only: it changes nothing and runs no computation on request."
+VIEWER_HELP = "You are signed in as a viewer: ask for the editor role to change anything."
+
+
+def _locked_help() -> str:
+    return READ_ONLY_HELP if access.dashboard_read_only() else VIEWER_HELP
 
 
 # ------------------------------------------------------------------------------ widgets
 def sidebar() -> None:
     """The shared sidebar: which storage and data directory are in use."""
     with st.sidebar:
-        if read_only():
+        actor = st.session_state.get(ACTOR_KEY)
+        if isinstance(actor, access.Actor) and actor.via == "oidc":
+            st.caption(f"Signed in as {md(actor.name)} ({actor.role})")
+            st.button("Sign out", key="oidc_logout", on_click=st.logout)
+        if read_only() and not access.dashboard_read_only():
+            st.info(
+                "You are signed in as a viewer: you can look at everything, and launching, "
+                "stopping, deleting, editing and uploading are for editors. Ask whoever runs "
+                f"this dashboard to add you to {config.EDITORS_ENV}.",
+                icon=":material/visibility:",
+            )
+        elif read_only():
             st.info(
                 "Review-only dashboard: launching, stopping, deleting, editing and uploading are "
                 "switched off, and so is anything that computes on request (smoke fit, refit, "
@@ -378,7 +456,7 @@ def write_button(label: str, key: str, *, disabled: bool = False, container: Any
     request): switched off, with the reason as its tooltip, on a read-only dashboard (the
     library refuses the action anyway, with ``ReadOnlyError``)."""
     locked = read_only()
-    help_text = READ_ONLY_HELP if locked else kwargs.pop("help", None)
+    help_text = _locked_help() if locked else kwargs.pop("help", None)
     kwargs.pop("help", None)
     return bool((container or st).button(label, key=key, disabled=disabled or locked, help=help_text, **kwargs))
 

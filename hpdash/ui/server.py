@@ -9,8 +9,9 @@ gives that app two things the Streamlit script alone cannot have:
   directly, past the sign-in gate, for sessions opened in the first moments of a fresh server.
   With the script here, that mode never starts: every run goes through ``SCRIPT``'s
   ``st.navigation`` and gate. The page files stay in the top-level ``pages/`` folder.
-- **An HTTP guard** (:class:`SignInGuard`, ASGI middleware): when a password is configured,
-  Streamlit's upload endpoint accepts files only for a session that has signed in, and its
+- **An HTTP guard** (:class:`SignInGuard`, ASGI middleware): when a password or OIDC sign-in
+  is configured, Streamlit's upload endpoint accepts files only for a session that has signed
+  in (with OIDC, an editor's), and its
   media endpoint (downloads such as the refit model) serves only a browser with a live
   signed-in session, recognised by a random HttpOnly cookie set on the first page load. In
   read-only mode no upload is accepted at all. Refused requests are answered before their
@@ -50,7 +51,7 @@ guarded = access.guarded
 def _auth_configured() -> bool:
     import streamlit as st
 
-    return access.configured_password(st.secrets) is not None
+    return access.configured_password(st.secrets) is not None or access.oidc_configured(st.secrets)
 
 
 def _session_active(session_id: str) -> bool:
@@ -117,6 +118,8 @@ class SignInGuard:
                 and access.SIGN_INS.client_allowed(client_token, _session_active)
             ):
                 return "Sign in first: uploads are accepted only from a signed-in session."
+            if not access.SIGN_INS.session_may_write(session_id):
+                return "You are signed in as a viewer: uploads are for editors."
         elif path.startswith("/media/") and _auth_configured():
             if not access.SIGN_INS.client_allowed(client_token, _session_active):
                 return "Sign in first: downloads are served only to a signed-in session."

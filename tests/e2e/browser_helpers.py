@@ -28,7 +28,7 @@ SCREENSHOTS = (
 )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -37,9 +37,16 @@ def _free_port() -> int:
 class Server:
     """A Streamlit server on a free loopback port with its own HPDASH_DATA_DIR."""
 
-    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        extra_env: dict[str, str] | None = None,
+        *,
+        port: int | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
-        self.port = _free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "HPDASH_DATA_DIR": str(data_dir)}
         env.pop("HPDASH_STORAGE", None)
@@ -62,6 +69,7 @@ class Server:
                 "false",
                 "--server.fileWatcherType",
                 "none",
+                *(extra_args or []),
             ],
             cwd=ROOT,
             env=env,
@@ -91,11 +99,16 @@ class Server:
 
 
 def start_server(
-    tmp_path_factory: pytest.TempPathFactory, name: str, setup=None, extra_env: dict[str, str] | None = None
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    setup=None,
+    extra_env: dict[str, str] | None = None,
+    **server_options,
 ) -> Server:
     """A server over a fresh data dir, after ``setup()`` ran with that dir (and no extra env).
 
-    ``extra_env`` is added to the server's environment only, e.g. ``HPDASH_READ_ONLY``.
+    ``extra_env`` is added to the server's environment only, e.g. ``HPDASH_READ_ONLY``;
+    ``server_options`` go to :class:`Server` (``port``, ``extra_args``).
     """
     data = tmp_path_factory.mktemp(name) / "data"
     data.mkdir()
@@ -104,7 +117,7 @@ def start_server(
             mp.setenv("HPDASH_DATA_DIR", str(data))
             mp.delenv("HPDASH_STORAGE", raising=False)
             setup()
-    return Server(data, extra_env)
+    return Server(data, extra_env, **server_options)
 
 
 def wait_ready(page, timeout: float = 30.0) -> None:

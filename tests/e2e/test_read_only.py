@@ -32,8 +32,16 @@ NOTE = (
     "[1]: javascript:alert(5)\n"
 )
 #: Buttons (``st.button``) a viewer may still press: they change only what this browser shows
-#: ("Build the HTML report" formats what the page already holds into an in-memory download).
-VIEWER_BUTTONS = ("Reset to defaults", "New study with this dataset →", "Refresh", "Build the HTML report", "Cancel")
+#: ("Build the HTML report" formats what the page already holds into an in-memory download;
+#: "Sign out" ends an OIDC viewer's own session, tests/e2e/test_oidc_sign_in.py).
+VIEWER_BUTTONS = (
+    "Reset to defaults",
+    "New study with this dataset →",
+    "Refresh",
+    "Build the HTML report",
+    "Cancel",
+    "Sign out",
+)
 SAFE_SCHEMES = ("http:", "https:", "mailto:")
 
 #: Every control on the page: its kind, its text and whether it can be used.
