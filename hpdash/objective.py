@@ -53,7 +53,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from sklearn.utils.metaestimators import available_if
 
-from hpdash import config, models, space
+from hpdash import config, models, runtime, space
 from hpdash.errors import DatasetError, SpecError
 from hpdash.spec import check_name
 from hpdash.storage import set_trial_user_attrs
@@ -1127,7 +1127,8 @@ class _TrialProcess:
         ctx.set_forkserver_preload(["hpdash.objective"])
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_trial_process_main, args=(child, self._problem), name="hpdash-trial", daemon=True)
-        proc.start()
+        with runtime.children_import(__name__):
+            proc.start()
         child.close()
         self._proc, self._conn = proc, parent
         # The first child waits for the fork server's imports: not part of any trial's time.

@@ -1,4 +1,5 @@
-"""Process-wide garbage-collector policy, chosen by the entry points.
+"""Process-wide policies: the garbage collector's, chosen by the entry points, and the main
+module that new child processes see (``children_import``).
 
 The library marks the places where it builds many objects that hold no reference cycles
 (``gc_paused``: reading a large study, PED-ANOVA); whether the cyclic collector is actually
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -91,3 +94,27 @@ def freeze_startup_objects() -> bool:
         gc.freeze()
         _frozen = True
         return True
+
+
+_MAIN_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def children_import(module: str) -> Iterator[None]:
+    """Start ``forkserver`` or ``spawn`` children inside this block: they import ``module`` as
+    their main module instead of re-running this process's main script.
+
+    multiprocessing prepares each such child by running the parent's ``__main__`` again, by
+    name or, when it has none, from its file. Inside a Streamlit server ``__main__`` is the page
+    being run (Streamlit executes each page as ``__main__``), and in a test process it can be
+    the last script an ``AppTest`` ran: the child would run a page, outside Streamlit, before
+    doing its work (or die on it). ``module`` is a library module, imported as is.
+    """
+    with _MAIN_LOCK:
+        previous = sys.modules.get("__main__")
+        sys.modules["__main__"] = importlib.import_module(module)
+        try:
+            yield
+        finally:
+            if previous is not None:
+                sys.modules["__main__"] = previous

@@ -24,7 +24,7 @@ import pytest
 from optuna.trial import TrialState
 from pg_helpers import pg_url  # noqa: F401  (fixture)
 
-from hpdash import runner, storage
+from hpdash import runner, runtime, storage
 from hpdash.errors import StorageError
 from hpdash.spec import parse_spec
 
@@ -247,8 +247,10 @@ WORKERS = 40
 WORKER_CONNECTIONS_AT_MOST = 2 * WORKERS
 
 
-def _forked_worker(name: str, database: str, index: int) -> None:
-    """A worker process forked from the test (its imports already done): ``run_worker``."""
+def _forked_worker(name: str, database: str, index: int, data_dir: str) -> None:
+    """A worker process from the forkserver (its imports already done): ``run_worker``. The
+    forkserver may have started under another test's environment, hence the data dir."""
+    os.environ["HPDASH_DATA_DIR"] = data_dir
     try:
         runner.run_worker(name, database, index)
     except BaseException:
@@ -266,13 +268,22 @@ def test_forty_workers_stay_within_the_connection_bound(data_dir, pg_url) -> Non
     runner.create_study(spec, pg_url)
     storage.close_all()  # no pooled connection of this process is inherited by the children
     sampler = PeakSampler(pg_url, "hpdash-worker")
-    context = multiprocessing.get_context("fork")
-    procs = [context.Process(target=_forked_worker, args=(spec.name, pg_url, i)) for i in range(WORKERS)]
-    for proc in procs:
-        proc.start()
-    started = time.monotonic()
-    for proc in procs:
-        proc.join(timeout=max(1.0, 120 - (time.monotonic() - started)))
+    # Not fork: the test process has threads (pytest-xdist's, a browser driver's) whose locks
+    # a forked child would inherit held, and pipes it would keep open.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["hpdash.runner"])
+    procs = [context.Process(target=_forked_worker, args=(spec.name, pg_url, i, str(data_dir))) for i in range(WORKERS)]
+    try:
+        with runtime.children_import("hpdash.runner"):
+            for proc in procs:
+                proc.start()
+        started = time.monotonic()
+        for proc in procs:
+            proc.join(timeout=max(1.0, 120 - (time.monotonic() - started)))
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
     peak = sampler.stop()
     assert [proc.exitcode for proc in procs] == [0] * WORKERS
     study = runner.load_study(spec.name, pg_url)

@@ -108,3 +108,49 @@ def test_entry_points_allow_the_pauses(tmp_path) -> None:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert out.stdout.split()[-1] == "True", out.stdout
+
+
+def _child_says(conn) -> None:
+    conn.send("ran")
+    conn.close()
+
+
+def _start_child(tmp_path, monkeypatch, *, guarded: bool) -> tuple[str | None, bool]:
+    """A forkserver child started while ``__main__`` is a script that fails (as a Streamlit
+    page is ``__main__`` while it runs): what it sent, and whether the script ran in it."""
+    import multiprocessing
+    import sys
+    import types
+
+    marker = tmp_path / "page-ran"
+    page = tmp_path / "page.py"
+    page.write_text(f"open({str(marker)!r}, 'w').close()\nraise NameError('a page run outside Streamlit')\n")
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__ = str(page)
+    fake_main.__spec__ = None
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
+    ctx = multiprocessing.get_context("forkserver")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_child_says, args=(child,), daemon=True)
+    if guarded:
+        with runtime.children_import("hpdash.runtime"):
+            proc.start()
+    else:
+        proc.start()
+    child.close()
+    try:
+        said = parent.recv() if parent.poll(60) else None
+    except EOFError:  # the child died before sending
+        said = None
+    proc.join(30)
+    return said, marker.exists()
+
+
+def test_children_import_a_library_module_not_the_page_being_run(tmp_path, monkeypatch) -> None:
+    # Without it, multiprocessing runs the page again in the child, which dies on it.
+    assert _start_child(tmp_path, monkeypatch, guarded=False) == (None, True)
+    (tmp_path / "page-ran").unlink()
+    assert _start_child(tmp_path, monkeypatch, guarded=True) == ("ran", False)
+    import sys
+
+    assert sys.modules["__main__"].__file__ == str(tmp_path / "page.py")  # put back afterwards

@@ -54,7 +54,7 @@ import optuna
 import pandas as pd
 
 from hpdash import attrs as study_attrs
-from hpdash import config, experiments, gp_sampler, results, space, vocabulary
+from hpdash import config, experiments, gp_sampler, results, runtime, space, vocabulary
 from hpdash import strategies as sampling
 from hpdash.compare import FRAME_DESIGN, Comparison, FrameDesign, design_record, differences, experiment_frame
 from hpdash.compare import split_seed_of as compared_split_seed
@@ -328,7 +328,9 @@ def replay(
         with ProcessPoolExecutor(
             processes, mp_context=context, initializer=_start, initargs=(recorded, answers)
         ) as pool:
-            futures = {pool.submit(_pooled, task): task for task in dearest}
+            # The pool's processes start with the first submissions.
+            with runtime.children_import(__name__):
+                futures = {pool.submit(_pooled, task): task for task in dearest}
             for future in as_completed(futures):
                 done[futures[future]] = future.result()
                 if progress is not None:
