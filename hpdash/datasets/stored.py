@@ -80,6 +80,13 @@ def store_dataset(
     from hpdash import access
 
     access.require_writable("upload a dataset")
+    if catalogue is None:
+        from hpdash.store import Catalogue
+
+        # A catalogue opened here is closed here: an unclosed SQLite connection lives until a
+        # garbage collection, and keeps the storage's WAL from being checkpointed until then.
+        with Catalogue() as own:
+            return store_dataset(data, filename, target, own, task=task, folds=folds, keep_columns=keep_columns)
     data = bytes(data)
     df, fmt = _read(data, filename, config.max_upload_bytes())
     if target is not None:
@@ -89,9 +96,6 @@ def store_dataset(
     sha = sha256_bytes(data)
     base = _base_filename(filename)
     name = PurePosixPath(base).stem or base
-    from hpdash.store import Catalogue
-
-    catalogue = catalogue or Catalogue()
     path = config.datasets_dir() / f"{sha}.{fmt}"
     created = False
     if not (path.is_file() and sha256_bytes(path.read_bytes()) == sha):
@@ -155,7 +159,11 @@ def delete_stored(sha256: str, catalogue: Catalogue | None = None) -> None:
             ) from exc
     from hpdash.store import Catalogue
 
-    (catalogue or Catalogue()).delete_dataset(sha)
+    if catalogue is not None:
+        catalogue.delete_dataset(sha)
+    else:
+        with Catalogue() as own:
+            own.delete_dataset(sha)
     from hpdash import audit
 
     audit.record("delete dataset", detail=sha[:12])

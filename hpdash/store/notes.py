@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import importlib
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import TypeVar
 
 import optuna
@@ -131,18 +133,42 @@ def retrying(action: Callable[[], T], fail: Callable[[BaseException], StorageErr
     return catalogue_sqlite.retry(attempt, fail)
 
 
+@functools.cache
+def _note_api() -> ModuleType:
+    """optuna-dashboard, imported on first use (it takes about 2 s) from a thread of its own.
+
+    Importing it records the ImportError of its optional dependencies (Optuna's
+    ``try_import``), whose traceback keeps every frame of the importing call stack alive for
+    the life of the process, with their locals (an open catalogue and its SQLite connection,
+    a page's variables). From its own thread that stack is only the thread's.
+    """
+    modules: list[ModuleType] = []
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            modules.append(importlib.import_module("optuna_dashboard"))
+        except BaseException as exc:  # re-raised in the caller's thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=load, name="hpdash-import-optuna-dashboard")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return modules[0]
+
+
 def read_study_note(store: optuna.storages.BaseStorage, name: str) -> str | None:
     """The note of study ``name`` ("" when it has none), or None when there is no such study."""
-    from optuna_dashboard import get_note
-
+    get_note = _note_api().get_note
     study = _load(store, name)
     return None if study is None else get_note(study)
 
 
 def write_study_note(store: optuna.storages.BaseStorage, name: str, body: str) -> None:
     """Save (or replace) the note of study ``name``; a missing study is a StudyNotFoundError."""
-    from optuna_dashboard import save_note
-
+    save_note = _note_api().save_note
     study = _load(store, name)
     if study is None:
         raise StudyNotFoundError(f"No study named {name!r}, so its note cannot be saved. Check the study's name.")
@@ -151,8 +177,7 @@ def write_study_note(store: optuna.storages.BaseStorage, name: str, body: str) -
 
 def read_trial_note(store: optuna.storages.BaseStorage, name: str, number: int) -> str:
     """The note of trial ``number`` of study ``name`` ("" when it has none)."""
-    from optuna_dashboard import get_note
-
+    get_note = _note_api().get_note
     study = _load(store, name)
     if study is None:
         raise StudyNotFoundError(f"No study named {name!r}. Check the study's name.")
@@ -161,8 +186,7 @@ def read_trial_note(store: optuna.storages.BaseStorage, name: str, number: int) 
 
 def write_trial_note(store: optuna.storages.BaseStorage, name: str, number: int, body: str) -> None:
     """Save (or replace) the note of trial ``number`` of study ``name``."""
-    from optuna_dashboard import save_note
-
+    save_note = _note_api().save_note
     study = _load(store, name)
     if study is None:
         raise StudyNotFoundError(f"No study named {name!r}, so no trial note can be saved. Check the study's name.")
@@ -278,8 +302,7 @@ def _add_migration_columns(conn: sqlite3.Connection) -> None:
 
 
 def _migrate_one(store: optuna.storages.BaseStorage, study_name: str, legacy: str) -> str:
-    from optuna_dashboard import get_note, save_note
-
+    get_note, save_note = _note_api().get_note, _note_api().save_note
     study = _load(store, study_name)
     if study is None:
         return STUDY_GONE
