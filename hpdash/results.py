@@ -58,6 +58,7 @@ from hpdash.storage import (
     is_pinned_schema,
     rdb_backend,
     schema_version,
+    snapshot,
     study_id,
     unwrap_rdb,
 )
@@ -738,13 +739,13 @@ def read_raw(
     system_attrs: bool = False,
     intermediate: bool = False,
 ) -> RawTrials:
-    """Read trials of a study in one transaction (a consistent snapshot).
+    """Read trials of a study in one snapshot of the database (``storage.snapshot``).
 
     ``trial_ids`` limits the read to those trials; ``user_attr_keys`` None reads every user attr.
     """
     waiting = "" if include_waiting else " AND t.state != 'WAITING'"
     keys_sql = "" if user_attr_keys is None else " AND a.key IN :keys"
-    with engine.connect() as conn, conn.begin():
+    with snapshot(engine) as conn:
         trials = _select(
             conn,
             "SELECT t.trial_id, t.number, t.state, t.datetime_start, t.datetime_complete "

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
@@ -25,6 +26,7 @@ import threading
 import time
 import warnings
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,6 +67,25 @@ def schema_version(engine: sqlalchemy.engine.Engine) -> tuple[int | None, str | 
             schema = None
         revision = _alembic_revision(conn)
     return (None if schema is None else int(schema)), revision
+
+
+@contextlib.contextmanager
+def snapshot(engine: sqlalchemy.engine.Engine) -> Iterator[sqlalchemy.engine.Connection]:
+    """A connection in one read transaction whose statements all see the same snapshot.
+
+    Neither driver gives that by default: pysqlite begins a transaction only before a write,
+    so each SELECT reads the latest commit, and PostgreSQL's READ COMMITTED takes a new
+    snapshot per statement. A read of several tables while workers write (a trial's row,
+    then its params) could otherwise see rows the first statement did not. ``BEGIN`` on
+    SQLite (WAL: the snapshot starts at the first read and never blocks a writer) and
+    ``REPEATABLE READ`` on PostgreSQL make the reads one snapshot.
+    """
+    with engine.connect() as conn, conn.begin():
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN")
+        elif conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield conn
 
 
 def _alembic_revision(conn: sqlalchemy.engine.Connection) -> str | None:
@@ -536,11 +557,11 @@ class WorkerRDBStorage(RDBStorage):
     def _read(self, queries: tuple[Any, ...], key: dict[str, Any], must_exist: Any = None) -> list[FrozenTrial]:
         """FrozenTrials from the six queries of ``_statements`` (trials, then their values,
         params, user attrs, system attrs and intermediate values, each row led by its trial
-        id), run in one transaction: one consistent snapshot, as Optuna's one session.
+        id), run in one snapshot (``snapshot``), as Optuna's one session.
         ``must_exist``: a query that must return a row first (KeyError otherwise)."""
         from optuna.storages._rdb import models as rdb
 
-        with self.engine.connect() as conn, conn.begin():
+        with snapshot(self.engine) as conn:
             if must_exist is not None and conn.execute(must_exist, key).first() is None:
                 raise KeyError(rdb.NOT_FOUND_MSG)
             rows = [conn.execute(query, key).all() for query in queries]
@@ -549,13 +570,6 @@ class WorkerRDBStorage(RDBStorage):
             r.trial_id: {"values": {}, "params": {}, "dists": {}, "user": {}, "system": {}, "steps": {}}
             for r in trial_rows
         }
-        # On SQLite the six SELECTs are not one snapshot (pysqlite begins a transaction only for
-        # a write), so a trial created between them (numbered above ``gt``) can show rows in the
-        # later ones only: it is left for the next read, since the first query did not see it.
-        value_rows, param_rows, user_rows, system_rows, step_rows = (
-            [row for row in part if row[0] in by_trial]
-            for part in (value_rows, param_rows, user_rows, system_rows, step_rows)
-        )
         for trial_id, objective, value, kind in value_rows:
             by_trial[trial_id]["values"][objective] = rdb.TrialValueModel.stored_repr_to_value(value, kind)
         dist_of: dict[str, Any] = {}  # one decode per distinct JSON

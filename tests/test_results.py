@@ -20,6 +20,7 @@ from optuna.trial import TrialState, create_trial
 from pg_helpers import pg_url  # noqa: F401  (fixture)
 
 from hpdash import results
+from hpdash.storage import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -411,6 +412,45 @@ def test_param_columns_by_numpy_equal_row_by_row(tmp_path: Path) -> None:
         assert [type(v) for v in fast[column]] == [type(v) for v in slow[column]], column
     assert by_numpy == by_row
     assert by_numpy["params_i"] == {int} and by_numpy["params_cat_num"] == {int, float}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_read_while_a_worker_writes_is_one_snapshot(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """A trial with a param of a new name, written by another process between the reads of
+    ``read_raw`` (trials first, params later), shows in none of them: the read is one
+    snapshot, so the params have a distribution for every name and only known trials."""
+    url = f"sqlite:///{tmp_path / 'race.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    study = optuna.create_study(storage=open_storage(url, heartbeat=False), study_name="race")
+    study.add_trial(
+        create_trial(
+            state=TrialState.COMPLETE, value=1.0, params={"a": 0.5}, distributions={"a": DISTS["learning_rate"]}
+        )
+    )
+    writer = optuna.load_study(study_name="race", storage=optuna.storages.RDBStorage(url))
+    engine, db_study_id = results._fast_source(study)
+    real_select = results._select
+    calls = []
+
+    def select_then_write(*args: Any, **kwargs: Any) -> Any:
+        rows = real_select(*args, **kwargs)
+        if not calls:
+            writer.add_trial(
+                create_trial(
+                    state=TrialState.COMPLETE, value=2.0, params={"b": 3}, distributions={"b": DISTS["max_depth"]}
+                )
+            )
+        calls.append(rows)
+        return rows
+
+    monkeypatch.setattr(results, "_select", select_then_write)
+    raw = results.read_raw(engine, db_study_id)
+    monkeypatch.undo()
+    assert len(calls) > 2 and len(raw.trials) == 1
+    assert {row[1] for row in raw.params} == {"a"} and raw.param_dists is not None
+    assert [name for name, *_ in results._param_groups(raw) or []] == ["a"]
+    assert len(results.read_raw(engine, db_study_id).trials) == 2  # the next read sees it
 
 
 def test_completed_trials_equal_optuna_by_both_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,9 +6,10 @@ from datetime import datetime, timedelta
 
 import optuna
 import pytest
+import sqlalchemy
 from pg_helpers import pg_url  # noqa: F401  (fixture)
 
-from hpdash.storage import BudgetExhausted, open_storage, redact
+from hpdash.storage import BudgetExhausted, open_storage, redact, snapshot, unwrap_rdb
 
 
 def test_sqlite_file_is_wal(tmp_path) -> None:
@@ -734,3 +735,21 @@ def test_processes_opening_a_new_storage_at_once_all_succeed(tmp_path, request, 
     results = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err.splitlines()[-1] for _, err in results if err]
     assert all(out.strip() == "opened" for out, _ in results)
+
+
+def test_a_snapshot_does_not_see_commits_made_after_its_first_read(any_url: str) -> None:
+    """``storage.snapshot``: every statement of the transaction sees the database as of its
+    first read, on SQLite (in WAL mode, as hpdash opens it) and PostgreSQL, while another
+    connection commits."""
+    study = optuna.create_study(storage=open_storage(any_url, heartbeat=False), study_name="snap")
+    study.add_trial(optuna.trial.create_trial(value=1.0))
+    writer = optuna.load_study(study_name="snap", storage=optuna.storages.RDBStorage(any_url))
+    count = sqlalchemy.text("SELECT COUNT(*) FROM trials")
+    engine = unwrap_rdb(study._storage).engine
+    with snapshot(engine) as conn:
+        before = conn.execute(count).scalar()
+        writer.add_trial(optuna.trial.create_trial(value=2.0))
+        during = conn.execute(count).scalar()
+    with snapshot(engine) as conn:
+        after = conn.execute(count).scalar()
+    assert (before, during, after) == (1, 1, 2)
