@@ -252,6 +252,7 @@ st.download_button(
     report.experiment_csv(comparison.frame),
     file_name=f"{stem}-trials.csv",
     mime="text/csv",
+    on_click="ignore",
     icon=":material/download:",
 )
 if st.button("Build the HTML report", icon=":material/description:"):
@@ -260,6 +261,7 @@ if st.button("Build the HTML report", icon=":material/description:"):
         report.experiment_html(comparison, analysis),
         file_name=f"{stem}-report.html",
         mime="text/html",
+        on_click="ignore",
         icon=":material/download:",
     )
 st.caption(

@@ -413,6 +413,7 @@ if spec is not None:
         spec.to_yaml(),
         file_name=f"{spec.name}.yaml",
         mime="application/x-yaml",
+        on_click="ignore",
         key="ns_download_spec",
         width="stretch",
     )
