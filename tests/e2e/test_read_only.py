@@ -22,6 +22,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 pytestmark = pytest.mark.e2e
 
 STUDIES = ("ro-tour-a", "ro-tour-b")
+CREATED = "ro-tour-created"  # created, never launched: Resume would be offered to an editor
 DATASET_FILE = "flowers.csv"
 #: Every classic active-scheme link form in one note, and one safe link that must stay.
 NOTE = (
@@ -69,8 +70,9 @@ _LINK_TARGETS = """() => [...document.querySelectorAll('a, area, form, iframe, e
 
 
 def _setup() -> None:
-    """Two finished, refit studies (their .skops copies not made yet), an uploaded dataset
-    and a note full of active-scheme links, made before the viewer's server starts."""
+    """Two finished, refit studies (their .skops copies not made yet), one created and never
+    launched, an uploaded dataset and a note full of active-scheme links, made before the
+    viewer's server starts."""
     from hpdash import datasets, runner, storage
     from hpdash.spec import parse_spec
     from hpdash.store import Catalogue
@@ -92,6 +94,9 @@ def _setup() -> None:
         )
         runner.create_study(spec)
         procs += runner.launch_workers(name, None, 1)
+    runner.create_study(
+        parse_spec({"name": CREATED, "dataset": "sklearn:iris", "target": "target", "model": "k_nearest_neighbors"})
+    )
     assert runner.wait_for(procs) == [0] * len(procs)
     for name in STUDIES:
         assert runner.refit_info(runner.load_study(name)), f"{name} was not refit"
@@ -252,11 +257,15 @@ def test_a_viewers_full_tour_can_change_and_compute_nothing(page, viewer_server)
     assert len([c for c in controls if c["kind"] == "upload"]) == 1, controls
     downloads["spec"] = _download(page, "Download spec (YAML)")
 
-    # Studies: stop, resume and delete are off for each study
+    # Studies: stop, resume and delete are shown and off for each study, also for the one
+    # Resume would start
     _open(page, f"{url}/studies")
-    for name in STUDIES:
+    for name in (*STUDIES, CREATED):
         _pick(page, "Study", name)
         assert_viewer_controls(page, f"studies, {name}")
+        for label in ("Delete…", "Stop", "Resume"):
+            button = page.get_by_role("button", name=label, exact=True)
+            assert button.count() == 1 and button.is_disabled(), f"{label} on {name}"
 
     # Each study: every tab, every download, the note; refit, BBC-CV and saving are off
     for name in STUDIES:
@@ -271,6 +280,11 @@ def test_a_viewers_full_tour_can_change_and_compute_nothing(page, viewer_server)
         downloads[f"{name} joblib"] = _download(page, "Download the model (joblib)")
         page.get_by_text("Made in memory from the joblib file").first.wait_for()
         _expand(page, "Edit notes (Markdown)")
+        # a forced click on the disabled Save notes changes nothing (the snapshot below)
+        page.get_by_role("textbox", name="Notes").fill("overwritten by a viewer")
+        page.get_by_role("button", name="Save notes").click(force=True)
+        wait_ready(page)
+        no_exception(page)
         _expand(page, "Reproduce the best trial")
         controls = assert_viewer_controls(page, f"study {name}")
         off = {c["label"] for c in controls if c["kind"] == "button" and c["disabled"]}

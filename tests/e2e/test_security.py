@@ -1,5 +1,6 @@
-"""Security and access in a real browser: no user string rendered as HTML, review-only mode,
-and the optional password (issue 5, "Security and access").
+"""Security and access in a real browser: no user string rendered as HTML, and the optional
+password (issue 5, "Security and access"). Review-only mode has its own tour,
+tests/e2e/test_read_only.py.
 
 Each test starts its own `streamlit run app.py` (with extra environment where needed) over a
 temporary HPDASH_DATA_DIR filled through the library before the server starts.
@@ -12,8 +13,6 @@ import re
 import pytest
 from browser_helpers import no_exception, start_server, wait_ready
 
-from hpdash import views
-
 pytestmark = pytest.mark.e2e
 
 IMG = "<img src=x onerror=window.__xss=1>"
@@ -21,7 +20,6 @@ SCRIPT = "<script>window.__xss=1</script>"
 TARGET = "<b>label</b><img src=x onerror=window.__xss=2>"
 NOTE = f"{IMG}\n\n{SCRIPT}\n\nplain words after the payload"
 XSS_STUDIES = ("xss-study", "xss-study-b")
-RO_NOTE = "reviewed: keep k small"
 PASSWORD = "correct horse battery staple"
 SECRET_STUDY = "secret-budget-forecast"
 
@@ -75,16 +73,6 @@ def _xss_setup() -> None:
     Catalogue().set_note(XSS_STUDIES[0], NOTE)
 
 
-def _read_only_setup() -> None:
-    from hpdash import runner
-    from hpdash.spec import parse_spec
-    from hpdash.store import Catalogue
-
-    _run_studies([_base("ro-finished", "sklearn:iris")])
-    runner.create_study(parse_spec(_base("ro-created", "sklearn:iris")))  # never launched
-    Catalogue().set_note("ro-finished", RO_NOTE)
-
-
 def _password_setup() -> None:
     from hpdash import runner
     from hpdash.spec import parse_spec
@@ -95,13 +83,6 @@ def _password_setup() -> None:
 @pytest.fixture(scope="module")
 def xss_server(tmp_path_factory):
     server = start_server(tmp_path_factory, "e2e-xss", _xss_setup)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def read_only_server(tmp_path_factory):
-    server = start_server(tmp_path_factory, "e2e-read-only", _read_only_setup, extra_env={"HPDASH_READ_ONLY": "1"})
     yield server
     server.stop()
 
@@ -216,68 +197,7 @@ def test_user_strings_are_never_rendered_as_html(page, xss_server) -> None:
     _check(page, "compare, hand-picked")
 
 
-# ------------------------------------------------------------------------------ 2. read-only
-def test_read_only_dashboard_disables_every_write(page, read_only_server) -> None:
-    from hpdash import runner
-    from hpdash.store import Catalogue
-
-    url = read_only_server.url
-
-    def snapshot() -> dict:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("HPDASH_DATA_DIR", str(read_only_server.data_dir))
-            mp.delenv("HPDASH_STORAGE", raising=False)
-            cat = Catalogue()
-            return {
-                name: (len(runner.load_study(name).trials), cat.get_note(name)) for name in views.list_study_names()
-            }
-
-    before = snapshot()
-    assert before["ro-finished"] == (4, RO_NOTE), before
-
-    # Home: the sidebar says review-only and every quick start is disabled
-    _open(page, f"{url}/")
-    sidebar = page.locator('[data-testid="stSidebar"]')
-    assert "Review-only dashboard" in sidebar.inner_text()
-    for label, _ in views.QUICK_STARTS.values():
-        button = page.get_by_role("button", name=label)
-        assert button.count() == 1, label
-        assert button.is_disabled(), label
-
-    # Study: refit and save notes are disabled; a forced click on Save notes changes nothing
-    _open(page, f"{url}/study?study=ro-finished")
-    page.get_by_text(RO_NOTE).first.wait_for()
-    refit = page.get_by_role("button", name=re.compile(r"^Refit"))
-    refit.first.wait_for()  # the page may still be re-rendering after its first poll
-    assert refit.count() == 1 and refit.is_disabled()
-    page.get_by_text("Edit notes (Markdown)").click()
-    page.get_by_role("textbox", name="Notes").fill("overwritten by a reviewer")
-    save = page.get_by_role("button", name="Save notes")
-    assert save.is_disabled()
-    save.click(force=True)
-    wait_ready(page)
-    no_exception(page)
-
-    # Studies: Delete, Stop and Resume are disabled, also for a study Resume would allow
-    _open(page, f"{url}/studies")
-    for study in ("ro-finished", "ro-created"):
-        _pick(page, "Study", study)
-        for name in ("Delete…", "Stop", "Resume"):
-            button = page.get_by_role("button", name=name, exact=True)
-            assert button.count() == 1, name
-            assert button.is_disabled(), f"{name} on {study}"
-
-    # Datasets: the upload is disabled; New study: Launch is disabled
-    _open(page, f"{url}/datasets")
-    assert page.locator('[data-testid="stFileUploaderDropzoneInput"]').is_disabled()
-    _open(page, f"{url}/new_study")
-    page.get_by_role("button", name="Launch study").wait_for()
-    assert page.get_by_role("button", name="Launch study").is_disabled()
-
-    assert snapshot() == before
-
-
-# ------------------------------------------------------------------------------ 3. password
+# ------------------------------------------------------------------------------ 2. password
 def _sign_in_form_only(page) -> None:
     page.get_by_label("Password", exact=True).wait_for()
     wait_ready(page)
