@@ -68,6 +68,7 @@ How a trial is chosen:
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -85,7 +86,7 @@ from scipy.stats import norm
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from hpdash import storage
 from hpdash.space import MODEL_PARAM, SEPARATOR
@@ -323,15 +324,16 @@ class _NegativeLogLikelihood:
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
-        self.sq = (X[:, None, :] - X[None, :, :]) ** 2
+        # (n * n, d): the products with one weight per dimension below are matrix-vector ones.
+        self.sq = ((X[:, None, :] - X[None, :, :]) ** 2).reshape(len(X) * len(X), X.shape[1])
         self.y = np.asarray(y, dtype=float)
         self.n = len(y)
         self.diagonal = np.diag_indices(self.n)
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        scale, lengths, noise = math.exp(theta[0]), np.exp(theta[1:-1]), math.exp(theta[-1])
-        scaled = self.sq / lengths**2
-        root = _SQRT5 * np.sqrt(scaled.sum(axis=2))
+        scale, noise = math.exp(theta[0]), math.exp(theta[-1])
+        inverse_squares = np.exp(-2.0 * theta[1:-1])  # 1 / l_k^2
+        root = _SQRT5 * np.sqrt(self.sq @ inverse_squares).reshape(self.n, self.n)
         decay = np.exp(-root)
         matern = (1.0 + root + root**2 / 3.0) * decay
         K = scale * matern
@@ -342,14 +344,16 @@ class _NegativeLogLikelihood:
         if info != 0:  # not positive definite at these hyperparameters, as scikit-learn says
             return math.inf, np.zeros_like(theta)
         weights, _ = _potrs(L, self.y, lower=1)
+        # dpotri leaves the inverse in the lower triangle; the upper one is zero (clean=1).
         inverse, _ = _potri(L, lower=1)
-        inverse = np.tril(inverse) + np.tril(inverse, -1).T
+        inverse += inverse.T
+        inverse[self.diagonal] *= 0.5
         log_likelihood = -0.5 * float(self.y @ weights) - float(np.log(L[self.diagonal]).sum()) - self.n / 2 * _LOG_2PI
         inner = np.outer(weights, weights) - inverse
         gradient = np.empty_like(theta)
         gradient[0] = 0.5 * float(np.sum(inner * matern)) * scale
         length_term = (scale * 5.0 / 3.0) * (1.0 + root) * decay * inner
-        gradient[1:-1] = 0.5 * np.einsum("ij,ijk->k", length_term, scaled)
+        gradient[1:-1] = 0.5 * (length_term.ravel() @ self.sq) * inverse_squares
         gradient[-1] = 0.5 * float(np.trace(inner)) * noise
         return -log_likelihood, -gradient
 
@@ -721,8 +725,15 @@ def _build(
     (over ``candidates`` when given); ``theta`` as in ``_fit_gp``."""
     # The GP's matrices are small (at most MAX_FIT_TRIALS rows): several BLAS threads only
     # contend with each other and with the other processes' fits, so the GP uses one.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas().limit(limits=1, user_api="blas"):
         return _build_unlimited(space, fitted, pending, direction, seed, trial_number, candidates, theta)
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """The process's thread pools, found once: ``threadpool_limits`` looks for them again on
+    every call (reading the process's loaded libraries), which cost more than a small fit."""
+    return ThreadpoolController()
 
 
 def _build_unlimited(
