@@ -1,7 +1,7 @@
 """Run every benchmark and print one table: ``python -m bench`` / ``make bench``.
 
 Options: ``--quick`` (fewer repeats, no 50k study, 30-trial pruning runs), ``--only NAME``
-(reading, tuning, pruning, memory, cli; repeatable), ``--markdown FILE`` (also write the table),
+(reading, memory, tuning, pruning, cli, replay, storage_latency, advisor; repeatable), ``--markdown FILE`` (also write the table),
 ``--strict`` (exit 1 when a target is missed).
 Studies are generated into a temporary directory and deleted afterwards.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import optuna
 
-from bench import cli_run, memory, pruning, reading, replay, storage_latency, tuning
+from bench import advisor, cli_run, memory, pruning, reading, replay, storage_latency, tuning
 from bench.common import Report, machine
 
 SUITES = {
@@ -29,6 +29,7 @@ SUITES = {
     "cli": cli_run,
     "replay": replay,
     "storage_latency": storage_latency,
+    "advisor": advisor,
 }
 
 

@@ -10,7 +10,7 @@ from hpdash import export_model, markup, plots, report, results, runner, ties, v
 from hpdash.errors import HpdashError, SpecError, StudyNotFoundError
 from hpdash.spec import StudySpec
 from hpdash.store import Catalogue
-from hpdash.ui import activity, common, strategy_views
+from hpdash.ui import activity, advisor_view, common, strategy_views
 
 #: BBC-CV on the page: fewer bootstraps and configurations than the report, to answer in seconds.
 PAGE_BOOTSTRAPS = 200
@@ -244,6 +244,7 @@ with tabs[2]:
         show_importance(importance, method)
     else:
         importance_poll(method, importance_seed)
+    advisor_view.show_advisor(study, spec, int((frame["state"] == "COMPLETE").sum()) if len(frame) else 0)
 with tabs[3]:
     if params:
         p = st.selectbox("Hyperparameter", params, key="slice_param")
