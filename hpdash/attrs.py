@@ -27,6 +27,7 @@ REFIT = "hpdash.refit"  # the final model: holdout score, digest
 GRID = "hpdash.grid_order"  # the order of a grid study's points
 ERROR = "hpdash.error"  # why a worker failed
 REPLAY = "hpdash.replay"  # a replayed run: its source, record, oracle, simulated workers
+WARM_START = "hpdash.warm_start"  # the past study and trials a study was seeded from, and those skipped
 WORKER_PREFIX = "hpdash.worker."  # one record per worker: hpdash.worker.<host>.<pid>
 #: Not a study attr: the key of an experiment record's settle plan ("add repeats until the
 #: verdict is settled"), kept in the catalogue beside the experiment's spec.

@@ -384,6 +384,10 @@ def create_study(spec: StudySpec, storage: str | None = None, *, plan: Plan | No
         planned = plan_study(spec, data=datasets.load_dataset(sha or spec.dataset))
     plan = planned
     budget_attrs, slots = _budget_slots(plan)
+    warm: dict[str, Any] | None = None
+    if spec.warm_start is not None:
+        warm, seeds = warm_start_points(plan, sha, store)
+        slots = _seeded_slots(slots, seeds)
     user_attrs = {
         SPEC_ATTR: spec.to_dict(),
         DATASET_ATTR: sha,
@@ -394,6 +398,7 @@ def create_study(spec: StudySpec, storage: str | None = None, *, plan: Plan | No
         STATE_ATTR: "created",
         strategies.SAMPLER_ATTR: strategies.sampler_record(spec),
         **budget_attrs,
+        **({study_attrs.WARM_START: warm} if warm is not None else {}),
     }
     try:
         study = create_budgeted_study(
@@ -413,6 +418,79 @@ def create_study(spec: StudySpec, storage: str | None = None, *, plan: Plan | No
         _share_dataset(study, sha, store)
     audit.record("create study", study=spec.name, detail=f"{spec.model} by {spec.strategy}", url=storage)
     return study
+
+
+def warm_start_points(plan: Plan, sha: str | None, storage: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The params of the best ``warm_start.trials`` COMPLETE trials of the spec's past study,
+    best first, that lie inside the plan's space, with the record of what was taken and what
+    was skipped (and why). Refused (``SpecError``) when the past study is missing or was on
+    another dataset or model: its scores would say nothing about this study's."""
+    spec = plan.spec
+    assert spec.warm_start is not None
+    source = spec.warm_start["study"]
+    try:
+        past = optuna.load_study(study_name=source, storage=storage)
+    except KeyError:
+        raise SpecError(
+            f"warm_start: no study named {source!r}. Pick a finished study on the same dataset and model."
+        ) from None
+    past_attrs = past.user_attrs
+    past_spec = past_attrs.get(SPEC_ATTR) or {}
+    if past_attrs.get(DATASET_ATTR) != sha or (sha is None and past_spec.get("dataset") != spec.dataset):
+        raise SpecError(f"warm_start: study {source!r} ran on another dataset; its scores do not carry over.")
+    if past_spec.get("model") != spec.model or past_spec.get("target") != spec.target:
+        raise SpecError(
+            f"warm_start: study {source!r} tuned {past_spec.get('model')!r} for target {past_spec.get('target')!r}, "
+            f"not {spec.model!r} for {spec.target!r}; warm starts need the same model and target."
+        )
+    if len(plan.spaces) != 1:
+        raise SpecError("warm_start: algorithm selection studies cannot be warm-started yet; tune one model.")
+    (hps,) = plan.spaces.values()
+    complete = [t for t in past.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    best = sorted(complete, key=lambda t: (-float(t.value or 0.0), t.number))
+    taken: list[int] = []
+    skipped: list[dict[str, Any]] = []
+    seeds: list[dict[str, Any]] = []
+    wanted = int(spec.warm_start["trials"])
+    for trial in best:
+        if len(seeds) == wanted:
+            break
+        reason = _outside(trial.params, hps)
+        if reason:
+            skipped.append({"number": trial.number, "reason": reason})
+            continue
+        seeds.append({name: value for name, value in trial.params.items() if name in hps})
+        taken.append(trial.number)
+    if not seeds:
+        raise SpecError(
+            f"warm_start: none of the best trials of {source!r} lies inside this study's search space "
+            f"({'; '.join(s['reason'] for s in skipped[:3]) or 'it has no complete trial'}). Widen the space or start cold."
+        )
+    record = {"study": source, "trials": taken, "skipped": skipped, "asked": wanted}
+    return record, seeds
+
+
+def _outside(params: dict[str, Any], hps: space.SearchSpace) -> str | None:
+    """Why a past trial's params cannot be run in the space ``hps`` (None if they can)."""
+    for name, value in params.items():
+        hp = hps.get(name)
+        if hp is None:
+            continue  # a hyperparameter this study fixes or leaves at its default
+        if hp.type == "categorical":
+            if value not in (hp.choices or ()):
+                return f"{name}={value!r} is not among the choices"
+        elif hp.low is not None and hp.high is not None and not hp.low <= value <= hp.high:
+            return f"{name}={value!r} is outside {hp.low}..{hp.high}"
+    return None
+
+
+def _seeded_slots(slots: list[dict[str, Any]], seeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The budget slots with the first ones running ``seeds`` (what ``enqueue_trial`` stores):
+    the seeded trials count in the budget. A time budget alone (no slots) gets them added."""
+    seeded = [{"fixed_params": params, "hpdash_slot": True} for params in seeds]
+    if not slots:
+        return seeded
+    return seeded[: len(slots)] + slots[len(seeded) :]
 
 
 def _share_dataset(study: optuna.Study, sha: str, store: Any) -> None:

@@ -114,6 +114,10 @@ class StudySpec:
     #: Keep each COMPLETE trial's out-of-fold predictions (first CV repeat) as an Optuna
     #: artifact, for the selection-bias estimate (``hpdash.winners_curse``, BBC-CV).
     keep_predictions: bool = True
+    #: Start from the best COMPLETE trials of a past study on the same dataset and model:
+    #: ``{"study": NAME, "trials": k}`` (``runner.create_study`` enqueues them as the first
+    #: budget slots, skipping those outside this spec's space). None: a cold start.
+    warm_start: dict[str, Any] | None = None
 
     @property
     def models(self) -> list[str]:
@@ -146,6 +150,8 @@ class StudySpec:
         for key in SPLIT_SEEDS:
             if self.seed_given(key) is None:
                 del data[key]
+        if data["warm_start"] is None:  # a cold start is written as before warm starts existed
+            del data["warm_start"]
         return data
 
     def __eq__(self, other: object) -> bool:
@@ -209,6 +215,31 @@ def _choice(raw: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise SpecError(f"Unknown {key} {_shown(value)}: choose one of {', '.join(allowed)}.")
     return value
+
+
+MAX_WARM_START_TRIALS = 1000
+
+
+def _warm_start(value: Any, strategy: Any) -> dict[str, Any] | None:
+    """``warm_start`` checked: None, or ``{"study": NAME, "trials": k}``."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or set(value) != {"study", "trials"}:
+        raise SpecError(
+            "'warm_start' must look like {study: NAME, trials: 5}: the past study and how many of its best trials."
+        )
+    study, trials = value["study"], value["trials"]
+    if not isinstance(study, str) or not study:
+        raise SpecError(f"'warm_start.study' must be a study name, got {_shown(study)}.")
+    if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_WARM_START_TRIALS:
+        raise SpecError(
+            f"'warm_start.trials' must be a whole number from 1 to {MAX_WARM_START_TRIALS}, got {_shown(trials)}."
+        )
+    if strategy == "grid":
+        raise SpecError(
+            "'warm_start' does not apply to grid search, which runs its own grid points; use another strategy."
+        )
+    return {"study": study, "trials": trials}
 
 
 def parse_spec(raw: Mapping[str, Any]) -> StudySpec:
@@ -279,6 +310,8 @@ def parse_spec(raw: Mapping[str, Any]) -> StudySpec:
         if len(keep) > 10_000:
             raise SpecError(f"'keep_columns' lists {len(keep):,} columns; at most 10,000.")
         data["keep_columns"] = list(dict.fromkeys(keep))
+
+    data["warm_start"] = _warm_start(data.get("warm_start"), data["strategy"])
 
     if not isinstance(data["keep_predictions"], bool):
         raise SpecError(f"'keep_predictions' must be true or false, got {_shown(data['keep_predictions'])}.")

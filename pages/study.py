@@ -79,6 +79,9 @@ if spec is not None:
         + (f" × {spec.repeats}" if spec.repeats > 1 else "")
         + f" · holdout {spec.test_size:g} · seed {spec.seed}"
     )
+    warm_note = views.warm_start_note(study.user_attrs)
+    if warm_note:
+        st.caption(common.md(warm_note))
 else:
     st.caption("This study was not created by hpdash: plots only.")
 

@@ -786,3 +786,55 @@ def test_a_grid_with_one_split_seed_scores_the_same_whatever_the_sampler_seed(da
         scores.append({tuple(sorted(t.params.items())): t.user_attrs["fold_scores"] for t in trials})
     assert scores[0] == scores[1] and orders[0] != orders[1]
     assert scores[2] != scores[0]
+
+
+def test_a_warm_start_runs_the_past_best_trials_first_within_its_budget(data_dir) -> None:
+    """``warm_start``: the new study's first trials are the past study's best ones, best first,
+    skipping those outside the new space (recorded with the reason); they count in the budget."""
+    past = _spec(name="warm-past", n_trials=8)
+    runner.create_study(past)
+    runner.run_here(past.name)
+    best = sorted(
+        runner.load_study(past.name).get_trials(states=(TrialState.COMPLETE,)), key=lambda t: (-t.value, t.number)
+    )
+    kept_p = best[0].params["p"]
+    inside = [t for t in best if t.params["p"] == kept_p][:3]
+    outside = [t for t in best[: best.index(inside[-1])] if t.params["p"] != kept_p]
+    assert len(inside) == 3 and outside, "this seed's trials should make the new space skip one"
+    space = {
+        "n_neighbors": {"type": "int", "low": 1, "high": 50, "log": True},
+        "weights": {"type": "categorical", "choices": ["uniform", "distance"]},
+        "p": {"type": "categorical", "choices": [kept_p]},
+    }
+    spec = _spec(name="warm-new", n_trials=5, strategy="tpe", space=space, warm_start={"study": past.name, "trials": 3})
+    runner.create_study(spec)
+    runner.run_here(spec.name)
+    study = runner.load_study(spec.name)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 5
+    assert [t.params for t in trials[:3]] == [t.params for t in inside]
+    record = study.user_attrs["hpdash.warm_start"]
+    assert record["study"] == past.name and record["trials"] == [t.number for t in inside]
+    assert [s["number"] for s in record["skipped"]] == [t.number for t in outside]
+    assert all("not among the choices" in s["reason"] for s in record["skipped"])
+    from hpdash import views
+
+    note = views.warm_start_note(study.user_attrs)
+    assert note is not None and f"of study '{past.name}'" in note and f"{len(outside)} skipped" in note
+
+
+def test_a_warm_start_from_another_model_or_a_missing_study_is_refused(data_dir) -> None:
+    past = _spec(name="warm-knn", n_trials=2)
+    runner.create_study(past)
+    runner.run_here(past.name)
+    with pytest.raises(SpecError, match="same model and target"):
+        runner.create_study(
+            _spec(name="warm-tree", model="decision_tree", warm_start={"study": past.name, "trials": 1})
+        )
+    with pytest.raises(SpecError, match="no study named 'nowhere'"):
+        runner.create_study(_spec(name="warm-none", warm_start={"study": "nowhere", "trials": 1}))
+    with pytest.raises(SpecError, match="does not apply to grid search"):
+        _spec(name="warm-grid", strategy="grid", warm_start={"study": past.name, "trials": 1})
+    from hpdash import views
+
+    assert set(views.list_study_names()) == {past.name}  # nothing created by a refused spec

@@ -365,3 +365,20 @@ def test_keep_predictions_defaults_to_true_and_round_trips(tmp_path) -> None:
     for value in ("no", 0, 1, "false"):
         with pytest.raises(SpecError, match=r"^'keep_predictions' must be true or false, got "):
             parse_spec({**BASE, "keep_predictions": value})
+
+
+def test_warm_start_is_checked_and_written_only_when_given() -> None:
+    base = {"name": "w", "dataset": "sklearn:iris", "target": "target", "model": "k_nearest_neighbors"}
+    assert "warm_start" not in parse_spec(base).to_dict()
+    warm = parse_spec({**base, "warm_start": {"study": "past", "trials": 3}})
+    assert warm.warm_start == {"study": "past", "trials": 3}
+    assert parse_spec(warm.to_dict()) == warm
+    for bad, message in (
+        ({"study": "past"}, "must look like"),
+        ({"study": "", "trials": 3}, "must be a study name"),
+        ({"study": "past", "trials": 0}, "whole number from 1"),
+        ({"study": "past", "trials": True}, "whole number from 1"),
+        ("past", "must look like"),
+    ):
+        with pytest.raises(SpecError, match=message):
+            parse_spec({**base, "warm_start": bad})

@@ -171,3 +171,23 @@ def test_the_new_study_page_of_a_viewer_runs_no_smoke_fit(data_dir, monkeypatch)
     assert not [i for i in at.info if "Estimated run time" in i.value]
     uploader = at.file_uploader(key="ns_spec_upload")
     assert uploader.proto.disabled and uploader.proto.max_upload_size_mb == 1
+
+
+def test_a_loaded_warm_start_survives_the_form_and_is_named() -> None:
+    spec = parse_spec({**SPEC, "warm_start": {"study": "past", "trials": 4}})
+    state = _form_after(spec.to_dict())
+    model = state["ns_models"][0]
+    again = study_form.spec_values(
+        state,
+        name=state["ns_name"],
+        task=state["ns_task"],
+        spaces={model: state["ns_space_init"][model]},
+        model_based=True,
+        pos_label=None,
+        keep_columns=[],
+    )
+    assert parse_spec(again) == spec
+    assert study_form.carried_note(state) == (
+        "From the loaded spec: split_seed = 3, sampler_seed = 11 (the Seed field sets only what these leave to it); "
+        "a warm start from the best 4 trials of study 'past'."
+    )

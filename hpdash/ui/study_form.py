@@ -31,7 +31,12 @@ FIELD_KEYS: dict[str, str] = {
     "name": "ns_name",
 }
 #: Spec fields with no widget of their own, kept from a loaded spec as they were.
-CARRIED_KEYS: dict[str, str] = {"split_seed": "ns_split_seed", "sampler_seed": "ns_sampler_seed"}
+CARRIED_KEYS: dict[str, str] = {
+    "split_seed": "ns_split_seed",
+    "sampler_seed": "ns_sampler_seed",
+    "warm_start": "ns_warm_start",
+}
+_SEEDS = ("split_seed", "sampler_seed")
 
 
 def apply_prefill(state: Any, values: Mapping[str, Any]) -> None:
@@ -108,16 +113,20 @@ def spec_values(
     }
     for field, key in CARRIED_KEYS.items():
         if state.get(key) is not None:
-            values[field] = int(state[key])
+            values[field] = int(state[key]) if field in _SEEDS else state[key]
     return values
 
 
 def carried_note(state: Any) -> str | None:
     """What a loaded spec fixes that the form shows no widget for (None: nothing)."""
-    kept = [f"{field} = {state[key]}" for field, key in CARRIED_KEYS.items() if state.get(key) is not None]
-    if not kept:
-        return None
-    return "From the loaded spec: " + ", ".join(kept) + " (the Seed field sets only what these leave to it)."
+    seeds = [
+        f"{field} = {state[CARRIED_KEYS[field]]}" for field in _SEEDS if state.get(CARRIED_KEYS[field]) is not None
+    ]
+    parts = [", ".join(seeds) + " (the Seed field sets only what these leave to it)"] if seeds else []
+    warm = state.get(CARRIED_KEYS["warm_start"])
+    if warm is not None:
+        parts.append(f"a warm start from the best {warm['trials']} trials of study {warm['study']!r}")
+    return "From the loaded spec: " + "; ".join(parts) + "." if parts else None
 
 
 def read_browser_spec(data: bytes, datasets_offered: Mapping[str, Any]) -> dict[str, Any]:

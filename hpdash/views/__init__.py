@@ -62,9 +62,11 @@ from hpdash.views.study_page import (
     study_dataset_problem,
     trial_reason,
     trials_table,
+    warm_start_note,
 )
 
 __all__ = [
+    "warm_start_note",
     "EDITOR_COLUMNS",
     "GRID_WHOLE",
     "QUICK_STARTS",

@@ -10,6 +10,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from hpdash import attrs as study_attrs
 from hpdash import cluster, config, datasets, objective, runner, space
 from hpdash.errors import HpdashError, SpecError
 from hpdash.store import Catalogue
@@ -174,3 +175,16 @@ def cluster_workers_frame(attrs: Mapping[str, Any]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=CLUSTER_WORKER_COLUMNS)
+
+
+def warm_start_note(attrs: Mapping[str, Any]) -> str | None:
+    """What a warm-started study was seeded from, in words (None for a cold start)."""
+    record = attrs.get(study_attrs.WARM_START)
+    if not record:
+        return None
+    taken = ", ".join(str(n) for n in record["trials"])
+    note = f"Warm-started from {len(record['trials'])} of the best trials of study {record['study']!r} (trials {taken})"
+    skipped = record.get("skipped") or []
+    if skipped:
+        note += f"; {len(skipped)} skipped as outside this space"
+    return note + ". They ran first and count in the budget."
