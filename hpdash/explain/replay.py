@@ -31,8 +31,8 @@ studies live in ``InMemoryStorage``.
 Speed: the runs are spread over a process pool (``processes``; a forkserver that imports this
 module once), each process building the oracle once; the dearest strategies start first. What
 is left is the samplers' own work, which a replay keeps: on 2 cores, 30 seeds x (grid, random,
-TPE, GP, QMC) x 100 trials take about 80 s (``bench/replay.py``), 94% of it hpdash's GP
-fitting a Gaussian process for each trial (about 5 s a run); without the GP about 6 s.
+TPE, GP, QMC) x 100 trials take about 21 s (``bench/replay.py``), 81% of it hpdash's GP
+fitting a Gaussian process for each trial (about 1.1 s a run); without the GP about 5 s.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ DEFAULT_STRATEGIES = ("grid", "random", "tpe", "gp", "qmc")
 MAX_TRIALS, MAX_SEEDS, MAX_WORKERS = 1000, 100, 32
 #: Seconds one replayed trial costs, by strategy (measured here at 100 trials on 2 cores: the
 #: GP fits a Gaussian process per trial, TPE its Parzen estimators, the rest next to nothing).
-ASK_SECONDS = {"gp": 0.05, "gp_torch": 0.05, "cmaes": 0.005, "tpe": 0.0025, "qmc": 0.001, "random": 0.0005}
+ASK_SECONDS = {"gp": 0.012, "gp_torch": 0.05, "cmaes": 0.005, "tpe": 0.0025, "qmc": 0.001, "random": 0.0005}
 #: Below this much estimated computation the runs go in this process: starting a pool (its
 #: forkserver imports hpdash, about 3 s the first time) would cost more than it saves.
 POOL_MIN_SECONDS = 3.0
