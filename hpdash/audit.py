@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,7 +61,11 @@ _audit = sa.Table(
     sa.Column("detail", sa.String(MAX_DETAIL), nullable=True),
     sa.Index(f"ix_{TABLE}_study", "study"),
 )
-_engines: dict[str, sa.engine.Engine] = {}
+#: Engines kept open, by storage URL, most recent last. A dashboard uses one URL; a process
+#: that visits many databases (a test run, a script) would otherwise keep every one's pooled
+#: connections, and with them their file descriptors, for ever: the oldest is disposed.
+MAX_ENGINES = 4
+_engines: OrderedDict[str, sa.engine.Engine] = OrderedDict()
 _made: set[str] = set()
 _lock = threading.Lock()
 
@@ -74,6 +79,10 @@ def _engine(url: str | None, *, make_table: bool) -> sa.engine.Engine | None:
         if engine is None:
             engine = storage.open_storage(url, heartbeat=False).engine
             _engines[url] = engine
+            while len(_engines) > MAX_ENGINES:
+                _, oldest = _engines.popitem(last=False)
+                oldest.dispose()  # a connection still in use closes when it is returned
+        _engines.move_to_end(url)
         if url not in _made:
             if make_table:
                 _metadata.create_all(engine, checkfirst=True)

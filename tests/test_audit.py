@@ -110,3 +110,23 @@ def test_a_viewer_is_refused_every_write_and_the_database_stays_as_it_was(data_d
             action()
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
     assert "bob@example.com" not in set(audit.events()["actor"])
+
+
+def test_a_process_visiting_many_databases_keeps_few_open(tmp_path) -> None:
+    """The trail's engines are kept for the last ``MAX_ENGINES`` databases only: recording into
+    twenty SQLite files leaves this process's open file count where it was, give or take those."""
+    import gc
+    import os
+
+    def open_files() -> int:
+        gc.collect()
+        return len(os.listdir("/proc/self/fd"))
+
+    urls = [f"sqlite:///{tmp_path / f'db{i}' / 'hpdash.db'}" for i in range(20)]
+    audit.record("create study", study="warm-up", url=urls[0])
+    before = open_files()
+    for url in urls:
+        audit.record("create study", study="s", url=url)
+        assert len(audit.events("s", url=url)) == 1
+    assert len(audit._engines) <= audit.MAX_ENGINES
+    assert open_files() - before <= 4 * audit.MAX_ENGINES, "the engines of the databases left behind are still open"

@@ -434,8 +434,12 @@ def test_a_killed_creation_leaves_no_half_created_study(data_dir) -> None:
                 assert line, "the child ended before creating a study"
                 lines.append(line)
             deadline = time.time() + rng.uniform(0.0, 3.0)
+            # poll, not select: select refuses a descriptor numbered 1024 or more, which a
+            # long-lived test process can hand out
+            poller = select.poll()
+            poller.register(proc.stdout, select.POLLIN)
             while time.time() < deadline:  # keep reading, so the pipe never blocks the child
-                if select.select([proc.stdout], [], [], max(0.0, deadline - time.time()))[0]:
+                if poller.poll(max(0.0, deadline - time.time()) * 1000):
                     lines.append(proc.stdout.readline().strip())
         finally:
             proc.send_signal(signal.SIGKILL)
